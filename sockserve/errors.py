@@ -1,0 +1,111 @@
+"""Plain-words explanations for the errors a server meets when it binds.
+
+``server_bind`` and the constructors pass every ``OSError`` from ``bind()``
+through :func:`explain_bind_error`. The error that comes out has the same
+class and the same ``errno`` as the one that went in (so ``except OSError``
+and ``e.errno == errno.EADDRINUSE`` keep working), but its message says what
+happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Any
+
+__all__ = ["explain_bind_error", "format_address", "StaleUnixSocketError"]
+
+
+class StaleUnixSocketError(FileExistsError):
+    """A Unix socket path is taken by a file that no server listens on.
+
+    Raised instead of a bare ``EADDRINUSE`` when a crashed server left its
+    socket file behind. Pass ``replace_stale=True`` to the Unix server (or set
+    the class attribute) to remove the stale file and bind anyway.
+    """
+
+
+def format_address(address: Any) -> str:
+    """Render a socket address the way a person writes it.
+
+    ``("127.0.0.1", 8000)`` becomes ``127.0.0.1:8000``, an IPv6 address gets
+    brackets, and a Unix socket path is shown as it is.
+    """
+    if isinstance(address, (str, bytes, os.PathLike)):
+        path = os.fsdecode(address)
+        return path if path else "(unnamed Unix socket)"
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        if isinstance(host, str) and ":" in host:
+            return f"[{host}]:{port}"
+        return f"{host}:{port}"
+    return repr(address)
+
+
+def _advice(code: int | None, where: str, family: int) -> str | None:
+    unix = family == getattr(socket, "AF_UNIX", object())
+    if code == errno.EADDRINUSE:
+        if unix:
+            return (
+                f"{where} is already in use (EADDRINUSE): a file exists at that "
+                "path; stop the server that owns it, remove the file, or choose "
+                "another path"
+            )
+        return (
+            f"{where} is already in use (EADDRINUSE): another server holds it; "
+            "pass port 0 for a free port, or stop the other server"
+        )
+    if code == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot bind to {where} (EADDRNOTAVAIL): this machine has no such "
+            "address; use 127.0.0.1 for loopback only, or one of this machine's "
+            "own addresses"
+        )
+    if code == errno.EACCES:
+        if unix:
+            return (
+                f"cannot create the socket file {where} (EACCES): the directory "
+                "is not writable by this user; choose a path in a directory you own"
+            )
+        return (
+            f"cannot bind to {where} (EACCES): ports below 1024 need special "
+            "privileges; pick a port of 1024 or more, or pass port 0 for a free one"
+        )
+    if code == errno.ENOENT and unix:
+        return (
+            f"cannot create the socket file {where} (ENOENT): its directory does "
+            "not exist; create the directory first"
+        )
+    if code == errno.EAFNOSUPPORT:
+        return (
+            f"cannot bind to {where} (EAFNOSUPPORT): the address does not belong "
+            "to the server's address family; an IPv6 address needs "
+            "address_family = socket.AF_INET6"
+        )
+    return None
+
+
+def explain_bind_error(exc: OSError, address: Any, family: int) -> OSError:
+    """Return an error like *exc* whose message tells the reader what to do.
+
+    The result is of the same type as *exc* and carries the same ``errno``;
+    errors this module has no advice for come back unchanged.
+    """
+    where = format_address(address)
+    if isinstance(exc, socket.gaierror):
+        host = address[0] if isinstance(address, tuple) and address else address
+        message = (
+            f"cannot bind to {where}: {host!r} is not a host name or address this "
+            f"machine can resolve ({exc.strerror}); use 127.0.0.1 for loopback only"
+        )
+        return socket.gaierror(exc.errno, message)
+    text = _advice(exc.errno, where, family)
+    if text is None:
+        return exc
+    # OSError(errno, text) picks the matching subclass (PermissionError for
+    # EACCES, FileNotFoundError for ENOENT), so the type is preserved.
+    better = OSError(exc.errno, text)
+    if type(better) is not type(exc):
+        better = type(exc)(exc.errno, text)
+    return better

@@ -1,0 +1,311 @@
+"""Concurrency mixins: each overrides one hook, ``process_request``.
+
+Put the mixin first so its ``process_request`` wins::
+
+    class ThreadingTCPServer(ThreadingMixIn, TCPServer): pass
+
+``ThreadingMixIn`` runs each request in a new thread; ``ForkingMixIn`` in a
+new child process. Everything else (accepting, verifying, the handler's
+``setup/handle/finish``) is the server's own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import signal
+import struct
+import sys
+import threading
+import time
+from typing import Any
+
+from .stats import Outcome, outcome_of
+
+__all__ = ["ThreadingMixIn", "ForkingMixIn"]
+
+
+class HandlerThreads(list):  # type: ignore[type-arg]
+    """The non-daemon handler threads a server must join on close.
+
+    Finished threads are dropped whenever a new one is added, so a
+    long-running server does not keep every thread it ever started.
+    """
+
+    def append(self, thread: threading.Thread) -> None:
+        self.reap()
+        if not thread.daemon:
+            super().append(thread)
+
+    def pop_all(self) -> list[threading.Thread]:
+        """Remove and return every thread, atomically enough for one writer."""
+        taken, self[:] = self[:], []
+        return taken
+
+    def join(self) -> None:  # type: ignore[override]
+        """Wait for every recorded thread to end."""
+        for thread in self.pop_all():
+            thread.join()
+
+    def reap(self) -> None:
+        """Forget threads that have ended."""
+        self[:] = [thread for thread in self if thread.is_alive()]
+
+
+class NoThreads:
+    """Null object used when the server need not wait for its threads."""
+
+    def append(self, thread: threading.Thread) -> None:
+        pass
+
+    def join(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+
+class ThreadingMixIn:
+    """Handle each request in a new thread.
+
+    Class attributes that tune it:
+
+    ``daemon_threads`` (False)
+        make handler threads daemons: the interpreter may exit while they
+        run, and ``server_close()`` does not wait for them.
+    ``block_on_close`` (True)
+        ``server_close()`` waits for all non-daemon handler threads.
+
+    Callers may use ``process_request_thread`` as a thread target; it runs
+    ``finish_request`` and always ends with ``shutdown_request``.
+    """
+
+    daemon_threads: bool = False
+    block_on_close: bool = True
+    _threads: HandlerThreads | NoThreads = NoThreads()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Body of a handler thread: finish, report errors, shut down."""
+        server: Any = self
+        try:
+            server._finish_counted(request, client_address)
+        except Exception:
+            server.handle_error(request, client_address)
+        finally:
+            server.shutdown_request(request)
+            server.stats.set_threads(-1)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a thread that runs ``process_request_thread``."""
+        if self.block_on_close:
+            vars(self).setdefault("_threads", HandlerThreads())
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name=f"{type(self).__name__} handler",
+        )
+        thread.daemon = self.daemon_threads
+        self._threads.append(thread)
+        stats = getattr(self, "stats")
+        stats.set_threads(+1)
+        try:
+            thread.start()
+        except BaseException:
+            stats.set_threads(-1)
+            raise
+
+    def server_close(self) -> None:
+        """Close the server, then wait for handler threads (see block_on_close)."""
+        super().server_close()  # type: ignore[misc]
+        self._threads.join()
+
+
+# A child reports (pid, outcome, seconds) in one write of 13 bytes: far below
+# PIPE_BUF, so reports from many children never interleave.
+_REPORT = struct.Struct("=iBd")
+
+
+class ForkingMixIn:
+    """Handle each request in a new child process (POSIX only).
+
+    Class attributes that tune it:
+
+    ``max_children`` (40)
+        at most this many children at once; the server waits for one to end
+        before it forks another.
+    ``timeout`` (300)
+        ``handle_request()`` calls ``handle_timeout()`` (which reaps
+        children) after this many idle seconds.
+    ``block_on_close`` (True)
+        ``server_close()`` waits for every child to end.
+    ``child_timeout`` (None)
+        sockserve only: seconds a child may run before it is ended with
+        SIGALRM (a hung handler cannot pin a slot forever); None: no limit.
+
+    ``active_children`` is the set of live child PIDs (None before the first
+    fork). Children are reaped by ``collect_children()``, which runs after
+    every request (``service_actions``) and on ``handle_timeout``; only this
+    server's own children are ever waited for.
+
+    Statistics: each child writes its outcome and handler time to a pipe
+    that the parent reads when it reaps, so ``server.stats`` in the parent
+    counts the children's requests and errors.
+    """
+
+    timeout: float | None = 300
+    active_children: set[int] | None = None
+    max_children: int = 40
+    block_on_close: bool = True
+    child_timeout: float | None = None
+
+    _reports: tuple[int, int] | None = None
+    _pending: dict[int, float] | None = None
+
+    def collect_children(self, *, blocking: bool = False) -> None:
+        """Reap finished children; with *blocking*, wait for all of them.
+
+        While ``max_children`` or more are alive, waits until one ends.
+        """
+        if self.active_children is None:
+            return
+        while len(self.active_children) >= self.max_children:
+            if not self._reap(wait=True):
+                break
+        flags = 0 if blocking else os.WNOHANG
+        for pid in list(self.active_children):
+            self._wait_for(pid, flags)
+        self._read_reports()
+
+    def _wait_for(self, pid: int, flags: int) -> bool:
+        """waitpid one child; True if it is gone."""
+        assert self.active_children is not None
+        try:
+            done, _ = os.waitpid(pid, flags)
+        except ChildProcessError:
+            done = pid  # already reaped elsewhere
+        except InterruptedError:
+            return False
+        if done:
+            self.active_children.discard(pid)
+            self._child_gone(pid)
+            return True
+        return False
+
+    def _reap(self, wait: bool) -> bool:
+        """Reap at least one child, waiting (on the report pipe) if asked."""
+        assert self.active_children is not None
+        for pid in list(self.active_children):
+            if self._wait_for(pid, os.WNOHANG):
+                return True
+        if not wait or not self.active_children:
+            return bool(not self.active_children)
+        # A child writes its report just before it exits, so a readable pipe
+        # means a child is about to be reapable; the timeout covers children
+        # that die without reporting (killed by a signal).
+        if self._reports is not None:
+            select.select([self._reports[0]], [], [], 0.05)
+            self._read_reports()
+        else:
+            time.sleep(0.01)
+        return False
+
+    def _child_gone(self, pid: int) -> None:
+        stats = getattr(self, "stats")
+        stats.set_children(len(self.active_children or ()))
+        self._read_reports()
+        pending = self._pending
+        if pending is not None and pid in pending:
+            # Reaped without a report: the child died before finishing.
+            began = pending.pop(pid)
+            stats.request_finished(Outcome.ABORTED, time.perf_counter() - began)
+
+    def _read_reports(self) -> None:
+        if self._reports is None:
+            return
+        try:
+            data = os.read(self._reports[0], _REPORT.size * 512)
+        except BlockingIOError:
+            return
+        stats = getattr(self, "stats")
+        pending = self._pending or {}
+        usable = len(data) - len(data) % _REPORT.size
+        for pid, outcome, seconds in _REPORT.iter_unpack(data[:usable]):
+            if pending.pop(pid, None) is not None:
+                stats.request_finished(Outcome(outcome), seconds)
+        if len(data) == _REPORT.size * 512:
+            self._read_reports()
+
+    def handle_timeout(self) -> None:
+        """Reap children while ``handle_request()`` is idle."""
+        self.collect_children()
+
+    def service_actions(self) -> None:
+        """Reap children after each ``serve_forever`` iteration."""
+        self.collect_children()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Fork; the child handles the request and exits, the parent closes
+        its copy of the request and returns to the loop."""
+        server: Any = self
+        if self._reports is None:
+            reader, writer = os.pipe()
+            os.set_blocking(reader, False)
+            self._reports = (reader, writer)
+            self._pending = {}
+        began = time.perf_counter()
+        pid = os.fork()
+        if pid:
+            if self.active_children is None:
+                self.active_children = set()
+            self.active_children.add(pid)
+            assert self._pending is not None
+            self._pending[pid] = began
+            server.stats.request_started()
+            server.stats.set_children(len(self.active_children))
+            server.close_request(request)
+            return
+        self._run_child(request, client_address, began)
+
+    def _run_child(self, request: Any, client_address: Any, began: float) -> None:
+        """The child's whole life: handle, report, ``os._exit``. Never returns."""
+        server: Any = self
+        status = 1
+        outcome = Outcome.ERROR
+        try:
+            if self.child_timeout is not None:
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)
+                signal.alarm(max(1, math.ceil(self.child_timeout)))
+            try:
+                server.finish_request(request, client_address)
+                outcome, status = Outcome.OK, 0
+            except Exception as exc:
+                outcome = outcome_of(exc)
+                server.handle_error(request, client_address)
+        finally:
+            try:
+                server.shutdown_request(request)
+            finally:
+                try:
+                    assert self._reports is not None
+                    os.write(
+                        self._reports[1],
+                        _REPORT.pack(os.getpid(), outcome, time.perf_counter() - began),
+                    )
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                except BaseException:
+                    pass  # reporting must never keep the child alive
+                os._exit(status)
+
+    def server_close(self) -> None:
+        """Close the server, then reap children (waiting if block_on_close)."""
+        super().server_close()  # type: ignore[misc]
+        self.collect_children(blocking=self.block_on_close)
+        if self._reports is not None:
+            # Children still running (block_on_close=False) then fail to
+            # report with EPIPE, which they ignore; they are counted aborted
+            # if anyone reaps them later.
+            for fd in self._reports:
+                os.close(fd)
+            self._reports = None

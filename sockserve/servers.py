@@ -1,0 +1,495 @@
+"""Servers: the objects that own *connections*.
+
+``BaseServer`` is the loop and the hooks; ``TCPServer`` and ``UDPServer`` add
+a socket. The Unix variants (in :mod:`sockserve.unix`) change only the
+address family. Concurrency is added by the mixins in
+:mod:`sockserve.mixins`, which override one hook, ``process_request``.
+
+The call flow for one request, the same as the standard library's::
+
+    serve_forever()
+      _handle_request_noblock()
+        get_request()                     -> request, client_address
+        verify_request(request, client_address)
+        process_request(request, client_address)      <- mixins override this
+          finish_request(request, client_address)
+            RequestHandlerClass(request, client_address, self)
+              setup() / handle() / finish()
+          shutdown_request(request)
+            close_request(request)
+
+Where sockserve differs from the standard library, on purpose:
+
+* ``shutdown()`` wakes ``serve_forever`` at once through a socket pair rather
+  than waiting for its next ``poll_interval`` tick, and called from a handler
+  running in the serving thread it asks the loop to stop and returns instead
+  of deadlocking.
+* when ``accept()`` fails for lack of descriptors or memory, the loop backs
+  off (10 ms, doubling to 0.5 s) instead of spinning, and resumes by itself.
+* ``request_queue_size`` defaults to ``socket.SOMAXCONN``, not 5.
+* a failed ``bind()`` says what happened and what to do (same type, same errno).
+* every server keeps live statistics in ``server.stats``.
+* ``handle_error`` reports a client that went away (reset, broken pipe) as one
+  debug log line, not as a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import selectors
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from . import socketfiles
+from .errors import explain_bind_error, format_address
+from .lifecycle import ServerState
+from .stats import CLIENT_GONE, ServerStats, outcome_of
+
+__all__ = ["BaseServer", "TCPServer", "UDPServer"]
+
+log = logging.getLogger("sockserve")
+
+# poll() scales better than select() and, unlike epoll, costs no extra
+# descriptor to create, which matters when descriptors run out.
+if hasattr(selectors, "PollSelector"):
+    _Selector: type[selectors.BaseSelector] = selectors.PollSelector
+else:  # pragma: no cover - every POSIX system has poll
+    _Selector = selectors.SelectSelector
+
+_AF_UNIX = getattr(socket, "AF_UNIX", None)
+
+#: accept() errors that mean "out of resources": back off, do not spin.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_BACKOFF_FIRST = 0.01
+_BACKOFF_MAX = 0.5
+
+
+class BaseServer:
+    """The serving loop and its hooks, independent of any socket type.
+
+    Callers use: ``serve_forever(poll_interval)``, ``shutdown()``,
+    ``handle_request()``, ``server_close()`` (or ``with server:``),
+    ``fileno()``, ``stats`` and ``state``.
+
+    Subclasses may override: ``server_bind``, ``server_activate``,
+    ``get_request``, ``verify_request``, ``process_request``,
+    ``finish_request``, ``shutdown_request``, ``close_request``,
+    ``handle_error``, ``handle_timeout``, ``service_actions``,
+    ``server_close``. ``__init__`` may be extended (call it), not replaced.
+
+    Class attributes that tune it:
+
+    ``timeout`` (default None)
+        seconds ``handle_request()`` waits for a request before calling
+        ``handle_timeout()``; None waits forever.
+
+    Thread safety: ``serve_forever`` runs in one thread; ``shutdown()`` is
+    meant to be called from another (or, in sockserve, from a handler).
+    """
+
+    timeout: float | None = None
+
+    def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
+        self.server_address = server_address
+        self.RequestHandlerClass = RequestHandlerClass
+        self.stats = ServerStats()
+        self.state = ServerState.CREATED
+        self._is_shut_down = threading.Event()
+        self._shutdown_request = False
+        self._loop_lock = threading.Lock()
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._serving_thread: int | None = None
+        self._accept_backoff = 0.0
+
+    # -- the loop -------------------------------------------------------------
+
+    def server_activate(self) -> None:
+        """Start accepting requests (TCPServer calls listen() here)."""
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Handle requests until ``shutdown()`` is called.
+
+        ``service_actions()`` runs after each request and at least every
+        *poll_interval* seconds. ``shutdown()`` does not wait for that tick.
+        """
+        self._is_shut_down.clear()
+        try:
+            wake = self._open_wakeup()
+            with _Selector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(wake, selectors.EVENT_READ)
+                self._set_state(ServerState.SERVING)
+                while not self._shutdown_request:
+                    ready = selector.select(poll_interval)
+                    if self._shutdown_request:
+                        break
+                    if any(key.fileobj is self for key, _ in ready):
+                        self._handle_request_noblock()
+                        if self._accept_backoff:
+                            self._sleep_unless_woken(wake, self._accept_backoff)
+                    self.service_actions()
+        finally:
+            self._shutdown_request = False
+            self._close_wakeup()
+            if self.state is not ServerState.CLOSED:
+                self.state = ServerState.LISTENING
+            self._is_shut_down.set()
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` and wait until it has returned.
+
+        Returns at once (within a few milliseconds) whatever ``poll_interval``
+        was given, once the request being handled, if any, is done. Called
+        from a handler running in the serving thread itself, it only asks the
+        loop to stop and returns; the loop ends when that handler does.
+        """
+        with self._loop_lock:
+            self._shutdown_request = True
+            if self.state is ServerState.SERVING:
+                self.state = ServerState.STOPPING
+            if self._wakeup is not None:
+                try:
+                    self._wakeup[1].send(b"\0")
+                except OSError:
+                    pass  # buffer full: a wake-up is already pending
+            in_loop_thread = self._serving_thread == threading.get_ident()
+        if not in_loop_thread:
+            self._is_shut_down.wait()
+
+    def _open_wakeup(self) -> socket.socket:
+        with self._loop_lock:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._wakeup = (reader, writer)
+            self._serving_thread = threading.get_ident()
+            return reader
+
+    def _close_wakeup(self) -> None:
+        with self._loop_lock:
+            pair, self._wakeup = self._wakeup, None
+            self._serving_thread = None
+        if pair is not None:
+            for sock in pair:
+                sock.close()
+
+    def _sleep_unless_woken(self, wake: socket.socket, seconds: float) -> None:
+        """Pause accepting for *seconds*, but wake at once for shutdown()."""
+        with _Selector() as selector:
+            selector.register(wake, selectors.EVENT_READ)
+            selector.select(seconds)
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` after each loop iteration. Override it
+        for periodic work (ForkingMixIn reaps children here)."""
+
+    def handle_request(self) -> None:
+        """Wait for one request and handle it.
+
+        Waits at most ``timeout`` (the smaller of the socket's and the
+        server's) and calls ``handle_timeout()`` when none came.
+        """
+        timeout = _socket_timeout(self)
+        if timeout is None:
+            timeout = self.timeout
+        elif self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with _Selector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            while True:
+                if selector.select(timeout):
+                    return self._handle_request_noblock()
+                if deadline is not None:
+                    timeout = deadline - time.monotonic()
+                    if timeout < 0:
+                        return self.handle_timeout()
+
+    def _handle_request_noblock(self) -> None:
+        """Take one request that is known to be waiting and handle it."""
+        try:
+            request, client_address = self.get_request()
+        except OSError as exc:
+            self._accept_failed(exc)
+            return
+        self._accept_backoff = 0.0
+        self.stats.note_accepted()
+        if self.verify_request(request, client_address):
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
+            except BaseException:
+                self.shutdown_request(request)
+                raise
+        else:
+            self.stats.note_rejected()
+            self.shutdown_request(request)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno not in RESOURCE_ERRNOS:
+            # Another process took the connection first, or the client gave
+            # up before we accepted: nothing to do.
+            return
+        self.stats.note_accept_error()
+        if not self._accept_backoff:
+            log.warning(
+                "%s cannot accept a connection: %s (%s); pausing accept() and "
+                "retrying until descriptors or memory free up",
+                type(self).__name__,
+                exc.strerror,
+                errno.errorcode.get(exc.errno or 0, exc.errno),
+            )
+            self._accept_backoff = _BACKOFF_FIRST
+        else:
+            self._accept_backoff = min(self._accept_backoff * 2, _BACKOFF_MAX)
+
+    def handle_timeout(self) -> None:
+        """Called when ``handle_request()`` waited ``timeout`` in vain."""
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Return False to refuse the request (it is closed, not handled).
+        Accepts everything here; override it for an allowlist."""
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Handle the request in this thread, then shut it down.
+        Mixins override this to use a thread or a process."""
+        self._finish_counted(request, client_address)
+        self.shutdown_request(request)
+
+    def _finish_counted(self, request: Any, client_address: Any) -> None:
+        """Call ``finish_request`` and record its outcome in ``stats``."""
+        stats = self.stats
+        stats.request_started()
+        began = time.perf_counter()
+        try:
+            self.finish_request(request, client_address)
+        except BaseException as exc:
+            stats.request_finished(outcome_of(exc), time.perf_counter() - began)
+            raise
+        stats.request_finished(outcome_of(None), time.perf_counter() - began)
+
+    def server_close(self) -> None:
+        """Release what the server holds. Safe to call more than once."""
+        self._set_state(ServerState.CLOSED)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Run the handler: ``RequestHandlerClass(request, client_address, self)``."""
+        self.RequestHandlerClass(request, client_address, self)
+
+    def shutdown_request(self, request: Any) -> None:
+        """End the request at the protocol level, then close it."""
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Release the request's resources. Nothing to do here."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Report an exception raised while handling a request.
+
+        Called from inside the ``except`` clause, so ``sys.exc_info()`` holds
+        it. A client that went away (reset, broken pipe) is logged at debug
+        level; anything else is printed with its traceback to stderr. The
+        server keeps serving either way. Override to log elsewhere.
+        """
+        exc = sys.exc_info()[1]
+        if isinstance(exc, CLIENT_GONE + (TimeoutError,)):
+            log.debug(
+                "client %s went away: %s: %s",
+                format_address(client_address),
+                type(exc).__name__,
+                exc,
+            )
+            return
+        handler = getattr(self.RequestHandlerClass, "__name__", repr(self.RequestHandlerClass))
+        rule = "-" * 60
+        print(rule, file=sys.stderr)
+        print(
+            f"{type(self).__name__}: {handler} failed on the request from "
+            f"{format_address(client_address)}; the server goes on serving.",
+            file=sys.stderr,
+        )
+        traceback.print_exc()
+        print(rule, file=sys.stderr)
+
+    def _set_state(self, new: ServerState) -> None:
+        if self.state is not ServerState.CLOSED:
+            self.state = new
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server_close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {format_address(self.server_address)} "
+            f"{self.state.value}>"
+        )
+
+
+def _socket_timeout(server: BaseServer) -> float | None:
+    sock = getattr(server, "socket", None)
+    return sock.gettimeout() if sock is not None else None
+
+
+class TCPServer(BaseServer):
+    """A server on a stream socket (TCP by default).
+
+    ``TCPServer(server_address, RequestHandlerClass, bind_and_activate=True)``
+    makes the socket and, unless told not to, binds and listens at once; if
+    that fails the socket is closed before the error is raised.
+
+    Class attributes that tune it:
+
+    ``address_family`` (socket.AF_INET)
+        set ``socket.AF_INET6`` for IPv6; the Unix servers set AF_UNIX.
+    ``socket_type`` (socket.SOCK_STREAM)
+    ``request_queue_size`` (socket.SOMAXCONN)
+        the listen backlog. The standard library uses 5, which makes bursts
+        of new connections wait for SYN retransmits (1 s, then 3 s).
+    ``allow_reuse_address`` (False)
+        set SO_REUSEADDR before bind, to rebind a port still in TIME_WAIT.
+    ``allow_reuse_port`` (False)
+        set SO_REUSEPORT before bind (IPv4/IPv6 only).
+    """
+
+    address_family: int = socket.AF_INET
+    socket_type: int = socket.SOCK_STREAM
+    request_queue_size: int = socket.SOMAXCONN
+    allow_reuse_address: bool = False
+    allow_reuse_port: bool = False
+
+    _socket_file: tuple[int, int] | None = None
+    _socket_path: Any = None
+
+    def __init__(
+        self, server_address: Any, RequestHandlerClass: Any, bind_and_activate: bool = True
+    ) -> None:
+        BaseServer.__init__(self, server_address, RequestHandlerClass)
+        self.socket = socket.socket(self.address_family, self.socket_type)
+        if bind_and_activate:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except BaseException:
+                self.server_close()
+                raise
+
+    def server_bind(self) -> None:
+        """Set the reuse options asked for, bind, and record the real address
+        (with port 0, the port the system picked)."""
+        if self.allow_reuse_address and hasattr(socket, "SO_REUSEADDR"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if (
+            self.allow_reuse_port
+            and hasattr(socket, "SO_REUSEPORT")
+            and self.address_family in (socket.AF_INET, socket.AF_INET6)
+        ):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        unix = self.address_family == _AF_UNIX
+        if unix:
+            socketfiles.prepare_path(
+                self.server_address,
+                self.socket_type,
+                getattr(self, "replace_stale_socket", False),
+            )
+        try:
+            self.socket.bind(self.server_address)
+        except OSError as exc:
+            better = explain_bind_error(exc, self.server_address, self.address_family)
+            if better is exc:
+                raise
+            raise better from None
+        if unix:
+            self._socket_file = socketfiles.claim_path(
+                self.server_address, getattr(self, "socket_mode", None)
+            )
+            self._socket_path = self.server_address
+        self.server_address = self.socket.getsockname()
+        self._set_state(ServerState.BOUND)
+
+    def server_activate(self) -> None:
+        """listen() with ``request_queue_size`` as the backlog."""
+        self.socket.listen(self.request_queue_size)
+        self._set_state(ServerState.LISTENING)
+
+    def server_close(self) -> None:
+        """Close the listening socket (and remove a Unix socket file we made)."""
+        self.socket.close()
+        identity, self._socket_file = self._socket_file, None
+        socketfiles.release_path(self._socket_path, identity)
+        BaseServer.server_close(self)
+
+    def fileno(self) -> int:
+        """The listening socket's descriptor (what the loop waits on)."""
+        return self.socket.fileno()
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept one connection: ``(socket, client_address)``."""
+        return self.socket.accept()
+
+    def shutdown_request(self, request: Any) -> None:
+        """Half-close our side (the client sees EOF), then close."""
+        try:
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the client may already be gone
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Close the connection's socket."""
+        request.close()
+
+
+class UDPServer(TCPServer):
+    """A server on a datagram socket (UDP by default).
+
+    Each datagram is one request: ``get_request`` returns
+    ``((data, server_socket), client_address)``. Nothing is closed per
+    request, since every reply goes out through the one server socket.
+
+    Class attributes that tune it (besides TCPServer's):
+
+    ``max_packet_size`` (8192)
+        longest datagram read; the rest of a longer one is dropped by the
+        system, and ``stats.truncated`` counts it.
+    """
+
+    allow_reuse_address: bool = False
+    allow_reuse_port: bool = False
+    socket_type: int = socket.SOCK_DGRAM
+    max_packet_size: int = 8192
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Read one datagram: ``((data, self.socket), client_address)``."""
+        if _HAVE_RECVMSG:
+            data, _, flags, client_address = self.socket.recvmsg(self.max_packet_size)
+            if flags & _MSG_TRUNC:
+                self.stats.note_truncated()
+        else:  # pragma: no cover - recvmsg exists on every POSIX system
+            data, client_address = self.socket.recvfrom(self.max_packet_size)
+        return (data, self.socket), client_address
+
+    def server_activate(self) -> None:
+        """Nothing to do: a datagram socket does not listen."""
+        self._set_state(ServerState.LISTENING)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Nothing to shut down per datagram."""
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Nothing to close per datagram."""
+
+
+_HAVE_RECVMSG = hasattr(socket.socket, "recvmsg")
+_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)
