@@ -1,0 +1,136 @@
+"""Shared fixtures: running servers safely, Unix socket paths, leak checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import sockserve
+
+HOST = "127.0.0.1"
+
+#: Every concrete server class, as (class, is_stream, is_unix).
+SERVER_CLASSES: list[tuple[type, bool, bool]] = []
+for _name in sockserve.__all__:
+    _cls = getattr(sockserve, _name)
+    if isinstance(_cls, type) and issubclass(_cls, sockserve.TCPServer):
+        SERVER_CLASSES.append(
+            (
+                _cls,
+                _cls.socket_type == socket.SOCK_STREAM,
+                _cls.address_family == getattr(socket, "AF_UNIX", None),
+            )
+        )
+
+STREAM_CLASSES = [c for c, stream, _ in SERVER_CLASSES if stream]
+DGRAM_CLASSES = [c for c, stream, _ in SERVER_CLASSES if not stream]
+ALL_CLASSES = [c for c, _, _ in SERVER_CLASSES]
+
+
+def class_id(cls: type) -> str:
+    return cls.__name__
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[str]:
+    """A short temporary directory for Unix socket files (paths max ~107 bytes)."""
+    path = tempfile.mkdtemp(prefix="ss-", dir="/tmp")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def address_for(cls: type, sock_dir: str, name: str = "s") -> Any:
+    """A bindable address for *cls*: loopback port 0, or a path in *sock_dir*."""
+    if cls.address_family == getattr(socket, "AF_UNIX", None):
+        return os.path.join(sock_dir, f"{name}.sock")
+    if cls.address_family == socket.AF_INET6:
+        return ("::1", 0)
+    return (HOST, 0)
+
+
+@contextlib.contextmanager
+def serving(server: Any, poll_interval: float = 0.5) -> Iterator[Any]:
+    """Run ``server.serve_forever`` in a daemon thread; always shut down and close."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+        assert not thread.is_alive(), "serve_forever did not return after shutdown()"
+
+
+def client_socket(cls: type, sock_dir: str | None = None) -> socket.socket:
+    """A client socket of the right family/type for *cls* (Unix datagram
+    clients are bound so the server can reply)."""
+    sock = socket.socket(cls.address_family, cls.socket_type)
+    if cls.address_family == getattr(socket, "AF_UNIX", None) and cls.socket_type == socket.SOCK_DGRAM:
+        assert sock_dir is not None
+        sock.bind(tempfile.mktemp(prefix="c-", suffix=".sock", dir=sock_dir))
+    sock.settimeout(10)
+    return sock
+
+
+def exchange(cls: type, address: Any, payload: bytes, sock_dir: str | None = None) -> bytes:
+    """Send one line to a server of class *cls*; return what came back."""
+    with client_socket(cls, sock_dir) as sock:
+        if cls.socket_type == socket.SOCK_STREAM:
+            sock.connect(address)
+            sock.sendall(payload)
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+        sock.sendto(payload, address)
+        return sock.recv(65536)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _settle(read: Any, baseline: int, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    value = read()
+    while value > baseline and time.monotonic() < deadline:
+        time.sleep(0.02)
+        value = read()
+    return value
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test leaves the thread and descriptor counts where it found them."""
+    if request.node.get_closest_marker("allow_leaks"):
+        yield
+        return
+    threads_before = threading.active_count()
+    fds_before = open_fds()
+    yield
+    threads_after = _settle(threading.active_count, threads_before, 5.0)
+    fds_after = _settle(open_fds, fds_before, 5.0)
+    assert threads_after <= threads_before, (
+        f"thread leak: {threads_before} threads before the test, {threads_after} after: "
+        f"{[t.name for t in threading.enumerate()]}"
+    )
+    assert fds_after <= fds_before, (
+        f"descriptor leak: {fds_before} open before the test, {fds_after} after"
+    )
