@@ -121,6 +121,23 @@ class ThreadingMixIn:
         self._threads.join()
 
 
+def _own_std_streams() -> None:
+    """Give a newly forked child fresh ``sys.stdout``/``sys.stderr`` on fds 1/2.
+
+    The inherited stream objects may hold a lock that another thread of the
+    parent owned at the moment of fork() (a buffered file's lock, Jupyter's
+    OutStream buffer lock): the child would wait for it forever. New file
+    objects on the same descriptors have no such state, and the output still
+    goes where the parent's descriptors point (a terminal, or the pipe that
+    ipykernel forwards to the notebook)."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        try:
+            stream = open(fd, "w", buffering=1, errors="backslashreplace", closefd=False)
+        except OSError:
+            stream = open(os.devnull, "w")
+        setattr(sys, name, stream)
+
+
 # A child reports (pid, outcome, seconds) in one write of 13 bytes: far below
 # PIPE_BUF, so reports from many children never interleave.
 _REPORT = struct.Struct("=iBd")
@@ -170,8 +187,7 @@ class ForkingMixIn:
         if self.active_children is None:
             return
         while len(self.active_children) >= self.max_children:
-            if not self._reap(wait=True):
-                break
+            self._reap(wait=True)
         flags = 0 if blocking else os.WNOHANG
         for pid in list(self.active_children):
             self._wait_for(pid, flags)
@@ -193,13 +209,14 @@ class ForkingMixIn:
         return False
 
     def _reap(self, wait: bool) -> bool:
-        """Reap at least one child, waiting (on the report pipe) if asked."""
+        """Reap children that have ended; if none had and *wait*, wait a
+        little (on the report pipe) for one to end. True if any was reaped."""
         assert self.active_children is not None
+        reaped = False
         for pid in list(self.active_children):
-            if self._wait_for(pid, os.WNOHANG):
-                return True
-        if not wait or not self.active_children:
-            return bool(not self.active_children)
+            reaped = self._wait_for(pid, os.WNOHANG) or reaped
+        if reaped or not wait or not self.active_children:
+            return reaped
         # A child writes its report just before it exits, so a readable pipe
         # means a child is about to be reapable; the timeout covers children
         # that die without reporting (killed by a signal).
@@ -253,6 +270,10 @@ class ForkingMixIn:
             os.set_blocking(reader, False)
             self._reports = (reader, writer)
             self._pending = {}
+        if self.active_children is not None and len(self.active_children) >= self.max_children:
+            # Only service_actions() enforces the bound in the standard
+            # library; check here too so handle_request() loops obey it.
+            self.collect_children()
         began = time.perf_counter()
         pid = os.fork()
         if pid:
@@ -276,6 +297,7 @@ class ForkingMixIn:
             if self.child_timeout is not None:
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
                 signal.alarm(max(1, math.ceil(self.child_timeout)))
+            _own_std_streams()
             try:
                 server.finish_request(request, client_address)
                 outcome, status = Outcome.OK, 0
