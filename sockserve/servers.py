@@ -326,7 +326,7 @@ class BaseServer:
     def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *args: object) -> None:
         self.server_close()
 
     def __repr__(self) -> str:
