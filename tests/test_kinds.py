@@ -1,0 +1,106 @@
+"""Server kinds: names built from sockserve.__all__, resolve_kind, make_server."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+import sockserve
+from sockserve import kinds
+from sockserve.kinds import KINDS, KindInfo, kind_names, make_server, resolve_kind
+
+from conftest import ALL_CLASSES
+
+EXPECTED = {
+    "plain": "TCPServer",
+    "threading": "ThreadingTCPServer",
+    "forking": "ForkingTCPServer",
+    "plain-udp": "UDPServer",
+    "threading-udp": "ThreadingUDPServer",
+    "forking-udp": "ForkingUDPServer",
+    "plain-unix": "UnixStreamServer",
+    "threading-unix": "ThreadingUnixStreamServer",
+    "forking-unix": "ForkingUnixStreamServer",
+    "plain-unix-dgram": "UnixDatagramServer",
+    "threading-unix-dgram": "ThreadingUnixDatagramServer",
+    "forking-unix-dgram": "ForkingUnixDatagramServer",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_short_names_map_to_the_classes(name: str) -> None:
+    info = resolve_kind(name)
+    assert isinstance(info, KindInfo)
+    assert info.name == name
+    assert info.server_class is getattr(sockserve, EXPECTED[name])
+    assert KINDS[name] is info.server_class
+    transport = name.split("-", 1)[1] if "-" in name else "tcp"
+    assert info.transport == transport
+    assert info.concurrency == name.split("-", 1)[0]
+    assert EXPECTED[name] in info.description
+
+
+def test_every_exported_server_class_is_a_kind_under_its_own_name() -> None:
+    assert ALL_CLASSES, "conftest found no server classes"
+    for cls in ALL_CLASSES:
+        assert KINDS[cls.__name__] is cls
+        assert resolve_kind(cls.__name__).server_class is cls
+        assert resolve_kind(cls).server_class is cls
+
+
+def test_kind_names_are_short_names_ordered_by_transport() -> None:
+    names = kind_names()
+    assert names[:3] == ["plain", "threading", "forking"]
+    assert set(EXPECTED) <= set(names)
+    assert not any("Server" in name for name in names)
+    assert kind_names("udp") == ["plain-udp", "threading-udp", "forking-udp"]
+
+
+def test_unknown_kind_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError) as caught:
+        resolve_kind("threadin")
+    message = str(caught.value)
+    assert "threadin" in message and "threading" in message and "forking-unix" in message
+
+
+def test_names_are_case_insensitive_as_a_fallback() -> None:
+    assert resolve_kind("THREADING").name == "threading"
+    assert resolve_kind("threadingtcpserver").server_class is sockserve.ThreadingTCPServer
+
+
+def test_a_new_class_with_a_known_mixin_gets_its_traits() -> None:
+    class ThreadingTCP6(sockserve.ThreadingTCPServer):
+        address_family = socket.AF_INET6
+
+    info = resolve_kind(ThreadingTCP6)
+    assert (info.transport, info.concurrency) == ("tcp", "threading")
+
+
+def test_register_kind_with_a_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kinds, "_INFO", dict(kinds._INFO))
+    monkeypatch.setattr(kinds, "KINDS", dict(kinds.KINDS))
+    made: list[object] = []
+
+    def factory(address: object, handler: type) -> object:
+        made.append((address, handler))
+        return sockserve.TCPServer(address, handler)  # type: ignore[arg-type]
+
+    info = kinds.register_kind("asyncio", None, transport="tcp", concurrency="asyncio",
+                               factory=factory)
+    assert resolve_kind("asyncio") is info
+    assert "asyncio" in kinds.kind_names()
+    with pytest.raises(ValueError):
+        kinds.register_kind("broken", None)
+    with pytest.raises(ValueError):
+        kinds.register_kind("bad", sockserve.TCPServer, concurrency="telepathy")
+
+
+def test_is_loopback() -> None:
+    assert kinds.is_loopback("127.0.0.1")
+    assert kinds.is_loopback("::1")
+    assert kinds.is_loopback("localhost")
+    assert not kinds.is_loopback("0.0.0.0")
+    assert not kinds.is_loopback("::")
+    assert not kinds.is_loopback("192.0.2.1")
