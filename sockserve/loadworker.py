@@ -1,0 +1,720 @@
+"""The load generator's worker process: clients, pacing, sampling, recording.
+
+Started by :class:`sockserve.load.LoadRun` as ``python -m
+sockserve.loadworker``. Protocol: the first line on stdin is a
+``LoadSpec.to_dict()`` in JSON; the worker answers on stdout with JSON lines,
+``{"type": "progress", "progress": {...}}`` about five times a second and one
+``{"type": "result", "result": {...}}`` (a ``LoadResult.to_dict()``) at the
+end, then exits. A line ``cancel`` on stdin, or stdin closing, stops the run
+early; requests in flight still get their timeout.
+
+Inside, each client is a thread running :func:`client_loop`: it claims the
+next request number from a shared :class:`Plan` (which enforces
+``max_requests``, the deadline and, in the open loop, the schedule), makes
+the exchange with a :class:`StreamClient` or :class:`DatagramClient`, and
+hands the outcome to the shared :class:`Recorder`. A :class:`Sampler` thread
+reads the server's thread and child counts from ``/proc``.
+
+:func:`run` does a whole run in the calling process and is what the tests
+of this module's pieces use; everyone else goes through :mod:`sockserve.load`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .histogram import Histogram
+from .load import OUTCOMES, TIMELINE_POINTS, LoadResult, LoadSpec, Progress
+
+__all__ = ["run", "main", "entry", "classify", "Recorder", "Plan", "Sampler", "StreamClient", "DatagramClient"]
+
+#: Longest reply line read before the reply counts as an error (the
+#: workloads' own line bound).
+MAX_REPLY = 64 * 1024
+PROGRESS_INTERVAL = 0.2
+SAMPLE_INTERVAL = 0.05  # 20 Hz: twice the rate the contract asks for
+
+
+class ClosedEarly(ConnectionResetError):
+    """The server closed the connection before a whole reply line came."""
+
+
+class BadReply(Exception):
+    """The reply was an ``ERR ...`` line or longer than MAX_REPLY."""
+
+
+def classify(exc: BaseException) -> str:
+    """The outcome name for an exception raised by an exchange."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return "reset"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "error"
+
+
+def _left(deadline: float) -> float:
+    """Seconds until *deadline*; TimeoutError once it has passed."""
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise TimeoutError("no reply within the request timeout")
+    return left
+
+
+# -- clients -----------------------------------------------------------------
+
+
+class Client(Protocol):
+    def exchange(self, payload: bytes, deadline: float) -> None: ...
+    def close(self) -> None: ...
+
+
+def _connect(sock: socket.socket, address: Any, deadline: float) -> None:
+    """connect() within the deadline. A missing Unix socket file counts as
+    refused; a full Unix listen backlog (EAGAIN) is waited out, as a blocking
+    connect would."""
+    pause = 0.001
+    while True:
+        sock.settimeout(_left(deadline))
+        try:
+            sock.connect(address)
+            return
+        except FileNotFoundError as exc:
+            raise ConnectionRefusedError(exc.errno, f"no socket file at {address!r}") from None
+        except BlockingIOError:
+            time.sleep(min(pause, max(0.0, deadline - time.perf_counter())))
+            pause = min(pause * 2, 0.05)
+
+
+class StreamClient:
+    """A TCP or Unix stream client: one request line out, one reply line in.
+
+    ``persistent=False`` makes a connection per request and half-closes it
+    after the request (the server sees EOF, as with socketserver's one-shot
+    clients); ``persistent=True`` keeps it for the next request, and if a
+    reused connection turns out to be closed by the server before any reply
+    byte came, reconnects once and resends. ``trickle_s > 0`` sends the
+    request one byte at a time with that pause between bytes.
+    """
+
+    def __init__(self, family: int, address: Any, persistent: bool, trickle_s: float) -> None:
+        self.family = family
+        self.address = address
+        self.persistent = persistent
+        self.trickle_s = trickle_s
+        self.sock: socket.socket | None = None
+        self.connections = 0
+
+    def _open(self, deadline: float) -> socket.socket:
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                # Trickled bytes must leave one by one, not wait for an ACK.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _connect(sock, self.address, deadline)
+        except BaseException:
+            sock.close()
+            raise
+        self.connections += 1
+        return sock
+
+    def exchange(self, payload: bytes, deadline: float) -> None:
+        reused = self.sock is not None
+        if self.sock is None:
+            self.sock = self._open(deadline)
+        try:
+            self._send_and_read(self.sock, payload, deadline)
+        except (ClosedEarly, ConnectionResetError, BrokenPipeError) as exc:
+            self.close()
+            if not (reused and getattr(exc, "before_reply", True)):
+                raise
+            self.sock = self._open(deadline)
+            try:
+                self._send_and_read(self.sock, payload, deadline)
+            except BaseException:
+                self.close()
+                raise
+        except BaseException:
+            self.close()
+            raise
+        if not self.persistent:
+            self.close()
+
+    def _send_and_read(self, sock: socket.socket, payload: bytes, deadline: float) -> None:
+        if self.trickle_s > 0:
+            for i in range(len(payload)):
+                if i:
+                    time.sleep(min(self.trickle_s, _left(deadline)))
+                sock.settimeout(_left(deadline))
+                sock.sendall(payload[i : i + 1])
+        else:
+            sock.settimeout(_left(deadline))
+            sock.sendall(payload)
+        if not self.persistent:
+            sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while not reply.endswith(b"\n"):
+            sock.settimeout(_left(deadline))
+            chunk = sock.recv(65536)
+            if not chunk:
+                exc = ClosedEarly("the server closed the connection before replying")
+                exc.before_reply = not reply  # type: ignore[attr-defined]
+                raise exc
+            reply += chunk
+            if len(reply) > MAX_REPLY:
+                raise BadReply(f"reply longer than {MAX_REPLY} bytes")
+        if reply.startswith(b"ERR"):
+            raise BadReply(reply.decode("ascii", "replace").strip())
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class DatagramClient:
+    """A UDP or Unix datagram client: one socket per client, connected to the
+    server (so a closed UDP port shows up as refused), each request one
+    datagram and its reply awaited until the deadline. After any failure the
+    socket is replaced, so a late reply cannot be taken for the next one.
+    Unix datagram clients bind a path in *bind_dir*, removed on close."""
+
+    def __init__(self, family: int, address: Any, bind_dir: str | None) -> None:
+        self.family = family
+        self.address = address
+        self.bind_dir = bind_dir
+        self.sock: socket.socket | None = None
+        self.path: str | None = None
+
+    def _open(self, deadline: float) -> socket.socket:
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            if self.bind_dir is not None:
+                self.path = tempfile.mktemp(prefix="c", suffix=".sock", dir=self.bind_dir)
+                sock.bind(self.path)
+            _connect(sock, self.address, deadline)
+        except BaseException:
+            sock.close()
+            self._unlink()
+            raise
+        return sock
+
+    def exchange(self, payload: bytes, deadline: float) -> None:
+        try:
+            if self.sock is None:
+                self.sock = self._open(deadline)
+            sock = self.sock
+            sock.settimeout(_left(deadline))
+            sock.send(payload)
+            sock.settimeout(_left(deadline))
+            reply = sock.recv(65536)
+        except BaseException:
+            self.close()
+            raise
+        if reply.startswith(b"ERR"):
+            raise BadReply(reply.decode("ascii", "replace").strip())
+
+    def _unlink(self) -> None:
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.path = None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self._unlink()
+
+
+# -- pacing and recording ----------------------------------------------------
+
+
+class Plan:
+    """Hands out request numbers and their scheduled send times.
+
+    ``claim()`` returns ``(index, scheduled)`` or None when the run is over:
+    ``max_requests`` handed out, the deadline passed (closed loop: now;
+    open loop: the next scheduled time), or ``stop`` set. ``scheduled`` is
+    None in the closed loop.
+    """
+
+    def __init__(self, spec: LoadSpec, t0: float, stop: threading.Event) -> None:
+        self.spec = spec
+        self.t0 = t0
+        self.deadline = t0 + spec.duration
+        self.stop = stop
+        self.stopped_at: float | None = None
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def claim(self) -> tuple[int, float | None] | None:
+        with self._lock:
+            if self.stop.is_set():
+                if self.stopped_at is None:
+                    self.stopped_at = time.perf_counter()
+                return None
+            index = self._next
+            if index >= self.spec.max_requests:
+                return None
+            if self.spec.rate is not None:
+                scheduled: float | None = self.t0 + index / self.spec.rate
+                if scheduled >= self.deadline:  # type: ignore[operator]
+                    return None
+            else:
+                scheduled = None
+                if time.perf_counter() >= self.deadline:
+                    return None
+            self._next = index + 1
+            return index, scheduled
+
+    def due(self, end: float) -> int:
+        """Open loop: how many requests were scheduled before *end*."""
+        if self.spec.rate is None:
+            return 0
+        span = max(0.0, min(end, self.deadline) - self.t0)
+        return min(self.spec.max_requests, math.ceil(span * self.spec.rate))
+
+
+class Recorder:
+    """Outcomes, latencies and the timeline of a run (thread-safe).
+
+    ``begin()`` when a request is sent, ``record()`` when it ends.
+    ``finish()`` freezes the figures: requests still in flight then are
+    counted as timeouts, and later ``record()`` calls are ignored.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.outcomes = {name: 0 for name in OUTCOMES}
+        self.latency = Histogram()
+        self.timeline: list[tuple[float, float]] = []
+        self.examples: dict[str, str] = {}
+        self.started = 0
+        self.in_flight = 0
+        self.last_end = 0.0
+        self._stride = 1
+        self._ok_seen = 0
+        self._frozen = False
+
+    def begin(self) -> None:
+        with self._lock:
+            self.started += 1
+            self.in_flight += 1
+
+    def record(self, outcome: str, at: float, seconds: float, end: float, exc: BaseException | None) -> None:
+        """One request ended: *at* is its send (or scheduled) time since the
+        start, *seconds* its latency, *end* its perf_counter end time."""
+        with self._lock:
+            if self._frozen:
+                return
+            self.in_flight -= 1
+            self.outcomes[outcome] += 1
+            self.last_end = max(self.last_end, end)
+            if exc is not None and outcome not in self.examples:
+                self.examples[outcome] = f"{type(exc).__name__}: {exc}"
+            if outcome != "ok":
+                return
+            self.latency.record(max(seconds, 0.0))
+            self._ok_seen += 1
+            if self._ok_seen % self._stride == 0:
+                self.timeline.append((at, seconds * 1000.0))
+                if len(self.timeline) >= TIMELINE_POINTS:
+                    # Keep every other point and halve the rate from now on:
+                    # the timeline stays evenly spread over the whole run.
+                    self.timeline = self.timeline[::2]
+                    self._stride *= 2
+
+    def snapshot(self) -> tuple[int, int, dict[str, float]]:
+        """(requests ended, ok, {"p50", "p99"} in ms) so far."""
+        with self._lock:
+            ended = sum(self.outcomes.values())
+            return (
+                ended,
+                self.outcomes["ok"],
+                {
+                    "p50": self.latency.percentile(0.5) * 1000.0,
+                    "p99": self.latency.percentile(0.99) * 1000.0,
+                },
+            )
+
+    def finish(self) -> None:
+        with self._lock:
+            self._frozen = True
+            if self.in_flight > 0:
+                self.outcomes["timeout"] += self.in_flight
+                self.examples.setdefault("timeout", "still in flight when the run ended")
+                self.in_flight = 0
+
+
+# -- sampling the server -----------------------------------------------------
+
+
+def _read_threads(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Threads:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _read_children(pid: int, tasks: list[str] | None) -> tuple[int, set[str]] | None:
+    """Children of *pid* (from the given task ids, or from all of them):
+    (count, the task ids that have children)."""
+    names = tasks if tasks is not None else [
+        os.path.basename(p) for p in glob.glob(f"/proc/{pid}/task/*")
+    ]
+    kids: set[str] = set()
+    parents: set[str] = set()
+    any_read = False
+    for task in names:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                found = f.read().split()
+            any_read = True
+        except OSError:
+            continue
+        if found:
+            parents.add(task)
+            kids.update(x.decode() for x in found)
+    if not any_read:
+        return None
+    return len(kids), parents
+
+
+def _children_by_scan(pid: int) -> int:
+    """Fallback without /proc/<pid>/task/*/children: count by parent PID."""
+    count = 0
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat, "rb") as f:
+                data = f.read()
+            if int(data[data.rindex(b")") + 2 :].split()[1]) == pid:
+                count += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return count
+
+
+class Sampler:
+    """Samples a process's thread and child counts every SAMPLE_INTERVAL.
+
+    Linux only (``/proc``); elsewhere, or once the process is gone, it
+    records nothing. Children are read from ``/proc/<pid>/task/*/children``
+    (every task when the server has few threads; with many, the tasks known
+    to have forked plus a full rescan every half second), or, on kernels
+    without that file, by scanning every process's parent PID.
+    """
+
+    def __init__(self, pid: int, t0: float) -> None:
+        self.pid = pid
+        self.t0 = t0
+        self.threads: list[tuple[float, int]] = []
+        self.children: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sockserve-sampler", daemon=True)
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def latest(self) -> tuple[int | None, int | None]:
+        return (
+            self.threads[-1][1] if self.threads else None,
+            self.children[-1][1] if self.children else None,
+        )
+
+    def _run(self) -> None:
+        forkers: set[str] = set()
+        use_scan = False
+        tick = 0
+        while True:
+            now = time.perf_counter()
+            threads = _read_threads(self.pid)
+            if threads is None:
+                return  # no /proc, or the server is gone
+            at = now - self.t0
+            self.threads.append((at, threads))
+            if use_scan:
+                if tick % 10 == 0:
+                    self.children.append((at, _children_by_scan(self.pid)))
+            else:
+                full = threads <= 32 or tick % 10 == 0
+                tasks = None if full else sorted(forkers | {str(self.pid)})
+                found = _read_children(self.pid, tasks)
+                if found is None:
+                    use_scan = True
+                    self.children.append((at, _children_by_scan(self.pid)))
+                else:
+                    count, parents = found
+                    forkers = parents if full else forkers | parents
+                    self.children.append((at, count))
+            tick += 1
+            if self._stop.wait(max(0.0, SAMPLE_INTERVAL - (time.perf_counter() - now))):
+                return
+
+
+# -- the run -----------------------------------------------------------------
+
+
+def _address_family(spec: LoadSpec) -> tuple[int, Any]:
+    if spec.transport in ("unix", "unix-dgram"):
+        return socket.AF_UNIX, spec.address
+    host, port = spec.address
+    kind = socket.SOCK_STREAM if spec.transport == "tcp" else socket.SOCK_DGRAM
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=kind)[0]
+    return family, sockaddr
+
+
+def client_loop(
+    make_client: Callable[[], Client],
+    plan: Plan,
+    recorder: Recorder,
+    request: Callable[[int], bytes],
+    timeout: float,
+) -> None:
+    """One client: claim, (wait for the scheduled time,) exchange, record."""
+    client = make_client()
+    try:
+        while True:
+            claim = plan.claim()
+            if claim is None:
+                return
+            index, scheduled = claim
+            if scheduled is not None:
+                early = scheduled - time.perf_counter()
+                if early > 0 and plan.stop.wait(early):
+                    return  # cancelled before this request was due
+            payload = request(index)
+            recorder.begin()
+            began = time.perf_counter()
+            origin = began if scheduled is None else scheduled
+            error: BaseException | None = None
+            try:
+                client.exchange(payload, began + timeout)
+                outcome = "ok"
+            except Exception as exc:
+                error, outcome = exc, classify(exc)
+            end = time.perf_counter()
+            recorder.record(outcome, origin - plan.t0, end - origin, end, error)
+    finally:
+        client.close()
+
+
+def _workload_source(spec: LoadSpec) -> tuple[Callable[[int], bytes], float]:
+    from .workloads import get_workload
+
+    workload = get_workload(spec.workload, **spec.workload_params)
+    return workload.request, float(workload.trickle_s)
+
+
+def run(
+    spec: LoadSpec,
+    stop: threading.Event | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> LoadResult:
+    """Run *spec* in this process (threads) and return the result.
+
+    *stop* ends the run early when set; *progress* is called about every
+    PROGRESS_INTERVAL seconds from this thread.
+    """
+    stop = stop if stop is not None else threading.Event()
+    request, trickle_s = _workload_source(spec)
+    family, address = _address_family(spec)
+    bind_dir = tempfile.mkdtemp(prefix="ssl-", dir="/tmp") if spec.transport == "unix-dgram" else None
+    persistent = spec.connection == "persistent"
+
+    def make_client() -> Client:
+        if spec.transport in ("udp", "unix-dgram"):
+            return DatagramClient(family, address, bind_dir)
+        return StreamClient(family, address, persistent, trickle_s)
+
+    recorder = Recorder()
+    started_at = time.time()
+    t0 = time.perf_counter()
+    plan = Plan(spec, t0, stop)
+    sampler = Sampler(spec.server_pid, t0).start() if spec.server_pid else None
+    previous_stack = threading.stack_size()
+    threading.stack_size(512 * 1024)  # many clients, little stack each
+    clients: list[threading.Thread] = []
+    try:
+        for n in range(spec.clients):
+            thread = threading.Thread(
+                target=client_loop,
+                args=(make_client, plan, recorder, request, spec.timeout),
+                name=f"load-client-{n}",
+                daemon=True,
+            )
+            thread.start()
+            clients.append(thread)
+    finally:
+        threading.stack_size(previous_stack)
+    try:
+        # Every request ends by its own timeout, so all clients are done by
+        # deadline + timeout; the extra second only absorbs scheduling delay.
+        hard_end = plan.deadline + spec.timeout + 1.0
+        cancelled_at: float | None = None
+        while any(t.is_alive() for t in clients):
+            if time.perf_counter() >= hard_end:
+                break
+            if cancelled_at is None and stop.is_set():
+                cancelled_at = time.perf_counter()
+            _join_some(clients, PROGRESS_INTERVAL)
+            if progress is not None:
+                ended, ok, ms = recorder.snapshot()
+                threads, children = sampler.latest() if sampler else (None, None)
+                progress(
+                    Progress(
+                        elapsed=time.perf_counter() - t0,
+                        duration=spec.duration,
+                        requests=ended,
+                        ok=ok,
+                        errors=ended - ok,
+                        latency_ms=ms,
+                        threads=threads,
+                        children=children,
+                        done=False,
+                        max_requests=spec.max_requests,
+                    )
+                )
+        end_clock = time.perf_counter()
+        cancelled = stop.is_set()
+        if cancelled and cancelled_at is None:
+            cancelled_at = end_clock
+        stop.set()
+        recorder.finish()
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if bind_dir is not None:
+            for thread in clients:
+                thread.join(0.5)
+            shutil.rmtree(bind_dir, ignore_errors=True)
+    last = recorder.last_end if recorder.last_end else end_clock
+    elapsed = max(last - t0, 1e-9)
+    stopped_at = min(x for x in (plan.stopped_at, cancelled_at, end_clock) if x is not None)
+    requests = sum(recorder.outcomes.values())
+    return LoadResult(
+        spec=spec,
+        requests=requests,
+        outcomes=dict(recorder.outcomes),
+        elapsed=elapsed,
+        throughput_rps=recorder.outcomes["ok"] / elapsed,
+        latency=recorder.latency,
+        threads=list(sampler.threads) if sampler else [],
+        children=list(sampler.children) if sampler else [],
+        timeline=sorted(recorder.timeline),
+        unsent=max(0, plan.due(stopped_at) - recorder.started),
+        cancelled=cancelled,
+        examples=dict(recorder.examples),
+        started_at=started_at,
+    )
+
+
+def _join_some(threads: list[threading.Thread], seconds: float) -> None:
+    """Wait up to *seconds* for the clients, returning early if all end."""
+    end = time.perf_counter() + seconds
+    for thread in threads:
+        left = end - time.perf_counter()
+        if left <= 0:
+            return
+        thread.join(left)
+
+
+# -- the process entry point -------------------------------------------------
+
+
+def _read_line(fd: int, buffer: bytearray) -> bytes | None:
+    """The next line from raw descriptor *fd* (None at EOF). Raw reads, not
+    ``sys.stdin``: a daemon thread blocked inside a buffered reader would
+    hold its lock and abort the interpreter's shutdown."""
+    while b"\n" not in buffer:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return None
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line
+
+
+def _watch_stdin(stop: threading.Event, buffer: bytearray) -> None:
+    """Set *stop* on a ``cancel`` line or when stdin closes (parent gone)."""
+    try:
+        while True:
+            line = _read_line(0, buffer)
+            if line is None or line.strip() == b"cancel":
+                break
+    except OSError:
+        pass
+    stop.set()
+
+
+def main() -> int:
+    """``python -m sockserve.loadworker``: see the module docstring."""
+    # The parent handles Ctrl-C (it stops this process); protect the output
+    # channel from stray prints by pointing sys.stdout at stderr.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out_fd = os.dup(1)
+    sys.stdout = sys.stderr
+
+    def emit(kind: str, payload: dict[str, Any]) -> None:
+        data = json.dumps({"type": kind, kind: payload}).encode() + b"\n"
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out_fd, view) :]
+
+    buffer = bytearray()
+    line = _read_line(0, buffer)
+    if line is None:
+        return 2
+    spec = LoadSpec.from_dict(json.loads(line))
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=_watch_stdin, args=(stop, buffer), name="stdin-watch", daemon=True
+    )
+    watcher.start()
+    result = run(spec, stop, lambda p: emit("progress", p.to_dict()))
+    emit("result", result.to_dict())
+    os.close(out_fd)
+    return 0
+
+
+def entry() -> None:
+    """Run :func:`main` and end the process without waiting for threads:
+    client threads past their bound may still sit in a socket call."""
+    try:
+        status = main()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    sys.stderr.flush()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    entry()
