@@ -1,0 +1,477 @@
+"""Experiments: servers in their own processes, and comparisons between them.
+
+:class:`ServerProcess` runs one server (``python -m sockserve serve KIND
+--json ...``) in a child process and knows its PID and address.
+:func:`compare` runs the same load against several server kinds, one after
+another, each server in its own process and the load generator
+(:func:`sockserve.load.run_load`) in another, and returns a
+:class:`Comparison`: plain data that saves to and loads from JSON and that
+:mod:`sockserve.plots` draws.
+
+The JSON file of a comparison::
+
+    {"runs": [{"server": "threading", "workload": "io", "requests": 812,
+               "errors": 0, "throughput_rps": 270.5,
+               "latency_ms": {"p50": ..., "p90": ..., "p99": ..., "p999": ...,
+                              "max": ..., "mean": ...},
+               "threads": [[t, n], ...], "children": [[t, n], ...],
+               "server_class": "ThreadingTCPServer", "transport": "tcp",
+               "concurrency": "threading", "mode": "closed", "clients": 8,
+               "rate": null, "duration": 3.0, "outcomes": {...},
+               "histogram": {...}, "load": {...}}, ...],
+     "workload": "io", "workload_params": {...}, "created": "2026-..."}
+
+Resource handling: a :class:`ServerProcess` is always stopped, by PID, when
+``stop()`` is called, when its ``with`` block ends, when the object is
+garbage collected, or when the interpreter exits; the server itself also
+exits if the process that started it dies (``--exit-with-parent``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any
+
+from .histogram import Histogram
+from .kinds import resolve_kind
+
+__all__ = [
+    "ServerProcess",
+    "ServerStartError",
+    "RunResult",
+    "Comparison",
+    "compare",
+    "run_one",
+]
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ServerStartError(RuntimeError):
+    """The server process did not start serving; the message says why (its
+    last line on stderr: a port in use, an unknown kind, ...)."""
+
+
+def _terminate(popen: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """Stop *popen* by PID: SIGINT, then SIGTERM, then SIGKILL; reap it.
+
+    Waits up to *timeout* for the clean stop, then 2 s after SIGTERM.
+    Returns the exit status (None if it could not be reaped).
+    """
+    if popen.poll() is not None:
+        return popen.returncode
+    for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            popen.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            return popen.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return popen.poll()
+
+
+def _cleanup(popen: subprocess.Popen[bytes] | None, files: list[IO[bytes]], tmpdir: str | None) -> None:
+    """Finalizer body: must not refer to the ServerProcess itself."""
+    if popen is not None:
+        _terminate(popen, 5.0)
+    for handle in files:
+        handle.close()
+    if tmpdir is not None:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+class ServerProcess:
+    """A server of *kind* serving *workload* in a child process.
+
+    Callers use: ``start()`` (returns self once the server serves),
+    ``address`` (``(host, port)`` or a socket path), ``pid``, ``kind``
+    (a :class:`~sockserve.kinds.KindInfo`), ``stop(timeout)`` and
+    ``stderr_text()``; or ``with ServerProcess(...) as server:``.
+
+    The child is ``python -m sockserve serve KIND --json --exit-with-parent``;
+    its stdout and stderr go to temporary files (never to pipes that could
+    fill up and block it). ``stop()`` sends SIGINT (the server shuts down
+    cleanly and exits 0), then SIGTERM after *timeout*, then SIGKILL.
+    Unix kinds without a *path* get one in a private temporary directory,
+    removed on stop.
+    """
+
+    start_timeout: float = 20.0  # seconds to wait for the "serving" line
+
+    def __init__(
+        self,
+        kind: str,
+        workload: str = "echo",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str | None = None,
+        **params: float,
+    ) -> None:
+        self.kind = resolve_kind(kind)
+        self.workload = workload
+        self.host = host
+        self.port = port
+        self.path = path
+        self.params = dict(params)
+        self.address: tuple[str, int] | str | None = None
+        self.server_class: str | None = None
+        self.returncode: int | None = None
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._stdout: IO[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._tmpdir: str | None = None
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's PID (None before start)."""
+        return self._popen.pid if self._popen is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the child process is alive."""
+        return self._popen is not None and self._popen.poll() is None
+
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        cmd = [sys.executable, "-m", "sockserve", "serve", self.kind.name,
+               "--workload", self.workload, "--json", "--exit-with-parent"]
+        if self.kind.is_unix:
+            cmd += ["--path", str(self.path)]
+        else:
+            cmd += ["--host", self.host, "--port", str(self.port)]
+        for name, value in self.params.items():
+            cmd += ["--param", f"{name}={value}"]
+        return cmd
+
+    def start(self) -> ServerProcess:
+        """Start the server and wait until it serves; raises ServerStartError."""
+        if self._popen is not None:
+            raise RuntimeError("this ServerProcess was already started")
+        if self.kind.is_unix and self.path is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="sockserve-")
+            self.path = os.path.join(self._tmpdir, "server.sock")
+        self._stdout = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p
+        )
+        env["PYTHONUNBUFFERED"] = "1"
+        self._popen = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=self._stdout,
+            stderr=self._stderr, env=env, close_fds=True,
+        )
+        self._finalizer = weakref.finalize(
+            self, _cleanup, self._popen, [self._stdout, self._stderr], self._tmpdir
+        )
+        try:
+            self._read_announcement()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _read_announcement(self) -> None:
+        assert self._popen is not None and self._stdout is not None
+        deadline = time.monotonic() + self.start_timeout
+        line = b""
+        while time.monotonic() < deadline:
+            line = os.pread(self._stdout.fileno(), 65536, 0)
+            if b"\n" in line:
+                break
+            if self._popen.poll() is not None:
+                line = os.pread(self._stdout.fileno(), 65536, 0)
+                if b"\n" in line:
+                    break
+                raise ServerStartError(
+                    self._last_error() or f"the server exited with status {self._popen.returncode}"
+                )
+            time.sleep(0.01)
+        else:
+            raise ServerStartError(
+                f"the {self.kind.name} server did not start within {self.start_timeout} s"
+            )
+        info = json.loads(line.split(b"\n", 1)[0])
+        address = info["address"]
+        self.address = (str(address[0]), int(address[1])) if isinstance(address, list) else address
+        self.server_class = info["serving"]
+
+    def _last_error(self) -> str:
+        lines = [line for line in self.stderr_text().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else ""
+
+    def stderr_text(self) -> str:
+        """What the server wrote to stderr so far."""
+        if self._stderr is None or self._stderr.closed:
+            return ""
+        return os.pread(self._stderr.fileno(), 1 << 20, 0).decode("utf-8", "replace")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGINT, SIGTERM after *timeout*, then SIGKILL) and
+        reap it. Safe to call more than once."""
+        if self._popen is None:
+            return
+        self.returncode = _terminate(self._popen, timeout)
+        if self._finalizer is not None:
+            self._finalizer()  # closes the files and removes the temporary dir
+
+    def __enter__(self) -> ServerProcess:
+        if self._popen is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("stopped" if self._popen else "not started")
+        return f"<ServerProcess {self.kind.name} {self.workload} pid={self.pid} {self.address} {state}>"
+
+
+def _pairs(points: Iterable[Sequence[float]]) -> list[list[float]]:
+    return [[float(t), float(n)] for t, n in points]
+
+
+@dataclass
+class RunResult:
+    """One server kind under one load: plain data (JSON with to_dict/from_dict)."""
+
+    server: str
+    workload: str
+    requests: int
+    errors: int
+    throughput_rps: float
+    latency_ms: dict[str, float]
+    threads: list[list[float]] = field(default_factory=list)
+    children: list[list[float]] = field(default_factory=list)
+    load: dict[str, Any] = field(default_factory=dict)
+    server_class: str = ""
+    transport: str = "tcp"
+    concurrency: str = "plain"
+    mode: str = "closed"
+    clients: int = 0
+    rate: float | None = None
+    duration: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    histogram: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_load(cls, server: str, result: Any) -> RunResult:
+        """Build from a :class:`sockserve.load.LoadResult` of a run against *server*."""
+        spec = result.spec
+        try:
+            info = resolve_kind(server)
+            traits = {"server_class": info.server_class.__name__ if info.server_class else server,
+                      "concurrency": info.concurrency}
+        except ValueError:
+            traits = {"server_class": server, "concurrency": "plain"}
+        return cls(
+            server=server,
+            workload=spec.workload,
+            requests=int(result.requests),
+            errors=int(result.errors),
+            throughput_rps=float(result.throughput_rps),
+            latency_ms=dict(result.latency_ms()),
+            threads=_pairs(result.threads),
+            children=_pairs(result.children),
+            load=result.to_dict(),
+            transport=spec.transport,
+            mode=spec.mode,
+            clients=int(spec.clients),
+            rate=spec.rate,
+            duration=float(spec.duration),
+            outcomes=dict(result.outcomes),
+            histogram=result.latency.to_dict(),
+            **traits,
+        )
+
+    def latency_histogram(self) -> Histogram | None:
+        """The latency histogram (seconds), when the run recorded one."""
+        return Histogram.from_dict(self.histogram) if self.histogram else None
+
+    def peak(self, series: str) -> int:
+        """Largest sampled value of ``"threads"`` or ``"children"`` (0 if none)."""
+        points = getattr(self, series)
+        return int(max((n for _, n in points), default=0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Comparison:
+    """Several runs of one workload, one per server kind.
+
+    ``runs`` in the order they ran; ``table()`` for a text table;
+    ``save(path)`` / ``Comparison.load(path)`` for JSON; ``run(name)`` to
+    find one run.
+    """
+
+    runs: list[RunResult] = field(default_factory=list)
+    workload: str = ""
+    workload_params: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": [run.to_dict() for run in self.runs],
+            "workload": self.workload,
+            "workload_params": dict(self.workload_params),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        return cls(
+            runs=[RunResult.from_dict(run) for run in data.get("runs", [])],
+            workload=str(data.get("workload", "")),
+            workload_params=dict(data.get("workload_params", {})),
+            created=str(data.get("created", "")),
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the comparison as JSON to *path*."""
+        with open(path, "w", encoding="utf-8") as out:
+            json.dump(self.to_dict(), out, indent=1)
+            out.write("\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Comparison:
+        """Read a comparison written by :meth:`save`."""
+        with open(path, encoding="utf-8") as src:
+            return cls.from_dict(json.load(src))
+
+    def run(self, server: str) -> RunResult:
+        """The run against *server* (KeyError if there is none)."""
+        for run in self.runs:
+            if run.server == server:
+                return run
+        raise KeyError(server)
+
+    def table(self) -> str:
+        """A fixed-width text table, one row per run."""
+        header = ("server", "requests", "errors", "req/s", "p50 ms", "p90 ms",
+                  "p99 ms", "p99.9 ms", "max ms", "threads", "children")
+        rows = [header]
+        for r in self.runs:
+            lat = r.latency_ms
+            rows.append((
+                r.server, str(r.requests), str(r.errors), f"{r.throughput_rps:.1f}",
+                *(f"{lat.get(k, 0.0):.2f}" for k in ("p50", "p90", "p99", "p999", "max")),
+                str(r.peak("threads")), str(r.peak("children")),
+            ))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = []
+        for n, row in enumerate(rows):
+            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+            lines.append("  ".join(cells))
+            if n == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def run_one(
+    server: str,
+    workload: str = "echo",
+    *,
+    clients: int = 8,
+    rate: float | None = None,
+    duration: float = 3.0,
+    max_requests: int = 100_000,
+    connection: str = "new",
+    workload_params: Mapping[str, float] | None = None,
+    timeout: float = 5.0,
+    progress: Callable[[Any], None] | None = None,
+    bar: bool | None = False,
+) -> RunResult:
+    """Start *server* in its own process, load it, stop it: one :class:`RunResult`."""
+    from .load import LoadSpec, run_load
+
+    params = dict(workload_params or {})
+    info = resolve_kind(server)
+    with ServerProcess(info.name, workload, **params) as proc:
+        assert proc.address is not None
+        spec = LoadSpec(
+            address=proc.address,
+            transport=info.transport,
+            workload=workload,
+            workload_params=params,
+            mode="closed" if rate is None else "open",
+            clients=clients,
+            rate=rate,
+            duration=duration,
+            max_requests=max_requests,
+            connection=connection,
+            timeout=timeout,
+            server_pid=proc.pid,
+        )
+        result = run_load(spec, progress=progress, bar=bar)
+    return RunResult.from_load(server, result)
+
+
+def compare(
+    workload: str = "echo",
+    servers: Sequence[str] = ("plain", "threading", "forking"),
+    *,
+    clients: int = 8,
+    rate: float | None = None,
+    duration: float = 3.0,
+    max_requests: int = 100_000,
+    connection: str = "new",
+    workload_params: Mapping[str, float] | None = None,
+    progress: Callable[[Any], None] | None = None,
+    on_server: Callable[[str], None] | None = None,
+    timeout: float = 5.0,
+    bar: bool | None = False,
+) -> Comparison:
+    """Run the same load against each server kind in *servers*, one after another.
+
+    Each server runs in its own process (:class:`ServerProcess`) and the load
+    generator in another; the server's PID is passed to the load generator so
+    its threads and children are sampled. Closed loop with *clients* clients,
+    or open loop at *rate* requests per second when *rate* is given; every run
+    lasts at most *duration* seconds and *max_requests* requests.
+
+    *progress* receives the load generator's :class:`sockserve.load.Progress`
+    objects unchanged, a few times a second; *on_server* is called with the
+    kind name just before each run starts (so a view knows which run the
+    progress belongs to). Unknown kinds raise ValueError before anything runs.
+    """
+    names = list(servers)
+    for name in names:
+        resolve_kind(name)  # fail early, before any server starts
+    comparison = Comparison(
+        workload=workload,
+        workload_params=dict(workload_params or {}),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    for name in names:
+        if on_server is not None:
+            on_server(name)
+        comparison.runs.append(run_one(
+            name, workload, clients=clients, rate=rate, duration=duration,
+            max_requests=max_requests, connection=connection,
+            workload_params=workload_params, timeout=timeout, progress=progress, bar=bar,
+        ))
+    return comparison

@@ -1,0 +1,145 @@
+"""sockserve.plots: drawn with the Agg backend from hand-made runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sockserve.experiment import Comparison, RunResult
+from sockserve.histogram import Histogram
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from sockserve import plots  # noqa: E402
+
+
+def make_run(server: str, base_ms: float, rps: float, *, children: bool = False,
+             errors: int = 0) -> RunResult:
+    # 1000 latencies: mostly base_ms, a tail ten times slower.
+    values = [base_ms / 1000.0] * 980 + [base_ms / 100.0] * 20
+    hist = Histogram.of(values)
+    threads = [[i / 10, 2 + (i % 3)] for i in range(20)]
+    kids = [[i / 10, (i % 4) if children else 0] for i in range(20)]
+    return RunResult(
+        server=server, workload="io", requests=1000 + errors, errors=errors,
+        throughput_rps=rps, latency_ms=hist.summary_ms(), threads=threads, children=kids,
+        histogram=hist.to_dict(), mode="closed", clients=8, duration=2.0,
+    )
+
+
+@pytest.fixture
+def comparison() -> Comparison:
+    return Comparison(
+        runs=[make_run("plain", 80.0, 100.0), make_run("threading", 11.0, 700.0, errors=3),
+              make_run("forking", 14.0, 500.0, children=True)],
+        workload="io",
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fonts_loaded():
+    """Render text once first: matplotlib keeps its font files open (a
+    cache, not a leak), which the per-test descriptor check would flag."""
+    import io
+
+    fig = plots.plot_comparison([make_run("warm-up", 1.0, 1.0)])
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def labels(ax) -> list[str]:
+    return [line.get_label() for line in ax.get_lines()]
+
+
+def test_latency_plot_has_one_line_per_run_on_log_axes(comparison: Comparison) -> None:
+    ax = plots.plot_latency(comparison)
+    assert labels(ax) == ["plain", "threading", "forking"]
+    assert ax.get_yscale() == "log"
+    assert "percentile" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_xticklabels()][:4] == ["0%", "50%", "90%", "99%"]
+    # The tail shows: each curve ends ten times higher than its median.
+    for line, run in zip(ax.get_lines(), comparison.runs):
+        ys = line.get_ydata()
+        assert min(ys) == pytest.approx(run.latency_ms["p50"], rel=0.1)
+        assert max(ys) == pytest.approx(run.latency_ms["max"], rel=0.01)
+        assert max(ys) > 5 * min(ys)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "threading", "forking"]
+
+
+def test_latency_plot_without_histogram_uses_the_percentiles() -> None:
+    run = make_run("plain", 10.0, 100.0)
+    run.histogram = {}
+    xs, ys = plots.percentile_curve(run)
+    assert ys[:4] == [run.latency_ms[k] for k in ("p50", "p90", "p99", "p999")]
+    assert xs == sorted(xs)
+    ax = plots.plot_latency([run])
+    assert labels(ax) == ["plain"]
+
+
+def test_throughput_plot_has_a_bar_per_run(comparison: Comparison) -> None:
+    ax = plots.plot_throughput(comparison)
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == [100.0, 700.0, 500.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["plain", "threading", "forking"]
+    texts = [t.get_text() for t in ax.texts]
+    assert "700\n3 errors" in texts and "100" in texts
+
+
+def test_concurrency_plot_draws_children_only_for_forking(comparison: Comparison) -> None:
+    ax = plots.plot_concurrency(comparison)
+    assert labels(ax) == ["plain threads", "threading threads", "forking threads",
+                          "forking children"]
+    forking_children = ax.get_lines()[-1]
+    assert forking_children.get_linestyle() == "--"
+    assert max(forking_children.get_ydata()) == 3
+    assert ax.get_xlabel() == "time (s)"
+
+
+def test_plot_into_given_axes_and_same_colour_per_run(comparison: Comparison) -> None:
+    fig, (a, b) = plt.subplots(1, 2)
+    assert plots.plot_latency(comparison, a) is a
+    assert plots.plot_concurrency(comparison, b) is b
+    assert a.get_lines()[2].get_color() == b.get_lines()[2].get_color()
+
+
+def test_plot_comparison_makes_three_panels(comparison: Comparison) -> None:
+    fig = plots.plot_comparison(comparison)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "Latency by percentile", "Throughput", "Server threads and child processes"]
+    assert "io workload" in fig._suptitle.get_text()
+
+
+def test_accepts_json_dicts_and_lists(comparison: Comparison, tmp_path) -> None:
+    path = tmp_path / "c.json"
+    comparison.save(path)
+    data = json.loads(path.read_text())
+    assert labels(plots.plot_latency(data)) == ["plain", "threading", "forking"]
+    assert labels(plots.plot_latency(comparison.runs[:1])) == ["plain"]
+    with pytest.raises(TypeError):
+        plots.as_runs(42)
+
+
+def test_save_comparison_plot_writes_a_png(comparison: Comparison, tmp_path) -> None:
+    out = tmp_path / "c.png"
+    plots.save_comparison_plot(comparison, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plt.get_fignums() == []
+
+
+def test_importing_plots_or_sockserve_does_not_import_matplotlib() -> None:
+    code = ("import sys, sockserve, sockserve.plots, sockserve.experiment, sockserve.kinds; "
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
