@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
+import time
 
 import pytest
 
@@ -11,7 +13,7 @@ import sockserve
 from sockserve import kinds
 from sockserve.kinds import KINDS, KindInfo, kind_names, make_server, resolve_kind
 
-from conftest import ALL_CLASSES
+from conftest import ALL_CLASSES, client_socket, serving
 
 EXPECTED = {
     "plain": "TCPServer",
@@ -104,3 +106,80 @@ def test_is_loopback() -> None:
     assert not kinds.is_loopback("0.0.0.0")
     assert not kinds.is_loopback("::")
     assert not kinds.is_loopback("192.0.2.1")
+
+
+# -- make_server ---------------------------------------------------------------
+
+
+def exchange(cls: type, address: object, line: bytes, sock_dir: str | None = None) -> bytes:
+    """Send one request line; for streams close our side so the server's
+    line loop ends, then read the reply."""
+    with client_socket(cls, sock_dir) as sock:
+        if cls.socket_type == socket.SOCK_DGRAM:
+            sock.sendto(line, address)
+            return sock.recv(65536)
+        sock.connect(address)
+        sock.sendall(line)
+        sock.shutdown(socket.SHUT_WR)
+        with sock.makefile("rb") as reader:
+            return reader.read()
+
+
+@pytest.mark.parametrize("name", ["plain", "threading", "forking", "plain-udp",
+                                  "threading-unix", "forking-unix-dgram"])
+def test_make_server_serves_the_workload(name: str, sock_dir: str) -> None:
+    info = resolve_kind(name)
+    path = os.path.join(sock_dir, "k.sock") if info.is_unix else None
+    server = make_server(name, "echo", path=path)
+    assert type(server) is info.server_class
+    assert server.state is sockserve.ServerState.LISTENING
+    with serving(server):
+        reply = exchange(type(server), server.server_address, b"hello\n", sock_dir)
+    assert reply == b"hello\n"
+    assert not (path and os.path.exists(path))
+
+
+def test_make_server_passes_workload_params() -> None:
+    server = make_server("threading", "io", delay_ms=30)
+    with serving(server):
+        began = time.monotonic()
+        reply = exchange(type(server), server.server_address, b"io\n")
+        took = time.monotonic() - began
+    assert reply == b"io\n"
+    assert took >= 0.025
+
+
+def test_make_server_unix_without_path_uses_a_private_temp_dir() -> None:
+    server = make_server("plain-unix")
+    path = server.server_address
+    folder = os.path.dirname(path)
+    assert os.path.exists(path) and (os.stat(folder).st_mode & 0o077) == 0
+    server.server_close()
+    del server
+    gc.collect()
+    assert not os.path.exists(folder)
+
+
+def test_make_server_on_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        server = make_server("threading", host="::1")
+    except OSError as exc:  # IPv6 disabled in the kernel
+        pytest.skip(f"cannot bind ::1: {exc}")
+    with server:
+        assert server.address_family == socket.AF_INET6
+        assert type(server).__name__ == "ThreadingTCPServer"
+        assert isinstance(server, sockserve.ThreadingTCPServer)
+
+
+def test_make_server_bad_input() -> None:
+    with pytest.raises(ValueError, match="unknown workload"):
+        make_server("plain", "sleepy")
+    with pytest.raises(ValueError, match="unknown server kind"):
+        make_server("nope")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="already in use"):
+            make_server("plain", port=taken.getsockname()[1])

@@ -1,0 +1,217 @@
+"""sockserve.experiment: server processes, comparisons, and the measurements
+the measurement issue asks for (with generous bounds)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from sockserve.experiment import (
+    Comparison,
+    RunResult,
+    ServerProcess,
+    ServerStartError,
+    compare,
+    run_one,
+)
+from sockserve.load import Progress
+
+
+def gone(pid: int) -> bool:
+    """True when *pid* no longer exists (reaped, not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if gone(pid):
+            return True
+        time.sleep(0.05)
+    return gone(pid)
+
+
+def ask(address: object, line: bytes, family: int = socket.AF_INET) -> bytes:
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(address)
+        sock.sendall(line)
+        sock.shutdown(socket.SHUT_WR)
+        with sock.makefile("rb") as reader:
+            return reader.read()
+
+
+# -- ServerProcess ------------------------------------------------------------
+
+
+def test_server_process_serves_and_stops_cleanly() -> None:
+    with ServerProcess("threading", "io", delay_ms=1) as server:
+        assert server.running and server.pid and server.pid != os.getpid()
+        assert isinstance(server.address, tuple) and server.address[0] == "127.0.0.1"
+        assert server.server_class == "ThreadingTCPServer"
+        assert ask(server.address, b"io 2\necho\n") == b"io 2\necho\n"
+        pid = server.pid
+    assert server.returncode == 0, server.stderr_text()
+    assert gone(pid)
+    assert not server.running
+    server.stop()  # twice is fine
+
+
+def test_unix_server_process_gets_a_private_path_removed_on_stop() -> None:
+    server = ServerProcess("forking-unix").start()
+    try:
+        path = server.address
+        assert isinstance(path, str) and os.path.exists(path)
+        assert ask(path, b"hello\n", socket.AF_UNIX) == b"hello\n"
+    finally:
+        server.stop()
+    assert not os.path.exists(os.path.dirname(path))
+    assert server.returncode == 0
+
+
+def test_start_failure_says_why_and_leaves_nothing_behind() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ServerProcess("plain", port=port)
+        with pytest.raises(ServerStartError, match="already in use"):
+            server.start()
+    assert server.pid is not None and gone(server.pid)
+
+
+def test_stop_escalates_when_the_server_cannot_stop_cleanly() -> None:
+    # A plain server busy with a client that never sends its line cannot
+    # finish shutdown(); SIGTERM after the timeout ends it at once.
+    server = ServerProcess("plain").start()
+    try:
+        with socket.create_connection(server.address, timeout=10) as stuck:
+            stuck.sendall(b"no newline yet")
+            time.sleep(0.2)
+            began = time.monotonic()
+            server.stop(timeout=0.5)
+            took = time.monotonic() - began
+    finally:
+        server.stop()
+    assert server.returncode == 1
+    assert took < 5.0
+    assert "second signal" in server.stderr_text()
+
+
+def test_a_forgotten_server_process_is_stopped_when_collected() -> None:
+    server = ServerProcess("threading").start()
+    pid = server.pid
+    assert pid is not None
+    del server
+    gc.collect()
+    assert wait_gone(pid)
+
+
+def test_the_server_exits_when_its_parent_dies() -> None:
+    # The parent starts a server and dies without any cleanup (os._exit).
+    code = textwrap.dedent("""
+        import os
+        from sockserve.experiment import ServerProcess
+        server = ServerProcess("plain").start()
+        print(server.pid, flush=True)
+        os._exit(0)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    pid = int(out.stdout.split()[0])
+    assert wait_gone(pid, 10.0), f"server {pid} outlived its parent"
+
+
+def test_unknown_kind_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown server kind"):
+        ServerProcess("threadng")
+    with pytest.raises(ValueError, match="unknown server kind"):
+        compare("echo", ["plain", "nope"], duration=0.5)
+
+
+# -- plain data ---------------------------------------------------------------
+
+
+def sample_run(server: str = "plain") -> RunResult:
+    return RunResult(
+        server=server, workload="echo", requests=10, errors=1, throughput_rps=9.5,
+        latency_ms={"p50": 1.0, "p90": 2.0, "p99": 3.0, "p999": 4.0, "max": 5.0},
+        threads=[[0.0, 2.0], [0.1, 3.0]], children=[[0.0, 0.0], [0.1, 4.0]],
+    )
+
+
+def test_comparison_round_trips_through_json(tmp_path) -> None:
+    comparison = Comparison(runs=[sample_run("plain"), sample_run("forking")], workload="echo")
+    path = tmp_path / "c.json"
+    comparison.save(path)
+    data = json.loads(path.read_text())
+    assert [run["server"] for run in data["runs"]] == ["plain", "forking"]
+    assert Comparison.load(path) == comparison
+    assert comparison.run("forking").peak("children") == 4
+    with pytest.raises(KeyError):
+        comparison.run("threading")
+
+
+def test_table_has_a_row_per_run() -> None:
+    table = Comparison(runs=[sample_run("plain"), sample_run("forking")]).table()
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["server", "requests", "errors", "req/s"]
+    assert lines[2].split()[:4] == ["plain", "10", "1", "9.5"]
+    assert lines[3].split()[0] == "forking" and lines[3].split()[-1] == "4"
+
+
+# -- measurements ---------------------------------------------------------------
+
+
+def test_threading_beats_plain_on_io_by_4x_with_8_clients() -> None:
+    progress: list[object] = []
+    order: list[str] = []
+    comparison = compare(
+        "io", ["plain", "threading"], clients=8, duration=1.5,
+        workload_params={"delay_ms": 10}, progress=progress.append, on_server=order.append,
+    )
+    plain, threading_ = comparison.runs
+    assert order == ["plain", "threading"]
+    assert progress and all(isinstance(p, Progress) for p in progress)
+    assert plain.errors == 0 and threading_.errors == 0
+    assert plain.throughput_rps > 0
+    ratio = threading_.throughput_rps / plain.throughput_rps
+    assert ratio >= 4.0, comparison.table()
+    # Each plain request waits for the seven others: its median is far above 10 ms.
+    assert plain.latency_ms["p50"] > 3 * threading_.latency_ms["p50"], comparison.table()
+    # The server's threads were sampled: a thread per client while threading.
+    assert threading_.peak("threads") >= plain.peak("threads") + 4, comparison.table()
+    data = comparison.to_dict()
+    run = data["runs"][0]
+    assert {"server", "workload", "requests", "errors", "throughput_rps", "latency_ms",
+            "threads", "children"} <= set(run)
+    assert set(run["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
+    json.dumps(data)
+
+
+def test_open_loop_above_fork_rate_drives_the_tail_up() -> None:
+    closed = run_one("forking", "echo", clients=8, duration=1.0)
+    opened = run_one("forking", "echo", rate=2000, clients=64, duration=1.5)
+    assert closed.errors == 0 and closed.requests > 0
+    assert opened.requests > 0
+    assert opened.peak("children") >= 1 and opened.mode == "open"
+    p50_closed = closed.latency_ms["p50"]
+    p99_open = opened.latency_ms["p99"]
+    assert p99_open > 5 * p50_closed, (closed.latency_ms, opened.latency_ms, opened.outcomes)
