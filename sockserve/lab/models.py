@@ -1,0 +1,390 @@
+"""The lab's models: plain objects that run servers, load and comparisons.
+
+No ipywidgets here (and no matplotlib): the panels in :mod:`.panels` are
+thin views over these classes, and the tests drive the models headless.
+
+* :class:`ServerModel` runs one server in a background thread of this
+  process (the kernel, in a notebook) and reports its status.
+* :class:`TrafficModel` sends load at a server with :class:`sockserve.load.LoadRun`
+  (the load runs in another process) and keeps live samples.
+* :class:`CompareModel` runs :func:`sockserve.experiment.compare` in a
+  background thread.
+
+Threads: each model's public methods may be called from any thread; a
+model's background work only changes the model's own fields, under its
+lock. Views poll :meth:`status` (a frozen snapshot) a few times a second.
+Every model that runs something is tracked by :mod:`.registry` until it is
+stopped, so ``stop_all()`` and interpreter exit find it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import format_address
+from ..stats import CLIENT_GONE
+from . import registry
+
+__all__ = ["ServerModel", "ServerStatus", "describe_error", "server_kinds", "FORK_NOTE"]
+
+#: What the lab tells a learner about forking inside a notebook kernel.
+FORK_NOTE = (
+    "Forking from a notebook: the kernel process already runs several threads "
+    "(its I/O threads, and this server's). A child made by fork() has only the "
+    "thread that forked, so a lock another thread held at that instant stays "
+    "locked forever in the child; Python 3.12+ warns about this with a "
+    "DeprecationWarning. sockserve makes it safe here: each child gets fresh "
+    "stdout/stderr right after fork() (it never touches the kernel's output "
+    "locks), a child that runs longer than child_timeout seconds is ended by "
+    "an alarm, and Stop ends any child left over. The lab therefore silences "
+    "that one warning for its own forking servers."
+)
+
+_FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks"
+_MESSAGE_LIMIT = 1500  # bytes per error line: one os.write below PIPE_BUF
+
+
+def server_kinds() -> list[str]:
+    """The server kinds a :class:`ServerModel` can run (every kind with a
+    class: plain, threading, forking x TCP, UDP, Unix, Unix datagram, and
+    pool kinds when they exist)."""
+    from ..kinds import kind_names, resolve_kind
+
+    return [name for name in kind_names() if resolve_kind(name).server_class is not None]
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line in plain words for an error met while starting a server."""
+    if isinstance(exc, socket.gaierror) or isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror or str(exc)
+        # The core's bind errors already say what happened and what to do.
+        return text[0].upper() + text[1:] if text else type(exc).__name__
+    if isinstance(exc, (OverflowError, ValueError, TypeError)):
+        return f"Bad setting: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def handler_failure(handler: type, exc: BaseException, client_address: Any) -> str:
+    """A handler raised *exc*: say where, in one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        place = os.path.basename(last.filename)
+        if "ipykernel_" in last.filename:
+            place = "a notebook cell"
+        where = f" in {last.name}() at line {last.lineno} of {place}"
+    message = str(exc) or "(no message)"
+    return (
+        f"{handler.__name__}{where} raised {type(exc).__name__}: {message}, "
+        f"on the request from {format_address(client_address)}; the server goes on serving."
+    )
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What a server panel shows, at one instant."""
+
+    state: str  # "stopped" | "running" | "failed"
+    kind: str
+    workload: str
+    address: str
+    requests: int
+    active: int
+    threads: int
+    children: int
+    errors: int
+    message: str  # the last problem, in plain words ("" when none)
+
+    def line(self) -> str:
+        """The status line: address, state and counters."""
+        if self.state == "failed":
+            return f"{self.kind} ({self.workload}): not running. {self.message}"
+        if self.state != "running":
+            return f"{self.kind} ({self.workload}): stopped. Press Start."
+        return (
+            f"{self.kind} ({self.workload}) serving on {self.address}: "
+            f"requests {self.requests}, active {self.active}, threads {self.threads}, "
+            f"children {self.children}, errors {self.errors}"
+        )
+
+
+class ServerModel:
+    """One server, run in a background thread of this process.
+
+    Callers set the fields (``kind``, ``workload`` or ``handler``, ``host``,
+    ``port``, ``path``, ``params``), then use :meth:`start`, :meth:`stop`,
+    :meth:`status`, :meth:`errors` and :attr:`address`. ``start`` never
+    raises for a bad setting or a bind error: the status says what happened.
+
+    Tuning: ``child_timeout`` (30 s) bounds how long a forked child may run;
+    ``stop_grace`` (2 s) is how long :meth:`stop` waits for children before
+    it kills them.
+
+    Errors raised by the handler are reported in one line each
+    (:meth:`errors`), never as a traceback on the notebook: the lab's server
+    class writes them to a pipe that forked children share with the parent.
+    """
+
+    child_timeout: float = 30.0
+    stop_grace: float = 2.0
+
+    def __init__(
+        self,
+        kind: str = "threading",
+        workload: str = "echo",
+        handler: type | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str | None = None,
+        **params: float,
+    ) -> None:
+        self.kind = kind
+        self.workload = workload
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.path = path
+        self.params: dict[str, float] = dict(params)
+        self._lock = threading.RLock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._events: tuple[int, int] | None = None
+        self._tempdir: str | None = None
+        self._message = ""
+        self._errors: list[str] = []
+        self._partial = b""
+        self._failed = False
+
+    # -- describing ---------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def workload_name(self) -> str:
+        return self.handler.__name__ if self.handler is not None else self.workload
+
+    @property
+    def address(self) -> Any:
+        """The bound address ((host, port) or a path), or None when stopped."""
+        server = self._server
+        return None if server is None else server.server_address
+
+    @property
+    def transport(self) -> str:
+        from ..kinds import resolve_kind
+
+        return resolve_kind(self.kind).transport
+
+    @property
+    def is_forking(self) -> bool:
+        from ..kinds import resolve_kind
+
+        return resolve_kind(self.kind).concurrency in ("forking", "prefork")
+
+    @property
+    def server(self) -> Any:
+        """The running server object (None when stopped), for the curious."""
+        return self._server
+
+    def status(self) -> ServerStatus:
+        self.poll_errors()
+        server = self._server
+        state = "running" if server is not None else ("failed" if self._failed else "stopped")
+        snap: dict[str, Any] = server.stats.snapshot() if server is not None else {}
+        return ServerStatus(
+            state=state,
+            kind=self.kind,
+            workload=self.workload_name,
+            address=format_address(server.server_address) if server is not None else "",
+            requests=int(snap.get("started", 0)),
+            active=int(snap.get("active", 0)),
+            threads=int(snap.get("threads", 0)),
+            children=int(snap.get("children", 0)),
+            errors=int(snap.get("errors", 0)),
+            message=self._message,
+        )
+
+    def errors(self) -> list[str]:
+        """The handler errors reported so far (most recent last, at most 50)."""
+        self.poll_errors()
+        with self._lock:
+            return list(self._errors)
+
+    # -- running ------------------------------------------------------------
+
+    def start(self) -> ServerStatus:
+        """Bind and serve in a background thread. Returns the new status;
+        on failure the status is "failed" and its message says why."""
+        with self._lock:
+            if self._server is not None:
+                return self.status()
+            self._message, self._failed = "", False
+            try:
+                server = self._make_server()
+            except Exception as exc:
+                self._close_events()
+                self._remove_tempdir()
+                self._message, self._failed = describe_error(exc), True
+                return self.status()
+            self._server = server
+            registry.track(self)
+            self._thread = threading.Thread(
+                target=self._serve, args=(server,), name="sockserve-lab-server", daemon=True
+            )
+            self._thread.start()
+            return self.status()
+
+    def _serve(self, server: Any) -> None:
+        try:
+            server.serve_forever(poll_interval=0.25)
+        except Exception as exc:  # the loop itself broke: say so, then clean up
+            with self._lock:
+                self._message, self._failed = f"The server stopped: {describe_error(exc)}", True
+
+    def stop(self) -> None:
+        """Stop serving, end every child and thread, free the port. Idempotent."""
+        with self._lock:
+            server, self._server = self._server, None
+            thread, self._thread = self._thread, None
+        if server is None:
+            registry.untrack(self)
+            return
+        try:
+            server.shutdown()
+            if thread is not None:
+                thread.join(10)
+            self._end_children(server)
+            server.server_close()
+        finally:
+            self.poll_errors()
+            with self._lock:
+                self._close_events()
+                self._remove_tempdir()
+            registry.untrack(self)
+
+    def _end_children(self, server: Any) -> None:
+        """Give forked children ``stop_grace`` seconds, then kill the rest."""
+        if getattr(server, "active_children", None) is None:
+            return
+        deadline = time.monotonic() + self.stop_grace
+        while server.active_children and time.monotonic() < deadline:
+            server.collect_children()
+            time.sleep(0.02)
+        for pid in list(server.active_children or ()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        server.collect_children(blocking=True)
+
+    def _make_server(self) -> Any:
+        from ..kinds import resolve_kind
+
+        info = resolve_kind(self.kind)
+        if info.server_class is None:
+            raise ValueError(f"the {info.name} kind cannot run inside the notebook")
+        handler = self.handler
+        if handler is None:
+            from ..workloads import handler_for
+
+            handler = handler_for(self.workload, **self.params)
+        if info.is_unix:
+            if self.path:
+                address: Any = self.path
+            else:
+                self._tempdir = tempfile.mkdtemp(prefix="sockserve-lab-")
+                address = os.path.join(self._tempdir, "server.sock")
+        else:
+            if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+                raise ValueError(f"the port must be a whole number from 0 to 65535, not {self.port!r}")
+            address = (self.host.strip() or "127.0.0.1", self.port)
+        if info.concurrency in ("forking", "prefork"):
+            _quiet_fork_warning()
+        reader, writer = os.pipe()
+        os.set_blocking(reader, False)
+        os.set_blocking(writer, False)
+        self._events = (reader, writer)
+        attrs: dict[str, Any] = {
+            "handle_error": _report_handler_error,
+            "lab_events_fd": writer,
+            "__module__": info.server_class.__module__,
+        }
+        if info.concurrency == "forking":
+            attrs["child_timeout"] = self.child_timeout
+        if not info.is_unix and ":" in address[0]:
+            attrs["address_family"] = socket.AF_INET6
+        cls = type(info.server_class.__name__, (info.server_class,), attrs)
+        return cls(address, handler)
+
+    # -- handler errors ------------------------------------------------------
+
+    def poll_errors(self) -> None:
+        """Read the error lines that handlers (threads or children) wrote."""
+        with self._lock:
+            if self._events is None:
+                return
+            while True:
+                try:
+                    data = os.read(self._events[0], 65536)
+                except (BlockingIOError, OSError):
+                    break
+                if not data:
+                    break
+                *lines, self._partial = (self._partial + data).split(b"\n")
+                for raw in lines:
+                    text = raw.decode("utf-8", "replace")
+                    self._errors.append(text)
+                    self._message = text
+                del self._errors[:-50]
+
+    def _close_events(self) -> None:
+        events, self._events = self._events, None
+        if events is not None:
+            for fd in events:
+                os.close(fd)
+
+    def _remove_tempdir(self) -> None:
+        path, self._tempdir = self._tempdir, None
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"<ServerModel {self.status().line()}>"
+
+
+def _report_handler_error(self: Any, request: Any, client_address: Any) -> None:
+    """``handle_error`` of the lab's servers: one line to the events pipe.
+
+    Runs in the serving thread, a handler thread or a forked child; one
+    short ``os.write`` is atomic on a pipe, so lines never interleave.
+    """
+    exc = sys.exc_info()[1]
+    if exc is None or isinstance(exc, CLIENT_GONE + (TimeoutError,)):
+        return
+    line = handler_failure(self.RequestHandlerClass, exc, client_address)
+    data = line.replace("\n", " ").encode("utf-8", "replace")[:_MESSAGE_LIMIT] + b"\n"
+    try:
+        os.write(self.lab_events_fd, data)
+    except OSError:
+        pass  # pipe full or closed: the error counter still counts it
+
+
+def _quiet_fork_warning() -> None:
+    """Python 3.12+ warns on fork() in a threaded process; see FORK_NOTE.
+    (Adding the same filter again replaces it, so calling this often is fine.)"""
+    if sys.version_info >= (3, 12):
+        warnings.filterwarnings("ignore", message=_FORK_WARNING, category=DeprecationWarning)

@@ -1,0 +1,422 @@
+"""The lab's panels: ipywidgets views over the models in :mod:`.models`.
+
+Each panel is a ``VBox``: put it last in a cell (or ``display`` it) to show
+it. Its child widgets are private; its public surface is a few methods
+(``start``/``stop``, ``send``, ``run``) that do what its buttons do, and the
+``model`` it shows.
+
+Threads: a button's click runs in the kernel's main thread. While something
+runs, a panel's *ticker* thread polls the model a few times a second and
+only assigns widget values (ipywidgets sends those as messages; no output
+capture happens in that thread). A panel's ``close()`` (and
+``sockserve.lab.stop_all()``, and running the panel's cell again) stops its
+ticker and what its model runs.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as w
+
+from . import figures, registry
+from .models import FORK_NOTE, ServerModel, server_kinds
+from .runs import CompareModel, TrafficModel, default_servers
+
+__all__ = ["ServerPanel", "TrafficPanel", "ComparePanel"]
+
+_TICK = 0.25  # seconds between status refreshes (4 per second)
+_PLOT_EVERY = 2  # re-draw plots every this many ticks
+
+
+class _Ticker:
+    """Call *step* every *interval* seconds in a daemon thread until it
+    returns False or :meth:`stop` is called."""
+
+    def __init__(self, step: Callable[[], bool], name: str, interval: float = _TICK) -> None:
+        self._step = step
+        self._name = name
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stopped,), name=self._name, daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, stopped: threading.Event) -> None:
+        while not stopped.wait(self._interval):
+            try:
+                if not self._step():
+                    return
+            except Exception as exc:  # a view must not die silently
+                print(f"sockserve.lab: panel update failed: {exc!r}", file=__import__("sys").__stderr__)
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(10)
+
+
+def _pre(text: str) -> str:
+    return f"<pre style='margin:0;white-space:pre-wrap'>{html.escape(text)}</pre>"
+
+
+class _Panel(w.VBox):
+    """What every panel shares: its registry slot and close()."""
+
+    _slot: str
+
+    def _claim(self, key: str | None) -> None:
+        self._slot = key or registry.cell_slot(type(self).__name__)
+        registry.claim(self._slot, self)
+
+    def stop(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop what the panel runs, then remove it from the page."""
+        self.stop()
+        registry.release(self._slot, self)
+        super().close()
+
+
+class ServerPanel(_Panel):
+    """Start and stop one server in the kernel, and watch its counters.
+
+    ``ServerPanel(kind="threading", workload="echo", handler=None,
+    host="127.0.0.1", port=0, path=None, key=None, **params)``. Pass
+    ``handler=MyHandler`` to serve a handler class defined in the notebook.
+    *key* names the panel's registry slot (default: the cell that made it).
+    Buttons: ``Start``, ``Stop``; methods :meth:`start`, :meth:`stop`;
+    :attr:`model` is the :class:`ServerModel`, :attr:`address` its address.
+    """
+
+    def __init__(
+        self,
+        kind: str = "threading",
+        workload: str = "echo",
+        handler: type | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        path: str | None = None,
+        key: str | None = None,
+        **params: float,
+    ) -> None:
+        from ..workloads import WORKLOAD_NAMES
+
+        self.model = ServerModel(kind, workload, handler, host, port, path, **params)
+        kinds = server_kinds()
+        workloads = list(WORKLOAD_NAMES)
+        if handler is not None:
+            workloads.insert(0, handler.__name__)
+        self._kind = w.Dropdown(options=kinds, value=self.model.kind, description="server")
+        self._workload = w.Dropdown(
+            options=workloads, value=self.model.workload_name, description="workload"
+        )
+        self._host = w.Text(value=host, description="host")
+        self._port = w.IntText(value=port, description="port")
+        self._start = w.Button(description="Start", button_style="success", icon="play")
+        self._stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self._status = w.HTML()
+        self._problems = w.HTML()
+        self._note = w.HTML()
+        self._start.on_click(lambda _button: self.start())
+        self._stop.on_click(lambda _button: self.stop())
+        self._kind.observe(lambda _change: self._show_choices(), names="value")
+        self._ticker = _Ticker(self._tick, "sockserve-lab-server-panel")
+        self._seen_errors = 0
+        super().__init__(
+            children=[
+                w.HBox([self._kind, self._workload]),
+                w.HBox([self._host, self._port]),
+                w.HBox([self._start, self._stop]),
+                self._status,
+                self._problems,
+                self._note,
+            ]
+        )
+        self.add_class("sockserve-server-panel")
+        self._show_choices()
+        self._show(self.model.status())
+        self._claim(key)
+
+    @property
+    def address(self) -> Any:
+        return self.model.address
+
+    def start(self) -> None:
+        """What ``Start`` does: apply the choices and serve."""
+        model = self.model
+        if model.running:
+            return
+        model.kind = self._kind.value
+        choice = self._workload.value
+        if model.handler is not None and choice == model.handler.__name__:
+            pass  # keep serving the notebook's handler class
+        else:
+            model.handler, model.workload = None, choice
+        model.host = self._host.value
+        model.port = int(self._port.value)
+        self._seen_errors = 0
+        self._problems.value = ""
+        status = model.start()
+        self._show(status)
+        if status.state == "running":
+            self._ticker.start()
+
+    def stop(self) -> None:
+        """What ``Stop`` does: stop the server, its threads and children."""
+        self._ticker.stop()
+        self.model.stop()
+        self._show(self.model.status())
+
+    def _tick(self) -> bool:
+        status = self.model.status()
+        self._show(status)
+        return status.state == "running"
+
+    def _show(self, status: Any) -> None:
+        running = status.state == "running"
+        colour = {"running": "green", "failed": "#b00"}.get(status.state, "grey")
+        self._status.value = (
+            f"<span class='sockserve-status' data-state='{status.state}' "
+            f"style='color:{colour}'>{html.escape(status.line())}</span>"
+        )
+        errors = self.model.errors()
+        if errors and len(errors) != self._seen_errors:
+            self._seen_errors = len(errors)
+            shown = "".join(f"<li>{html.escape(e)}</li>" for e in errors[-3:])
+            self._problems.value = f"<b>Handler errors</b> ({len(errors)}):<ul>{shown}</ul>"
+        for control in (self._kind, self._workload, self._host, self._port, self._start):
+            control.disabled = running
+        self._stop.disabled = not running
+        if not running:
+            self._show_choices()
+
+    def _show_choices(self) -> None:
+        from ..kinds import resolve_kind
+
+        info = resolve_kind(self._kind.value)
+        self._host.disabled = self._port.disabled = info.is_unix
+        forking = info.concurrency in ("forking", "prefork")
+        self._note.value = f"<small>{html.escape(FORK_NOTE)}</small>" if forking else ""
+
+
+class TrafficPanel(_Panel):
+    """Send load at a server and watch latency, threads and children live.
+
+    ``TrafficPanel(target, *, mode="closed", clients=4, rate=200.0,
+    duration=3.0, connection="new", transport="tcp", workload=None,
+    key=None)``: *target* is a :class:`ServerPanel`, a :class:`ServerModel`
+    or an address. Button ``Send``; method :meth:`send`; :attr:`model` is
+    the :class:`TrafficModel` (its ``result`` is the last LoadResult).
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        *,
+        mode: str = "closed",
+        clients: int = 4,
+        rate: float = 200.0,
+        duration: float = 3.0,
+        connection: str = "new",
+        transport: str = "tcp",
+        workload: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self._target_panel = target if isinstance(target, ServerPanel) else None
+        model_target = target.model if isinstance(target, ServerPanel) else target
+        self.model = TrafficModel(
+            model_target, transport=transport, workload=workload, mode=mode,
+            clients=clients, rate=rate, duration=duration, connection=connection,
+        )
+        self._target = w.HTML()
+        self._mode = w.ToggleButtons(options=["closed", "open"], value=mode, description="loop")
+        self._clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
+        self._rate = w.FloatText(value=rate, description="rate /s")
+        self._duration = w.FloatSlider(value=duration, min=0.5, max=30, step=0.5, description="seconds")
+        self._connection = w.ToggleButtons(
+            options=["new", "persistent"], value=connection, description="connection"
+        )
+        self._send = w.Button(description="Send", button_style="primary", icon="paper-plane")
+        self._progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
+        self._latency = w.Image(value=figures.blank_png("latency"), format="png")
+        self._concurrency = w.Image(value=figures.blank_png("threads and children"), format="png")
+        self._summary = w.HTML()
+        self._send.on_click(lambda _button: self.send())
+        self._mode.observe(lambda _change: self._show_mode(), names="value")
+        self._ticker = _Ticker(self._tick, "sockserve-lab-traffic-panel")
+        self._ticks = 0
+        super().__init__(
+            children=[
+                self._target,
+                w.HBox([self._mode, self._connection]),
+                w.HBox([self._clients, self._rate, self._duration]),
+                w.HBox([self._send, self._progress]),
+                w.HBox([self._latency, self._concurrency]),
+                self._summary,
+            ]
+        )
+        self.add_class("sockserve-traffic-panel")
+        self._show_mode()
+        self._show_target()
+        self._summary.value = _pre(self.model.status().text)
+        self._claim(key)
+
+    def send(self) -> None:
+        """What ``Send`` does: start a load run with the current choices."""
+        model = self.model
+        if model.running:
+            return
+        model.mode = self._mode.value
+        model.clients = int(self._clients.value)
+        model.rate = float(self._rate.value)
+        model.duration = float(self._duration.value)
+        model.connection = self._connection.value
+        self._show_target()
+        status = model.send()
+        self._ticks = 0
+        self._show(status, plots=True)
+        if status.state == "running":
+            self._send.disabled = True
+            self._ticker.start()
+
+    def stop(self) -> None:
+        """Cancel a run in progress."""
+        self._ticker.stop()
+        self.model.stop()
+        self._send.disabled = False
+
+    def _tick(self) -> bool:
+        status = self.model.poll()
+        self._ticks += 1
+        finished = status.state in ("done", "failed")
+        self._show(status, plots=finished or self._ticks % _PLOT_EVERY == 0)
+        if finished:
+            self._send.disabled = False
+        return not finished
+
+    def _show(self, status: Any, plots: bool) -> None:
+        self._progress.value = status.fraction
+        self._progress.bar_style = {"done": "success", "failed": "danger"}.get(status.state, "")
+        self._summary.value = (
+            f"<div class='sockserve-summary' data-state='{status.state}'>{_pre(status.text)}</div>"
+        )
+        samples = list(self.model.samples)
+        if plots and samples:
+            self._latency.value = figures.live_latency_png(samples, self.model.duration)
+            self._concurrency.value = figures.live_concurrency_png(samples, self.model.duration)
+
+    def _show_mode(self) -> None:
+        closed = self._mode.value == "closed"
+        self._clients.description = "clients" if closed else "in flight"
+        self._rate.disabled = closed
+
+    def _show_target(self) -> None:
+        target = self.model.target
+        if isinstance(target, ServerModel):
+            where = target.status()
+            text = f"target: {where.kind} server " + (
+                f"on {where.address}" if where.address else "(not running yet)"
+            )
+        else:
+            text = f"target: {target!r} ({self.model.transport})"
+        self._target.value = html.escape(text)
+
+
+class ComparePanel(_Panel):
+    """One click runs plain vs threading vs forking (and more) side by side.
+
+    ``ComparePanel(workload="io", servers=None, *, clients=8, duration=2.0,
+    key=None)``; button ``Run comparison``; method :meth:`run`;
+    :attr:`model` is the :class:`CompareModel` (``comparison`` when done).
+    Each server and the load run in their own processes, not in the kernel.
+    """
+
+    def __init__(
+        self,
+        workload: str = "io",
+        servers: tuple[str, ...] | None = None,
+        *,
+        clients: int = 8,
+        duration: float = 2.0,
+        key: str | None = None,
+    ) -> None:
+        from ..kinds import kind_names
+        from ..workloads import WORKLOAD_NAMES
+
+        self.model = CompareModel(workload, servers, clients=clients, duration=duration)
+        choices = list(dict.fromkeys([*default_servers(), *kind_names()]))
+        self._workload = w.Dropdown(options=list(WORKLOAD_NAMES), value=workload, description="workload")
+        self._servers = w.SelectMultiple(
+            options=choices, value=tuple(self.model.servers), rows=4, description="servers"
+        )
+        self._clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
+        self._duration = w.FloatSlider(value=duration, min=0.5, max=10, step=0.5, description="s each")
+        self._run = w.Button(description="Run comparison", button_style="primary", icon="balance-scale",
+                             layout=w.Layout(width="auto"))
+        self._progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
+        self._figure = w.Image(value=figures.blank_png("comparison"), format="png")
+        self._table = w.HTML(value=_pre(self.model.status().text))
+        self._run.on_click(lambda _button: self.run())
+        self._ticker = _Ticker(self._tick, "sockserve-lab-compare-panel")
+        super().__init__(
+            children=[
+                w.HBox([self._workload, self._servers]),
+                w.HBox([self._clients, self._duration]),
+                w.HBox([self._run, self._progress]),
+                self._figure,
+                self._table,
+            ]
+        )
+        self.add_class("sockserve-compare-panel")
+        self._claim(key)
+
+    def run(self) -> None:
+        """What ``Run comparison`` does."""
+        model = self.model
+        if model.running:
+            return
+        model.workload = self._workload.value
+        model.servers = tuple(self._servers.value) or default_servers()
+        model.clients = int(self._clients.value)
+        model.duration = float(self._duration.value)
+        self._run.disabled = True
+        self._show(model.run())
+        self._ticker.start()
+
+    def stop(self) -> None:
+        """Wait for a running comparison to end (each run is time-bounded)."""
+        self._ticker.stop()
+        self.model.stop()
+        self._run.disabled = False
+
+    def _tick(self) -> bool:
+        status = self.model.status()
+        self._show(status)
+        if status.state in ("done", "failed"):
+            self._run.disabled = False
+            return False
+        return True
+
+    def _show(self, status: Any) -> None:
+        self._progress.value = status.fraction
+        self._progress.bar_style = {"done": "success", "failed": "danger"}.get(status.state, "")
+        if status.state == "done" and self.model.comparison is not None:
+            self._figure.value = figures.comparison_png(self.model.comparison)
+        self._table.value = (
+            f"<div class='sockserve-table' data-state='{status.state}'>{_pre(status.text)}</div>"
+        )

@@ -1,0 +1,346 @@
+"""Models for sending load and comparing servers (no ipywidgets here).
+
+* :class:`TrafficModel` sends load with :class:`sockserve.load.LoadRun` (the
+  load runs in another process) at a :class:`~.models.ServerModel` or an
+  address, and keeps a live list of :class:`Sample` for the plots.
+* :class:`CompareModel` runs :func:`sockserve.experiment.compare` in a
+  background thread; the servers it compares run in their own processes.
+
+Callers use ``send()``/``run()``, ``poll()`` (call a few times a second
+while running: it takes in the latest progress), ``status()`` and ``stop()``.
+Both are tracked by :mod:`.registry` while they run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from . import registry
+from .models import ServerModel, describe_error
+
+__all__ = ["Sample", "TrafficModel", "TrafficStatus", "CompareModel", "CompareStatus"]
+
+_MAX_SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One live reading while load runs."""
+
+    elapsed: float
+    requests: int
+    ok: int
+    errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+    threads: int | None
+    children: int | None
+
+
+@dataclass(frozen=True)
+class TrafficStatus:
+    state: str  # "idle" | "running" | "done" | "failed"
+    fraction: float  # 0..1, for a progress bar
+    text: str  # one line: what is happening now, or the summary when done
+
+
+class TrafficModel:
+    """Load sent at one server.
+
+    ``target`` is a :class:`ServerModel` (its current address, transport and
+    workload are used at each :meth:`send`) or an address: ``(host, port)``
+    or a Unix socket path (then set ``transport``). The other fields are
+    those of :class:`sockserve.load.LoadSpec`: ``mode`` ("closed"/"open"),
+    ``clients``, ``rate``, ``duration``, ``connection`` ("new"/"persistent"),
+    ``workload`` (None: the target's workload, or "echo" for a handler class).
+    """
+
+    def __init__(
+        self,
+        target: ServerModel | Any,
+        *,
+        transport: str = "tcp",
+        workload: str | None = None,
+        mode: str = "closed",
+        clients: int = 4,
+        rate: float | None = 200.0,
+        duration: float = 3.0,
+        connection: str = "new",
+        max_requests: int = 100_000,
+    ) -> None:
+        self.target = target
+        self.transport = transport
+        self.workload = workload
+        self.mode = mode
+        self.clients = clients
+        self.rate = rate
+        self.duration = duration
+        self.connection = connection
+        self.max_requests = max_requests
+        self._lock = threading.RLock()
+        self._run: Any = None
+        self._started = 0.0
+        self.samples: list[Sample] = []
+        self.result: Any = None
+        self._message = ""
+
+    @property
+    def running(self) -> bool:
+        run = self._run
+        return run is not None and not run.done
+
+    def spec(self) -> Any:
+        """The :class:`sockserve.load.LoadSpec` that :meth:`send` would use."""
+        from ..load import LoadSpec
+
+        target = self.target
+        if isinstance(target, ServerModel):
+            if target.address is None:
+                raise ValueError("the server is not running: press Start on its panel first")
+            address, transport = target.address, target.transport
+            workload = self.workload or (target.workload if target.handler is None else "echo")
+            params = dict(target.params) if target.handler is None else {}
+            pid: int | None = os.getpid()
+        else:
+            address, transport = target, self.transport
+            workload, params, pid = self.workload or "echo", {}, None
+        if isinstance(address, list):
+            address = tuple(address)
+        mode = self.mode
+        return LoadSpec(
+            address=address,
+            transport=transport,
+            workload=workload,
+            workload_params=params,
+            mode=mode,
+            clients=max(1, int(self.clients)),
+            rate=float(self.rate) if mode == "open" and self.rate else None,
+            duration=float(self.duration),
+            max_requests=int(self.max_requests),
+            connection=self.connection,
+            server_pid=pid,
+        )
+
+    def send(self) -> TrafficStatus:
+        """Start a load run (does nothing while one runs). Never raises for
+        a bad setting: the status says what is wrong."""
+        with self._lock:
+            if self.running:
+                return self.status()
+            self.samples, self.result, self._message = [], None, ""
+            try:
+                from ..load import LoadRun
+
+                run = LoadRun(self.spec())
+                run.start()
+            except Exception as exc:
+                self._run = None
+                self._message = describe_error(exc)
+                return self.status()
+            self._run, self._started = run, time.monotonic()
+            registry.track(self)
+            return self.status()
+
+    def poll(self) -> TrafficStatus:
+        """Take in the latest progress; returns the status."""
+        with self._lock:
+            run = self._run
+            if run is None:
+                return self.status()
+            progress = run.progress
+            if progress is not None:
+                self._add_sample(progress)
+            if run.done and self.result is None:
+                try:
+                    self.result = run.wait(5)
+                except Exception as exc:
+                    self._message = f"The load run failed: {describe_error(exc)}"
+                registry.untrack(self)
+            return self.status()
+
+    def _add_sample(self, progress: Any) -> None:
+        if self.samples and self.samples[-1].elapsed >= progress.elapsed:
+            return
+        lat = progress.latency_ms or {}
+        threads, children = progress.threads, progress.children
+        target = self.target
+        if isinstance(target, ServerModel) and target.server is not None:
+            # The server lives in this process: count its handler threads and
+            # children exactly rather than all of the kernel's threads.
+            stats = target.server.stats
+            threads, children = stats.threads, stats.children
+        self.samples.append(
+            Sample(
+                elapsed=float(progress.elapsed),
+                requests=int(progress.requests),
+                ok=int(progress.ok),
+                errors=int(progress.errors),
+                p50_ms=lat.get("p50"),
+                p99_ms=lat.get("p99"),
+                threads=threads,
+                children=children,
+            )
+        )
+        del self.samples[:-_MAX_SAMPLES]
+
+    def status(self) -> TrafficStatus:
+        run = self._run
+        if self._message:
+            return TrafficStatus("failed", 0.0, self._message)
+        if run is None:
+            return TrafficStatus("idle", 0.0, "Press Send to start a load run.")
+        if self.result is not None:
+            return TrafficStatus("done", 1.0, self.result.summary())
+        last = self.samples[-1] if self.samples else None
+        elapsed = last.elapsed if last else time.monotonic() - self._started
+        fraction = min(1.0, elapsed / max(self.duration, 1e-9))
+        if last is None:
+            return TrafficStatus("running", fraction, "starting the load ...")
+        p50 = f"{last.p50_ms:.2f}" if last.p50_ms is not None else "-"
+        p99 = f"{last.p99_ms:.2f}" if last.p99_ms is not None else "-"
+        return TrafficStatus(
+            "running",
+            fraction,
+            f"{elapsed:.1f}/{self.duration:g} s: {last.requests} requests, "
+            f"{last.errors} errors, p50 {p50} ms, p99 {p99} ms",
+        )
+
+    def stop(self) -> None:
+        """Cancel a run in progress (its process is ended). Idempotent."""
+        with self._lock:
+            run = self._run
+        if run is not None and not run.done:
+            run.cancel()
+            try:
+                run.wait(10)
+            except Exception:
+                pass  # a cancelled run may have no result
+        registry.untrack(self)
+
+
+@dataclass(frozen=True)
+class CompareStatus:
+    state: str  # "idle" | "running" | "done" | "failed"
+    fraction: float
+    text: str
+
+
+class CompareModel:
+    """Plain vs threading vs forking (and more) on one workload.
+
+    Fields: ``workload``, ``servers`` (kind names; default
+    :func:`default_servers`), ``clients``, ``duration`` (per server),
+    ``connection``, ``workload_params``. :meth:`run` starts the comparison
+    in a background thread; ``comparison`` holds the result when done.
+    """
+
+    def __init__(
+        self,
+        workload: str = "io",
+        servers: tuple[str, ...] | None = None,
+        *,
+        clients: int = 8,
+        duration: float = 2.0,
+        connection: str = "new",
+        **workload_params: float,
+    ) -> None:
+        self.workload = workload
+        self.servers = tuple(servers) if servers else default_servers()
+        self.clients = clients
+        self.duration = duration
+        self.connection = connection
+        self.workload_params = dict(workload_params)
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._started = 0.0
+        self._progress_text = ""
+        self._current = ""
+        self._done_servers = 0
+        self._run_fraction = 0.0
+        self._message = ""
+        self.comparison: Any = None
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def run(self) -> CompareStatus:
+        """Start the comparison in a background thread (once at a time)."""
+        with self._lock:
+            if self.running:
+                return self.status()
+            self.comparison, self._message, self._progress_text = None, "", "starting ..."
+            self._current, self._done_servers = "", 0
+            self._started = time.monotonic()
+            self._thread = threading.Thread(
+                target=self._work, name="sockserve-lab-compare", daemon=True
+            )
+            registry.track(self)
+            self._thread.start()
+            return self.status()
+
+    def _work(self) -> None:
+        try:
+            from ..experiment import compare
+
+            result = compare(
+                self.workload,
+                servers=self.servers,
+                clients=int(self.clients),
+                duration=float(self.duration),
+                connection=self.connection,
+                workload_params=dict(self.workload_params) or None,
+                progress=self._on_progress,
+                on_server=self._on_server,
+            )
+            with self._lock:
+                self.comparison = result
+        except Exception as exc:
+            with self._lock:
+                self._message = f"The comparison failed: {describe_error(exc)}"
+        finally:
+            registry.untrack(self)
+
+    def _on_server(self, name: str) -> None:
+        self._current, self._run_fraction = name, 0.0
+        self._done_servers += 1
+
+    def _on_progress(self, progress: Any) -> None:
+        self._run_fraction = min(1.0, float(progress.elapsed) / max(float(self.duration), 1e-9))
+        self._progress_text = (
+            f"{self._current} ({self._done_servers}/{len(self.servers)}): "
+            f"{progress.elapsed:.1f} s, {progress.requests} requests, {progress.errors} errors"
+        )
+
+    def status(self) -> CompareStatus:
+        if self._message:
+            return CompareStatus("failed", 0.0, self._message)
+        if self.comparison is not None:
+            return CompareStatus("done", 1.0, self.comparison.table())
+        if self._thread is None:
+            return CompareStatus("idle", 0.0, "Press Run comparison.")
+        done = max(0, self._done_servers - 1) + self._run_fraction
+        fraction = min(0.99, done / max(1, len(self.servers)))
+        return CompareStatus("running", fraction, f"running: {self._progress_text}")
+
+    def stop(self) -> None:
+        """Wait for a running comparison to finish (each run is bounded by
+        its duration); idempotent."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(len(self.servers) * (float(self.duration) + 15))
+        registry.untrack(self)
+
+
+def default_servers() -> tuple[str, ...]:
+    """plain, threading, forking, and every other TCP kind that exists."""
+    from ..kinds import kind_names
+
+    names = kind_names("tcp")
+    first = [n for n in ("plain", "threading", "forking") if n in names]
+    return tuple(first + [n for n in names if n not in first])
