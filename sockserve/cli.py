@@ -349,10 +349,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from . import trace
-
     info = _kind_info(args.kind)
     _check_workload(args.workload)
+    from . import trace
     try:
         text = trace.trace_kind(info.name, workload=args.workload)
     except (OSError, ValueError) as exc:

@@ -1,0 +1,227 @@
+"""The command line: ``python -m sockserve ...`` run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sockserve.cli import main, parse_address, parse_params, CliError
+
+SUBCOMMANDS = ["serve", "load", "compare", "trace", "kinds"]
+
+
+def sockserve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sockserve", *args], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+class Served:
+    """``python -m sockserve serve ...`` in the background, stopped by PID."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "sockserve", "serve", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True)
+        self.first_line = self.proc.stdout.readline() if self.proc.stdout else ""
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        try:
+            out, err = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, out, err
+
+
+def ask(address: object, line: bytes) -> bytes:
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(line)
+        sock.shutdown(socket.SHUT_WR)
+        with sock.makefile("rb") as reader:
+            return reader.read()
+
+
+# -- parsing helpers ------------------------------------------------------------
+
+
+def test_parse_address() -> None:
+    assert parse_address("127.0.0.1:8000") == ("127.0.0.1", 8000)
+    assert parse_address("[::1]:8000") == ("::1", 8000)
+    assert parse_address(":8000") == ("127.0.0.1", 8000)
+    assert parse_address("/tmp/x.sock") == "/tmp/x.sock"
+    for bad in ("localhost", "host:http", "127.0.0.1:0", "127.0.0.1:70000"):
+        with pytest.raises(CliError):
+            parse_address(bad)
+
+
+def test_parse_params() -> None:
+    assert parse_params(["delay_ms=10", "heavy_every = 5"]) == {"delay_ms": 10.0, "heavy_every": 5.0}
+    for bad in (["delay_ms"], ["delay_ms=ten"], ["=3"]):
+        with pytest.raises(CliError):
+            parse_params(bad)
+
+
+# -- help and bad input ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: sockserve {command}")
+
+
+def test_top_level_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in SUBCOMMANDS:
+        assert command in out
+
+
+def test_kinds_lists_the_short_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["kinds"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names[:3] == ["plain", "threading", "forking"]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["serve", "threadng"], "unknown server kind 'threadng'"),
+        (["serve", "plain", "--workload", "sleepy"], "unknown workload 'sleepy'"),
+        (["serve", "plain", "--workload", "io", "-p", "delay=3"], "no parameter delay"),
+        (["serve"], "required: kind"),
+        (["load", "nowhere"], "bad address 'nowhere'"),
+        (["load", "192.0.2.1:80"], "not a loopback address"),
+        (["compare", "--servers", "plain,nope", "--duration", "1"], "unknown server kind 'nope'"),
+        (["compare", "--clients", "2", "--rate", "10"], "not allowed with argument"),
+        (["trace", "nope"], "unknown server kind 'nope'"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(argv: list[str], expected: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("sockserve")
+    assert expected in lines[0]
+
+
+def test_port_in_use_is_one_line_and_status_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_error_line(sockserve("serve", "plain", "--port", str(port)))
+    assert "already in use" in line and str(port) in line
+
+
+def test_binding_beyond_loopback_warns_first() -> None:
+    # 192.0.2.1 (TEST-NET-1) is not this machine's: the bind fails after the
+    # warning, so nothing is ever exposed.
+    result = sockserve("serve", "plain", "--host", "192.0.2.1")
+    assert result.returncode == 2
+    warning, error = result.stderr.strip().splitlines()
+    assert "warning" in warning and "reachable from other machines" in warning
+    assert "192.0.2.1" in error and "Traceback" not in result.stderr
+
+
+# -- serve ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_prints_its_address_and_stops_cleanly(sig: int) -> None:
+    served = Served("threading", "--workload", "io", "-p", "delay_ms=1")
+    try:
+        line = served.first_line
+        assert line.startswith("serving ThreadingTCPServer (threading, io) on 127.0.0.1:"), line
+        host_port = line.split(" on ")[1].split()[0]
+        host, port = host_port.rsplit(":", 1)
+        assert f"pid {served.proc.pid}" in line
+        assert ask((host, int(port)), b"io 1\necho\n") == b"io 1\necho\n"
+    finally:
+        status, out, err = served.stop(sig)
+    assert status == 0, err
+    assert out == ""  # nothing but the first line on stdout
+    assert "stopped ThreadingTCPServer" in err and "Traceback" not in err
+
+
+def test_serve_json_first_line_for_a_unix_kind(tmp_path) -> None:
+    path = str(tmp_path / "s.sock")
+    served = Served("forking-unix", "--path", path, "--json")
+    try:
+        info = json.loads(served.first_line)
+        assert info == {"serving": "ForkingUnixStreamServer", "kind": "forking-unix",
+                        "transport": "unix", "workload": "echo", "address": path,
+                        "pid": served.proc.pid}
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(path)
+            sock.sendall(b"hi\n")
+            assert sock.recv(100) == b"hi\n"
+    finally:
+        status, _, err = served.stop()
+    assert status == 0, err
+    assert not os.path.exists(path)
+
+
+# -- load, compare, trace -------------------------------------------------------------
+
+
+def test_load_drives_a_running_server() -> None:
+    served = Served("threading", "--json")
+    try:
+        info = json.loads(served.first_line)
+        host, port = info["address"]
+        result = sockserve("load", f"{host}:{port}", "--clients", "2", "--duration", "0.5",
+                           "--max-requests", "200", "--server-pid", str(info["pid"]),
+                           "--no-bar")
+    finally:
+        status, _, err = served.stop()
+    assert result.returncode == 0, result.stderr
+    assert "requests in" in result.stdout and "latency ms" in result.stdout
+    assert "outcomes: ok " in result.stdout and "refused 0" in result.stdout
+    assert status == 0, err
+
+
+def test_compare_writes_json_and_a_plot(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    out_json = tmp_path / "c.json"
+    out_png = tmp_path / "c.png"
+    result = sockserve("compare", "--workload", "echo", "--servers", "plain,threading",
+                       "--clients", "2", "--duration", "1", "--json", str(out_json),
+                       "--plot", str(out_png), "--no-bar", timeout=90)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.splitlines()
+    assert table[0].split()[:4] == ["server", "requests", "errors", "req/s"]
+    assert [row.split()[0] for row in table[2:4]] == ["plain", "threading"]
+    data = json.loads(out_json.read_text())
+    assert [run["server"] for run in data["runs"]] == ["plain", "threading"]
+    for run in data["runs"]:
+        assert run["workload"] == "echo"
+        assert isinstance(run["requests"], int) and run["requests"] > 0
+        assert isinstance(run["errors"], int)
+        assert run["throughput_rps"] > 0
+        assert set(run["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
+        assert run["threads"] and all(len(point) == 2 for point in run["threads"])
+        assert isinstance(run["children"], list)
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
