@@ -33,213 +33,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from .histogram import Histogram
-from .load import OUTCOMES, TIMELINE_POINTS, LoadResult, LoadSpec, Progress
+from .loadclients import Client, DatagramClient, StreamClient, classify
+from .loaddata import OUTCOMES, TIMELINE_POINTS, LoadResult, LoadSpec, Progress
 
-__all__ = ["run", "main", "entry", "classify", "Recorder", "Plan", "Sampler", "StreamClient", "DatagramClient"]
+__all__ = ["run", "main", "entry", "Recorder", "Plan", "Sampler", "client_loop"]
 
-#: Longest reply line read before the reply counts as an error (the
-#: workloads' own line bound).
-MAX_REPLY = 64 * 1024
 PROGRESS_INTERVAL = 0.2
 SAMPLE_INTERVAL = 0.05  # 20 Hz: twice the rate the contract asks for
-
-
-class ClosedEarly(ConnectionResetError):
-    """The server closed the connection before a whole reply line came."""
-
-
-class BadReply(Exception):
-    """The reply was an ``ERR ...`` line or longer than MAX_REPLY."""
-
-
-def classify(exc: BaseException) -> str:
-    """The outcome name for an exception raised by an exchange."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
-        return "reset"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    return "error"
-
-
-def _left(deadline: float) -> float:
-    """Seconds until *deadline*; TimeoutError once it has passed."""
-    left = deadline - time.perf_counter()
-    if left <= 0:
-        raise TimeoutError("no reply within the request timeout")
-    return left
-
-
-# -- clients -----------------------------------------------------------------
-
-
-class Client(Protocol):
-    def exchange(self, payload: bytes, deadline: float) -> None: ...
-    def close(self) -> None: ...
-
-
-def _connect(sock: socket.socket, address: Any, deadline: float) -> None:
-    """connect() within the deadline. A missing Unix socket file counts as
-    refused; a full Unix listen backlog (EAGAIN) is waited out, as a blocking
-    connect would."""
-    pause = 0.001
-    while True:
-        sock.settimeout(_left(deadline))
-        try:
-            sock.connect(address)
-            return
-        except FileNotFoundError as exc:
-            raise ConnectionRefusedError(exc.errno, f"no socket file at {address!r}") from None
-        except BlockingIOError:
-            time.sleep(min(pause, max(0.0, deadline - time.perf_counter())))
-            pause = min(pause * 2, 0.05)
-
-
-class StreamClient:
-    """A TCP or Unix stream client: one request line out, one reply line in.
-
-    ``persistent=False`` makes a connection per request and half-closes it
-    after the request (the server sees EOF, as with socketserver's one-shot
-    clients); ``persistent=True`` keeps it for the next request, and if a
-    reused connection turns out to be closed by the server before any reply
-    byte came, reconnects once and resends. ``trickle_s > 0`` sends the
-    request one byte at a time with that pause between bytes.
-    """
-
-    def __init__(self, family: int, address: Any, persistent: bool, trickle_s: float) -> None:
-        self.family = family
-        self.address = address
-        self.persistent = persistent
-        self.trickle_s = trickle_s
-        self.sock: socket.socket | None = None
-        self.connections = 0
-
-    def _open(self, deadline: float) -> socket.socket:
-        sock = socket.socket(self.family, socket.SOCK_STREAM)
-        try:
-            if self.family in (socket.AF_INET, socket.AF_INET6):
-                # Trickled bytes must leave one by one, not wait for an ACK.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _connect(sock, self.address, deadline)
-        except BaseException:
-            sock.close()
-            raise
-        self.connections += 1
-        return sock
-
-    def exchange(self, payload: bytes, deadline: float) -> None:
-        reused = self.sock is not None
-        if self.sock is None:
-            self.sock = self._open(deadline)
-        try:
-            self._send_and_read(self.sock, payload, deadline)
-        except (ClosedEarly, ConnectionResetError, BrokenPipeError) as exc:
-            self.close()
-            if not (reused and getattr(exc, "before_reply", True)):
-                raise
-            self.sock = self._open(deadline)
-            try:
-                self._send_and_read(self.sock, payload, deadline)
-            except BaseException:
-                self.close()
-                raise
-        except BaseException:
-            self.close()
-            raise
-        if not self.persistent:
-            self.close()
-
-    def _send_and_read(self, sock: socket.socket, payload: bytes, deadline: float) -> None:
-        if self.trickle_s > 0:
-            for i in range(len(payload)):
-                if i:
-                    time.sleep(min(self.trickle_s, _left(deadline)))
-                sock.settimeout(_left(deadline))
-                sock.sendall(payload[i : i + 1])
-        else:
-            sock.settimeout(_left(deadline))
-            sock.sendall(payload)
-        if not self.persistent:
-            sock.shutdown(socket.SHUT_WR)
-        reply = b""
-        while not reply.endswith(b"\n"):
-            sock.settimeout(_left(deadline))
-            chunk = sock.recv(65536)
-            if not chunk:
-                exc = ClosedEarly("the server closed the connection before replying")
-                exc.before_reply = not reply  # type: ignore[attr-defined]
-                raise exc
-            reply += chunk
-            if len(reply) > MAX_REPLY:
-                raise BadReply(f"reply longer than {MAX_REPLY} bytes")
-        if reply.startswith(b"ERR"):
-            raise BadReply(reply.decode("ascii", "replace").strip())
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
-class DatagramClient:
-    """A UDP or Unix datagram client: one socket per client, connected to the
-    server (so a closed UDP port shows up as refused), each request one
-    datagram and its reply awaited until the deadline. After any failure the
-    socket is replaced, so a late reply cannot be taken for the next one.
-    Unix datagram clients bind a path in *bind_dir*, removed on close."""
-
-    def __init__(self, family: int, address: Any, bind_dir: str | None) -> None:
-        self.family = family
-        self.address = address
-        self.bind_dir = bind_dir
-        self.sock: socket.socket | None = None
-        self.path: str | None = None
-
-    def _open(self, deadline: float) -> socket.socket:
-        sock = socket.socket(self.family, socket.SOCK_DGRAM)
-        try:
-            if self.bind_dir is not None:
-                self.path = tempfile.mktemp(prefix="c", suffix=".sock", dir=self.bind_dir)
-                sock.bind(self.path)
-            _connect(sock, self.address, deadline)
-        except BaseException:
-            sock.close()
-            self._unlink()
-            raise
-        return sock
-
-    def exchange(self, payload: bytes, deadline: float) -> None:
-        try:
-            if self.sock is None:
-                self.sock = self._open(deadline)
-            sock = self.sock
-            sock.settimeout(_left(deadline))
-            sock.send(payload)
-            sock.settimeout(_left(deadline))
-            reply = sock.recv(65536)
-        except BaseException:
-            self.close()
-            raise
-        if reply.startswith(b"ERR"):
-            raise BadReply(reply.decode("ascii", "replace").strip())
-
-    def _unlink(self) -> None:
-        if self.path is not None:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
-            self.path = None
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self._unlink()
 
 
 # -- pacing and recording ----------------------------------------------------
@@ -248,37 +51,46 @@ class DatagramClient:
 class Plan:
     """Hands out request numbers and their scheduled send times.
 
-    ``claim()`` returns ``(index, scheduled)`` or None when the run is over:
-    ``max_requests`` handed out, the deadline passed (closed loop: now;
-    open loop: the next scheduled time), or ``stop`` set. ``scheduled`` is
-    None in the closed loop.
+    ``start()`` starts the clock (``t0``, ``deadline``) once every client
+    thread exists, so thread start-up never counts as latency. ``claim()``
+    returns ``(index, scheduled)`` or None when the run is over:
+    ``max_requests`` handed out, the deadline passed (no request is sent
+    after it; in the open loop, none scheduled at or after it either), or
+    ``stop`` set. ``scheduled`` (a perf_counter time) is None in the closed
+    loop.
     """
 
-    def __init__(self, spec: LoadSpec, t0: float, stop: threading.Event) -> None:
+    def __init__(self, spec: LoadSpec, stop: threading.Event) -> None:
         self.spec = spec
-        self.t0 = t0
-        self.deadline = t0 + spec.duration
         self.stop = stop
+        self.started = threading.Event()
+        self.t0 = 0.0
+        self.deadline = 0.0
         self.stopped_at: float | None = None
         self._next = 0
         self._lock = threading.Lock()
 
+    def start(self, t0: float | None = None) -> float:
+        """Start the clock (now, or at *t0*) and release the clients."""
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self.deadline = self.t0 + self.spec.duration
+        self.started.set()
+        return self.t0
+
     def claim(self) -> tuple[int, float | None] | None:
+        self.started.wait()
         with self._lock:
             if self.stop.is_set():
                 if self.stopped_at is None:
                     self.stopped_at = time.perf_counter()
                 return None
             index = self._next
-            if index >= self.spec.max_requests:
+            if index >= self.spec.max_requests or time.perf_counter() >= self.deadline:
                 return None
+            scheduled: float | None = None
             if self.spec.rate is not None:
-                scheduled: float | None = self.t0 + index / self.spec.rate
-                if scheduled >= self.deadline:  # type: ignore[operator]
-                    return None
-            else:
-                scheduled = None
-                if time.perf_counter() >= self.deadline:
+                scheduled = self.t0 + index / self.spec.rate
+                if scheduled >= self.deadline:
                     return None
             self._next = index + 1
             return index, scheduled
@@ -482,6 +294,7 @@ class Sampler:
 def _address_family(spec: LoadSpec) -> tuple[int, Any]:
     if spec.transport in ("unix", "unix-dgram"):
         return socket.AF_UNIX, spec.address
+    assert isinstance(spec.address, tuple)
     host, port = spec.address
     kind = socket.SOCK_STREAM if spec.transport == "tcp" else socket.SOCK_DGRAM
     family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=kind)[0]
@@ -552,10 +365,7 @@ def run(
         return StreamClient(family, address, persistent, trickle_s)
 
     recorder = Recorder()
-    started_at = time.time()
-    t0 = time.perf_counter()
-    plan = Plan(spec, t0, stop)
-    sampler = Sampler(spec.server_pid, t0).start() if spec.server_pid else None
+    plan = Plan(spec, stop)
     previous_stack = threading.stack_size()
     threading.stack_size(512 * 1024)  # many clients, little stack each
     clients: list[threading.Thread] = []
@@ -569,8 +379,15 @@ def run(
             )
             thread.start()
             clients.append(thread)
+    except BaseException:
+        stop.set()  # release the clients already started, then give up
+        plan.start()
+        raise
     finally:
         threading.stack_size(previous_stack)
+    started_at = time.time()
+    t0 = plan.start()
+    sampler = Sampler(spec.server_pid, t0).start() if spec.server_pid else None
     try:
         # Every request ends by its own timeout, so all clients are done by
         # deadline + timeout; the extra second only absorbs scheduling delay.
@@ -690,7 +507,13 @@ def main() -> int:
     line = _read_line(0, buffer)
     if line is None:
         return 2
-    spec = LoadSpec.from_dict(json.loads(line))
+    try:
+        spec = LoadSpec.from_dict(json.loads(line))
+        _workload_source(spec)
+    except ValueError as exc:
+        # A bad spec or workload: the parent raises it as a ValueError.
+        emit("error", {"kind": "ValueError", "message": str(exc)})
+        return 2
     stop = threading.Event()
     watcher = threading.Thread(
         target=_watch_stdin, args=(stop, buffer), name="stdin-watch", daemon=True

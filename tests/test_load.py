@@ -1,0 +1,456 @@
+"""The load generator: counts, bounds, outcomes, open-loop latency, sampling, JSON.
+
+Each run here is small (well under a second of load); the worker process
+start adds a fraction of a second on top.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import sockserve
+from sockserve.load import LoadResult, LoadRun, LoadSpec, Progress, run_load
+from sockserve.loadworker import Plan, Recorder, classify
+from conftest import address_for, serving
+
+
+class LineEcho(sockserve.BaseRequestHandler):
+    """Reply each request line with itself (stream: until EOF; datagram: once)."""
+
+    def handle(self) -> None:
+        if isinstance(self.request, tuple):
+            data, sock = self.request
+            sock.sendto(data, self.client_address)
+            return
+        with self.request.makefile("rb") as lines:
+            for line in lines:
+                self.request.sendall(line)
+
+
+ECHO_CLASSES = [
+    sockserve.TCPServer,
+    sockserve.ThreadingTCPServer,
+    sockserve.UDPServer,
+    sockserve.UnixStreamServer,
+    sockserve.UnixDatagramServer,
+]
+
+
+def settle(read: Any, want: int, seconds: float = 5.0) -> int:
+    """Poll *read()* until it returns *want* (the server counts a request
+    only after its handler returns, a moment after the client has its reply)."""
+    deadline = time.monotonic() + seconds
+    value = read()
+    while value != want and time.monotonic() < deadline:
+        time.sleep(0.01)
+        value = read()
+    return int(value)
+
+
+@pytest.mark.parametrize("cls", ECHO_CLASSES, ids=lambda c: c.__name__)
+def test_closed_loop_counts_exactly_the_requests_it_sent(cls: type, sock_dir: str) -> None:
+    with serving(cls(address_for(cls, sock_dir), LineEcho)) as server:
+        spec = LoadSpec.for_server(server, clients=3, max_requests=60, duration=20, timeout=5)
+        result = run_load(spec, bar=False)
+        assert result.requests == 60
+        assert result.outcomes == {"ok": 60, "refused": 0, "reset": 0, "timeout": 0, "error": 0}
+        assert result.errors == 0
+        assert result.latency.count == 60
+        assert len(result.timeline) == 60
+        assert settle(lambda: server.stats.completed, 60) == 60
+        assert server.stats.errors == 0
+    if cls is sockserve.UnixDatagramServer:
+        # The clients' bound socket files (and their directory) are gone.
+        assert os.listdir(sock_dir) == []
+
+
+class LineCounter(LineEcho):
+    lines = 0
+    lock = threading.Lock()
+
+    def handle(self) -> None:
+        with self.request.makefile("rb") as lines:
+            for line in lines:
+                with LineCounter.lock:
+                    LineCounter.lines += 1
+                self.request.sendall(line)
+
+
+def test_persistent_connections_are_reused(sock_dir: str) -> None:
+    LineCounter.lines = 0
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), LineCounter)) as server:
+        spec = LoadSpec.for_server(server, clients=3, max_requests=90, connection="persistent")
+        result = run_load(spec, bar=False)
+        assert result.outcomes["ok"] == 90
+        assert LineCounter.lines == 90
+        # One connection per client (a client that never got a request makes none).
+        assert 1 <= server.stats.accepted <= 3
+        assert settle(lambda: server.stats.completed, server.stats.accepted) == server.stats.accepted
+
+
+def test_open_loop_honours_max_requests_exactly() -> None:
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), LineEcho)) as server:
+        spec = LoadSpec.for_server(server, mode="open", rate=400, clients=4, max_requests=37, duration=20)
+        result = run_load(spec, bar=False)
+        assert result.requests == result.outcomes["ok"] == 37
+        assert result.unsent == 0
+        assert settle(lambda: server.stats.completed, 37) == 37
+
+
+class SlowEcho(LineEcho):
+    delay = 0.02
+
+    def handle(self) -> None:
+        with self.request.makefile("rb") as lines:
+            for line in lines:
+                time.sleep(self.delay)
+                self.request.sendall(line)
+
+
+def test_duration_bound_stops_the_run() -> None:
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), SlowEcho)) as server:
+        spec = LoadSpec.for_server(server, clients=2, duration=0.5, max_requests=100_000, timeout=2)
+        began = time.monotonic()
+        result = run_load(spec, bar=False)
+        wall = time.monotonic() - began
+        assert 0 < result.requests < 100_000
+        assert result.outcomes["ok"] == result.requests
+        # Each request takes >= 20 ms: two clients cannot fit more into ~0.5 s.
+        assert result.requests <= 2 * (0.5 + 0.1) / SlowEcho.delay
+        assert 0.4 <= result.elapsed <= 0.5 + 2 + 1
+        assert wall < 15
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp", "unix", "unix-dgram"])
+def test_refused_when_nothing_listens(transport: str, sock_dir: str) -> None:
+    if transport == "tcp":
+        address: Any = ("127.0.0.1", free_port(socket.SOCK_STREAM))
+    elif transport == "udp":
+        address = ("127.0.0.1", free_port(socket.SOCK_DGRAM))
+    else:
+        address = os.path.join(sock_dir, "nobody.sock")
+    spec = LoadSpec(address, transport=transport, clients=2, max_requests=20, duration=5, timeout=2)
+    result = run_load(spec, bar=False)
+    assert result.requests == 20
+    assert result.outcomes["refused"] == 20, result.summary()
+    assert result.throughput_rps == 0
+    assert "refused" in result.examples
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_timeout_when_the_server_never_answers(transport: str) -> None:
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as mute:
+        mute.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            mute.listen(16)  # connections complete in the backlog; nobody accepts
+        spec = LoadSpec(
+            mute.getsockname(), transport=transport, clients=2, max_requests=50, duration=0.5, timeout=0.3
+        )
+        began = time.monotonic()
+        result = run_load(spec, bar=False)
+        wall = time.monotonic() - began
+    assert result.requests >= 2
+    assert result.outcomes["timeout"] == result.requests, result.summary()
+    assert result.latency.count == 0
+    assert wall < 0.5 + 0.3 + 10  # the hard stop: duration + timeout (+ process start)
+
+
+class Hangup(sockserve.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(100)  # read the request, then close without replying
+
+
+class Complain(sockserve.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.recv(100)
+        self.request.sendall(b"ERR no such thing\n")
+
+
+@pytest.mark.parametrize(("handler", "outcome"), [(Hangup, "reset"), (Complain, "error")])
+def test_reset_and_error_outcomes(handler: type, outcome: str) -> None:
+    with serving(sockserve.TCPServer(("127.0.0.1", 0), handler)) as server:
+        result = run_load(LoadSpec.for_server(server, clients=2, max_requests=10), bar=False)
+    assert result.outcomes[outcome] == 10, result.summary()
+    assert result.errors == 10
+
+
+class StallOnce(LineEcho):
+    """Echo, but the 40th request stalls the (single-threaded) server for 300 ms."""
+
+    stall = 0.3
+    seen = 0
+
+    def handle(self) -> None:
+        with self.request.makefile("rb") as lines:
+            for line in lines:
+                StallOnce.seen += 1
+                if StallOnce.seen == 40:
+                    time.sleep(self.stall)
+                self.request.sendall(line)
+
+
+def slow_requests(result: LoadResult, ms: float) -> int:
+    assert len(result.timeline) == result.outcomes["ok"]  # small runs keep every point
+    return sum(1 for _, latency in result.timeline if latency >= ms)
+
+
+def test_open_loop_does_not_hide_a_stall() -> None:
+    """Coordinated omission: requests scheduled while the server stalls count
+    their full delay in the open loop; the closed loop shows only the few
+    requests that were in flight."""
+    figures = {}
+    for mode in ("open", "closed"):
+        StallOnce.seen = 0
+        with serving(sockserve.TCPServer(("127.0.0.1", 0), StallOnce)) as server:
+            extra: dict[str, Any] = {"rate": 200.0} if mode == "open" else {}
+            spec = LoadSpec.for_server(
+                server, mode=mode, clients=4, duration=1.0, max_requests=180, timeout=3, **extra
+            )
+            figures[mode] = run_load(spec, bar=False)
+    opened, closed = figures["open"], figures["closed"]
+    assert opened.outcomes["ok"] == opened.requests > 100
+    assert closed.outcomes["ok"] == closed.requests
+    assert opened.latency.max >= 0.25
+    assert opened.latency.percentile(0.99) >= 0.2
+    # About 60 requests were due during the 300 ms stall; half of them waited
+    # >= 150 ms. The closed loop had only its 4 clients' requests waiting.
+    assert slow_requests(opened, 150) >= 20, opened.summary()
+    assert slow_requests(closed, 150) <= 8, closed.summary()
+    assert closed.latency.max >= 0.25  # the stall itself is seen by both
+
+
+SERVER_SCRIPT = """
+import sys, threading
+import sockserve
+from sockserve.workloads import handler_for
+server = getattr(sockserve, sys.argv[1])(("127.0.0.1", 0), handler_for("io"))
+thread = threading.Thread(target=server.serve_forever, daemon=True)
+thread.start()
+print(server.server_address[1], flush=True)
+sys.stdin.read()   # run until the test closes our stdin
+server.shutdown()
+server.server_close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("server_class", "gauge"), [("ThreadingTCPServer", "threads"), ("ForkingTCPServer", "children")]
+)
+def test_samples_threads_and_children_of_a_server_process(server_class: str, gauge: str) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(sockserve.__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER_SCRIPT, server_class],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        port = int(proc.stdout.readline())
+        spec = LoadSpec(("127.0.0.1", port), clients=8, duration=0.8, server_pid=proc.pid, timeout=5)
+        result = run_load(spec, bar=False)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert result.outcomes["ok"] == result.requests > 0, result.summary()
+    samples = result.threads if gauge == "threads" else result.children
+    # At least 10 samples a second (20 are taken; allow a busy machine).
+    assert len(samples) >= 10 * result.elapsed * 0.5
+    assert len(result.threads) == len(result.children)
+    times = [t for t, _ in samples]
+    assert times == sorted(times)
+    if gauge == "threads":
+        assert max(n for _, n in result.threads) > 1
+    else:
+        assert max(n for _, n in result.children) >= 1
+
+
+def test_no_samples_without_server_pid() -> None:
+    with serving(sockserve.TCPServer(("127.0.0.1", 0), LineEcho)) as server:
+        result = run_load(LoadSpec.for_server(server, clients=1, max_requests=5), bar=False)
+    assert result.threads == [] and result.children == []
+
+
+def test_json_round_trip_is_exact() -> None:
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), LineEcho)) as server:
+        spec = LoadSpec.for_server(
+            server,
+            clients=2,
+            max_requests=50,
+            server_pid=os.getpid(),
+            workload="io",
+            workload_params={"delay_ms": 1},
+        )
+        result = run_load(spec, bar=False)
+    text = json.dumps(result.to_dict())
+    again = LoadResult.from_dict(json.loads(text))
+    assert again == result
+    assert json.dumps(again.to_dict()) == text
+    assert again.spec == result.spec and isinstance(again.spec.address, tuple)
+    assert again.latency.percentile(0.99) == result.latency.percentile(0.99)
+    assert again.threads == result.threads and all(isinstance(p, tuple) for p in again.threads)
+    assert again.timeline == result.timeline
+    unix = LoadSpec("/tmp/x.sock", transport="unix-dgram", mode="open", rate=12.5)
+    assert LoadSpec.from_dict(json.loads(json.dumps(unix.to_dict()))) == unix
+
+
+def test_progress_callback_and_bar() -> None:
+    seen: list[Progress] = []
+    stream = io.StringIO()
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), SlowEcho)) as server:
+        spec = LoadSpec.for_server(server, clients=2, duration=0.7, max_requests=100_000)
+        run = LoadRun(spec, progress=seen.append, bar=True)
+        run._bar._stream = stream  # type: ignore[union-attr]
+        result = run.run()
+    assert len(seen) >= 3  # about five a second, plus the final one
+    assert all(isinstance(p, Progress) for p in seen)
+    assert [p.done for p in seen] == [False] * (len(seen) - 1) + [True]
+    assert seen[-1].requests == result.requests and seen[-1].fraction == 1.0
+    counts = [p.requests for p in seen]
+    assert counts == sorted(counts)
+    assert "100%" in stream.getvalue() and stream.getvalue().endswith("\n")
+
+
+def test_load_run_in_background_can_be_cancelled() -> None:
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), SlowEcho)) as server:
+        spec = LoadSpec.for_server(server, clients=2, duration=60, max_requests=1_000_000)
+        run = LoadRun(spec).start()
+        deadline = time.monotonic() + 10
+        while run.progress is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not run.done
+        run.cancel()
+        result = run.wait(20)
+    assert run.done and run.result is result
+    assert result.cancelled
+    assert result.elapsed < 30
+    assert result.outcomes["ok"] == result.requests > 0
+
+
+def test_spec_checks_its_fields() -> None:
+    with pytest.raises(ValueError, match="transport"):
+        LoadSpec(("127.0.0.1", 1), transport="sctp")
+    with pytest.raises(ValueError, match="rate"):
+        LoadSpec(("127.0.0.1", 1), mode="open")
+    with pytest.raises(ValueError, match="open"):
+        LoadSpec(("127.0.0.1", 1), rate=10)
+    with pytest.raises(ValueError, match="path"):
+        LoadSpec(("127.0.0.1", 1), transport="unix")
+    with pytest.raises(ValueError, match="clients"):
+        LoadSpec(("127.0.0.1", 1), clients=0)
+
+
+def test_worker_failure_is_reported() -> None:
+    spec = LoadSpec(("127.0.0.1", 1), workload="no-such-workload", max_requests=1)
+    with pytest.raises(ValueError, match="no-such-workload"):
+        run_load(spec, bar=False)
+    spec = LoadSpec(("127.0.0.1", 1), workload="echo", workload_params={"delay_ms": 1.0})
+    with pytest.raises(ValueError, match="delay_ms"):
+        run_load(spec, bar=False)
+
+
+class ByteTimer(sockserve.BaseRequestHandler):
+    """Echo one line read byte by byte, noting when the first and last came."""
+
+    spans: list[float] = []
+
+    def handle(self) -> None:
+        line, first = b"", 0.0
+        while not line.endswith(b"\n"):
+            byte = self.request.recv(1)
+            if not byte:
+                return
+            if not line:
+                first = time.perf_counter()
+            line += byte
+        ByteTimer.spans.append(time.perf_counter() - first)
+        self.request.sendall(line)
+
+
+def test_slow_workload_trickles_its_request() -> None:
+    ByteTimer.spans = []
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), ByteTimer)) as server:
+        spec = LoadSpec.for_server(
+            server, workload="slow", workload_params={"trickle_ms": 10}, clients=2, max_requests=4
+        )
+        result = run_load(spec, bar=False)
+        assert result.outcomes["ok"] == 4, result.summary()
+    # b"slow\n": five bytes, four pauses of 10 ms between them.
+    assert len(ByteTimer.spans) == 4
+    assert min(ByteTimer.spans) >= 0.03
+    assert result.latency.min >= 0.03
+
+
+# -- the worker's pieces, in this process ------------------------------------
+
+
+def test_recorder_thins_the_timeline_evenly_and_counts_in_flight_as_timeouts() -> None:
+    recorder = Recorder()
+    for i in range(12_000):
+        recorder.begin()
+        recorder.record("ok", i / 1000, 0.001, 0.0, None)
+    recorder.begin()
+    recorder.begin()
+    recorder.finish()
+    recorder.record("ok", 99.0, 0.001, 0.0, None)  # after finish: ignored
+    assert recorder.outcomes["ok"] == 12_000 and recorder.latency.count == 12_000
+    assert recorder.outcomes["timeout"] == 2
+    assert 2500 <= len(recorder.timeline) < 5000
+    times = [t for t, _ in recorder.timeline]
+    assert times[0] < 0.1 and times[-1] > 11.9  # spread over the whole run
+
+
+def test_open_loop_plan_schedules_at_the_rate_and_stops_at_the_deadline() -> None:
+    spec = LoadSpec(("127.0.0.1", 1), mode="open", rate=100, duration=0.5, max_requests=1000)
+    plan = Plan(spec, stop=threading.Event())
+    t0 = plan.start(time.perf_counter() + 60)  # a clock that starts later: no deadline yet
+    claims = []
+    while (claim := plan.claim()) is not None:
+        claims.append(claim)
+    assert [i for i, _ in claims] == list(range(50))
+    assert [s for _, s in claims] == [t0 + i / 100 for i in range(50)]
+    assert plan.due(t0 + 0.25) == 25
+    late = Plan(spec, stop=threading.Event())
+    late.start(time.perf_counter() - 0.5)  # the deadline has passed: nothing is sent
+    assert late.claim() is None
+
+
+def test_classify() -> None:
+    assert classify(ConnectionRefusedError()) == "refused"
+    assert classify(ConnectionResetError()) == "reset"
+    assert classify(BrokenPipeError()) == "reset"
+    assert classify(socket.timeout()) == "timeout"
+    assert classify(OSError(24, "Too many open files")) == "error"
+
+
+def test_no_stray_client_socket_dirs_left() -> None:
+    before = set(glob.glob("/tmp/ssl-*"))
+    spec = LoadSpec("/tmp/ss-nothing-here.sock", transport="unix-dgram", clients=2, max_requests=4)
+    result = run_load(spec, bar=False)
+    assert result.outcomes["refused"] == 4
+    assert set(glob.glob("/tmp/ssl-*")) <= before
