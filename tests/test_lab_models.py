@@ -1,0 +1,249 @@
+"""The lab's plain models, driven headless (no ipywidgets, no matplotlib)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+import sockserve
+from sockserve.kinds import resolve_kind
+from sockserve.lab import registry
+from sockserve.lab.models import FORK_NOTE, ServerModel, server_kinds
+from sockserve.lab.runs import CompareModel, TrafficModel, default_servers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ask(model: ServerModel, payload: bytes = b"echo\n") -> bytes:
+    info = resolve_kind(model.kind)
+    family = socket.AF_UNIX if info.is_unix else socket.AF_INET
+    kind = socket.SOCK_STREAM if info.is_stream else socket.SOCK_DGRAM
+    with socket.socket(family, kind) as sock:
+        sock.settimeout(10)
+        if info.transport == "unix-dgram":
+            sock.bind(model.address + ".client")
+        try:
+            if info.is_stream:
+                sock.connect(model.address)
+                sock.sendall(payload)
+                return sock.recv(1000)
+            sock.sendto(payload, model.address)
+            return sock.recv(1000)
+        finally:
+            if info.transport == "unix-dgram":
+                os.unlink(model.address + ".client")
+
+
+def wait_for(predicate: Any, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_importing_the_models_needs_no_widgets_or_plots() -> None:
+    code = (
+        "import sys, sockserve, sockserve.lab, sockserve.lab.models, sockserve.lab.runs; "
+        "bad = [m for m in ('ipywidgets', 'matplotlib', 'numpy') if m in sys.modules]; "
+        "print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_transport_and_concurrency_is_offered() -> None:
+    kinds = server_kinds()
+    for concurrency in ("plain", "threading", "forking"):
+        for suffix in ("", "-udp", "-unix", "-unix-dgram"):
+            assert concurrency + suffix in kinds
+    assert "asyncio" not in kinds  # no class to run inside the kernel
+
+
+@pytest.mark.parametrize("kind", server_kinds())
+def test_start_serve_count_and_stop_every_kind(kind: str) -> None:
+    model = ServerModel(kind, "echo")
+    status = model.start()
+    try:
+        assert status.state == "running", status.message
+        assert ask(model) == b"echo\n"
+        assert wait_for(lambda: model.status().requests == 1)
+        line = model.status().line()
+        assert "requests 1" in line and "serving on" in line
+    finally:
+        model.stop()
+    assert model.status().state == "stopped"
+    assert model.address is None
+    assert model not in registry.tracked()
+    if resolve_kind(kind).is_unix:
+        assert not os.path.exists(str(status.address))
+
+
+def test_port_in_use_is_reported_in_plain_words() -> None:
+    first = ServerModel("threading")
+    first.start()
+    try:
+        second = ServerModel("threading", port=first.address[1])
+        status = second.start()
+        assert status.state == "failed"
+        assert "already in use" in status.message and "port 0" in status.message
+        assert "Traceback" not in status.line()
+        assert second not in registry.tracked()
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "words"),
+    [
+        ("10.255.255.1", 0, "no such address"),
+        ("no-such-host.invalid", 0, "not a host name"),
+        ("127.0.0.1", 70000, "0 to 65535"),
+    ],
+)
+def test_bad_addresses_are_reported_in_plain_words(host: str, port: int, words: str) -> None:
+    status = ServerModel("threading", host=host, port=port).start()
+    assert status.state == "failed"
+    assert words in status.message
+    assert status.line().startswith("threading (echo): not running.")
+
+
+class Grumpy(sockserve.StreamRequestHandler):
+    def handle(self) -> None:
+        self.rfile.readline()
+        raise ValueError("I do not like this line")
+
+
+@pytest.mark.parametrize("kind", ["plain", "threading", "forking"])
+def test_a_handler_that_raises_is_one_plain_line(kind: str, capfd: pytest.CaptureFixture[str]) -> None:
+    model = ServerModel(kind, handler=Grumpy)
+    assert model.start().state == "running"
+    try:
+        assert ask(model, b"hello\n") == b""
+        assert wait_for(lambda: model.errors() != [])
+        (message,) = model.errors()
+        assert message.startswith("Grumpy in handle() at line")
+        assert "ValueError: I do not like this line" in message
+        assert "the server goes on serving" in message
+        assert model.status().message == message
+        assert wait_for(lambda: model.status().errors == 1)
+    finally:
+        model.stop()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_hung_forked_child_is_ended_by_stop() -> None:
+    class Hang(sockserve.StreamRequestHandler):
+        def handle(self) -> None:
+            self.rfile.readline()
+            time.sleep(60)
+
+    model = ServerModel("forking", handler=Hang)
+    model.stop_grace = 0.2
+    model.start()
+    try:
+        with socket.create_connection(model.address, timeout=10) as sock:
+            sock.sendall(b"x\n")
+            assert wait_for(lambda: model.status().children == 1)
+            children = set(model.server.active_children)
+            began = time.monotonic()
+            model.stop()
+            assert time.monotonic() - began < 5
+    finally:
+        model.stop()
+    for pid in children:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_forking_sets_a_child_watchdog_and_explains_the_fork_warning() -> None:
+    model = ServerModel("forking")
+    model.start()
+    try:
+        assert model.server.child_timeout == model.child_timeout == 30.0
+        assert model.is_forking
+    finally:
+        model.stop()
+    assert "DeprecationWarning" in FORK_NOTE and "child_timeout" in FORK_NOTE
+
+
+def test_registry_slots_replace_the_older_holder() -> None:
+    older, newer = ServerModel("threading"), ServerModel("threading")
+    older.start()
+    registry.claim("test-slot", older)
+    port = older.address[1]
+    newer.start()
+    try:
+        registry.claim("test-slot", newer)
+        assert older.status().state == "stopped"
+        assert newer.status().state == "running"
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        registry.release("test-slot", newer)
+        newer.stop()
+
+
+def test_stop_all_stops_everything_started() -> None:
+    models = [ServerModel(kind) for kind in ("plain", "threading", "forking-unix")]
+    for model in models:
+        model.start()
+    assert all(model in registry.tracked() for model in models)
+    assert registry.stop_all() >= 3
+    assert all(model.status().state == "stopped" for model in models)
+    assert registry.tracked() == []
+
+
+def test_cell_slots_outside_a_kernel_never_collide() -> None:
+    assert registry.cell_slot("X") != registry.cell_slot("X")
+
+
+def test_traffic_model_against_a_server_model() -> None:
+    server = ServerModel("threading", "echo")
+    server.start()
+    traffic = TrafficModel(server, clients=2, duration=1.0)
+    try:
+        assert traffic.send().state == "running"
+        assert wait_for(lambda: traffic.poll().state == "done", 30)
+        status = traffic.status()
+        assert traffic.result.outcomes.get("ok", 0) > 0
+        assert traffic.result.errors == 0
+        assert status.fraction == 1.0 and status.text == traffic.result.summary()
+        assert traffic.samples and traffic.samples[-1].requests == traffic.result.requests
+        assert server.status().requests >= traffic.result.requests
+        assert traffic not in registry.tracked()
+    finally:
+        traffic.stop()
+        server.stop()
+
+
+def test_traffic_model_explains_a_stopped_target() -> None:
+    traffic = TrafficModel(ServerModel("threading"))
+    status = traffic.send()
+    assert status.state == "failed"
+    assert "press Start" in status.text
+
+
+def test_compare_model_default_servers_and_a_short_run() -> None:
+    assert default_servers()[:3] == ("plain", "threading", "forking")
+    model = CompareModel("echo", ("plain", "threading"), clients=2, duration=0.5)
+    model.run()
+    try:
+        assert wait_for(lambda: model.status().state in ("done", "failed"), 60)
+        status = model.status()
+        assert status.state == "done", status.text
+        assert [run.server for run in model.comparison.runs] == ["plain", "threading"]
+        assert "plain" in status.text and "threading" in status.text
+    finally:
+        model.stop()
+    assert model not in registry.tracked()
