@@ -207,6 +207,10 @@ def _read_children(pid: int, tasks: list[str] | None) -> tuple[int, set[str]] | 
         if found:
             parents.add(task)
             kids.update(x.decode() for x in found)
+    # When the server runs in the process that started this worker (a
+    # notebook kernel), the worker itself is one of its children: not a
+    # server child.
+    kids.discard(str(os.getpid()))
     if not any_read:
         return None
     return len(kids), parents
@@ -215,12 +219,15 @@ def _read_children(pid: int, tasks: list[str] | None) -> tuple[int, set[str]] | 
 def _children_by_scan(pid: int) -> int:
     """Fallback without /proc/<pid>/task/*/children: count by parent PID."""
     count = 0
+    own = f"/proc/{os.getpid()}/stat"
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
             with open(stat, "rb") as f:
                 data = f.read()
             if int(data[data.rindex(b")") + 2 :].split()[1]) == pid:
                 count += 1
+                if stat == own:
+                    count -= 1
         except (OSError, ValueError, IndexError):
             continue
     return count

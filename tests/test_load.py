@@ -170,7 +170,10 @@ def test_timeout_when_the_server_never_answers(transport: str) -> None:
     assert result.requests >= 2
     assert result.outcomes["timeout"] == result.requests, result.summary()
     assert result.latency.count == 0
-    assert wall < 0.5 + 0.3 + 10  # the hard stop: duration + timeout (+ process start)
+    # The hard stop: a request in flight at the deadline gets at most its
+    # timeout more (the second request of each client starts at ~0.3 s).
+    assert result.elapsed <= 0.5 + 0.3 + 1.0
+    assert wall < 0.5 + 0.3 + 10
 
 
 class Hangup(sockserve.BaseRequestHandler):
@@ -296,7 +299,16 @@ def test_no_samples_without_server_pid() -> None:
     assert result.threads == [] and result.children == []
 
 
+def own_children() -> int:
+    pids: set[str] = set()
+    for path in glob.glob("/proc/self/task/*/children"):
+        with open(path) as f:
+            pids.update(f.read().split())
+    return len(pids)
+
+
 def test_json_round_trip_is_exact() -> None:
+    children_before = own_children()
     with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), LineEcho)) as server:
         spec = LoadSpec.for_server(
             server,
@@ -315,6 +327,9 @@ def test_json_round_trip_is_exact() -> None:
     assert again.latency.percentile(0.99) == result.latency.percentile(0.99)
     assert again.threads == result.threads and all(isinstance(p, tuple) for p in again.threads)
     assert again.timeline == result.timeline
+    # The server process is this one: the load worker, our child, is not
+    # counted among the server's children.
+    assert result.threads and all(n == children_before for _, n in result.children)
     unix = LoadSpec("/tmp/x.sock", transport="unix-dgram", mode="open", rate=12.5)
     assert LoadSpec.from_dict(json.loads(json.dumps(unix.to_dict()))) == unix
 
@@ -350,6 +365,20 @@ def test_load_run_in_background_can_be_cancelled() -> None:
     assert result.cancelled
     assert result.elapsed < 30
     assert result.outcomes["ok"] == result.requests > 0
+
+
+def test_interrupting_run_load_ends_the_worker_at_once() -> None:
+    def interrupt(progress: Progress) -> None:
+        raise KeyboardInterrupt
+
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), SlowEcho)) as server:
+        run = LoadRun(LoadSpec.for_server(server, clients=2, duration=60), progress=interrupt)
+        began = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            run.run()
+        assert time.monotonic() - began < 20
+    assert run.done and run.result is None
+    assert run.pid is not None and not os.path.exists(f"/proc/{run.pid}")  # reaped
 
 
 def test_spec_checks_its_fields() -> None:
