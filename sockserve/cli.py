@@ -268,8 +268,24 @@ def _add_load_args(parser: argparse.ArgumentParser) -> None:
                         help="seconds one request may take (default 5)")
 
 
+def _check_listening(address: tuple[str, int] | str) -> None:
+    """One connection first, so a wrong address is one clear error line
+    rather than thousands of refused requests."""
+    import socket
+
+    family = socket.AF_UNIX if isinstance(address, str) else (
+        socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.settimeout(5.0)
+            probe.connect(address)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CliError(f"nothing accepts connections at {format_address(address)} ({reason})") from None
+
+
 def cmd_load(args: argparse.Namespace) -> int:
-    from .load import LoadSpec, run_load
+    from .load import LoadSpec, LoadWorkerError, run_load
 
     _check_workload(args.workload, parse_params(args.param))
     address = parse_address(args.address)
@@ -289,9 +305,11 @@ def cmd_load(args: argparse.Namespace) -> int:
             )
     spec = LoadSpec(address=address, transport=transport, server_pid=args.server_pid,
                     **_load_spec_kwargs(args))
+    if transport in ("tcp", "unix"):
+        _check_listening(address)
     try:
         result = run_load(spec, bar=args.bar)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, LoadWorkerError) as exc:
         raise CliError(str(exc)) from None
     print(result.summary())
     if args.json:
@@ -305,7 +323,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .experiment import compare
+    from .experiment import ServerStartError, compare
+    from .load import LoadWorkerError
 
     _check_workload(args.workload, parse_params(args.param))
     servers = [name.strip() for name in args.servers.split(",") if name.strip()]
@@ -320,9 +339,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         except ImportError:
             raise CliError("--plot needs matplotlib: pip install 'sockserve[lab]'") from None
 
+    started: list[str] = []
+
     def on_server(name: str) -> None:
+        started.append(name)
         if not args.quiet:
-            print(f"sockserve compare: loading {name} ...", file=sys.stderr, flush=True)
+            print(f"sockserve compare: [{len(started)}/{len(servers)}] {name} ...",
+                  file=sys.stderr, flush=True)
 
     try:
         comparison = compare(
@@ -331,7 +354,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             connection=spec["connection"], workload_params=spec["workload_params"],
             timeout=spec["timeout"], on_server=on_server, bar=args.bar,
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ServerStartError, LoadWorkerError) as exc:
         raise CliError(str(exc)) from None
     print(comparison.table())
     if args.json:

@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -132,7 +133,8 @@ class ServerProcess:
         self._stdout: IO[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._tmpdir: str | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: Any = None  # weakref.finalize
+        self._stderr_at_stop = ""
 
     @property
     def pid(self) -> int | None:
@@ -214,9 +216,9 @@ class ServerProcess:
         return lines[-1].strip() if lines else ""
 
     def stderr_text(self) -> str:
-        """What the server wrote to stderr so far."""
+        """What the server wrote to stderr (so far, or until it stopped)."""
         if self._stderr is None or self._stderr.closed:
-            return ""
+            return self._stderr_at_stop
         return os.pread(self._stderr.fileno(), 1 << 20, 0).decode("utf-8", "replace")
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -225,6 +227,8 @@ class ServerProcess:
         if self._popen is None:
             return
         self.returncode = _terminate(self._popen, timeout)
+        if not self._stderr_at_stop:
+            self._stderr_at_stop = self.stderr_text()
         if self._finalizer is not None:
             self._finalizer()  # closes the files and removes the temporary dir
 
@@ -370,7 +374,7 @@ class Comparison:
         """A fixed-width text table, one row per run."""
         header = ("server", "requests", "errors", "req/s", "p50 ms", "p90 ms",
                   "p99 ms", "p99.9 ms", "max ms", "threads", "children")
-        rows = [header]
+        rows: list[tuple[str, ...]] = [header]
         for r in self.runs:
             lat = r.latency_ms
             rows.append((
@@ -404,13 +408,18 @@ def run_one(
     timeout: float = 5.0,
     progress: Callable[[Any], None] | None = None,
     bar: bool | None = False,
+    stop: threading.Event | None = None,
 ) -> RunResult:
-    """Start *server* in its own process, load it, stop it: one :class:`RunResult`."""
-    from .load import LoadSpec, run_load
+    """Start *server* in its own process, load it, stop it: one :class:`RunResult`.
+
+    Setting *stop* (from any thread) cancels the load early; the partial
+    result is returned (its ``load["cancelled"]`` is True).
+    """
+    from .load import LoadRun, LoadSpec, run_load
 
     params = dict(workload_params or {})
     info = resolve_kind(server)
-    with ServerProcess(info.name, workload, **params) as proc:
+    with ServerProcess(info.name, workload, "127.0.0.1", 0, None, **params) as proc:
         assert proc.address is not None
         spec = LoadSpec(
             address=proc.address,
@@ -426,7 +435,16 @@ def run_one(
             timeout=timeout,
             server_pid=proc.pid,
         )
-        result = run_load(spec, progress=progress, bar=bar)
+        if stop is None:
+            result = run_load(spec, progress=progress, bar=bar)
+        else:
+            with LoadRun(spec, progress=progress, bar=bool(bar)) as load:
+                load.start()
+                while not load.done:
+                    if stop.wait(0.05):
+                        load.cancel()
+                        break
+                result = load.wait()
     return RunResult.from_load(server, result)
 
 
@@ -444,6 +462,7 @@ def compare(
     on_server: Callable[[str], None] | None = None,
     timeout: float = 5.0,
     bar: bool | None = False,
+    stop: threading.Event | None = None,
 ) -> Comparison:
     """Run the same load against each server kind in *servers*, one after another.
 
@@ -456,7 +475,9 @@ def compare(
     *progress* receives the load generator's :class:`sockserve.load.Progress`
     objects unchanged, a few times a second; *on_server* is called with the
     kind name just before each run starts (so a view knows which run the
-    progress belongs to). Unknown kinds raise ValueError before anything runs.
+    progress belongs to). Setting *stop* (a ``threading.Event``, from any
+    thread) cancels the current run, keeps its partial result, and starts no
+    further server. Unknown kinds raise ValueError before anything runs.
     """
     names = list(servers)
     for name in names:
@@ -467,11 +488,14 @@ def compare(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     for name in names:
+        if stop is not None and stop.is_set():
+            break
         if on_server is not None:
             on_server(name)
         comparison.runs.append(run_one(
             name, workload, clients=clients, rate=rate, duration=duration,
             max_requests=max_requests, connection=connection,
             workload_params=workload_params, timeout=timeout, progress=progress, bar=bar,
+            stop=stop,
         ))
     return comparison

@@ -110,6 +110,7 @@ def test_kinds_lists_the_short_names(capsys: pytest.CaptureFixture[str]) -> None
         (["serve"], "required: kind"),
         (["load", "nowhere"], "bad address 'nowhere'"),
         (["load", "192.0.2.1:80"], "not a loopback address"),
+        (["load", "/nonexistent/x.sock"], "nothing accepts connections at /nonexistent/x.sock"),
         (["compare", "--servers", "plain,nope", "--duration", "1"], "unknown server kind 'nope'"),
         (["compare", "--clients", "2", "--rate", "10"], "not allowed with argument"),
         (["trace", "nope"], "unknown server kind 'nope'"),
@@ -225,3 +226,11 @@ def test_compare_writes_json_and_a_plot(tmp_path) -> None:
         assert run["threads"] and all(len(point) == 2 for point in run["threads"])
         assert isinstance(run["children"], list)
     assert out_png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_load_with_nothing_listening_is_one_line_and_status_2() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        port = unused.getsockname()[1]
+        line = one_error_line(sockserve("load", f"127.0.0.1:{port}", "--duration", "0.5"))
+    assert f"nothing accepts connections at 127.0.0.1:{port}" in line

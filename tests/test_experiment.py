@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -68,6 +69,7 @@ def test_server_process_serves_and_stops_cleanly() -> None:
         assert ask(server.address, b"io 2\necho\n") == b"io 2\necho\n"
         pid = server.pid
     assert server.returncode == 0, server.stderr_text()
+    assert "stopped ThreadingTCPServer" in server.stderr_text()
     assert gone(pid)
     assert not server.running
     server.stop()  # twice is fine
@@ -215,3 +217,22 @@ def test_open_loop_above_fork_rate_drives_the_tail_up() -> None:
     p50_closed = closed.latency_ms["p50"]
     p99_open = opened.latency_ms["p99"]
     assert p99_open > 5 * p50_closed, (closed.latency_ms, opened.latency_ms, opened.outcomes)
+
+
+def test_stop_event_cancels_the_current_run_and_skips_the_rest() -> None:
+    stop = threading.Event()
+    started: list[str] = []
+
+    def on_progress(p: Progress) -> None:
+        if p.elapsed > 0.3:
+            stop.set()
+
+    began = time.monotonic()
+    comparison = compare("echo", ["plain", "threading"], clients=2, duration=20,
+                         progress=on_progress, on_server=started.append, stop=stop)
+    took = time.monotonic() - began
+    assert started == ["plain"]
+    assert [run.server for run in comparison.runs] == ["plain"]
+    assert comparison.runs[0].load["cancelled"] is True
+    assert comparison.runs[0].requests > 0
+    assert took < 10, took
