@@ -168,6 +168,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                       watch_parent=args.exit_with_parent)
 
 
+# (pipe reader, pipe writer, signal handlers to restore) while serve runs.
+_FORK_RESET: list[tuple[int, int, dict[int, Any]]] = []
+_fork_reset_registered = False
+
+
+def _reset_in_child() -> None:
+    """In a forked handler child: SIGINT/SIGTERM act as usual again (they
+    end the child) instead of stopping the parent through the shared pipe."""
+    for reader, writer, previous in _FORK_RESET:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.close(reader)
+        os.close(writer)
+    _FORK_RESET.clear()
+
+
+def _register_fork_reset() -> None:
+    global _fork_reset_registered
+    if not _fork_reset_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reset_in_child)
+        _fork_reset_registered = True
+
+
 def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool) -> int:
     """Serve in this (main) thread until SIGINT/SIGTERM; exit status.
 
@@ -206,6 +229,8 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool) -> 
         server.shutdown()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _FORK_RESET[:] = [(reader, writer, previous)]
+    _register_fork_reset()
     thread = threading.Thread(target=watcher, name="sockserve signal watcher", daemon=True)
     thread.start()
     try:
@@ -221,6 +246,7 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool) -> 
         thread.join(5)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _FORK_RESET.clear()
         os.close(reader)
         os.close(writer)
     print(f"sockserve serve: stopped {type(server).__name__}", file=sys.stderr, flush=True)

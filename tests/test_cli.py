@@ -234,3 +234,38 @@ def test_load_with_nothing_listening_is_one_line_and_status_2() -> None:
         port = unused.getsockname()[1]
         line = one_error_line(sockserve("load", f"127.0.0.1:{port}", "--duration", "0.5"))
     assert f"nothing accepts connections at 127.0.0.1:{port}" in line
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
+                    reason="needs Linux /proc children lists")
+def test_a_forked_handler_child_dies_on_sigterm_and_the_server_serves_on() -> None:
+    # serve's own SIGTERM handler must not be inherited by handler children:
+    # SIGTERM to a child ends that child, not (through a shared pipe) the server.
+    served = Served("forking", "--workload", "io", "--json")
+    try:
+        info = json.loads(served.first_line)
+        address = tuple(info["address"])
+        with socket.create_connection(address, timeout=10) as slow:
+            slow.sendall(b"io 8000\n")
+            deadline = time.monotonic() + 10
+            while not children_of(info["pid"]) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            (child,) = children_of(info["pid"])
+            time.sleep(0.3)  # let the child get past fork() into its handler
+            began = time.monotonic()
+            os.kill(child, signal.SIGTERM)
+            assert slow.recv(100) == b""  # the child is gone: EOF, not the reply
+            assert time.monotonic() - began < 5
+        assert served.proc.poll() is None
+        assert ask(address, b"io 1\n") == b"io 1\n"
+    finally:
+        status, _, err = served.stop()
+    assert status == 0, err
