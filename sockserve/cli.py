@@ -3,8 +3,8 @@
 Subcommands (each has ``--help``)::
 
     serve KIND --workload W [--host H] [--port P] [--path PATH] [--json]
-    load ADDRESS [--transport T] [--workload W] [--clients N | --rate R] ...
-    compare --workload W --servers plain,threading,forking [--clients N | --rate R]
+    load ADDRESS [--transport T] [--workload W] [--clients N] [--rate R] ...
+    compare --workload W --servers plain,threading,forking [--clients N] [--rate R]
             [--duration S] [--json PATH] [--plot PATH.png]
     trace KIND [--workload W]
     kinds
@@ -256,18 +256,34 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool) -> 
 # -- load --------------------------------------------------------------------
 
 
+#: Open loop without --clients: this many requests may be in flight at once.
+OPEN_LOOP_CLIENTS = 64
+
+
 def _load_spec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    if args.rate is not None and args.rate <= 0:
+    mode = args.mode or ("open" if args.rate is not None else "closed")
+    if mode == "open" and args.rate is None:
+        raise CliError("--mode open needs --rate (requests per second)")
+    if mode == "closed" and args.rate is not None:
+        raise CliError("--rate sets the open loop; it cannot go with --mode closed")
+    if args.rate is not None and not args.rate > 0:
         raise CliError("--rate must be positive")
-    if args.duration <= 0:
+    if not args.duration > 0:
         raise CliError("--duration must be positive")
-    if args.clients < 1:
+    clients = args.clients
+    if clients is None:
+        clients = OPEN_LOOP_CLIENTS if mode == "open" else 8
+    if clients < 1:
         raise CliError("--clients must be at least 1")
+    if args.max_requests < 1:
+        raise CliError("--max-requests must be at least 1")
+    if not args.timeout > 0:
+        raise CliError("--timeout must be positive")
     return {
         "workload": args.workload,
         "workload_params": parse_params(args.param),
-        "mode": "open" if args.rate is not None else "closed",
-        "clients": args.clients,
+        "mode": mode,
+        "clients": clients,
         "rate": args.rate,
         "duration": args.duration,
         "max_requests": args.max_requests,
@@ -277,13 +293,14 @@ def _load_spec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_load_args(parser: argparse.ArgumentParser) -> None:
-    how = parser.add_mutually_exclusive_group()
-    how.add_argument("--clients", "-c", type=int, default=8,
-                     help="closed loop: this many clients back to back (default 8); "
-                          "open loop: most requests in flight")
-    how.add_argument("--rate", "-r", type=float, default=None,
-                     help="open loop: start this many requests per second, whatever "
-                          "the server does")
+    parser.add_argument("--clients", "-c", type=int, default=None,
+                        help="closed loop: this many clients back to back (default 8); "
+                             f"open loop: most requests in flight (default {OPEN_LOOP_CLIENTS})")
+    parser.add_argument("--rate", "-r", type=float, default=None,
+                        help="open loop: start this many requests per second, whatever "
+                             "the server does")
+    parser.add_argument("--mode", choices=("closed", "open"), default=None,
+                        help="closed or open loop (default: open when --rate is given)")
     parser.add_argument("--duration", "-d", type=float, default=3.0,
                         help="seconds of load, a hard bound (default 3)")
     parser.add_argument("--max-requests", type=int, default=100_000,
