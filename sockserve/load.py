@@ -249,11 +249,13 @@ class LoadRun:
         assert proc.stdin is not None
         with self._lock:
             self._proc = proc
-            proc.stdin.write(json.dumps(self.spec.to_dict()).encode() + b"\n")
-            proc.stdin.flush()
-            if self._cancelled:
-                proc.stdin.write(b"cancel\n")
+            try:
+                proc.stdin.write(json.dumps(self.spec.to_dict()).encode() + b"\n")
+                if self._cancelled:
+                    proc.stdin.write(b"cancel\n")
                 proc.stdin.flush()
+            except OSError:
+                pass  # the worker died at start: _follow reports its stderr
 
     def _follow(self) -> None:
         """Read the worker's lines until its result (or its end)."""

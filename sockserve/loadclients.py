@@ -140,7 +140,7 @@ class StreamClient:
         if not self.persistent:
             sock.shutdown(socket.SHUT_WR)
         reply = b""
-        while not reply.endswith(b"\n"):
+        while b"\n" not in reply:
             sock.settimeout(_left(deadline))
             chunk = sock.recv(65536)
             if not chunk:
@@ -164,7 +164,9 @@ class DatagramClient:
     server (so a closed UDP port shows up as refused), each request one
     datagram and its reply awaited until the deadline. After any failure the
     socket is replaced, so a late reply cannot be taken for the next one.
-    Unix datagram clients bind a path in *bind_dir*, removed on close."""
+    Unix datagram clients bind a path in *bind_dir*, removed on close.
+    A datagram arrives whole, so there is nothing to trickle: the ``slow``
+    workload sends its datagrams at once."""
 
     def __init__(self, family: int, address: Any, bind_dir: str | None) -> None:
         self.family = family
