@@ -13,6 +13,7 @@ the same function the notebooks and the command line use.
 
 from __future__ import annotations
 
+import gc
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -37,7 +38,20 @@ def png(fig: Any) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI)
+    _drop_fonts()
     return buffer.getvalue()
+
+
+def _drop_fonts() -> None:
+    """matplotlib caches open font files per thread; each short-lived panel
+    thread that draws would leave its own copies open (until the cache of 64
+    overflows). Forget them after each picture: reopening costs little."""
+    from matplotlib import font_manager
+
+    cached = getattr(font_manager, "_get_font", None)
+    if cached is not None and hasattr(cached, "cache_clear"):
+        cached.cache_clear()
+        gc.collect()  # the fonts sit in reference cycles
 
 
 def blank_png(title: str) -> bytes:
@@ -97,6 +111,7 @@ def comparison_png(comparison: Any) -> bytes:
         return png(fig)
     finally:
         _forget(fig)
+        _drop_fonts()
 
 
 def _forget(fig: Any) -> None:
@@ -104,5 +119,5 @@ def _forget(fig: Any) -> None:
     import sys
 
     pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None and getattr(fig, "number", None) is not None:
-        pyplot.close(fig)
+    if pyplot is not None:
+        pyplot.close(fig)  # a no-op for a figure pyplot does not know

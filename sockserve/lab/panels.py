@@ -22,6 +22,8 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..kinds import kind_names, resolve_kind
+from ..workloads import WORKLOAD_NAMES
 from . import figures, registry
 from .models import FORK_NOTE, ServerModel, server_kinds
 from .runs import CompareModel, TrafficModel, default_servers
@@ -86,9 +88,13 @@ class _Panel(w.VBox):
 
     def close(self) -> None:
         """Stop what the panel runs, then remove it from the page."""
-        self.stop()
-        registry.release(self._slot, self)
-        super().close()
+        try:
+            self.stop()
+        finally:
+            slot = getattr(self, "_slot", None)
+            if slot is not None:
+                registry.release(slot, self)
+            super().close()
 
 
 class ServerPanel(_Panel):
@@ -114,37 +120,35 @@ class ServerPanel(_Panel):
         key: str | None = None,
         **params: float,
     ) -> None:
-        from ..workloads import WORKLOAD_NAMES
-
         self.model = ServerModel(kind, workload, handler, host, port, path, **params)
         kinds = server_kinds()
         workloads = list(WORKLOAD_NAMES)
         if handler is not None:
             workloads.insert(0, handler.__name__)
-        self._kind = w.Dropdown(options=kinds, value=self.model.kind, description="server")
-        self._workload = w.Dropdown(
+        self._ui_kind = w.Dropdown(options=kinds, value=self.model.kind, description="server")
+        self._ui_workload = w.Dropdown(
             options=workloads, value=self.model.workload_name, description="workload"
         )
-        self._host = w.Text(value=host, description="host")
-        self._port = w.IntText(value=port, description="port")
-        self._start = w.Button(description="Start", button_style="success", icon="play")
-        self._stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self._status = w.HTML()
-        self._problems = w.HTML()
-        self._note = w.HTML()
-        self._start.on_click(lambda _button: self.start())
-        self._stop.on_click(lambda _button: self.stop())
-        self._kind.observe(lambda _change: self._show_choices(), names="value")
+        self._ui_host = w.Text(value=host, description="host")
+        self._ui_port = w.IntText(value=port, description="port")
+        self._ui_start = w.Button(description="Start", button_style="success", icon="play")
+        self._ui_stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self._ui_status = w.HTML()
+        self._ui_problems = w.HTML()
+        self._ui_note = w.HTML()
+        self._ui_start.on_click(lambda _button: self.start())
+        self._ui_stop.on_click(lambda _button: self.stop())
+        self._ui_kind.observe(lambda _change: self._show_choices(), names="value")
         self._ticker = _Ticker(self._tick, "sockserve-lab-server-panel")
         self._seen_errors = 0
         super().__init__(
             children=[
-                w.HBox([self._kind, self._workload]),
-                w.HBox([self._host, self._port]),
-                w.HBox([self._start, self._stop]),
-                self._status,
-                self._problems,
-                self._note,
+                w.HBox([self._ui_kind, self._ui_workload]),
+                w.HBox([self._ui_host, self._ui_port]),
+                w.HBox([self._ui_start, self._ui_stop]),
+                self._ui_status,
+                self._ui_problems,
+                self._ui_note,
             ]
         )
         self.add_class("sockserve-server-panel")
@@ -161,16 +165,16 @@ class ServerPanel(_Panel):
         model = self.model
         if model.running:
             return
-        model.kind = self._kind.value
-        choice = self._workload.value
+        model.kind = self._ui_kind.value
+        choice = self._ui_workload.value
         if model.handler is not None and choice == model.handler.__name__:
             pass  # keep serving the notebook's handler class
         else:
             model.handler, model.workload = None, choice
-        model.host = self._host.value
-        model.port = int(self._port.value)
+        model.host = self._ui_host.value
+        model.port = int(self._ui_port.value)
         self._seen_errors = 0
-        self._problems.value = ""
+        self._ui_problems.value = ""
         status = model.start()
         self._show(status)
         if status.state == "running":
@@ -190,7 +194,7 @@ class ServerPanel(_Panel):
     def _show(self, status: Any) -> None:
         running = status.state == "running"
         colour = {"running": "green", "failed": "#b00"}.get(status.state, "grey")
-        self._status.value = (
+        self._ui_status.value = (
             f"<span class='sockserve-status' data-state='{status.state}' "
             f"style='color:{colour}'>{html.escape(status.line())}</span>"
         )
@@ -198,20 +202,18 @@ class ServerPanel(_Panel):
         if errors and len(errors) != self._seen_errors:
             self._seen_errors = len(errors)
             shown = "".join(f"<li>{html.escape(e)}</li>" for e in errors[-3:])
-            self._problems.value = f"<b>Handler errors</b> ({len(errors)}):<ul>{shown}</ul>"
-        for control in (self._kind, self._workload, self._host, self._port, self._start):
+            self._ui_problems.value = f"<b>Handler errors</b> ({len(errors)}):<ul>{shown}</ul>"
+        for control in (self._ui_kind, self._ui_workload, self._ui_host, self._ui_port, self._ui_start):
             control.disabled = running
-        self._stop.disabled = not running
+        self._ui_stop.disabled = not running
         if not running:
             self._show_choices()
 
     def _show_choices(self) -> None:
-        from ..kinds import resolve_kind
-
-        info = resolve_kind(self._kind.value)
-        self._host.disabled = self._port.disabled = info.is_unix
+        info = resolve_kind(self._ui_kind.value)
+        self._ui_host.disabled = self._ui_port.disabled = info.is_unix
         forking = info.concurrency in ("forking", "prefork")
-        self._note.value = f"<small>{html.escape(FORK_NOTE)}</small>" if forking else ""
+        self._ui_note.value = f"<small>{html.escape(FORK_NOTE)}</small>" if forking else ""
 
 
 class TrafficPanel(_Panel):
@@ -220,7 +222,7 @@ class TrafficPanel(_Panel):
     ``TrafficPanel(target, *, mode="closed", clients=4, rate=200.0,
     duration=3.0, connection="new", transport="tcp", workload=None,
     key=None)``: *target* is a :class:`ServerPanel`, a :class:`ServerModel`
-    or an address. Button ``Send``; method :meth:`send`; :attr:`model` is
+    or an address. Button ``Send``; method :meth:`start_load`; :attr:`model` is
     the :class:`TrafficModel` (its ``result`` is the last LoadResult).
     """
 
@@ -243,62 +245,62 @@ class TrafficPanel(_Panel):
             model_target, transport=transport, workload=workload, mode=mode,
             clients=clients, rate=rate, duration=duration, connection=connection,
         )
-        self._target = w.HTML()
-        self._mode = w.ToggleButtons(options=["closed", "open"], value=mode, description="loop")
-        self._clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
-        self._rate = w.FloatText(value=rate, description="rate /s")
-        self._duration = w.FloatSlider(value=duration, min=0.5, max=30, step=0.5, description="seconds")
-        self._connection = w.ToggleButtons(
+        self._ui_target = w.HTML()
+        self._ui_mode = w.ToggleButtons(options=["closed", "open"], value=mode, description="loop")
+        self._ui_clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
+        self._ui_rate = w.FloatText(value=rate, description="rate /s")
+        self._ui_duration = w.FloatSlider(value=duration, min=0.5, max=30, step=0.5, description="seconds")
+        self._ui_connection = w.ToggleButtons(
             options=["new", "persistent"], value=connection, description="connection"
         )
-        self._send = w.Button(description="Send", button_style="primary", icon="paper-plane")
-        self._progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
-        self._latency = w.Image(value=figures.blank_png("latency"), format="png")
-        self._concurrency = w.Image(value=figures.blank_png("threads and children"), format="png")
-        self._summary = w.HTML()
-        self._send.on_click(lambda _button: self.send())
-        self._mode.observe(lambda _change: self._show_mode(), names="value")
+        self._ui_send = w.Button(description="Send", button_style="primary", icon="paper-plane")
+        self._ui_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
+        self._ui_latency = w.Image(value=figures.blank_png("latency"), format="png")
+        self._ui_concurrency = w.Image(value=figures.blank_png("threads and children"), format="png")
+        self._ui_summary = w.HTML()
+        self._ui_send.on_click(lambda _button: self.start_load())
+        self._ui_mode.observe(lambda _change: self._show_mode(), names="value")
         self._ticker = _Ticker(self._tick, "sockserve-lab-traffic-panel")
         self._ticks = 0
         super().__init__(
             children=[
-                self._target,
-                w.HBox([self._mode, self._connection]),
-                w.HBox([self._clients, self._rate, self._duration]),
-                w.HBox([self._send, self._progress]),
-                w.HBox([self._latency, self._concurrency]),
-                self._summary,
+                self._ui_target,
+                w.HBox([self._ui_mode, self._ui_connection]),
+                w.HBox([self._ui_clients, self._ui_rate, self._ui_duration]),
+                w.HBox([self._ui_send, self._ui_progress]),
+                w.HBox([self._ui_latency, self._ui_concurrency]),
+                self._ui_summary,
             ]
         )
         self.add_class("sockserve-traffic-panel")
         self._show_mode()
         self._show_target()
-        self._summary.value = _pre(self.model.status().text)
+        self._ui_summary.value = _pre(self.model.status().text)
         self._claim(key)
 
-    def send(self) -> None:
+    def start_load(self) -> None:
         """What ``Send`` does: start a load run with the current choices."""
         model = self.model
         if model.running:
             return
-        model.mode = self._mode.value
-        model.clients = int(self._clients.value)
-        model.rate = float(self._rate.value)
-        model.duration = float(self._duration.value)
-        model.connection = self._connection.value
+        model.mode = self._ui_mode.value
+        model.clients = int(self._ui_clients.value)
+        model.rate = float(self._ui_rate.value)
+        model.duration = float(self._ui_duration.value)
+        model.connection = self._ui_connection.value
         self._show_target()
         status = model.send()
         self._ticks = 0
         self._show(status, plots=True)
         if status.state == "running":
-            self._send.disabled = True
+            self._ui_send.disabled = True
             self._ticker.start()
 
     def stop(self) -> None:
         """Cancel a run in progress."""
         self._ticker.stop()
         self.model.stop()
-        self._send.disabled = False
+        self._ui_send.disabled = False
 
     def _tick(self) -> bool:
         status = self.model.poll()
@@ -306,24 +308,24 @@ class TrafficPanel(_Panel):
         finished = status.state in ("done", "failed")
         self._show(status, plots=finished or self._ticks % _PLOT_EVERY == 0)
         if finished:
-            self._send.disabled = False
+            self._ui_send.disabled = False
         return not finished
 
     def _show(self, status: Any, plots: bool) -> None:
-        self._progress.value = status.fraction
-        self._progress.bar_style = {"done": "success", "failed": "danger"}.get(status.state, "")
-        self._summary.value = (
+        self._ui_progress.value = status.fraction
+        self._ui_progress.bar_style = {"done": "success", "failed": "danger"}.get(status.state, "")
+        self._ui_summary.value = (
             f"<div class='sockserve-summary' data-state='{status.state}'>{_pre(status.text)}</div>"
         )
         samples = list(self.model.samples)
         if plots and samples:
-            self._latency.value = figures.live_latency_png(samples, self.model.duration)
-            self._concurrency.value = figures.live_concurrency_png(samples, self.model.duration)
+            self._ui_latency.value = figures.live_latency_png(samples, self.model.duration)
+            self._ui_concurrency.value = figures.live_concurrency_png(samples, self.model.duration)
 
     def _show_mode(self) -> None:
-        closed = self._mode.value == "closed"
-        self._clients.description = "clients" if closed else "in flight"
-        self._rate.disabled = closed
+        closed = self._ui_mode.value == "closed"
+        self._ui_clients.description = "clients" if closed else "in flight"
+        self._ui_rate.disabled = closed
 
     def _show_target(self) -> None:
         target = self.model.target
@@ -334,7 +336,7 @@ class TrafficPanel(_Panel):
             )
         else:
             text = f"target: {target!r} ({self.model.transport})"
-        self._target.value = html.escape(text)
+        self._ui_target.value = html.escape(text)
 
 
 class ComparePanel(_Panel):
@@ -355,31 +357,28 @@ class ComparePanel(_Panel):
         duration: float = 2.0,
         key: str | None = None,
     ) -> None:
-        from ..kinds import kind_names
-        from ..workloads import WORKLOAD_NAMES
-
         self.model = CompareModel(workload, servers, clients=clients, duration=duration)
         choices = list(dict.fromkeys([*default_servers(), *kind_names()]))
-        self._workload = w.Dropdown(options=list(WORKLOAD_NAMES), value=workload, description="workload")
-        self._servers = w.SelectMultiple(
+        self._ui_workload = w.Dropdown(options=list(WORKLOAD_NAMES), value=workload, description="workload")
+        self._ui_servers = w.SelectMultiple(
             options=choices, value=tuple(self.model.servers), rows=4, description="servers"
         )
-        self._clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
-        self._duration = w.FloatSlider(value=duration, min=0.5, max=10, step=0.5, description="s each")
-        self._run = w.Button(description="Run comparison", button_style="primary", icon="balance-scale",
+        self._ui_clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
+        self._ui_duration = w.FloatSlider(value=duration, min=0.5, max=10, step=0.5, description="s each")
+        self._ui_run = w.Button(description="Run comparison", button_style="primary", icon="balance-scale",
                              layout=w.Layout(width="auto"))
-        self._progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
-        self._figure = w.Image(value=figures.blank_png("comparison"), format="png")
-        self._table = w.HTML(value=_pre(self.model.status().text))
-        self._run.on_click(lambda _button: self.run())
+        self._ui_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
+        self._ui_figure = w.Image(value=figures.blank_png("comparison"), format="png")
+        self._ui_table = w.HTML(value=_pre(self.model.status().text))
+        self._ui_run.on_click(lambda _button: self.run())
         self._ticker = _Ticker(self._tick, "sockserve-lab-compare-panel")
         super().__init__(
             children=[
-                w.HBox([self._workload, self._servers]),
-                w.HBox([self._clients, self._duration]),
-                w.HBox([self._run, self._progress]),
-                self._figure,
-                self._table,
+                w.HBox([self._ui_workload, self._ui_servers]),
+                w.HBox([self._ui_clients, self._ui_duration]),
+                w.HBox([self._ui_run, self._ui_progress]),
+                self._ui_figure,
+                self._ui_table,
             ]
         )
         self.add_class("sockserve-compare-panel")
@@ -390,11 +389,11 @@ class ComparePanel(_Panel):
         model = self.model
         if model.running:
             return
-        model.workload = self._workload.value
-        model.servers = tuple(self._servers.value) or default_servers()
-        model.clients = int(self._clients.value)
-        model.duration = float(self._duration.value)
-        self._run.disabled = True
+        model.workload = self._ui_workload.value
+        model.servers = tuple(self._ui_servers.value) or default_servers()
+        model.clients = int(self._ui_clients.value)
+        model.duration = float(self._ui_duration.value)
+        self._ui_run.disabled = True
         self._show(model.run())
         self._ticker.start()
 
@@ -402,21 +401,21 @@ class ComparePanel(_Panel):
         """Wait for a running comparison to end (each run is time-bounded)."""
         self._ticker.stop()
         self.model.stop()
-        self._run.disabled = False
+        self._ui_run.disabled = False
 
     def _tick(self) -> bool:
         status = self.model.status()
         self._show(status)
         if status.state in ("done", "failed"):
-            self._run.disabled = False
+            self._ui_run.disabled = False
             return False
         return True
 
     def _show(self, status: Any) -> None:
-        self._progress.value = status.fraction
-        self._progress.bar_style = {"done": "success", "failed": "danger"}.get(status.state, "")
+        self._ui_progress.value = status.fraction
+        self._ui_progress.bar_style = {"done": "success", "failed": "danger"}.get(status.state, "")
         if status.state == "done" and self.model.comparison is not None:
-            self._figure.value = figures.comparison_png(self.model.comparison)
-        self._table.value = (
+            self._ui_figure.value = figures.comparison_png(self.model.comparison)
+        self._ui_table.value = (
             f"<div class='sockserve-table' data-state='{status.state}'>{_pre(status.text)}</div>"
         )

@@ -1,0 +1,175 @@
+"""The panels as widgets, without a browser: buttons, status, plots, lifecycle."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("matplotlib")
+
+import ipywidgets as w  # noqa: E402
+
+from sockserve.lab import ComparePanel, ServerPanel, TrafficPanel, registry, stop_all  # noqa: E402
+
+PNG = b"\x89PNG"
+
+# matplotlib keeps its font files open once it has drawn text: draw once here,
+# before the per-test descriptor check starts counting.
+from sockserve.lab import figures  # noqa: E402
+
+figures.blank_png("warm-up")
+
+
+def wait_for(predicate: Any, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def buttons(panel: w.Widget) -> dict[str, w.Button]:
+    found: dict[str, w.Button] = {}
+
+    def walk(widget: w.Widget) -> None:
+        if isinstance(widget, w.Button):
+            found[widget.description] = widget
+        for child in getattr(widget, "children", ()):
+            walk(child)
+
+    walk(panel)
+    return found
+
+
+def test_panels_are_vboxes_with_the_named_buttons() -> None:
+    server = ServerPanel(key="t-server")
+    traffic = TrafficPanel(server, key="t-traffic")
+    compare = ComparePanel(key="t-compare")
+    try:
+        assert all(isinstance(p, w.VBox) for p in (server, traffic, compare))
+        assert {"Start", "Stop"} <= set(buttons(server))
+        assert "Send" in buttons(traffic)
+        assert "Run comparison" in buttons(compare)
+        assert buttons(server)["Stop"].disabled and not buttons(server)["Start"].disabled
+    finally:
+        for panel in (traffic, compare, server):
+            panel.close()
+
+
+def test_start_status_refreshes_and_stop() -> None:
+    panel = ServerPanel("threading", "echo", key="t-start")
+    try:
+        buttons(panel)["Start"].click()
+        assert panel.model.running
+        assert buttons(panel)["Start"].disabled and not buttons(panel)["Stop"].disabled
+        with socket.create_connection(panel.address, timeout=10) as sock:
+            sock.sendall(b"echo\n")
+            assert sock.recv(100) == b"echo\n"
+        # The ticker thread refreshes the status line by itself.
+        assert wait_for(lambda: "requests 1," in panel._ui_status.value)
+        assert "serving on 127.0.0.1:" in panel._ui_status.value
+        buttons(panel)["Stop"].click()
+        assert not panel.model.running
+        assert "stopped" in panel._ui_status.value
+    finally:
+        panel.close()
+
+
+def test_a_bad_port_shows_plain_words_in_the_panel() -> None:
+    holder = ServerPanel(key="t-holder")
+    holder.start()
+    try:
+        clash = ServerPanel(port=holder.address[1], key="t-clash")
+        buttons(clash)["Start"].click()
+        assert "already in use" in clash._ui_status.value
+        assert "Traceback" not in clash._ui_status.value
+        assert not clash.model.running
+        clash.close()
+    finally:
+        holder.close()
+
+
+def test_handler_class_from_the_notebook_and_its_errors() -> None:
+    import sockserve
+
+    class Shouty(sockserve.StreamRequestHandler):
+        def handle(self) -> None:
+            self.rfile.readline()
+            raise RuntimeError("shouting")
+
+    panel = ServerPanel("forking", handler=Shouty, key="t-shouty")
+    try:
+        assert panel._ui_workload.value == "Shouty"
+        assert "DeprecationWarning" in panel._ui_note.value  # the fork note is shown
+        panel.start()
+        with socket.create_connection(panel.address, timeout=10) as sock:
+            sock.sendall(b"x\n")
+            sock.recv(10)
+        assert wait_for(lambda: "RuntimeError: shouting" in panel._ui_problems.value)
+    finally:
+        panel.close()
+
+
+def test_rerunning_a_cell_replaces_the_older_panel() -> None:
+    first = ServerPanel(key="t-cell")
+    first.start()
+    port = first.address[1]
+    second = ServerPanel(key="t-cell")
+    try:
+        assert not first.model.running
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        second.close()
+        first.close()
+
+
+def test_send_updates_progress_plots_and_summary() -> None:
+    server = ServerPanel("threading", "echo", key="t-send-server")
+    server.start()
+    traffic = TrafficPanel(server, clients=2, duration=1.0, key="t-send")
+    before = traffic._ui_latency.value
+    try:
+        buttons(traffic)["Send"].click()
+        assert wait_for(lambda: traffic.model.status().state == "done", 30)
+        assert wait_for(lambda: traffic._ui_progress.value == 1.0)
+        assert wait_for(lambda: "throughput" in traffic._ui_summary.value.lower()
+                        or "requests" in traffic._ui_summary.value)
+        assert wait_for(lambda: bytes(traffic._ui_latency.value) != bytes(before))
+        assert bytes(traffic._ui_latency.value).startswith(PNG)
+        assert bytes(traffic._ui_concurrency.value).startswith(PNG)
+        assert wait_for(lambda: not buttons(traffic)["Send"].disabled)
+    finally:
+        traffic.close()
+        server.close()
+
+
+# sockserve.plots draws through pyplot, whose first use keeps two font files
+# open for the life of the process (not one per run): not a leak of ours.
+@pytest.mark.allow_leaks
+def test_compare_panel_runs_and_shows_figure_and_table() -> None:
+    panel = ComparePanel("echo", ("plain", "threading"), clients=2, duration=0.5, key="t-cmp")
+    before = panel._ui_figure.value
+    try:
+        buttons(panel)["Run comparison"].click()
+        assert wait_for(lambda: panel.model.status().state in ("done", "failed"), 60)
+        assert panel.model.status().state == "done", panel.model.status().text
+        assert wait_for(lambda: bytes(panel._ui_figure.value) != bytes(before))
+        assert bytes(panel._ui_figure.value).startswith(PNG)
+        assert "threading" in panel._ui_table.value
+    finally:
+        panel.close()
+
+
+def test_stop_all_closes_panels_and_servers() -> None:
+    panel = ServerPanel(key="t-all")
+    panel.start()
+    assert stop_all() >= 1
+    assert not panel.model.running
+    assert registry.tracked() == []
+    panel.close()
