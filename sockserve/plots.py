@@ -132,7 +132,14 @@ def plot_latency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
         if xs:
             top = max(top, max(xs))
         ax.plot(xs, ys, color=f"C{i}", label=run.server, linewidth=1.8)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     ax.set_yscale("log")
+    # Plain numbers (2, 5, 10, 20 ms) read better than 2x10^0 on a latency axis.
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.margins(y=0.08)
     ticks = [(_nines(q), text) for q, text in _NINES_TICKS if _nines(q) <= top + 0.01]
     ax.set_xticks([x for x, _ in ticks], [text for _, text in ticks])
     ax.set_xlim(0, max(top, 1.0))
@@ -141,7 +148,7 @@ def plot_latency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
     ax.set_title("Latency by percentile")
     ax.grid(True, which="both", alpha=0.3)
     if runs:
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc="best", fontsize="small")
     return ax
 
 
