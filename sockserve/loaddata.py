@@ -266,7 +266,7 @@ class LoadResult:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A snapshot of a running load, sent a few times a second.
 
