@@ -1,0 +1,202 @@
+"""The three panels in a real JupyterLab, driven in headless Chromium.
+
+Starts JupyterLab on a free loopback port with a generated notebook, runs all
+cells, clicks Start, Send, Run comparison and Stop, and checks what a learner
+would see: rendered widgets (never "Loading widget..." or a raw ``VBox(...)``),
+a status line whose counters move, plots that change, and a summary table.
+Screenshots go to ``test-artifacts/browser/``.
+
+Needs /usr/bin/chromium (``apt-get install chromium``); without it the test
+is skipped, unless SOCKSERVE_REQUIRE_BROWSER=1, when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.allow_leaks, pytest.mark.timeout(240)]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.path.join(ROOT, "test-artifacts", "browser")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+CELLS = [
+    "from sockserve.lab import ServerPanel, TrafficPanel, ComparePanel, stop_all",
+    'server = ServerPanel("threading", "io")\nserver',
+    "traffic = TrafficPanel(server, clients=4, duration=2.0)\ntraffic",
+    'compare = ComparePanel("echo", ("plain", "threading", "forking"), clients=2, duration=0.5)\ncompare',
+]
+
+
+def _need_browser() -> None:
+    if os.path.exists(CHROMIUM):
+        return
+    reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+    if os.environ.get("SOCKSERVE_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason + " and SOCKSERVE_REQUIRE_BROWSER=1")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def lab() -> Iterator[str]:
+    """JupyterLab serving a temp dir holding lab.ipynb; yields its base URL."""
+    _need_browser()
+    import nbformat
+
+    home = tempfile.mkdtemp(prefix="sockserve-lab-browser-")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, os.path.join(home, "lab.ipynb"))
+    port = _free_port()
+    env = dict(os.environ)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    env.update(
+        PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
+        JUPYTER_RUNTIME_DIR=os.path.join(home, ".runtime"),
+        JUPYTERLAB_WORKSPACES_DIR=os.path.join(home, ".workspaces"),
+        JUPYTERLAB_SETTINGS_DIR=os.path.join(home, ".settings"),
+    )
+    log = open(os.path.join(home, "lab.log"), "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+            "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
+            "--IdentityProvider.token=", "--ServerApp.password=",
+            f"--ServerApp.root_dir={home}", "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/api/status", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    with open(os.path.join(home, "lab.log"), "rb") as f:
+                        raise RuntimeError("JupyterLab did not start:\n" + f.read().decode()[-3000:])
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _outputs_text(page: Any) -> str:
+    return str(page.locator(".jp-OutputArea").all_inner_texts())
+
+
+def _assert_widgets_rendered(page: Any) -> None:
+    text = _outputs_text(page)
+    assert "Loading widget" not in text, text[:2000]
+    assert not re.search(r"\b(VBox|HBox|ServerPanel|TrafficPanel|ComparePanel)\(", text), text[:2000]
+
+
+def _image(page: Any, panel: str, index: int = 0) -> str:
+    return str(page.locator(f".{panel} img").nth(index).get_attribute("src"))
+
+
+def test_panels_in_jupyterlab(lab: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = lambda page, name: page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"), full_page=True)  # noqa: E731
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.set_default_timeout(60_000)
+            page.goto(f"{lab}/lab/tree/lab.ipynb")
+            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget")
+            page.wait_for_selector(".jp-Notebook .jp-Cell")
+            # Wait for the kernel, then run every cell.
+            page.wait_for_function(
+                "() => { const w = window.jupyterapp.shell.currentWidget;"
+                " return w && w.sessionContext && w.sessionContext.session &&"
+                " w.sessionContext.session.kernel &&"
+                " w.sessionContext.session.kernel.connectionStatus === 'connected' }"
+            )
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            server, traffic, compare = (
+                page.locator(".sockserve-server-panel"),
+                page.locator(".sockserve-traffic-panel"),
+                page.locator(".sockserve-compare-panel"),
+            )
+            for panel in (server, traffic, compare):
+                expect(panel).to_be_visible(timeout=90_000)
+            _assert_widgets_rendered(page)
+            shot(page, "1-panels")
+
+            status = page.locator(".sockserve-status")
+            expect(status).to_have_attribute("data-state", "stopped")
+            server.get_by_role("button", name="Start").click()
+            expect(status).to_have_attribute("data-state", "running")
+            expect(status).to_contain_text("serving on 127.0.0.1:")
+            expect(status).to_contain_text("requests 0,")
+            shot(page, "2-started")
+
+            blank_latency = _image(page, "sockserve-traffic-panel", 0)
+            traffic.get_by_role("button", name="Send").click()
+            # Live: the counters and the plot change while the load runs.
+            expect(status).not_to_contain_text("requests 0,", timeout=30_000)
+            page.wait_for_function(
+                "src => document.querySelector('.sockserve-traffic-panel img').src !== src",
+                arg=blank_latency, timeout=30_000,
+            )
+            running_summary = page.locator(".sockserve-summary")
+            shot(page, "3-sending")
+            expect(running_summary).to_have_attribute("data-state", "done", timeout=60_000)
+            expect(running_summary).to_contain_text("requests")
+            assert re.search(r"requests [1-9]\d*", status.inner_text())
+            shot(page, "4-sent")
+
+            blank_compare = _image(page, "sockserve-compare-panel", 0)
+            compare.get_by_role("button", name="Run comparison").click()
+            table = page.locator(".sockserve-table")
+            expect(table).to_have_attribute("data-state", "done", timeout=90_000)
+            for name in ("plain", "threading", "forking"):
+                expect(table).to_contain_text(name)
+            assert _image(page, "sockserve-compare-panel", 0) != blank_compare
+            shot(page, "5-compared")
+
+            server.get_by_role("button", name="Stop").click()
+            expect(status).to_have_attribute("data-state", "stopped")
+            _assert_widgets_rendered(page)
+            shot(page, "6-stopped")
+        finally:
+            browser.close()
