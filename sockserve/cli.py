@@ -22,7 +22,9 @@ With ``--json`` that first line is one JSON object instead (what
 ``address`` is ``[host, port]`` for TCP/UDP and the socket path for Unix
 kinds. SIGINT (Ctrl-C) or SIGTERM stops the server cleanly (``shutdown()``
 then ``server_close()``, exit status 0); a second signal ends it at once
-(status 1). Nothing else is written to stdout.
+(status 1). Nothing else is written to stdout. Besides the thread that
+serves, the process has one more (the signal watcher that calls
+``shutdown()``), so a plain server shows two threads when sampled.
 
 Bad input (an unknown kind or workload, a port in use, an address that
 cannot be bound or reached) is reported as one line on stderr with exit
