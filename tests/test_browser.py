@@ -198,5 +198,28 @@ def test_panels_in_jupyterlab(lab: str) -> None:
             expect(status).to_have_attribute("data-state", "stopped")
             _assert_widgets_rendered(page)
             shot(page, "6-stopped")
+
+            # Running the server's cell again stops the server it made before.
+            server.get_by_role("button", name="Start").click()
+            expect(status).to_have_attribute("data-state", "running")
+            port = int(re.search(r"127\.0\.0\.1:(\d+)", status.inner_text()).group(1))
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            page.evaluate(
+                "() => { const nb = window.jupyterapp.shell.currentWidget.content;"
+                " nb.activeCellIndex = 1;"
+                " return window.jupyterapp.commands.execute('notebook:run-cell'); }"
+            )
+            expect(page.locator(".sockserve-status")).to_have_attribute("data-state", "stopped")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                except ConnectionRefusedError:
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail(f"the first panel's server still listens on port {port}")
+            _assert_widgets_rendered(page)
+            shot(page, "7-cell-rerun")
         finally:
             browser.close()
