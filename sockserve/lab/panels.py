@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import ipywidgets as w
+import ipywidgets as w  # type: ignore[import-untyped]
 
 from ..kinds import kind_names, resolve_kind
 from ..workloads import WORKLOAD_NAMES
@@ -74,7 +74,7 @@ def _pre(text: str) -> str:
     return f"<pre style='margin:0;white-space:pre-wrap'>{html.escape(text)}</pre>"
 
 
-class _Panel(w.VBox):
+class _Panel(w.VBox):  # type: ignore[misc]
     """What every panel shares: its registry slot and close()."""
 
     _slot: str
