@@ -1,0 +1,305 @@
+"""Reliability against misbehaving clients (issue 7, scenarios 1, 2, 3 and 8).
+
+Slow clients that never send, clients that reset mid-response, garbage and
+oversized input, and handlers that raise: every server keeps serving, every
+request is counted, and a client that went away is one debug log line, never
+a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import sockserve
+from conftest import (
+    DGRAM_CLASSES,
+    HOST,
+    STREAM_CLASSES,
+    ALL_CLASSES,
+    address_for,
+    class_id,
+    client_socket,
+    exchange,
+    serving,
+)
+
+AF_UNIX = getattr(socket, "AF_UNIX", None)
+THREADING_STREAM = [c for c in STREAM_CLASSES if issubclass(c, sockserve.ThreadingMixIn)]
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll *condition* until it holds or *seconds* pass; return its last value."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return condition()
+        time.sleep(0.01)
+    return True
+
+
+def connect(cls: type, address: Any, timeout: float = 10.0) -> socket.socket:
+    sock = socket.socket(cls.address_family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def recv_line(sock: socket.socket, limit: int = 1 << 20) -> bytes:
+    """Read up to and including the first newline (or EOF)."""
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class LineEcho(sockserve.StreamRequestHandler):
+    """Echo line after line until EOF (bounded lines)."""
+
+    def handle(self) -> None:
+        while line := self.rfile.readline(65536):
+            self.wfile.write(line)
+
+
+# -- 1. slow clients ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", THREADING_STREAM, ids=class_id)
+def test_threading_server_answers_while_200_clients_never_send(cls: type, sock_dir: str) -> None:
+    server = cls(address_for(cls, sock_dir), LineEcho)
+    silent: list[socket.socket] = []
+    with serving(server):
+        try:
+            for _ in range(200):
+                silent.append(connect(cls, server.server_address))
+            assert wait_until(lambda: server.stats.active >= 200), server.stats.snapshot()
+            began = time.monotonic()
+            with connect(cls, server.server_address) as sock:
+                sock.sendall(b"still there?\n")
+                assert recv_line(sock) == b"still there?\n"
+            # Generous: an unloaded machine answers in well under 10 ms.
+            assert time.monotonic() - began < 5.0
+            assert wait_until(lambda: server.stats.completed == 1)
+        finally:
+            for sock in silent:
+                sock.close()
+        assert wait_until(lambda: server.stats.active == 0)
+    assert server.stats.completed == 201
+    assert server.stats.errors == 0
+
+
+class TimedEcho(LineEcho):
+    timeout = 0.2
+
+
+@pytest.mark.parametrize("cls", [sockserve.TCPServer, sockserve.UnixStreamServer], ids=class_id)
+def test_plain_server_recovers_from_silent_clients_after_handler_timeout(
+    cls: type, sock_dir: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sockserve")
+    server = cls(address_for(cls, sock_dir), TimedEcho)
+    silent: list[socket.socket] = []
+    with serving(server):
+        try:
+            for _ in range(3):
+                silent.append(connect(cls, server.server_address))
+            # Queued behind three silent clients, each given 0.2 s.
+            with connect(cls, server.server_address) as sock:
+                sock.sendall(b"ping\n")
+                assert recv_line(sock) == b"ping\n"
+        finally:
+            for sock in silent:
+                sock.close()
+        assert wait_until(lambda: server.stats.completed == 1), server.stats.snapshot()
+        assert server.stats.timeouts == 3
+    gone = [r for r in caplog.records if r.name == "sockserve" and "went away" in r.getMessage()]
+    assert len(gone) == 3
+    assert all(r.levelno == logging.DEBUG for r in gone)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+# -- 2. resets mid-response ---------------------------------------------------------
+
+
+def big_reply_handler(buffer_size: int) -> type[sockserve.StreamRequestHandler]:
+    class BigReply(sockserve.StreamRequestHandler):
+        """``big``: stream up to 128 MB; anything else: echo the line."""
+
+        wbufsize = buffer_size
+
+        def handle(self) -> None:
+            while line := self.rfile.readline(65536):
+                if line != b"big\n":
+                    self.wfile.write(line)
+                    self.wfile.flush()
+                    continue
+                chunk = b"x" * 65536
+                for _ in range(2048):
+                    self.wfile.write(chunk)
+
+    return BigReply
+
+
+# A forked child inherits every descriptor of this process, including the
+# client sockets a test holds, so a close() here neither resets nor ends the
+# connection while a child lives. Clients that must really go away therefore
+# run in a process of their own, and the others end with shutdown(SHUT_WR).
+RESETTING_CLIENT = r"""
+import socket, struct, sys
+family, address = int(sys.argv[1]), sys.argv[2]
+if family != socket.AF_UNIX:
+    host, port = address.rsplit(":", 1)
+    address = (host, int(port))
+sock = socket.socket(family, socket.SOCK_STREAM)
+sock.settimeout(10)
+sock.connect(address)
+sock.sendall(b"big\n")
+assert sock.recv(65536), "no response"
+if family != socket.AF_UNIX:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+sock.close()  # with unread data: a reset (RST for TCP, ECONNRESET/EPIPE for Unix)
+"""
+
+
+def reset_from_another_process(cls: type, address: Any) -> None:
+    where = address if cls.address_family == AF_UNIX else f"{address[0]}:{address[1]}"
+    subprocess.run(
+        [sys.executable, "-c", RESETTING_CLIENT, str(int(cls.address_family)), where],
+        check=True,
+        timeout=30,
+    )
+
+
+def talk(cls: type, address: Any, payload: bytes) -> bytes:
+    """Send *payload*, end our side (EOF even if a child holds a copy), read to EOF."""
+    with connect(cls, address) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@pytest.mark.parametrize("wbufsize", [0, 8192], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("cls", STREAM_CLASSES, ids=class_id)
+def test_reset_mid_response_is_one_debug_line_and_a_disconnect(
+    cls: type,
+    wbufsize: int,
+    sock_dir: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sockserve")
+    server = cls(address_for(cls, sock_dir), big_reply_handler(wbufsize))
+    with serving(server, poll_interval=0.05):
+        reset_from_another_process(cls, server.server_address)
+        assert wait_until(lambda: server.stats.disconnects == 1), server.stats.snapshot()
+        # The server goes on serving.
+        assert talk(cls, server.server_address, b"hello\n") == b"hello\n"
+        assert wait_until(lambda: server.stats.completed == 1), server.stats.snapshot()
+    assert server.stats.errors == 0
+    assert server.stats.disconnects == 1
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err, err
+    if not issubclass(cls, sockserve.ForkingMixIn):  # a child's log records stay in the child
+        gone = [r for r in caplog.records if "went away" in r.getMessage()]
+        assert len(gone) == 1, [r.getMessage() for r in caplog.records]
+        assert gone[0].levelno == logging.DEBUG and gone[0].name == "sockserve"
+
+
+# -- 3. garbage and oversized input ---------------------------------------------------
+
+
+class PacketLength(sockserve.DatagramRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(b"%d\n" % len(self.packet))
+
+
+@pytest.mark.parametrize("cls", DGRAM_CLASSES, ids=class_id)
+def test_datagram_longer_than_max_packet_size_is_cut_and_counted(cls: type, sock_dir: str) -> None:
+    server = cls(address_for(cls, sock_dir), PacketLength)
+    size = server.max_packet_size
+    with serving(server, poll_interval=0.05):
+        assert exchange(cls, server.server_address, b"a" * 100, sock_dir) == b"100\n"
+        assert server.stats.truncated == 0
+        assert exchange(cls, server.server_address, b"b" * (size + 5000), sock_dir) == b"%d\n" % size
+        assert server.stats.truncated == 1
+        assert exchange(cls, server.server_address, b"c" * size, sock_dir) == b"%d\n" % size
+        assert server.stats.truncated == 1  # exactly max_packet_size is not truncated
+
+
+@pytest.mark.parametrize("cls", STREAM_CLASSES, ids=class_id)
+def test_binary_garbage_does_not_stop_a_stream_server(cls: type, sock_dir: str) -> None:
+    rng = __import__("random").Random(7)
+    garbage = bytes(rng.randrange(256) for _ in range(200_000))
+    server = cls(address_for(cls, sock_dir), LineEcho)
+    with serving(server, poll_interval=0.05):
+        assert talk(cls, server.server_address, garbage) == garbage
+        assert talk(cls, server.server_address, b"ok\n") == b"ok\n"
+
+
+# -- 8. handler exceptions -----------------------------------------------------------
+
+
+class Explosive(sockserve.BaseRequestHandler):
+    """``boom`` raises ValueError; anything else is echoed."""
+
+    def handle(self) -> None:
+        if isinstance(self.request, tuple):
+            data, sock = self.request
+            if data.startswith(b"boom"):
+                raise ValueError("boom from the handler")
+            sock.sendto(data, self.client_address)
+            return
+        data = self.request.recv(1024)
+        if data.startswith(b"boom"):
+            raise ValueError("boom from the handler")
+        self.request.sendall(data)
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES, ids=class_id)
+def test_handler_exception_runs_handle_error_counts_it_and_server_goes_on(
+    cls: type, sock_dir: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[str] = []
+
+    class Server(cls):  # type: ignore[misc, valid-type]
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            calls.append(f"{os.getpid()}")
+            super().handle_error(request, client_address)
+
+    server = Server(address_for(cls, sock_dir), Explosive)
+    stream = cls.socket_type == socket.SOCK_STREAM
+    with serving(server, poll_interval=0.05):
+        if stream:
+            assert exchange(cls, server.server_address, b"boom", sock_dir) == b""
+        else:
+            with client_socket(cls, sock_dir) as sock:
+                sock.sendto(b"boom", server.server_address)
+        assert wait_until(lambda: server.stats.errors == 1), server.stats.snapshot()
+        for n in range(3):
+            assert exchange(cls, server.server_address, b"echo %d" % n, sock_dir) == b"echo %d" % n
+        assert wait_until(lambda: server.stats.completed == 3), server.stats.snapshot()
+    assert server.stats.errors == 1
+    err = capfd.readouterr().err
+    assert err.count("ValueError: boom from the handler") == 1, err
+    assert err.count("Traceback") == 1
+    assert "goes on serving" in err
+    if not issubclass(cls, sockserve.ForkingMixIn):
+        assert calls == [str(os.getpid())]  # handle_error ran once, in this process
