@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from .servers import BaseServer
@@ -120,11 +120,11 @@ class StreamRequestHandler(BaseRequestHandler):
             self.connection.settimeout(self.timeout)
         if self.disable_nagle_algorithm:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        self.rfile = self.connection.makefile("rb", self.rbufsize)
+        self.rfile = cast(io.BufferedIOBase, self.connection.makefile("rb", self.rbufsize))
         if self.wbufsize == 0:
             self.wfile = SocketWriter(self.connection)
         else:
-            self.wfile = self.connection.makefile("wb", self.wbufsize)
+            self.wfile = cast(io.BufferedIOBase, self.connection.makefile("wb", self.wbufsize))
 
     def finish(self) -> None:
         """Flush what ``wfile`` still buffers, then close both streams."""

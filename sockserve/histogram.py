@@ -99,6 +99,10 @@ class Histogram:
         if not self.count:
             return 0.0
         rank = max(1, math.ceil(fraction * self.count))
+        if rank == 1:
+            return self.min  # the smallest and largest values are known exactly
+        if rank >= self.count:
+            return self.max
         seen = 0
         for index in sorted(self._counts):
             seen += self._counts[index]

@@ -43,7 +43,7 @@ class HandlerThreads(list):  # type: ignore[type-arg]
         taken, self[:] = self[:], []
         return taken
 
-    def join(self) -> None:  # type: ignore[override]
+    def join(self) -> None:
         """Wait for every recorded thread to end."""
         for thread in self.pop_all():
             thread.join()
@@ -94,6 +94,7 @@ class ThreadingMixIn:
             server.handle_error(request, client_address)
         finally:
             server.shutdown_request(request)
+            server._inflight.discard(id(request))
             server.stats.set_threads(-1)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -108,10 +109,13 @@ class ThreadingMixIn:
         thread.daemon = self.daemon_threads
         self._threads.append(thread)
         stats = getattr(self, "stats")
+        inflight = getattr(self, "_inflight")
         stats.set_threads(+1)
+        inflight.add(id(request), request)
         try:
             thread.start()
         except BaseException:
+            inflight.discard(id(request))
             stats.set_threads(-1)
             raise
 
@@ -235,6 +239,7 @@ class ForkingMixIn:
         if pending is not None and pid in pending:
             # Reaped without a report: the child died before finishing.
             began = pending.pop(pid)
+            getattr(self, "_inflight").discard(pid)
             stats.request_finished(Outcome.ABORTED, time.perf_counter() - began)
 
     def _read_reports(self) -> None:
@@ -249,6 +254,8 @@ class ForkingMixIn:
         usable = len(data) - len(data) % _REPORT.size
         for pid, outcome, seconds in _REPORT.iter_unpack(data[:usable]):
             if pending.pop(pid, None) is not None:
+                if getattr(self, "_inflight").discard(pid):
+                    outcome = Outcome.ABORTED  # drain() cut it off
                 stats.request_finished(Outcome(outcome), seconds)
         if len(data) == _REPORT.size * 512:
             self._read_reports()
@@ -282,6 +289,7 @@ class ForkingMixIn:
             self.active_children.add(pid)
             assert self._pending is not None
             self._pending[pid] = began
+            server._inflight.add(pid, pid)
             server.stats.request_started()
             server.stats.set_children(len(self.active_children))
             server.close_request(request)
@@ -319,6 +327,29 @@ class ForkingMixIn:
                 except BaseException:
                     pass  # reporting must never keep the child alive
                 os._exit(status)
+
+    def _drain_wait(self, seconds: float) -> None:
+        """drain(): reap children that ended, waiting on the report pipe."""
+        for pid in list(self.active_children or ()):
+            self._wait_for(pid, os.WNOHANG)
+        if self._reports is not None:
+            select.select([self._reports[0]], [], [], max(seconds, 0.0))
+        self._read_reports()
+
+    def _abort_inflight(self, pids: list[int]) -> None:
+        """drain(): SIGTERM the children, SIGKILL them after abort_grace."""
+        grace = float(getattr(self, "abort_grace", 1.0))
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            alive = [pid for pid in pids if pid in (self.active_children or ())]
+            for pid in alive:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while alive and time.monotonic() < deadline:
+                self._drain_wait(0.02)
+                alive = [pid for pid in alive if pid in (self.active_children or ())]
 
     def server_close(self) -> None:
         """Close the server, then reap children (waiting if block_on_close)."""

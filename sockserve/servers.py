@@ -43,12 +43,13 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, cast
 
 from . import socketfiles
+from .drain import DrainReport, InFlight, abort_socket, drain_server
 from .errors import explain_bind_error, format_address
 from .lifecycle import ServerState
-from .stats import CLIENT_GONE, ServerStats, outcome_of
+from .stats import CLIENT_GONE, Outcome, ServerStats, outcome_of
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
@@ -73,8 +74,8 @@ class BaseServer:
     """The serving loop and its hooks, independent of any socket type.
 
     Callers use: ``serve_forever(poll_interval)``, ``shutdown()``,
-    ``handle_request()``, ``server_close()`` (or ``with server:``),
-    ``fileno()``, ``stats`` and ``state``.
+    ``drain(timeout)``, ``handle_request()``, ``server_close()`` (or
+    ``with server:``), ``fileno()``, ``stats`` and ``state``.
 
     Subclasses may override: ``server_bind``, ``server_activate``,
     ``get_request``, ``verify_request``, ``process_request``,
@@ -93,6 +94,7 @@ class BaseServer:
     """
 
     timeout: float | None = None
+    abort_grace: float = 1.0
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         self.server_address = server_address
@@ -105,6 +107,7 @@ class BaseServer:
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
         self._serving_thread: int | None = None
         self._accept_backoff = 0.0
+        self._inflight = InFlight()
 
     # -- the loop -------------------------------------------------------------
 
@@ -121,14 +124,15 @@ class BaseServer:
         try:
             wake = self._open_wakeup()
             with _Selector() as selector:
-                selector.register(self, selectors.EVENT_READ)
+                # Subclasses provide fileno(); BaseServer itself has no socket.
+                listening = selector.register(cast(Any, self), selectors.EVENT_READ)
                 selector.register(wake, selectors.EVENT_READ)
                 self._set_state(ServerState.SERVING)
                 while not self._shutdown_request:
                     ready = selector.select(poll_interval)
                     if self._shutdown_request:
                         break
-                    if any(key.fileobj is self for key, _ in ready):
+                    if any(key is listening for key, _ in ready):
                         self._handle_request_noblock()
                         if self._accept_backoff:
                             self._sleep_unless_woken(wake, self._accept_backoff)
@@ -148,6 +152,12 @@ class BaseServer:
         from a handler running in the serving thread itself, it only asks the
         loop to stop and returns; the loop ends when that handler does.
         """
+        if not self._request_stop():
+            self._is_shut_down.wait()
+
+    def _request_stop(self) -> bool:
+        """Ask ``serve_forever`` to stop, without waiting. True when called
+        from the serving thread itself (where waiting would deadlock)."""
         with self._loop_lock:
             self._shutdown_request = True
             if self.state is ServerState.SERVING:
@@ -157,9 +167,25 @@ class BaseServer:
                     self._wakeup[1].send(b"\0")
                 except OSError:
                     pass  # buffer full: a wake-up is already pending
-            in_loop_thread = self._serving_thread == threading.get_ident()
-        if not in_loop_thread:
-            self._is_shut_down.wait()
+            return self._serving_thread == threading.get_ident()
+
+    def drain(self, timeout: float) -> DrainReport:
+        """Stop accepting, give requests in flight up to *timeout* seconds,
+        abort the rest, and report (see :mod:`sockserve.drain`).
+
+        Call it instead of, or after, ``shutdown()``, from another thread
+        than the serving one; then ``server_close()``. Tune with the class
+        attribute ``abort_grace`` (seconds an aborted request is given to
+        notice before the drain returns; processes get SIGKILL after it).
+        """
+        return drain_server(self, timeout)
+
+    def _drain_wait(self, seconds: float) -> None:
+        self._inflight.wait_empty(seconds)
+
+    def _abort_inflight(self, items: list[Any]) -> None:
+        for item in items:
+            abort_socket(item)
 
     def _open_wakeup(self) -> socket.socket:
         with self._loop_lock:
@@ -201,7 +227,7 @@ class BaseServer:
             timeout = min(timeout, self.timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with _Selector() as selector:
-            selector.register(self, selectors.EVENT_READ)
+            selector.register(cast(Any, self), selectors.EVENT_READ)
             while True:
                 if selector.select(timeout):
                     return self._handle_request_noblock()
@@ -213,7 +239,7 @@ class BaseServer:
     def _handle_request_noblock(self) -> None:
         """Take one request that is known to be waiting and handle it."""
         try:
-            request, client_address = self.get_request()
+            request, client_address = cast(Any, self).get_request()
         except OSError as exc:
             self._accept_failed(exc)
             return
@@ -261,8 +287,12 @@ class BaseServer:
     def process_request(self, request: Any, client_address: Any) -> None:
         """Handle the request in this thread, then shut it down.
         Mixins override this to use a thread or a process."""
-        self._finish_counted(request, client_address)
-        self.shutdown_request(request)
+        self._inflight.add(id(request), request)
+        try:
+            self._finish_counted(request, client_address)
+            self.shutdown_request(request)
+        finally:
+            self._inflight.discard(id(request))
 
     def _finish_counted(self, request: Any, client_address: Any) -> None:
         """Call ``finish_request`` and record its outcome in ``stats``."""
@@ -272,9 +302,15 @@ class BaseServer:
         try:
             self.finish_request(request, client_address)
         except BaseException as exc:
-            stats.request_finished(outcome_of(exc), time.perf_counter() - began)
+            stats.request_finished(self._outcome(request, exc), time.perf_counter() - began)
             raise
-        stats.request_finished(outcome_of(None), time.perf_counter() - began)
+        stats.request_finished(self._outcome(request, None), time.perf_counter() - began)
+
+    def _outcome(self, request: Any, exc: BaseException | None) -> Outcome:
+        """How a request ended: aborted if ``drain()`` cut it off."""
+        if self._inflight.is_aborted(id(request)):
+            return Outcome.ABORTED
+        return outcome_of(exc)
 
     def server_close(self) -> None:
         """Release what the server holds. Safe to call more than once."""
