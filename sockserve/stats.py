@@ -16,11 +16,13 @@ errors              the handler raised (a bug, or SystemExit in a child)
 disconnects         the client reset the connection or closed it early
 timeouts            a read or write hit ``StreamRequestHandler.timeout``
 aborted             the request was cut off by a drain timeout or its child died
+overflows           a thread pool's queue was full and the connection was closed
 accept_errors       accept() failed for lack of descriptors or memory
 truncated           a datagram was longer than ``max_packet_size``
 active / peak       handlers running now / at most so far
 threads             handler threads alive now (threading mixins)
 children            child processes alive now (forking mixins)
+peak_children       most child processes alive at once so far
 ==================  ==========================================================
 
 Thread safety: every method may be called from any thread; one lock guards
@@ -88,6 +90,7 @@ _COUNTERS = (
     "disconnects",
     "timeouts",
     "aborted",
+    "overflows",
     "accept_errors",
     "truncated",
 )
@@ -151,12 +154,14 @@ class ServerStats:
         self.disconnects = 0
         self.timeouts = 0
         self.aborted = 0
+        self.overflows = 0
         self.accept_errors = 0
         self.truncated = 0
         self.active = 0
         self.peak_active = 0
         self.threads = 0
         self.children = 0
+        self.peak_children = 0
         self.handler_time = Histogram()
 
     # -- writers (the server's side) ---------------------------------------
@@ -170,6 +175,11 @@ class ServerStats:
         if self.enabled:
             with self._lock:
                 self.rejected += 1
+
+    def note_overflow(self) -> None:
+        """A pool's queue was full: the request was closed unhandled."""
+        with self._lock:
+            self.overflows += 1
 
     def note_accept_error(self) -> None:
         with self._lock:
@@ -206,6 +216,7 @@ class ServerStats:
         """Child processes alive is now *alive*."""
         with self._lock:
             self.children = alive
+            self.peak_children = max(self.peak_children, alive)
 
     # -- readers ------------------------------------------------------------
 
@@ -222,6 +233,7 @@ class ServerStats:
             data["peak_active"] = self.peak_active
             data["threads"] = self.threads
             data["children"] = self.children
+            data["peak_children"] = self.peak_children
             data["handler_time_ms"] = self.handler_time.summary_ms()
             data["handler_time"] = self.handler_time.to_dict()
         data["time"] = time.time()
