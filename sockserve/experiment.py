@@ -175,6 +175,9 @@ class ServerProcess:
         self._popen = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=self._stdout,
             stderr=self._stderr, env=env, close_fds=True,
+            # Its own session: a Ctrl-C in the terminal reaches the caller,
+            # which then stops the server in order, rather than both at once.
+            start_new_session=True,
         )
         self._finalizer = weakref.finalize(
             self, _cleanup, self._popen, [self._stdout, self._stderr], self._tmpdir
