@@ -1,0 +1,241 @@
+"""Workbook exercises: checkers a learner calls, with precise messages.
+
+A lesson gives the learner a stub (a handler class to finish, a function to
+write) and a line like::
+
+    from sockserve.exercises import check
+    check("tcp-upper-echo", UpperEcho)
+
+which prints ``✔ tcp-upper-echo: ...`` when the answer is right and
+``✘ tcp-upper-echo: <what is wrong and what to try>`` when it is not.
+``check`` never raises for a wrong answer, a crashing answer or a hanging
+answer: the learner always gets a result within its time bound.
+
+Writing a checker (in ``sockserve/exercises/<lessonmodule>.py``)::
+
+    from sockserve.exercises import ExerciseFailed, exercise
+
+    @exercise("tcp-upper-echo", lesson="02-tcp", prompt="Finish UpperEcho ...")
+    def _check_upper(handler: type) -> str | None:
+        ...                                   # raise ExerciseFailed("...") when wrong
+        return "3 lines answered in upper case"   # optional success detail
+
+A checker receives the learner's answer as positional arguments (and any
+keyword arguments given to ``check``), raises :class:`ExerciseFailed` with a
+message that names what is wrong, and returns ``None`` or a short success
+note. Checkers start servers only on loopback or in a temporary directory,
+bound every wait, and clean up (:func:`running` and :func:`converse` in
+:mod:`sockserve.exercises.support` help).
+
+*lesson* is the notebook's stem (``"02-tcp"`` for ``notebooks/02-tcp.ipynb``);
+the reference answers live in ``notebooks/solutions/<lesson>.py`` as
+``SOLUTIONS`` and ``EMPTY_ATTEMPTS`` (exercise name -> tuple of answer
+arguments), which ``tests/test_exercises.py`` runs for every exercise.
+
+Lesson modules are found lazily: every module in this package whose name does
+not start with ``_`` (and is not ``support``) is imported the first time a
+name is looked up and not yet known, so adding a lesson needs no registry edit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = [
+    "ExerciseFailed",
+    "CheckResult",
+    "Exercise",
+    "exercise",
+    "check",
+    "exercises",
+    "describe",
+    "GENERIC_PREFIXES",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Seconds ``check`` lets a checker run before it reports a hang.
+DEFAULT_TIMEOUT = 30.0
+
+#: Messages the framework writes itself (not the checker): a test uses these
+#: to insist that an empty attempt fails with a checker's own, specific words.
+GENERIC_PREFIXES = (
+    "your code raised",
+    "the check did not finish",
+    "no exercise named",
+    "the checker itself failed",
+)
+
+#: Modules in this package that hold helpers, not exercises.
+_NOT_LESSONS = frozenset({"support"})
+
+
+class ExerciseFailed(AssertionError):
+    """Raised by a checker: the answer is wrong; the message says how."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One registered exercise: its name, lesson, prompt and checker."""
+
+    name: str
+    lesson: str
+    prompt: str
+    checker: Callable[..., str | None]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict on one answer. Shown as ``✔ name: ...`` or ``✘ name: ...``."""
+
+    name: str
+    passed: bool
+    message: str
+
+    def __str__(self) -> str:
+        mark = "✔" if self.passed else "✘"
+        return f"{mark} {self.name}: {self.message}"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+_REGISTRY: dict[str, Exercise] = {}
+_LOCK = threading.RLock()
+_loaded_all = False
+
+
+def exercise(name: str, lesson: str, prompt: str) -> Callable[[F], F]:
+    """Register the decorated function as the checker of exercise *name*.
+
+    The checker is called as ``fn(*answer, **kw)``; it raises
+    :class:`ExerciseFailed` when the answer is wrong and returns ``None`` or
+    a short success note. Registering a name twice from different functions
+    is an error (two lessons must not fight over one name).
+    """
+
+    def register(fn: F) -> F:
+        with _LOCK:
+            old = _REGISTRY.get(name)
+            if old is not None and old.checker.__qualname__ != fn.__qualname__:
+                raise ValueError(f"exercise {name!r} is already registered by {old.lesson}")
+            _REGISTRY[name] = Exercise(name, lesson, prompt, fn)
+        return fn
+
+    return register
+
+
+def _load_all() -> None:
+    """Import every lesson module of this package (once)."""
+    global _loaded_all
+    with _LOCK:
+        if _loaded_all:
+            return
+        for info in pkgutil.iter_modules(__path__):
+            if info.name.startswith("_") or info.name in _NOT_LESSONS:
+                continue
+            importlib.import_module(f"{__name__}.{info.name}")
+        _loaded_all = True
+
+
+def _lookup(name: str) -> Exercise | None:
+    with _LOCK:
+        found = _REGISTRY.get(name)
+    if found is None:
+        _load_all()
+        with _LOCK:
+            found = _REGISTRY.get(name)
+    return found
+
+
+def exercises(lesson: str | None = None) -> list[str]:
+    """Names of the registered exercises (of one *lesson*), sorted."""
+    _load_all()
+    with _LOCK:
+        return sorted(
+            name for name, ex in _REGISTRY.items() if lesson is None or ex.lesson == lesson
+        )
+
+
+def describe(name: str) -> Exercise:
+    """The registered :class:`Exercise` called *name* (KeyError if none)."""
+    found = _lookup(name)
+    if found is None:
+        raise KeyError(_unknown(name))
+    return found
+
+
+def _unknown(name: str) -> str:
+    known = ", ".join(exercises()) or "(none)"
+    return f"no exercise named {name!r}; the exercises are: {known}"
+
+
+def _describe_exception(exc: BaseException) -> str:
+    """One line saying what the learner's code raised, and where."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    # The innermost frame outside sockserve is the learner's own code.
+    for frame in reversed(frames):
+        if "/sockserve/" not in frame.filename.replace("\\", "/"):
+            where = f" (in {frame.name}, line {frame.lineno})"
+            break
+    text = str(exc) or "(no message)"
+    if isinstance(exc, NotImplementedError):
+        return f"your code raised NotImplementedError{where}: {text}; replace the stub with your answer"
+    return f"your code raised {type(exc).__name__}{where}: {text}"
+
+
+def check(name: str, *answer: Any, timeout: float = DEFAULT_TIMEOUT, **kw: Any) -> CheckResult:
+    """Run exercise *name*'s checker on *answer* and return the verdict.
+
+    Never raises for a wrong answer: an :class:`ExerciseFailed` (or a plain
+    ``AssertionError``) becomes a failed result with its message; any other
+    exception raised by the answer becomes a failed result naming it; a
+    checker that runs longer than *timeout* seconds (an answer that hangs)
+    becomes a failed result saying so. An unknown *name* is a failed result
+    listing the known names.
+    """
+    found = _lookup(name)
+    if found is None:
+        return CheckResult(name, False, _unknown(name))
+    outcome: list[CheckResult] = []
+
+    def run() -> None:
+        try:
+            note = found.checker(*answer, **kw)
+        except ExerciseFailed as exc:
+            outcome.append(CheckResult(name, False, str(exc) or "wrong answer"))
+        except AssertionError as exc:
+            outcome.append(CheckResult(name, False, str(exc) or "an assertion failed"))
+        except Exception as exc:
+            outcome.append(CheckResult(name, False, _describe_exception(exc)))
+        except BaseException as exc:  # SystemExit from an answer, say
+            outcome.append(CheckResult(name, False, _describe_exception(exc)))
+        else:
+            outcome.append(CheckResult(name, True, note or "correct"))
+
+    # A separate (daemon) thread, so an answer that never returns cannot
+    # hang the notebook: the learner gets a verdict after *timeout* seconds.
+    worker = threading.Thread(target=run, name=f"check {name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        return CheckResult(
+            name,
+            False,
+            f"the check did not finish within {timeout:g} s: your code seems to wait "
+            "forever (a read with no timeout? a loop that never ends?)",
+        )
+    return outcome[0]

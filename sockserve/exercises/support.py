@@ -1,0 +1,144 @@
+"""Helpers for checkers: run a learner's server briefly and talk to it.
+
+:func:`running` serves a server class with a handler on loopback (or a Unix
+path in a fresh temporary directory) in a background thread, records what
+the handler raised instead of printing it, and always stops and closes the
+server (``drain`` cuts off a handler stuck in a read). :func:`converse` sends
+lines over one stream connection and collects the reply lines, turning a
+silent or closed connection into an :class:`ExerciseFailed` that says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from . import ExerciseFailed
+
+__all__ = ["running", "converse", "handler_errors_note", "require_class"]
+
+HOST = "127.0.0.1"
+
+
+def require_class(answer: Any, base: type, what: str) -> type:
+    """*answer* must be a class derived from *base*; say so precisely if not."""
+    if not isinstance(answer, type):
+        raise ExerciseFailed(
+            f"expected {what}, a class (not an instance or a function); got {answer!r}"
+        )
+    if not issubclass(answer, base):
+        raise ExerciseFailed(
+            f"{answer.__name__} must subclass {base.__name__} ({what}); "
+            f"its bases are {', '.join(b.__name__ for b in answer.__mro__[1:])}"
+        )
+    return answer
+
+
+def _record_error(self: Any, request: Any, client_address: Any) -> None:
+    exc = sys.exc_info()[1]
+    frames = traceback.extract_tb(exc.__traceback__ if exc else None)
+    line = f"line {frames[-1].lineno} of {frames[-1].name}" if frames else "?"
+    self.handler_errors.append(f"{type(exc).__name__}: {exc} ({line})")
+
+
+@contextlib.contextmanager
+def running(
+    server_class: type, handler: type, *, unix: bool = False, **attrs: Any
+) -> Iterator[Any]:
+    """Serve *handler* with a subclass of *server_class* while the block runs.
+
+    The address is ``("127.0.0.1", 0)`` or, with *unix*, a socket path in a
+    new temporary directory (removed afterwards). *attrs* become class
+    attributes of the subclass (``max_packet_size=64``, say). The server's
+    ``handler_errors`` lists what the handler raised, one line each.
+    """
+    namespace: dict[str, Any] = {"handle_error": _record_error, **attrs}
+    cls = type(f"Checked{server_class.__name__}", (server_class,), namespace)
+    tmp = tempfile.mkdtemp(prefix="ssx-", dir="/tmp") if unix else None
+    address: Any = os.path.join(tmp, "s.sock") if tmp else (HOST, 0)
+    try:
+        server = cls(address, handler)
+        server.handler_errors = []
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        try:
+            yield server
+        finally:
+            server.drain(2.0)
+            thread.join(5.0)
+            server.server_close()
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def handler_errors_note(server: Any) -> str:
+    """`` Your handler raised: ...`` when it did, else an empty string."""
+    errors = getattr(server, "handler_errors", [])
+    return f" Your handler raised: {errors[0]}." if errors else ""
+
+
+def converse(
+    server: Any, lines: Sequence[bytes], *, timeout: float = 3.0, expect_close: bool = False
+) -> list[bytes]:
+    """Send each of *lines* on one connection and read one reply line after each.
+
+    Returns the reply lines (with their ``b"\\n"``). A reply that does not come
+    within *timeout* seconds, or a connection closed early, raises
+    :class:`ExerciseFailed` naming the line that went unanswered. With
+    *expect_close*, after the last reply the server must close the connection.
+    """
+    family = server.socket.family
+    replies: list[bytes] = []
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(server.server_address)
+        reader = sock.makefile("rb")
+        try:
+            for line in lines:
+                sock.sendall(line)
+                try:
+                    reply = reader.readline(65536)
+                except TimeoutError:
+                    raise ExerciseFailed(
+                        f"sent {line!r} and waited {timeout:g} s, but no reply line "
+                        "(ending in b'\\n') came back: does handle() write a line to "
+                        "self.wfile for every line it reads?" + handler_errors_note(server)
+                    ) from None
+                if not reply:
+                    raise ExerciseFailed(
+                        f"sent {line!r} but the server closed the connection without a "
+                        "reply: handle() should loop over the lines of self.rfile and "
+                        "answer each one" + handler_errors_note(server)
+                    )
+                if not reply.endswith(b"\n"):
+                    raise ExerciseFailed(
+                        f"sent {line!r}, got {reply!r} and then the connection closed: a "
+                        "reply line must end in b'\\n'" + handler_errors_note(server)
+                    )
+                replies.append(reply)
+            if expect_close:
+                sock.shutdown(socket.SHUT_WR)
+                try:
+                    rest = reader.read()
+                except TimeoutError:
+                    raise ExerciseFailed(
+                        f"after the client closed its side, the server kept the connection "
+                        f"open for {timeout:g} s: handle() should return when self.rfile "
+                        "reaches end of file"
+                    ) from None
+                if rest:
+                    raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}")
+        finally:
+            reader.close()
+    return replies
