@@ -69,6 +69,8 @@ CONCURRENCIES: tuple[str, ...] = (
 CONCURRENCY_MIXINS: dict[str, str] = {
     "ThreadingMixIn": "threading",
     "ForkingMixIn": "forking",
+    "ThreadPoolMixIn": "threadpool",
+    "PreForkMixIn": "prefork",
 }
 
 _SUFFIX = {"tcp": "", "udp": "-udp", "unix": "-unix", "unix-dgram": "-unix-dgram"}
@@ -123,8 +125,8 @@ _ALIASES: dict[str, str] = {}  # class name -> short name
 
 def transport_of(cls: type) -> str:
     """The transport of a server class, from its address family and socket type."""
-    unix = cls.address_family == getattr(socket, "AF_UNIX", None)
-    stream = cls.socket_type == socket.SOCK_STREAM
+    unix = getattr(cls, "address_family", None) == getattr(socket, "AF_UNIX", None)
+    stream = getattr(cls, "socket_type", None) == socket.SOCK_STREAM
     if unix:
         return "unix" if stream else "unix-dgram"
     return "tcp" if stream else "udp"
@@ -220,9 +222,8 @@ def resolve_kind(name: str | type) -> KindInfo:
                 f"{name.__name__} (not an exported sockserve class)",
             )
         raise ValueError(f"{name.__name__} is not a server class")
-    key = _ALIASES.get(name, name)
-    info = _INFO.get(key)
-    if info is None:
+    found = _INFO.get(_ALIASES.get(name, name))
+    if found is None:
         lowered = {n.lower(): n for n in list(_INFO) + list(_ALIASES)}
         match = lowered.get(name.lower())
         if match is not None:
@@ -231,7 +232,7 @@ def resolve_kind(name: str | type) -> KindInfo:
             f"unknown server kind {name!r}; choose one of: {', '.join(kind_names())} "
             "(or a class name such as ThreadingTCPServer)"
         )
-    return info
+    return found
 
 
 def is_loopback(host: str) -> bool:
