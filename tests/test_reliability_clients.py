@@ -33,6 +33,8 @@ from conftest import (
 )
 
 AF_UNIX = getattr(socket, "AF_UNIX", None)
+#: Servers whose handlers run in another process.
+HANDLED_IN_CHILD = (sockserve.ForkingMixIn, sockserve.PreForkMixIn)
 THREADING_STREAM = [c for c in STREAM_CLASSES if issubclass(c, sockserve.ThreadingMixIn)]
 
 
@@ -176,7 +178,12 @@ sock.close()  # with unread data: a reset (RST for TCP, ECONNRESET/EPIPE for Uni
 """
 
 
-def reset_from_another_process(cls: type, address: Any) -> None:
+def reset_from_another_process(server: Any) -> None:
+    # A fork in another thread while subprocess starts the client would give
+    # the forked process subprocess's exec-status pipe: wait until a prefork
+    # server has forked its workers (it says SERVING after that).
+    assert wait_until(lambda: server.state is sockserve.ServerState.SERVING)
+    cls, address = type(server), server.server_address
     where = address if cls.address_family == AF_UNIX else f"{address[0]}:{address[1]}"
     subprocess.run(
         [sys.executable, "-c", RESETTING_CLIENT, str(int(cls.address_family)), where],
@@ -208,7 +215,7 @@ def test_reset_mid_response_is_one_debug_line_and_a_disconnect(
     caplog.set_level(logging.DEBUG, logger="sockserve")
     server = cls(address_for(cls, sock_dir), big_reply_handler(wbufsize))
     with serving(server, poll_interval=0.05):
-        reset_from_another_process(cls, server.server_address)
+        reset_from_another_process(server)
         assert wait_until(lambda: server.stats.disconnects == 1), server.stats.snapshot()
         # The server goes on serving.
         assert talk(cls, server.server_address, b"hello\n") == b"hello\n"
@@ -217,7 +224,7 @@ def test_reset_mid_response_is_one_debug_line_and_a_disconnect(
     assert server.stats.disconnects == 1
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Error" not in err, err
-    if not issubclass(cls, sockserve.ForkingMixIn):  # a child's log records stay in the child
+    if not issubclass(cls, HANDLED_IN_CHILD):  # a child's log records stay in the child
         gone = [r for r in caplog.records if "went away" in r.getMessage()]
         assert len(gone) == 1, [r.getMessage() for r in caplog.records]
         assert gone[0].levelno == logging.DEBUG and gone[0].name == "sockserve"
@@ -301,5 +308,5 @@ def test_handler_exception_runs_handle_error_counts_it_and_server_goes_on(
     assert err.count("ValueError: boom from the handler") == 1, err
     assert err.count("Traceback") == 1
     assert "goes on serving" in err
-    if not issubclass(cls, sockserve.ForkingMixIn):
+    if not issubclass(cls, HANDLED_IN_CHILD):
         assert calls == [str(os.getpid())]  # handle_error ran once, in this process
