@@ -186,3 +186,82 @@ def _start_kernel(env: dict[str, str]):  # type: ignore[no-untyped-def]
         km.shutdown_kernel(now=True)
         raise
     return km, kc
+
+
+RESTART_CELL = r"""
+import json, os, socket, time
+import sockserve
+from sockserve.lab import ServerPanel
+
+class Hang(sockserve.StreamRequestHandler):
+    def handle(self):
+        self.rfile.readline()
+        time.sleep(600)   # far beyond child_timeout: only the lab's clean-up can end it soon
+
+forking = ServerPanel("forking", handler=Hang, key="restart-forking")
+forking.start()
+threading_panel = ServerPanel("threading", "io", key="restart-threading")
+threading_panel.start()
+hold = socket.create_connection(forking.address)
+hold.sendall(b"x\n")
+deadline = time.monotonic() + 10
+while not forking.model.server.active_children and time.monotonic() < deadline:
+    time.sleep(0.02)
+print("INFO " + json.dumps({
+    "ports": [forking.address[1], threading_panel.address[1]],
+    "children": sorted(forking.model.server.active_children or ()),
+    "pid": os.getpid(),
+}))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.allow_leaks  # jupyter_client's heartbeat thread winds down on its own time
+def test_kernel_restart_leaves_no_server_port_or_child() -> None:
+    import socket
+    import time
+
+    env = dict(os.environ)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    km, kc = _start_kernel(env)
+    out: list[str] = []
+
+    def hook(msg: dict) -> None:
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(msg["content"]["traceback"]))
+
+    try:
+        reply = kc.execute_interactive(RESTART_CELL, timeout=60, output_hook=hook)
+        assert reply["content"]["status"] == "ok", "".join(out)[-3000:]
+        found = re.search(r"INFO (\{.*\})", "".join(out))
+        assert found, "".join(out)[-3000:]
+        info = json.loads(found.group(1))
+        assert len(info["children"]) == 1 and _alive(info["children"][0])
+        # The message JupyterLab's "Restart Kernel" sends. The kernel exits on
+        # its own; we look before jupyter_client would signal the kernel's
+        # whole process group. (ipykernel also terminates the children in its
+        # process group on shutdown when psutil is installed; the lab's atexit
+        # clean-up, tested in test_lab_models, does not rely on that.)
+        kc.shutdown(restart=True)
+        deadline = time.monotonic() + 30
+        while _alive(info["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(info["pid"]), "the kernel did not exit on a shutdown request"
+        assert not any(_alive(pid) for pid in info["children"]), "a forked child outlived the kernel"
+        for port in info["ports"]:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

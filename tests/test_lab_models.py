@@ -247,3 +247,67 @@ def test_compare_model_default_servers_and_a_short_run() -> None:
     finally:
         model.stop()
     assert model not in registry.tracked()
+
+
+EXIT_SCRIPT = r"""
+import json, socket, sys, time
+import sockserve
+from sockserve.lab.models import ServerModel
+
+class Hang(sockserve.StreamRequestHandler):
+    def handle(self):
+        self.rfile.readline()
+        time.sleep(600)
+
+forking = ServerModel("forking", handler=Hang)
+forking.child_timeout = 300   # so that only the exit clean-up can end the child in time
+forking.start()
+plain = ServerModel("threading")
+plain.start()
+hold = socket.create_connection(forking.address)
+hold.sendall(b"x\n")
+deadline = time.monotonic() + 10
+while not forking.server.active_children and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(json.dumps({"children": sorted(forking.server.active_children),
+                  "ports": [forking.address[1], plain.address[1]]}), flush=True)
+# no stop(): leaving the interpreter must clean up
+"""
+
+
+def test_interpreter_exit_stops_servers_and_ends_forked_children() -> None:
+    # An orphaned child would keep the stdout pipe open, so run() would time out.
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, cwd=ROOT, timeout=20,
+        start_new_session=True,
+    )
+    assert out.returncode == 0, out.stderr
+    import json
+
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(info["children"]) == 1
+    for pid in info["children"]:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            state = "gone"
+        assert state in ("gone", "Z"), f"forked child {pid} outlived the interpreter"
+    for port in info["ports"]:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_the_fork_warning_of_python_312_is_silenced_for_the_lab(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from sockserve.lab import models
+
+    text = "This process (pid=4242) is multi-threaded, use of fork() may lead to deadlocks in the child."
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        monkeypatch.setattr(models.sys, "version_info", (3, 12, 0))
+        models._quiet_fork_warning()
+        warnings.warn(text, DeprecationWarning)
+        warnings.warn("some other deprecation", DeprecationWarning)
+    assert [str(w.message) for w in seen] == ["some other deprecation"]
