@@ -173,3 +173,23 @@ def test_stop_all_closes_panels_and_servers() -> None:
     assert not panel.model.running
     assert registry.tracked() == []
     panel.close()
+
+
+def test_traffic_panel_aimed_at_an_address_in_open_loop() -> None:
+    from sockserve.lab.models import ServerModel
+
+    server = ServerModel("forking-udp", "echo")
+    server.start()
+    traffic = TrafficPanel(server.address, transport="udp", mode="open", rate=100.0,
+                           duration=1.0, key="t-address")
+    try:
+        assert "udp" in traffic._ui_target.value and not traffic._ui_rate.disabled
+        traffic.start_load()
+        assert wait_for(lambda: traffic.model.status().state == "done", 30)
+        result = traffic.model.result
+        assert result.spec.mode == "open" and result.spec.transport == "udp"
+        assert result.outcomes.get("ok", 0) > 0
+        assert server.status().requests >= result.outcomes["ok"]
+    finally:
+        traffic.close()
+        server.stop()
