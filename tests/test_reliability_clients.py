@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -36,6 +37,7 @@ AF_UNIX = getattr(socket, "AF_UNIX", None)
 #: Servers whose handlers run in another process.
 HANDLED_IN_CHILD = (sockserve.ForkingMixIn, sockserve.PreForkMixIn)
 THREADING_STREAM = [c for c in STREAM_CLASSES if issubclass(c, sockserve.ThreadingMixIn)]
+POOL_STREAM = [c for c in STREAM_CLASSES if issubclass(c, sockserve.ThreadPoolMixIn)]
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -133,6 +135,78 @@ def test_plain_server_recovers_from_silent_clients_after_handler_timeout(
     assert len(gone) == 3
     assert all(r.levelno == logging.DEBUG for r in gone)
     assert "Traceback" not in capfd.readouterr().err
+
+
+def eof_within(sock: socket.socket, seconds: float) -> bool:
+    """True if the server closed *sock* (EOF or reset) within *seconds*."""
+    ready, _, _ = select.select([sock], [], [], seconds)
+    if not ready:
+        return False
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("cls", POOL_STREAM, ids=class_id)
+def test_thread_pool_rejects_silent_clients_beyond_its_queue(cls: type, sock_dir: str) -> None:
+    class Server(cls):  # type: ignore[misc, valid-type]
+        pool_size, queue_size, overflow = 4, 4, "reject"
+
+    server = Server(address_for(cls, sock_dir), LineEcho)
+    silent: list[socket.socket] = []
+    with serving(server, poll_interval=0.05):
+        try:
+            # One at a time until the workers are busy and the queue full, so
+            # that exactly the last 12 find no room.
+            for n in range(1, 9):
+                silent.append(connect(cls, server.server_address))
+                assert wait_until(lambda: min(server.stats.started, 4) + max(n - 4, 0) == n
+                                  and server.stats.accepted == n)
+            for _ in range(12):
+                silent.append(connect(cls, server.server_address))
+            assert wait_until(lambda: server.stats.overflows == 12), server.stats.overflows
+            closed = [sock for sock in silent if eof_within(sock, 0.2)]
+            assert len(closed) == 12  # 4 served, 4 queued, the rest closed at once
+            with connect(cls, server.server_address) as sock:  # still full: rejected too
+                assert eof_within(sock, 10.0)
+            assert server.stats.overflows == 13
+        finally:
+            for sock in silent:
+                sock.close()
+        # Once the silent clients leave, the pool serves again.
+        assert wait_until(lambda: server.stats.active == 0)
+        assert talk(cls, server.server_address, b"back\n") == b"back\n"
+    assert server.stats.completed == 8 + 1
+    assert server.stats.accepted == 20 + 1 + 1
+
+
+@pytest.mark.parametrize("cls", POOL_STREAM, ids=class_id)
+def test_thread_pool_blocks_on_silent_clients_then_serves_everyone(
+    cls: type, sock_dir: str
+) -> None:
+    class Server(cls):  # type: ignore[misc, valid-type]
+        pool_size, queue_size, overflow = 4, 4, "block"
+
+    server = Server(address_for(cls, sock_dir), LineEcho)
+    silent: list[socket.socket] = []
+    with serving(server, poll_interval=0.05):
+        try:
+            for _ in range(20):
+                silent.append(connect(cls, server.server_address))
+            # 4 running, 4 queued, 1 held by the blocked loop; the rest wait
+            # in the listen backlog, not accepted and not lost.
+            assert wait_until(lambda: server.stats.accepted == 9), server.stats.snapshot()
+            late = connect(cls, server.server_address)
+            late.sendall(b"late\n")
+            assert not eof_within(late, 0.3)
+        finally:
+            for sock in silent:
+                sock.close()
+        with late:
+            assert recv_line(late) == b"late\n"
+        assert wait_until(lambda: server.stats.completed == 21), server.stats.snapshot()
+    assert server.stats.overflows == 0
 
 
 # -- 2. resets mid-response ---------------------------------------------------------
