@@ -45,8 +45,8 @@ def require_class(answer: Any, base: type, what: str) -> type:
 def _record_error(self: Any, request: Any, client_address: Any) -> None:
     exc = sys.exc_info()[1]
     frames = traceback.extract_tb(exc.__traceback__ if exc else None)
-    line = f"line {frames[-1].lineno} of {frames[-1].name}" if frames else "?"
-    self.handler_errors.append(f"{type(exc).__name__}: {exc} ({line})")
+    where = f" (in {frames[-1].name})" if frames else ""
+    self.handler_errors.append(f"{type(exc).__name__}: {exc}{where}")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,55 @@
+"""Reference answers for notebooks/02-tcp.ipynb (and the stubs it hands out)."""
+
+import sockserve
+
+
+class UpperEcho(sockserve.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(line.upper())
+
+
+class Calculator(sockserve.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            words = line.split()
+            try:
+                if len(words) != 3 or words[0] not in (b"ADD", b"MUL"):
+                    raise ValueError("not a command")
+                a, b = int(words[1]), int(words[2])
+            except ValueError:
+                self.wfile.write(b"ERR expected ADD a b or MUL a b\n")
+                continue
+            result = a + b if words[0] == b"ADD" else a * b
+            self.wfile.write(b"%d\n" % result)
+
+
+class RestartableServer(sockserve.TCPServer):
+    allow_reuse_address = True
+
+
+# The stubs the notebook gives the learner.
+class UpperEchoStub(sockserve.StreamRequestHandler):
+    def handle(self):
+        pass  # your code here: read lines from self.rfile, write replies to self.wfile
+
+
+class CalculatorStub(sockserve.StreamRequestHandler):
+    def handle(self):
+        pass  # your code here
+
+
+class RestartableServerStub(sockserve.TCPServer):
+    pass  # your code here: one class attribute
+
+
+SOLUTIONS = {
+    "tcp-upper-echo": (UpperEcho,),
+    "tcp-calculator": (Calculator,),
+    "tcp-rebind": (RestartableServer,),
+}
+EMPTY_ATTEMPTS = {
+    "tcp-upper-echo": (UpperEchoStub,),
+    "tcp-calculator": (CalculatorStub,),
+    "tcp-rebind": (RestartableServerStub,),
+}

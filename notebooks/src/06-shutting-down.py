@@ -1,0 +1,171 @@
+# %% [markdown]
+# # 06 · Shutting down
+#
+# **The question.** How long does `shutdown()` take, and what happens to the requests that are still running when a
+# server stops? We measure the standard library's `socketserver` and sockserve side by side on your machine, then
+# look at the knobs that decide what "stopped" means: `block_on_close`, `daemon_threads`, and draining.
+
+# %%
+import socketserver
+import statistics
+import threading
+
+import sockserve
+from sockserve.workbook import close_timing, drain_demo, exit_with_handler_running, shutdown_latency
+
+# %% [markdown]
+# ## 1. `serve_forever()` and `shutdown()`
+#
+# `serve_forever()` runs the loop in the thread that calls it, so a program (or a notebook) usually starts it in a
+# separate thread. `shutdown()`, called from another thread, asks the loop to stop and **waits until it has**.
+# `server_close()` then closes the listening socket. Every sockserve server records where it is in `server.state`:
+
+# %%
+server = sockserve.ThreadingTCPServer(("127.0.0.1", 0), sockserve.StreamRequestHandler)
+print("after construction:", server.state.name)
+thread = threading.Thread(target=server.serve_forever)
+thread.start()
+while server.state is not sockserve.ServerState.SERVING:
+    threading.Event().wait(0.01)
+print("while serving:     ", server.state.name)
+server.shutdown()
+thread.join()
+print("after shutdown():  ", server.state.name, "(the socket still listens; serve_forever could run again)")
+server.server_close()
+print("after server_close():", server.state.name)
+
+# %% [markdown]
+# ## 2. How long does `shutdown()` take?
+#
+# Each round below starts a server, waits a random moment, and times `shutdown()`. Both classes are called with the
+# same `poll_interval` (0.5 s, the default).
+
+# %% tags=["nbval-ignore-output"]
+rounds = 6
+results = {
+    "socketserver": shutdown_latency(socketserver.TCPServer, poll_interval=0.5, rounds=rounds),
+    "sockserve": shutdown_latency(sockserve.TCPServer, poll_interval=0.5, rounds=rounds),
+}
+for name, seconds in results.items():
+    ms = [s * 1000 for s in seconds]
+    print(f"{name:12} shutdown(): median {statistics.median(ms):7.2f} ms, max {max(ms):7.2f} ms   "
+          f"({', '.join(f'{m:.1f}' for m in ms)})")
+ratio = statistics.median(results["socketserver"]) / statistics.median(results["sockserve"])
+print(f"median ratio: socketserver takes {ratio:.0f}x as long")
+
+# %% [markdown]
+# **Why.** The standard library's loop is, in essence:
+#
+# ```python
+# while not self.__shutdown_request:
+#     ready = selector.select(poll_interval)    # sleeps up to poll_interval
+#     if ready: self._handle_request_noblock()
+# ```
+#
+# `shutdown()` sets the flag and waits for the loop to notice it, which it can only do when `select()` returns:
+# when a request arrives, or when `poll_interval` runs out. On an idle server that is anywhere between 0 and
+# `poll_interval` seconds, half of it on average. sockserve's loop also watches one end of a socket pair, and
+# `shutdown()` writes a byte to the other end: `select()` wakes at once. A shorter `poll_interval` helps the
+# standard library only at the price of waking up more often for nothing; watch the median follow it:
+
+# %% tags=["nbval-ignore-output"]
+for poll in (0.1, 0.25):
+    ms = statistics.median(shutdown_latency(socketserver.TCPServer, poll_interval=poll, rounds=4)) * 1000
+    print(f"socketserver, poll_interval={poll}: median shutdown {ms:6.1f} ms")
+
+# %% [markdown]
+# ## 3. Requests still running: `block_on_close`
+#
+# `shutdown()` stops *accepting*; a threading server's handlers may still be running in their threads. What
+# `server_close()` does about them is set by `block_on_close` (default `True`: wait for every handler thread).
+# Below, a handler that takes 0.5 s is running when we close the server:
+
+# %% tags=["nbval-ignore-output"]
+class NoWaitServer(sockserve.ThreadingTCPServer):
+    block_on_close = False
+
+
+waiting = close_timing(sockserve.ThreadingTCPServer, handler_seconds=0.5)
+not_waiting = close_timing(NoWaitServer, handler_seconds=0.5)
+for name, timing in (("block_on_close=True ", waiting), ("block_on_close=False", not_waiting)):
+    print(f"{name}: server_close() took {timing.close_seconds * 1000:6.1f} ms")
+
+# %%
+for name, timing in (("block_on_close=True ", waiting), ("block_on_close=False", not_waiting)):
+    print(f"{name}: handler had finished when server_close() returned: {timing.handler_done_at_close}")
+
+# %% [markdown]
+# ## 4. When the program ends: `daemon_threads`
+#
+# At exit, Python waits for every thread that is not a *daemon* thread. Handler threads are not daemons unless
+# the server class says `daemon_threads = True`. Here are two Python processes whose main thread simply ends while a
+# handler is busy for 0.5 s:
+
+# %%
+print("daemon_threads = False:", exit_with_handler_running(daemon_threads=False))
+print("daemon_threads = True: ", exit_with_handler_running(daemon_threads=True))
+
+# %% [markdown]
+# So `daemon_threads = True` makes exiting quick and cuts requests off mid-way; `False` (the default) finishes them
+# but lets one slow or stuck client hold the whole process open.
+#
+# ## 5. Draining: finish what you can, cut off the rest, and say so
+#
+# A careful server stops in three steps: stop accepting, give requests in flight a bounded time to finish, then cut
+# off whatever is left. sockserve servers have this as `server.drain(timeout)`, which returns a `DrainReport`. Below,
+# three requests need 0.2 s and one waits forever for a line its client never sends; we drain with 0.5 s:
+
+# %%
+report, received = drain_demo(sockserve.ThreadingTCPServer, quick=3, stuck=1, timeout=0.5)
+print(f"completed: {report.completed}, aborted: {report.aborted}, clean: {report.clean}")
+for i, data in enumerate(received):
+    print(f"client {i} received {data!r}")
+
+# %% tags=["nbval-ignore-output"]
+print(f"the drain took {report.waited:.3f} s (the budget was 0.5 s)")
+
+# %% [markdown]
+# The stuck request's socket was shut down, so its handler woke from its read with end-of-file, and its client saw
+# the connection close (`b''`); it is counted in `report.aborted` and in `server.stats` as aborted, never dropped
+# silently. The same call works for thread pools, forking and pre-forking servers (children get `SIGTERM`, then
+# `SIGKILL`). With the standard library, the nearest you can do is `shutdown()` then `server_close()`, which with
+# `block_on_close` waits for the stuck handler **forever**.
+#
+# ## Exercises
+#
+# Reference solutions: `notebooks/solutions/06-shutting-down.py`.
+#
+# **Exercise 1.** Write `stop(server, thread)`: `serve_forever` runs in `thread`; stop the loop, wait for the
+# thread, and release the port, letting the request in flight get its reply.
+
+# %%
+from sockserve.exercises import check
+
+
+def stop(server, thread):
+    pass  # your code here
+
+
+check("shutdown-stop", stop)
+
+# %% [markdown]
+# **Exercise 2.** Write `QuickCloseServer`, a `ThreadingTCPServer` whose `server_close()` returns at once even while
+# a handler runs, and whose handler threads cannot keep the interpreter alive at exit.
+
+# %%
+class QuickCloseServer(sockserve.ThreadingTCPServer):
+    pass  # your code here: two class attributes
+
+
+check("shutdown-quick-close", QuickCloseServer)
+
+# %% [markdown]
+# **Exercise 3.** Write `stop_within(server, seconds)`: stop accepting, give requests in flight up to `seconds` to
+# finish, cut off the rest, close the server, and return the `DrainReport`.
+
+# %%
+def stop_within(server, seconds):
+    pass  # your code here
+
+
+check("shutdown-drain", stop_within)

@@ -1,0 +1,194 @@
+"""Checkers for lesson 06 (shutting down)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+from .. import StreamRequestHandler, ThreadingTCPServer
+from ..drain import DrainReport
+from . import ExerciseFailed, exercise
+from .support import require_class
+
+LESSON = "06-shutting-down"
+
+
+class _Slow(StreamRequestHandler):
+    """Replies after a pause given by the server's ``pause`` attribute."""
+
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        server: Any = self.server
+        server.daemon_flags.append(threading.current_thread().daemon)
+        server.started.release()
+        time.sleep(server.pause)
+        self.wfile.write(line)
+        server.finished.release()
+
+
+def _server(cls: type, pause: float) -> Any:
+    server: Any = cls(("127.0.0.1", 0), _Slow)
+    server.pause = pause
+    server.started = threading.Semaphore(0)
+    server.finished = threading.Semaphore(0)
+    server.daemon_flags = []
+    return server
+
+
+def _client(server: Any, timeout: float = 5.0) -> socket.socket:
+    sock = socket.create_connection(server.server_address, timeout=timeout)
+    sock.sendall(b"work\n")
+    return sock
+
+
+def _started(server: Any, count: int) -> None:
+    for _ in range(count):
+        if not server.started.acquire(timeout=5):
+            raise RuntimeError("a request did not reach its handler within 5 s")
+
+
+@exercise(
+    "shutdown-stop",
+    lesson=LESSON,
+    prompt="Write stop(server, thread): stop the serve_forever loop running in thread, wait for it, "
+    "and release the server's socket, letting the request in flight finish.",
+)
+def check_stop(stop: Any) -> str:
+    if not callable(stop):
+        raise ExerciseFailed(f"expected a function stop(server, thread); got {stop!r}")
+    server = _server(ThreadingTCPServer, 0.3)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    client = _client(server)
+    try:
+        _started(server, 1)
+        stop(server, thread)
+        running = thread.is_alive()
+        closed = server.socket.fileno() == -1
+        reply = client.recv(64)
+    finally:
+        client.close()
+        if thread.is_alive():
+            server.shutdown()
+            thread.join(5)
+        server.server_close()
+    if running:
+        raise ExerciseFailed(
+            "after stop() returned, serve_forever was still running in the thread: call "
+            "server.shutdown() (it returns once the loop has ended), then thread.join()"
+        )
+    if not closed:
+        raise ExerciseFailed(
+            "the loop stopped, but the listening socket is still open (the port stays taken): "
+            "call server.server_close() after shutdown()"
+        )
+    if reply != b"work\n":
+        raise ExerciseFailed(
+            f"the request in flight did not get its reply (got {reply!r}): let server_close() "
+            "wait for handler threads (block_on_close), do not close the connection yourself"
+        )
+    return "loop stopped, thread joined, socket closed, and the request in flight was answered"
+
+
+@exercise(
+    "shutdown-quick-close",
+    lesson=LESSON,
+    prompt="Write QuickCloseServer, a ThreadingTCPServer whose server_close() does not wait for "
+    "handlers still running, and whose handler threads cannot keep the interpreter alive.",
+)
+def check_quick_close(server_class: Any) -> str:
+    require_class(server_class, ThreadingTCPServer, "a ThreadingTCPServer subclass")
+    server = _server(server_class, 1.0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    client = _client(server)
+    daemon = None
+    try:
+        _started(server, 1)
+        daemon = all(server.daemon_flags)
+        server.shutdown()
+        thread.join(5)
+        began = time.perf_counter()
+        server.server_close()
+        waited = time.perf_counter() - began
+    finally:
+        server.finished.acquire(timeout=5)  # leave nothing running behind us
+        client.close()
+    if waited > 0.5:
+        raise ExerciseFailed(
+            f"server_close() waited {waited:.1f} s for the handler still running: set "
+            "block_on_close = False so it returns at once"
+        )
+    if not daemon:
+        raise ExerciseFailed(
+            "server_close() returned at once, but the handler thread is not a daemon thread, so it "
+            "would keep the interpreter alive at exit: set daemon_threads = True"
+        )
+    return "server_close() returned at once and handler threads are daemons"
+
+
+@exercise(
+    "shutdown-drain",
+    lesson=LESSON,
+    prompt="Write stop_within(server, seconds) -> DrainReport: stop accepting, give requests in flight "
+    "up to `seconds` to finish, cut off the rest, close the server, and return the drain's report.",
+)
+def check_drain(stop_within: Any) -> str:
+    if not callable(stop_within):
+        raise ExerciseFailed(f"expected a function stop_within(server, seconds); got {stop_within!r}")
+
+    class Mixed(StreamRequestHandler):
+        def handle(self) -> None:
+            line = self.rfile.readline()
+            box: Any = self.server
+            box.started.release()
+            if line == b"stuck\n":
+                self.rfile.readline()  # waits for a line that never comes
+            else:
+                time.sleep(0.1)
+            self.wfile.write(line)
+
+    server: Any = ThreadingTCPServer(("127.0.0.1", 0), Mixed)
+    server.started = threading.Semaphore(0)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    clients = [socket.create_connection(server.server_address, timeout=5) for _ in range(3)]
+    report: Any = None
+    try:
+        for sock, line in zip(clients, (b"quick\n", b"quick\n", b"stuck\n")):
+            sock.sendall(line)
+        _started(server, 3)
+        began = time.perf_counter()
+        report = stop_within(server, 0.5)
+        took = time.perf_counter() - began
+        loop_ended = not thread.is_alive() or (thread.join(2) or not thread.is_alive())
+        closed = server.socket.fileno() == -1
+    finally:
+        if thread.is_alive():
+            server.drain(0.1)
+            thread.join(5)
+        server.server_close()
+        for sock in clients:
+            sock.close()
+    if report is None:
+        raise ExerciseFailed(
+            "stop_within returned None; return the DrainReport that server.drain(seconds) gives"
+        )
+    if not isinstance(report, DrainReport):
+        raise ExerciseFailed(f"expected a DrainReport (from server.drain), got {report!r}")
+    if (report.completed, report.aborted) != (2, 1):
+        raise ExerciseFailed(
+            f"two quick requests should complete and the stuck one be aborted; the report says "
+            f"completed={report.completed}, aborted={report.aborted}"
+        )
+    if not loop_ended:
+        raise ExerciseFailed("serve_forever was still running after stop_within returned")
+    if not closed:
+        raise ExerciseFailed(
+            "the drain is right, but the listening socket is still open: call server.server_close()"
+        )
+    if took > 3.0:
+        raise ExerciseFailed(f"stop_within took {took:.1f} s although it was given 0.5 s")
+    return "2 requests completed, the stuck one aborted, server closed"

@@ -1,0 +1,117 @@
+"""Checkers for lesson 02 (TCP): a line handler, a line protocol, rebinding."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
+from ..workbook import leave_time_wait, time_wait_sockets
+from . import ExerciseFailed, exercise
+from .support import converse, handler_errors_note, require_class, running
+
+LESSON = "02-tcp"
+
+
+@exercise(
+    "tcp-upper-echo",
+    lesson=LESSON,
+    prompt="Finish UpperEcho (a StreamRequestHandler): answer every line the client sends with the "
+    "same line in upper case, until the client closes the connection.",
+)
+def check_upper_echo(handler: Any) -> str:
+    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
+    lines = [b"hello\n", b"Mixed Case 123\n", b"already UPPER\n"]
+    with running(ThreadingTCPServer, handler) as server:
+        replies = converse(server, lines, expect_close=True)
+        for sent, got in zip(lines, replies):
+            if got != sent.upper():
+                raise ExerciseFailed(
+                    f"for {sent!r} the reply should be {sent.upper()!r}, got {got!r}"
+                    + handler_errors_note(server)
+                )
+    return f"{len(lines)} lines answered in upper case, then the connection closed"
+
+
+@exercise(
+    "tcp-calculator",
+    lesson=LESSON,
+    prompt="Finish Calculator: 'ADD a b' answers the sum, 'MUL a b' the product (integers), anything "
+    "else a line starting with 'ERR'; a bad line must not end the connection.",
+)
+def check_calculator(handler: Any) -> str:
+    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
+    script = [
+        (b"ADD 2 3\n", b"5\n"),
+        (b"MUL 4 -6\n", b"-24\n"),
+        (b"ADD 2\n", None),
+        (b"ADD two three\n", None),
+        (b"DIV 1 2\n", None),
+        (b"MUL 7 6\n", b"42\n"),
+    ]
+    with running(ThreadingTCPServer, handler) as server:
+        replies = converse(server, [line for line, _ in script], expect_close=True)
+        for (sent, want), got in zip(script, replies):
+            if want is None:
+                if not got.startswith(b"ERR"):
+                    raise ExerciseFailed(
+                        f"{sent!r} is not a valid command, so the reply should start with b'ERR', "
+                        f"got {got!r}" + handler_errors_note(server)
+                    )
+            elif got != want:
+                raise ExerciseFailed(
+                    f"for {sent!r} the reply should be {want!r}, got {got!r}"
+                    + handler_errors_note(server)
+                )
+        if server.handler_errors:
+            raise ExerciseFailed(
+                "every line got its reply, but the handler raised: "
+                f"{server.handler_errors[0]}; it should end quietly when the client closes"
+            )
+    return "sums, products and ERR lines all correct; bad lines did not end the connection"
+
+
+class _Echo(StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            self.wfile.write(line)
+
+
+@exercise(
+    "tcp-rebind",
+    lesson=LESSON,
+    prompt="Write RestartableServer, a TCPServer subclass that can bind its port again right after "
+    "an earlier RestartableServer on that port closed (its connections still in TIME_WAIT).",
+)
+def check_rebind(server_class: Any) -> str:
+    require_class(server_class, TCPServer, "a TCPServer subclass")
+    port = leave_time_wait(3, server_class)
+    waiting = time_wait_sockets(port)
+    try:
+        again = server_class(("127.0.0.1", port), _Echo)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ExerciseFailed(
+            f"binding port {port} again failed with EADDRINUSE although no server listens there: "
+            f"{waiting} connection(s) of the previous server are in TIME_WAIT. Set the class "
+            "attribute that makes server_bind() use SO_REUSEADDR (on Linux both the old and the "
+            "new server need it)"
+        ) from None
+    again.server_close()
+    first = server_class(("127.0.0.1", 0), _Echo)
+    try:
+        try:
+            second = server_class(first.server_address, _Echo)
+        except OSError:
+            pass
+        else:
+            second.server_close()
+            raise ExerciseFailed(
+                "a second server could bind a port that a live server is listening on: "
+                "SO_REUSEPORT lets two servers share a port; use SO_REUSEADDR (allow_reuse_address) "
+                "instead, which only allows reusing a port in TIME_WAIT"
+            )
+    finally:
+        first.server_close()
+    return f"rebound port {port} with {waiting} connection(s) in TIME_WAIT; a live port is still refused"

@@ -1,0 +1,353 @@
+"""Small, bounded helpers the workbook's lessons call.
+
+Each function starts servers only on 127.0.0.1 (or in a temporary
+directory), bounds every wait, and cleans up; the notebooks stay short and
+the logic stays here, where it is tested (``tests/test_workbook.py``).
+
+* :func:`background` runs ``serve_forever`` in a thread for a ``with`` block.
+* :func:`ask` / :func:`ask_datagram` talk to a server: lines over one
+  stream connection, or one datagram.
+* :func:`time_wait_sockets` counts TCP sockets in TIME_WAIT on a port (Linux,
+  from ``/proc/net/tcp``); :func:`leave_time_wait` makes some.
+* :func:`shutdown_latency` times ``shutdown()`` of any TCPServer-like class.
+* :func:`close_timing` and :func:`exit_with_handler_running` show what
+  ``block_on_close`` and ``daemon_threads`` do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .handlers import StreamRequestHandler
+from .servers import TCPServer
+
+__all__ = [
+    "background",
+    "ask",
+    "ask_datagram",
+    "time_wait_sockets",
+    "leave_time_wait",
+    "shutdown_latency",
+    "CloseTiming",
+    "close_timing",
+    "exit_with_handler_running",
+    "round_trip_seconds",
+    "drain_demo",
+    "lines",
+]
+
+HOST = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def background(server: Any, poll_interval: float = 0.5) -> Iterator[Any]:
+    """Serve *server* in a thread while the block runs; then ``shutdown()``,
+    join the thread and ``server_close()``, whatever happened in the block."""
+    thread = threading.Thread(
+        target=server.serve_forever, args=(poll_interval,), name="workbook server", daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+def _family(address: Any) -> int:
+    if isinstance(address, (str, bytes, os.PathLike)):
+        return socket.AF_UNIX
+    return socket.AF_INET6 if ":" in str(address[0]) else socket.AF_INET
+
+
+def ask(address: Any, *lines: bytes, timeout: float = 5.0, pause: float = 0.0) -> list[bytes]:
+    """Send *lines* (bytes, each normally ending in ``b"\\n"``) on one stream
+    connection, then close our side and return every reply line the server
+    wrote before it closed. With *pause*, each chunk is sent separately that
+    many seconds apart (to show that TCP does not keep message boundaries)."""
+    with socket.socket(_family(address), socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        for chunk in lines:
+            sock.sendall(chunk)
+            if pause:
+                time.sleep(pause)
+        sock.shutdown(socket.SHUT_WR)
+        with sock.makefile("rb") as replies:
+            return replies.readlines()
+
+
+def ask_datagram(
+    address: Any, payload: bytes, *, timeout: float = 5.0, client_path: str | None = None
+) -> bytes:
+    """Send one datagram and return the one that comes back.
+
+    A Unix datagram server can only answer a client whose socket has a path,
+    so for a Unix *address* give *client_path* (removed afterwards)."""
+    family = _family(address)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        if family == socket.AF_UNIX:
+            if client_path is None:
+                raise ValueError("a Unix datagram client needs a client_path to get replies")
+            sock.bind(client_path)
+        try:
+            sock.sendto(payload, address)
+            return sock.recv(65536)
+        finally:
+            if client_path is not None and family == socket.AF_UNIX:
+                with contextlib.suppress(OSError):
+                    os.unlink(client_path)
+
+
+_TIME_WAIT = "06"  # the state code in /proc/net/tcp
+
+
+def time_wait_sockets(port: int) -> int:
+    """How many TCP sockets with local port *port* are in TIME_WAIT (Linux)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows, None)
+                for row in rows:
+                    fields = row.split()
+                    local, state = fields[1], fields[3]
+                    if state == _TIME_WAIT and int(local.rsplit(":", 1)[1], 16) == port:
+                        count += 1
+        except FileNotFoundError:
+            continue
+    return count
+
+
+class _ReplyOnce(StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+
+
+def leave_time_wait(connections: int = 3, server_class: type = TCPServer) -> int:
+    """Serve *connections* one-line requests on a fresh port and close the
+    server. The server closed each connection first, so its side of each
+    stays in TIME_WAIT (about a minute on Linux). Returns the port."""
+    server = server_class((HOST, 0), _ReplyOnce)
+    port: int = server.server_address[1]
+    with background(server, poll_interval=0.05):
+        for i in range(connections):
+            with socket.create_connection(server.server_address, timeout=5) as client:
+                client.sendall(f"hello {i}\n".encode())
+                # Read to EOF before closing: the server closes first, so
+                # the TIME_WAIT is on its side (its port), not the client's.
+                while client.recv(1024):
+                    pass
+    return port
+
+
+def shutdown_latency(
+    server_class: type, poll_interval: float = 0.5, rounds: int = 5, seed: int = 1
+) -> list[float]:
+    """Seconds ``shutdown()`` took, *rounds* times, for *server_class*.
+
+    Each round serves on a fresh loopback port and waits a random moment
+    (seeded) before calling ``shutdown()``, so a loop that only checks for
+    shutdown between ``poll_interval`` ticks is caught at a random point of
+    its tick. Works for the standard library's classes too.
+    """
+    rng = random.Random(seed)
+    took: list[float] = []
+    for _ in range(rounds):
+        server = server_class((HOST, 0), StreamRequestHandler)
+        thread = threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True)
+        thread.start()
+        try:
+            time.sleep(0.02 + rng.random() * poll_interval)
+            began = time.perf_counter()
+            server.shutdown()
+            took.append(time.perf_counter() - began)
+        finally:
+            thread.join(poll_interval + 5)
+            server.server_close()
+    return took
+
+
+@dataclass(frozen=True)
+class CloseTiming:
+    """What ``server_close()`` did while a handler was still running."""
+
+    close_seconds: float
+    handler_done_at_close: bool
+    handler_thread_daemon: bool
+
+
+def close_timing(server_class: type, handler_seconds: float = 0.5) -> CloseTiming:
+    """Start a request whose handler sleeps *handler_seconds*, then call
+    ``shutdown()`` and ``server_close()`` at once and time the close.
+    Waits for the handler to end before returning, so nothing is left over."""
+    started = threading.Event()
+    done = threading.Event()
+    daemon: list[bool] = []
+
+    class Sleepy(StreamRequestHandler):
+        def handle(self) -> None:
+            daemon.append(threading.current_thread().daemon)
+            started.set()
+            time.sleep(handler_seconds)
+            self.wfile.write(b"done\n")
+            done.set()
+
+    server = server_class((HOST, 0), Sleepy)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    client = socket.create_connection(server.server_address, timeout=handler_seconds + 5)
+    try:
+        client.sendall(b"go\n")
+        if not started.wait(5):
+            raise RuntimeError("the handler did not start within 5 s")
+        server.shutdown()
+        thread.join(5)
+        began = time.perf_counter()
+        server.server_close()
+        close_seconds = time.perf_counter() - began
+        finished_at_close = done.is_set()
+        done.wait(handler_seconds + 5)
+        client.recv(64)
+    finally:
+        client.close()
+    return CloseTiming(close_seconds, finished_at_close, bool(daemon and daemon[0]))
+
+
+_EXIT_SCRIPT = """
+import pathlib, socket, sys, threading, time
+import sockserve
+
+marker = pathlib.Path(sys.argv[1])
+started = threading.Event()
+
+class Slow(sockserve.StreamRequestHandler):
+    def handle(self):
+        started.set()
+        time.sleep(float(sys.argv[3]))
+        marker.write_text("the handler finished")
+
+class Server(sockserve.ThreadingTCPServer):
+    daemon_threads = sys.argv[2] == "True"
+
+server = Server(("127.0.0.1", 0), Slow)
+threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+client = socket.create_connection(server.server_address)
+client.sendall(b"go\\n")
+started.wait(5)
+print("main thread ends while the handler runs", flush=True)
+# no shutdown(), no server_close(): the interpreter simply reaches its end
+"""
+
+
+def exit_with_handler_running(daemon_threads: bool, handler_seconds: float = 0.5) -> str:
+    """Run a Python process whose main thread ends while a handler thread is
+    busy, with ``daemon_threads`` as given, and say what happened to the
+    handler: it finished (the interpreter waited for it) or it was killed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ssw-") as tmp:
+        marker = os.path.join(tmp, "finished")
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(_EXIT_SCRIPT), marker,
+             str(daemon_threads), str(handler_seconds)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"the demo process failed: {proc.stderr.strip()}")
+        finished = os.path.exists(marker)
+    if finished:
+        return "the interpreter waited: the handler finished before the process exited"
+    return "the interpreter did not wait: the handler thread was killed mid-request"
+
+
+def round_trip_seconds(address: Any, count: int = 500, timeout: float = 5.0) -> float:
+    """Median seconds for one line to go to an echoing stream server and
+    back, over *count* round trips on one connection (bounded: at most
+    *count* lines, each waiting at most *timeout*)."""
+    took: list[float] = []
+    with socket.socket(_family(address), socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(address)
+        with sock.makefile("rb") as replies:
+            for _ in range(count):
+                began = time.perf_counter()
+                sock.sendall(b"ping\n")
+                if not replies.readline():
+                    raise ConnectionError("the server closed the connection")
+                took.append(time.perf_counter() - began)
+    took.sort()
+    return took[len(took) // 2]
+
+
+def drain_demo(
+    server_class: type, quick: int = 3, stuck: int = 1, timeout: float = 0.5, work: float = 0.2
+) -> tuple[Any, list[bytes]]:
+    """(Thread-based servers.) Start *quick* requests that take *work* seconds and *stuck* ones that
+    wait for a line that never comes, then ``drain(timeout)`` and close.
+
+    Returns the DrainReport and what each client received (the quick ones
+    their reply, the stuck ones b"" when their connection was cut)."""
+    started = threading.Semaphore(0)
+
+    class Work(StreamRequestHandler):
+        def handle(self) -> None:
+            line = self.rfile.readline()
+            started.release()
+            if line == b"stuck\n":
+                self.rfile.readline()  # the client never sends it
+            else:
+                time.sleep(work)
+            self.wfile.write(b"done " + line)
+
+    server = server_class((HOST, 0), Work)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    clients = [socket.create_connection(server.server_address, timeout=10) for _ in range(quick + stuck)]
+    try:
+        for i, sock in enumerate(clients):
+            sock.sendall(b"quick\n" if i < quick else b"stuck\n")
+        for _ in clients:
+            if not started.acquire(timeout=5):
+                raise RuntimeError("a request did not start within 5 s")
+        report = server.drain(timeout)
+        thread.join(5)
+        server.server_close()
+        received = []
+        for sock in clients:
+            with sock.makefile("rb") as reader:
+                received.append(reader.read())
+    finally:
+        for sock in clients:
+            sock.close()
+    return report, received
+
+
+def _wait_for(predicate: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def lines(replies: Sequence[bytes]) -> str:
+    """Reply lines as text, one per line (for printing)."""
+    return "\n".join(r.decode(errors="replace").rstrip("\n") for r in replies)
