@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import select
 import socket
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -327,12 +330,88 @@ def test_datagram_longer_than_max_packet_size_is_cut_and_counted(cls: type, sock
 
 @pytest.mark.parametrize("cls", STREAM_CLASSES, ids=class_id)
 def test_binary_garbage_does_not_stop_a_stream_server(cls: type, sock_dir: str) -> None:
-    rng = __import__("random").Random(7)
+    rng = random.Random(7)
     garbage = bytes(rng.randrange(256) for _ in range(200_000))
     server = cls(address_for(cls, sock_dir), LineEcho)
     with serving(server, poll_interval=0.05):
         assert talk(cls, server.server_address, garbage) == garbage
         assert talk(cls, server.server_address, b"ok\n") == b"ok\n"
+
+
+def send_ignoring_resets(sock: socket.socket, total: int, chunk: bytes) -> None:
+    """Send *total* bytes of *chunk*s; the server may close early (that is the point)."""
+    sent = 0
+    try:
+        while sent < total:
+            sock.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass  # reset or broken pipe once the server has refused the line
+
+
+@pytest.mark.parametrize("cls", STREAM_CLASSES, ids=class_id)
+def test_ten_megabytes_without_newline_get_a_clear_error_in_bounded_memory(
+    cls: type, sock_dir: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from sockserve.workloads import LINE_TOO_LONG, MAX_LINE, handler_for
+
+    server = cls(address_for(cls, sock_dir), handler_for("echo"))
+    measure = not issubclass(cls, HANDLED_IN_CHILD)  # a child's memory is not ours to trace
+    with serving(server, poll_interval=0.05):
+        if isinstance(server, sockserve.PreForkMixIn):
+            assert wait_until(lambda: server.state is sockserve.ServerState.SERVING)
+        if measure:
+            tracemalloc.start()
+        try:
+            with connect(cls, server.server_address, timeout=30) as sock:
+                sender = threading.Thread(
+                    target=send_ignoring_resets, args=(sock, 10 * 1024 * 1024, b"A" * 65536)
+                )
+                sender.start()
+                reply = b""
+                try:
+                    while chunk := sock.recv(65536):
+                        reply += chunk
+                except ConnectionResetError:
+                    pass
+                sender.join(60)
+            peak = tracemalloc.get_traced_memory()[1] if measure else 0
+        finally:
+            if measure:
+                tracemalloc.stop()
+        assert reply == LINE_TOO_LONG
+        # Reading the line is bounded by MAX_LINE: nowhere near the 10 MB sent.
+        assert peak < 16 * MAX_LINE, f"peak traced memory {peak} bytes"
+        # The server goes on serving.
+        assert talk(cls, server.server_address, b"echo\n") == b"echo\n"
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("cls", [sockserve.ThreadingTCPServer, sockserve.ThreadingUDPServer],
+                         ids=class_id)
+def test_binary_garbage_to_a_workload_gets_an_error_reply_per_line(
+    cls: type, sock_dir: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from sockserve.workloads import handler_for
+
+    rng = random.Random(11)
+    lines = [b"io \xff\xfe\x00", b"io -5", b"io nan", b"io 1 2 3", b"\x00 \x00", b"io 1e309", b"\x00" * 40]
+    lines += [bytes(rng.randrange(256) for _ in range(30)).replace(b"\n", b"") for _ in range(20)]
+    server = cls(address_for(cls, sock_dir), handler_for("io", delay_ms=0))
+    with serving(server, poll_interval=0.05):
+        if cls.socket_type == socket.SOCK_STREAM:
+            replies = talk(cls, server.server_address, b"".join(x + b"\n" for x in lines))
+            replies_list = replies.splitlines(keepends=True)
+        else:
+            replies_list = [exchange(cls, server.server_address, x, sock_dir) for x in lines]
+        assert len(replies_list) == len(lines)
+        assert all(r.endswith(b"\n") for r in replies_list)
+        for line, reply in zip(lines[:6], replies_list[:6]):
+            assert reply.startswith(b"ERR bad request"), (line, reply)
+        ask = talk if cls.socket_type == socket.SOCK_STREAM else exchange
+        assert ask(cls, server.server_address, b"io 1\n") == b"io 1\n"
+    assert server.stats.errors == 0
+    assert "Traceback" not in capfd.readouterr().err
 
 
 # -- 8. handler exceptions -----------------------------------------------------------
