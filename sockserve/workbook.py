@@ -44,6 +44,7 @@ __all__ = [
     "exit_with_handler_running",
     "round_trip_seconds",
     "drain_demo",
+    "where_handled",
     "lines",
 ]
 
@@ -337,6 +338,46 @@ def drain_demo(
         for sock in clients:
             sock.close()
     return report, received
+
+
+def where_handled(server_class: type) -> str:
+    """Serve one request with *server_class* and say where its handler ran:
+    in the serving thread or another, in the server's process or a child."""
+    import socket as _socket
+
+    from .handlers import DatagramRequestHandler
+
+    stream = server_class.socket_type == _socket.SOCK_STREAM
+    base: type = StreamRequestHandler if stream else DatagramRequestHandler
+
+    class Where(base):  # type: ignore[valid-type,misc]
+        def handle(self) -> None:
+            self.wfile.write(f"{os.getpid()} {threading.get_ident()}\n".encode())
+
+    server = server_class((HOST, 0), Where)
+    idents: list[int] = []
+
+    def serve() -> None:
+        idents.append(threading.get_ident())
+        server.serve_forever(0.05)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        if stream:
+            reply = ask(server.server_address, b"where?\n")[0]
+        else:
+            reply = ask_datagram(server.server_address, b"where?")
+    finally:
+        server.shutdown()
+        thread.join(5)
+        server.server_close()
+    pid, ident = (int(x) for x in reply.split())
+    same_process = pid == os.getpid()
+    where_thread = "the serving thread" if same_process and ident == idents[0] else (
+        "a new thread" if same_process else "the child's only thread")
+    where_process = "the server's process" if same_process else "a child process"
+    return f"handle() ran in {where_thread}, in {where_process}"
 
 
 def _wait_for(predicate: Any, seconds: float) -> bool:
