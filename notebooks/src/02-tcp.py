@@ -53,6 +53,17 @@ print("requests (connections) completed:", server.stats.snapshot()["completed"])
 # One *request*, for a stream server, is one **connection**: the handler above served four lines in its first
 # request. The server counts connections, not lines.
 #
+# **Try it live (optional).** The panels below start a server in this kernel and send it load; press *Start*, then
+# *Send*, and watch the counters move. (Nothing runs until you press a button; `stop_all()` at the end of the
+# lesson stops whatever you started.)
+
+# %% tags=["nbval-ignore-output"]
+from sockserve.lab import ServerPanel, TrafficPanel, stop_all
+
+live = ServerPanel(kind="threading", workload="echo")
+display(live, TrafficPanel(live, clients=4, duration=2.0))
+
+# %% [markdown]
 # ## 2. What `rfile` and `wfile` are
 #
 # TCP carries a stream of bytes, not messages. The client below sends `SET a 1\nGE` and `T a\n` as two separate
@@ -184,3 +195,6 @@ class RestartableServer(sockserve.TCPServer):
 
 
 check("tcp-rebind", RestartableServer)
+
+# %%
+stop_all()   # stops any server or load the panels above started
