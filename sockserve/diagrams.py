@@ -138,7 +138,7 @@ def class_graph(which: str = "stdlib", handlers: bool = False) -> ClassGraph:
     its children, and leaves are spaced one unit apart in tree order.
     """
     public = set(_public_classes(which))
-    root = sockserve.BaseRequestHandler if handlers else sockserve.BaseServer
+    root: type = sockserve.BaseRequestHandler if handlers else sockserve.BaseServer
     classes = _walk(root, public)
     mixins: list[type] = []
     if not handlers:
@@ -152,8 +152,8 @@ def class_graph(which: str = "stdlib", handlers: bool = False) -> ClassGraph:
     for cls in sorted(classes, key=lambda c: len(c.__mro__)):
         if _role(cls) == "combined":
             continue
-        base = _main_base(cls, chosen)
-        level[cls] = 0 if base is None else level[base] + 1
+        parent = _main_base(cls, chosen)
+        level[cls] = 0 if parent is None else level[parent] + 1
     tree_depth = 1 + max(level.values(), default=-1)
     for cls in mixins:
         level[cls] = tree_depth
@@ -221,7 +221,8 @@ def text_tree(root: type = sockserve.BaseServer, which: str = "stdlib") -> str:
         others = [b.__name__ for b in cls.__bases__ if b is not parent and b is not object]
         extra = f"   (+ {', '.join(others)})" if others and parent is not None else ""
         lines.append(f"{'    ' * depth}{cls.__name__}{extra}")
-        subs = [s for s in cls.__subclasses__() if s in public]
+        everything: list[type] = type.__subclasses__(cls)
+        subs = [k for k in everything if k in public]
         for sub in sorted(subs, key=_sort_key):
             # A combined class is listed under its server base only, once.
             if cls.__name__.endswith("MixIn"):
@@ -329,7 +330,7 @@ def draw_lifecycle(ax: Any = None) -> Any:
 
     states = list(ServerState)
     main = [s for s in states if s is not ServerState.CLOSED]
-    pos = {s: (i * 1.6, 0.0) for i, s in enumerate(main)}
+    pos: dict[ServerState, tuple[float, float]] = {s: (i * 1.6, 0.0) for i, s in enumerate(main)}
     pos[ServerState.CLOSED] = ((len(main) - 1) * 0.8, -1.6)
     if ax is None:
         with plt.ioff():

@@ -347,10 +347,10 @@ def where_handled(server_class: type) -> str:
 
     from .handlers import DatagramRequestHandler
 
-    stream = server_class.socket_type == _socket.SOCK_STREAM
+    stream = getattr(server_class, "socket_type", None) == _socket.SOCK_STREAM
     base: type = StreamRequestHandler if stream else DatagramRequestHandler
 
-    class Where(base):  # type: ignore[valid-type,misc]
+    class Where(base):  # type: ignore[misc]
         def handle(self) -> None:
             self.wfile.write(f"{os.getpid()} {threading.get_ident()}\n".encode())
 

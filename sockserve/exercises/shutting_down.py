@@ -163,7 +163,8 @@ def check_drain(stop_within: Any) -> str:
         began = time.perf_counter()
         report = stop_within(server, 0.5)
         took = time.perf_counter() - began
-        loop_ended = not thread.is_alive() or (thread.join(2) or not thread.is_alive())
+        thread.join(2)
+        loop_ended = not thread.is_alive()
         closed = server.socket.fileno() == -1
     finally:
         if thread.is_alive():
