@@ -203,13 +203,18 @@ def plot_concurrency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_comparison(comparison: Any) -> Figure:
-    """Latency, throughput and concurrency side by side, in a new Figure."""
+def plot_comparison(comparison: Any, fig: Figure | None = None) -> Figure:
+    """Latency, throughput and concurrency side by side, in a new Figure
+    (or in *fig*, an empty Figure: a background thread passes one made
+    without pyplot, so that no inline backend shows it in some other cell)."""
     import matplotlib.pyplot as plt
 
     runs = as_runs(comparison)
-    with plt.ioff():
-        fig, (lat, thr, conc) = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
+    if fig is not None:
+        lat, thr, conc = fig.subplots(1, 3)
+    else:
+        with plt.ioff():
+            fig, (lat, thr, conc) = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
     plot_latency(runs, lat)
     plot_throughput(runs, thr)
     plot_concurrency(runs, conc)

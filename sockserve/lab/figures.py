@@ -106,7 +106,7 @@ def comparison_png(comparison: Any) -> bytes:
     """The side-by-side comparison figure from :mod:`sockserve.plots`."""
     from .. import plots
 
-    fig = plots.plot_comparison(comparison)
+    fig = plots.plot_comparison(comparison, fig=_figure(16, 4.8))
     try:
         return png(fig)
     finally:
