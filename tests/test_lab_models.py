@@ -311,3 +311,23 @@ def test_the_fork_warning_of_python_312_is_silenced_for_the_lab(monkeypatch: pyt
         warnings.warn(text, DeprecationWarning)
         warnings.warn("some other deprecation", DeprecationWarning)
     assert [str(w.message) for w in seen] == ["some other deprecation"]
+
+
+def test_a_handler_that_exits_the_serving_thread_is_reported_and_cleaned_up() -> None:
+    class Quitter(sockserve.StreamRequestHandler):
+        def handle(self) -> None:
+            self.rfile.readline()
+            sys.exit(3)
+
+    model = ServerModel("plain", handler=Quitter)
+    model.start()
+    port = model.address[1]
+    try:
+        ask(model, b"bye\n")
+        assert wait_for(lambda: model.status().state == "failed")
+        assert "sys.exit(3)" in model.status().line()
+        assert model not in registry.tracked()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        model.stop()

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import gc
 import io
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from .runs import Sample
 
-__all__ = ["png", "live_latency_png", "live_concurrency_png", "comparison_png", "blank_png"]
+__all__ = [
+    "png", "live_latency_png", "live_concurrency_png", "comparison_png", "blank_png", "release_fonts",
+]
 
 _DPI = 72
 
@@ -38,14 +41,18 @@ def png(fig: Any) -> bytes:
     """The figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI)
-    _drop_fonts()
     return buffer.getvalue()
 
 
-def _drop_fonts() -> None:
-    """matplotlib caches open font files per thread; each short-lived panel
-    thread that draws would leave its own copies open (until the cache of 64
-    overflows). Forget them after each picture: reopening costs little."""
+def release_fonts() -> None:
+    """Close the font files matplotlib keeps open for drawing threads.
+
+    matplotlib caches open fonts per thread, so each short-lived panel thread
+    that draws leaves its own copies open (until the cache of 64 entries
+    overflows). A panel's thread calls this once when it ends; the fonts sit
+    in reference cycles, hence the collection."""
+    if "matplotlib.font_manager" not in sys.modules:
+        return
     from matplotlib import font_manager
 
     cached = getattr(font_manager, "_get_font", None)
@@ -111,13 +118,10 @@ def comparison_png(comparison: Any) -> bytes:
         return png(fig)
     finally:
         _forget(fig)
-        _drop_fonts()
 
 
 def _forget(fig: Any) -> None:
     """Drop *fig* from pyplot's list if it was made through pyplot."""
-    import sys
-
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:
         pyplot.close(fig)  # a no-op for a figure pyplot does not know

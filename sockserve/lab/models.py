@@ -72,6 +72,8 @@ def describe_error(exc: BaseException) -> str:
         return text[0].upper() + text[1:] if text else type(exc).__name__
     if isinstance(exc, (OverflowError, ValueError, TypeError)):
         return f"Bad setting: {exc}"
+    if isinstance(exc, SystemExit):
+        return f"a handler called sys.exit({exc.code!r}) in the serving thread"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -251,9 +253,13 @@ class ServerModel:
     def _serve(self, server: Any) -> None:
         try:
             server.serve_forever(poll_interval=0.25)
-        except Exception as exc:  # the loop itself broke: say so, then clean up
+        except BaseException as exc:  # the loop broke (even sys.exit() in a handler)
             with self._lock:
                 self._message, self._failed = f"The server stopped: {describe_error(exc)}", True
+                if self._server is not server:
+                    return
+                self._server, self._thread = None, None
+            self._release(server)
 
     def stop(self) -> None:
         """Stop serving, end every child and thread, free the port. Idempotent."""
@@ -267,6 +273,12 @@ class ServerModel:
             server.shutdown()
             if thread is not None:
                 thread.join(10)
+        finally:
+            self._release(server)
+
+    def _release(self, server: Any) -> None:
+        """End children, close the server, its pipe and its temp dir."""
+        try:
             self._end_children(server)
             server.server_close()
         finally:

@@ -16,6 +16,7 @@ ticker and what its model runs.
 from __future__ import annotations
 
 import html
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -55,13 +56,14 @@ class _Ticker:
         self._thread.start()
 
     def _run(self, stopped: threading.Event) -> None:
-        while not stopped.wait(self._interval):
-            try:
+        try:
+            while not stopped.wait(self._interval):
                 if not self._step():
                     return
-            except Exception as exc:  # a view must not die silently
-                print(f"sockserve.lab: panel update failed: {exc!r}", file=__import__("sys").__stderr__)
-                return
+        except Exception as exc:  # a view must not die silently
+            print(f"sockserve.lab: panel update failed: {exc!r}", file=sys.__stderr__)
+        finally:
+            figures.release_fonts()
 
     def stop(self) -> None:
         self._stopped.set()
