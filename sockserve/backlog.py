@@ -193,22 +193,22 @@ def _burst(
             while pending and time.perf_counter() - began < wait:
                 left = wait - (time.perf_counter() - began)
                 for key, _ in selector.select(max(0.0, min(left, 0.05))):
-                    i, sock = key.data, key.fileobj
-                    assert isinstance(sock, socket.socket)
+                    i, conn = key.data, key.fileobj
+                    assert isinstance(conn, socket.socket)
                     if key.events == selectors.EVENT_WRITE:
-                        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                         if code == 0:
                             try:
-                                sock.send(request)  # a few bytes: never a partial send
-                                sock.shutdown(socket.SHUT_WR)
-                                selector.modify(sock, selectors.EVENT_READ, i)
+                                conn.send(request)  # a few bytes: never a partial send
+                                conn.shutdown(socket.SHUT_WR)
+                                selector.modify(conn, selectors.EVENT_READ, i)
                                 continue
                             except OSError as exc:
                                 code = exc.errno or errno.EIO
                         outcomes[i] = _failure(code)
                     else:
                         try:
-                            data = sock.recv(4096)
+                            data = conn.recv(4096)
                         except OSError as exc:
                             outcomes[i] = _failure(exc.errno or errno.EIO)
                         else:
@@ -219,7 +219,7 @@ def _burst(
                                 outcomes[i] = "error"
                             else:
                                 outcomes[i] = "reset"
-                    selector.unregister(sock)
+                    selector.unregister(conn)
                     pending -= 1
         finally:
             for sock in socks:
@@ -276,5 +276,5 @@ def plot_backlog(runs: BacklogRun | Sequence[BacklogRun], ax: Axes | None = None
     ax.set_ylabel("clients answered")
     ax.set_title("A burst of new connections against a one-at-a-time server")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", fontsize="small")
     return ax
