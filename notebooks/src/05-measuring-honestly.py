@@ -1,0 +1,165 @@
+# %% [markdown]
+# # 05 · Measuring honestly
+#
+# **The question.** A load test reports a median latency of about a millisecond. Is that what the users of the server
+# will see? Not necessarily: three common mistakes make a server look better than it is, and each hides the slow
+# requests, which are the ones users notice.
+#
+# 1. A **closed-loop** load generator waits for each reply before it sends the next request, so when the server
+#    stalls it stops sending, and the requests that would have waited are never measured (*coordinated omission*).
+# 2. An **average** mixes a few very slow requests with many fast ones into a number that describes neither.
+# 3. A **listen backlog** that is too short drops part of a burst of new connections, and the clients' kernels retry
+#    about **a second** later. The server never sees it.
+#
+# We measure each one on your machine.
+
+# %%
+%matplotlib inline
+import socket
+import socketserver
+
+import matplotlib.pyplot as plt
+
+import sockserve
+from sockserve.backlog import compare_backlogs, plot_backlog
+from sockserve.experiment import RunResult, ServerProcess
+from sockserve.load import LoadSpec, run_load
+from sockserve.plots import plot_latency
+
+# %% [markdown]
+# ## 1. Closed loop and open loop
+#
+# The server is a plain one (one request at a time) serving the `mixed` workload: the client sends one request in ten
+# as `cpu 50` (50 ms of work) and the rest as `cpu 1`. It runs in its own process; so does the load generator.
+#
+# First a **closed loop** with one client: send, wait for the reply, send the next. That also tells us how many
+# requests per second this server manages on your machine.
+
+# %% tags=["nbval-ignore-output"]
+server = ServerProcess("plain", "mixed").start()
+closed = run_load(LoadSpec(server.address, workload="mixed", clients=1, duration=1.5, server_pid=server.pid))
+print(closed.summary())
+
+# %% [markdown]
+# Now an **open loop**: requests are *scheduled* at a fixed rate, whatever the server does, the way independent users
+# arrive. We ask for only 70% of the rate the closed loop just achieved, so on average the server has time to spare.
+# Latency is counted from each request's scheduled time, so a request that had to wait for an earlier one counts its
+# wait.
+
+# %% tags=["nbval-ignore-output"]
+rate = 0.7 * closed.throughput_rps
+opened = run_load(LoadSpec(server.address, workload="mixed", mode="open", rate=rate, clients=64,
+                           duration=1.5, server_pid=server.pid))
+server.stop()
+print(opened.summary())
+
+# %% tags=["nbval-ignore-output"]
+runs = [RunResult.from_load("closed loop, 1 client", closed),
+        RunResult.from_load("open loop, 70% of that rate", opened)]
+plot_latency(runs).figure
+
+# %% [markdown]
+# **What to look for.** Same server, same requests, and the open loop asks for *less* work per second. Yet its
+# median is many times the closed loop's, and the lines part long before the 90th percentile.
+#
+# In the closed loop, while a 50 ms request runs, the single client waits for it, and sends nothing. The requests a
+# real user would have sent meanwhile are not delayed; they are **never sent**, so they are never measured: the
+# load generator coordinates with the server and omits exactly the bad moments. In the open loop they are sent on
+# schedule, queue behind the slow request, and their latency counts the queueing. Here is each request's latency
+# against the time it was due:
+
+# %% tags=["nbval-ignore-output"]
+fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+for i, (name, result) in enumerate((("closed loop", closed), ("open loop", opened))):
+    ax.scatter(*zip(*result.timeline), s=6, color=f"C{i}", label=name)
+ax.set(xlabel="seconds since the start (when each request was due)", ylabel="latency (ms)",
+       title="Each request's latency")
+ax.grid(alpha=0.3)
+ax.legend();
+
+# %% [markdown]
+# In the open loop, each slow request is followed by a slope of requests that waited less and less for it. To
+# measure a server honestly, send at a rate (open loop) and count from the scheduled time, as `sockserve.load` does
+# with `mode="open"`; a closed loop tells you the latency of one client that politely waits, not of a crowd.
+#
+# ## 2. Percentiles, not averages
+#
+# Back to the closed loop, where nothing queues. Nine requests in ten take about a millisecond and one takes about
+# fifty. What does the mean say?
+
+# %% tags=["nbval-ignore-output"]
+ms = closed.latency_ms()
+latencies = [latency for _, latency in closed.timeline]
+slower = sum(1 for latency in latencies if latency > ms["mean"]) / len(latencies)
+print(f"median {ms['p50']:.2f} ms   mean {ms['mean']:.2f} ms   p90 {ms['p90']:.2f} ms   p99 {ms['p99']:.2f} ms")
+print(f"{slower:.0%} of the requests are slower than the mean")
+
+# %% [markdown]
+# The mean sits several times above the median and far below the slow requests: no request took about the mean.
+# Percentiles keep the shape: the median says what a typical request sees, p99 what one request in a hundred sees,
+# and a user who makes a hundred requests while using an application meets p99 about once. That is why every plot
+# in this workbook shows latency by percentile, on a log scale.
+#
+# ## 3. The listen backlog and one-second stalls
+#
+# `listen(backlog)` tells the kernel how many connections it may complete and keep for a server that has not called
+# `accept()` yet. The standard library asks for 5; sockserve asks for `socket.SOMAXCONN`:
+
+# %%
+print("socketserver.TCPServer.request_queue_size =", socketserver.TCPServer.request_queue_size)
+print("sockserve.TCPServer.request_queue_size == socket.SOMAXCONN:",
+      sockserve.TCPServer.request_queue_size == socket.SOMAXCONN)
+
+# %% [markdown]
+# A burst of 30 clients now connects at once to a plain server; each sends one request of 20 ms and waits for the
+# reply. With every connection queued, the server answers them one after another, all within 0.9 s. With a backlog
+# of 5:
+
+# %% tags=["nbval-ignore-output"]
+bursts = compare_backlogs((5, socket.SOMAXCONN), clients=30, delay_ms=20, window=0.9)
+for run in bursts:
+    print(run.summary())
+plot_backlog(bursts).figure
+
+# %% [markdown]
+# **What to look for.** With the deep backlog the line climbs steadily to all 30 clients. With a backlog of 5, it
+# climbs for the few connections that fit in the queue and then goes **flat**: the kernel dropped the other
+# connections' packets, and nothing happens until the clients' kernels retransmit, about one second after the burst
+# (the initial TCP retransmission timeout; the next retries come after 3 s, then more). On Linux some of those
+# connections are reset rather than retried. The server's own statistics show nothing wrong: it never saw those
+# clients. Only a measurement from the client side, with per-request times, shows the stall, and only if it opens
+# new connections in bursts; a load test over a few persistent connections never notices.
+#
+# ## Exercises
+#
+# Reference solutions: `notebooks/solutions/05-measuring-honestly.py`.
+#
+# **Exercise 1.** Write `percentile(samples, q)`: the *nearest-rank* q-th percentile (0 < q ≤ 100) of a non-empty
+# list of latencies, that is, the smallest sample such that at least q% of the samples are at or below it. Leave the
+# caller's list unchanged.
+
+# %%
+from sockserve.exercises import check
+
+
+def percentile(samples, q):
+    pass  # your code here
+
+
+check("measuring-percentile", percentile)
+
+# %% tags=["nbval-ignore-output"]
+if check("measuring-percentile", percentile):
+    print({q: round(percentile(latencies, q), 2) for q in (50, 90, 99)}, "(from the closed loop above)")
+
+# %% [markdown]
+# **Exercise 2.** `BurstServer` derives from the standard library's `socketserver.TCPServer`. Make it serve a burst
+# of 30 clients, each sending one 10 ms request at the same moment, within 0.9 s (it still handles one request at a
+# time).
+
+# %%
+class BurstServer(socketserver.TCPServer):
+    pass  # your code here
+
+
+check("measuring-burst-backlog", BurstServer)
