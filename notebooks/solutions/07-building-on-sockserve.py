@@ -1,0 +1,56 @@
+"""Reference answers for notebooks/07-building-on-sockserve.ipynb (and the stubs it hands out)."""
+
+import json
+from http.server import BaseHTTPRequestHandler
+
+import sockserve
+
+
+class AllowlistServer(sockserve.ThreadingTCPServer):
+    allowed = {"127.0.0.1"}
+
+    def verify_request(self, request, client_address):
+        return client_address[0] in self.allowed
+
+
+class StatsHandler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/stats":
+            self.send_error(404)
+            return
+        body = json.dumps(self.server.stats.snapshot()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class BoundedServer(sockserve.ThreadPoolMixIn, sockserve.TCPServer):
+    pool_size = 4
+
+
+# The stubs the notebook gives the learner.
+class AllowlistServerStub(sockserve.ThreadingTCPServer):
+    allowed = {"127.0.0.1"}
+    # your code here: verify_request
+
+
+class StatsHandlerStub(BaseHTTPRequestHandler):
+    pass  # your code here: do_GET
+
+
+class BoundedServerStub(sockserve.ThreadingTCPServer):
+    pass  # your code here
+
+
+SOLUTIONS = {
+    "building-allowlist": (AllowlistServer,),
+    "building-http-stats": (StatsHandler,),
+    "building-bounded": (BoundedServer,),
+}
+EMPTY_ATTEMPTS = {
+    "building-allowlist": (AllowlistServerStub,),
+    "building-http-stats": (StatsHandlerStub,),
+    "building-bounded": (BoundedServerStub,),
+}

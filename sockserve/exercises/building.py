@@ -1,0 +1,184 @@
+"""Checkers for lesson 07 (building on sockserve): an allowlist, HTTP, a bound."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import socket
+from typing import Any
+
+from .. import BaseServer, TCPServer
+from ..workloads import handler_for
+from . import ExerciseFailed, exercise
+from .concurrency import burst
+from .support import converse, handler_errors_note, require_class, running
+
+LESSON = "07-building-on-sockserve"
+
+
+def _owner(cls: type, name: str) -> type:
+    return next(k for k in cls.__mro__ if name in vars(k))
+
+
+def _refused(server: Any, timeout: float = 3.0) -> bytes:
+    """Connect, send a line, and return what comes back before the server closes."""
+    with socket.create_connection(server.server_address, timeout=timeout) as sock:
+        try:
+            sock.sendall(b"hello\n")
+            data = b""
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return data
+                data += chunk
+        except TimeoutError:
+            raise ExerciseFailed(
+                f"a client that is not allowed stayed connected for {timeout:g} s without an "
+                "answer: verify_request should return False so the server closes the connection"
+            ) from None
+        except ConnectionResetError:
+            return b""
+
+
+@exercise(
+    "building-allowlist",
+    lesson=LESSON,
+    prompt="Finish AllowlistServer (a ThreadingTCPServer): override verify_request so that only "
+    "clients whose IP address is in the class attribute `allowed` (a set of strings) are served; "
+    "every other connection is closed before a handler runs.",
+)
+def check_allowlist(server_class: Any) -> str:
+    cls = require_class(server_class, TCPServer, "a sockserve server class (ThreadingTCPServer)")
+    if _owner(cls, "verify_request") is BaseServer:
+        raise ExerciseFailed(
+            f"{cls.__name__} does not override verify_request, so BaseServer's, which accepts "
+            "every client, decides: define verify_request(self, request, client_address) and "
+            "return whether client_address[0] is in self.allowed"
+        )
+    echo = handler_for("echo")
+    with running(cls, echo, allowed={"127.0.0.1"}) as server:
+        for address, want in ((("127.0.0.1", 40000), True), (("10.0.0.7", 40000), False),
+                              (("127.0.0.2", 40000), False)):
+            got = server.verify_request(None, address)
+            if bool(got) is not want:
+                raise ExerciseFailed(
+                    f"with allowed = {{'127.0.0.1'}}, verify_request(request, {address!r}) returned "
+                    f"{got!r}, expected {want}: compare client_address[0] (the IP) with self.allowed"
+                )
+        replies = converse(server, [b"hello\n"])
+        if replies != [b"hello\n"]:
+            raise ExerciseFailed(f"an allowed client got {replies!r} instead of its echo")
+    with running(cls, echo, allowed={"10.0.0.7"}) as server:
+        got_back = _refused(server)
+        snap = server.stats.snapshot()
+        note = handler_errors_note(server)
+    if got_back:
+        raise ExerciseFailed(f"a client not in allowed got a reply {got_back!r}: it should be refused.{note}")
+    if snap["rejected"] != 1 or snap["started"] != 0:
+        raise ExerciseFailed(
+            f"refusing a client should count in stats.rejected before any handler starts; got "
+            f"rejected={snap['rejected']}, started={snap['started']}: return False from "
+            "verify_request rather than closing the connection in the handler"
+        )
+    return "allowed clients are served; others are closed before a handler runs (stats.rejected)"
+
+
+def _get(server: Any, path: str) -> tuple[int, str, dict[str, str], bytes]:
+    host, port = server.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=3.0)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.reason, dict(response.getheaders()), response.read()
+    except (TimeoutError, http.client.HTTPException, ConnectionError) as exc:
+        raise ExerciseFailed(
+            f"GET {path} got no proper HTTP response ({type(exc).__name__}: {exc})"
+            + handler_errors_note(server)
+        ) from None
+    finally:
+        conn.close()
+
+
+@exercise(
+    "building-http-stats",
+    lesson=LESSON,
+    prompt="Finish StatsHandler (an http.server.BaseHTTPRequestHandler): GET /stats answers 200 "
+    "with the server's statistics (self.server.stats.snapshot()) as JSON (Content-Type "
+    "application/json); any other path answers 404.",
+)
+def check_http_stats(handler: Any) -> str:
+    require_class(handler, http.server.BaseHTTPRequestHandler, "a BaseHTTPRequestHandler subclass")
+    quiet = type(handler.__name__, (handler,), {"log_message": lambda self, *args: None})
+    from .. import ThreadingTCPServer
+
+    with running(ThreadingTCPServer, quiet) as server:
+        status, reason, headers, body = _get(server, "/stats")
+        if status == 501:
+            raise ExerciseFailed(
+                f"GET /stats answered 501 {reason}: BaseHTTPRequestHandler answers a method only if "
+                "the class defines do_<METHOD>; define do_GET(self)"
+            )
+        if status != 200:
+            raise ExerciseFailed(f"GET /stats answered {status} {reason}, expected 200 OK" + handler_errors_note(server))
+        kind = headers.get("Content-Type", headers.get("content-type", ""))
+        if not kind.startswith("application/json"):
+            raise ExerciseFailed(
+                f"GET /stats has Content-Type {kind!r}: send_header('Content-Type', 'application/json')"
+            )
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ExerciseFailed(f"the body of GET /stats is not JSON: {body[:80]!r}") from None
+        if not isinstance(data, dict) or "accepted" not in data or "completed" not in data:
+            raise ExerciseFailed(
+                "the JSON of GET /stats should be self.server.stats.snapshot() (with 'accepted', "
+                f"'completed', ...); got {str(data)[:120]}"
+            )
+        if data["accepted"] < 1:
+            raise ExerciseFailed("the JSON says accepted = 0: is it this server's live stats.snapshot()?")
+        status, reason, _, _ = _get(server, "/nothing-here")
+        if status != 404:
+            raise ExerciseFailed(f"GET /nothing-here answered {status} {reason}, expected 404: use self.send_error(404)")
+    return "GET /stats answers the live statistics as JSON, other paths 404"
+
+
+CLIENTS = 10
+BOUND = 4
+DELAY_MS = 250
+
+
+@exercise(
+    "building-bounded",
+    lesson=LESSON,
+    prompt=f"Write BoundedServer, a sockserve TCP server class that never runs more than {BOUND} "
+    f"handlers at once, yet serves every client of a burst of {CLIENTS}.",
+)
+def check_bounded(server_class: Any) -> str:
+    cls = require_class(server_class, TCPServer, "a sockserve TCP server class")
+    line = f"io {DELAY_MS}\n".encode()
+    with running(cls, handler_for("io", delay_ms=DELAY_MS)) as server:
+        replies = burst(server.server_address, [line] * CLIENTS)
+        peak = server.stats.peak_active
+        overflows = server.stats.overflows
+        note = handler_errors_note(server)
+    answered = sum(1 for r in replies if r == [line])
+    if peak > BOUND:
+        raise ExerciseFailed(
+            f"{CLIENTS} clients at once: {peak} handlers ran at the same time "
+            f"(server.stats.peak_active), more than {BOUND}. ThreadingMixIn starts a thread for "
+            f"every request, with no bound: use ThreadPoolMixIn with pool_size = {BOUND} (or "
+            f"ForkingMixIn with max_children = {BOUND})"
+        )
+    if answered < CLIENTS:
+        first = next(r for r in replies if r != [line])
+        extra = f" ({overflows} turned away by a full queue: overflow='block' waits instead)" if overflows else ""
+        raise ExerciseFailed(
+            f"only {answered} of {CLIENTS} clients got their reply{extra}; one got {first!r}.{note}"
+        )
+    if peak < 2:
+        raise ExerciseFailed(
+            f"every client was served, but one at a time (peak_active = {peak}): bounded is not "
+            f"sequential; allow up to {BOUND} at once"
+        )
+    return f"{CLIENTS} clients served, at most {peak} handlers at once"
