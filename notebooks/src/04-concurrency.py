@@ -63,9 +63,10 @@ plot_comparison(io_results)
 #   per 10 ms. The threading and forking servers let the eight sleeps overlap: close to eight times as much.
 # * *Latency* (left). With the plain server a request waits in the queue behind the others: its latency is about
 #   eight times the 10 ms of work. With threads or processes each request takes about its own 10 ms.
-# * *Threads and children* (right). The threading server runs one thread per request in flight (the line sits near
-#   the number of clients, plus the serving thread); the forking server forks one child per request, and the
-#   sampled number of children moves around as they come and go. The plain server stays at one thread.
+# * *Threads and children* (right). The threading server runs one thread per request in flight: its line sits near
+#   the number of clients, plus the two threads every server process here has (the serving loop and a helper of the
+#   command that runs it). The forking server forks one child per request, and the sampled number of children moves
+#   around as they come and go. The plain server stays at its two threads.
 #
 # Sleeping releases the GIL, and a sleeping thread costs no CPU: for waiting, threads are as good as processes and
 # much cheaper to start.
@@ -90,8 +91,8 @@ plot_comparison(cpu_results)
 # **What to look for.**
 #
 # * The threading server is **no faster than the plain one**. Its four threads take turns holding the GIL, so the
-#   work is done one piece at a time, just interleaved: every request now takes longer (look at its median latency)
-#   and the throughput stays where the plain server's is.
+#   work is still done one piece at a time, only interleaved: the throughput stays where the plain server's is, and
+#   the latencies spread out (the threads' turns are handed out unevenly, so some requests wait longer).
 # * The forking server is faster **if your machine has more than one core** to give it: each child is a separate
 #   process with its own interpreter and its own GIL, so children compute in parallel, up to the number of cores
 #   (the first cell printed how many this notebook may use). On one core, it cannot win.
