@@ -22,7 +22,9 @@ from .combined import *  # noqa: F403
 from .combined import __all__ as _combined_all
 from .handlers import BaseRequestHandler, DatagramRequestHandler, StreamRequestHandler
 from .lifecycle import ServerState
+from .drain import DrainReport
 from .mixins import ForkingMixIn, ThreadingMixIn
+from .pools import PreForkMixIn, ThreadPoolMixIn
 from .servers import BaseServer, TCPServer, UDPServer
 from .stats import ServerStats
 from .unix import UnixDatagramServer, UnixStreamServer
@@ -37,10 +39,13 @@ __all__ = [
     "UnixDatagramServer",
     "ThreadingMixIn",
     "ForkingMixIn",
+    "ThreadPoolMixIn",
+    "PreForkMixIn",
     *_combined_all,
     "BaseRequestHandler",
     "StreamRequestHandler",
     "DatagramRequestHandler",
     "ServerState",
     "ServerStats",
+    "DrainReport",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from .mixins import ForkingMixIn, ThreadingMixIn
+from .pools import PreForkMixIn, ThreadPoolMixIn
 from .servers import TCPServer, UDPServer
 from .unix import UnixDatagramServer, UnixStreamServer
 
@@ -21,6 +22,12 @@ __all__ = [
     "ForkingUDPServer",
     "ForkingUnixStreamServer",
     "ForkingUnixDatagramServer",
+    "ThreadPoolTCPServer",
+    "ThreadPoolUDPServer",
+    "ThreadPoolUnixStreamServer",
+    "ThreadPoolUnixDatagramServer",
+    "PreForkTCPServer",
+    "PreForkUnixStreamServer",
 ]
 
 
@@ -28,6 +35,10 @@ class ThreadingTCPServer(ThreadingMixIn, TCPServer): pass
 class ThreadingUDPServer(ThreadingMixIn, UDPServer): pass
 class ThreadingUnixStreamServer(ThreadingMixIn, UnixStreamServer): pass
 class ThreadingUnixDatagramServer(ThreadingMixIn, UnixDatagramServer): pass
+class ThreadPoolTCPServer(ThreadPoolMixIn, TCPServer): pass
+class ThreadPoolUDPServer(ThreadPoolMixIn, UDPServer): pass
+class ThreadPoolUnixStreamServer(ThreadPoolMixIn, UnixStreamServer): pass
+class ThreadPoolUnixDatagramServer(ThreadPoolMixIn, UnixDatagramServer): pass
 
 
 if hasattr(os, "fork"):
@@ -35,3 +46,5 @@ if hasattr(os, "fork"):
     class ForkingUDPServer(ForkingMixIn, UDPServer): pass
     class ForkingUnixStreamServer(ForkingMixIn, UnixStreamServer): pass
     class ForkingUnixDatagramServer(ForkingMixIn, UnixDatagramServer): pass
+    class PreForkTCPServer(PreForkMixIn, TCPServer): pass
+    class PreForkUnixStreamServer(PreForkMixIn, UnixStreamServer): pass

@@ -253,6 +253,7 @@ class ServerStats:
             for name in _COUNTERS:
                 setattr(self, name, 0)
             self.peak_active = self.active
+            self.peak_children = self.children
             self.handler_time = Histogram()
             self.created = time.time()
 
