@@ -115,8 +115,14 @@ class GateHandler(StreamRequestHandler):
 
 def _connect(cls: type, address: Any, sock_dir: str) -> socket.socket:
     sock = client_socket(cls, sock_dir)
-    sock.connect(address)
-    sock.sendall(b"go\n")
+    try:
+        sock.connect(address)
+        sock.sendall(b"go\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # rejected and closed already (a Unix socket notices at once)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -128,6 +134,22 @@ def _read_all(sock: socket.socket) -> bytes:
     except ConnectionResetError:
         pass
     return b"".join(chunks)
+
+
+@pytest.fixture
+def connect(sock_dir: str) -> Iterator[Callable[[type, Any], socket.socket]]:
+    """Open client connections that are all closed when the test ends."""
+    opened: list[socket.socket] = []
+
+    def open_one(cls: type, address: Any) -> socket.socket:
+        opened.append(_connect(cls, address, sock_dir))
+        return opened[-1]
+
+    try:
+        yield open_one
+    finally:
+        for sock in opened:
+            sock.close()
 
 
 @pytest.fixture
@@ -143,24 +165,22 @@ STREAM_POOLS = [c for c in THREADPOOL_CLASSES if c.socket_type == socket.SOCK_ST
 
 
 @pytest.mark.parametrize("cls", STREAM_POOLS, ids=class_id)
-def test_overflow_reject_closes_at_once_and_counts(cls: type, sock_dir: str, gate: type) -> None:
+def test_overflow_reject_closes_at_once_and_counts(
+    cls: type, sock_dir: str, gate: type, connect: Any
+) -> None:
     Tiny = type("Tiny", (cls,), {"pool_size": 1, "queue_size": 1, "overflow": "reject"})
     server = Tiny(address_for(cls, sock_dir), gate)
     with serving(server, poll_interval=0.05):
-        clients = [_connect(cls, server.server_address, sock_dir)]
+        clients = [connect(cls, server.server_address)]
         assert wait_until(lambda: server.stats.active == 1)  # the worker is busy
-        clients.append(_connect(cls, server.server_address, sock_dir))  # queued
+        clients.append(connect(cls, server.server_address))  # queued
         assert wait_until(lambda: server.stats.accepted == 2)
-        extra = [_connect(cls, server.server_address, sock_dir) for _ in range(2)]
-        try:
-            for sock in extra:  # closed with no reply, before the gate opens
-                assert _read_all(sock) == b""
-            assert server.stats.overflows == 2
-            gate.gate.set()
-            assert [_read_all(sock) for sock in clients] == [b"ok\n", b"ok\n"]
-        finally:
-            for sock in clients + extra:
-                sock.close()
+        extra = [connect(cls, server.server_address) for _ in range(2)]
+        for sock in extra:  # closed with no reply, before the gate opens
+            assert _read_all(sock) == b""
+        assert server.stats.overflows == 2
+        gate.gate.set()
+        assert [_read_all(sock) for sock in clients] == [b"ok\n", b"ok\n"]
         assert wait_until(lambda: server.stats.completed == 2)
     snap = server.stats.snapshot()
     assert (snap["accepted"], snap["completed"], snap["overflows"]) == (4, 2, 2)
@@ -168,25 +188,21 @@ def test_overflow_reject_closes_at_once_and_counts(cls: type, sock_dir: str, gat
 
 @pytest.mark.parametrize("cls", STREAM_POOLS, ids=class_id)
 def test_overflow_block_stops_accepting_then_serves_all(
-    cls: type, sock_dir: str, gate: type
+    cls: type, sock_dir: str, gate: type, connect: Any
 ) -> None:
     Tiny = type("Tiny", (cls,), {"pool_size": 1, "queue_size": 1, "overflow": "block"})
     server = Tiny(address_for(cls, sock_dir), gate)
     with serving(server, poll_interval=0.05):
-        clients = [_connect(cls, server.server_address, sock_dir)]
+        clients = [connect(cls, server.server_address)]
         assert wait_until(lambda: server.stats.active == 1)  # the worker is busy
-        clients += [_connect(cls, server.server_address, sock_dir) for _ in range(4)]
-        try:
-            # One running, one queued, one held by the blocked loop; the rest
-            # wait in the listen backlog, not accepted.
-            assert wait_until(lambda: server.stats.accepted == 3)
-            time.sleep(0.2)
-            assert server.stats.accepted == 3
-            gate.gate.set()
-            assert [_read_all(sock) for sock in clients] == [b"ok\n"] * 5
-        finally:
-            for sock in clients:
-                sock.close()
+        clients += [connect(cls, server.server_address) for _ in range(4)]
+        # One running, one queued, one held by the blocked loop; the rest
+        # wait in the listen backlog, not accepted.
+        assert wait_until(lambda: server.stats.accepted == 3)
+        time.sleep(0.2)
+        assert server.stats.accepted == 3
+        gate.gate.set()
+        assert [_read_all(sock) for sock in clients] == [b"ok\n"] * 5
         assert wait_until(lambda: server.stats.completed == 5)
     assert server.stats.overflows == 0
 
@@ -259,16 +275,12 @@ class NapHandler(StreamRequestHandler):
         self.wfile.write(b"ok\n")
 
 
-def test_forking_max_children_is_a_real_bound(sock_dir: str) -> None:
+def test_forking_max_children_is_a_real_bound(connect: Any) -> None:
     Bounded = type("Bounded", (sockserve.ForkingTCPServer,), {"max_children": 2})
     server = Bounded(("127.0.0.1", 0), NapHandler)
     with serving(server, poll_interval=0.05):
-        clients = [_connect(sockserve.TCPServer, server.server_address, sock_dir) for _ in range(5)]
-        try:
-            assert [_read_all(sock) for sock in clients] == [b"ok\n"] * 5
-        finally:
-            for sock in clients:
-                sock.close()
+        clients = [connect(sockserve.TCPServer, server.server_address) for _ in range(5)]
+        assert [_read_all(sock) for sock in clients] == [b"ok\n"] * 5
         assert wait_until(lambda: server.stats.completed == 5)
     snap = server.stats.snapshot()
     assert snap["peak_children"] == 2
