@@ -171,7 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # (pipe reader, pipe writer, signal handlers to restore) while serve runs.
-_FORK_RESET: list[tuple[int, int, dict[int, Any]]] = []
+_FORK_RESET: list[tuple[int, int, dict[Any, Any]]] = []
 _fork_reset_registered = False
 
 
@@ -418,13 +418,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     info = _kind_info(args.kind)
-    _check_workload(args.workload)
-    from . import trace
+    if info.server_class is None:
+        raise CliError(f"kind {info.name!r} has no socketserver hooks to trace")
+    handler: str | None = None
+    payload = b"hello\n"
+    if args.workload is not None:
+        _check_workload(args.workload)
+        from .workloads import get_workload
+
+        handler, payload = args.workload, get_workload(args.workload).request(0)
+    from .trace import trace_request
+
     try:
-        text = trace.trace_kind(info.name, workload=args.workload)
+        tree = trace_request(info.server_class, handler, payload)
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    print(text)
+    print(f"{tree.server} with {tree.handler}, one request:")
+    print(tree.render())
     return 0
 
 
@@ -507,7 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "it called, as a tree.",
     )
     tr.add_argument("kind", help="server kind, e.g. plain, threading, forking-udp")
-    tr.add_argument("--workload", "-w", default="echo", help="workload (default echo)")
+    tr.add_argument("--workload", "-w", default=None,
+                    help="serve one request of this workload (default: a plain echo "
+                         "handler, the shortest tree)")
     tr.set_defaults(func=cmd_trace)
 
     kinds = sub.add_parser("kinds", help="list the server kinds",

@@ -271,3 +271,32 @@ def test_a_forked_handler_child_dies_on_sigterm_and_the_server_serves_on() -> No
     finally:
         status, _, err = served.stop()
     assert status == 0, err
+
+
+# -- trace ----------------------------------------------------------------------
+
+
+def test_trace_prints_the_call_flow_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trace", "threading"]) == 0
+    first = capsys.readouterr().out
+    lines = first.splitlines()
+    assert lines[0] == "ThreadingTCPServer with EchoStreamHandler, one request:"
+    assert lines[1] == "BaseServer.serve_forever()"
+    assert "    ThreadingMixIn.process_request()" in lines
+    assert "      --- new thread ---" in lines
+    # the hooks appear in the stdlib's order
+    order = ["get_request", "verify_request", "process_request", "finish_request",
+             "setup", "handle", "finish", "shutdown_request", "close_request"]
+    found = [next(i for i, line in enumerate(lines) if f".{hook}()" in line) for hook in order]
+    assert found == sorted(found)
+    assert main(["trace", "ThreadingTCPServer"]) == 0
+    assert capsys.readouterr().out == first  # deterministic: no ports, times or PIDs
+
+
+def test_trace_a_forking_kind_with_a_workload() -> None:
+    result = sockserve("trace", "forking-udp", "--workload", "io")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "ForkingUDPServer with IoHandler, one request:"
+    assert "      --- child process ---" in lines
+    assert any(line.strip() == "WorkloadHandler.handle()" for line in lines)
