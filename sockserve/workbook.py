@@ -201,6 +201,7 @@ def close_timing(server_class: type, handler_seconds: float = 0.5) -> CloseTimin
 
     class Sleepy(StreamRequestHandler):
         def handle(self) -> None:
+            self.rfile.readline()
             daemon.append(threading.current_thread().daemon)
             started.set()
             time.sleep(handler_seconds)
@@ -352,6 +353,9 @@ def where_handled(server_class: type) -> str:
 
     class Where(base):  # type: ignore[misc]
         def handle(self) -> None:
+            # Read the request first: closing with unread data would reset
+            # the connection under the client.
+            self.rfile.readline()
             self.wfile.write(f"{os.getpid()} {threading.get_ident()}\n".encode())
 
     server = server_class((HOST, 0), Where)

@@ -1,0 +1,39 @@
+"""Reference answers for notebooks/01-architecture.ipynb (and the stubs it hands out)."""
+
+HOOK_ORDER = [
+    "get_request",
+    "verify_request",
+    "process_request",
+    "finish_request",
+    "setup",
+    "handle",
+    "finish",
+    "shutdown_request",
+    "close_request",
+]
+
+
+class CountingMixIn:
+    count = 0
+
+    def process_request(self, request, client_address):
+        self.count += 1
+        super().process_request(request, client_address)
+
+
+# The stubs the notebook gives the learner.
+HOOK_ORDER_STUB = []  # your answer: hook names, in order
+
+
+class CountingMixInStub:
+    pass  # your code here
+
+
+SOLUTIONS = {
+    "arch-hook-order": (HOOK_ORDER,),
+    "arch-counting-mixin": (CountingMixIn,),
+}
+EMPTY_ATTEMPTS = {
+    "arch-hook-order": (HOOK_ORDER_STUB,),
+    "arch-counting-mixin": (CountingMixInStub,),
+}

@@ -1,0 +1,174 @@
+# %% [markdown]
+# # 01 · Architecture: servers, handlers, and one-hook mixins
+#
+# **The question.** When one request reaches a socket server, which methods run, defined in which class, in which
+# thread or process? And how can a *mixin* turn a one-at-a-time server into a threaded or forking one by changing a
+# single method?
+#
+# Everything below is read from the package itself (the classes' `__mro__`, `__bases__` and `__subclasses__()`) or
+# measured on live servers on `127.0.0.1`; nothing is typed in by hand, so it stays true when the code changes.
+
+# %%
+import warnings
+
+import matplotlib.pyplot as plt
+
+import sockserve
+from sockserve import diagrams
+from sockserve.workbook import where_handled
+
+# ForkingMixIn forks this kernel, which runs a few threads of its own; Python warns about
+# fork() in a threaded process. The forked child only handles one request and exits.
+warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded")
+
+# %% [markdown]
+# ## 1. Two abstractions
+#
+# `socketserver` (and sockserve, which keeps its design) splits a network service in two:
+#
+# * a **server** owns the *connections*: it binds, listens, accepts, and decides where each request is handled;
+# * a **request handler** owns the *data* of one request: the server creates one handler per request, and the
+#   handler's constructor runs `setup()`, `handle()`, `finish()`.
+#
+# Here is the server family, drawn from the classes. Arrows point from a class to its bases; the red path is
+# `ThreadingTCPServer.__mro__`, the order in which Python looks a method up.
+
+# %%
+fig = diagrams.draw_class_tree(highlight=sockserve.ThreadingTCPServer)
+plt.show()
+
+# %% [markdown]
+# The same tree as text, and the handlers:
+
+# %%
+print(diagrams.text_tree(sockserve.BaseServer))
+print()
+print(diagrams.text_tree(sockserve.BaseRequestHandler))
+
+# %% [markdown]
+# `UDPServer` is a `TCPServer` with a different `socket_type`, the Unix servers differ only in `address_family`,
+# and every combined class is a one-liner: `class ThreadingTCPServer(ThreadingMixIn, TCPServer): pass`.
+#
+# ## 2. Which class's code runs for each hook
+#
+# A request passes through a fixed list of *hooks*. For each server class, `diagrams.hook_owners` walks its
+# `__mro__` and reports the class whose definition wins:
+
+# %%
+classes = [sockserve.TCPServer, sockserve.UDPServer, sockserve.ThreadingTCPServer, sockserve.ForkingTCPServer]
+owners = {cls.__name__: diagrams.hook_owners(cls) for cls in classes}
+print(f"{'hook':24}" + "".join(f"{cls.__name__:20}" for cls in classes))
+for hook in diagrams.REQUEST_HOOKS:
+    print(f"{hook:24}" + "".join(f"{owners[cls.__name__][hook]:20}" for cls in classes))
+
+# %% [markdown]
+# Read the `process_request` row: it is the **only** hook the mixins change. Everything else (accepting,
+# verifying, running the handler, closing) is the server's own code. Because the mixin comes *first* in the class
+# statement, its `process_request` is found before `BaseServer`'s in the MRO:
+
+# %%
+for cls in (sockserve.ThreadingTCPServer, sockserve.ForkingUDPServer):
+    print(cls.__name__, "->", " -> ".join(k.__name__ for k in cls.__mro__))
+
+# %% [markdown]
+# ## 3. The request lifecycle
+#
+# For one request, the loop calls, in order:
+#
+# ```
+# serve_forever()
+#   _handle_request_noblock()
+#     get_request()            -> request, client_address      (TCP: accept();  UDP: recvfrom())
+#     verify_request()         -> True to go on
+#     process_request()        <- the mixins override this one
+#       finish_request()
+#         RequestHandlerClass(request, client_address, server)
+#           setup() -> handle() -> finish()
+#       shutdown_request()
+#         close_request()
+# ```
+#
+# The server itself also moves through states, written down once as data in `sockserve.lifecycle.TRANSITIONS` and
+# drawn from there:
+
+# %%
+fig = diagrams.draw_lifecycle()
+plt.show()
+
+# %% [markdown]
+# ## 4. Live call-flow traces
+#
+# `sockserve.callflow.trace_server` builds a real server of the given class, sends it one request, and records every
+# hook as it is called (with a profile hook, `sys.setprofile`), indented by nesting, plus the system calls that
+# matter. These are the call-flow trees of the classic walk-through of `SocketServer.py`, produced by running the
+# code. Each line is `DefiningClass.method()`: the class whose code ran. First the plain `TCPServer` with a
+# `StreamRequestHandler`, where everything happens in the serving thread:
+
+# %%
+from sockserve.callflow import trace_server
+
+print(trace_server(sockserve.TCPServer))
+
+# %% [markdown]
+# Compare with the seed's tree for `TCPServer - StreamRequestHandler`: the same hooks in the same order. (sockserve
+# waits with `selector.select()` on a poll selector, and `StreamRequestHandler.setup()` makes `rfile`/`wfile` with
+# `socket.makefile()`.) A UDP server: `get_request()` reads a datagram (`recvmsg`) instead of accepting a
+# connection, `DatagramRequestHandler.finish()` sends the reply, and there is nothing to shut down per request.
+
+# %%
+print(trace_server(sockserve.UDPServer))
+
+# %% [markdown]
+# `ThreadingMixIn`: `process_request()` starts a thread, and `process_request_thread()` in that thread does what
+# `BaseServer.process_request()` did.
+
+# %%
+print(trace_server(sockserve.ThreadingTCPServer))
+
+# %% [markdown]
+# `ForkingMixIn`: `process_request()` forks; the child handles the request and exits, and the parent closes its copy
+# of the connection and goes back to the loop (reaping children in `service_actions()`).
+
+# %%
+print(trace_server(sockserve.ForkingTCPServer))
+
+# %% [markdown]
+# ## 5. Where did the handler run? A measurement
+#
+# The traces show *which* methods run. Now measure *where*: each server below handles one request whose handler
+# reports its process id and thread id, which we compare with the server's.
+
+# %%
+for cls in (sockserve.TCPServer, sockserve.UDPServer, sockserve.ThreadingTCPServer, sockserve.ForkingTCPServer):
+    print(f"{cls.__name__:20} {where_handled(cls)}")
+
+# %% [markdown]
+# One hook, three behaviours: that is the whole trick of the mixin design. The lessons on concurrency (04) measure
+# what each costs.
+#
+# ## Exercises
+#
+# Reference solutions: `notebooks/solutions/01-architecture.py`.
+#
+# **Exercise 1.** Without scrolling up: list, in order, the hooks a `TCPServer` with a `StreamRequestHandler` calls
+# for one request, from `get_request` to `close_request`, server hooks and handler hooks together (leave out
+# `serve_forever` and `_handle_request_noblock`). The check records a live server and compares.
+
+# %%
+from sockserve.exercises import check
+
+hook_order = []  # your answer: hook names, in order
+
+check("arch-hook-order", hook_order)
+
+# %% [markdown]
+# **Exercise 2.** Write `CountingMixIn`: like `ThreadingMixIn`, it overrides `process_request` and nothing else; it
+# counts requests in `self.count` and still lets the server handle each one. The check combines it with
+# `TCPServer` and with `ThreadingTCPServer` (mixin first) and sends three requests to each.
+
+# %%
+class CountingMixIn:
+    pass  # your code here
+
+
+check("arch-counting-mixin", CountingMixIn)
