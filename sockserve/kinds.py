@@ -192,6 +192,20 @@ def _register_exported_classes() -> None:
 _register_exported_classes()
 
 
+def _asyncio_server(address: Any, handler: type) -> Any:
+    from .aio import AsyncioServer  # imported on use: asyncio is a heavy import
+
+    return AsyncioServer(address, handler)
+
+
+register_kind("asyncio", None, transport="tcp", concurrency="asyncio",
+              factory=_asyncio_server, alias="AsyncioServer",
+              description="AsyncioServer: TCP, one event loop, coroutines per connection")
+register_kind("asyncio-unix", None, transport="unix", concurrency="asyncio",
+              factory=_asyncio_server,
+              description="AsyncioServer: Unix stream socket, one event loop, coroutines per connection")
+
+
 def kind_names(transport: str | None = None) -> list[str]:
     """The short kind names (no class-name aliases), optionally of one transport."""
     names = [
