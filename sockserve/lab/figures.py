@@ -77,9 +77,9 @@ def live_latency_png(samples: Sequence[Sample], duration: float) -> bytes:
     fig = _figure()
     ax = fig.add_subplot()
     t = [s.elapsed for s in samples if s.p50_ms is not None]
-    ax.plot(t, [s.p50_ms for s in samples if s.p50_ms is not None], label="p50", color="tab:blue")
+    ax.plot(t, [s.p50_ms for s in samples if s.p50_ms is not None], label="p50", color="tab:blue", marker=".")
     t99 = [s.elapsed for s in samples if s.p99_ms is not None]
-    ax.plot(t99, [s.p99_ms for s in samples if s.p99_ms is not None], label="p99", color="tab:red")
+    ax.plot(t99, [s.p99_ms for s in samples if s.p99_ms is not None], label="p99", color="tab:red", marker=".")
     ax.set_xlim(0, max(duration, t[-1] if t else 0.0))
     ax.set_ylim(bottom=0)
     ax.set_xlabel("seconds")

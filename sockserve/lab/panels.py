@@ -370,7 +370,10 @@ class ComparePanel(_Panel):
         self._ui_run = w.Button(description="Run comparison", button_style="primary", icon="balance-scale",
                              layout=w.Layout(width="auto"))
         self._ui_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
-        self._ui_figure = w.Image(value=figures.blank_png("comparison"), format="png")
+        self._ui_figure = w.Image(
+            value=figures.blank_png("comparison"), format="png",
+            layout=w.Layout(max_width="100%", height="auto", align_self="flex-start"),
+        )
         self._ui_table = w.HTML(value=_pre(self.model.status().text))
         self._ui_run.on_click(lambda _button: self.run())
         self._ticker = _Ticker(self._tick, "sockserve-lab-compare-panel")

@@ -13,7 +13,6 @@ Both are tracked by :mod:`.registry` while they run.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -104,7 +103,10 @@ class TrafficModel:
             address, transport = target.address, target.transport
             workload = self.workload or (target.workload if target.handler is None else "echo")
             params = dict(target.params) if target.handler is None else {}
-            pid: int | None = os.getpid()
+            # The server runs in this process, whose thread count includes
+            # the kernel's own threads: the samples count the server's
+            # handler threads and children from its stats instead.
+            pid: int | None = None
         else:
             address, transport = target, self.transport
             workload, params, pid = self.workload or "echo", {}, None
