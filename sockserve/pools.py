@@ -194,7 +194,12 @@ class PreForkMixIn:
     """
 
     workers: int = 4
-    worker_pids: set[int] | frozenset[int] = frozenset()
+    _worker_pids: set[int] = set()  # replaced per serve_forever; never shared
+
+    @property
+    def worker_pids(self) -> frozenset[int]:
+        """PIDs of the live workers (empty when not serving)."""
+        return frozenset(self._worker_pids)
     _stop_deadline: float | None = None
 
     # -- the supervisor (parent) -------------------------------------------
@@ -207,7 +212,7 @@ class PreForkMixIn:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         server._is_shut_down.clear()
-        self.worker_pids = set()
+        self._worker_pids = set()
         self._busy: dict[int, float] = {}
         reports = os.pipe()
         stop = os.pipe()
@@ -242,8 +247,8 @@ class PreForkMixIn:
     def _spawn_worker(self) -> None:
         pid = os.fork()
         if pid:
-            self.worker_pids.add(pid)
-            getattr(self, "stats").set_children(len(self.worker_pids))
+            self._worker_pids.add(pid)
+            getattr(self, "stats").set_children(len(self._worker_pids))
             return
         self._worker_main()
 
@@ -276,7 +281,7 @@ class PreForkMixIn:
         """waitpid the workers; count a request a dead worker held as
         aborted; fork a replacement if *respawn*."""
         stats = getattr(self, "stats")
-        for pid in list(self.worker_pids):
+        for pid in list(self._worker_pids):
             try:
                 done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
             except ChildProcessError:
@@ -284,8 +289,8 @@ class PreForkMixIn:
             if not done:
                 continue
             self._read_events()  # its last report, if any, is in the pipe
-            self.worker_pids.discard(pid)
-            stats.set_children(len(self.worker_pids))
+            self._worker_pids.discard(pid)
+            stats.set_children(len(self._worker_pids))
             began = self._busy.pop(pid, None)
             if began is not None:
                 getattr(self, "_inflight").discard(pid)
@@ -298,25 +303,29 @@ class PreForkMixIn:
         their current requests until ``_stop_deadline`` (None: for as long as
         they take), then SIGTERM and SIGKILL what is left."""
         reports, stop = self._pipes
+        # A byte nobody reads keeps the pipe readable for every worker; EOF
+        # alone never comes while any other fork of this process (another
+        # server's worker or child) holds a copy of the write end.
+        pass  # os.write(stop[1], b"x")
         os.close(stop[1])
         deadline = self._stop_deadline
-        while self.worker_pids and (deadline is None or time.monotonic() < deadline):
+        while self._worker_pids and (deadline is None or time.monotonic() < deadline):
             wait = 0.05 if deadline is None else min(0.05, max(deadline - time.monotonic(), 0))
             select.select([reports[0]], [], [], wait)
             self._read_events()
             self._reap_workers(respawn=False)
-        if not self.worker_pids:
+        if not self._worker_pids:
             return
         getattr(self, "_inflight").abort_all()
         grace = float(getattr(self, "abort_grace", 1.0))
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            for pid in self.worker_pids:
+            for pid in self._worker_pids:
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
             until = time.monotonic() + wait
-            while self.worker_pids and time.monotonic() < until:
+            while self._worker_pids and time.monotonic() < until:
                 time.sleep(0.01)
                 self._read_events()
                 self._reap_workers(respawn=False)
