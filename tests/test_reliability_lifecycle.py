@@ -182,6 +182,26 @@ def test_prefork_shutdown_answers_every_accepted_request() -> None:
     assert server.stats.completed == len(payloads)
 
 
+def test_prefork_shutdown_is_not_held_up_by_another_servers_workers() -> None:
+    """Workers of a prefork server started later inherit the first server's
+    stop pipe; the first must still stop at once."""
+    first = sockserve.PreForkTCPServer((HOST, 0), Echo)
+    second = sockserve.PreForkTCPServer((HOST, 0), Echo)
+    with serving(second, poll_interval=0.05):
+        with serving(first, poll_interval=0.05):
+            assert wait_until(lambda: first.state is sockserve.ServerState.SERVING)
+            # Forked now, third's workers hold copies of every pipe `first` has.
+            with serving(sockserve.PreForkTCPServer((HOST, 0), Echo), poll_interval=0.05) as third:
+                assert wait_until(lambda: third.state is sockserve.ServerState.SERVING)
+                began = time.monotonic()
+                stopper = threading.Thread(target=first.shutdown)
+                stopper.start()
+                stopper.join(10)
+                assert not stopper.is_alive(), "shutdown() waited for another server's workers"
+                assert time.monotonic() - began < 5
+        assert exchange(sockserve.PreForkTCPServer, second.server_address, b"still") == b"still"
+
+
 DRAINABLE = STREAM_CONCURRENT + [sockserve.PreForkTCPServer]
 
 
