@@ -28,6 +28,8 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
 )
 
 _SMALLEST = 1e-6  # values below one microsecond share bucket 0
+_PER_SMALLEST = 1e6
+_log2 = math.log2
 _STEPS_PER_DOUBLING = 8
 _BUCKETS = 8 * 40  # 1 us * 2**40 is about 12.7 days: enough for any request
 
@@ -60,6 +62,27 @@ class Histogram:
     def bucket_upper(index: int) -> float:
         """The largest duration bucket *index* holds (its upper edge)."""
         return float(_SMALLEST * 2.0 ** (index / _STEPS_PER_DOUBLING))
+
+    def add(self, seconds: float) -> None:
+        """Add one duration already known to be a number >= 0.
+
+        The fast path for the servers' statistics (called once per request
+        under a lock): no validation, no helper calls.
+        """
+        if seconds <= _SMALLEST:
+            index = 0
+        else:
+            index = int(_log2(seconds * _PER_SMALLEST) * _STEPS_PER_DOUBLING) + 1
+            if index >= _BUCKETS:
+                index = _BUCKETS - 1
+        counts = self._counts
+        counts[index] = counts.get(index, 0) + 1
+        self.count += 1
+        self.total += seconds
+        if seconds < self.min:
+            self.min = seconds
+        if seconds > self.max:
+            self.max = seconds
 
     def record(self, seconds: float, times: int = 1) -> None:
         """Add one duration (or *times* equal ones)."""

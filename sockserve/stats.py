@@ -201,11 +201,16 @@ class ServerStats:
     def request_finished(self, outcome: Outcome, seconds: float) -> None:
         """A handler that was counted as started has ended."""
         if self.enabled:
-            field = _OUTCOME_FIELD[outcome]
+            if not seconds > 0.0:
+                seconds = 0.0  # a clock quirk or NaN must not poison the histogram
             with self._lock:
                 self.active -= 1
-                setattr(self, field, getattr(self, field) + 1)
-                self.handler_time.record(max(seconds, 0.0))
+                if outcome is Outcome.OK:  # the common case, without getattr/setattr
+                    self.completed += 1
+                else:
+                    field = _OUTCOME_FIELD[outcome]
+                    setattr(self, field, getattr(self, field) + 1)
+                self.handler_time.add(seconds)
 
     def set_threads(self, delta: int) -> None:
         """Handler threads alive changed by *delta*."""
