@@ -70,6 +70,9 @@ class ThreadPoolMixIn:
 
     Workers are daemon threads, so a server that is never closed cannot keep
     the interpreter alive. ``stats.threads`` counts the live workers.
+    With ``"block"``, ``shutdown()`` returns once the serving loop has handed
+    its last request to the queue, i.e. after a worker freed a slot;
+    ``drain(timeout)`` bounds that wait.
 
     Thread safety: ``process_request`` runs in the serving thread only;
     ``server_close`` and ``drain`` may run in any other.
@@ -306,7 +309,7 @@ class PreForkMixIn:
         # A byte nobody reads keeps the pipe readable for every worker; EOF
         # alone never comes while any other fork of this process (another
         # server's worker or child) holds a copy of the write end.
-        pass  # os.write(stop[1], b"x")
+        os.write(stop[1], b"x")
         os.close(stop[1])
         deadline = self._stop_deadline
         while self._worker_pids and (deadline is None or time.monotonic() < deadline):

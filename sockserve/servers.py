@@ -88,6 +88,9 @@ class BaseServer:
     ``timeout`` (default None)
         seconds ``handle_request()`` waits for a request before calling
         ``handle_timeout()``; None waits forever.
+    ``abort_grace`` (1.0)
+        seconds ``drain()`` gives aborted requests to end (child processes
+        get SIGKILL after it).
 
     Thread safety: ``serve_forever`` runs in one thread; ``shutdown()`` is
     meant to be called from another (or, in sockserve, from a handler).
