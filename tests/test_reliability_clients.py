@@ -26,7 +26,6 @@ import pytest
 import sockserve
 from conftest import (
     DGRAM_CLASSES,
-    HOST,
     STREAM_CLASSES,
     ALL_CLASSES,
     address_for,
@@ -305,6 +304,49 @@ def test_reset_mid_response_is_one_debug_line_and_a_disconnect(
         gone = [r for r in caplog.records if "went away" in r.getMessage()]
         assert len(gone) == 1, [r.getMessage() for r in caplog.records]
         assert gone[0].levelno == logging.DEBUG and gone[0].name == "sockserve"
+
+
+class LateReply(sockserve.DatagramRequestHandler):
+    def handle(self) -> None:
+        time.sleep(0.2)
+        self.wfile.write(self.packet)
+
+
+UNIX_DGRAM = [c for c in DGRAM_CLASSES if c.address_family == AF_UNIX]
+
+
+@pytest.mark.parametrize("removes_file", [False, True], ids=["closes", "removes-file"])
+@pytest.mark.parametrize("handler", ["datagram-handler", "workload"])
+@pytest.mark.parametrize("cls", UNIX_DGRAM, ids=class_id)
+def test_unix_datagram_client_gone_before_the_reply_is_a_disconnect(
+    cls: type,
+    handler: str,
+    removes_file: bool,
+    sock_dir: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from sockserve.workloads import handler_for
+
+    caplog.set_level(logging.DEBUG, logger="sockserve")
+    handler_class = LateReply if handler == "datagram-handler" else handler_for("io")
+    server = cls(address_for(cls, sock_dir), handler_class)
+    with serving(server, poll_interval=0.05):
+        client = client_socket(cls, sock_dir)
+        path = client.getsockname()
+        client.sendto(b"io 200", server.server_address)
+        client.close()  # gone before the reply (sendto then fails: ECONNREFUSED)
+        if removes_file:
+            os.unlink(path)  # ... or ENOENT
+        assert wait_until(lambda: server.stats.disconnects == 1), server.stats.snapshot()
+        assert exchange(cls, server.server_address, b"io 1", sock_dir) == b"io 1" + (
+            b"\n" if handler == "workload" else b""
+        )
+    assert server.stats.errors == 0
+    assert "Traceback" not in capfd.readouterr().err
+    if not issubclass(cls, HANDLED_IN_CHILD):
+        gone = [r for r in caplog.records if "went away" in r.getMessage()]
+        assert len(gone) == 1 and gone[0].levelno == logging.DEBUG
 
 
 # -- 3. garbage and oversized input ---------------------------------------------------

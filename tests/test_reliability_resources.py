@@ -8,6 +8,7 @@ be ended after ``child_timeout``.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -166,7 +167,8 @@ def test_descriptor_exhaustion_backs_off_without_busy_loop_and_recovers(
                 sock.connect(address)
                 sock.sendall(b"stats\n")
                 stats = read_replies([sock], 10.0)[sock]
-            assert b'"accept_errors": 0' not in stats and b"accept_errors" in stats, stats
+            accept_errors = json.loads(stats)["accept_errors"]
+            assert accept_errors >= 1, stats
         finally:
             for sock in socks:
                 sock.close()
@@ -177,7 +179,8 @@ def test_descriptor_exhaustion_backs_off_without_busy_loop_and_recovers(
         errors.seek(0)
         log = errors.read()
     assert "Traceback" not in log, log
-    assert log.count("cannot accept") == 1, log  # one warning per exhausted spell
+    # A warning when a spell of exhaustion begins, not one per failed accept().
+    assert 1 <= log.count("cannot accept") < accept_errors, (accept_errors, log)
 
 
 # -- 5. forking: zombies, descriptors, hung children -------------------------------------
