@@ -78,15 +78,15 @@ for poll in (0.1, 0.25):
 #
 # `shutdown()` stops *accepting*; a threading server's handlers may still be running in their threads. What
 # `server_close()` does about them is set by `block_on_close` (default `True`: wait for every handler thread).
-# Below, a handler that takes 0.5 s is running when we close the server:
+# Below, a handler that takes 1 s is running when we close the server:
 
 # %% tags=["nbval-ignore-output"]
 class NoWaitServer(sockserve.ThreadingTCPServer):
     block_on_close = False
 
 
-waiting = close_timing(sockserve.ThreadingTCPServer, handler_seconds=0.5)
-not_waiting = close_timing(NoWaitServer, handler_seconds=0.5)
+waiting = close_timing(sockserve.ThreadingTCPServer, handler_seconds=1.0)
+not_waiting = close_timing(NoWaitServer, handler_seconds=1.0)
 for name, timing in (("block_on_close=True ", waiting), ("block_on_close=False", not_waiting)):
     print(f"{name}: server_close() took {timing.close_seconds * 1000:6.1f} ms")
 
@@ -113,16 +113,16 @@ print("daemon_threads = True: ", exit_with_handler_running(daemon_threads=True))
 #
 # A careful server stops in three steps: stop accepting, give requests in flight a bounded time to finish, then cut
 # off whatever is left. sockserve servers have this as `server.drain(timeout)`, which returns a `DrainReport`. Below,
-# three requests need 0.2 s and one waits forever for a line its client never sends; we drain with 0.5 s:
+# three requests need 0.1 s and one waits forever for a line its client never sends; we drain with a budget of 1 s:
 
 # %%
-report, received = drain_demo(sockserve.ThreadingTCPServer, quick=3, stuck=1, timeout=0.5)
+report, received = drain_demo(sockserve.ThreadingTCPServer, quick=3, stuck=1, timeout=1.0, work=0.1)
 print(f"completed: {report.completed}, aborted: {report.aborted}, clean: {report.clean}")
 for i, data in enumerate(received):
     print(f"client {i} received {data!r}")
 
 # %% tags=["nbval-ignore-output"]
-print(f"the drain took {report.waited:.3f} s (the budget was 0.5 s)")
+print(f"the drain took {report.waited:.3f} s (the budget was 1 s: the stuck request used all of it)")
 
 # %% [markdown]
 # The stuck request's socket was shut down, so its handler woke from its read with end-of-file, and its client saw

@@ -86,7 +86,8 @@ def check_hook_order(answer: Any) -> str:
     if len(answer) != len(truth):
         missing = truth[len(answer):]
         raise ExerciseFailed(
-            f"the first {len(answer)} are right; {len(missing)} more follow, starting with {missing[0]!r}"
+            f"the first {len(answer)} are right; {len(missing)} more "
+            f"{'follows' if len(missing) == 1 else 'follow'}, starting with {missing[0]!r}"
             if missing else f"the server calls only {len(truth)} hooks; remove the extra ones"
         )
     return f"all {len(truth)} hooks in the order a live server called them"

@@ -145,7 +145,10 @@ def check_drain(stop_within: Any) -> str:
             box: Any = self.server
             box.started.release()
             if line == b"stuck\n":
-                self.rfile.readline()  # waits for a line that never comes
+                # Waits for a line that never comes; bounded, so that an answer
+                # that forgets to cut it off gets a verdict instead of a hang.
+                self.connection.settimeout(4)
+                self.rfile.readline()
             else:
                 time.sleep(0.1)
             self.wfile.write(line)
