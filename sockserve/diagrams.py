@@ -304,7 +304,7 @@ def draw_class_tree(
             )
         )
         label = node.name if not marked else f"{order[node.name]}. {node.name}"
-        size = 7.5 if len(label) < 24 else 6.5
+        size = 7.5 if len(label) < 24 else (6.5 if len(label) < 27 else 5.8)
         ax.text(node.x, y, label, ha="center", va="center", fontsize=size)
     ax.set_xlim(-0.6, width - 0.4)
     ax.set_ylim(-(graph.depth - 1) * step_y - 0.5, 0.5)
