@@ -49,7 +49,7 @@ def test_threading_work_shows_under_thread_start() -> None:
     calls = trace_server(sockserve.ThreadingUDPServer).calls()
     _in_order(calls, [
         "ThreadingMixIn.process_request()", "threading.Thread.start()", "── in the new thread ──",
-        "ThreadingMixIn.process_request_thread()", "BaseServer.finish_request()",
+        "ThreadingMixIn.process_request_thread()", "DatagramRequestHandler.setup()",
         "DatagramRequestHandler.finish()", "socket.sendto()", "── back in the serving thread ──",
     ])
     assert "UDPServer.get_request()" in calls and "socket.recvmsg()" in calls
