@@ -98,39 +98,38 @@ plt.show()
 # %% [markdown]
 # ## 4. Live call-flow traces
 #
-# `sockserve.callflow.trace_server` builds a real server of the given class, sends it one request, and records every
-# hook as it is called (with a profile hook, `sys.setprofile`), indented by nesting, plus the system calls that
-# matter. These are the call-flow trees of the classic walk-through of `SocketServer.py`, produced by running the
-# code. Each line is `DefiningClass.method()`: the class whose code ran. First the plain `TCPServer` with a
+# `sockserve.trace.trace_request` builds a real server of the given class (on a subclass made for the trace, so the
+# library itself is untouched), sends it one request, and records every hook as it is called, indented by nesting.
+# These are the call-flow trees of the classic walk-through of `SocketServer.py`, produced by running the code. Each
+# line is `DefiningClass.method()`: the class whose code ran. First the plain `TCPServer` with a
 # `StreamRequestHandler`, where everything happens in the serving thread:
 
 # %%
-from sockserve.callflow import trace_server
+from sockserve.trace import trace_request
 
-print(trace_server(sockserve.TCPServer))
+print(trace_request(sockserve.TCPServer))
 
 # %% [markdown]
-# Compare with the seed's tree for `TCPServer - StreamRequestHandler`: the same hooks in the same order. (sockserve
-# waits with `selector.select()` on a poll selector, and `StreamRequestHandler.setup()` makes `rfile`/`wfile` with
-# `socket.makefile()`.) A UDP server: `get_request()` reads a datagram (`recvmsg`) instead of accepting a
+# Compare with the seed's tree for `TCPServer - StreamRequestHandler`: the same hooks in the same order. A UDP server: `get_request()` reads a datagram (`recvmsg`) instead of accepting a
 # connection, `DatagramRequestHandler.finish()` sends the reply, and there is nothing to shut down per request.
 
 # %%
-print(trace_server(sockserve.UDPServer))
+print(trace_request(sockserve.UDPServer))
 
 # %% [markdown]
-# `ThreadingMixIn`: `process_request()` starts a thread, and `process_request_thread()` in that thread does what
-# `BaseServer.process_request()` did.
+# `ThreadingMixIn`: `process_request()` starts a thread (the `--- new thread ---` line), and
+# `process_request_thread()` in that thread does what `BaseServer.process_request()` did.
 
 # %%
-print(trace_server(sockserve.ThreadingTCPServer))
+print(trace_request(sockserve.ThreadingTCPServer))
 
 # %% [markdown]
-# `ForkingMixIn`: `process_request()` forks; the child handles the request and exits, and the parent closes its copy
-# of the connection and goes back to the loop (reaping children in `service_actions()`).
+# `ForkingMixIn`: `process_request()` forks; the child (below `--- child process ---`, recorded in the child and sent
+# back to the parent) handles the request and exits, and the parent closes its copy of the connection and goes back
+# to the loop, where `service_actions()` reaps the child.
 
 # %%
-print(trace_server(sockserve.ForkingTCPServer))
+print(trace_request(sockserve.ForkingTCPServer))
 
 # %% [markdown]
 # ## 5. Where did the handler run? A measurement
