@@ -320,8 +320,22 @@ class BaseServer:
         self._set_state(ServerState.CLOSED)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        """Run the handler: ``RequestHandlerClass(request, client_address, self)``."""
-        self.RequestHandlerClass(request, client_address, self)
+        """Run the handler: ``RequestHandlerClass(request, client_address, self)``.
+
+        On a datagram server, a reply to a Unix client that closed its socket
+        (ECONNREFUSED) or removed its file (ENOENT) means the client went
+        away: it is re-raised as ``ConnectionAbortedError``, so it is counted
+        and logged as a disconnect, like a reset on a stream."""
+        try:
+            self.RequestHandlerClass(request, client_address, self)
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            if exc.filename is not None or getattr(self, "socket_type", None) != socket.SOCK_DGRAM:
+                raise  # a file the handler opened, or not a datagram reply
+            raise ConnectionAbortedError(
+                exc.errno,
+                f"client {format_address(client_address)} went away before "
+                f"the reply: {exc.strerror}",
+            ) from exc
 
     def shutdown_request(self, request: Any) -> None:
         """End the request at the protocol level, then close it."""
@@ -517,22 +531,6 @@ class UDPServer(TCPServer):
         else:  # pragma: no cover - recvmsg exists on every POSIX system
             data, client_address = self.socket.recvfrom(self.max_packet_size)
         return (data, self.socket), client_address
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """Run the handler. A reply to a Unix datagram client that closed its
-        socket (ECONNREFUSED) or removed its file (ENOENT) means the client
-        went away: that is re-raised as ``ConnectionAbortedError``, so it is
-        counted and logged as a disconnect, like a reset on a stream."""
-        try:
-            super().finish_request(request, client_address)
-        except (ConnectionRefusedError, FileNotFoundError) as exc:
-            if exc.filename is not None:
-                raise  # a file the handler opened, not the client's socket
-            raise ConnectionAbortedError(
-                exc.errno,
-                f"client {format_address(client_address)} went away before "
-                f"the reply: {exc.strerror}",
-            ) from exc
 
     def server_activate(self) -> None:
         """Nothing to do: a datagram socket does not listen."""

@@ -331,13 +331,15 @@ def test_unix_datagram_client_gone_before_the_reply_is_a_disconnect(
     caplog.set_level(logging.DEBUG, logger="sockserve")
     handler_class = LateReply if handler == "datagram-handler" else handler_for("io")
     server = cls(address_for(cls, sock_dir), handler_class)
+    # The client has gone before the server even reads its datagram (so no
+    # forked child can hold a copy of the client's socket either).
+    client = client_socket(cls, sock_dir)
+    path = client.getsockname()
+    client.sendto(b"io 200", server.server_address)
+    client.close()  # the reply's sendto then fails with ECONNREFUSED
+    if removes_file:
+        os.unlink(path)  # ... or with ENOENT
     with serving(server, poll_interval=0.05):
-        client = client_socket(cls, sock_dir)
-        path = client.getsockname()
-        client.sendto(b"io 200", server.server_address)
-        client.close()  # gone before the reply (sendto then fails: ECONNREFUSED)
-        if removes_file:
-            os.unlink(path)  # ... or ENOENT
         assert wait_until(lambda: server.stats.disconnects == 1), server.stats.snapshot()
         assert exchange(cls, server.server_address, b"io 1", sock_dir) == b"io 1" + (
             b"\n" if handler == "workload" else b""
