@@ -302,7 +302,7 @@ class PreForkMixIn:
                 self._spawn_worker()
 
     def _stop_workers(self) -> None:
-        """Tell workers to stop accepting (EOF on the stop pipe), wait for
+        """Tell workers to stop accepting (the stop pipe turns readable), wait for
         their current requests until ``_stop_deadline`` (None: for as long as
         they take), then SIGTERM and SIGKILL what is left."""
         reports, stop = self._pipes
