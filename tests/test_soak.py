@@ -3,7 +3,8 @@
 Marked ``slow``: the default run leaves it out (``-m 'not slow'``). Run it
 with::
 
-    SOCKSERVE_SOAK_SECONDS=300 .venv/bin/python -m pytest tests/test_soak.py -m slow -s
+    SOCKSERVE_SOAK_SECONDS=300 .venv/bin/python -m pytest tests/test_soak.py -m slow -s \
+        -o faulthandler_timeout=0
 
 Every server class of ``sockserve.__all__`` serves the ``io`` workload at the
 same time, each driven by two client threads for ``SOCKSERVE_SOAK_SECONDS``
@@ -13,7 +14,8 @@ connection, byte-at-a-time) with misbehaviour (binary garbage, oversized
 lines and datagrams, resets mid-request). At the end: every request a client
 made was answered or counted by the client as an error; every request a
 server accepted ended with a counted outcome; threads, descriptors and child
-processes are back to their baseline. ``-s`` prints the figures.
+processes are back to their baseline. ``-s`` prints the figures
+(``faulthandler_timeout=0``: the suite's 120 s hang dump would fire mid-soak).
 """
 
 from __future__ import annotations
