@@ -326,8 +326,38 @@ def test_a_handler_that_exits_the_serving_thread_is_reported_and_cleaned_up() ->
         ask(model, b"bye\n")
         assert wait_for(lambda: model.status().state == "failed")
         assert "sys.exit(3)" in model.status().line()
-        assert model not in registry.tracked()
+        assert wait_for(lambda: model not in registry.tracked())
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
     finally:
+        model.stop()
+
+
+def test_stop_is_bounded_when_a_handler_thread_never_ends() -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Stuck(sockserve.StreamRequestHandler):
+        def handle(self) -> None:
+            self.rfile.readline()
+            release.wait(30)
+
+    model = ServerModel("threading", handler=Stuck)
+    model.stop_timeout = 0.5
+    model.start()
+    port = model.address[1]
+    try:
+        with socket.create_connection(model.address, timeout=10) as sock:
+            sock.sendall(b"x\n")
+            assert wait_for(lambda: model.status().active == 1)
+            began = time.monotonic()
+            model.stop()
+            assert time.monotonic() - began < 5
+        status = model.status()
+        assert status.state == "failed" and "did not finish" in status.message
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        release.set()
         model.stop()

@@ -29,6 +29,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,8 @@ class ServerModel:
 
     Tuning: ``child_timeout`` (30 s) bounds how long a forked child may run;
     ``stop_grace`` (2 s) is how long :meth:`stop` waits for children before
-    it kills them.
+    it kills them; ``stop_timeout`` (10 s) bounds each step of :meth:`stop`
+    (a handler thread stuck forever cannot hang the kernel's Stop or exit).
 
     Errors raised by the handler are reported in one line each
     (:meth:`errors`), never as a traceback on the notebook: the lab's server
@@ -141,6 +143,7 @@ class ServerModel:
 
     child_timeout: float = 30.0
     stop_grace: float = 2.0
+    stop_timeout: float = 10.0
 
     def __init__(
         self,
@@ -269,23 +272,37 @@ class ServerModel:
         if server is None:
             registry.untrack(self)
             return
+        stuck: list[str] = []
         try:
-            server.shutdown()
-            if thread is not None:
-                thread.join(10)
+            if not _bounded(server.shutdown, self.stop_timeout):
+                stuck.append("the serving loop")
+            elif thread is not None:
+                thread.join(self.stop_timeout)
         finally:
-            self._release(server)
+            self._release(server, stuck)
 
-    def _release(self, server: Any) -> None:
-        """End children, close the server, its pipe and its temp dir."""
+    def _release(self, server: Any, stuck: list[str] | None = None) -> None:
+        """End children, close the server, its pipe and its temp dir; never
+        waits longer than about ``stop_timeout`` for any step."""
+        stuck = [] if stuck is None else stuck
         try:
             self._end_children(server)
-            server.server_close()
+            if not _bounded(server.server_close, self.stop_timeout):
+                stuck.append("a handler")
+                sock = getattr(server, "socket", None)
+                if sock is not None:
+                    sock.close()  # free the port even so
         finally:
             self.poll_errors()
             with self._lock:
                 self._close_events()
                 self._remove_tempdir()
+                if stuck:
+                    self._failed = True
+                    self._message = (
+                        f"Stopped, but {' and '.join(stuck)} did not finish within "
+                        f"{self.stop_timeout:g} s (a handler may be stuck); the port is released."
+                    )
             registry.untrack(self)
 
     def _end_children(self, server: Any) -> None:
@@ -376,6 +393,23 @@ class ServerModel:
 
     def __repr__(self) -> str:
         return f"<ServerModel {self.status().line()}>"
+
+
+def _bounded(action: Callable[[], object], seconds: float) -> bool:
+    """Run *action* in a daemon thread; True if it ended within *seconds*.
+    (A thread cannot be killed: one that never ends is left behind.)"""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException:
+            pass  # the caller reports what did not finish, not how
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="sockserve-lab-stop", daemon=True).start()
+    return done.wait(seconds)
 
 
 def _report_handler_error(self: Any, request: Any, client_address: Any) -> None:
