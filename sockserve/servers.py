@@ -262,6 +262,16 @@ class BaseServer:
             self.shutdown_request(request)
 
     def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno == errno.EBADF:
+            # server_close() ran while serve_forever() was still running: the
+            # socket is gone and would stay "ready" forever; stop, do not spin.
+            log.warning(
+                "%s was closed while serve_forever() was running; the loop stops "
+                "(call shutdown() before server_close())",
+                type(self).__name__,
+            )
+            self._request_stop()
+            return
         if exc.errno not in RESOURCE_ERRNOS:
             # Another process took the connection first, or the client gave
             # up before we accepted: nothing to do.

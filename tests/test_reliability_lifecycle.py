@@ -202,6 +202,29 @@ def test_prefork_shutdown_is_not_held_up_by_another_servers_workers() -> None:
         assert exchange(sockserve.PreForkTCPServer, second.server_address, b"still") == b"still"
 
 
+@pytest.mark.parametrize(
+    "cls", [c for c in ALL_CLASSES if not issubclass(c, sockserve.PreForkMixIn)], ids=class_id
+)
+def test_server_close_while_serving_ends_the_loop_instead_of_spinning(
+    cls: type, sock_dir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A notebook classic: server_close() without shutdown() first."""
+    server = cls(address_for(cls, sock_dir), Echo)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    loop.start()
+    try:
+        assert wait_until(lambda: server.state is sockserve.ServerState.SERVING)
+        server.server_close()
+        loop.join(10)
+        assert not loop.is_alive(), "serve_forever kept running on a closed socket"
+        assert server.state is sockserve.ServerState.CLOSED
+        assert any("closed while serve_forever() was running" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        server.shutdown()
+        loop.join(10)
+
+
 DRAINABLE = STREAM_CONCURRENT + [sockserve.PreForkTCPServer]
 
 
