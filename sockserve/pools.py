@@ -33,6 +33,7 @@ import select
 import selectors
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -170,6 +171,33 @@ _STARTED, _FINISHED, _REJECTED = 0, 1, 2
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
+def _blank_inherited_sockets(keep: int) -> None:
+    """In a new worker: point every socket descriptor it inherited, except
+    *keep* (the listening socket), at /dev/null.
+
+    The parent may hold client connections or other servers' sockets; a copy
+    kept open here would stop the other end from ever seeing EOF. The numbers
+    stay taken (dup2, not close), so a socket object that is collected later
+    closes only its /dev/null stand-in, never a descriptor reused since.
+    """
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in fds:
+            if fd in (keep, null):
+                continue
+            try:
+                if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    os.dup2(null, fd, inheritable=False)
+            except OSError:
+                pass  # closed meanwhile (the listdir descriptor itself)
+    finally:
+        os.close(null)
+
+
 class PreForkMixIn:
     """Serve from ``workers`` processes forked once, at the start of
     ``serve_forever`` (POSIX, stream servers only).
@@ -194,6 +222,11 @@ class PreForkMixIn:
     report each request's start and outcome through a pipe, so the parent's
     ``server.stats`` counts them; ``stats.children`` is the live workers.
     Workers ignore SIGINT (Ctrl-C reaches the parent, which stops them).
+
+    Resource handling: a worker keeps only the listening socket of the
+    sockets it inherits; the others (say, client connections the parent
+    process holds) are pointed at /dev/null, so that closing them in the
+    parent really closes them.
     """
 
     workers: int = 4
@@ -377,8 +410,7 @@ class PreForkMixIn:
             os.close(reports[0])
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            for sock in server._wakeup or ():
-                sock.close()  # the parent's; never take its lock here
+            _blank_inherited_sockets(keep=server.socket.fileno())
             _own_std_streams()
             listener = server.socket
             listener.setblocking(False)
