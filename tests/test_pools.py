@@ -285,3 +285,19 @@ def test_forking_max_children_is_a_real_bound(connect: Any) -> None:
     snap = server.stats.snapshot()
     assert snap["peak_children"] == 2
     assert snap["children"] == 0
+
+
+@pytest.mark.parametrize("cls", PREFORK_CLASSES, ids=class_id)
+def test_prefork_workers_keep_no_copy_of_the_parents_sockets(cls: type, sock_dir: str) -> None:
+    mine, peer = socket.socketpair()  # open in this process when the workers fork
+    try:
+        server = cls(address_for(cls, sock_dir), WhoHandler)
+        with serving(server, poll_interval=0.05):
+            assert wait_until(lambda: len(server.worker_pids) == cls.workers)
+            mine.close()
+            peer.settimeout(5)
+            assert peer.recv(1) == b""  # EOF: no worker holds a copy of `mine`
+            exchange(cls, server.server_address, b"hi\n", sock_dir)  # still serving
+    finally:
+        mine.close()
+        peer.close()
