@@ -21,7 +21,8 @@ PNG = b"\x89PNG"
 # before the per-test descriptor check starts counting.
 from sockserve.lab import figures  # noqa: E402
 
-figures.blank_png("warm-up")
+for _title in ("latency", "threads and children", "comparison"):
+    figures.blank_png(_title)  # the panels' placeholders, drawn once and kept
 
 
 def wait_for(predicate: Any, seconds: float = 20.0) -> bool:

@@ -13,6 +13,7 @@ the same function the notebooks and the command line use.
 
 from __future__ import annotations
 
+import functools
 import gc
 import io
 import sys
@@ -61,8 +62,10 @@ def release_fonts() -> None:
         gc.collect()  # the fonts sit in reference cycles
 
 
+@functools.lru_cache(maxsize=16)
 def blank_png(title: str) -> bytes:
-    """An empty plot with a title, shown before any data arrives."""
+    """An empty plot with a title, shown before any data arrives (drawn
+    once per title: a new panel opens no font files)."""
     fig = _figure()
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=10)

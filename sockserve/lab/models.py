@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import format_address
+from ..lifecycle import ServerState
 from ..stats import CLIENT_GONE
 from . import registry
 
@@ -251,7 +252,15 @@ class ServerModel:
                 target=self._serve, args=(server,), name="sockserve-lab-server", daemon=True
             )
             self._thread.start()
-            return self.status()
+        # Return once the loop serves: a pre-forking server forks its workers
+        # first, and a worker forked while a client of this process is
+        # connected would hold a copy of that client's socket.
+        deadline = time.monotonic() + self.stop_timeout
+        while server.state is not ServerState.SERVING and time.monotonic() < deadline:
+            if self._server is not server:
+                break  # the loop failed at once
+            time.sleep(0.005)
+        return self.status()
 
     def _serve(self, server: Any) -> None:
         try:
@@ -292,6 +301,7 @@ class ServerModel:
                 sock = getattr(server, "socket", None)
                 if sock is not None:
                     sock.close()  # free the port even so
+            _kill_leftovers(server)
         finally:
             self.poll_errors()
             with self._lock:
@@ -393,6 +403,30 @@ class ServerModel:
 
     def __repr__(self) -> str:
         return f"<ServerModel {self.status().line()}>"
+
+
+def _kill_leftovers(server: Any) -> None:
+    """SIGKILL and reap any child process the server still has (forked
+    children, pre-forked workers) after its own shutdown gave up."""
+    pids = set(getattr(server, "active_children", None) or ()) | set(
+        getattr(server, "worker_pids", None) or ()
+    )
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid  # reaped by the server meanwhile
+            if done:
+                pids.discard(pid)
+        if pids:
+            time.sleep(0.01)
 
 
 def _bounded(action: Callable[[], object], seconds: float) -> bool:
