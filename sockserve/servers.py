@@ -36,13 +36,11 @@ Where sockserve differs from the standard library, on purpose:
 from __future__ import annotations
 
 import errno
-import logging
 import selectors
 import socket
 import sys
 import threading
 import time
-import traceback
 from typing import Any, cast
 
 from . import socketfiles
@@ -53,7 +51,14 @@ from .stats import CLIENT_GONE, Outcome, ServerStats, outcome_of
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
-log = logging.getLogger("sockserve")
+
+
+def _log() -> Any:
+    """The "sockserve" logger, imported on first use: logging is not needed
+    on the hot path, and a smaller process forks faster."""
+    import logging
+
+    return logging.getLogger("sockserve")
 
 # poll() scales better than select() and, unlike epoll, costs no extra
 # descriptor to create, which matters when descriptors run out.
@@ -265,7 +270,7 @@ class BaseServer:
         if exc.errno == errno.EBADF:
             # server_close() ran while serve_forever() was still running: the
             # socket is gone and would stay "ready" forever; stop, do not spin.
-            log.warning(
+            _log().warning(
                 "%s was closed while serve_forever() was running; the loop stops "
                 "(call shutdown() before server_close())",
                 type(self).__name__,
@@ -278,7 +283,7 @@ class BaseServer:
             return
         self.stats.note_accept_error()
         if not self._accept_backoff:
-            log.warning(
+            _log().warning(
                 "%s cannot accept a connection: %s (%s); pausing accept() and "
                 "retrying until descriptors or memory free up",
                 type(self).__name__,
@@ -364,7 +369,7 @@ class BaseServer:
         """
         exc = sys.exc_info()[1]
         if isinstance(exc, CLIENT_GONE + (TimeoutError,)):
-            log.debug(
+            _log().debug(
                 "client %s went away: %s: %s",
                 format_address(client_address),
                 type(exc).__name__,
@@ -379,6 +384,8 @@ class BaseServer:
             f"{format_address(client_address)}; the server goes on serving.",
             file=sys.stderr,
         )
+        import traceback  # only when something went wrong
+
         traceback.print_exc()
         print(rule, file=sys.stderr)
 
