@@ -125,21 +125,48 @@ class ThreadingMixIn:
         self._threads.join()
 
 
-def _own_std_streams() -> None:
-    """Give a newly forked child fresh ``sys.stdout``/``sys.stderr`` on fds 1/2.
+class _ForkedStdStream:
+    """What a forked child gets as ``sys.stdout``/``sys.stderr``.
 
     The inherited stream objects may hold a lock that another thread of the
     parent owned at the moment of fork() (a buffered file's lock, Jupyter's
-    OutStream buffer lock): the child would wait for it forever. New file
-    objects on the same descriptors have no such state, and the output still
-    goes where the parent's descriptors point (a terminal, or the pipe that
-    ipykernel forwards to the notebook)."""
-    for name, fd in (("stdout", 1), ("stderr", 2)):
-        try:
-            stream = open(fd, "w", buffering=1, errors="backslashreplace", closefd=False)
-        except OSError:
-            stream = open(os.devnull, "w")
-        setattr(sys, name, stream)
+    OutStream buffer lock): the child would wait for it forever. This
+    stand-in opens a fresh file on the same descriptor (1 or 2) the first
+    time the child writes, so output still goes where the parent's
+    descriptors point (a terminal, or the pipe ipykernel forwards to the
+    notebook), and a child that prints nothing pays nothing for it.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._stream: Any = None
+
+    def _open(self) -> Any:
+        if self._stream is None:
+            try:
+                self._stream = open(
+                    self._fd, "w", buffering=1, errors="backslashreplace", closefd=False
+                )
+            except OSError:
+                self._stream = open(os.devnull, "w")
+        return self._stream
+
+    def write(self, text: str) -> int:
+        return int(self._open().write(text))
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._open(), name)
+
+
+def _own_std_streams() -> None:
+    """Give a newly forked child its own ``sys.stdout``/``sys.stderr``
+    (see :class:`_ForkedStdStream`)."""
+    sys.stdout = _ForkedStdStream(1)
+    sys.stderr = _ForkedStdStream(2)
 
 
 # A child reports (pid, outcome, seconds) in one write of 13 bytes: far below
@@ -192,38 +219,50 @@ class ForkingMixIn:
             return
         while len(self.active_children) >= self.max_children:
             self._reap(wait=True)
-        flags = 0 if blocking else os.WNOHANG
-        for pid in list(self.active_children):
-            self._wait_for(pid, flags)
-        self._read_reports()
+        self._reap_some(0 if blocking else os.WNOHANG)
 
-    def _wait_for(self, pid: int, flags: int) -> bool:
-        """waitpid one child; True if it is gone."""
+    def _reap_some(self, flags: int) -> bool:
+        """waitpid each live child once (with *flags*); True if any ended.
+
+        A child writes its report just before it exits, so the report pipe is
+        read only when something was reaped: the reaped children's reports are
+        then all there, and a reaped child without one died unfinished.
+        """
         assert self.active_children is not None
-        try:
-            done, _ = os.waitpid(pid, flags)
-        except ChildProcessError:
-            done = pid  # already reaped elsewhere
-        except InterruptedError:
+        gone = []
+        for pid in list(self.active_children):
+            try:
+                done, _ = os.waitpid(pid, flags)
+            except ChildProcessError:
+                done = pid  # already reaped elsewhere
+            except InterruptedError:
+                continue
+            if done:
+                self.active_children.discard(pid)
+                gone.append(pid)
+        if not gone:
             return False
-        if done:
-            self.active_children.discard(pid)
-            self._child_gone(pid)
-            return True
-        return False
+        stats = getattr(self, "stats")
+        stats.set_children(len(self.active_children))
+        self._read_reports()
+        pending = self._pending
+        for pid in gone:
+            if pending is not None and pid in pending:
+                began = pending.pop(pid)
+                getattr(self, "_inflight").discard(pid)
+                stats.request_finished(Outcome.ABORTED, time.perf_counter() - began)
+        return True
 
     def _reap(self, wait: bool) -> bool:
         """Reap children that have ended; if none had and *wait*, wait a
         little (on the report pipe) for one to end. True if any was reaped."""
         assert self.active_children is not None
-        reaped = False
-        for pid in list(self.active_children):
-            reaped = self._wait_for(pid, os.WNOHANG) or reaped
-        if reaped or not wait or not self.active_children:
-            return reaped
-        # A child writes its report just before it exits, so a readable pipe
-        # means a child is about to be reapable; the timeout covers children
-        # that die without reporting (killed by a signal).
+        if self._reap_some(os.WNOHANG):
+            return True
+        if not wait or not self.active_children:
+            return False
+        # A readable pipe means a child is about to exit; the timeout covers
+        # children that die without reporting (killed by a signal).
         if self._reports is not None:
             select.select([self._reports[0]], [], [], 0.05)
             self._read_reports()
@@ -231,34 +270,26 @@ class ForkingMixIn:
             time.sleep(0.01)
         return False
 
-    def _child_gone(self, pid: int) -> None:
-        stats = getattr(self, "stats")
-        stats.set_children(len(self.active_children or ()))
-        self._read_reports()
-        pending = self._pending
-        if pending is not None and pid in pending:
-            # Reaped without a report: the child died before finishing.
-            began = pending.pop(pid)
-            getattr(self, "_inflight").discard(pid)
-            stats.request_finished(Outcome.ABORTED, time.perf_counter() - began)
-
     def _read_reports(self) -> None:
         if self._reports is None:
             return
-        try:
-            data = os.read(self._reports[0], _REPORT.size * 512)
-        except BlockingIOError:
-            return
+        size = _REPORT.size * 512
         stats = getattr(self, "stats")
         pending = self._pending or {}
-        usable = len(data) - len(data) % _REPORT.size
-        for pid, outcome, seconds in _REPORT.iter_unpack(data[:usable]):
-            if pending.pop(pid, None) is not None:
-                if getattr(self, "_inflight").discard(pid):
-                    outcome = Outcome.ABORTED  # drain() cut it off
-                stats.request_finished(Outcome(outcome), seconds)
-        if len(data) == _REPORT.size * 512:
-            self._read_reports()
+        inflight = getattr(self, "_inflight")
+        while True:
+            try:
+                data = os.read(self._reports[0], size)
+            except BlockingIOError:
+                return
+            usable = len(data) - len(data) % _REPORT.size
+            for pid, outcome, seconds in _REPORT.iter_unpack(data[:usable]):
+                if pending.pop(pid, None) is not None:
+                    if inflight.discard(pid):
+                        outcome = Outcome.ABORTED  # drain() cut it off
+                    stats.request_finished(Outcome(outcome), seconds)
+            if len(data) < size:
+                return
 
     def handle_timeout(self) -> None:
         """Reap children while ``handle_request()`` is idle."""
@@ -330,8 +361,8 @@ class ForkingMixIn:
 
     def _drain_wait(self, seconds: float) -> None:
         """drain(): reap children that ended, waiting on the report pipe."""
-        for pid in list(self.active_children or ()):
-            self._wait_for(pid, os.WNOHANG)
+        if self.active_children:
+            self._reap_some(os.WNOHANG)
         if self._reports is not None:
             select.select([self._reports[0]], [], [], max(seconds, 0.0))
         self._read_reports()

@@ -36,11 +36,13 @@ Where sockserve differs from the standard library, on purpose:
 from __future__ import annotations
 
 import errno
+import logging
 import selectors
 import socket
 import sys
 import threading
 import time
+import traceback
 from typing import Any, cast
 
 from . import socketfiles
@@ -53,11 +55,10 @@ __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
 
 
-def _log() -> Any:
-    """The "sockserve" logger, imported on first use: logging is not needed
-    on the hot path, and a smaller process forks faster."""
-    import logging
-
+def _log() -> logging.Logger:
+    """The "sockserve" logger. (logging and traceback are imported up front on
+    purpose: importing a module opens files, which fails exactly when a
+    server is out of descriptors and has something to report.)"""
     return logging.getLogger("sockserve")
 
 # poll() scales better than select() and, unlike epoll, costs no extra
@@ -384,8 +385,6 @@ class BaseServer:
             f"{format_address(client_address)}; the server goes on serving.",
             file=sys.stderr,
         )
-        import traceback  # only when something went wrong
-
         traceback.print_exc()
         print(rule, file=sys.stderr)
 
