@@ -70,11 +70,16 @@ class InFlight:
     ``aborted`` keys stay marked until their owner calls ``discard``, so the
     owner can record the request as aborted whatever its handler did next.
 
-    Thread safety: every method may be called from any thread.
+    Thread safety: every method may be called from any thread. Cost: every
+    request passes through ``add`` and ``discard``, so they take the plain
+    lock (no Python-level Condition calls) and wake a waiter only when
+    ``wait_empty`` has one.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiters = 0
         self._live: dict[Any, Any] = {}
         self._cut: dict[Any, Any] = {}
         self.started = 0
@@ -82,24 +87,26 @@ class InFlight:
         self.aborted = 0
 
     def add(self, key: Any, item: Any) -> None:
-        with self._cond:
+        with self._lock:
             self._live[key] = item
             self.started += 1
 
     def discard(self, key: Any) -> bool:
         """The request under *key* has ended; True if it had been aborted."""
-        with self._cond:
-            if self._cut.pop(key, None) is not None:
+        with self._lock:
+            if self._cut and self._cut.pop(key, None) is not None:
                 return True
             if key in self._live:
                 del self._live[key]
                 self.ended += 1
-                if not self._live:
+                if self._waiters and not self._live:
                     self._cond.notify_all()
             return False
 
     def is_aborted(self, key: Any) -> bool:
-        with self._cond:
+        if not self._cut:  # the common case; reading a dict's size is atomic
+            return False
+        with self._lock:
             return key in self._cut
 
     def abort_all(self) -> list[Any]:
@@ -117,15 +124,19 @@ class InFlight:
     def wait_empty(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for no request to be live."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._live, max(timeout, 0.0))
+            self._waiters += 1
+            try:
+                return self._cond.wait_for(lambda: not self._live, max(timeout, 0.0))
+            finally:
+                self._waiters -= 1
 
     def counts(self) -> tuple[int, int, int]:
         """(started, ended, aborted) so far, at one instant."""
-        with self._cond:
+        with self._lock:
             return self.started, self.ended, self.aborted
 
     def __len__(self) -> int:
-        with self._cond:
+        with self._lock:
             return len(self._live)
 
 

@@ -141,10 +141,11 @@ class BaseServer:
                     ready = selector.select(poll_interval)
                     if self._shutdown_request:
                         break
-                    if any(key is listening for key, _ in ready):
-                        self._handle_request_noblock()
-                        if self._accept_backoff:
-                            self._sleep_unless_woken(wake, self._accept_backoff)
+                    for key, _events in ready:
+                        if key is listening:
+                            self._handle_request_noblock()
+                            if self._accept_backoff:
+                                self._sleep_unless_woken(wake, self._accept_backoff)
                     self.service_actions()
         finally:
             self._shutdown_request = False
@@ -248,7 +249,7 @@ class BaseServer:
     def _handle_request_noblock(self) -> None:
         """Take one request that is known to be waiting and handle it."""
         try:
-            request, client_address = cast(Any, self).get_request()
+            request, client_address = self.get_request()  # type: ignore[attr-defined]
         except OSError as exc:
             self._accept_failed(exc)
             return
