@@ -361,3 +361,16 @@ def test_stop_is_bounded_when_a_handler_thread_never_ends() -> None:
     finally:
         release.set()
         model.stop()
+
+
+def test_binding_beyond_loopback_is_flagged_in_plain_words() -> None:
+    from sockserve.lab.models import ServerStatus, exposure_warning
+
+    assert exposure_warning("127.0.0.1") == ""
+    assert exposure_warning("::1") == ""
+    assert exposure_warning("localhost") == ""
+    assert exposure_warning("") == ""  # the panel's default
+    warning = exposure_warning("0.0.0.0")
+    assert "0.0.0.0" in warning and "other machines" in warning and "127.0.0.1" in warning
+    status = ServerStatus("running", "threading", "echo", "0.0.0.0:8000", 0, 0, 0, 0, 0, "", warning)
+    assert status.line().endswith("Warning: " + warning)

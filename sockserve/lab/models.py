@@ -110,6 +110,7 @@ class ServerStatus:
     children: int
     errors: int
     message: str  # the last problem, in plain words ("" when none)
+    warning: str = ""  # e.g. bound beyond loopback ("" when none)
 
     def line(self) -> str:
         """The status line: address, state and counters."""
@@ -117,11 +118,24 @@ class ServerStatus:
             return f"{self.kind} ({self.workload}): not running. {self.message}"
         if self.state != "running":
             return f"{self.kind} ({self.workload}): stopped. Press Start."
-        return (
+        text = (
             f"{self.kind} ({self.workload}) serving on {self.address}: "
             f"requests {self.requests}, active {self.active}, threads {self.threads}, "
             f"children {self.children}, errors {self.errors}"
         )
+        return f"{text}. Warning: {self.warning}" if self.warning else text
+
+
+def exposure_warning(host: str) -> str:
+    """A plain-words warning when *host* is not loopback-only, else ""."""
+    from ..kinds import is_loopback
+
+    if is_loopback(host or "127.0.0.1"):
+        return ""
+    return (
+        f"bound to {host}, so other machines can reach this server; "
+        "use 127.0.0.1 to keep it on this machine"
+    )
 
 
 class ServerModel:
@@ -169,6 +183,7 @@ class ServerModel:
         self._events: tuple[int, int] | None = None
         self._tempdir: str | None = None
         self._message = ""
+        self._warning = ""
         self._errors: list[str] = []
         self._partial = b""
         self._failed = False
@@ -222,6 +237,7 @@ class ServerModel:
             children=int(snap.get("children", 0)),
             errors=int(snap.get("errors", 0)),
             message=self._message,
+            warning=self._warning if server is not None else "",
         )
 
     def errors(self) -> list[str]:
@@ -247,6 +263,7 @@ class ServerModel:
                 self._message, self._failed = describe_error(exc), True
                 return self.status()
             self._server = server
+            self._warning = "" if isinstance(server.server_address, str) else exposure_warning(self.host)
             registry.track(self)
             self._thread = threading.Thread(
                 target=self._serve, args=(server,), name="sockserve-lab-server", daemon=True
