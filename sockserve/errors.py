@@ -43,9 +43,16 @@ def format_address(address: Any) -> str:
     return repr(address)
 
 
-def _advice(code: int | None, where: str, family: int) -> str | None:
+def _advice(code: int | None, where: str, family: int, listening: bool | None) -> str | None:
     unix = family == getattr(socket, "AF_UNIX", object())
     if code == errno.EADDRINUSE:
+        if not unix and listening is False:
+            return (
+                f"{where} is still in use (EADDRINUSE) although no server listens "
+                "there: connections of a server that stopped moments ago wait in "
+                "TIME_WAIT for about a minute; set allow_reuse_address = True on the "
+                "server class (the old one too, on Linux), or pass port 0 for a free port"
+            )
         if unix:
             return (
                 f"{where} is already in use (EADDRINUSE): a file exists at that "
@@ -86,11 +93,15 @@ def _advice(code: int | None, where: str, family: int) -> str | None:
     return None
 
 
-def explain_bind_error(exc: OSError, address: Any, family: int) -> OSError:
+def explain_bind_error(
+    exc: OSError, address: Any, family: int, listening: bool | None = None
+) -> OSError:
     """Return an error like *exc* whose message tells the reader what to do.
 
     The result is of the same type as *exc* and carries the same ``errno``;
-    errors this module has no advice for come back unchanged.
+    errors this module has no advice for come back unchanged. *listening*
+    (for EADDRINUSE) says whether a server was found listening on the
+    address: False means the port is held only by connections in TIME_WAIT.
     """
     where = format_address(address)
     if isinstance(exc, socket.gaierror):
@@ -100,7 +111,7 @@ def explain_bind_error(exc: OSError, address: Any, family: int) -> OSError:
             f"machine can resolve ({exc.strerror}); use 127.0.0.1 for loopback only"
         )
         return socket.gaierror(exc.errno, message)
-    text = _advice(exc.errno, where, family)
+    text = _advice(exc.errno, where, family, listening)
     if text is None:
         return exc
     # OSError(errno, text) picks the matching subclass (PermissionError for

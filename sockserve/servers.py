@@ -406,6 +406,33 @@ class BaseServer:
         )
 
 
+def _someone_listens(address: Any, family: int) -> bool | None:
+    """After EADDRINUSE: does a server listen on *address*? Probed with one
+    connect() over loopback only (a wildcard host is probed on loopback);
+    None when the address is not loopback, so nothing is sent anywhere."""
+    import ipaddress
+
+    host, port = address[0], address[1]
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+    host = wildcard.get(host, host)
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        return None if host != "localhost" else _someone_listens(("127.0.0.1", port), family)
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect((host, port))
+    except ConnectionRefusedError:
+        return False
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return True
+
+
 def _socket_timeout(server: BaseServer) -> float | None:
     sock = getattr(server, "socket", None)
     return sock.gettimeout() if sock is not None else None
@@ -475,7 +502,12 @@ class TCPServer(BaseServer):
         try:
             self.socket.bind(self.server_address)
         except OSError as exc:
-            better = explain_bind_error(exc, self.server_address, self.address_family)
+            listening = None
+            if exc.errno == errno.EADDRINUSE and not unix:
+                listening = _someone_listens(self.server_address, self.address_family)
+            better = explain_bind_error(
+                exc, self.server_address, self.address_family, listening
+            )
             if better is exc:
                 raise
             raise better from None

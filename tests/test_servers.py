@@ -437,3 +437,19 @@ def test_client_reset_is_a_disconnect_not_a_traceback(
     assert server.stats.errors == 0
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG and "went away" in r.getMessage()]
     assert len(debug) == 1
+
+
+def test_port_held_only_by_time_wait_says_so() -> None:
+    # A server that closes its connections first leaves them in TIME_WAIT;
+    # rebinding without SO_REUSEADDR then fails although nothing listens.
+    server = sockserve.TCPServer((HOST, 0), LineEcho)
+    with serving(server, poll_interval=0.01):
+        for _ in range(3):
+            assert exchange(sockserve.TCPServer, server.server_address, b"x\n") == b"x\n"
+    port = server.server_address[1]
+    with pytest.raises(OSError) as info:
+        sockserve.TCPServer((HOST, port), LineEcho)
+    assert info.value.errno == errno.EADDRINUSE
+    message = str(info.value)
+    assert "no server listens" in message and "TIME_WAIT" in message
+    assert "allow_reuse_address = True" in message
