@@ -15,27 +15,25 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    assert_widgets_rendered,
+    jupyterlab,
+    need_browser,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.allow_leaks, pytest.mark.timeout(240)]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.path.join(ROOT, "test-artifacts", "browser")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 
 CELLS = [
     "from sockserve.lab import ServerPanel, TrafficPanel, ComparePanel, stop_all",
@@ -45,25 +43,10 @@ CELLS = [
 ]
 
 
-def _need_browser() -> None:
-    if os.path.exists(CHROMIUM):
-        return
-    reason = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if os.environ.get("SOCKSERVE_REQUIRE_BROWSER") == "1":
-        pytest.fail(reason + " and SOCKSERVE_REQUIRE_BROWSER=1")
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def lab() -> Iterator[str]:
     """JupyterLab serving a temp dir holding lab.ipynb; yields its base URL."""
-    _need_browser()
+    need_browser()
     import nbformat
 
     home = tempfile.mkdtemp(prefix="sockserve-lab-browser-")
@@ -71,60 +54,11 @@ def lab() -> Iterator[str]:
     notebook.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, os.path.join(home, "lab.ipynb"))
-    port = _free_port()
-    env = dict(os.environ)
-    env.pop("PYTEST_CURRENT_TEST", None)
-    env.update(
-        PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
-        JUPYTER_RUNTIME_DIR=os.path.join(home, ".runtime"),
-        JUPYTERLAB_WORKSPACES_DIR=os.path.join(home, ".workspaces"),
-        JUPYTERLAB_SETTINGS_DIR=os.path.join(home, ".settings"),
-    )
-    log = open(os.path.join(home, "lab.log"), "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-            "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-            "--IdentityProvider.token=", "--ServerApp.password=",
-            f"--ServerApp.root_dir={home}", "--LabApp.expose_app_in_browser=True",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
-        cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/api/status", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    with open(os.path.join(home, "lab.log"), "rb") as f:
-                        raise RuntimeError("JupyterLab did not start:\n" + f.read().decode()[-3000:])
-                time.sleep(0.3)
-        yield url
+        with jupyterlab(home, home) as url:
+            yield url
     finally:
-        proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
         shutil.rmtree(home, ignore_errors=True)
-
-
-def _outputs_text(page: Any) -> str:
-    return str(page.locator(".jp-OutputArea").all_inner_texts())
-
-
-def _assert_widgets_rendered(page: Any) -> None:
-    text = _outputs_text(page)
-    assert "Loading widget" not in text, text[:2000]
-    assert not re.search(r"\b(VBox|HBox|ServerPanel|TrafficPanel|ComparePanel)\(", text), text[:2000]
 
 
 def _image(page: Any, panel: str, index: int = 0) -> str:
@@ -159,7 +93,7 @@ def test_panels_in_jupyterlab(lab: str) -> None:
             )
             for panel in (server, traffic, compare):
                 expect(panel).to_be_visible(timeout=90_000)
-            _assert_widgets_rendered(page)
+            assert_widgets_rendered(page)
             shot(page, "1-panels")
 
             status = page.locator(".sockserve-status")
@@ -196,7 +130,7 @@ def test_panels_in_jupyterlab(lab: str) -> None:
 
             server.get_by_role("button", name="Stop").click()
             expect(status).to_have_attribute("data-state", "stopped")
-            _assert_widgets_rendered(page)
+            assert_widgets_rendered(page)
             shot(page, "6-stopped")
 
             # Running the server's cell again stops the server it made before.
@@ -219,7 +153,7 @@ def test_panels_in_jupyterlab(lab: str) -> None:
                 time.sleep(0.2)
             else:
                 pytest.fail(f"the first panel's server still listens on port {port}")
-            _assert_widgets_rendered(page)
+            assert_widgets_rendered(page)
             shot(page, "7-cell-rerun")
         finally:
             browser.close()

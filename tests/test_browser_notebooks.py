@@ -21,9 +21,6 @@ import glob
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -31,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _assert_widgets_rendered, _free_port, _need_browser
+from browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, assert_widgets_rendered, jupyterlab, need_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -109,7 +106,7 @@ def _api(url: str) -> Any:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[str]:
     """JupyterLab serving a stripped temporary copy of notebooks/; yields its base URL."""
-    _need_browser()
+    need_browser()
     home = tempfile.mkdtemp(prefix="sockserve-nb-browser-")
     root = os.path.join(home, "notebooks")
     shutil.copytree(
@@ -123,50 +120,10 @@ def lab() -> Iterator[str]:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "w", encoding="utf-8") as f:
             json.dump(values, f)
-    port = _free_port()
-    env = dict(os.environ)
-    env.pop("PYTEST_CURRENT_TEST", None)
-    env.update(
-        PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
-        JUPYTER_RUNTIME_DIR=os.path.join(home, ".runtime"),
-        JUPYTERLAB_WORKSPACES_DIR=os.path.join(home, ".workspaces"),
-        JUPYTERLAB_SETTINGS_DIR=settings,
-    )
-    log_path = os.path.join(home, "lab.log")
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-            "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-            "--IdentityProvider.token=", "--ServerApp.password=",
-            f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _api(url + "/api/status")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    with open(log_path, "rb") as f:
-                        raise RuntimeError("JupyterLab did not start:\n" + f.read().decode()[-3000:])
-                time.sleep(0.3)
-        yield url
+        with jupyterlab(home, root) as url:
+            yield url
     finally:
-        proc.send_signal(signal.SIGTERM)  # the server shuts any remaining kernels down
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -286,7 +243,7 @@ def test_notebook_runs_in_jupyterlab(lab: str, browser: Any, path: str) -> None:
         assert counts == list(range(1, len(counts) + 1)), f"{name}: cells ran out of order: {counts}"
         missing = sorted(expected_errors - errors)
         assert not missing, f"{name}: cell(s) {missing} are tagged raises-exception but showed no error"
-        _assert_widgets_rendered(page)
+        assert_widgets_rendered(page)
     finally:
         try:
             _shut_down_kernels(page, lab)
