@@ -103,6 +103,17 @@ def exchange(cls: type, address: Any, payload: bytes, sock_dir: str | None = Non
         return sock.recv(65536)
 
 
+def read_all(sock: socket.socket) -> bytes:
+    """Everything *sock* receives until EOF; a reset ends it like EOF."""
+    chunks = []
+    try:
+        while chunk := sock.recv(1024):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 

@@ -12,7 +12,7 @@ import pytest
 import sockserve
 from sockserve import DrainReport, StreamRequestHandler
 
-from conftest import class_id, serving
+from conftest import class_id, read_all, serving
 
 DRAIN_CLASSES = [
     sockserve.TCPServer,
@@ -60,16 +60,6 @@ def connect() -> Iterator[Callable[[Any, bytes], socket.socket]]:
     finally:
         for sock in opened:
             sock.close()
-
-
-def read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    try:
-        while chunk := sock.recv(1024):
-            chunks.append(chunk)
-    except ConnectionResetError:
-        pass
-    return b"".join(chunks)
 
 
 def make(cls: type, **attrs: Any) -> Any:

@@ -16,7 +16,7 @@ import sockserve
 from sockserve import StreamRequestHandler
 from sockserve.kinds import resolve_kind
 
-from conftest import address_for, class_id, client_socket, exchange, serving
+from conftest import address_for, class_id, client_socket, exchange, read_all, serving
 
 POOL_CLASSES = [
     getattr(sockserve, name)
@@ -126,16 +126,6 @@ def _connect(cls: type, address: Any, sock_dir: str) -> socket.socket:
     return sock
 
 
-def _read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    try:
-        while chunk := sock.recv(1024):
-            chunks.append(chunk)
-    except ConnectionResetError:
-        pass
-    return b"".join(chunks)
-
-
 @pytest.fixture
 def connect(sock_dir: str) -> Iterator[Callable[[type, Any], socket.socket]]:
     """Open client connections that are all closed when the test ends."""
@@ -177,10 +167,10 @@ def test_overflow_reject_closes_at_once_and_counts(
         assert wait_until(lambda: server.stats.accepted == 2)
         extra = [connect(cls, server.server_address) for _ in range(2)]
         for sock in extra:  # closed with no reply, before the gate opens
-            assert _read_all(sock) == b""
+            assert read_all(sock) == b""
         assert server.stats.overflows == 2
         gate.gate.set()
-        assert [_read_all(sock) for sock in clients] == [b"ok\n", b"ok\n"]
+        assert [read_all(sock) for sock in clients] == [b"ok\n", b"ok\n"]
         assert wait_until(lambda: server.stats.completed == 2)
     snap = server.stats.snapshot()
     assert (snap["accepted"], snap["completed"], snap["overflows"]) == (4, 2, 2)
@@ -202,7 +192,7 @@ def test_overflow_block_stops_accepting_then_serves_all(
         time.sleep(0.2)
         assert server.stats.accepted == 3
         gate.gate.set()
-        assert [_read_all(sock) for sock in clients] == [b"ok\n"] * 5
+        assert [read_all(sock) for sock in clients] == [b"ok\n"] * 5
         assert wait_until(lambda: server.stats.completed == 5)
     assert server.stats.overflows == 0
 
@@ -280,7 +270,7 @@ def test_forking_max_children_is_a_real_bound(connect: Any) -> None:
     server = Bounded(("127.0.0.1", 0), NapHandler)
     with serving(server, poll_interval=0.05):
         clients = [connect(sockserve.TCPServer, server.server_address) for _ in range(5)]
-        assert [_read_all(sock) for sock in clients] == [b"ok\n"] * 5
+        assert [read_all(sock) for sock in clients] == [b"ok\n"] * 5
         assert wait_until(lambda: server.stats.completed == 5)
     snap = server.stats.snapshot()
     assert snap["peak_children"] == 2
