@@ -160,6 +160,7 @@ hook_order = []  # your answer: hook names, in order
 
 check("arch-hook-order", hook_order)
 
+
 # %% [markdown]
 # **Exercise 2.** Write `CountingMixIn`: like `ThreadingMixIn`, it overrides `process_request` and nothing else; it
 # counts requests in `self.count` and still lets the server handle each one. The check combines it with

@@ -15,6 +15,7 @@ import socket
 import sockserve
 from sockserve.workbook import ask, background, leave_time_wait, lines, time_wait_sockets
 
+
 # %% [markdown]
 # ## 1. A small line protocol
 #
@@ -119,6 +120,7 @@ try:
 except OSError as exc:
     print("rebinding failed:", errno.errorcode[exc.errno])
 
+
 # %% [markdown]
 # That is the classic "I stopped my server and cannot restart it" error. The fix is the socket option
 # `SO_REUSEADDR`, which `TCPServer` sets in `server_bind()` when the class attribute `allow_reuse_address` is true
@@ -171,6 +173,7 @@ class UpperEcho(sockserve.StreamRequestHandler):
 
 check("tcp-upper-echo", UpperEcho)
 
+
 # %% [markdown]
 # **Exercise 2.** A line protocol: `ADD a b` answers the sum, `MUL a b` the product (integers, one per line), and
 # anything else a line starting with `ERR`. A bad line must not end the connection (hint: `int("two")` raises
@@ -183,6 +186,7 @@ class Calculator(sockserve.StreamRequestHandler):
 
 
 check("tcp-calculator", Calculator)
+
 
 # %% [markdown]
 # **Exercise 3.** Write `RestartableServer`, a `TCPServer` that can bind its port again right after an earlier

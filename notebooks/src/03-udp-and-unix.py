@@ -19,6 +19,7 @@ from sockserve.workbook import ask, ask_datagram, background, round_trip_seconds
 
 workdir = tempfile.mkdtemp(prefix="ss-lesson03-", dir="/tmp")   # for the Unix socket files
 
+
 # %% [markdown]
 # ## 1. One datagram, one request
 #
@@ -48,6 +49,7 @@ class Describe(sockserve.DatagramRequestHandler):
 with background(sockserve.UDPServer(("127.0.0.1", 0), Describe)) as server:
     print(ask_datagram(server.server_address, b"hi").decode())
 
+
 # %% [markdown]
 # ## 2. `max_packet_size` and truncation
 #
@@ -66,6 +68,7 @@ for cls in (sockserve.UDPServer, socketserver.UDPServer):
         seen = {size: int(ask_datagram(server.server_address, b"x" * size)) for size in (100, 8192, 8193, 20000)}
         truncated = server.stats.snapshot()["truncated"] if hasattr(server, "stats") else "not counted"
     print(f"{cls.__module__.split('.')[0]:12} sent -> seen: {seen}   truncated: {truncated}")
+
 
 # %% [markdown]
 # Both cut at 8192 bytes; sockserve also counts it (`server.stats.truncated`, read from the `MSG_TRUNC` flag of
@@ -163,6 +166,7 @@ class Reverse(sockserve.DatagramRequestHandler):
 
 check("udp-reverse", Reverse)
 
+
 # %% [markdown]
 # **Exercise 2.** Write `BigDatagramServer`, a `UDPServer` whose handlers see datagrams of up to 16 KiB whole.
 
@@ -172,6 +176,7 @@ class BigDatagramServer(sockserve.UDPServer):
 
 
 check("udp-big-datagrams", BigDatagramServer)
+
 
 # %% [markdown]
 # **Exercise 3.** `ask_unix` below sends a datagram to a Unix datagram server, but no reply ever comes back (the

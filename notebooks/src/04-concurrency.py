@@ -12,7 +12,7 @@
 # with other settings.
 
 # %%
-%matplotlib inline
+# %matplotlib inline
 import os
 
 import sockserve
@@ -138,6 +138,7 @@ class MyThreadingServer(sockserve.TCPServer, sockserve.ThreadingMixIn):
 
 
 check("concurrency-mixin-order", MyThreadingServer)
+
 
 # %% [markdown]
 # **Exercise 2.** Put the measurements into a model. Write `ideal_rps(kind, workload, clients, ms, cores)`: the

@@ -14,7 +14,7 @@
 # We measure each one on your machine.
 
 # %%
-%matplotlib inline
+# %matplotlib inline
 import socket
 import socketserver
 
@@ -151,6 +151,7 @@ check("measuring-percentile", percentile)
 # %% tags=["nbval-ignore-output"]
 if check("measuring-percentile", percentile):
     print({q: round(percentile(latencies, q), 2) for q in (50, 90, 99)}, "(from the closed loop above)")
+
 
 # %% [markdown]
 # **Exercise 2.** `BurstServer` derives from the standard library's `socketserver.TCPServer`. Make it serve a burst

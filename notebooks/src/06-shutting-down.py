@@ -73,6 +73,7 @@ for poll in (0.1, 0.25):
     ms = statistics.median(shutdown_latency(socketserver.TCPServer, poll_interval=poll, rounds=4)) * 1000
     print(f"socketserver, poll_interval={poll}: median shutdown {ms:6.1f} ms")
 
+
 # %% [markdown]
 # ## 3. Requests still running: `block_on_close`
 #
@@ -148,6 +149,7 @@ def stop(server, thread):
 
 check("shutdown-stop", stop)
 
+
 # %% [markdown]
 # **Exercise 2.** Write `QuickCloseServer`, a `ThreadingTCPServer` whose `server_close()` returns at once even while
 # a handler runs, and whose handler threads cannot keep the interpreter alive at exit.
@@ -158,6 +160,7 @@ class QuickCloseServer(sockserve.ThreadingTCPServer):
 
 
 check("shutdown-quick-close", QuickCloseServer)
+
 
 # %% [markdown]
 # **Exercise 3.** Write `stop_within(server, seconds)`: stop accepting, give requests in flight up to `seconds` to

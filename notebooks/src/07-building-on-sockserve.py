@@ -7,7 +7,7 @@
 # library's threading server does not have.
 
 # %%
-%matplotlib inline
+# %matplotlib inline
 import http.client
 import subprocess
 import sys
@@ -36,6 +36,7 @@ for cls in http.server.ThreadingHTTPServer.__mro__[:5]:
     print(f"{cls.__module__}.{cls.__name__}")
 """
 print(subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True).stdout)
+
 
 # %% [markdown]
 # Without swapping modules, a handler from `http.server` also runs on any sockserve server class directly: the
@@ -73,6 +74,7 @@ with background(web):
         print(get(web, path))
 snapshot = web.stats.snapshot()
 print(f"accepted {snapshot['accepted']}, completed {snapshot['completed']}, errors {snapshot['errors']}")
+
 
 # %% [markdown]
 # The statistics came for free: every sockserve server counts what it accepts and how each request ends, whatever
@@ -173,6 +175,7 @@ class AllowlistServer(sockserve.ThreadingTCPServer):
 
 check("building-allowlist", AllowlistServer)
 
+
 # %% [markdown]
 # **Exercise 2.** Finish `StatsHandler`: `GET /stats` answers `200` with the server's live statistics
 # (`self.server.stats.snapshot()`) as JSON, with the header `Content-Type: application/json`; any other path answers
@@ -184,6 +187,7 @@ class StatsHandler(BaseHTTPRequestHandler):
 
 
 check("building-http-stats", StatsHandler)
+
 
 # %% [markdown]
 # **Exercise 3.** Write `BoundedServer`, a sockserve TCP server class that never runs more than 4 handlers at once,

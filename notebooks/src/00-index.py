@@ -1,0 +1,56 @@
+# %% [markdown]
+# # The sockserve workbook
+#
+# This workbook teaches how socket servers work in Python by **running them**: each lesson starts real servers on
+# your machine (bound to `127.0.0.1`, never to the outside world), sends traffic at them, and measures what happens.
+#
+# The servers come from `sockserve`, a reimplementation of the standard library's `socketserver` with the same
+# classes, attributes and hook order, plus live statistics, instant shutdown and clear errors. Everything you learn
+# here applies to `socketserver` unchanged; where sockserve behaves better on purpose, the lesson says so.
+#
+# ## How to run it
+#
+# * **Locally**: from a clone of the repository,
+#   `python3 -m venv .venv && .venv/bin/pip install -e ".[lab]" && .venv/bin/jupyter lab notebooks/00-index.ipynb`
+# * **On Binder**: follow the *launch binder* badge in the README.
+#
+# Run each lesson top to bottom (*Run → Run All Cells*). Every cell finishes in a few seconds; the measurements are
+# taken on your machine, so your numbers will differ from your neighbour's, and that is part of the lesson.
+#
+# ## Lessons
+#
+# Each lesson asks one question, answers it with measurements taken live on your machine, and ends with exercises
+# that you check with `check(...)` (reference solutions in [`solutions/`](solutions/)).
+#
+# | | Lesson | The question it answers |
+# |---|---|---|
+# | 01 | [Architecture: servers, handlers, one-hook mixins](01-architecture.ipynb) | Which methods run for one request, in which class, thread or process? The class tree drawn from the package, the request lifecycle, live call-flow traces of `TCPServer`, `UDPServer`, `ThreadingMixIn` and `ForkingMixIn`. |
+# | 02 | [TCP: a line protocol, `rfile`/`wfile`, "address already in use"](02-tcp.ipynb) | What does a `StreamRequestHandler` receive, and why does a stopped server sometimes refuse to restart? |
+# | 03 | [UDP and Unix sockets](03-udp-and-unix.ipynb) | What changes with datagrams (`max_packet_size`, truncation) and with a file path instead of a port? |
+# | 04 | [Concurrency](04-concurrency.ipynb) | One at a time, a thread per request, a process per request, or a pool: what does each cost under load? |
+# | 05 | [Measuring honestly](05-measuring-honestly.ipynb) | How do you measure a server without fooling yourself? |
+# | 06 | [Shutting down](06-shutting-down.ipynb) | How long does `shutdown()` take, and what happens to requests still running? `block_on_close`, `daemon_threads`, draining. |
+# | 07 | [Building on sockserve](07-building-on-sockserve.ipynb) | How do you build your own server on these classes? |
+#
+# Lessons 01 to 03 are the foundation; after them, the others can be read in any order.
+#
+
+# %% [markdown]
+# ## Check your setup
+#
+# The cell below imports sockserve and prints the classes it offers, grouped the way the lessons use them. If it
+# runs without an error, you are ready.
+
+# %%
+import sockserve
+
+public = [getattr(sockserve, name) for name in sockserve.__all__]
+classes = [c for c in public if isinstance(c, type)]
+groups = {
+    "servers": [c for c in classes if issubclass(c, sockserve.BaseServer) and c.__module__ in ("sockserve.servers", "sockserve.unix")],
+    "mixins": [c for c in classes if c.__name__.endswith("MixIn")],
+    "combined": [c for c in classes if c.__module__ == "sockserve.combined"],
+    "handlers": [c for c in classes if issubclass(c, sockserve.BaseRequestHandler)],
+}
+for group, members in groups.items():
+    print(f"{group:9} {len(members):2}  {', '.join(c.__name__ for c in members)}")
