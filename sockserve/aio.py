@@ -57,6 +57,7 @@ class AsyncioServer:
         self.RequestHandlerClass = RequestHandlerClass
         self.workload: str = getattr(RequestHandlerClass, "workload", "echo")
         self.default_ms: float = float(getattr(RequestHandlerClass, "default_ms", 0.0))
+        self.iterations_per_ms: float | None = getattr(RequestHandlerClass, "iterations_per_ms", None)
         self.stats = ServerStats()
         unix = isinstance(server_address, (str, bytes, os.PathLike))
         family = _AF_UNIX if unix else socket.AF_INET
@@ -233,7 +234,7 @@ class AsyncioServer:
             if self.workload == "io":
                 await asyncio.sleep(ms / 1000.0)
             else:
-                burn_cpu(ms)  # on the loop: every other connection waits
+                burn_cpu(ms, self.iterations_per_ms)  # on the loop: every other connection waits
         return line if line.endswith(b"\n") else line + b"\n"
 
     def __repr__(self) -> str:

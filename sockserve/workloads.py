@@ -54,7 +54,7 @@ import functools
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -80,7 +80,12 @@ __all__ = [
     "SlowHandler",
     "MixedHandler",
     "calibrate",
+    "measure_iterations_per_ms",
+    "CALIBRATION_CLOCK",
     "burn_cpu",
+    "work_ms_per_request",
+    "wait_ms_per_request",
+    "uses_calibration",
 ]
 
 #: The longest request line a handler reads (bytes, newline included).
@@ -102,6 +107,15 @@ _DRAIN_SECONDS = 1.0
 _calibration_lock = threading.Lock()
 _iterations_per_ms: float | None = None
 
+#: The calibration's clock: CPU time of the calibrating thread, so time the
+#: thread spends waiting for a core (a busy neighbour, other processes) does
+#: not count. ``time.thread_time`` where the platform has it.
+_cpu_clock: Callable[[], float] = getattr(time, "thread_time", time.process_time)
+CALIBRATION_CLOCK = "thread_time" if hasattr(time, "thread_time") else "process_time"
+
+_CALIBRATION_RUN_S = 0.004  # CPU seconds of one timed run
+_CALIBRATION_RUNS = 12  # timed runs; the fastest is kept
+
 
 def _spin(iterations: int) -> int:
     """The unit of CPU work: an interpreted loop that holds the GIL."""
@@ -112,42 +126,58 @@ def _spin(iterations: int) -> int:
 
 
 def _time_spin(iterations: int) -> float:
-    began = time.perf_counter()
+    """CPU seconds (of this thread) that *iterations* of :func:`_spin` take."""
+    began = _cpu_clock()
     _spin(iterations)
-    return time.perf_counter() - began
+    return _cpu_clock() - began
+
+
+def measure_iterations_per_ms() -> float:
+    """Time the spin loop by CPU time, now, and return iterations per CPU ms.
+
+    About 50 ms of CPU: twelve runs of about 4 ms, the fastest kept (a run
+    can only be slowed, by a cache another process evicted or a host that
+    stole the core, never sped up). Unlike a wall-clock timing it does not
+    depend on how many other processes share the core.
+    """
+    iterations = 2_000
+    _spin(iterations)  # warm up
+    while _time_spin(iterations) < _CALIBRATION_RUN_S:
+        iterations *= 2
+    best = min(_time_spin(iterations) for _ in range(_CALIBRATION_RUNS))
+    return iterations / (max(best, 1e-9) * 1000.0)
 
 
 def calibrate(force: bool = False) -> float:
-    """Measure how many loop iterations make one ms of CPU work; return it.
+    """Iterations of the spin loop that make one ms of CPU work, in this process.
 
-    Runs once per process (about 50 ms), on first use or when *force* is
-    true; later calls return the stored figure. The fastest of several runs
-    is kept, since other processes can only make a run slower. A forked child
-    inherits the figure, so a forking server should calibrate before it
-    serves: :func:`get_workload` and :func:`handler_for` do so for cpu and
-    mixed.
+    Measured once per process (:func:`measure_iterations_per_ms`), on first
+    use or when *force* is true; later calls return the stored figure. A
+    comparison measures it once, in the process that starts it, and hands
+    the figure to every server (the ``iterations_per_ms`` parameter of the
+    cpu and mixed workloads), so that every server does the same work per
+    request. A server given no figure calibrates itself; a forked child
+    inherits its parent's.
     """
     global _iterations_per_ms
     with _calibration_lock:
         if _iterations_per_ms is not None and not force:
             return _iterations_per_ms
-        iterations = 5_000
-        while _time_spin(iterations) < 0.005:
-            iterations *= 2
-        best = min(_time_spin(iterations) for _ in range(5))
-        _iterations_per_ms = iterations / (max(best, 1e-9) * 1000.0)
+        _iterations_per_ms = measure_iterations_per_ms()
         return _iterations_per_ms
 
 
-def burn_cpu(ms: float) -> None:
-    """Do about *ms* milliseconds of pure-Python work (as calibrated).
+def burn_cpu(ms: float, iterations_per_ms: float | None = None) -> None:
+    """Do *ms* milliseconds of pure-Python work: ``ms * iterations_per_ms``
+    iterations of the spin loop (default: this process's :func:`calibrate`).
 
     The amount of work is fixed, not the time: when other threads compete for
     the GIL, or other processes for the cores, it takes longer. That is the
     point of the cpu workload.
     """
     if ms > 0:
-        _spin(round(ms * calibrate()))
+        rate = iterations_per_ms if iterations_per_ms else calibrate()
+        _spin(round(ms * rate))
 
 
 # -- the request line -------------------------------------------------------------
@@ -318,13 +348,20 @@ class IoHandler(_TimedHandler):
 
 
 class CpuHandler(_TimedHandler):
-    """cpu: pure-Python work for about N ms, holding the GIL throughout."""
+    """cpu: pure-Python work for N ms of CPU, holding the GIL throughout.
+
+    ``iterations_per_ms`` (None: the process's own :func:`calibrate`) is the
+    calibration that turns ms into loop iterations; a comparison sets it,
+    through the ``iterations_per_ms`` workload parameter, to the same figure
+    in every server.
+    """
 
     workload = "cpu"
     default_ms = 10.0
+    iterations_per_ms: ClassVar[float | None] = None
 
     def work(self, ms: float) -> None:
-        burn_cpu(ms)
+        burn_cpu(ms, self.iterations_per_ms)
 
 
 class MixedHandler(CpuHandler):
@@ -339,25 +376,30 @@ class MixedHandler(CpuHandler):
 _BY_NAME: dict[str, type[WorkloadHandler]] = {
     cls.__name__: cls for cls in (EchoHandler, SlowHandler, IoHandler, CpuHandler, MixedHandler)
 }
-_VARIANT_KEYS: dict[type, tuple[str, float]] = {}
+_VARIANT_KEYS: dict[type, tuple[str, float, float | None]] = {}
 
 
 @functools.lru_cache(maxsize=None)
-def _handler_variant(base_name: str, default_ms: float) -> type[WorkloadHandler]:
-    """The subclass of the handler named *base_name* with another ``default_ms``.
+def _handler_variant(
+    base_name: str, default_ms: float, iterations_per_ms: float | None = None
+) -> type[WorkloadHandler]:
+    """The subclass of the handler named *base_name* with another
+    ``default_ms`` (and, for cpu work, a given ``iterations_per_ms``).
 
     Cached, so the same arguments always give the same class (in this
     process); pickle stores a call to this function, not the class."""
     base = _BY_NAME[base_name]
-    if default_ms == base.default_ms:
+    if default_ms == base.default_ms and iterations_per_ms is None:
         return base
     name = f"{base_name}_{_format_ms(default_ms)}ms"
-    cls = _HandlerType(
-        name,
-        (base,),
-        {"default_ms": float(default_ms), "__module__": __name__, "__qualname__": name},
-    )
-    _VARIANT_KEYS[cls] = (base_name, float(default_ms))
+    attrs: dict[str, Any] = {
+        "default_ms": float(default_ms), "__module__": __name__, "__qualname__": name,
+    }
+    if iterations_per_ms is not None:
+        name += f"_{iterations_per_ms:g}ipms"
+        attrs.update(__qualname__=name, iterations_per_ms=float(iterations_per_ms))
+    cls = _HandlerType(name, (base,), attrs)
+    _VARIANT_KEYS[cls] = (base_name, float(default_ms), iterations_per_ms)
     return cls  # type: ignore[return-value]
 
 
@@ -379,8 +421,11 @@ class Workload:
     """One workload: its server-side handler and the requests a client sends.
 
     ``params`` are the values in effect (defaults filled in), all in ms
-    except ``heavy_every`` (a count). ``trickle_s`` is the client's pause
-    between the bytes of a request (0: send it at once).
+    except ``heavy_every`` (a count) and ``iterations_per_ms`` (the cpu
+    calibration handed to the server, present only when given).
+    ``trickle_s`` is the client's pause between the bytes of a request (0:
+    send it at once). ``work_ms`` is the CPU work one request asks of the
+    server, in ms, on average over the requests (0 for echo, io and slow).
     """
 
     name: str
@@ -406,6 +451,48 @@ class Workload:
             return f"cpu {_format_ms(p['heavy_ms'] if heavy else p['light_ms'])}\n".encode()
         return f"{self.name}\n".encode()
 
+    @property
+    def work_ms(self) -> float:
+        return work_ms_per_request(self.name, self.params)
+
+
+def work_ms_per_request(name: str, params: Mapping[str, float]) -> float:
+    """The mean CPU work (ms) one request of workload *name* asks of the
+    server with *params* (defaults filled in for missing ones); 0 for
+    workloads that do no counted work (echo, io, slow)."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        return 0.0
+    p = {**spec.defaults, **params}
+    if name == "cpu":
+        return float(p["work_ms"])
+    if name == "mixed":
+        every = max(1, int(p["heavy_every"]))
+        return (float(p["heavy_ms"]) + (every - 1) * float(p["light_ms"])) / every
+    return 0.0
+
+
+def wait_ms_per_request(name: str, params: Mapping[str, float]) -> float:
+    """The least time (ms) one request of workload *name* takes without
+    using the server's CPU: the io workload's sleep, the slow workload's
+    pauses between the bytes of its request; 0 for the others."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        return 0.0
+    p = {**spec.defaults, **params}
+    if name == "io":
+        return float(p["delay_ms"])
+    if name == "slow":
+        return (len(f"{name}\n") - 1) * float(p["trickle_ms"])
+    return 0.0
+
+
+def uses_calibration(name: str) -> bool:
+    """True for the workloads whose work is counted in calibrated loop
+    iterations (cpu, mixed): they take ``iterations_per_ms``."""
+    spec = _SPECS.get(name)
+    return spec is not None and spec.calibrated
+
 
 @dataclass(frozen=True)
 class _Spec:
@@ -413,6 +500,11 @@ class _Spec:
     handler: type[WorkloadHandler]
     defaults: Mapping[str, float]
     server_param: str | None  # the parameter that becomes the handler's default_ms
+    calibrated: bool = False  # takes the optional iterations_per_ms parameter
+
+
+#: The range of the ``iterations_per_ms`` parameter (a loop speed, not ms).
+_IPMS_RANGE = (1.0, 1e9)
 
 
 _SPECS: dict[str, _Spec] = {
@@ -428,6 +520,7 @@ _SPECS: dict[str, _Spec] = {
         CpuHandler,
         {"work_ms": 10.0},
         "work_ms",
+        calibrated=True,
     ),
     "slow": _Spec(
         "echo, but the client sends its request one byte at a time",
@@ -440,6 +533,7 @@ _SPECS: dict[str, _Spec] = {
         MixedHandler,
         {"light_ms": 1.0, "heavy_ms": 50.0, "heavy_every": 10.0},
         "light_ms",
+        calibrated=True,
     ),
 }
 
@@ -450,6 +544,10 @@ WORKLOAD_NAMES: tuple[str, ...] = ("echo", "io", "cpu", "slow", "mixed")
 def get_workload(name: str, **params: float) -> Workload:
     """The workload called *name*, with *params* overriding its defaults.
 
+    cpu and mixed also take ``iterations_per_ms``: the calibration the
+    server's handler uses instead of timing the loop itself (see
+    :func:`calibrate`). Without it, the calling process calibrates (once).
+
     Raises ValueError naming the valid workloads (or the valid parameters,
     or the allowed range) when asked for something that does not exist.
     """
@@ -458,9 +556,10 @@ def get_workload(name: str, **params: float) -> Workload:
         raise ValueError(
             f"unknown workload {name!r}; valid workloads: {', '.join(WORKLOAD_NAMES)}"
         )
-    unknown = sorted(set(params) - set(spec.defaults))
+    allowed = list(spec.defaults) + (["iterations_per_ms"] if spec.calibrated else [])
+    unknown = sorted(set(params) - set(allowed))
     if unknown:
-        valid = ", ".join(spec.defaults) or "none"
+        valid = ", ".join(allowed) or "none"
         raise ValueError(
             f"workload {name!r} has no parameter {', '.join(unknown)}; valid parameters: {valid}"
         )
@@ -468,15 +567,18 @@ def get_workload(name: str, **params: float) -> Workload:
     for key, value in values.items():
         upper = 1_000_000.0 if key == "heavy_every" else MAX_MS
         low = 1.0 if key == "heavy_every" else 0.0
+        if key == "iterations_per_ms":
+            low, upper = _IPMS_RANGE
         if not (low <= value <= upper):
             raise ValueError(
                 f"{name} parameter {key}={value!r} is out of range "
                 f"({_format_ms(low)}..{_format_ms(upper)})"
             )
     handler: type[WorkloadHandler] = spec.handler
+    rate = values.get("iterations_per_ms")
     if spec.server_param is not None:
-        handler = _handler_variant(handler.__name__, values[spec.server_param])
-    if issubclass(handler, CpuHandler):
+        handler = _handler_variant(handler.__name__, values[spec.server_param], rate)
+    if issubclass(handler, CpuHandler) and rate is None:
         calibrate()  # here, in the server's process, not in each forked child
     return Workload(
         name=name,

@@ -240,3 +240,52 @@ def test_cpu_is_calibrated_once_and_does_real_work() -> None:
     # A fixed amount of work, calibrated on the fastest run: never much
     # less CPU time than asked for (other load can only make it longer).
     assert time.process_time() - began >= 0.02
+
+
+def test_a_handed_calibration_fixes_the_work_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server does ms * iterations_per_ms loop iterations, whatever its
+    # own process would have measured.
+    spun: list[int] = []
+    monkeypatch.setattr(workloads, "_spin", spun.append)
+    monkeypatch.setattr(workloads, "_iterations_per_ms", 99.0)  # "this process's" figure
+    handler = handler_for("cpu", work_ms=4, iterations_per_ms=1234)
+    assert handler.iterations_per_ms == 1234.0 and handler.default_ms == 4.0
+    assert handler is handler_for("cpu", work_ms=4, iterations_per_ms=1234)
+    handler.work(handler, 4.0)  # type: ignore[arg-type]
+    mixed = handler_for("mixed", iterations_per_ms=500)
+    mixed.work(mixed, 50.0)  # type: ignore[arg-type]
+    workloads.CpuHandler.work(workloads.CpuHandler, 2.0)  # type: ignore[arg-type]
+    assert spun == [4 * 1234, 50 * 500, 2 * 99]
+    assert pickle.loads(pickle.dumps(handler)) is handler
+    workload = get_workload("cpu", work_ms=4, iterations_per_ms=1234)
+    assert workload.params["iterations_per_ms"] == 1234.0 and workload.work_ms == 4.0
+    assert workload.request(0) == b"cpu 4\n"  # the wire protocol is unchanged
+    with pytest.raises(ValueError, match="iterations_per_ms"):
+        get_workload("io", iterations_per_ms=100)
+    with pytest.raises(ValueError, match="out of range"):
+        get_workload("cpu", iterations_per_ms=0)
+
+
+def test_calibration_counts_cpu_time_not_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clock that only advances while the loop computes (as thread_time
+    # does) gives the same figure however long the thread waited for a core.
+    cpu = [0.0]
+
+    def fake_spin(iterations: int) -> int:
+        cpu[0] += iterations / 20_000_000  # 20,000 iterations per CPU ms
+        time.sleep(0.0005)  # waiting for a core: wall time only
+        return 0
+
+    monkeypatch.setattr(workloads, "_spin", fake_spin)
+    monkeypatch.setattr(workloads, "_cpu_clock", lambda: cpu[0])
+    assert workloads.measure_iterations_per_ms() == pytest.approx(20_000)
+    assert workloads.CALIBRATION_CLOCK in ("thread_time", "process_time")
+
+
+def test_work_and_wait_per_request() -> None:
+    assert workloads.work_ms_per_request("cpu", {"work_ms": 7}) == 7
+    assert workloads.work_ms_per_request("mixed", {}) == pytest.approx((50 + 9 * 1) / 10)
+    assert workloads.work_ms_per_request("io", {}) == 0
+    assert workloads.wait_ms_per_request("io", {"delay_ms": 3}) == 3
+    assert workloads.wait_ms_per_request("slow", {"trickle_ms": 5}) == 20  # 4 pauses in b"slow\n"
+    assert workloads.uses_calibration("mixed") and not workloads.uses_calibration("io")
