@@ -8,18 +8,34 @@ another, each server in its own process and the load generator
 :class:`Comparison`: plain data that saves to and loads from JSON and that
 :mod:`sockserve.plots` draws.
 
-The JSON file of a comparison::
+The data (:class:`RunResult`, :class:`Comparison`) lives in
+:mod:`sockserve.results`, which says what a result knows about its own
+limits; the JSON file of a comparison::
 
     {"runs": [{"server": "threading", "workload": "io", "requests": 812,
                "errors": 0, "throughput_rps": 270.5,
                "latency_ms": {"p50": ..., "p90": ..., "p99": ..., "p999": ...,
                               "max": ..., "mean": ...},
                "threads": [[t, n], ...], "children": [[t, n], ...],
+               "sampling": "peak", "sample_interval": 0.1,
                "server_class": "ThreadingTCPServer", "transport": "tcp",
                "concurrency": "threading", "mode": "closed", "clients": 8,
                "rate": null, "duration": 3.0, "outcomes": {...},
+               "workload_params": {...}, "work_ms": 0.0, "wait_ms": 10.0,
+               "cores": {"usable": 1.0, "affinity": 1, "quota": null, ...},
+               "server_cpu_s": 0.31, "generator_cpu_s": 0.12,
+               "limit_rps": 800.0, "limit_reason": "...", "over_limit": false,
+               "generator_bound": false, "flags": [],
                "histogram": {...}, "load": {...}}, ...],
-     "workload": "io", "workload_params": {...}, "created": "2026-..."}
+     "workload": "io", "workload_params": {...}, "created": "2026-...",
+     "calibration": {}, "cancelled": false, "flags": []}
+
+Fixed work: for the cpu and mixed workloads the process that starts a
+server (:class:`ServerProcess`, :func:`compare`) measures the loop speed
+once, by CPU time (:func:`sockserve.workloads.calibrate`), and hands it to
+every server as the ``iterations_per_ms`` workload parameter, so every
+server of a comparison does the same work per request, whatever its own
+process would have measured.
 
 Resource handling: a :class:`ServerProcess` is always stopped, by PID, when
 ``stop()`` is called, when its ``with`` block ends, when the object is
@@ -39,12 +55,12 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
-from .histogram import Histogram
 from .kinds import resolve_kind
+from .limits import gil_enabled, usable_cores
+from .results import Comparison, RunResult
 
 __all__ = [
     "ServerProcess",
@@ -53,6 +69,7 @@ __all__ = [
     "Comparison",
     "compare",
     "run_one",
+    "with_calibration",
 ]
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +123,9 @@ class ServerProcess:
     fill up and block it). ``stop()`` sends SIGINT (the server shuts down
     cleanly and exits 0), then SIGTERM after *timeout*, then SIGKILL.
     Unix kinds without a *path* get one in a private temporary directory,
-    removed on stop.
+    removed on stop. For the cpu and mixed workloads the server is handed
+    this process's calibration (``params["iterations_per_ms"]``) unless
+    *params* name one.
     """
 
     start_timeout: float = 20.0  # seconds to wait for the "serving" line
@@ -125,7 +144,7 @@ class ServerProcess:
         self.host = host
         self.port = port
         self.path = path
-        self.params = dict(params)
+        self.params = with_calibration(workload, params)
         self.address: tuple[str, int] | str | None = None
         self.server_class: str | None = None
         self.returncode: int | None = None
@@ -248,154 +267,15 @@ class ServerProcess:
         return f"<ServerProcess {self.kind.name} {self.workload} pid={self.pid} {self.address} {state}>"
 
 
-def _pairs(points: Iterable[Sequence[float]]) -> list[list[float]]:
-    return [[float(t), float(n)] for t, n in points]
+def with_calibration(workload: str, params: Mapping[str, float] | None) -> dict[str, float]:
+    """*params* plus ``iterations_per_ms`` (this process's calibration, as a
+    whole number) for the cpu and mixed workloads when it is missing."""
+    from .workloads import calibrate, uses_calibration
 
-
-@dataclass
-class RunResult:
-    """One server kind under one load: plain data (JSON with to_dict/from_dict)."""
-
-    server: str
-    workload: str
-    requests: int
-    errors: int
-    throughput_rps: float
-    latency_ms: dict[str, float]
-    threads: list[list[float]] = field(default_factory=list)
-    children: list[list[float]] = field(default_factory=list)
-    load: dict[str, Any] = field(default_factory=dict)
-    server_class: str = ""
-    transport: str = "tcp"
-    concurrency: str = "plain"
-    mode: str = "closed"
-    clients: int = 0
-    rate: float | None = None
-    duration: float = 0.0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    histogram: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_load(cls, server: str, result: Any) -> RunResult:
-        """Build from a :class:`sockserve.load.LoadResult` of a run against *server*."""
-        spec = result.spec
-        try:
-            info = resolve_kind(server)
-            traits = {"server_class": info.server_class.__name__ if info.server_class else server,
-                      "concurrency": info.concurrency}
-        except ValueError:
-            traits = {"server_class": server, "concurrency": "plain"}
-        return cls(
-            server=server,
-            workload=spec.workload,
-            requests=int(result.requests),
-            errors=int(result.errors),
-            throughput_rps=float(result.throughput_rps),
-            latency_ms=dict(result.latency_ms()),
-            threads=_pairs(result.threads),
-            children=_pairs(result.children),
-            load=result.to_dict(),
-            transport=spec.transport,
-            mode=spec.mode,
-            clients=int(spec.clients),
-            rate=spec.rate,
-            duration=float(spec.duration),
-            outcomes=dict(result.outcomes),
-            histogram=result.latency.to_dict(),
-            **traits,
-        )
-
-    def latency_histogram(self) -> Histogram | None:
-        """The latency histogram (seconds), when the run recorded one."""
-        return Histogram.from_dict(self.histogram) if self.histogram else None
-
-    def peak(self, series: str) -> int:
-        """Largest sampled value of ``"threads"`` or ``"children"`` (0 if none)."""
-        points = getattr(self, series)
-        return int(max((n for _, n in points), default=0))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass
-class Comparison:
-    """Several runs of one workload, one per server kind.
-
-    ``runs`` in the order they ran; ``table()`` for a text table;
-    ``save(path)`` / ``Comparison.load(path)`` for JSON; ``run(name)`` to
-    find one run.
-    """
-
-    runs: list[RunResult] = field(default_factory=list)
-    workload: str = ""
-    workload_params: dict[str, float] = field(default_factory=dict)
-    created: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "runs": [run.to_dict() for run in self.runs],
-            "workload": self.workload,
-            "workload_params": dict(self.workload_params),
-            "created": self.created,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
-        return cls(
-            runs=[RunResult.from_dict(run) for run in data.get("runs", [])],
-            workload=str(data.get("workload", "")),
-            workload_params=dict(data.get("workload_params", {})),
-            created=str(data.get("created", "")),
-        )
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the comparison as JSON to *path*."""
-        with open(path, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=1)
-            out.write("\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Comparison:
-        """Read a comparison written by :meth:`save`."""
-        with open(path, encoding="utf-8") as src:
-            return cls.from_dict(json.load(src))
-
-    def run(self, server: str) -> RunResult:
-        """The run against *server* (KeyError if there is none)."""
-        for run in self.runs:
-            if run.server == server:
-                return run
-        raise KeyError(server)
-
-    def table(self) -> str:
-        """A fixed-width text table, one row per run."""
-        header = ("server", "requests", "errors", "req/s", "p50 ms", "p90 ms",
-                  "p99 ms", "p99.9 ms", "max ms", "threads", "children")
-        rows: list[tuple[str, ...]] = [header]
-        for r in self.runs:
-            lat = r.latency_ms
-            rows.append((
-                r.server, str(r.requests), str(r.errors), f"{r.throughput_rps:.1f}",
-                *(f"{lat.get(k, 0.0):.2f}" for k in ("p50", "p90", "p99", "p999", "max")),
-                str(r.peak("threads")), str(r.peak("children")),
-            ))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = []
-        for n, row in enumerate(rows):
-            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-            lines.append("  ".join(cells))
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
+    found = dict(params or {})
+    if uses_calibration(workload) and "iterations_per_ms" not in found:
+        found["iterations_per_ms"] = float(round(calibrate()))
+    return found
 
 
 def run_one(
@@ -420,10 +300,11 @@ def run_one(
     """
     from .load import LoadRun, LoadSpec, run_load
 
-    params = dict(workload_params or {})
+    params = with_calibration(workload, workload_params)
     info = resolve_kind(server)
     with ServerProcess(info.name, workload, "127.0.0.1", 0, None, **params) as proc:
-        assert proc.address is not None
+        assert proc.address is not None and proc.pid is not None
+        cores = usable_cores(proc.pid)
         spec = LoadSpec(
             address=proc.address,
             transport=info.transport,
@@ -448,7 +329,7 @@ def run_one(
                         load.cancel()
                         break
                 result = load.wait()
-    return RunResult.from_load(server, result)
+    return RunResult.from_load(server, result, cores=cores, gil=gil_enabled())
 
 
 def compare(
@@ -475,30 +356,47 @@ def compare(
     or open loop at *rate* requests per second when *rate* is given; every run
     lasts at most *duration* seconds and *max_requests* requests.
 
+    For the cpu and mixed workloads the loop speed is calibrated once, here
+    (or taken from ``workload_params["iterations_per_ms"]``), handed to every
+    server, and recorded in ``Comparison.calibration`` with the same speed
+    measured again after the runs.
+
     *progress* receives the load generator's :class:`sockserve.load.Progress`
     objects unchanged, a few times a second; *on_server* is called with the
     kind name just before each run starts (so a view knows which run the
     progress belongs to). Setting *stop* (a ``threading.Event``, from any
     thread) cancels the current run, keeps its partial result, and starts no
-    further server. Unknown kinds raise ValueError before anything runs.
+    further server (``Comparison.cancelled``). Unknown kinds raise ValueError
+    before anything runs.
     """
+    from .workloads import CALIBRATION_CLOCK, measure_iterations_per_ms
+
     names = list(servers)
     for name in names:
         resolve_kind(name)  # fail early, before any server starts
+    params = with_calibration(workload, workload_params)
     comparison = Comparison(
         workload=workload,
-        workload_params=dict(workload_params or {}),
+        workload_params=params,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
+    if "iterations_per_ms" in params:
+        comparison.calibration = {"iterations_per_ms": params["iterations_per_ms"],
+                                  "clock": CALIBRATION_CLOCK, "by_pid": os.getpid()}
     for name in names:
         if stop is not None and stop.is_set():
+            comparison.cancelled = True
             break
         if on_server is not None:
             on_server(name)
         comparison.runs.append(run_one(
             name, workload, clients=clients, rate=rate, duration=duration,
             max_requests=max_requests, connection=connection,
-            workload_params=workload_params, timeout=timeout, progress=progress, bar=bar,
+            workload_params=params, timeout=timeout, progress=progress, bar=bar,
             stop=stop,
         ))
+    if stop is not None and stop.is_set():
+        comparison.cancelled = True
+    elif comparison.calibration:
+        comparison.calibration["measured_after"] = round(measure_iterations_per_ms())
     return comparison

@@ -137,6 +137,10 @@ class LoadSpec:
         return cls(address=address, **values)
 
 
+def _maybe_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _pairs(data: Any) -> list[tuple[float, int]]:
     return [(float(t), int(n)) for t, n in data]
 
@@ -160,7 +164,12 @@ class LoadResult:
     sign the generator or ``clients`` was the limit), ``cancelled``
     (``LoadRun.cancel()`` ended the run early), ``examples`` (outcome -> the
     first error message seen, to say *why*), ``started_at`` (wall-clock
-    time of the start, ``time.time()``).
+    time of the start, ``time.time()``), ``started_monotonic`` (the same
+    instant on ``time.monotonic()``, the clock every process on the machine
+    shares, to line up what a server reports), ``server_cpu_s`` (CPU
+    seconds the server process and its children used during the run; None
+    without ``server_pid`` or ``/proc``) and ``generator_cpu_s`` (CPU
+    seconds the load generator's own process used).
     """
 
     spec: LoadSpec
@@ -176,6 +185,9 @@ class LoadResult:
     cancelled: bool = False
     examples: dict[str, str] = field(default_factory=dict)
     started_at: float = 0.0
+    started_monotonic: float = 0.0
+    server_cpu_s: float | None = None
+    generator_cpu_s: float | None = None
 
     @property
     def ok(self) -> int:
@@ -208,6 +220,9 @@ class LoadResult:
             "cancelled": self.cancelled,
             "examples": dict(self.examples),
             "started_at": self.started_at,
+            "started_monotonic": self.started_monotonic,
+            "server_cpu_s": self.server_cpu_s,
+            "generator_cpu_s": self.generator_cpu_s,
         }
 
     @classmethod
@@ -227,6 +242,9 @@ class LoadResult:
             cancelled=bool(data.get("cancelled", False)),
             examples={str(k): str(v) for k, v in data.get("examples", {}).items()},
             started_at=float(data.get("started_at", 0.0)),
+            started_monotonic=float(data.get("started_monotonic", 0.0)),
+            server_cpu_s=_maybe_float(data.get("server_cpu_s")),
+            generator_cpu_s=_maybe_float(data.get("generator_cpu_s")),
         )
 
     def __eq__(self, other: object) -> bool:

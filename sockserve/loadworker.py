@@ -39,7 +39,7 @@ from .histogram import Histogram
 from .loadclients import Client, DatagramClient, StreamClient, classify
 from .loaddata import OUTCOMES, TIMELINE_POINTS, LoadResult, LoadSpec, Progress
 
-__all__ = ["run", "main", "entry", "Recorder", "Plan", "Sampler", "client_loop"]
+__all__ = ["run", "main", "entry", "Recorder", "Plan", "Sampler", "client_loop", "server_cpu_seconds"]
 
 PROGRESS_INTERVAL = 0.2
 SAMPLE_INTERVAL = 0.05  # 20 Hz: twice the rate the contract asks for
@@ -214,6 +214,43 @@ def _read_children(pid: int, tasks: list[str] | None) -> tuple[int, set[str]] | 
     if not any_read:
         return None
     return len(kids), parents
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_cpu(pid: int | str, reaped: bool) -> float | None:
+    """CPU seconds of process *pid* (all its threads) from /proc/<pid>/stat;
+    with *reaped*, its reaped children's too (cutime, cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2 :].split()
+        ticks = int(fields[11]) + int(fields[12])
+        if reaped:
+            ticks += int(fields[13]) + int(fields[14])
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks / _TICKS
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds a server process has used so far, its children included:
+    its own, its reaped children's, and its live children's (pre-forked
+    workers, children still serving). None without /proc or once it is gone."""
+    own = _stat_cpu(pid, reaped=True)
+    if own is None:
+        return None
+    names = [os.path.basename(p) for p in glob.glob(f"/proc/{pid}/task/*")]
+    kids: set[str] = set()
+    for task in names:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                kids.update(x.decode() for x in f.read().split())
+        except OSError:
+            continue
+    kids.discard(str(os.getpid()))
+    return own + sum(_stat_cpu(kid, reaped=True) or 0.0 for kid in kids)
 
 
 def _children_by_scan(pid: int) -> int:
@@ -393,7 +430,10 @@ def run(
     finally:
         threading.stack_size(previous_stack)
     started_at = time.time()
+    server_cpu0 = server_cpu_seconds(spec.server_pid) if spec.server_pid else None
+    generator_cpu0 = time.process_time()
     t0 = plan.start()
+    started_monotonic = time.monotonic()
     sampler = Sampler(spec.server_pid, t0).start() if spec.server_pid else None
     try:
         # Every request ends by its own timeout, so all clients are done by
@@ -424,6 +464,9 @@ def run(
                     )
                 )
         end_clock = time.perf_counter()
+        generator_cpu = time.process_time() - generator_cpu0
+        server_cpu1 = (server_cpu_seconds(spec.server_pid)
+                       if server_cpu0 is not None and spec.server_pid else None)
         cancelled = stop.is_set()
         if cancelled and cancelled_at is None:
             cancelled_at = end_clock
@@ -454,6 +497,10 @@ def run(
         cancelled=cancelled,
         examples=dict(recorder.examples),
         started_at=started_at,
+        started_monotonic=started_monotonic,
+        server_cpu_s=(server_cpu1 - server_cpu0
+                      if server_cpu0 is not None and server_cpu1 is not None else None),
+        generator_cpu_s=generator_cpu,
     )
 
 

@@ -236,3 +236,49 @@ def test_stop_event_cancels_the_current_run_and_skips_the_rest() -> None:
     assert comparison.runs[0].load["cancelled"] is True
     assert comparison.runs[0].requests > 0
     assert took < 10, took
+
+
+# -- fixed work and the physical limit, on one core ------------------------------
+
+
+@pytest.fixture
+def one_core():
+    """Pin this process (and so every server and load worker it starts) to
+    one core, as ``taskset -c 0`` or a small Binder pod would."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_one_core_cpu_comparison_does_fixed_work_and_respects_the_limit(one_core: None) -> None:
+    comparison = compare("cpu", ["plain", "threading", "forking"], clients=4, duration=0.6,
+                         workload_params={"work_ms": 5})
+    calibration = comparison.calibration
+    rate = calibration["iterations_per_ms"]
+    assert rate > 0 and calibration["clock"] in ("thread_time", "process_time")
+    assert calibration["by_pid"] == os.getpid()
+    assert calibration["measured_after"] > 0
+    assert [run.server for run in comparison.runs] == ["plain", "threading", "forking"]
+    table = comparison.table()
+    for run in comparison.runs:
+        # The same calibration went to every server and to the load spec.
+        assert run.workload_params["iterations_per_ms"] == rate
+        assert run.load["spec"]["workload_params"]["iterations_per_ms"] == rate
+        assert run.usable_cores == 1.0 and run.work_ms == 5.0
+        assert run.errors == 0 and run.requests > 0, table
+        # The work was done: at least most of 5 ms of CPU per request (a
+        # server that calibrated by wall clock next to the load generator
+        # would do about half).
+        assert run.server_cpu_ms is not None and run.server_cpu_ms >= 0.75 * 5, table
+        # The invariant: nothing beats 1 core / 5 ms = 200 req/s unflagged.
+        limit = run.limit()
+        assert limit.rps == pytest.approx(200.0)
+        if run.throughput_rps > limit.rps * 1.05:
+            assert run.over_limit and run.to_dict()["over_limit"]
+            assert run.throughput_text().endswith("!") and run.throughput_text() in table
+        else:
+            assert not run.over_limit
+    assert "the same in every server" in table
