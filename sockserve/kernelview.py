@@ -37,6 +37,10 @@ What a reading counts, for a TCP port P:
   teardown states of the side that closes first: FIN-WAIT-2, TIME-WAIT).
   Only the port is compared, not the address: on a machine that also talks
   to port P elsewhere, those sockets are counted too.
+* the tables are not an atomic snapshot: the kernel writes them a page at
+  a time while connections come and go, so a reading may miss a socket or
+  list one twice (duplicates of a connection are merged, its later line
+  wins). Counts are exact when nothing changes, and close while it does.
 * the **listen queue**: for a LISTEN socket, ``rx_queue`` in
   ``/proc/net/tcp`` is the number of connections the kernel has completed
   and queued for ``accept()`` (``sk_ack_backlog``). Its ``tx_queue`` is *not*
@@ -160,7 +164,14 @@ def available(proc_net: str | None = None) -> bool:
 
 @dataclass(frozen=True)
 class Target:
-    """What to look at: a TCP *port*, or a Unix socket *path* (port 0).
+    """What to look at: a TCP *port* (on *host*), or a Unix socket *path*.
+
+    *host* is the server's bound address; sockets are counted only when
+    their address matches it (a v4-mapped ``::ffff:a.b.c.d`` matches
+    ``a.b.c.d``). "" (the default), a wildcard (``0.0.0.0``, ``::``) or a
+    name rather than an address match any address. This matters on a busy
+    machine: an IPv6 server on ``[::1]:P`` and an IPv4 one on
+    ``127.0.0.1:P`` may share the number P.
 
     *backlog* is the ``listen()`` backlog the server asked for, when known
     (a server object's ``request_queue_size``): the fallback for the
@@ -170,6 +181,7 @@ class Target:
     port: int = 0
     path: str = ""
     backlog: int | None = None
+    host: str = ""
 
     def __post_init__(self) -> None:
         if bool(self.path) == bool(self.port):
@@ -182,7 +194,27 @@ class Target:
         return bool(self.path)
 
     def __str__(self) -> str:
-        return self.path if self.path else f"port {self.port}"
+        if self.path:
+            return self.path
+        host = _address_of(self.host)
+        if host is None:
+            return f"port {self.port}"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+
+def _address_of(host: str) -> str | None:
+    """*host* as a normalised address, or None for "any address"."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None  # "", or a name: match any address
+    if address.is_unspecified:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def target_of(obj: object) -> Target | None:
@@ -202,7 +234,7 @@ def target_of(obj: object) -> Target | None:
             text = "@" + text[1:]
         return Target(path=text)
     if isinstance(obj, tuple) and len(obj) >= 2 and isinstance(obj[1], int):
-        return Target(port=obj[1])
+        return Target(port=obj[1], host=str(obj[0]))
     if obj is None:
         return None
     address = getattr(obj, "server_address", None)
@@ -210,7 +242,7 @@ def target_of(obj: object) -> Target | None:
         target = target_of(address)
         backlog = getattr(obj, "request_queue_size", None)
         if target is not None and isinstance(backlog, int):
-            return Target(target.port, target.path, backlog)
+            return Target(target.port, target.path, backlog, target.host)
         return target
     for name in ("model", "server"):  # a lab panel -> its model -> its server
         if hasattr(obj, name):
@@ -345,6 +377,18 @@ class KernelReading:
         """The kernel would drop a new SYN now (Linux: ``queue > queue_max``)."""
         return self.queue is not None and self.queue_max is not None and self.queue > self.queue_max
 
+    def summary(self) -> str:
+        """One line: ``server: LISTEN 1, ESTABLISHED 3; clients here: SYN-SENT 3; listen queue 3 (max 2, full)``."""
+        parts = [f"server: {_counts_text(self.server)}"]
+        if self.client:
+            parts.append(f"clients here: {_counts_text(self.client)}")
+        if self.queue is not None:
+            limit = "" if self.queue_max is None else f" (max {self.queue_max}{', full' if self.queue_full else ''})"
+            parts.append(f"listen queue {self.queue}{limit}")
+        elif not self.listening:
+            parts.append("nothing listens")
+        return "; ".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at, "server": dict(self.server), "client": dict(self.client),
                 "queue": self.queue, "queue_max": self.queue_max}
@@ -355,17 +399,40 @@ class KernelReading:
                    data.get("queue"), data.get("queue_max"))
 
 
-def count_tcp(rows: Iterable[TcpRow], port: int) -> tuple[dict[str, int], dict[str, int], int | None]:
-    """(server side, client side, listen queue now) of *port* among *rows*."""
+def _counts_text(counts: Mapping[str, int]) -> str:
+    ordered = [s for s in _ALL_STATES if counts.get(s)] + sorted(set(counts) - set(_ALL_STATES))
+    return ", ".join(f"{s} {counts[s]}" for s in ordered) or "no sockets"
+
+
+def _unique(rows: Iterable[TcpRow]) -> list[TcpRow]:
+    """One row per connection: the kernel writes its tables a page at a time
+    while connections change, so a socket that moved (ESTABLISHED to
+    TIME-WAIT, say) may be listed twice; its later line wins."""
+    latest: dict[tuple[object, ...], TcpRow] = {}
+    for row in rows:
+        key: tuple[object, ...] = (row.local, row.local_port, row.remote, row.remote_port)
+        if row.state == "LISTEN":
+            key += (row.inode,)  # SO_REUSEPORT listeners share an address
+        latest.pop(key, None)
+        latest[key] = row
+    return list(latest.values())
+
+
+def count_tcp(
+    rows: Iterable[TcpRow], port: int, host: str = ""
+) -> tuple[dict[str, int], dict[str, int], int | None]:
+    """(server side, client side, listen queue now) of *port* among *rows*;
+    with *host*, only sockets whose address on the server's end matches it."""
     server: collections.Counter[str] = collections.Counter()
     client: collections.Counter[str] = collections.Counter()
     queue: int | None = None
-    for row in rows:
-        if row.local_port == port:
+    wanted = _address_of(host)
+    for row in _unique(rows):
+        if row.local_port == port and (wanted is None or _address_of(row.local) == wanted):
             server[row.state] += 1
             if row.state == "LISTEN":
                 queue = (queue or 0) + row.rx_queue
-        elif row.remote_port == port:
+        elif row.remote_port == port and (wanted is None or _address_of(row.remote) == wanted):
             client[row.state] += 1
     return dict(server), dict(client), queue
 
@@ -438,12 +505,15 @@ def read(target: object, *, proc_net: str | None = None) -> KernelReading:
             rows.extend(parse_tcp(text))
     if not found:
         raise KernelViewUnavailable()
-    server, client, queue = count_tcp(rows, resolved.port)
+    server, client, queue = count_tcp(rows, resolved.port, resolved.host)
     queue_max = None
     if queue is not None:
         listeners = sockdiag.tcp_listen_queues(resolved.port) if real else None
-        if listeners:
-            queue_max = sum(maximum for _current, maximum in listeners)
+        wanted = _address_of(resolved.host)
+        maxima = [most for address, _now, most in listeners or ()
+                  if wanted is None or _address_of(address) == wanted]
+        if maxima:
+            queue_max = sum(maxima)
         elif resolved.backlog is not None:
             queue_max = _capped(resolved.backlog, real)
     return KernelReading(at, server, client, queue, queue_max)

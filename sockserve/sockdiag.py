@@ -8,8 +8,8 @@
 from the kernel's sock_diag netlink interface, and so does this module, with
 the standard library's ``socket.AF_NETLINK``:
 
-* :func:`tcp_listen_queues` ``(port)`` -> ``[(current, maximum), ...]``, one
-  pair per listening TCP socket on *port* (IPv4 and IPv6);
+* :func:`tcp_listen_queues` ``(port)`` -> ``[(address, current, maximum), ...]``,
+  one per listening TCP socket on *port* (IPv4 and IPv6);
 * :func:`unix_listen_queue` ``(inode)`` -> ``(current, maximum)`` of the
   listening Unix stream socket with that inode (``/proc/net/unix`` gives the
   inode).
@@ -84,10 +84,10 @@ def _ask(payload: bytes, flags: int) -> list[bytes] | None:
         sock.close()
 
 
-def tcp_listen_queues(port: int) -> list[tuple[int, int]] | None:
-    """(current, maximum) of each listening TCP socket on *port* (IPv4 and
-    IPv6); [] if none listens; None if the kernel cannot be asked."""
-    found: list[tuple[int, int]] = []
+def tcp_listen_queues(port: int) -> list[tuple[str, int, int]] | None:
+    """(bound address, current, maximum) of each listening TCP socket on
+    *port* (IPv4 and IPv6); [] if none listens; None if the kernel cannot be asked."""
+    found: list[tuple[str, int, int]] = []
     for family in (socket.AF_INET, getattr(socket, "AF_INET6", None)):
         if family is None:
             continue
@@ -101,10 +101,11 @@ def tcp_listen_queues(port: int) -> list[tuple[int, int]] | None:
         for body in bodies:
             if len(body) < _INET_MSG.size:
                 continue
-            _fam, state, _t, _r, ports, _addrs, _if, _c0, _c1, _exp, rqueue, wqueue = _INET_MSG.unpack_from(body)
+            _fam, state, _t, _r, ports, addrs, _if, _c0, _c1, _exp, rqueue, wqueue = _INET_MSG.unpack_from(body)
             local_port = struct.unpack(">H", ports[:2])[0]
             if state == _TCP_LISTEN and local_port == port:
-                found.append((rqueue, wqueue))
+                raw = addrs[:4] if family == socket.AF_INET else addrs[:16]
+                found.append((socket.inet_ntop(family, raw), rqueue, wqueue))
     return found
 
 

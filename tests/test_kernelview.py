@@ -111,6 +111,30 @@ def test_ipv6_and_v4_mapped_sockets_count_for_the_port() -> None:
     assert queue == 1
 
 
+@little_endian
+def test_a_connection_listed_twice_is_counted_once_in_its_later_state() -> None:
+    # the table changed while it was read: one connection went from ESTABLISHED to TIME-WAIT
+    text = TCP_FIXTURE + _tcp_line(40, f"{_LO}:D003", f"{_LO}:1F40", "06")
+    _server, client, _queue = kv.count_tcp(kv.parse_tcp(text), 8000)
+    assert client == {"SYN-SENT": 1, "TIME-WAIT": 3}
+    # two SO_REUSEPORT listeners on one address are two sockets
+    text = TCP_FIXTURE + _tcp_line(41, f"{_LO}:1F40", "00000000:0000", "0A", "00000000:00000002", 4243)
+    server, _client, queue = kv.count_tcp(kv.parse_tcp(text), 8000)
+    assert server["LISTEN"] == 2 and queue == 5
+
+
+@little_endian
+def test_a_host_keeps_only_the_sockets_of_that_address() -> None:
+    rows = kv.parse_tcp(TCP_FIXTURE) + kv.parse_tcp(TCP6_FIXTURE)
+    # port 8000 on ::1 is another server than port 8000 on 127.0.0.1
+    assert kv.count_tcp(rows, 8000, "::1") == ({"CLOSE-WAIT": 1}, {"FIN-WAIT-2": 1}, None)
+    server, client, queue = kv.count_tcp(rows, 8000, "127.0.0.1")
+    assert server["LISTEN"] == 1 and server["ESTABLISHED"] == 2  # v4-mapped counts as 127.0.0.1
+    assert client == {"SYN-SENT": 1, "TIME-WAIT": 2, "ESTABLISHED": 1} and queue == 3
+    # a wildcard or a name matches every address
+    assert kv.count_tcp(rows, 8000, "::") == kv.count_tcp(rows, 8000, "localhost") == kv.count_tcp(rows, 8000)
+
+
 def test_unix_rows_count_the_listener_the_queue_and_the_accepted() -> None:
     rows = kv.parse_unix(UNIX_FIXTURE)
     assert len(rows) == 8
@@ -134,6 +158,11 @@ def test_read_from_fixture_tables(tmp_path: Path) -> None:
     # the server's requested backlog is the fallback maximum
     full = kv.read(kv.Target(port=8000, backlog=3), proc_net=str(tmp_path))
     assert full.queue_max == 3 and full.queue_full
+    assert full.summary() == (
+        "server: LISTEN 2, SYN-SENT 1, SYN-RECV 1, ESTABLISHED 2, FIN-WAIT-1 1, FIN-WAIT-2 1, CLOSE-WAIT 2, CLOSING 1, "
+        "LAST-ACK 1, TIME-WAIT 1, CLOSE 1; clients here: SYN-SENT 1, ESTABLISHED 1, FIN-WAIT-2 1, TIME-WAIT 2; "
+        "listen queue 4 (max 3, full)")
+    assert kv.KernelReading(0.0).summary() == "server: no sockets; nothing listens"
     assert not kv.read(kv.Target(port=8000, backlog=4), proc_net=str(tmp_path)).queue_full
     unix = kv.read("/tmp/ss-x/server.sock", proc_net=str(tmp_path))
     assert unix.server["CONNECTING"] == 2 and unix.client == {} and unix.queue == 2
@@ -142,7 +171,9 @@ def test_read_from_fixture_tables(tmp_path: Path) -> None:
 
 def test_targets_from_ports_addresses_paths_and_servers() -> None:
     assert kv.target_of(8000) == kv.Target(port=8000)
-    assert kv.target_of(("::1", 8000, 0, 0)) == kv.Target(port=8000)
+    assert kv.target_of(("::1", 8000, 0, 0)) == kv.Target(port=8000, host="::1")
+    assert str(kv.target_of(("::1", 8000, 0, 0))) == "[::1]:8000"
+    assert str(kv.target_of(("0.0.0.0", 8000))) == "port 8000"
     assert kv.target_of("/tmp/x.sock") == kv.Target(path="/tmp/x.sock")
     assert kv.target_of(b"\0hidden") == kv.Target(path="@hidden")
     assert kv.target_of(None) is None
@@ -151,7 +182,7 @@ def test_targets_from_ports_addresses_paths_and_servers() -> None:
         request_queue_size = 3
 
     with Small(("127.0.0.1", 0), sockserve.BaseRequestHandler) as server:
-        assert kv.target_of(server) == kv.Target(port=server.server_address[1], backlog=3)
+        assert kv.target_of(server) == kv.Target(port=server.server_address[1], backlog=3, host="127.0.0.1")
 
         class Model:  # the shape of the lab's ServerModel and ServerPanel
             def __init__(self, inner: Any) -> None:
@@ -218,9 +249,9 @@ def test_the_sampler_waits_for_an_address_and_follows_a_new_one(tmp_path: Path) 
         assert sampler.series().readings == ()
         model.address = ("127.0.0.1", 8000)
         assert _wait_for(lambda: len(sampler.series().readings) >= 2)
-        assert sampler.series().target == "port 8000"
+        assert sampler.series().target == "127.0.0.1:8000"
         model.address = ("127.0.0.1", 8001)
-        assert _wait_for(lambda: sampler.series().target == "port 8001")
+        assert _wait_for(lambda: sampler.series().target == "127.0.0.1:8001")
         assert all(r.count("LISTEN") == 0 for r in sampler.series().readings)
     finally:
         sampler.stop()
@@ -427,7 +458,7 @@ def test_sock_diag_reports_the_backlog_of_tcp_and_unix_listeners(sock_dir: str) 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(7)
-        assert sockdiag.tcp_listen_queues(listener.getsockname()[1]) == [(0, 7)]
+        assert sockdiag.tcp_listen_queues(listener.getsockname()[1]) == [("127.0.0.1", 0, 7)]
     with socket.socket(socket.AF_UNIX) as unix_listener:
         unix_listener.bind(os.path.join(sock_dir, "d.sock"))
         unix_listener.listen(5)

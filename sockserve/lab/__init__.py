@@ -7,6 +7,7 @@ In a notebook::
     server                        # shows the panel; press Start
     TrafficPanel(server)          # press Send
     ComparePanel(workload="io")   # press Run comparison
+    KernelPanel(server)           # the server's sockets in the kernel, live
 
 ``stop_all()`` stops every server, load run and comparison the lab started;
 running a panel's cell again stops the panel it made before, and the
@@ -14,7 +15,8 @@ kernel's exit stops everything.
 
 Layers: :mod:`.models` and :mod:`.runs` (plain objects, no ipywidgets),
 :mod:`.registry` (what runs), :mod:`.figures` (matplotlib, imported on use)
-and :mod:`.panels` (the ipywidgets views). The panels are imported only when
+and :mod:`.panels` (the ipywidgets views); the kernel panel is
+:mod:`.kernelmodel` (model) and :mod:`.kernel` (view). The panels are imported only when
 asked for, so ``import sockserve.lab.models`` needs neither ipywidgets nor
 matplotlib.
 """
@@ -26,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 from .registry import stop_all
 
 if TYPE_CHECKING:
+    from .kernel import KernelPanel
     from .panels import ComparePanel, ServerPanel, TrafficPanel
 
-__all__ = ["ServerPanel", "TrafficPanel", "ComparePanel", "stop_all"]
+__all__ = ["ServerPanel", "TrafficPanel", "ComparePanel", "KernelPanel", "stop_all"]
 
 
 def __getattr__(name: str) -> Any:
@@ -36,4 +39,8 @@ def __getattr__(name: str) -> Any:
         from . import panels
 
         return getattr(panels, name)
+    if name == "KernelPanel":
+        from . import kernel
+
+        return kernel.KernelPanel
     raise AttributeError(f"module 'sockserve.lab' has no attribute {name!r}")
