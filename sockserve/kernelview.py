@@ -59,7 +59,32 @@ client socket has no name in ``/proc/net/unix``): LISTEN, CONNECTING
 (connections queued for ``accept()``, which is also the queue's current
 length), CONNECTED (accepted) and DISCONNECTING.
 
-Everything here is plain data (frozen dataclasses and tuples, JSON-able
+Recipes (for lessons; each runs in well under a second on loopback, and
+``tests/test_kernelview.py`` runs every one of them):
+
+* *A burst fills a small backlog*: a server class with
+  ``request_queue_size = 2``, bound but not serving (or serving slowly),
+  and six non-blocking ``connect()`` calls: ``read(server)`` shows
+  ``queue == 3``, ``queue_full``, ESTABLISHED 3 on the server's side and
+  SYN-SENT 3 on the clients' side (their SYNs were dropped; they retry
+  after 1 s). ``KernelSampler(server)`` around a burst against a slow
+  plain server records the queue filling and draining.
+* *SYN-RECV*: on loopback a handshake completes inside ``connect()``, so
+  SYN-RECV is rarely seen; a listener with ``TCP_DEFER_ACCEPT`` keeps each
+  handshake there until the client sends data.
+* *TIME-WAIT on the side that closes first*: a handler that replies, then
+  reads until EOF; clients that close after the reply leave TIME-WAIT on
+  the clients' side, none on the server's. (A handler that returns at once
+  closes first, and the TIME-WAIT moves to the server's side.)
+* *CLOSE-WAIT when a handler forgets to close*: override
+  ``shutdown_request`` to keep the socket open; after the clients close,
+  the server's side shows CLOSE-WAIT and the clients' FIN-WAIT-2.
+* *The panel*: ``sockserve.lab.KernelPanel(server_panel)`` plots all of it
+  live while a ``TrafficPanel`` sends load; ``sockserve.kernelplot`` draws
+  a recorded series for a static figure.
+
+Parsing the tables (plain functions over text) lives in :mod:`sockserve.procnet`;
+its names are re-exported here. Everything here is plain data (frozen dataclasses and tuples, JSON-able
 through ``to_dict``/``from_dict``) except the sampler's thread. Thread
 safety: :func:`read` may be called from any thread; a sampler's methods too.
 """
@@ -68,18 +93,33 @@ from __future__ import annotations
 
 import collections
 import os
-import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import sockdiag
+from .procnet import (
+    ALL_STATES,
+    STATE_MEANINGS,
+    TCP_STATES,
+    UNIX_STATES,
+    TcpRow,
+    UnixRow,
+    count_tcp,
+    count_unix,
+    decode_address,
+    normal_address,
+    parse_tcp,
+    parse_unix,
+)
 
 __all__ = [
+    # re-exported from sockserve.procnet, the parsing layer
     "TCP_STATES",
     "UNIX_STATES",
+    "ALL_STATES",
     "STATE_MEANINGS",
     "NOT_AVAILABLE",
     "PROC_NET",
@@ -99,43 +139,6 @@ __all__ = [
     "count_unix",
     "read",
 ]
-
-#: TCP states in the order of a connection's life (``/proc/net/tcp`` code
-#: 1..11 -> these names, as ``ss`` prints them).
-TCP_STATES: tuple[str, ...] = (
-    "LISTEN", "SYN-SENT", "SYN-RECV", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
-    "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT", "CLOSE",
-)
-_TCP_CODES: dict[int, str] = {
-    1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
-    6: "TIME-WAIT", 7: "CLOSE", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN", 11: "CLOSING",
-    12: "SYN-RECV",  # TCP_NEW_SYN_RECV: request sockets (the file prints them as 03)
-}
-
-#: Unix stream socket states as a listening server's side shows them.
-UNIX_STATES: tuple[str, ...] = ("LISTEN", "CONNECTING", "CONNECTED", "DISCONNECTING", "UNCONNECTED")
-_UNIX_CODES: dict[int, str] = {1: "UNCONNECTED", 2: "CONNECTING", 3: "CONNECTED", 4: "DISCONNECTING"}
-_ALL_STATES = TCP_STATES + tuple(s for s in UNIX_STATES if s not in TCP_STATES)
-_ACCEPTCON = 0x10000  # the flag of a listening Unix socket
-
-#: One line per state, for captions and lessons.
-STATE_MEANINGS: dict[str, str] = {
-    "LISTEN": "the server's socket, waiting for connections",
-    "SYN-SENT": "a client sent SYN and waits for the answer (retransmits if the SYN was dropped)",
-    "SYN-RECV": "the server's kernel answered SYN with SYN-ACK and waits for the final ACK",
-    "ESTABLISHED": "the handshake is done; data can flow (accepted or still in the listen queue)",
-    "FIN-WAIT-1": "this side closed and sent FIN, not yet acknowledged",
-    "FIN-WAIT-2": "this side closed first; the peer acknowledged but has not closed yet",
-    "CLOSE-WAIT": "the peer closed; this side has not (a handler that forgets to close)",
-    "CLOSING": "both sides closed at the same time",
-    "LAST-ACK": "the peer closed, then this side; waiting for the last ACK",
-    "TIME-WAIT": "this side closed first; the socket lingers about 60 s so late packets die",
-    "CLOSE": "closed",
-    "CONNECTING": "a Unix connection queued for accept()",
-    "CONNECTED": "an accepted Unix connection",
-    "DISCONNECTING": "a Unix connection being torn down",
-    "UNCONNECTED": "a Unix socket with no peer",
-}
 
 #: The directory read; tests point it elsewhere to simulate other systems.
 PROC_NET = "/proc/net"
@@ -196,25 +199,10 @@ class Target:
     def __str__(self) -> str:
         if self.path:
             return self.path
-        host = _address_of(self.host)
+        host = normal_address(self.host)
         if host is None:
             return f"port {self.port}"
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-
-
-def _address_of(host: str) -> str | None:
-    """*host* as a normalised address, or None for "any address"."""
-    import ipaddress
-
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None  # "", or a name: match any address
-    if address.is_unspecified:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
 
 
 def target_of(obj: object) -> Target | None:
@@ -254,93 +242,6 @@ def target_of(obj: object) -> Target | None:
     raise TypeError(
         f"cannot watch {type(obj).__name__}: pass a port, an address, a Unix socket path or a server"
     )
-
-
-# -- parsing ---------------------------------------------------------------------
-
-
-class TcpRow(NamedTuple):
-    """One line of ``/proc/net/tcp`` or ``/proc/net/tcp6``."""
-
-    local: str  # "127.0.0.1", "::1", "::ffff:127.0.0.1"
-    local_port: int
-    remote: str
-    remote_port: int
-    state: str  # one of TCP_STATES
-    tx_queue: int
-    rx_queue: int  # for LISTEN: connections waiting in the accept queue
-    inode: int
-
-
-class UnixRow(NamedTuple):
-    """One line of ``/proc/net/unix``."""
-
-    state: str  # one of UNIX_STATES
-    listening: bool
-    socket_type: int  # 1 stream, 2 datagram, 5 seqpacket
-    inode: int
-    path: str  # "" for an unnamed socket; "@name" for an abstract one
-
-
-def decode_address(text: str) -> tuple[str, int]:
-    """``"0100007F:1F90"`` -> ``("127.0.0.1", 8000)``; 32 hex digits for IPv6.
-
-    The kernel prints each 32-bit word of the address in this machine's byte
-    order and the port as a plain hex number. A v4-mapped IPv6 address is
-    written ``::ffff:a.b.c.d``."""
-    import ipaddress
-
-    host, _, port = text.rpartition(":")
-    if len(host) not in (8, 32) or not port:
-        raise ValueError(f"not an address of /proc/net/tcp: {text!r}")
-    raw = b"".join(
-        bytes.fromhex(host[i:i + 8])[:: -1 if sys.byteorder == "little" else 1] for i in range(0, len(host), 8)
-    )
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw)), int(port, 16)
-    address = ipaddress.IPv6Address(raw)
-    mapped = address.ipv4_mapped
-    return (f"::ffff:{mapped}" if mapped is not None else str(address)), int(port, 16)
-
-
-def _tcp_row(line: str) -> TcpRow | None:
-    fields = line.split()
-    if len(fields) < 10 or ":" not in fields[1] or fields[0] == "sl":
-        return None
-    try:
-        local, local_port = decode_address(fields[1])
-        remote, remote_port = decode_address(fields[2])
-        state = _TCP_CODES.get(int(fields[3], 16), "CLOSE")
-        tx_text, _, rx_text = fields[4].partition(":")
-        return TcpRow(local, local_port, remote, remote_port, state, int(tx_text, 16), int(rx_text, 16),
-                      int(fields[9]))
-    except ValueError:
-        return None  # a line this parser does not understand is skipped, never fatal
-
-
-def parse_tcp(text: str) -> list[TcpRow]:
-    """Every socket in the text of ``/proc/net/tcp`` or ``/proc/net/tcp6``
-    (the header and malformed lines are skipped)."""
-    return [row for row in map(_tcp_row, text.splitlines()) if row is not None]
-
-
-def _unix_row(line: str) -> UnixRow | None:
-    fields = line.split(None, 7)
-    if len(fields) < 7 or fields[0] == "Num":
-        return None
-    try:
-        flags, socket_type, code, inode = int(fields[3], 16), int(fields[4], 16), int(fields[5], 16), int(fields[6])
-    except ValueError:
-        return None
-    listening = bool(flags & _ACCEPTCON)
-    state = "LISTEN" if listening else _UNIX_CODES.get(code, "UNCONNECTED")
-    path = fields[7].rstrip("\n") if len(fields) > 7 else ""
-    return UnixRow(state, listening, socket_type, inode, path)
-
-
-def parse_unix(text: str) -> list[UnixRow]:
-    """Every socket in the text of ``/proc/net/unix``."""
-    return [row for row in map(_unix_row, text.splitlines()) if row is not None]
 
 
 # -- readings --------------------------------------------------------------------
@@ -400,54 +301,8 @@ class KernelReading:
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
-    ordered = [s for s in _ALL_STATES if counts.get(s)] + sorted(set(counts) - set(_ALL_STATES))
+    ordered = [s for s in ALL_STATES if counts.get(s)] + sorted(set(counts) - set(ALL_STATES))
     return ", ".join(f"{s} {counts[s]}" for s in ordered) or "no sockets"
-
-
-def _unique(rows: Iterable[TcpRow]) -> list[TcpRow]:
-    """One row per connection: the kernel writes its tables a page at a time
-    while connections change, so a socket that moved (ESTABLISHED to
-    TIME-WAIT, say) may be listed twice; its later line wins."""
-    latest: dict[tuple[object, ...], TcpRow] = {}
-    for row in rows:
-        key: tuple[object, ...] = (row.local, row.local_port, row.remote, row.remote_port)
-        if row.state == "LISTEN":
-            key += (row.inode,)  # SO_REUSEPORT listeners share an address
-        latest.pop(key, None)
-        latest[key] = row
-    return list(latest.values())
-
-
-def count_tcp(
-    rows: Iterable[TcpRow], port: int, host: str = ""
-) -> tuple[dict[str, int], dict[str, int], int | None]:
-    """(server side, client side, listen queue now) of *port* among *rows*;
-    with *host*, only sockets whose address on the server's end matches it."""
-    server: collections.Counter[str] = collections.Counter()
-    client: collections.Counter[str] = collections.Counter()
-    queue: int | None = None
-    wanted = _address_of(host)
-    for row in _unique(rows):
-        if row.local_port == port and (wanted is None or _address_of(row.local) == wanted):
-            server[row.state] += 1
-            if row.state == "LISTEN":
-                queue = (queue or 0) + row.rx_queue
-        elif row.remote_port == port and (wanted is None or _address_of(row.remote) == wanted):
-            client[row.state] += 1
-    return dict(server), dict(client), queue
-
-
-def count_unix(rows: Iterable[UnixRow], path: str) -> tuple[dict[str, int], int | None, int]:
-    """(server side, listen queue now, the listener's inode or 0) of *path*."""
-    server: collections.Counter[str] = collections.Counter()
-    listener = 0
-    for row in rows:
-        if row.path == path:
-            server[row.state] += 1
-            if row.listening:
-                listener = row.inode
-    queue = server.get("CONNECTING", 0) if listener else None
-    return dict(server), queue, listener
 
 
 def _read_text(path: str, needle: str = "") -> str | None:
@@ -509,9 +364,9 @@ def read(target: object, *, proc_net: str | None = None) -> KernelReading:
     queue_max = None
     if queue is not None:
         listeners = sockdiag.tcp_listen_queues(resolved.port) if real else None
-        wanted = _address_of(resolved.host)
+        wanted = normal_address(resolved.host)
         maxima = [most for address, _now, most in listeners or ()
-                  if wanted is None or _address_of(address) == wanted]
+                  if wanted is None or normal_address(address) == wanted]
         if maxima:
             queue_max = sum(maxima)
         elif resolved.backlog is not None:
@@ -556,7 +411,7 @@ class KernelSeries:
     def states(self, side: str = "server") -> list[str]:
         """The states seen at least once on *side*, in the order of a connection's life."""
         seen = {s for r in self.readings for s in (r.server if side == "server" else r.client)}
-        return [s for s in _ALL_STATES if s in seen] + sorted(seen - set(_ALL_STATES))
+        return [s for s in ALL_STATES if s in seen] + sorted(seen - set(ALL_STATES))
 
     def peak(self, state: str, side: str = "server") -> int:
         return max(self.counts(state, side), default=0)

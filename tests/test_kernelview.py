@@ -1,4 +1,4 @@
-"""The kernel's view of a server (sockserve.kernelview): parsing fixture tables, and live loopback servers."""
+"""The kernel's view of a server (sockserve.kernelview): fixture tables, the sampler, live loopback servers."""
 
 from __future__ import annotations
 
@@ -15,135 +15,12 @@ import pytest
 
 import sockserve
 from sockserve import kernelview as kv
-from sockserve import sockdiag
 from sockserve.backlog import effective_somaxconn
 
 from conftest import serving
+from procnet_fixtures import TCP6_FIXTURE, TCP_FIXTURE, UNIX_FIXTURE, little_endian
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/net is Linux's")
-little_endian = pytest.mark.skipif(
-    sys.byteorder != "little", reason="the fixture text is what a little-endian kernel prints"
-)
-
-# What Linux prints, one socket per line, for port 8000 (1F40) and others.
-# Addresses are 32-bit words in the machine's byte order: 0100007F is 127.0.0.1.
-_TCP_HEADER = (
-    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-)
-
-
-def _tcp_line(n: int, local: str, remote: str, state: str, queues: str = "00000000:00000000", inode: int = 0) -> str:
-    return (f"{n:4d}: {local} {remote} {state} {queues} 00:00000000 00000000  1000        0 {inode} 1 "
-            "0000000000000000 100 0 0 10 0\n")
-
-
-_LO = "0100007F"
-TCP_FIXTURE = _TCP_HEADER + "".join([
-    _tcp_line(0, f"{_LO}:1F40", "00000000:0000", "0A", "00000000:00000003", 4242),  # LISTEN, 3 queued
-    # the server's side: local port 8000, one socket in every other state
-    *(_tcp_line(i, f"{_LO}:1F40", f"{_LO}:{0xC000 + i:04X}", f"{i:02X}") for i in range(1, 12) if i != 10),
-    # the client's side: remote port 8000
-    _tcp_line(20, f"{_LO}:D000", f"{_LO}:1F40", "02"),  # SYN-SENT: a dropped SYN
-    _tcp_line(21, f"{_LO}:D001", f"{_LO}:1F40", "06"),  # TIME-WAIT
-    _tcp_line(22, f"{_LO}:D002", f"{_LO}:1F40", "06"),
-    _tcp_line(23, f"{_LO}:D003", f"{_LO}:1F40", "01"),
-    # noise: another server, and port 8000's digits elsewhere on the line
-    _tcp_line(30, f"{_LO}:1F41", f"{_LO}:E000", "01"),
-    _tcp_line(31, "00000000:0016", "00000000:0000", "0A", "00000000:00000000", 8000),
-    "   99: garbage line\n",
-])
-
-TCP6_FIXTURE = _TCP_HEADER + "".join([
-    # a dual-stack listener on [::]:8000, a v4 client's accepted socket (v4-mapped), and ::1 both ways
-    _tcp_line(0, "00000000000000000000000000000000:1F40", "00000000000000000000000000000000:0000", "0A",
-              "00000000:00000001"),
-    _tcp_line(1, "0000000000000000FFFF00000100007F:1F40", "0000000000000000FFFF00000100007F:C5E2", "01"),
-    _tcp_line(2, "00000000000000000000000001000000:1F40", "00000000000000000000000001000000:892A", "08"),
-    _tcp_line(3, "00000000000000000000000001000000:892A", "00000000000000000000000001000000:1F40", "05"),
-])
-
-UNIX_FIXTURE = """Num       RefCount Protocol Flags    Type St Inode Path
-000000006b06bd51: 00000002 00000000 00010000 0001 01 78446 /tmp/ss-x/server.sock
-00000000469951bb: 00000003 00000000 00000000 0001 02     0 /tmp/ss-x/server.sock
-0000000009163e23: 00000003 00000000 00000000 0001 02     0 /tmp/ss-x/server.sock
-00000000acacedfd: 00000003 00000000 00000000 0001 03 78454 /tmp/ss-x/server.sock
-00000000acacedfe: 00000003 00000000 00000000 0001 04 78455 /tmp/ss-x/server.sock
-0000000082c0ffee: 00000003 00000000 00000000 0001 03 78460
-00000000deadbeef: 00000002 00000000 00010000 0001 01 78470 /tmp/ss-x/other.sock
-00000000feedface: 00000002 00000000 00000000 0002 01 78480 @abstract name
-"""
-
-
-@little_endian
-def test_addresses_decode_ipv4_ipv6_and_v4_mapped() -> None:
-    assert kv.decode_address("0100007F:1F40") == ("127.0.0.1", 8000)
-    assert kv.decode_address("00000000:0000") == ("0.0.0.0", 0)
-    assert kv.decode_address("00000000000000000000000001000000:892A") == ("::1", 0x892A)
-    assert kv.decode_address("0000000000000000FFFF00000100007F:C5E2") == ("::ffff:127.0.0.1", 0xC5E2)
-    assert kv.decode_address("B80D0120000000000000000001000000:0050") == ("2001:db8::1", 80)
-    with pytest.raises(ValueError, match="not an address"):
-        kv.decode_address("7F:1")
-
-
-@little_endian
-def test_every_tcp_state_is_parsed_and_counted_on_its_side() -> None:
-    rows = kv.parse_tcp(TCP_FIXTURE)
-    assert len(rows) == 1 + 10 + 4 + 2  # the header and the garbage line are skipped
-    assert {r.state for r in rows} == set(kv.TCP_STATES)
-    listener = rows[0]
-    assert (listener.local, listener.local_port, listener.state, listener.rx_queue, listener.inode) == (
-        "127.0.0.1", 8000, "LISTEN", 3, 4242)
-    server, client, queue = kv.count_tcp(rows, 8000)
-    assert server == {state: 1 for state in kv.TCP_STATES}
-    assert client == {"SYN-SENT": 1, "TIME-WAIT": 2, "ESTABLISHED": 1}
-    assert queue == 3
-    # another port sees only its own sockets
-    assert kv.count_tcp(rows, 8001) == ({"ESTABLISHED": 1}, {}, None)
-
-
-@little_endian
-def test_ipv6_and_v4_mapped_sockets_count_for_the_port() -> None:
-    rows = kv.parse_tcp(TCP6_FIXTURE)
-    assert [r.local for r in rows] == ["::", "::ffff:127.0.0.1", "::1", "::1"]
-    server, client, queue = kv.count_tcp(rows, 8000)
-    assert server == {"LISTEN": 1, "ESTABLISHED": 1, "CLOSE-WAIT": 1}
-    assert client == {"FIN-WAIT-2": 1}
-    assert queue == 1
-
-
-@little_endian
-def test_a_connection_listed_twice_is_counted_once_in_its_later_state() -> None:
-    # the table changed while it was read: one connection went from ESTABLISHED to TIME-WAIT
-    text = TCP_FIXTURE + _tcp_line(40, f"{_LO}:D003", f"{_LO}:1F40", "06")
-    _server, client, _queue = kv.count_tcp(kv.parse_tcp(text), 8000)
-    assert client == {"SYN-SENT": 1, "TIME-WAIT": 3}
-    # two SO_REUSEPORT listeners on one address are two sockets
-    text = TCP_FIXTURE + _tcp_line(41, f"{_LO}:1F40", "00000000:0000", "0A", "00000000:00000002", 4243)
-    server, _client, queue = kv.count_tcp(kv.parse_tcp(text), 8000)
-    assert server["LISTEN"] == 2 and queue == 5
-
-
-@little_endian
-def test_a_host_keeps_only_the_sockets_of_that_address() -> None:
-    rows = kv.parse_tcp(TCP_FIXTURE) + kv.parse_tcp(TCP6_FIXTURE)
-    # port 8000 on ::1 is another server than port 8000 on 127.0.0.1
-    assert kv.count_tcp(rows, 8000, "::1") == ({"CLOSE-WAIT": 1}, {"FIN-WAIT-2": 1}, None)
-    server, client, queue = kv.count_tcp(rows, 8000, "127.0.0.1")
-    assert server["LISTEN"] == 1 and server["ESTABLISHED"] == 2  # v4-mapped counts as 127.0.0.1
-    assert client == {"SYN-SENT": 1, "TIME-WAIT": 2, "ESTABLISHED": 1} and queue == 3
-    # a wildcard or a name matches every address
-    assert kv.count_tcp(rows, 8000, "::") == kv.count_tcp(rows, 8000, "localhost") == kv.count_tcp(rows, 8000)
-
-
-def test_unix_rows_count_the_listener_the_queue_and_the_accepted() -> None:
-    rows = kv.parse_unix(UNIX_FIXTURE)
-    assert len(rows) == 8
-    assert rows[0] == kv.UnixRow("LISTEN", True, 1, 78446, "/tmp/ss-x/server.sock")
-    assert rows[5].path == "" and rows[7].path == "@abstract name" and rows[7].socket_type == 2
-    server, queue, listener = kv.count_unix(rows, "/tmp/ss-x/server.sock")
-    assert server == {"LISTEN": 1, "CONNECTING": 2, "CONNECTED": 1, "DISCONNECTING": 1}
-    assert (queue, listener) == (2, 78446)
-    assert kv.count_unix(rows, "/tmp/ss-x/gone.sock") == ({}, None, 0)
 
 
 @little_endian
@@ -451,19 +328,6 @@ def test_a_unix_server_shows_its_queue_and_accepted_connections(sock_dir: str) -
         finally:
             for sock in clients:
                 sock.close()
-
-
-@linux_only
-def test_sock_diag_reports_the_backlog_of_tcp_and_unix_listeners(sock_dir: str) -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(7)
-        assert sockdiag.tcp_listen_queues(listener.getsockname()[1]) == [("127.0.0.1", 0, 7)]
-    with socket.socket(socket.AF_UNIX) as unix_listener:
-        unix_listener.bind(os.path.join(sock_dir, "d.sock"))
-        unix_listener.listen(5)
-        assert sockdiag.unix_listen_queue(os.fstat(unix_listener.fileno()).st_ino) == (0, 5)
-    assert sockdiag.unix_listen_queue(0) is None
 
 
 @linux_only
