@@ -20,6 +20,13 @@ blocks every other connection for that long. That last one is the lesson.
 Statistics: one request is one connection, as in socketserver's stream
 servers; ``stats.threads`` and ``stats.children`` stay 0. ``drain(timeout)``
 stops accepting, waits for open connections and then aborts the rest.
+
+A Unix socket path is bound as the Unix servers bind it
+(:func:`sockserve.socketfiles.bind_path`: stale files, ``socket_mode``,
+concurrent starts), and ``server_close()`` removes the file only if it is
+still the socket file this server created. asyncio itself is told not to
+remove it (``cleanup_socket=False`` on Python 3.13+), so the file stays as
+long as the listening socket does, whatever the event loop does.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any
 
+from . import socketfiles
 from .drain import DrainReport
 from .errors import explain_bind_error
 from .stats import Outcome, ServerStats, outcome_of
@@ -49,9 +58,15 @@ class AsyncioServer:
     ``server_close()`` (or ``with``), ``server_address``, ``stats``.
     ``RequestHandlerClass`` is a workload handler from
     :func:`sockserve.workloads.handler_for`.
+
+    Class attributes that tune it: ``request_queue_size``, and for a Unix
+    socket path ``replace_stale_socket`` and ``socket_mode``, as on
+    :class:`sockserve.UnixStreamServer`.
     """
 
     request_queue_size: int = socket.SOMAXCONN
+    replace_stale_socket: bool = False
+    socket_mode: int | None = None
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         self.RequestHandlerClass = RequestHandlerClass
@@ -67,14 +82,21 @@ class AsyncioServer:
         self.address_family = family
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket_path = os.fspath(server_address) if unix else None
+        self._socket_file: socketfiles.SocketFile | None = None
         try:
-            try:
-                self.socket.bind(server_address)
-            except OSError as exc:
-                raise explain_bind_error(exc, server_address, family) from None
+            if unix:
+                self._socket_file = socketfiles.bind_path(
+                    self.socket, server_address,
+                    replace_stale=self.replace_stale_socket, mode=self.socket_mode,
+                )
+            else:
+                try:
+                    self.socket.bind(server_address)
+                except OSError as exc:
+                    raise explain_bind_error(exc, server_address, family) from None
             self.socket.listen(self.request_queue_size)
         except BaseException:
-            self.socket.close()
+            self.server_close()
             raise
         self.server_address = self.socket.getsockname()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,9 +126,14 @@ class AsyncioServer:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        start = asyncio.start_unix_server if self._socket_path else asyncio.start_server
         # A duplicate, so the loop closing its listener leaves ours open.
-        server = await start(self._client, sock=self.socket.dup(), limit=MAX_LINE)
+        sock = self.socket.dup()
+        if self._socket_path:
+            # The file is ours to remove, in server_close(), not the loop's.
+            extra: dict[str, Any] = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
+            server = await asyncio.start_unix_server(self._client, sock=sock, limit=MAX_LINE, **extra)
+        else:
+            server = await asyncio.start_server(self._client, sock=sock, limit=MAX_LINE)
         self._server = server
         try:
             await self._stop.wait()
@@ -165,14 +192,11 @@ class AsyncioServer:
         return len(pending) - len(late), len(late)
 
     def server_close(self) -> None:
-        """Close the listening socket and remove a Unix socket file."""
+        """Close the listening socket and remove the Unix socket file it
+        created, if that file is still there (nothing else is removed)."""
         self.socket.close()
-        if self._socket_path:
-            try:
-                os.unlink(self._socket_path)
-            except OSError:
-                pass
-            self._socket_path = None
+        created, self._socket_file = self._socket_file, None
+        socketfiles.release_path(self._socket_path, created)
 
     def __enter__(self) -> AsyncioServer:
         return self

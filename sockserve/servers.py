@@ -465,7 +465,7 @@ class TCPServer(BaseServer):
     allow_reuse_address: bool = False
     allow_reuse_port: bool = False
 
-    _socket_file: tuple[int, int] | None = None
+    _socket_file: socketfiles.SocketFile | None = None
     _socket_path: Any = None
 
     def __init__(
@@ -492,30 +492,28 @@ class TCPServer(BaseServer):
             and self.address_family in (socket.AF_INET, socket.AF_INET6)
         ):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        unix = self.address_family == _AF_UNIX
-        if unix:
-            socketfiles.prepare_path(
+        if self.address_family == _AF_UNIX:
+            # Stale files, socket_mode and concurrent starts: see socketfiles.
+            self._socket_file = socketfiles.bind_path(
+                self.socket,
                 self.server_address,
-                self.socket_type,
-                getattr(self, "replace_stale_socket", False),
-            )
-        try:
-            self.socket.bind(self.server_address)
-        except OSError as exc:
-            listening = None
-            if exc.errno == errno.EADDRINUSE and not unix:
-                listening = _someone_listens(self.server_address, self.address_family)
-            better = explain_bind_error(
-                exc, self.server_address, self.address_family, listening
-            )
-            if better is exc:
-                raise
-            raise better from None
-        if unix:
-            self._socket_file = socketfiles.claim_path(
-                self.server_address, getattr(self, "socket_mode", None)
+                replace_stale=getattr(self, "replace_stale_socket", False),
+                mode=getattr(self, "socket_mode", None),
             )
             self._socket_path = self.server_address
+        else:
+            try:
+                self.socket.bind(self.server_address)
+            except OSError as exc:
+                listening = None
+                if exc.errno == errno.EADDRINUSE:
+                    listening = _someone_listens(self.server_address, self.address_family)
+                better = explain_bind_error(
+                    exc, self.server_address, self.address_family, listening
+                )
+                if better is exc:
+                    raise
+                raise better from None
         self.server_address = self.socket.getsockname()
         self._set_state(ServerState.BOUND)
 

@@ -8,10 +8,11 @@ Class attributes they add (see :mod:`sockserve.socketfiles`):
 ``replace_stale_socket`` (False)
     remove a socket file left behind by a crashed server instead of failing.
 ``socket_mode`` (None)
-    permission bits for the socket file after bind, e.g. ``0o600`` so only
+    permission bits the socket file is created with, e.g. ``0o600`` so only
     this user can connect; None keeps what the umask gives.
 
-``server_close()`` removes the socket file the server created.
+``server_close()`` removes the socket file the server created, and nothing
+else; two servers starting at once on one path leave one serving.
 """
 
 from __future__ import annotations
