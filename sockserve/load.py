@@ -28,6 +28,11 @@ What is measured:
 * Every run stops at ``max_requests`` requests or ``duration`` seconds,
   whichever comes first; requests in flight then get at most ``timeout``
   more and are counted as ``"timeout"`` if they do not make it.
+* A run also ends early, and says why in ``LoadResult.ended_by`` (see
+  :data:`ENDINGS`), when it is cancelled, when the sampled server process
+  exits, or when nothing accepts connections any more (a run of refusals
+  and no reply for half a second): then requests in flight get a short
+  grace and the rest are counted as ``abandoned``, not as outcomes.
 * Each request ends as one of :data:`OUTCOMES`. ``latency`` and
   ``timeline`` hold the successful ones.
 * With ``server_pid`` the worker samples the server's thread count and
@@ -50,6 +55,7 @@ from typing import IO, Any
 
 from .loaddata import (
     CONNECTIONS,
+    ENDINGS,
     MODES,
     OUTCOMES,
     TIMELINE_POINTS,
@@ -65,6 +71,7 @@ __all__ = [
     "MODES",
     "CONNECTIONS",
     "TIMELINE_POINTS",
+    "ENDINGS",
     "LoadSpec",
     "LoadResult",
     "Progress",
@@ -135,8 +142,9 @@ class LoadRun:
     Use ``LoadRun(spec).start()`` and then read ``progress`` (the latest
     :class:`Progress`, or None), ``done``, ``result`` (a :class:`LoadResult`
     once done) and ``error``; ``cancel()`` ends the run early (requests in
-    flight get their timeout, and the partial result arrives as usual);
-    ``wait(timeout)`` blocks for the result. ``run()`` does the whole run in
+    flight get a short grace, and the partial result arrives as usual);
+    ``stop(timeout)`` cancels and waits at most *timeout* seconds (killing
+    a worker that does not answer); ``wait(timeout)`` blocks for the result. ``run()`` does the whole run in
     the calling thread instead of starting a background one (what
     :func:`run_load` does). Also a context manager: leaving it cancels an
     unfinished run and waits for it.
@@ -203,6 +211,28 @@ class LoadRun:
                 proc.stdin.flush()
             except OSError:
                 pass  # the worker already ended
+
+    def stop(self, timeout: float = 1.0) -> LoadResult | None:
+        """Cancel and wait at most *timeout* seconds for the partial result.
+
+        The worker gives requests in flight a short grace
+        (``loadworker.STOP_GRACE``) and then sends what it measured; if it
+        has not within *timeout*, it is killed and None is returned (the
+        run's ``error`` says so). Never blocks much longer than *timeout*.
+        """
+        if self._proc is None:
+            return None
+        self.cancel()
+        if self._finished.wait(timeout):
+            return self.result
+        with self._lock:
+            proc = self._proc
+        try:
+            proc.kill()  # its stdout closes: the following thread ends at once
+        except OSError:
+            pass
+        self._finished.wait(1.0)
+        return self.result
 
     def wait(self, timeout: float | None = None) -> LoadResult:
         """Block until the run ends; return its result or raise its error.
@@ -370,6 +400,7 @@ def _final_progress(result: LoadResult) -> Progress:
         children=result.children[-1][1] if result.children else None,
         done=True,
         max_requests=result.spec.max_requests,
+        outcomes=dict(result.outcomes),
     )
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "MODES",
     "CONNECTIONS",
     "TIMELINE_POINTS",
+    "ENDINGS",
     "LoadSpec",
     "LoadResult",
     "Progress",
@@ -34,6 +35,15 @@ OUTCOMES: tuple[str, ...] = ("ok", "refused", "reset", "timeout", "error")
 TRANSPORTS: tuple[str, ...] = ("tcp", "udp", "unix", "unix-dgram")
 MODES: tuple[str, ...] = ("closed", "open")
 CONNECTIONS: tuple[str, ...] = ("new", "persistent")
+
+#: What can end a run, and what each means in words.
+ENDINGS: dict[str, str] = {
+    "duration": "its duration was up",
+    "max_requests": "it reached its cap on requests (max_requests)",
+    "cancelled": "it was stopped (cancelled)",
+    "server gone": "the server process exited",
+    "refused": "nothing accepts connections at the address any more (every request refused)",
+}
 
 #: The timeline keeps at most about this many points (evenly thinned).
 TIMELINE_POINTS = 5000
@@ -169,7 +179,10 @@ class LoadResult:
     shares, to line up what a server reports), ``server_cpu_s`` (CPU
     seconds the server process and its children used during the run; None
     without ``server_pid`` or ``/proc``) and ``generator_cpu_s`` (CPU
-    seconds the load generator's own process used).
+    seconds the load generator's own process used), ``ended_by`` (what
+    ended the run: :data:`ENDINGS`) and ``abandoned`` (requests still in
+    flight when a cancel or a vanished server cut the run short: in no
+    outcome, since nobody waited for them).
     """
 
     spec: LoadSpec
@@ -188,6 +201,8 @@ class LoadResult:
     started_monotonic: float = 0.0
     server_cpu_s: float | None = None
     generator_cpu_s: float | None = None
+    ended_by: str = ""
+    abandoned: int = 0
 
     @property
     def ok(self) -> int:
@@ -223,6 +238,8 @@ class LoadResult:
             "started_monotonic": self.started_monotonic,
             "server_cpu_s": self.server_cpu_s,
             "generator_cpu_s": self.generator_cpu_s,
+            "ended_by": self.ended_by,
+            "abandoned": self.abandoned,
         }
 
     @classmethod
@@ -245,6 +262,8 @@ class LoadResult:
             started_monotonic=float(data.get("started_monotonic", 0.0)),
             server_cpu_s=_maybe_float(data.get("server_cpu_s")),
             generator_cpu_s=_maybe_float(data.get("generator_cpu_s")),
+            ended_by=str(data.get("ended_by", "")),
+            abandoned=int(data.get("abandoned", 0)),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -277,7 +296,14 @@ class LoadResult:
             lines.append(f"server children: max {max(n for _, n in self.children)}")
         if self.unsent:
             lines.append(f"unsent (generator fell behind): {self.unsent}")
-        if self.cancelled:
+        if self.ended_by and self.ended_by != "duration":
+            line = f"ended early: {ENDINGS.get(self.ended_by, self.ended_by)}"
+            if self.ended_by == "max_requests":
+                line += f" of {spec.max_requests:,}"
+            if self.abandoned:
+                line += f"; {self.abandoned} requests in flight were abandoned"
+            lines.append(line)
+        elif self.cancelled:
             lines.append("cancelled before the end")
         for outcome, message in self.examples.items():
             lines.append(f"first {outcome}: {message}")
@@ -288,10 +314,13 @@ class LoadResult:
 class Progress:
     """A snapshot of a running load, sent a few times a second.
 
-    ``latency_ms`` holds ``p50`` and ``p99`` so far; ``threads``/``children``
-    the latest sample of the server (None without ``server_pid``).
-    ``max_requests`` (an addition) lets :attr:`fraction` say how far along
-    the run is by either bound.
+    ``latency_ms`` holds ``p50`` and ``p99`` so far (cumulative, over every
+    reply since the start); ``recent_ms`` the same for the replies since
+    the previous Progress only (per interval; empty when none came, with
+    their ``count``); ``outcomes`` every outcome's count so far;
+    ``threads``/``children`` the latest sample of the server (None without
+    ``server_pid``). ``max_requests`` (an addition) lets :attr:`fraction`
+    say how far along the run is by either bound.
     """
 
     elapsed: float
@@ -304,6 +333,8 @@ class Progress:
     children: int | None
     done: bool
     max_requests: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    recent_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:
@@ -326,8 +357,12 @@ class Progress:
             "children": self.children,
             "done": self.done,
             "max_requests": self.max_requests,
+            "outcomes": dict(self.outcomes),
+            "recent_ms": dict(self.recent_ms),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Progress:
-        return cls(**{**data, "latency_ms": dict(data["latency_ms"])})
+        return cls(**{**data, "latency_ms": dict(data["latency_ms"]),
+                      "outcomes": dict(data.get("outcomes", {})),
+                      "recent_ms": dict(data.get("recent_ms", {}))})

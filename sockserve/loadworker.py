@@ -3,10 +3,11 @@
 Started by :class:`sockserve.load.LoadRun` as ``python -m
 sockserve.loadworker``. Protocol: the first line on stdin is a
 ``LoadSpec.to_dict()`` in JSON; the worker answers on stdout with JSON lines,
-``{"type": "progress", "progress": {...}}`` about five times a second and one
+``{"type": "progress", "progress": {...}}`` about ten times a second and one
 ``{"type": "result", "result": {...}}`` (a ``LoadResult.to_dict()``) at the
 end, then exits. A line ``cancel`` on stdin, or stdin closing, stops the run
-early; requests in flight still get their timeout.
+early; requests in flight get ``STOP_GRACE`` seconds more, then are
+abandoned.
 
 Inside, each client is a thread running :func:`client_loop`: it claims the
 next request number from a shared :class:`Plan` (which enforces
@@ -41,8 +42,16 @@ from .loaddata import OUTCOMES, TIMELINE_POINTS, LoadResult, LoadSpec, Progress
 
 __all__ = ["run", "main", "entry", "Recorder", "Plan", "Sampler", "client_loop", "server_cpu_seconds"]
 
-PROGRESS_INTERVAL = 0.2
+PROGRESS_INTERVAL = 0.1  # ten progress lines a second: live plots at 5+ updates a second
 SAMPLE_INTERVAL = 0.05  # 20 Hz: twice the rate the contract asks for
+#: Seconds requests in flight still get after a cancel (or a server gone)
+#: before they are abandoned, so that a Stop takes effect at once.
+STOP_GRACE = 0.3
+#: A server has gone away when this many requests in a row were refused ...
+REFUSED_STREAK = 100
+#: ... and none got a reply for this many seconds. (Refusals come back in
+#: microseconds: waiting longer would pile up thousands of them.)
+REFUSED_QUIET = 0.05
 
 
 # -- pacing and recording ----------------------------------------------------
@@ -67,6 +76,7 @@ class Plan:
         self.t0 = 0.0
         self.deadline = 0.0
         self.stopped_at: float | None = None
+        self.capped = False  # max_requests were handed out
         self._next = 0
         self._lock = threading.Lock()
 
@@ -85,7 +95,10 @@ class Plan:
                     self.stopped_at = time.perf_counter()
                 return None
             index = self._next
-            if index >= self.spec.max_requests or time.perf_counter() >= self.deadline:
+            if index >= self.spec.max_requests:
+                self.capped = True
+                return None
+            if time.perf_counter() >= self.deadline:
                 return None
             scheduled: float | None = None
             if self.spec.rate is not None:
@@ -107,19 +120,30 @@ class Recorder:
     """Outcomes, latencies and the timeline of a run (thread-safe).
 
     ``begin()`` when a request is sent, ``record()`` when it ends.
+    ``snapshot()`` reads the figures so far and starts a new interval (the
+    latencies of the requests that ended since the previous snapshot).
     ``finish()`` freezes the figures: requests still in flight then are
-    counted as timeouts, and later ``record()`` calls are ignored.
+    counted as timeouts (or, with ``abandon=True`` after a cancel, as
+    ``abandoned``, outside every outcome), and later ``record()`` calls are
+    ignored. ``gone`` turns true when the server has gone away: a streak of
+    REFUSED_STREAK refusals with no reply for REFUSED_QUIET seconds.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.outcomes = {name: 0 for name in OUTCOMES}
         self.latency = Histogram()
+        self.interval = Histogram()
         self.timeline: list[tuple[float, float]] = []
         self.examples: dict[str, str] = {}
         self.started = 0
         self.in_flight = 0
+        self.abandoned = 0
         self.last_end = 0.0
+        self.last_ok = 0.0
+        self.refused_streak = 0
+        self.gone = False  # nothing accepts connections any more
+        self.t0 = 0.0  # perf_counter time of the start (set by run)
         self._stride = 1
         self._ok_seen = 0
         self._frozen = False
@@ -137,12 +161,25 @@ class Recorder:
                 return
             self.in_flight -= 1
             self.outcomes[outcome] += 1
-            self.last_end = max(self.last_end, end)
-            if exc is not None and outcome not in self.examples:
-                self.examples[outcome] = f"{type(exc).__name__}: {exc}"
+            if end > self.last_end:
+                self.last_end = end
             if outcome != "ok":
+                if outcome == "refused":
+                    self.refused_streak += 1
+                    if (self.refused_streak >= REFUSED_STREAK
+                            and end - max(self.last_ok, self.t0) >= REFUSED_QUIET):
+                        self.gone = True  # the clients stop claiming at once
+                else:
+                    self.refused_streak = 0
+                if exc is not None and outcome not in self.examples:
+                    self.examples[outcome] = f"{type(exc).__name__}: {exc}"
                 return
-            self.latency.record(max(seconds, 0.0))
+            self.refused_streak = 0
+            self.last_ok = end
+            if seconds < 0.0:
+                seconds = 0.0
+            self.latency.add(seconds)
+            self.interval.add(seconds)
             self._ok_seen += 1
             if self._ok_seen % self._stride == 0:
                 self.timeline.append((at, seconds * 1000.0))
@@ -152,25 +189,33 @@ class Recorder:
                     self.timeline = self.timeline[::2]
                     self._stride *= 2
 
-    def snapshot(self) -> tuple[int, int, dict[str, float]]:
-        """(requests ended, ok, {"p50", "p99"} in ms) so far."""
+    def snapshot(self) -> tuple[dict[str, int], dict[str, float], dict[str, float]]:
+        """(outcomes so far, {"p50", "p99"} ms so far, the same for the
+        requests that ended since the previous snapshot, which starts a new
+        interval; an interval without replies has no percentiles)."""
         with self._lock:
-            ended = sum(self.outcomes.values())
-            return (
-                ended,
-                self.outcomes["ok"],
-                {
-                    "p50": self.latency.percentile(0.5) * 1000.0,
-                    "p99": self.latency.percentile(0.99) * 1000.0,
-                },
-            )
+            interval, self.interval = self.interval, Histogram()
+            outcomes = dict(self.outcomes)
+            cumulative = {
+                "p50": self.latency.percentile(0.5) * 1000.0,
+                "p99": self.latency.percentile(0.99) * 1000.0,
+            }
+        recent = {} if not interval.count else {
+            "p50": interval.percentile(0.5) * 1000.0,
+            "p99": interval.percentile(0.99) * 1000.0,
+            "count": float(interval.count),
+        }
+        return outcomes, cumulative, recent
 
-    def finish(self) -> None:
+    def finish(self, abandon: bool = False) -> None:
         with self._lock:
             self._frozen = True
             if self.in_flight > 0:
-                self.outcomes["timeout"] += self.in_flight
-                self.examples.setdefault("timeout", "still in flight when the run ended")
+                if abandon:
+                    self.abandoned += self.in_flight
+                else:
+                    self.outcomes["timeout"] += self.in_flight
+                    self.examples.setdefault("timeout", "still in flight when the run ended")
                 self.in_flight = 0
 
 
@@ -178,9 +223,13 @@ class Recorder:
 
 
 def _read_threads(pid: int) -> int | None:
+    """Threads of process *pid*; None when it is gone (or a zombie) or
+    there is no /proc."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
+                if line.startswith(b"State:") and line.split()[1:2] == [b"Z"]:
+                    return None
                 if line.startswith(b"Threads:"):
                     return int(line.split()[1])
     except (OSError, ValueError):
@@ -285,6 +334,7 @@ class Sampler:
         self.t0 = t0
         self.threads: list[tuple[float, int]] = []
         self.children: list[tuple[float, int]] = []
+        self.gone = False  # the process was seen once and then vanished
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sockserve-sampler", daemon=True)
 
@@ -310,7 +360,9 @@ class Sampler:
             now = time.perf_counter()
             threads = _read_threads(self.pid)
             if threads is None:
-                return  # no /proc, or the server is gone
+                # No /proc, or the server is gone (a zombie has no threads).
+                self.gone = os.path.isdir("/proc/self")
+                return
             at = now - self.t0
             self.threads.append((at, threads))
             if use_scan:
@@ -356,6 +408,8 @@ def client_loop(
     client = make_client()
     try:
         while True:
+            if recorder.gone:
+                return  # nothing listens any more: end the run now
             claim = plan.claim()
             if claim is None:
                 return
@@ -432,7 +486,7 @@ def run(
     started_at = time.time()
     server_cpu0 = server_cpu_seconds(spec.server_pid) if spec.server_pid else None
     generator_cpu0 = time.process_time()
-    t0 = plan.start()
+    t0 = recorder.t0 = plan.start()
     started_monotonic = time.monotonic()
     sampler = Sampler(spec.server_pid, t0).start() if spec.server_pid else None
     try:
@@ -440,38 +494,34 @@ def run(
         # deadline + timeout; the extra second only absorbs scheduling delay.
         hard_end = plan.deadline + spec.timeout + 1.0
         cancelled_at: float | None = None
+        ended_by = ""
         while any(t.is_alive() for t in clients):
-            if time.perf_counter() >= hard_end:
+            now = time.perf_counter()
+            if now >= hard_end:
                 break
-            if cancelled_at is None and stop.is_set():
-                cancelled_at = time.perf_counter()
+            if not ended_by:
+                ended_by = _ended_early(stop, sampler, recorder)
+                if ended_by:
+                    # Stopped early: requests in flight get a short grace,
+                    # not their whole timeout, so a Stop takes effect at once.
+                    stop.set()
+                    cancelled_at = now
+                    hard_end = min(hard_end, now + STOP_GRACE)
             _join_some(clients, PROGRESS_INTERVAL)
             if progress is not None:
-                ended, ok, ms = recorder.snapshot()
-                threads, children = sampler.latest() if sampler else (None, None)
-                progress(
-                    Progress(
-                        elapsed=time.perf_counter() - t0,
-                        duration=spec.duration,
-                        requests=ended,
-                        ok=ok,
-                        errors=ended - ok,
-                        latency_ms=ms,
-                        threads=threads,
-                        children=children,
-                        done=False,
-                        max_requests=spec.max_requests,
-                    )
-                )
+                progress(_progress(spec, recorder, sampler, time.perf_counter() - t0))
         end_clock = time.perf_counter()
         generator_cpu = time.process_time() - generator_cpu0
         server_cpu1 = (server_cpu_seconds(spec.server_pid)
                        if server_cpu0 is not None and spec.server_pid else None)
-        cancelled = stop.is_set()
-        if cancelled and cancelled_at is None:
-            cancelled_at = end_clock
+        if not ended_by:
+            ended_by = _ended_early(stop, sampler, recorder) or (
+                "max_requests" if plan.capped else "duration")
+            if ended_by not in ("max_requests", "duration") and cancelled_at is None:
+                cancelled_at = end_clock
+        cancelled = ended_by == "cancelled"
         stop.set()
-        recorder.finish()
+        recorder.finish(abandon=ended_by != "duration" and ended_by != "max_requests")
     finally:
         if sampler is not None:
             sampler.stop()
@@ -498,9 +548,45 @@ def run(
         examples=dict(recorder.examples),
         started_at=started_at,
         started_monotonic=started_monotonic,
+        ended_by=ended_by,
+        abandoned=recorder.abandoned,
         server_cpu_s=(server_cpu1 - server_cpu0
                       if server_cpu0 is not None and server_cpu1 is not None else None),
         generator_cpu_s=generator_cpu,
+    )
+
+
+def _ended_early(stop: threading.Event, sampler: Sampler | None, recorder: Recorder) -> str:
+    """Why the run must end before its bounds, or "": ``"cancelled"`` (a
+    cancel, stdin closed), ``"server gone"`` (the sampled server process
+    exited) or ``"refused"`` (nothing accepts connections any more: a run
+    of refusals and no reply for REFUSED_QUIET seconds)."""
+    if sampler is not None and sampler.gone:
+        return "server gone"
+    if recorder.gone:
+        return "refused"
+    if stop.is_set():
+        return "cancelled"
+    return ""
+
+
+def _progress(spec: LoadSpec, recorder: Recorder, sampler: Sampler | None, elapsed: float) -> Progress:
+    outcomes, cumulative, recent = recorder.snapshot()
+    ended = sum(outcomes.values())
+    threads, children = sampler.latest() if sampler else (None, None)
+    return Progress(
+        elapsed=elapsed,
+        duration=spec.duration,
+        requests=ended,
+        ok=outcomes["ok"],
+        errors=ended - outcomes["ok"],
+        latency_ms=cumulative,
+        threads=threads,
+        children=children,
+        done=False,
+        max_requests=spec.max_requests,
+        outcomes=outcomes,
+        recent_ms=recent,
     )
 
 

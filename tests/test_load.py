@@ -507,3 +507,149 @@ def test_no_stray_client_socket_dirs_left() -> None:
     result = run_load(spec, bar=False)
     assert result.outcomes["refused"] == 4
     assert set(glob.glob("/tmp/ssl-*")) <= before
+
+
+# -- ending early: a stop, a server that went away, the cap -------------------
+
+
+class Stuck(LineEcho):
+    """Never replies until released: every request is still in flight when stopped."""
+
+    release = threading.Event()
+
+    def handle(self) -> None:
+        self.request.recv(100)
+        self.release.wait(30)
+
+
+def test_stop_returns_the_partial_result_within_a_second() -> None:
+    # A user-facing promise ("a run stops within 1 s of Stop"), so a bounded
+    # timing assertion, with a generous margin: under 2 s.
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), SlowEcho)) as server:
+        server.block_on_close = False
+        spec = LoadSpec.for_server(server, clients=2, duration=60, timeout=30)
+        run = LoadRun(spec).start()
+        assert wait_until(lambda: run.progress is not None and run.progress.ok > 0)
+        began = time.monotonic()
+        result = run.stop(1.0)
+        took = time.monotonic() - began
+    assert took < 2.0, took
+    assert result is not None and result.cancelled and result.ended_by == "cancelled"
+    assert result.ok > 0 and result.outcomes["timeout"] == 0
+    assert "ended early: it was stopped (cancelled)" in result.summary()
+
+
+def test_requests_stuck_in_flight_are_abandoned_not_awaited() -> None:
+    Stuck.release.clear()
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), Stuck)) as server:
+        spec = LoadSpec.for_server(server, clients=3, duration=60, timeout=30)
+        run = LoadRun(spec).start()
+        try:
+            assert wait_until(lambda: server.stats.active == 3)
+            began = time.monotonic()
+            result = run.stop(1.0)
+            took = time.monotonic() - began
+        finally:
+            Stuck.release.set()
+    assert took < 2.0, took
+    assert result is not None
+    assert result.abandoned == 3 and result.requests == 0
+    assert "3 requests in flight were abandoned" in result.summary()
+
+
+def test_a_server_that_goes_away_ends_the_run_and_says_so() -> None:
+    server = sockserve.ThreadingTCPServer(("127.0.0.1", 0), LineEcho)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    spec = LoadSpec.for_server(server, clients=2, duration=30)
+    run = LoadRun(spec).start()
+    try:
+        assert wait_until(lambda: run.progress is not None and run.progress.ok > 0)
+        server.shutdown()
+        server.server_close()
+        result = run.wait(10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.ended_by == "refused"
+    assert result.elapsed < 10
+    assert result.outcomes["refused"] < 1000, result.summary()  # not 90,000
+    assert "nothing accepts connections at the address any more" in result.summary()
+
+
+def test_a_sampled_server_process_that_exits_ends_the_run() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(sockserve.__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", SERVER_SCRIPT, "ThreadingTCPServer"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": root})
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        port = int(proc.stdout.readline())
+        run = LoadRun(LoadSpec(("127.0.0.1", port), clients=2, duration=30,
+                               server_pid=proc.pid)).start()
+        assert wait_until(lambda: run.progress is not None and run.progress.ok > 0)
+        proc.kill()
+        proc.wait(10)
+        result = run.wait(10)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdin.close()
+        proc.stdout.close()
+    assert result.ended_by in ("server gone", "refused"), result.summary()
+    assert result.elapsed < 10
+
+
+def test_the_cap_on_requests_is_named_when_it_ends_a_run() -> None:
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), LineEcho)) as server:
+        result = run_load(LoadSpec.for_server(server, clients=2, max_requests=30, duration=20),
+                          bar=False)
+    assert result.requests == 30 and result.ended_by == "max_requests"
+    assert "it reached its cap on requests (max_requests) of 30" in result.summary()
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), LineEcho)) as server:
+        result = run_load(LoadSpec.for_server(server, clients=1, duration=0.3), bar=False)
+    assert result.ended_by == "duration" and "ended early" not in result.summary()
+
+
+def test_progress_carries_interval_percentiles_and_outcomes() -> None:
+    seen: list[Progress] = []
+    with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), SlowEcho)) as server:
+        run_load(LoadSpec.for_server(server, clients=2, duration=0.6), progress=seen.append, bar=False)
+    live = [p for p in seen if not p.done]
+    assert len(live) >= 4  # ten a second
+    assert all(set(p.outcomes) >= {"ok", "refused", "reset", "timeout", "error"} for p in live[1:])
+    recent = [p.recent_ms for p in live if p.recent_ms]
+    assert recent and all(r["p50"] >= 15 and r["count"] >= 1 for r in recent)  # SlowEcho: 20 ms
+    assert seen[-1].done and seen[-1].outcomes["ok"] == seen[-1].ok
+
+
+def test_recorder_intervals_and_refused_streak() -> None:
+    recorder = Recorder()
+    for seconds in (0.001, 0.002, 0.003):
+        recorder.begin()
+        recorder.record("ok", 0.0, seconds, 1.0, None)
+    outcomes, cumulative, recent = recorder.snapshot()
+    assert outcomes["ok"] == 3 and recent["count"] == 3
+    assert 1.5 < recent["p50"] < 2.5
+    recorder.begin()
+    recorder.record("ok", 0.0, 0.050, 2.0, None)
+    _, cumulative, recent = recorder.snapshot()
+    assert recent["count"] == 1 and 45 < recent["p50"] < 55  # only the new one
+    assert cumulative["p50"] < 5  # over all four
+    assert recorder.snapshot()[2] == {}  # nothing ended since
+    for _ in range(3):
+        recorder.begin()
+        recorder.record("refused", 0.0, 0.0, 3.0, ConnectionRefusedError())
+    assert recorder.refused_streak == 3 and recorder.last_ok == 2.0
+    recorder.begin()
+    recorder.finish(abandon=True)
+    assert recorder.abandoned == 1 and recorder.outcomes["timeout"] == 0
+
+
+def wait_until(predicate: Any, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
