@@ -104,14 +104,16 @@ def test_panels_in_jupyterlab(lab: str) -> None:
             expect(status).to_contain_text("requests 0,")
             shot(page, "2-started")
 
-            blank_latency = _image(page, "sockserve-traffic-panel", 0)
+            chart = ".sockserve-traffic-panel svg.sockserve-chart"
+            blank_latency = page.locator(chart).first.inner_html()
             traffic.get_by_role("button", name="Send").click()
-            # Live: the counters and the plot change while the load runs.
+            # Live: the counters and the charts (inline SVG) change while the load runs.
             expect(status).not_to_contain_text("requests 0,", timeout=30_000)
             page.wait_for_function(
-                "src => document.querySelector('.sockserve-traffic-panel img').src !== src",
-                arg=blank_latency, timeout=30_000,
+                "([sel, old]) => document.querySelector(sel).innerHTML !== old",
+                arg=[chart, blank_latency], timeout=30_000,
             )
+            assert page.locator(chart).count() == 3
             running_summary = page.locator(".sockserve-summary")
             shot(page, "3-sending")
             expect(running_summary).to_have_attribute("data-state", "done", timeout=60_000)

@@ -374,3 +374,76 @@ def test_binding_beyond_loopback_is_flagged_in_plain_words() -> None:
     assert "0.0.0.0" in warning and "other machines" in warning and "127.0.0.1" in warning
     status = ServerStatus("running", "threading", "echo", "0.0.0.0:8000", 0, 0, 0, 0, 0, "", warning)
     assert status.line().endswith("Warning: " + warning)
+
+
+# -- Stop: bounded, keeps what was measured (user-facing promises, so the
+# timing assertions are bounded ones with a generous margin: 1 s promised,
+# under 2 s asserted) ------------------------------------------------------------
+
+
+def test_compare_stop_returns_within_a_second_and_keeps_the_partial_result() -> None:
+    model = CompareModel("io", ("plain", "threading", "forking"), clients=8, duration=30)
+    model.run()
+    try:
+        assert wait_for(lambda: "requests" in model.status().text, 30)
+        began = time.monotonic()
+        model.stop()
+        took = time.monotonic() - began
+        assert took < 2.0, took
+        assert model.status().state in ("stopping", "stopped")
+        comparison = model.wait(30)
+        assert comparison is not None and comparison.cancelled
+        assert [run.server for run in comparison.runs] == ["plain"]
+        assert comparison.runs[0].load["ended_by"] == "cancelled"
+        assert model.status().state == "stopped"
+        assert "Stopped: the partial result" in model.status().text
+    finally:
+        model.stop()
+        model.wait(30)
+    assert model not in registry.tracked()
+
+
+def test_a_new_comparison_waits_for_the_stopped_one_without_blocking_the_caller() -> None:
+    first = CompareModel("io", ("threading",), clients=4, duration=30)
+    second = CompareModel("echo", ("plain",), clients=1, duration=0.3)
+    first.run()
+    try:
+        assert wait_for(lambda: "requests" in first.status().text, 30)
+        began = time.monotonic()
+        first.stop()  # what running the panel's cell again does to the old panel
+        second.run()
+        assert time.monotonic() - began < 2.0
+        assert wait_for(lambda: second.status().state == "done", 60), second.status().text
+        assert first.comparison is not None and first.comparison.cancelled
+    finally:
+        for model in (first, second):
+            model.stop()
+            model.wait(30)
+
+
+def test_traffic_stop_is_bounded_and_a_stopped_server_ends_the_run() -> None:
+    server = ServerModel("threading", "io", delay_ms=5)
+    server.start()
+    traffic = TrafficModel(server, clients=2, duration=30)
+    try:
+        assert "30 s or 100,000 requests" in traffic.cap_text()
+        traffic.send()
+        assert wait_for(lambda: traffic.poll().state == "running" and traffic.samples, 30)
+        began = time.monotonic()
+        traffic.stop()
+        assert time.monotonic() - began < 2.0
+        status = traffic.poll()
+        assert status.state == "stopped" and status.text.startswith("Stopped.")
+        assert traffic.result.ok > 0 and traffic.result.ended_by == "cancelled"
+        # Again, and this time the server goes away under the load.
+        traffic.send()
+        assert wait_for(lambda: traffic.poll().state == "running" and traffic.samples, 30)
+        server.stop()
+        assert wait_for(lambda: traffic.poll().state == "stopped", 5)
+        status = traffic.poll()
+        assert "The server stopped, so the load run ended." in status.text
+        assert traffic.result.outcomes["refused"] < 1000
+    finally:
+        traffic.stop()
+        server.stop()
+    assert traffic not in registry.tracked()

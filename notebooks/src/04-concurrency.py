@@ -49,7 +49,7 @@ io_panel.run()  # what pressing "Run comparison" does
 io_panel
 
 # %% tags=["nbval-ignore-output"]
-io_panel.model.stop()  # wait until the comparison has finished (each run is bounded by its duration)
+io_panel.model.wait()  # wait until the comparison has finished (each run is bounded by its duration)
 io_results = io_panel.model.comparison
 print(io_results.table())
 
@@ -82,7 +82,7 @@ cpu_panel.run()
 cpu_panel
 
 # %% tags=["nbval-ignore-output"]
-cpu_panel.model.stop()
+cpu_panel.model.wait()
 cpu_results = cpu_panel.model.comparison
 print(cpu_results.table())
 plot_comparison(cpu_results)

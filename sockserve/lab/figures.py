@@ -1,6 +1,7 @@
 """PNG pictures for the panels (matplotlib, imported only here and on use).
 
-The panels show plots as ``ipywidgets.Image`` values (PNG bytes): that works
+The comparison panel shows its figure as an ``ipywidgets.Image`` value (PNG
+bytes; the traffic panel's live charts are SVG, see :mod:`.livecharts`): that works
 in any JupyterLab without a front-end extension (ipympl is not needed), and a
 background thread may assign an Image's value. Figures are made with
 ``matplotlib.figure.Figure`` and the Agg canvas directly, never through
@@ -17,13 +18,10 @@ import functools
 import gc
 import io
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from .runs import Sample
-
 __all__ = [
-    "png", "live_latency_png", "live_concurrency_png", "comparison_png", "blank_png", "release_fonts",
+    "png", "comparison_png", "blank_png", "release_fonts",
 ]
 
 _DPI = 72
@@ -72,43 +70,6 @@ def blank_png(title: str) -> bytes:
     ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xticks([])
     ax.set_yticks([])
-    return png(fig)
-
-
-def live_latency_png(samples: Sequence[Sample], duration: float) -> bytes:
-    """Latency so far (p50 and p99, ms) against time."""
-    fig = _figure()
-    ax = fig.add_subplot()
-    t = [s.elapsed for s in samples if s.p50_ms is not None]
-    ax.plot(t, [s.p50_ms for s in samples if s.p50_ms is not None], label="p50", color="tab:blue", marker=".")
-    t99 = [s.elapsed for s in samples if s.p99_ms is not None]
-    ax.plot(t99, [s.p99_ms for s in samples if s.p99_ms is not None], label="p99", color="tab:red", marker=".")
-    ax.set_xlim(0, max(duration, t[-1] if t else 0.0))
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title(f"latency, {samples[-1].requests if samples else 0} requests", fontsize=10)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
-    return png(fig)
-
-
-def live_concurrency_png(samples: Sequence[Sample], duration: float) -> bytes:
-    """Server threads and child processes against time."""
-    fig = _figure()
-    ax = fig.add_subplot()
-    t = [s.elapsed for s in samples]
-    threads = [s.threads if s.threads is not None else 0 for s in samples]
-    children = [s.children if s.children is not None else 0 for s in samples]
-    ax.step(t, threads, where="post", label="threads", color="tab:green")
-    ax.step(t, children, where="post", label="children", color="tab:purple")
-    ax.set_xlim(0, max(duration, t[-1] if t else 0.0))
-    ax.set_ylim(bottom=0, top=max([1, *threads, *children]) * 1.15)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("count")
-    ax.set_title("server threads and children", fontsize=10)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
     return png(fig)
 
 

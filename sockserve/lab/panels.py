@@ -25,14 +25,14 @@ import ipywidgets as w  # type: ignore[import-untyped]
 
 from ..kinds import kind_names, resolve_kind
 from ..workloads import WORKLOAD_NAMES
-from . import figures, registry
+from . import figures, livecharts, registry
 from .models import FORK_NOTE, ServerModel, server_kinds
 from .runs import CompareModel, TrafficModel, default_servers
 
 __all__ = ["ServerPanel", "TrafficPanel", "ComparePanel"]
 
 _TICK = 0.25  # seconds between status refreshes (4 per second)
-_PLOT_EVERY = 2  # re-draw plots every this many ticks
+_LIVE_TICK = 0.1  # the traffic panel's live charts: up to 10 redraws a second
 
 
 class _Ticker:
@@ -47,7 +47,9 @@ class _Ticker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        # A thread whose loop has ended (its event set) may still be tidying
+        # up: start a new one rather than count on it.
+        if self._thread is not None and self._thread.is_alive() and not self._stopped.is_set():
             return
         self._stopped = threading.Event()
         self._thread = threading.Thread(
@@ -59,17 +61,21 @@ class _Ticker:
         try:
             while not stopped.wait(self._interval):
                 if not self._step():
+                    stopped.set()  # done: a start() from now on makes a new thread
                     return
         except Exception as exc:  # a view must not die silently
+            stopped.set()
             print(f"sockserve.lab: panel update failed: {exc!r}", file=sys.__stderr__)
         finally:
             figures.release_fonts()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop ticking; wait at most *timeout* seconds for a step in progress
+        (a step only assigns widget values, so it ends soon after anyway)."""
         self._stopped.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(10)
+            thread.join(timeout)
 
 
 def _pre(text: str) -> str:
@@ -256,27 +262,36 @@ class TrafficPanel(_Panel):
             options=["new", "persistent"], value=connection, description="connection"
         )
         self._ui_send = w.Button(description="Send", button_style="primary", icon="paper-plane")
+        self._ui_stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self._ui_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
-        self._ui_latency = w.Image(value=figures.blank_png("latency"), format="png")
-        self._ui_concurrency = w.Image(value=figures.blank_png("threads and children"), format="png")
+        self._ui_cap = w.HTML()
+        self._ui_latency = w.HTML(value=livecharts.latency_chart([], duration))
+        self._ui_outcomes = w.HTML(value=livecharts.outcomes_chart([], duration))
+        self._ui_concurrency = w.HTML(value=livecharts.concurrency_chart([], duration))
         self._ui_summary = w.HTML()
+        self._drawn = 0  # samples drawn so far
         self._ui_send.on_click(lambda _button: self.start_load())
+        self._ui_stop.on_click(lambda _button: self.stop())
         self._ui_mode.observe(lambda _change: self._show_mode(), names="value")
-        self._ticker = _Ticker(self._tick, "sockserve-lab-traffic-panel")
-        self._ticks = 0
+        self._ui_duration.observe(lambda _change: self._show_cap(), names="value")
+        self._ticker = _Ticker(self._tick, "sockserve-lab-traffic-panel", interval=_LIVE_TICK)
+        self.redraws = 0  # live chart redraws so far (to measure the update rate)
         super().__init__(
             children=[
                 self._ui_target,
                 w.HBox([self._ui_mode, self._ui_connection]),
                 w.HBox([self._ui_clients, self._ui_rate, self._ui_duration]),
-                w.HBox([self._ui_send, self._ui_progress]),
-                w.HBox([self._ui_latency, self._ui_concurrency]),
+                self._ui_cap,
+                w.HBox([self._ui_send, self._ui_stop, self._ui_progress]),
+                w.HBox([self._ui_latency, self._ui_outcomes, self._ui_concurrency],
+                       layout=w.Layout(flex_flow="row wrap")),
                 self._ui_summary,
             ]
         )
         self.add_class("sockserve-traffic-panel")
         self._show_mode()
         self._show_target()
+        self._show_cap()
         self._ui_summary.value = _pre(self.model.status().text)
         self._claim(key)
 
@@ -291,38 +306,53 @@ class TrafficPanel(_Panel):
         model.duration = float(self._ui_duration.value)
         model.connection = self._ui_connection.value
         self._show_target()
+        self._show_cap()
         status = model.send()
-        self._ticks = 0
+        self._drawn = 0
         self._show(status, plots=True)
         if status.state == "running":
             self._ui_send.disabled = True
+            self._ui_stop.disabled = False
             self._ticker.start()
 
     def stop(self) -> None:
-        """Cancel a run in progress."""
+        """What ``Stop`` does: end a run in progress within about a second
+        and show its partial result."""
         self._ticker.stop()
         self.model.stop()
+        self._show(self.model.poll(), plots=True)
         self._ui_send.disabled = False
+        self._ui_stop.disabled = True
 
     def _tick(self) -> bool:
         status = self.model.poll()
-        self._ticks += 1
-        finished = status.state in ("done", "failed")
-        self._show(status, plots=finished or self._ticks % _PLOT_EVERY == 0)
+        finished = status.state in ("done", "stopped", "failed")
+        self._show(status, plots=True)
         if finished:
             self._ui_send.disabled = False
+            self._ui_stop.disabled = True
         return not finished
 
     def _show(self, status: Any, plots: bool) -> None:
         self._ui_progress.value = status.fraction
-        self._ui_progress.bar_style = {"done": "success", "failed": "danger"}.get(status.state, "")
+        self._ui_progress.bar_style = {"done": "success", "stopped": "warning",
+                                       "failed": "danger"}.get(status.state, "")
         self._ui_summary.value = (
             f"<div class='sockserve-summary' data-state='{status.state}'>{_pre(status.text)}</div>"
         )
         samples = list(self.model.samples)
-        if plots and samples:
-            self._ui_latency.value = figures.live_latency_png(samples, self.model.duration)
-            self._ui_concurrency.value = figures.live_concurrency_png(samples, self.model.duration)
+        if plots and samples and (len(samples) != self._drawn or status.state != "running"):
+            # SVG text, redrawn at every new sample: well under a millisecond.
+            duration = self.model.duration
+            self._ui_latency.value = livecharts.latency_chart(samples, duration)
+            self._ui_outcomes.value = livecharts.outcomes_chart(samples, duration)
+            self._ui_concurrency.value = livecharts.concurrency_chart(samples, duration)
+            self._drawn = len(samples)
+            self.redraws += 1
+
+    def _show_cap(self) -> None:
+        self.model.duration = float(self._ui_duration.value)
+        self._ui_cap.value = f"<small class='sockserve-cap'>{html.escape(self.model.cap_text())}</small>"
 
     def _show_mode(self) -> None:
         closed = self._ui_mode.value == "closed"
@@ -341,13 +371,23 @@ class TrafficPanel(_Panel):
         self._ui_target.value = html.escape(text)
 
 
+#: How a stale figure looks: greyed out, under a label saying so.
+_STALE_CSS = (
+    "<style>.sockserve-stale img, img.sockserve-stale "
+    "{opacity: 0.35; filter: grayscale(100%);}</style>"
+)
+
+
 class ComparePanel(_Panel):
     """One click runs plain vs threading vs forking (and more) side by side.
 
     ``ComparePanel(workload="io", servers=None, *, clients=8, duration=2.0,
-    key=None)``; button ``Run comparison``; method :meth:`run`;
-    :attr:`model` is the :class:`CompareModel` (``comparison`` when done).
-    Each server and the load run in their own processes, not in the kernel.
+    key=None)``; buttons ``Run comparison`` and ``Stop``; methods
+    :meth:`run` and :meth:`stop`; :attr:`model` is the :class:`CompareModel`
+    (``comparison`` when done; ``model.wait()`` blocks until then). Each
+    server and the load run in their own processes, not in the kernel.
+    While a new comparison runs, the previous figure stays, greyed and
+    labelled as the previous result.
     """
 
     def __init__(
@@ -369,25 +409,37 @@ class ComparePanel(_Panel):
         self._ui_duration = w.FloatSlider(value=duration, min=0.5, max=10, step=0.5, description="s each")
         self._ui_run = w.Button(description="Run comparison", button_style="primary", icon="balance-scale",
                              layout=w.Layout(width="auto"))
+        self._ui_stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self._ui_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
+        self._ui_stale = w.HTML()
         self._ui_figure = w.Image(
             value=figures.blank_png("comparison"), format="png",
             layout=w.Layout(max_width="100%", height="auto", align_self="flex-start"),
         )
         self._ui_table = w.HTML(value=_pre(self.model.status().text))
         self._ui_run.on_click(lambda _button: self.run())
+        self._ui_stop.on_click(lambda _button: self.stop())
         self._ticker = _Ticker(self._tick, "sockserve-lab-compare-panel")
+        self._has_figure = False
+        self._shown: Any = None  # the comparison whose figure is shown
         super().__init__(
             children=[
+                w.HTML(_STALE_CSS),
                 w.HBox([self._ui_workload, self._ui_servers]),
                 w.HBox([self._ui_clients, self._ui_duration]),
-                w.HBox([self._ui_run, self._ui_progress]),
+                w.HBox([self._ui_run, self._ui_stop, self._ui_progress]),
+                self._ui_stale,
                 self._ui_figure,
                 self._ui_table,
             ]
         )
         self.add_class("sockserve-compare-panel")
         self._claim(key)
+
+    @property
+    def stale(self) -> bool:
+        """True while the figure shown is a previous comparison's."""
+        return "sockserve-stale" in self._ui_figure._dom_classes
 
     def run(self) -> None:
         """What ``Run comparison`` does."""
@@ -399,28 +451,56 @@ class ComparePanel(_Panel):
         model.clients = int(self._ui_clients.value)
         model.duration = float(self._ui_duration.value)
         self._ui_run.disabled = True
+        self._ui_stop.disabled = False
+        if self._has_figure:
+            self._ui_figure.add_class("sockserve-stale")
+            self._ui_stale.value = (
+                "<b class='sockserve-stale-label'>Previous comparison, shown greyed until the new "
+                "one ends:</b>")
         self._show(model.run())
         self._ticker.start()
 
     def stop(self) -> None:
-        """Wait for a running comparison to end (each run is time-bounded)."""
-        self._ticker.stop()
+        """What ``Stop`` does: end a running comparison within about a second
+        (its servers stop in the background); the partial result is shown."""
+        self._ui_stop.disabled = True
         self.model.stop()
-        self._ui_run.disabled = False
+        # The ticker goes on until the model reports the end, then draws the
+        # partial result (in its thread, not in this click's).
+        self._ui_table.value = _pre(self.model.status().text)
+
+    def close(self) -> None:
+        self._ticker.stop()
+        super().close()
 
     def _tick(self) -> bool:
         status = self.model.status()
         self._show(status)
-        if status.state in ("done", "failed"):
-            self._ui_run.disabled = False
+        if status.state in ("done", "stopped", "failed") and not self.model.running:
+            self._finish(status)
             return False
         return True
 
+    def _finish(self, status: Any) -> None:
+        self._ui_run.disabled = False
+        self._ui_stop.disabled = True
+        self._show(status)
+
     def _show(self, status: Any) -> None:
         self._ui_progress.value = status.fraction
-        self._ui_progress.bar_style = {"done": "success", "failed": "danger"}.get(status.state, "")
-        if status.state == "done" and self.model.comparison is not None:
-            self._ui_figure.value = figures.comparison_png(self.model.comparison)
+        self._ui_progress.bar_style = {"done": "success", "stopped": "warning",
+                                       "failed": "danger"}.get(status.state, "")
+        comparison = self.model.comparison
+        if status.state in ("done", "stopped") and comparison is not None and comparison is not self._shown:
+            self._shown = comparison
+            self._ui_figure.value = figures.comparison_png(comparison)
+            self._has_figure = True
+            self._ui_figure.remove_class("sockserve-stale")
+            self._ui_stale.value = ""
+        elif status.state in ("stopped", "failed") and comparison is None and self.stale:
+            self._ui_stale.value = (
+                "<b class='sockserve-stale-label'>Previous comparison (the new one did not "
+                "finish):</b>")
         self._ui_table.value = (
             f"<div class='sockserve-table' data-state='{status.state}'>{_pre(status.text)}</div>"
         )

@@ -7,15 +7,16 @@
   background thread; the servers it compares run in their own processes.
 
 Callers use ``send()``/``run()``, ``poll()`` (call a few times a second
-while running: it takes in the latest progress), ``status()`` and ``stop()``.
-Both are tracked by :mod:`.registry` while they run.
+while running: it takes in the latest progress), ``status()`` and ``stop()``
+(the Stop button: it returns within about a second and keeps the partial
+result). Both are tracked by :mod:`.registry` while they run.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import registry
@@ -28,7 +29,15 @@ _MAX_SAMPLES = 2000
 
 @dataclass(frozen=True)
 class Sample:
-    """One live reading while load runs."""
+    """One live reading while load runs.
+
+    ``p50_ms``/``p99_ms`` are cumulative (every reply since the start),
+    ``recent_p50_ms``/``recent_p99_ms`` cover only the replies since the
+    previous reading (None when none came). ``outcomes`` counts every
+    outcome so far. ``threads``/``children``: see ``concurrency``, which
+    is ``"peak"`` (the most alive at once since the previous reading) or
+    ``"instant"`` (the count at the moment of reading).
+    """
 
     elapsed: float
     requests: int
@@ -38,11 +47,15 @@ class Sample:
     p99_ms: float | None
     threads: int | None
     children: int | None
+    recent_p50_ms: float | None = None
+    recent_p99_ms: float | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    concurrency: str = "instant"
 
 
 @dataclass(frozen=True)
 class TrafficStatus:
-    state: str  # "idle" | "running" | "done" | "failed"
+    state: str  # "idle" | "running" | "done" | "stopped" | "failed"
     fraction: float  # 0..1, for a progress bar
     text: str  # one line: what is happening now, or the summary when done
 
@@ -86,6 +99,7 @@ class TrafficModel:
         self.samples: list[Sample] = []
         self.result: Any = None
         self._message = ""
+        self._note = ""  # why the run ended early ("" when it ran its course)
 
     @property
     def running(self) -> bool:
@@ -133,7 +147,7 @@ class TrafficModel:
         with self._lock:
             if self.running:
                 return self.status()
-            self.samples, self.result, self._message = [], None, ""
+            self.samples, self.result, self._message, self._note = [], None, "", ""
             try:
                 from ..load import LoadRun
 
@@ -148,7 +162,8 @@ class TrafficModel:
             return self.status()
 
     def poll(self) -> TrafficStatus:
-        """Take in the latest progress; returns the status."""
+        """Take in the latest progress; returns the status. A run whose
+        target :class:`ServerModel` stopped is ended here, and says so."""
         with self._lock:
             run = self._run
             if run is None:
@@ -156,25 +171,40 @@ class TrafficModel:
             progress = run.progress
             if progress is not None:
                 self._add_sample(progress)
+            target = self.target
+            if (not run.done and isinstance(target, ServerModel) and not target.running
+                    and not self._note):
+                self._note = "The server stopped, so the load run ended."
+                run.cancel()
             if run.done and self.result is None:
-                try:
-                    self.result = run.wait(5)
-                except Exception as exc:
-                    self._message = f"The load run failed: {describe_error(exc)}"
-                registry.untrack(self)
+                self._take_result(run, 5.0)
             return self.status()
+
+    def _take_result(self, run: Any, timeout: float) -> None:
+        try:
+            self.result = run.wait(timeout)
+        except Exception as exc:
+            if not self._note:
+                self._message = f"The load run failed: {describe_error(exc)}"
+        registry.untrack(self)
+
+    def cap_text(self) -> str:
+        """The bounds of the next run, in words (shown before it starts)."""
+        return (f"A run ends after {float(self.duration):g} s or {int(self.max_requests):,} requests, "
+                "whichever comes first, or when you press Stop.")
 
     def _add_sample(self, progress: Any) -> None:
         if self.samples and self.samples[-1].elapsed >= progress.elapsed:
             return
         lat = progress.latency_ms or {}
+        recent = progress.recent_ms or {}
         threads, children = progress.threads, progress.children
+        how = "instant"
         target = self.target
         if isinstance(target, ServerModel) and target.server is not None:
             # The server lives in this process: count its handler threads and
             # children exactly rather than all of the kernel's threads.
-            stats = target.server.stats
-            threads, children = stats.threads, stats.children
+            threads, children, how = _server_counts(target.server.stats)
         self.samples.append(
             Sample(
                 elapsed=float(progress.elapsed),
@@ -185,6 +215,10 @@ class TrafficModel:
                 p99_ms=lat.get("p99"),
                 threads=threads,
                 children=children,
+                recent_p50_ms=recent.get("p50"),
+                recent_p99_ms=recent.get("p99"),
+                outcomes=dict(progress.outcomes or {}),
+                concurrency=how,
             )
         )
         del self.samples[:-_MAX_SAMPLES]
@@ -196,7 +230,13 @@ class TrafficModel:
         if run is None:
             return TrafficStatus("idle", 0.0, "Press Send to start a load run.")
         if self.result is not None:
-            return TrafficStatus("done", 1.0, self.result.summary())
+            text = self.result.summary()
+            if self._note:
+                text = f"{self._note}\n{text}"
+            stopped = self.result.ended_by not in ("", "duration", "max_requests")
+            return TrafficStatus("stopped" if stopped else "done", 1.0, text)
+        if self._note and run.done:
+            return TrafficStatus("stopped", 1.0, self._note)
         last = self.samples[-1] if self.samples else None
         elapsed = last.elapsed if last else time.monotonic() - self._started
         fraction = min(1.0, elapsed / max(self.duration, 1e-9))
@@ -211,24 +251,32 @@ class TrafficModel:
             f"{last.errors} errors, p50 {p50} ms, p99 {p99} ms",
         )
 
-    def stop(self) -> None:
-        """Cancel a run in progress (its process is ended). Idempotent."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """What Stop does: end a run in progress within about *timeout*
+        seconds and keep its partial result. Idempotent."""
         with self._lock:
             run = self._run
+            if run is not None and not run.done:
+                self._note = "Stopped."
         if run is not None and not run.done:
-            run.cancel()
-            try:
-                run.wait(10)
-            except Exception:
-                pass  # a cancelled run may have no result
+            run.stop(timeout)  # cancels; kills a worker that does not answer in time
+        with self._lock:
+            if run is not None and run.done and self.result is None:
+                self._take_result(run, 0.5)
         registry.untrack(self)
 
 
 @dataclass(frozen=True)
 class CompareStatus:
-    state: str  # "idle" | "running" | "done" | "failed"
+    state: str  # "idle" | "waiting" | "running" | "stopping" | "done" | "stopped" | "failed"
     fraction: float
     text: str
+
+
+#: One comparison at a time in this process: a new one waits (in its own
+#: thread, never in the caller's) until the previous one has stopped its
+#: servers, so the two never share the cores.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 class CompareModel:
@@ -237,7 +285,11 @@ class CompareModel:
     Fields: ``workload``, ``servers`` (kind names; default
     :func:`default_servers`), ``clients``, ``duration`` (per server),
     ``connection``, ``workload_params``. :meth:`run` starts the comparison
-    in a background thread; ``comparison`` holds the result when done.
+    in a background thread; ``comparison`` holds the result when done (a
+    partial one, ``cancelled``, after a stop). :meth:`stop` is the Stop
+    button: it returns within about a second, whatever runs; the servers
+    are stopped in the background. :meth:`wait` blocks until the
+    comparison has ended and returns it.
     """
 
     def __init__(
@@ -258,12 +310,14 @@ class CompareModel:
         self.workload_params = dict(workload_params)
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self._started = 0.0
         self._progress_text = ""
         self._current = ""
         self._done_servers = 0
         self._run_fraction = 0.0
         self._message = ""
+        self._waiting = False
         self.comparison: Any = None
 
     @property
@@ -278,34 +332,47 @@ class CompareModel:
                 return self.status()
             self.comparison, self._message, self._progress_text = None, "", "starting ..."
             self._current, self._done_servers = "", 0
+            self._stop = threading.Event()
             self._started = time.monotonic()
             self._thread = threading.Thread(
-                target=self._work, name="sockserve-lab-compare", daemon=True
+                target=self._work, args=(self._stop,), name="sockserve-lab-compare", daemon=True
             )
             registry.track(self)
             self._thread.start()
             return self.status()
 
-    def _work(self) -> None:
+    def _work(self, stop: threading.Event) -> None:
         try:
-            from ..experiment import compare
+            self._waiting = True
+            while not _ONE_AT_A_TIME.acquire(timeout=0.1):
+                if stop.is_set():
+                    return
+            try:
+                self._waiting = False
+                if stop.is_set():
+                    return
+                from ..experiment import compare
 
-            result = compare(
-                self.workload,
-                servers=self.servers,
-                clients=int(self.clients),
-                duration=float(self.duration),
-                connection=self.connection,
-                workload_params=dict(self.workload_params) or None,
-                progress=self._on_progress,
-                on_server=self._on_server,
-            )
-            with self._lock:
-                self.comparison = result
+                result = compare(
+                    self.workload,
+                    servers=self.servers,
+                    clients=int(self.clients),
+                    duration=float(self.duration),
+                    connection=self.connection,
+                    workload_params=dict(self.workload_params) or None,
+                    progress=self._on_progress,
+                    on_server=self._on_server,
+                    stop=stop,
+                )
+                with self._lock:
+                    self.comparison = result
+            finally:
+                _ONE_AT_A_TIME.release()
         except Exception as exc:
             with self._lock:
                 self._message = f"The comparison failed: {describe_error(exc)}"
         finally:
+            self._waiting = False
             registry.untrack(self)
 
     def _on_server(self, name: str) -> None:
@@ -322,21 +389,47 @@ class CompareModel:
     def status(self) -> CompareStatus:
         if self._message:
             return CompareStatus("failed", 0.0, self._message)
-        if self.comparison is not None:
-            return CompareStatus("done", 1.0, self.comparison.table())
+        comparison = self.comparison
+        if comparison is not None:
+            if comparison.cancelled:
+                return CompareStatus("stopped", 1.0, "Stopped: the partial result.\n" + comparison.table())
+            return CompareStatus("done", 1.0, comparison.table())
         if self._thread is None:
             return CompareStatus("idle", 0.0, "Press Run comparison.")
         done = max(0, self._done_servers - 1) + self._run_fraction
         fraction = min(0.99, done / max(1, len(self.servers)))
+        if self._stop.is_set():
+            if not self.running:
+                return CompareStatus("stopped", fraction, "Stopped before any server ran.")
+            return CompareStatus("stopping", fraction, "stopping: ending the load and the server ...")
+        if self._waiting:
+            return CompareStatus("waiting", 0.0, "waiting for the previous comparison to stop its servers ...")
         return CompareStatus("running", fraction, f"running: {self._progress_text}")
 
-    def stop(self) -> None:
-        """Wait for a running comparison to finish (each run is bounded by
-        its duration); idempotent."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """What Stop does: end the comparison; returns within about *timeout*
+        seconds (the load ends at once, the server processes are stopped in
+        the background, and the partial result arrives in ``comparison``).
+        Idempotent."""
+        self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(len(self.servers) * (float(self.duration) + 15))
-        registry.untrack(self)
+            thread.join(timeout)
+        if not self.running:
+            registry.untrack(self)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the comparison has ended (at most *timeout* seconds);
+        return ``comparison`` (None if it failed or has not ended)."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return self.comparison
+
+
+def _server_counts(stats: Any) -> tuple[int, int, str]:
+    """(threads, children, "instant") of a server in this process."""
+    return int(stats.threads), int(stats.children), "instant"
 
 
 def default_servers() -> tuple[str, ...]:
