@@ -122,8 +122,25 @@ def _new_axes(ax: Axes | None) -> Axes:
     return new
 
 
+#: One marker per run (with its colour ``C<i>``), so runs stay apart
+#: where their lines coincide, in colour or in grey print.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _style(i: int) -> dict[str, Any]:
+    return {"color": f"C{i}", "marker": MARKERS[i % len(MARKERS)]}
+
+
+def _legend_below(ax: Axes, entries: int, offset: float = -0.16) -> None:
+    """A legend under the axes, never over the data."""
+    if entries:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, offset), ncol=min(entries, 3),
+                  fontsize="small", frameon=False)
+
+
 def plot_latency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
-    """Latency by percentile (log ms), one labelled line per run."""
+    """Latency by percentile (log ms), one line per run, each with its own
+    colour and marker; the legend sits under the axes."""
     ax = _new_axes(ax)
     runs = as_runs(runs_or_comparison)
     top = 1.0
@@ -131,7 +148,10 @@ def plot_latency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
         xs, ys = percentile_curve(run)
         if xs:
             top = max(top, max(xs))
-        ax.plot(xs, ys, color=f"C{i}", label=run.server, linewidth=1.8)
+        # A marker every few steps: enough to tell coinciding lines apart.
+        every = max(1, len(xs) // 8)
+        ax.plot(xs, ys, label=_label(run), linewidth=1.8, markevery=(i % every, every),
+                markersize=5, **_style(i))
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
@@ -147,66 +167,148 @@ def plot_latency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
     ax.set_ylabel("latency (ms, log scale)")
     ax.set_title("Latency by percentile")
     ax.grid(True, which="both", alpha=0.3)
-    if runs:
-        ax.legend(loc="best", fontsize="small")
+    _legend_below(ax, len(runs))
     return ax
 
 
+def _label(run: RunResult) -> str:
+    """A run's name, marked when its figures are not valid."""
+    if run.over_limit:
+        return f"{run.server} (above the physical limit!)"
+    return run.server
+
+
 def plot_throughput(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
-    """Successful requests per second, one labelled bar per run."""
+    """Successful requests per second, one labelled bar per run.
+
+    A bar above its run's physical limit (see :mod:`sockserve.results`) is
+    hatched and grey-edged, labelled with ``!``, and the limit is drawn over
+    it as a dashed line; a bar the load generator held down is labelled
+    ``~``. Errors are noted under the number.
+    """
     ax = _new_axes(ax)
     runs = as_runs(runs_or_comparison)
     names = [run.server for run in runs]
     values = [run.throughput_rps for run in runs]
     bars = ax.bar(range(len(runs)), values, color=[f"C{i}" for i in range(len(runs))],
                   tick_label=names)
+    labels = []
     for bar, run in zip(bars, runs):
         bar.set_label(run.server)
-    labels = [
-        f"{run.throughput_rps:.0f}" + (f"\n{run.errors} errors" if run.errors else "")
-        for run in runs
-    ]
+        text = f"{run.throughput_rps:.0f}" if run.throughput_rps >= 10 else f"{run.throughput_rps:.1f}"
+        text += run.throughput_text()[len(f"{run.throughput_rps:.1f}"):]  # the mark, if any
+        if run.errors:
+            text += f"\n{run.errors} errors"
+        if run.over_limit:
+            bar.set_hatch("//")
+            bar.set_edgecolor("black")
+            bar.set_alpha(0.45)
+            text += "\nabove the limit"
+        elif run.generator_bound:
+            text += "\ngenerator-bound"
+        limit = run.limit().rps
+        if limit is not None and (run.over_limit or limit < 1.6 * max(values or [0])):
+            x = bar.get_x()
+            ax.hlines(limit, x - 0.05, x + bar.get_width() + 0.05, colors="black",
+                      linestyles="dashed", linewidth=1.2)
+        labels.append(text)
     ax.bar_label(bars, labels=labels, fontsize="small")
     ax.set_ylabel("requests per second (ok)")
     ax.set_title("Throughput")
-    ax.margins(y=0.15)
+    ax.margins(y=0.2)
     ax.grid(True, axis="y", alpha=0.3)
+    if any(run.limit().rps is not None for run in runs):
+        ax.set_xlabel("dashed: the most the cores (or clients) allow", fontsize="small")
     return ax
+
+
+def _offsets(count: int, step: float = 0.08) -> list[float]:
+    """Small vertical offsets, centred on 0, one per run: lines of equal
+    counts stay apart (the caption says so)."""
+    return [(i - (count - 1) / 2) * step for i in range(count)]
+
+
+def concurrency_caption(runs: list[RunResult]) -> str:
+    """What the concurrency plot shows, in words (its x label)."""
+    peak = [run for run in runs if run.sampling == "peak"]
+    if peak and len(peak) == len(runs):
+        what = (f"handler threads and children: the most alive at once in each "
+                f"{peak[0].sample_interval:g} s, as each server counted them")
+    else:
+        what = "threads and children of the server process, read every 0.05 s"
+    if len(runs) > 1:
+        what += "; lines offset by up to \u00b1" + f"{abs(_offsets(len(runs))[0]):.2g} so equal counts stay apart"
+    return what
+
+
+def children_notes(runs: list[RunResult]) -> list[str]:
+    """Why a run shows more children than it had clients, when it does."""
+    notes = []
+    for run in runs:
+        kids = run.peak("children")
+        if run.mode == "closed" and run.clients and kids > run.clients:
+            notes.append(f"{run.server}: up to {kids} children for {run.clients} clients: a child "
+                         "lives on after its reply until the server reaps it")
+    return notes
 
 
 def plot_concurrency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
     """The server's threads (solid) and children (dashed) over time, per run.
 
-    A run whose server never had a child process gets no children line.
+    Each run has its colour and marker, and is offset a little up or down so
+    equal counts do not hide one another (the x label says by how much, and
+    whether the counts are per-interval peaks or instant samples). A run
+    whose server never had a child process gets no children line. More
+    children than clients is explained on the plot.
     """
     ax = _new_axes(ax)
     runs = as_runs(runs_or_comparison)
+    offsets = _offsets(len(runs)) if len(runs) > 1 else [0.0]
+    peak = bool(runs) and all(run.sampling == "peak" for run in runs)
+    top = 1.0
     for i, run in enumerate(runs):
+        style = _style(i)
+        every = max(1, len(run.threads) // 10)
         if run.threads:
             ts, ns = zip(*run.threads)
-            ax.plot(ts, ns, color=f"C{i}", drawstyle="steps-post",
-                    label=f"{run.server} threads")
+            top = max(top, max(ns))
+            ax.plot(ts, [n + offsets[i] for n in ns], drawstyle="steps-post", markevery=every,
+                    markersize=4, label=f"{run.server} {'handler ' if peak else ''}threads", **style)
         if run.children and run.peak("children") > 0:
             ts, ns = zip(*run.children)
-            ax.plot(ts, ns, color=f"C{i}", linestyle="--", drawstyle="steps-post",
-                    label=f"{run.server} children")
-    ax.set_xlabel("time (s)")
+            top = max(top, max(ns))
+            ax.plot(ts, [n + offsets[i] for n in ns], linestyle="--", drawstyle="steps-post",
+                    markevery=every, markersize=4, markerfacecolor="none",
+                    label=f"{run.server} children", **style)
+    import textwrap
+
+    caption = textwrap.fill(concurrency_caption(runs), 64)
+    ax.set_xlabel("time (s)\n" + caption, fontsize="small")
     ax.set_ylabel("count")
-    ax.set_title("Server threads and child processes")
+    ax.set_title("Server threads and child processes" + (" (peak per interval)" if peak else ""))
     from matplotlib.ticker import MaxNLocator
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0)
+    notes = children_notes(runs)
+    # Head room for the notes, so they never cover a line.
+    ax.set_ylim(bottom=-0.3, top=top * (1.25 + 0.12 * len(notes)) + 0.5)
     ax.grid(True, alpha=0.3)
-    if ax.get_lines():
-        ax.legend(loc="upper left", fontsize="small")
+    if notes:
+        ax.text(0.01, 0.98, "\n".join(textwrap.fill(n, 70) for n in notes), transform=ax.transAxes,
+                va="top", ha="left", fontsize="x-small",
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
+    _legend_below(ax, len(ax.get_lines()), offset=-0.3)
     return ax
 
 
 def plot_comparison(comparison: Any, fig: Figure | None = None) -> Figure:
     """Latency, throughput and concurrency side by side, in a new Figure
     (or in *fig*, an empty Figure: a background thread passes one made
-    without pyplot, so that no inline backend shows it in some other cell)."""
+    without pyplot, so that no inline backend shows it in some other cell).
+
+    The title names the workload, the load and the cores; any flag (a run
+    above its physical limit, a generator that was the bottleneck, a
+    stopped comparison) is printed under the panels."""
     import matplotlib.pyplot as plt
 
     runs = as_runs(comparison)
@@ -214,7 +316,7 @@ def plot_comparison(comparison: Any, fig: Figure | None = None) -> Figure:
         lat, thr, conc = fig.subplots(1, 3)
     else:
         with plt.ioff():
-            fig, (lat, thr, conc) = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
+            fig, (lat, thr, conc) = plt.subplots(1, 3, figsize=(16, 5.6), layout="constrained")
     plot_latency(runs, lat)
     plot_throughput(runs, thr)
     plot_concurrency(runs, conc)
@@ -222,7 +324,16 @@ def plot_comparison(comparison: Any, fig: Figure | None = None) -> Figure:
         first = runs[0]
         how = (f"open loop, {first.rate:g} req/s" if first.mode == "open"
                else f"closed loop, {first.clients} clients")
-        fig.suptitle(f"{first.workload} workload, {how}, {first.duration:g} s per server")
+        cores = first.usable_cores
+        where = f", {cores:g} core{'' if cores == 1 else 's'}" if cores else ""
+        fig.suptitle(f"{first.workload} workload, {how}, {first.duration:g} s per server{where}")
+    flags = comparison.flags() if isinstance(comparison, Comparison) else [
+        text for run in runs for text in run.flags()]
+    if flags:
+        import textwrap
+
+        lines = [textwrap.fill(f"! {text}", 200) for text in flags]
+        fig.supxlabel("\n".join(lines), fontsize="small", ha="left", x=0.01, color="#a00")
     return fig
 
 

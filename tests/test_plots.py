@@ -75,6 +75,7 @@ def test_latency_plot_has_one_line_per_run_on_log_axes(comparison: Comparison) -
         assert max(ys) == pytest.approx(run.latency_ms["max"], rel=0.01)
         assert max(ys) > 5 * min(ys)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "threading", "forking"]
+    assert len({line.get_marker() for line in ax.get_lines()}) == 3
 
 
 def test_latency_plot_without_histogram_uses_the_percentiles() -> None:
@@ -102,8 +103,12 @@ def test_concurrency_plot_draws_children_only_for_forking(comparison: Comparison
                           "forking children"]
     forking_children = ax.get_lines()[-1]
     assert forking_children.get_linestyle() == "--"
-    assert max(forking_children.get_ydata()) == 3
-    assert ax.get_xlabel() == "time (s)"
+    # Runs are offset a little so equal counts stay apart; the label says so.
+    assert max(forking_children.get_ydata()) == pytest.approx(3 + 0.08)
+    assert ax.get_xlabel().startswith("time (s)")
+    caption = " ".join(ax.get_xlabel().split())
+    assert "offset by up to \u00b10.08 so equal counts stay apart" in caption
+    assert "read every 0.05 s" in caption  # instant samples, said so
 
 
 def test_plot_into_given_axes_and_same_colour_per_run(comparison: Comparison) -> None:
@@ -143,3 +148,58 @@ def test_importing_plots_or_sockserve_does_not_import_matplotlib() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def renderer_boxes(ax):
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    return ax.get_window_extent(renderer), ax.get_legend().get_window_extent(renderer)
+
+
+@pytest.mark.parametrize("draw", [plots.plot_latency, plots.plot_concurrency])
+def test_legends_never_sit_over_the_data(comparison: Comparison, draw) -> None:
+    ax = draw(comparison)
+    axes_box, legend_box = renderer_boxes(ax)
+    assert legend_box.y1 <= axes_box.y0 + 1, (legend_box, axes_box)  # below the axes
+
+
+def test_concurrency_counts_are_told_apart_and_surprises_explained(comparison: Comparison) -> None:
+    forking = comparison.runs[2]
+    forking.children = [[i / 10, 11.0 if i == 5 else 2.0] for i in range(20)]
+    for run in comparison.runs:
+        run.sampling, run.sample_interval = "peak", 0.1
+    ax = plots.plot_concurrency(comparison)
+    lines = ax.get_lines()
+    assert len({line.get_marker() for line in lines[:3]}) == 3
+    # Equal thread counts: three different heights, so none hides another.
+    firsts = {round(float(line.get_ydata()[0]), 3) for line in lines[:3]}
+    assert len(firsts) == 3
+    assert "peak per interval" in ax.get_title()
+    assert "most alive at once in each 0.1 s" in " ".join(ax.get_xlabel().split())
+    notes = [t.get_text() for t in ax.texts]
+    assert any("forking: up to 11 children for 8 clients: a child lives on after its reply "
+               "until the server reaps it" in " ".join(n.split()) for n in notes)
+
+
+def test_a_run_above_its_physical_limit_is_flagged_on_the_plots() -> None:
+    from sockserve.limits import Cores
+
+    def cpu_run(server: str, rps: float) -> RunResult:
+        run = make_run(server, 10.0, rps)
+        run.workload, run.work_ms, run.concurrency = "cpu", 10.0, server
+        run.cores = Cores(1.0, 1).to_dict()
+        return run
+
+    cmp = Comparison(runs=[cpu_run("plain", 95.0), cpu_run("asyncio", 124.6)], workload="cpu")
+    ax = plots.plot_throughput(cmp)
+    texts = [t.get_text() for t in ax.texts]
+    assert "95" in texts and "125!\nabove the limit" in texts
+    bad = ax.patches[1]
+    assert bad.get_hatch() == "//"
+    limits = [c for c in ax.collections if c.get_linestyle()[0][1]]  # dashed limit marks
+    assert limits and all(seg[0][1] == pytest.approx(100.0) for c in limits for seg in c.get_segments())
+    assert "most the cores" in ax.get_xlabel()
+    assert labels(plots.plot_latency(cmp))[1] == "asyncio (above the physical limit!)"
+    fig = plots.plot_comparison(cmp)
+    assert "1 core" in fig._suptitle.get_text()
+    assert "asyncio: 124.6 req/s is above the most that is possible" in fig._supxlabel.get_text()
