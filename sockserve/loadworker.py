@@ -77,6 +77,7 @@ class Plan:
         self.deadline = 0.0
         self.stopped_at: float | None = None
         self.capped = False  # max_requests were handed out
+        self.sent = 0  # requests claimed and sent (or being sent)
         self._next = 0
         self._lock = threading.Lock()
 
@@ -88,7 +89,8 @@ class Plan:
         return self.t0
 
     def claim(self) -> tuple[int, float | None] | None:
-        self.started.wait()
+        if not self.started.is_set():  # is_set() is cheap; wait() takes a lock
+            self.started.wait()
         with self._lock:
             if self.stop.is_set():
                 if self.stopped_at is None:
@@ -106,7 +108,13 @@ class Plan:
                 if scheduled >= self.deadline:
                     return None
             self._next = index + 1
+            self.sent += 1
             return index, scheduled
+
+    def unclaim(self) -> None:
+        """A claimed request was not sent after all (cancelled before its time)."""
+        with self._lock:
+            self.sent -= 1
 
     def due(self, end: float) -> int:
         """Open loop: how many requests were scheduled before *end*."""
@@ -133,11 +141,10 @@ class Recorder:
         self._lock = threading.Lock()
         self.outcomes = {name: 0 for name in OUTCOMES}
         self.latency = Histogram()
-        self.interval = Histogram()
+        self._previous: dict[str, int] = {}  # bucket counts at the previous snapshot
         self.timeline: list[tuple[float, float]] = []
         self.examples: dict[str, str] = {}
         self.started = 0
-        self.in_flight = 0
         self.abandoned = 0
         self.last_end = 0.0
         self.last_ok = 0.0
@@ -149,9 +156,10 @@ class Recorder:
         self._frozen = False
 
     def begin(self) -> None:
+        """One request was sent (the clients of :func:`run` count sends in
+        the :class:`Plan` instead and pass the total to :meth:`finish`)."""
         with self._lock:
             self.started += 1
-            self.in_flight += 1
 
     def record(self, outcome: str, at: float, seconds: float, end: float, exc: BaseException | None) -> None:
         """One request ended: *at* is its send (or scheduled) time since the
@@ -159,7 +167,6 @@ class Recorder:
         with self._lock:
             if self._frozen:
                 return
-            self.in_flight -= 1
             self.outcomes[outcome] += 1
             if end > self.last_end:
                 self.last_end = end
@@ -179,7 +186,6 @@ class Recorder:
             if seconds < 0.0:
                 seconds = 0.0
             self.latency.add(seconds)
-            self.interval.add(seconds)
             self._ok_seen += 1
             if self._ok_seen % self._stride == 0:
                 self.timeline.append((at, seconds * 1000.0))
@@ -194,29 +200,48 @@ class Recorder:
         requests that ended since the previous snapshot, which starts a new
         interval; an interval without replies has no percentiles)."""
         with self._lock:
-            interval, self.interval = self.interval, Histogram()
             outcomes = dict(self.outcomes)
             cumulative = {
                 "p50": self.latency.percentile(0.5) * 1000.0,
                 "p99": self.latency.percentile(0.99) * 1000.0,
             }
-        recent = {} if not interval.count else {
-            "p50": interval.percentile(0.5) * 1000.0,
-            "p99": interval.percentile(0.99) * 1000.0,
-            "count": float(interval.count),
-        }
+            buckets = self.latency.to_dict()["buckets"]
+        # The interval's replies: the difference of the bucket counts (the
+        # clients pay for one histogram, not two).
+        previous, self._previous = self._previous, buckets
+        recent_counts = {int(k): n - previous.get(k, 0) for k, n in buckets.items() if n != previous.get(k, 0)}
+        count = sum(recent_counts.values())
+        if not count:
+            return outcomes, cumulative, {}
+        recent = {"p50": _bucket_percentile(recent_counts, count, 0.5) * 1000.0,
+                  "p99": _bucket_percentile(recent_counts, count, 0.99) * 1000.0,
+                  "count": float(count)}
         return outcomes, cumulative, recent
 
-    def finish(self, abandon: bool = False) -> None:
+    def finish(self, abandon: bool = False, started: int | None = None) -> None:
+        """Freeze; *started* requests were sent (default: the begin() calls)."""
         with self._lock:
             self._frozen = True
-            if self.in_flight > 0:
+            if started is not None:
+                self.started = started
+            in_flight = self.started - sum(self.outcomes.values())
+            if in_flight > 0:
                 if abandon:
-                    self.abandoned += self.in_flight
+                    self.abandoned += in_flight
                 else:
-                    self.outcomes["timeout"] += self.in_flight
+                    self.outcomes["timeout"] += in_flight
                     self.examples.setdefault("timeout", "still in flight when the run ended")
-                self.in_flight = 0
+
+
+def _bucket_percentile(counts: dict[int, int], total: int, fraction: float) -> float:
+    """The upper edge of the histogram bucket that holds rank *fraction*."""
+    rank = max(1, math.ceil(fraction * total))
+    seen = 0
+    for index in sorted(counts):
+        seen += counts[index]
+        if seen >= rank:
+            return Histogram.bucket_upper(index)
+    return Histogram.bucket_upper(max(counts))
 
 
 # -- sampling the server -----------------------------------------------------
@@ -417,9 +442,9 @@ def client_loop(
             if scheduled is not None:
                 early = scheduled - time.perf_counter()
                 if early > 0 and plan.stop.wait(early):
+                    plan.unclaim()
                     return  # cancelled before this request was due
             payload = request(index)
-            recorder.begin()
             began = time.perf_counter()
             origin = began if scheduled is None else scheduled
             error: BaseException | None = None
@@ -435,10 +460,23 @@ def client_loop(
 
 
 def _workload_source(spec: LoadSpec) -> tuple[Callable[[int], bytes], float]:
-    from .workloads import get_workload
+    """(request index -> the bytes to send, the trickle pause in seconds)."""
+    from .workloads import get_workload, uses_calibration
 
-    workload = get_workload(spec.workload, **spec.workload_params)
-    return workload.request, float(workload.trickle_s)
+    params = dict(spec.workload_params)
+    if uses_calibration(spec.workload):
+        # The client only writes request lines: no need to time the cpu loop.
+        params.setdefault("iterations_per_ms", 1.0)
+    workload = get_workload(spec.workload, **params)
+    trickle = float(workload.trickle_s)
+    if spec.workload == "mixed":
+        return workload.request, trickle
+    line = workload.request(0)  # the same line every time: made once
+
+    def constant(index: int) -> bytes:
+        return line
+
+    return constant, trickle
 
 
 def run(
@@ -521,7 +559,7 @@ def run(
                 cancelled_at = end_clock
         cancelled = ended_by == "cancelled"
         stop.set()
-        recorder.finish(abandon=ended_by != "duration" and ended_by != "max_requests")
+        recorder.finish(abandon=ended_by != "duration" and ended_by != "max_requests", started=plan.sent)
     finally:
         if sampler is not None:
             sampler.stop()
@@ -543,7 +581,7 @@ def run(
         threads=list(sampler.threads) if sampler else [],
         children=list(sampler.children) if sampler else [],
         timeline=sorted(recorder.timeline),
-        unsent=max(0, plan.due(stopped_at) - recorder.started),
+        unsent=max(0, plan.due(stopped_at) - plan.sent),
         cancelled=cancelled,
         examples=dict(recorder.examples),
         started_at=started_at,

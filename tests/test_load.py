@@ -653,3 +653,20 @@ def wait_until(predicate: Any, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+@pytest.mark.parametrize("connection", ["new", "persistent"])
+def test_a_silent_server_times_out_on_either_kind_of_connection(connection: str) -> None:
+    # Persistent sockets are bounded by the kernel (SO_RCVTIMEO), new ones by
+    # Python's socket timeout: both end as "timeout" within the bound.
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)  # connections complete in the backlog; nobody answers
+        spec = LoadSpec(mute.getsockname(), clients=1, max_requests=2, duration=5, timeout=0.3,
+                        connection=connection)
+        began = time.monotonic()
+        result = run_load(spec, bar=False)
+        took = time.monotonic() - began
+    assert result.outcomes["timeout"] == result.requests == 2, result.summary()
+    assert "TimeoutError" in result.examples["timeout"]
+    assert took < 10
