@@ -44,6 +44,7 @@ __all__ = [
     "how_many",
     "latency_sentences",
     "cores_text",
+    "cpu_share",
 ]
 
 # A measured ratio within this much of what physics allows is "as expected".
@@ -196,8 +197,7 @@ def _speedup_conclusion(run: RunResult, base: RunResult, ratio: float, kind: str
                    if run.concurrency in SINGLE_PROCESS else "there is no second core to run on")
             text = f"On {where}, {run.server} cannot beat {base.server} on cpu work ({why}): {measured}."
             if ratio > 1.0 + _NOISE:
-                text += (" That is more than the cores allow: other programs slowed the "
-                         f"{base.server} run down; measure again.")
+                text += " " + _explain_excess(run, base, cores)
             return Conclusion("limit", text, names, ratio)
         text = (f"On {where}, {run.server} can run cpu work in parallel, up to {allowed:g}x "
                 f"{base.server}: {measured}.")
@@ -224,6 +224,29 @@ def _speedup_conclusion(run: RunResult, base: RunResult, ratio: float, kind: str
     else:
         text = f"On tiny requests {run.server} and {base.server} were about as fast: {measured}."
     return Conclusion("speedup", text, names, ratio)
+
+
+def cpu_share(run: RunResult) -> float | None:
+    """Cores' worth of CPU the server used over the run (0.5: half a core)."""
+    if run.server_cpu_s is None or not run.elapsed:
+        return None
+    return run.server_cpu_s / run.elapsed
+
+
+def _explain_excess(run: RunResult, base: RunResult, cores: float | None) -> str:
+    """Why *run* beat *base* by more than the cores allow, from the CPU each got."""
+    mine, theirs = cpu_share(run), cpu_share(base)
+    if mine is None or theirs is None or not run.server_cpu_s or not base.server_cpu_s:
+        return f"That is more than the cores allow: other programs slowed the {base.server} run down; measure again."
+    per_cpu_run = run.ok / run.server_cpu_s
+    per_cpu_base = base.ok / base.server_cpu_s
+    if mine > theirs * (1.0 + _NOISE) and theirs < 0.8 * (cores or 1.0):
+        return (f"The difference is the share of the core each got: {run.server} used {mine:.2f} of a core, "
+                f"{base.server} only {theirs:.2f}. Other programs were running on your core, and the "
+                f"scheduler gives every process its turn, so {run.server}'s many processes (or threads) "
+                f"won a larger share than {base.server}'s one. Per CPU second they did about the same "
+                f"work: {per_cpu_run:.0f} vs {per_cpu_base:.0f} requests.")
+    return f"That is more than the cores allow: other programs slowed the {base.server} run down; measure again."
 
 
 def report(comparison: Comparison, baseline: str = "plain") -> str:

@@ -110,3 +110,14 @@ def test_counts_and_latencies_in_words() -> None:
         "Half of the requests took under 0.80 ms.", "Nine requests in ten took under 55 ms.",
         "Ninety-nine in a hundred took under 120 ms.", "The slowest took 300 ms."]
     assert latency_sentences({"p50": 12.345}) == ["Half of the requests took under 12 ms."]
+
+
+def test_a_busy_neighbour_explains_a_win_the_cores_do_not_allow() -> None:
+    # One core shared with another program: 8 forked children win a larger
+    # share of it than one plain server; per CPU second the work is the same.
+    plain = run("plain", 50.0, server_cpu_s=1.0)        # half the core, 2 s
+    forking = run("forking", 85.0, server_cpu_s=1.75)   # 0.875 of the core
+    (only,) = conclusions(Comparison(runs=[plain, forking]))
+    assert "forking cannot beat plain on cpu work" in only.text and "measured 1.70x" in only.text
+    assert "forking used 0.88 of a core, plain only 0.50" in only.text
+    assert "Per CPU second they did about the same work: 97 vs 100 requests." in only.text
