@@ -45,8 +45,9 @@ GENERATOR_MARK = "~"
 # the bottleneck when it used this much of what it could use ...
 _GENERATOR_SATURATED = 0.8
 # ... or when the run used this much of the cores and the generator took
-# the larger share.
+# about as much of them as the server (at least this fraction of its share).
 _CORES_SATURATED = 0.85
+_GENERATOR_SHARE = 0.8
 
 
 def _pairs(points: Iterable[Sequence[float]]) -> list[list[float]]:
@@ -210,8 +211,8 @@ class RunResult:
     def generator_bound(self) -> bool:
         """True when the load generator, not the server, used up the CPU:
         it used most of the one core it can use, or the cores were busy and
-        it took the larger share. Then the throughput is the generator's
-        ceiling as much as the server's."""
+        it took about as much of them as the server did. Then the throughput
+        is the generator's ceiling as much as the server's."""
         cores = self.usable_cores
         if self.generator_cpu_s is None or not self.elapsed or not cores:
             return False
@@ -221,7 +222,7 @@ class RunResult:
         if self.server_cpu_s is None:
             return False
         server = self.server_cpu_s / self.elapsed
-        return generator + server >= _CORES_SATURATED * cores and generator >= server
+        return generator + server >= _CORES_SATURATED * cores and generator >= _GENERATOR_SHARE * server
 
     def flags(self) -> list[str]:
         """What is wrong with (or limits) this result, in words; [] when nothing."""

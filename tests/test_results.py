@@ -81,6 +81,12 @@ def test_a_run_the_generator_held_down_says_so() -> None:
     assert echo.throughput_text() == "5000.0" + GENERATOR_MARK
     assert "load generator was the bottleneck" in echo.flags()[0]
     assert echo.generator_cpu_ms == pytest.approx(1.2 * 1000 / 10000)
+    # About as much as the server on a busy core (0.45 vs 0.46 of it) counts too.
+    even = run("plain", 3000.0, work_ms=0.0, generator_cpu_s=0.9, server_cpu_s=0.92)
+    assert even.generator_bound
+    # A server that used most of the core is its own limit.
+    server_bound = run("plain", 3000.0, work_ms=0.0, generator_cpu_s=0.5, server_cpu_s=1.3)
+    assert not server_bound.generator_bound
     # On four cores the same figures leave room: not the generator's limit.
     roomy = run("plain", 5000.0, work_ms=0.0, cores=4.0, generator_cpu_s=1.2, server_cpu_s=0.7)
     assert not roomy.generator_bound
