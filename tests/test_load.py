@@ -453,10 +453,13 @@ def test_slow_workload_trickles_its_request() -> None:
         )
         result = run_load(spec, bar=False)
         assert result.outcomes["ok"] == 4, result.summary()
-    # b"slow\n": five bytes, four pauses of 10 ms between them.
-    assert len(ByteTimer.spans) == 4
-    assert min(ByteTimer.spans) >= 0.03
+    # b"slow\n": five bytes, four pauses of 10 ms between them. The client
+    # waited for all of them; the server saw them spread out (a handler
+    # thread that starts late on a busy machine finds the first bytes
+    # already there, so only one span needs to cover all four pauses).
     assert result.latency.min >= 0.03
+    assert len(ByteTimer.spans) == 4
+    assert max(ByteTimer.spans) >= 0.03 and min(ByteTimer.spans) >= 0.01, ByteTimer.spans
 
 
 # -- the worker's pieces, in this process ------------------------------------
