@@ -6,12 +6,18 @@ In a notebook::
     server = ServerPanel(kind="threading", workload="io")
     server                        # shows the panel; press Start
     TrafficPanel(server)          # press Send
-    ComparePanel(workload="io")   # press Run comparison
+    ComparePanel(workload="io")   # press Run comparison (or Stop)
     KernelPanel(server)           # the server's sockets in the kernel, live
 
+Every panel that runs something has a Stop button (``panel.stop()``): a
+load run or a comparison ends within about a second and keeps its partial
+result. A cell that needs a comparison's result waits for it with
+``panel.model.wait()`` (and prints conclusions computed from it with
+:func:`sockserve.conclusions.report`). While a new comparison runs, the
+panel shows the previous figure greyed and labelled as the previous one.
 ``stop_all()`` stops every server, load run and comparison the lab started;
-running a panel's cell again stops the panel it made before, and the
-kernel's exit stops everything.
+running a panel's cell again stops the panel it made before (without
+blocking the kernel), and the kernel's exit stops everything.
 
 Layers: :mod:`.models` and :mod:`.runs` (plain objects, no ipywidgets),
 :mod:`.registry` (what runs), :mod:`.figures` (matplotlib, imported on use)
