@@ -44,6 +44,7 @@ __all__ = ["run", "main", "entry", "Recorder", "Plan", "Sampler", "client_loop",
 
 PROGRESS_INTERVAL = 0.1  # ten progress lines a second: live plots at 5+ updates a second
 SAMPLE_INTERVAL = 0.05  # 20 Hz: twice the rate the contract asks for
+_SHORT_WAIT = 0.05  # open loop: waits shorter than this sleep instead of watching for a stop
 #: Seconds requests in flight still get after a cancel (or a server gone)
 #: before they are abandoned, so that a Stop takes effect at once.
 STOP_GRACE = 0.3
@@ -441,9 +442,14 @@ def client_loop(
             index, scheduled = claim
             if scheduled is not None:
                 early = scheduled - time.perf_counter()
-                if early > 0 and plan.stop.wait(early):
-                    plan.unclaim()
-                    return  # cancelled before this request was due
+                if early > 0:
+                    # A short wait sleeps (cheap); a long one waits on the
+                    # stop event, so that a cancel is not kept waiting.
+                    if early < _SHORT_WAIT:
+                        time.sleep(early)
+                    elif plan.stop.wait(early):
+                        plan.unclaim()
+                        return  # cancelled before this request was due
             payload = request(index)
             began = time.perf_counter()
             origin = began if scheduled is None else scheduled
