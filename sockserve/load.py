@@ -231,7 +231,7 @@ class LoadRun:
             proc.kill()  # its stdout closes: the following thread ends at once
         except OSError:
             pass
-        self._finished.wait(1.0)
+        self._finished.wait(0.5)
         return self.result
 
     def wait(self, timeout: float | None = None) -> LoadResult:

@@ -69,7 +69,7 @@ class _Ticker:
         finally:
             figures.release_fonts()
 
-    def stop(self, timeout: float = 1.0) -> None:
+    def stop(self, timeout: float = 0.5) -> None:
         """Stop ticking; wait at most *timeout* seconds for a step in progress
         (a step only assigns widget values, so it ends soon after anyway)."""
         self._stopped.set()
