@@ -255,6 +255,14 @@ def test_traffic_panel_stop_button() -> None:
         assert traffic.model.status().state == "stopped"
         assert "Stopped." in traffic._ui_summary.value
         assert buttons(traffic)["Stop"].disabled and not buttons(traffic)["Send"].disabled
+        # Running the cell again while a run goes on replaces the panel quickly.
+        traffic.start_load()
+        assert wait_for(lambda: traffic.model.samples, 30)
+        began = time.monotonic()
+        again = TrafficPanel(server, key="t-tstop")
+        assert time.monotonic() - began < 2.0
+        assert not traffic.model.running
+        again.close()
     finally:
         traffic.close()
         server.close()
