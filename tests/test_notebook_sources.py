@@ -5,7 +5,7 @@ A pair is in sync when jupytext, writing the notebook as a percent script with
 the folder's ``jupytext.toml``, produces exactly the committed source: a
 source edited without re-syncing the notebook fails here, and so does a
 notebook edited (in JupyterLab without jupytext, say) without its source.
-``python notebooks/sync.py LESSON`` repairs either.
+``python notebooks/src/sync.py LESSON`` repairs either.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from jupytext.config import load_jupytext_config
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-SYNC = "python notebooks/sync.py"
+SYNC = "python notebooks/src/sync.py"
 STEMS = sorted({p.stem for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")}
                | {p.stem for p in (NOTEBOOKS / "src").glob("[0-9][0-9]-*.py")})
 
@@ -86,9 +86,9 @@ def test_the_check_catches_a_source_edited_without_syncing(tmp_path: Path) -> No
     assert as_source(copy / f"{stem}.ipynb") != source
     # ... and sync.py (jupytext --sync, the newer file wins) brings the source along.
     (copy / "src" / f"{stem}.py").write_text(source, encoding="utf-8")
-    (copy / "sync.py").write_bytes((NOTEBOOKS / "sync.py").read_bytes())
+    (copy / "src" / "sync.py").write_bytes((NOTEBOOKS / "src" / "sync.py").read_bytes())
     os.utime(copy / "src" / f"{stem}.py", (1, 1))
-    proc = subprocess.run([sys.executable, str(copy / "sync.py"), "--no-execute", stem],
+    proc = subprocess.run([sys.executable, str(copy / "src" / "sync.py"), "--no-execute", stem],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     synced = (copy / "src" / f"{stem}.py").read_text(encoding="utf-8")

@@ -5,9 +5,9 @@ Each notebook ``notebooks/NN-title.ipynb`` is paired by jupytext (see
 ``notebooks/src/NN-title.py``: the script is what reviewers read, the notebook
 (with its executed outputs) is what students open and what nbval checks.
 
-    python notebooks/sync.py 02-tcp             # sync the pair, re-execute the notebook
-    python notebooks/sync.py                    # ... every notebook
-    python notebooks/sync.py --no-execute 02-tcp   # sync only (outputs kept where inputs match)
+    python notebooks/src/sync.py 02-tcp             # sync the pair, re-execute the notebook
+    python notebooks/src/sync.py                    # ... every notebook
+    python notebooks/src/sync.py --no-execute 02-tcp  # sync only (outputs kept where inputs match)
 
 Syncing is ``jupytext --sync``: the more recently modified file of a pair gives
 the inputs, the notebook keeps its outputs and metadata. A new lesson starts as
@@ -29,8 +29,8 @@ import jupytext.cli
 import nbformat
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parent
-SOURCES = NOTEBOOKS / "src"
+SOURCES = Path(__file__).resolve().parent
+NOTEBOOKS = SOURCES.parent
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
