@@ -8,6 +8,7 @@ Subcommands (each has ``--help``)::
             [--duration S] [--json PATH] [--plot PATH.png]
     trace KIND [--workload W]
     kinds
+    lab [--dir DIR] [--port P] [--no-browser] [-- JUPYTER ARGS]
 
 ``serve`` prints one line first, before serving, that says where it serves::
 
@@ -26,91 +27,31 @@ then ``server_close()``, exit status 0); a second signal ends it at once
 serves, the process has one more (the signal watcher that calls
 ``shutdown()``), so a plain server shows two threads when sampled.
 
-Bad input (an unknown kind or workload, a port in use, an address that
-cannot be bound or reached) is reported as one line on stderr with exit
-status 2, never as a traceback.
+Bad input (an unknown kind or workload, a port out of range or in use, a
+host that does not resolve, an address that cannot be bound or reached, an
+output file that cannot be written) is reported as one line on stderr with
+exit status 2, before any work starts, never as a traceback. A load or
+comparison that ran but got no reply (or whose server died) exits 1 with one
+line saying why; Ctrl-C during one prints and saves what was measured, marked
+incomplete, and exits 130. The subcommands live in :mod:`.servecommand`,
+:mod:`.loadcommand` and :mod:`.launch` (``lab``); the argument checks in
+:mod:`.cliargs`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import select
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from typing import Any, NoReturn
 
-from .errors import format_address
-from .kinds import is_loopback, kind_names, make_server, resolve_kind
+from . import __version__
+from .cliargs import CliError, Parser, check_port, check_workload, kind_info, parse_address, parse_params
+from .kinds import kind_names, resolve_kind
+from .loadcommand import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_load_args, cmd_compare, cmd_load
+from .servecommand import cmd_serve
 
-__all__ = ["main", "build_parser", "parse_address", "parse_params"]
-
-
-class CliError(Exception):
-    """Bad input: reported as one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line, not a usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        raise CliError(f"{self.prog}: error: {message} (see {self.prog} --help)")
-
-
-# -- helpers shared by the subcommands -----------------------------------------
-
-
-def parse_params(items: Sequence[str] | None) -> dict[str, float]:
-    """``["delay_ms=10", "trickle_ms=2"]`` -> ``{"delay_ms": 10.0, ...}``."""
-    params: dict[str, float] = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise CliError(f"--param wants NAME=NUMBER, got {item!r}")
-        try:
-            params[name.strip()] = float(value)
-        except ValueError:
-            raise CliError(f"--param {name}: {value!r} is not a number") from None
-    return params
-
-
-def parse_address(text: str) -> tuple[str, int] | str:
-    """``"127.0.0.1:8000"``, ``"[::1]:8000"`` or ``":8000"`` -> (host, port);
-    anything with a ``/`` (or an existing file) is a Unix socket path."""
-    if "/" in text or os.path.exists(text):
-        return text
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        raise CliError(
-            f"bad address {text!r}: use HOST:PORT (e.g. 127.0.0.1:8000) or a Unix socket path"
-        )
-    host = host.strip("[]") or "127.0.0.1"
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise CliError(f"bad address {text!r}: port {port_text!r} is not a number") from None
-    if not 0 < port < 65536:
-        raise CliError(f"bad address {text!r}: port must be between 1 and 65535")
-    return host, port
-
-
-def _check_workload(name: str, params: dict[str, float] | None = None) -> None:
-    from .workloads import get_workload
-
-    try:
-        get_workload(name, **(params or {}))
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-
-
-def _kind_info(name: str) -> Any:
-    try:
-        return resolve_kind(name)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+__all__ = ["main", "build_parser", "parse_address", "parse_params", "CliError", "OPEN_LOOP_CLIENTS"]
 
 
 def _add_workload_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -124,306 +65,17 @@ def _add_workload_args(parser: argparse.ArgumentParser, required: bool = False) 
     )
 
 
-# -- serve -------------------------------------------------------------------
-
-
-def _announce(server: Any, info: Any, workload: str, as_json: bool) -> str:
-    address = server.server_address
-    if isinstance(address, tuple):
-        shown: Any = [address[0], address[1]]
-    else:
-        shown = os.fsdecode(address)
-    if as_json:
-        return json.dumps({
-            "serving": type(server).__name__,
-            "kind": info.name,
-            "transport": info.transport,
-            "workload": workload,
-            "address": shown,
-            "pid": os.getpid(),
-        })
-    return (
-        f"serving {type(server).__name__} ({info.name}, {workload}) on "
-        f"{format_address(address)} pid {os.getpid()}"
-    )
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    info = _kind_info(args.kind)
-    params = parse_params(args.param)
-    _check_workload(args.workload, params)
-    if not info.is_unix and not is_loopback(args.host):
-        print(
-            f"sockserve serve: warning: binding to {args.host} makes this server "
-            "reachable from other machines; use 127.0.0.1 (the default) to keep it "
-            "on this machine",
-            file=sys.stderr, flush=True,
-        )
-    try:
-        server = make_server(
-            info.name, args.workload, host=args.host, port=args.port, path=args.path, **params
-        )
-    except (OSError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    with server:
-        return _serve_until_signalled(server, _announce(server, info, args.workload, args.json),
-                                      watch_parent=args.exit_with_parent)
-
-
-# (pipe reader, pipe writer, signal handlers to restore) while serve runs.
-_FORK_RESET: list[tuple[int, int, dict[Any, Any]]] = []
-_fork_reset_registered = False
-
-
-def _reset_in_child() -> None:
-    """In a forked handler child: SIGINT/SIGTERM act as usual again (they
-    end the child) instead of stopping the parent through the shared pipe."""
-    for reader, writer, previous in _FORK_RESET:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        os.close(reader)
-        os.close(writer)
-    _FORK_RESET.clear()
-
-
-def _register_fork_reset() -> None:
-    global _fork_reset_registered
-    if not _fork_reset_registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_reset_in_child)
-        _fork_reset_registered = True
-
-
-def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool) -> int:
-    """Serve in this (main) thread until SIGINT/SIGTERM; exit status.
-
-    The signal handler only writes a byte to a pipe (async-signal-safe, takes
-    no lock); a watcher thread reads it and calls ``server.shutdown()`` from
-    outside the loop, which is the documented way to stop it.
-    """
-    reader, writer = os.pipe()
-    os.set_blocking(writer, False)
-    signalled: list[int] = []
-    parent = os.getppid()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        signalled.append(signum)
-        if len(signalled) > 1:
-            os.write(2, b"sockserve serve: second signal, stopping at once\n")
-            path = getattr(server, "_socket_path", None)
-            if path:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-            os._exit(1)
-        try:
-            os.write(writer, b"s")
-        except OSError:
-            pass
-
-    def watcher() -> None:
-        while True:
-            ready, _, _ = select.select([reader], [], [], 0.25)
-            if ready:
-                break
-            if watch_parent and os.getppid() != parent:
-                break  # the process that started us is gone: do not outlive it
-        server.shutdown()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    _FORK_RESET[:] = [(reader, writer, previous)]
-    _register_fork_reset()
-    thread = threading.Thread(target=watcher, name="sockserve signal watcher", daemon=True)
-    thread.start()
-    try:
-        print(first_line, flush=True)
-        server.serve_forever(poll_interval=0.5)
-    finally:
-        # serve_forever only returns once the watcher called shutdown(); if it
-        # raised instead, wake the watcher so it does not outlive us.
-        try:
-            os.write(writer, b"x")
-        except OSError:
-            pass
-        thread.join(5)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _FORK_RESET.clear()
-        os.close(reader)
-        os.close(writer)
-    print(f"sockserve serve: stopped {type(server).__name__}", file=sys.stderr, flush=True)
-    return 0
-
-
-# -- load --------------------------------------------------------------------
-
-
-#: Open loop without --clients: this many requests may be in flight at once.
-OPEN_LOOP_CLIENTS = 64
-
-
-def _load_spec_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    mode = args.mode or ("open" if args.rate is not None else "closed")
-    if mode == "open" and args.rate is None:
-        raise CliError("--mode open needs --rate (requests per second)")
-    if mode == "closed" and args.rate is not None:
-        raise CliError("--rate sets the open loop; it cannot go with --mode closed")
-    if args.rate is not None and not args.rate > 0:
-        raise CliError("--rate must be positive")
-    if not args.duration > 0:
-        raise CliError("--duration must be positive")
-    clients = args.clients
-    if clients is None:
-        clients = OPEN_LOOP_CLIENTS if mode == "open" else 8
-    if clients < 1:
-        raise CliError("--clients must be at least 1")
-    if args.max_requests < 1:
-        raise CliError("--max-requests must be at least 1")
-    if not args.timeout > 0:
-        raise CliError("--timeout must be positive")
-    return {
-        "workload": args.workload,
-        "workload_params": parse_params(args.param),
-        "mode": mode,
-        "clients": clients,
-        "rate": args.rate,
-        "duration": args.duration,
-        "max_requests": args.max_requests,
-        "connection": args.connection,
-        "timeout": args.timeout,
-    }
-
-
-def _add_load_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--clients", "-c", type=int, default=None,
-                        help="closed loop: this many clients back to back (default 8); "
-                             f"open loop: most requests in flight (default {OPEN_LOOP_CLIENTS})")
-    parser.add_argument("--rate", "-r", type=float, default=None,
-                        help="open loop: start this many requests per second, whatever "
-                             "the server does")
-    parser.add_argument("--mode", choices=("closed", "open"), default=None,
-                        help="closed or open loop (default: open when --rate is given)")
-    parser.add_argument("--duration", "-d", type=float, default=3.0,
-                        help="seconds of load, a hard bound (default 3)")
-    parser.add_argument("--max-requests", type=int, default=100_000,
-                        help="stop after this many requests (default 100000)")
-    parser.add_argument("--connection", choices=("new", "persistent"), default="new",
-                        help="a new connection per request (default) or one per client")
-    parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds one request may take (default 5)")
-
-
-def _check_listening(address: tuple[str, int] | str) -> None:
-    """One connection first, so a wrong address is one clear error line
-    rather than thousands of refused requests."""
-    import socket
-
-    family = socket.AF_UNIX if isinstance(address, str) else (
-        socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.settimeout(5.0)
-            probe.connect(address)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise CliError(f"nothing accepts connections at {format_address(address)} ({reason})") from None
-
-
-def cmd_load(args: argparse.Namespace) -> int:
-    from .load import LoadSpec, LoadWorkerError, run_load
-
-    _check_workload(args.workload, parse_params(args.param))
-    address = parse_address(args.address)
-    transport = args.transport
-    if isinstance(address, str):
-        transport = transport or "unix"
-        if transport not in ("unix", "unix-dgram"):
-            raise CliError(f"{address!r} is a Unix socket path; --transport must be unix or unix-dgram")
-    else:
-        transport = transport or "tcp"
-        if transport not in ("tcp", "udp"):
-            raise CliError(f"{args.address!r} is HOST:PORT; --transport must be tcp or udp")
-        if not args.allow_remote and not is_loopback(address[0]):
-            raise CliError(
-                f"{address[0]} is not a loopback address; load is sent only to this "
-                "machine unless you pass --allow-remote (and own the target)"
-            )
-    spec = LoadSpec(address=address, transport=transport, server_pid=args.server_pid,
-                    **_load_spec_kwargs(args))
-    if transport in ("tcp", "unix"):
-        _check_listening(address)
-    try:
-        result = run_load(spec, bar=args.bar)
-    except (OSError, ValueError, LoadWorkerError) as exc:
-        raise CliError(str(exc)) from None
-    print(result.summary())
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(result.to_dict(), out, indent=1)
-            out.write("\n")
-    return 0
-
-
-# -- compare -----------------------------------------------------------------
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .experiment import ServerStartError, compare
-    from .load import LoadWorkerError
-
-    _check_workload(args.workload, parse_params(args.param))
-    servers = [name.strip() for name in args.servers.split(",") if name.strip()]
-    if not servers:
-        raise CliError("--servers needs at least one kind, e.g. plain,threading,forking")
-    for name in servers:
-        _kind_info(name)
-    spec = _load_spec_kwargs(args)
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise CliError("--plot needs matplotlib: pip install 'sockserve[lab]'") from None
-
-    started: list[str] = []
-
-    def on_server(name: str) -> None:
-        started.append(name)
-        if not args.quiet:
-            print(f"sockserve compare: [{len(started)}/{len(servers)}] {name} ...",
-                  file=sys.stderr, flush=True)
-
-    try:
-        comparison = compare(
-            args.workload, servers, clients=spec["clients"], rate=spec["rate"],
-            duration=spec["duration"], max_requests=spec["max_requests"],
-            connection=spec["connection"], workload_params=spec["workload_params"],
-            timeout=spec["timeout"], on_server=on_server, bar=args.bar,
-        )
-    except (OSError, ValueError, ServerStartError, LoadWorkerError) as exc:
-        raise CliError(str(exc)) from None
-    print(comparison.table())
-    if args.json:
-        comparison.save(args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot:
-        from .plots import save_comparison_plot
-
-        save_comparison_plot(comparison, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
-    return 0
-
-
 # -- trace and kinds ---------------------------------------------------------
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    info = _kind_info(args.kind)
+    info = kind_info(args.kind)
     if info.server_class is None:
         raise CliError(f"kind {info.name!r} has no socketserver hooks to trace")
     handler: str | None = None
     payload = b"hello\n"
     if args.workload is not None:
-        _check_workload(args.workload)
+        check_workload(args.workload)
         from .workloads import get_workload
 
         handler, payload = args.workload, get_workload(args.workload).request(0)
@@ -444,15 +96,63 @@ def cmd_kinds(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- lab -----------------------------------------------------------------------
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Open JupyterLab on the workbook (see :mod:`sockserve.launch`); replaces this process."""
+    from pathlib import Path
+
+    from . import launch
+
+    if args.port is not None:
+        check_port(args.port, "--port", allow_zero=False)
+    missing = launch.missing_lab_modules()
+    if missing:
+        raise CliError(f"the lab needs the lab extra ({', '.join(missing)} not installed here); "
+                       f"install it with: {launch.install_command()}")
+    clone = launch.clone_workbook()
+    if clone is not None and args.dir is None:
+        folder = clone
+        _say(f"opening the workbook of this clone, {folder}")
+    else:
+        source = launch.shipped_workbook() or clone
+        if source is None:
+            raise CliError("this installation has no workbook (sockserve/notebooks is missing); "
+                           f"reinstall it: {launch.install_command()}")
+        folder = Path(args.dir or launch.DEFAULT_FOLDER).expanduser().resolve()
+        try:
+            report = launch.copy_workbook(source, folder)
+        except OSError as exc:
+            raise CliError(f"cannot copy the workbook into {folder}: {exc.strerror or exc}") from None
+        for line in report.lines():
+            _say(line)
+    is_root = os.geteuid() == 0
+    if is_root:
+        _say("running as root, so passing --allow-root to JupyterLab (it refuses to start as root "
+             "otherwise); it listens on 127.0.0.1 only")
+    argv = launch.jupyter_command(folder, port=args.port, no_browser=args.no_browser,
+                                  extra=list(args.jupyter_args), is_root=is_root)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
+    return 0  # not reached
+
+
+def _say(line: str) -> None:
+    print(f"sockserve lab: {line}", file=sys.stderr, flush=True)
+
+
 # -- the parser --------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sockserve`` argument parser with all subcommands."""
-    parser = _Parser(
+    parser = Parser(
         prog="sockserve",
         description="Run, load, compare and trace socketserver-style servers.",
     )
+    parser.add_argument("--version", action="version", version=f"sockserve {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser(
@@ -464,11 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("kind", help="server kind, e.g. plain, threading, forking, "
                                     "threading-udp, forking-unix (see: sockserve kinds)")
     _add_workload_args(serve)
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
+    serve.add_argument("--host", default=None,
+                       help="TCP/UDP kinds: address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=None,
+                       help="TCP/UDP kinds: port, 0 to 65535 (default 0: a free one)")
     serve.add_argument("--path", default=None,
-                       help="socket path for Unix kinds (default: a new temporary one)")
+                       help="Unix kinds: socket path (default: a new temporary one)")
     serve.add_argument("--json", action="store_true",
                        help="print the first line as JSON (for programs)")
     serve.add_argument("--exit-with-parent", action="store_true",
@@ -484,14 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--transport", "-t", choices=("tcp", "udp", "unix", "unix-dgram"),
                       default=None, help="default: tcp for HOST:PORT, unix for a path")
     _add_workload_args(load)
-    _add_load_args(load)
+    add_load_args(load)
     load.add_argument("--server-pid", type=int, default=None,
                       help="sample this process's threads and children during the run")
     load.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     load.add_argument("--bar", action=argparse.BooleanOptionalAction, default=None,
                       help="draw a progress bar (default: when stderr is a terminal)")
-    load.add_argument("--allow-remote", action="store_true",
-                      help="allow a target that is not this machine (only hosts you own)")
+    load.add_argument("--allow-remote", action="store_true", help=REMOTE_HELP)
     load.set_defaults(func=cmd_load)
 
     comp = sub.add_parser(
@@ -502,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_workload_args(comp)
     comp.add_argument("--servers", "-s", default="plain,threading,forking",
                       help="comma-separated kinds (default plain,threading,forking)")
-    _add_load_args(comp)
+    add_load_args(comp)
     comp.add_argument("--json", metavar="PATH", help="write the comparison as JSON")
     comp.add_argument("--plot", metavar="PATH.png", help="save latency, throughput and "
                                                          "concurrency plots (needs matplotlib)")
@@ -525,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = sub.add_parser("kinds", help="list the server kinds",
                            description="List the server kinds and what they are.")
     kinds.set_defaults(func=cmd_kinds)
+
+    lab = sub.add_parser(
+        "lab", help="open JupyterLab on the workbook (needs the lab extra)",
+        description="Open JupyterLab on the workbook's index, bound to 127.0.0.1. From a clone it "
+                    "opens notebooks/; installed from a wheel it first copies the shipped lessons "
+                    "and solutions into --dir (never overwriting a file you changed) and opens "
+                    "that copy. Arguments after -- go to jupyter lab.",
+    )
+    lab.add_argument("--dir", default=None, metavar="FOLDER",
+                     help="copy the workbook here and open it (default when installed: "
+                          "./sockserve-workbook; from a clone: the clone's notebooks/ itself)")
+    lab.add_argument("--port", type=int, default=None,
+                     help="port for JupyterLab (default: 8888 or the next free one)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL")
+    lab.add_argument("jupyter_args", nargs="*", metavar="JUPYTER_ARGS",
+                     help="after --: further arguments for jupyter lab")
+    lab.set_defaults(func=cmd_lab)
     return parser
 
 

@@ -5,17 +5,21 @@ with an SPDX license and the LICENSE file, and the wheel ships the workbook
 from __future__ import annotations
 
 import email
+import os
 import re
+import subprocess
 import sys
 import tarfile
 import zipfile
+from pathlib import Path
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from packaging_support import ROOT, build_distributions
+import sockserve
+from packaging_support import ROOT, build_distributions, clean_env
 
 #: Lines the machine's own configuration makes every pip print (an extra
 #: index that is not there) and setuptools' note that PYTHONDONTWRITEBYTECODE
@@ -82,3 +86,33 @@ def test_sdist_holds_the_license_and_the_workbook() -> None:
         extracted = sdist.extractfile(pkg_info)
         assert extracted is not None
         assert email.message_from_bytes(extracted.read())["License-Expression"] == "MIT"
+
+
+def test_installed_without_the_lab_extra_the_lab_says_what_to_install(tmp_path: Path) -> None:
+    """The wheel alone (no extra) in a fresh venv: the core works, ``sockserve
+    lab`` and the panels name the exact command that installs the extra."""
+    venv = tmp_path / "venv"
+    env = clean_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(venv))
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+                              str(build_distributions().wheel)], env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert install.returncode == 0 and "DEPRECATION" not in install.stdout + install.stderr, install
+    expected = f"{python} -m pip install 'sockserve[lab]'"
+    for command in ([str(venv / "bin" / "sockserve"), "lab"], [python, "-m", "sockserve", "lab", "--no-browser"]):
+        lab = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert lab.returncode == 2 and lab.stdout == "", lab
+        (line,) = lab.stderr.strip().splitlines()
+        assert line.startswith("sockserve lab: error: the lab needs the lab extra") and line.endswith(expected)
+    assert not (tmp_path / "sockserve-workbook").exists()  # nothing copied before the check
+    panel = subprocess.run([python, "-c", "from sockserve.lab import ServerPanel"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert panel.returncode == 1
+    assert panel.stderr.strip().splitlines()[-1] == (
+        "ImportError: sockserve.lab.ServerPanel needs the lab extra (ipywidgets is not installed); "
+        f"install it with: {expected}")
+    version = subprocess.run([str(venv / "bin" / "sockserve"), "--version"], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.strip() == f"sockserve {sockserve.__version__}"

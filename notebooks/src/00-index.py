@@ -11,7 +11,9 @@
 # ## How to run it
 #
 # * **Locally**: from a clone of the repository,
-#   `python3 -m venv .venv && .venv/bin/pip install -e ".[lab]" && .venv/bin/jupyter lab notebooks/00-index.ipynb`
+#   `python3 -m venv .venv && .venv/bin/pip install -e ".[lab]" && .venv/bin/sockserve lab`;
+#   or, with sockserve installed from a wheel (`pip install "sockserve[lab]"`), `sockserve lab`, which copies these
+#   lessons into `./sockserve-workbook` first.
 # * **On Binder**: follow the *launch binder* badge in the README.
 #
 # Run each lesson top to bottom (*Run → Run All Cells*). Every cell finishes in a few seconds; the measurements are

@@ -42,7 +42,18 @@ __all__ = ["ServerPanel", "TrafficPanel", "ComparePanel", "KernelPanel", "stop_a
 
 def __getattr__(name: str) -> Any:
     if name in ("ServerPanel", "TrafficPanel", "ComparePanel"):
-        from . import panels
+        try:
+            from . import panels
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("ipywidgets", "matplotlib"):
+                raise
+            from ..launch import install_command
+
+            raise ImportError(
+                f"sockserve.lab.{name} needs the lab extra ({exc.name} is not installed); "
+                f"install it with: {install_command()}",
+                name=exc.name,
+            ) from exc
 
         return getattr(panels, name)
     if name == "KernelPanel":
