@@ -27,7 +27,8 @@ What is measured:
   omission cannot hide a stall (the correction wrk2 makes).
 * Every run stops at ``max_requests`` requests or ``duration`` seconds,
   whichever comes first; requests in flight then get at most ``timeout``
-  more and are counted as ``"timeout"`` if they do not make it.
+  more, and never more than a quarter of a second (``loadworker.END_GRACE``),
+  and are counted as ``"timeout"`` if they do not make it.
 * A run also ends early, and says why in ``LoadResult.ended_by`` (see
   :data:`ENDINGS`), when it is cancelled, when the sampled server process
   exits, or when nothing accepts connections any more (a run of refusals

@@ -53,6 +53,8 @@ REFUSED_STREAK = 100
 #: ... and none got a reply for this many seconds. (Refusals come back in
 #: microseconds: waiting longer would pile up thousands of them.)
 REFUSED_QUIET = 0.05
+#: Seconds requests in flight at the deadline may still take before they count as timeouts.
+END_GRACE = 0.25
 
 
 # -- pacing and recording ----------------------------------------------------
@@ -82,10 +84,18 @@ class Plan:
         self._next = 0
         self._lock = threading.Lock()
 
-    def start(self, t0: float | None = None) -> float:
-        """Start the clock (now, or at *t0*) and release the clients."""
+    def start(self, t0: float | None = None, since: float | None = None) -> float:
+        """Start the clock (now, or at *t0*) and release the clients.
+
+        With *since* (a perf_counter time before the client threads were
+        started), starting them counts against the duration, so the run ends
+        ``duration`` after *since* whatever the client count; at least half
+        the duration is still load.
+        """
         self.t0 = time.perf_counter() if t0 is None else t0
         self.deadline = self.t0 + self.spec.duration
+        if since is not None:
+            self.deadline = max(since + self.spec.duration, self.t0 + self.spec.duration / 2)
         self.started.set()
         return self.t0
 
@@ -506,6 +516,7 @@ def run(
             return DatagramClient(family, address, bind_dir)
         return StreamClient(family, address, persistent, trickle_s)
 
+    began = time.perf_counter()
     recorder = Recorder()
     plan = Plan(spec, stop)
     previous_stack = threading.stack_size()
@@ -530,13 +541,14 @@ def run(
     started_at = time.time()
     server_cpu0 = server_cpu_seconds(spec.server_pid) if spec.server_pid else None
     generator_cpu0 = time.process_time()
-    t0 = recorder.t0 = plan.start()
+    t0 = recorder.t0 = plan.start(since=began)
     started_monotonic = time.monotonic()
     sampler = Sampler(spec.server_pid, t0).start() if spec.server_pid else None
     try:
-        # Every request ends by its own timeout, so all clients are done by
-        # deadline + timeout; the extra second only absorbs scheduling delay.
-        hard_end = plan.deadline + spec.timeout + 1.0
+        # The duration is a hard bound: requests still in flight get at most
+        # END_GRACE more (or their own timeout, if shorter), then count as
+        # timeouts ("still in flight when the run ended").
+        hard_end = plan.deadline + min(spec.timeout, END_GRACE)
         cancelled_at: float | None = None
         ended_by = ""
         while any(t.is_alive() for t in clients):
@@ -551,7 +563,7 @@ def run(
                     stop.set()
                     cancelled_at = now
                     hard_end = min(hard_end, now + STOP_GRACE)
-            _join_some(clients, PROGRESS_INTERVAL)
+            _join_some(clients, min(PROGRESS_INTERVAL, max(0.0, hard_end - time.perf_counter())))
             if progress is not None:
                 progress(_progress(spec, recorder, sampler, time.perf_counter() - t0))
         end_clock = time.perf_counter()
