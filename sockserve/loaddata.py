@@ -279,8 +279,10 @@ class LoadResult:
             if spec.mode == "open"
             else f"closed loop, {spec.clients} clients"
         )
+        # Datagram clients have no connections: one socket per client, always.
+        over = f" ({spec.connection} connections)" if spec.transport in ("tcp", "unix") else ""
         lines = [
-            f"{spec.workload} over {spec.transport} ({spec.connection} connections), {how}",
+            f"{spec.workload} over {spec.transport}{over}, {how}",
             f"{self.requests} requests in {self.elapsed:.2f} s: {self.throughput_rps:.1f} ok/s",
             "outcomes: " + ", ".join(f"{name} {self.outcomes.get(name, 0)}" for name in OUTCOMES),
         ]
