@@ -53,15 +53,16 @@ def check_port(port: int, flag: str, *, allow_zero: bool = True) -> int:
     return port
 
 
-def resolve_host(host: str, flag: str) -> list[str]:
-    """The addresses *host* names; CliError when it is empty or does not resolve."""
+def resolve_host(host: str, what: str) -> list[str]:
+    """The addresses *host* names; CliError when it is empty or does not
+    resolve. *what* names it in the message (``"--host 'x'"``)."""
     if not host.strip():
-        raise CliError(f"{flag} is empty: give an address such as 127.0.0.1 (this machine only)")
+        raise CliError(f"{what} is empty: give an address such as 127.0.0.1 (this machine only)")
     try:
         found = socket.getaddrinfo(host.strip("[]"), None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise CliError(f"cannot resolve {flag} {host!r}: {reason}") from None
+        raise CliError(f"cannot resolve {what}: {reason}") from None
     return sorted({str(addr[4][0]) for addr in found})
 
 
@@ -100,8 +101,9 @@ def parse_address(text: str) -> tuple[str, int] | str:
 
 
 def check_output(path: str, flag: str) -> str:
-    """*path* if a file can be written there: its folder exists and is
-    writable, and it is not a folder itself (nothing is created yet)."""
+    """*path* if a file can be written there (its folder exists, we may write
+    in it, it is not a folder): tried by opening it for appending, so nothing
+    that exists is changed, and a file made for the try is removed again."""
     if not path:
         raise CliError(f"{flag} needs a file name")
     folder = os.path.dirname(os.path.abspath(path))
@@ -109,8 +111,14 @@ def check_output(path: str, flag: str) -> str:
         raise CliError(f"{flag} {path} is a folder; give a file name")
     if not os.path.isdir(folder):
         raise CliError(f"{flag} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise CliError(f"{flag} {path}: not writable here (permission denied)")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise CliError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
+    if not existed:
+        os.unlink(path)
     return path
 
 

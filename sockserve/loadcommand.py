@@ -268,7 +268,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         transport = transport or "tcp"
         if transport not in ("tcp", "udp"):
             raise CliError(f"{args.address!r} is HOST:PORT; --transport must be tcp or udp")
-        local = _all_loopback(resolve_host(address[0], "host"))
+        local = _all_loopback(resolve_host(address[0], f"{address[0]!r} in {args.address}"))
         if not local and not args.allow_remote:
             raise CliError(
                 f"{address[0]} is not a loopback address; load is sent only to this "

@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CliError(f"--path is for Unix kinds; {info.name} is a {info.transport.upper()} server: "
                            f"use --host and --port{instead}")
         check_port(port, "--port")
-        addresses = resolve_host(host, "--host")
+        addresses = resolve_host(host, f"--host {host!r}")
         if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
             print(
                 f"sockserve serve: warning: binding to {host} makes this server "

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import sockserve as sockserve_package
 from sockserve.cli import main, parse_address, parse_params, CliError
 
 SUBCOMMANDS = ["serve", "load", "compare", "trace", "kinds"]
@@ -117,6 +118,26 @@ def test_kinds_lists_the_short_names(capsys: pytest.CaptureFixture[str]) -> None
         (["load", ":8000", "--clients", "0"], "--clients must be at least 1"),
         (["trace", "nope"], "unknown server kind 'nope'"),
         (["frobnicate"], "invalid choice"),
+        # every argument checked before any work starts (issue 16 item 2)
+        (["serve", "plain", "--port", "70000"], "--port 70000 is out of range"),
+        (["serve", "plain", "--port", "-1"], "--port -1 is out of range"),
+        (["serve", "threading-udp", "--port", "65536"], "--port 65536 is out of range"),
+        (["serve", "plain", "--host", ""], "--host '' is empty"),
+        (["serve", "plain", "--path", "/tmp/x.sock"], "--path is for Unix kinds; plain is a TCP server"),
+        (["serve", "threading-udp", "--path", "/tmp/x.sock"], "a Unix kind such as threading-unix-dgram"),
+        (["serve", "forking-unix", "--port", "8000"], "--port is for TCP and UDP kinds"),
+        (["serve", "plain-unix", "--host", "127.0.0.1"], "--host is for TCP and UDP kinds"),
+        (["load", "127.0.0.1:70000"], "port must be between 1 and 65535"),
+        (["load", "127.0.0.1:0"], "port must be between 1 and 65535"),
+        (["load", ":8000", "--json", "/nonexistent/out.json"], "the folder /nonexistent does not exist"),
+        (["load", ":8000", "--json", "/sys/out.json"], "cannot write there (Permission denied)"),
+        (["load", ":8000", "--json", "/tmp"], "--json /tmp is a folder"),
+        (["load", ":8000", "--server-pid", "999999999"], "--server-pid 999999999: no such process"),
+        (["compare", "-d", "1", "--plot", "/nonexistent/out.png"], "the folder /nonexistent does not exist"),
+        (["compare", "-d", "1", "--plot", "out.xyz"], ".xyz is not an image format matplotlib writes"),
+        (["compare", "-d", "1", "--plot", "out"], "no extension is not an image format"),
+        (["compare", "-d", "1", "--json", "/nonexistent/c.json"], "the folder /nonexistent does not exist"),
+        (["lab", "--port", "70000"], "--port 70000 is out of range"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv: list[str], expected: str,
@@ -136,6 +157,20 @@ def test_port_in_use_is_one_line_and_status_2() -> None:
         port = taken.getsockname()[1]
         line = one_error_line(sockserve("serve", "plain", "--port", str(port)))
     assert "already in use" in line and str(port) in line
+
+
+def test_a_host_that_does_not_resolve_is_said_first_and_alone() -> None:
+    line = one_error_line(sockserve("serve", "plain", "--host", "nosuchhost.invalid"))
+    assert line == ("sockserve serve: error: cannot resolve --host 'nosuchhost.invalid': "
+                    "Name or service not known"), line  # no "reachable from other machines" before it
+    line = one_error_line(sockserve("load", "nosuchhost.invalid:8000"))
+    assert "cannot resolve 'nosuchhost.invalid' in nosuchhost.invalid:8000" in line
+    assert "loopback" not in line
+
+
+def test_version() -> None:
+    result = sockserve("--version")
+    assert result.returncode == 0 and result.stdout == f"sockserve {sockserve_package.__version__}\n"
 
 
 def test_binding_beyond_loopback_warns_first() -> None:
