@@ -28,12 +28,13 @@ Kinds that are not a plain class (an asyncio server) are added with
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import socket
 import tempfile
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,10 +193,13 @@ def _register_exported_classes() -> None:
 _register_exported_classes()
 
 
-def _asyncio_server(address: Any, handler: type) -> Any:
+def _asyncio_server(address: Any, handler: type, class_attributes: Mapping[str, Any] | None = None) -> Any:
     from .aio import AsyncioServer  # imported on use: asyncio is a heavy import
 
-    return AsyncioServer(address, handler)
+    cls: type = AsyncioServer
+    if class_attributes:
+        cls = type(cls.__name__, (cls,), {"__module__": cls.__module__, **class_attributes})
+    return cls(address, handler)
 
 
 register_kind("asyncio", None, transport="tcp", concurrency="asyncio",
@@ -287,6 +291,7 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 0,
     path: str | None = None,
+    class_attributes: Mapping[str, Any] | None = None,
     **params: float,
 ) -> Any:
     """A server of *kind* serving *workload*, bound (and listening), not serving.
@@ -295,6 +300,10 @@ def make_server(
     AF_INET6 variant of the class. Unix kinds bind *path*; with no path, a
     fresh private temporary directory is made and removed again when the
     server object is garbage collected or the interpreter exits.
+    *class_attributes* (e.g. ``{"allow_reuse_address": True}``) are set on a
+    subclass of the kind's class (same name) before it binds; a kind built by
+    a factory gets them as its ``class_attributes`` keyword if it takes one
+    (the asyncio kinds do), else on the server it returns, after binding.
     *params* go to the workload (e.g. ``delay_ms=10``). Bind errors are
     raised as the ``OSError`` the core explains; a bad kind or workload is a
     ``ValueError``.
@@ -318,11 +327,19 @@ def make_server(
     try:
         if info.server_class is None:
             assert info.factory is not None
-            server = info.factory(address, handler)
+            factory: Any = info.factory  # (address, handler[, class_attributes=...])
+            if class_attributes and "class_attributes" in inspect.signature(factory).parameters:
+                server = factory(address, handler, class_attributes=class_attributes)
+            else:
+                server = info.factory(address, handler)
+                for name, value in (class_attributes or {}).items():
+                    setattr(server, name, value)
         else:
             cls = info.server_class
             if not info.is_unix and ":" in host:
                 cls = _ipv6_variant(cls)
+            if class_attributes:
+                cls = type(cls.__name__, (cls,), {"__module__": cls.__module__, **class_attributes})
             server = cls(address, handler)
     except BaseException:
         if cleanup_dir is not None:

@@ -185,3 +185,14 @@ def test_make_server_bad_input() -> None:
         taken.listen()
         with pytest.raises(OSError, match="already in use"):
             make_server("plain", port=taken.getsockname()[1])
+
+
+def test_make_server_sets_class_attributes_before_binding() -> None:
+    server = make_server("threading", class_attributes={"allow_reuse_address": True, "abort_grace": 0.25})
+    try:
+        assert type(server).__name__ == "ThreadingTCPServer" and type(server) is not sockserve.ThreadingTCPServer
+        assert server.abort_grace == 0.25
+        assert server.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        assert not sockserve.ThreadingTCPServer.allow_reuse_address  # the class itself is untouched
+    finally:
+        server.server_close()
