@@ -67,6 +67,9 @@ class AsyncioServer:
     request_queue_size: int = socket.SOMAXCONN
     replace_stale_socket: bool = False
     socket_mode: int | None = None
+    #: SO_REUSEADDR before binding (as TCPServer's): a restart binds even
+    #: while connections of the last run are in TIME_WAIT.
+    allow_reuse_address: bool = False
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         self.RequestHandlerClass = RequestHandlerClass
@@ -90,6 +93,8 @@ class AsyncioServer:
                     replace_stale=self.replace_stale_socket, mode=self.socket_mode,
                 )
             else:
+                if self.allow_reuse_address:
+                    self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     self.socket.bind(server_address)
                 except OSError as exc:
