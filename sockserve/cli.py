@@ -21,9 +21,11 @@ With ``--json`` that first line is one JSON object instead (what
      "workload": "echo", "address": ["127.0.0.1", 43210], "pid": 4242}
 
 ``address`` is ``[host, port]`` for TCP/UDP and the socket path for Unix
-kinds. SIGINT (Ctrl-C) or SIGTERM stops the server cleanly (``shutdown()``
-then ``server_close()``, exit status 0); a second signal ends it at once
-(status 1). Nothing else is written to stdout. Besides the thread that
+kinds. SIGINT (Ctrl-C) or SIGTERM stops the server at once, whatever its clients
+do: it stops accepting, gives requests in flight ``--grace`` seconds (1 by
+default), cuts off the rest (``drain()``), closes (no child, worker, socket
+file or temporary folder is left) and exits 0; the port can be bound again
+at once. A second signal kills what is left and exits 1. Nothing else is written to stdout. Besides the thread that
 serves, the process has one more (the signal watcher that calls
 ``shutdown()``), so a plain server shows two threads when sampled.
 
@@ -49,7 +51,7 @@ from . import __version__
 from .cliargs import CliError, Parser, check_port, check_workload, kind_info, parse_address, parse_params
 from .kinds import kind_names, resolve_kind
 from .loadcommand import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_load_args, cmd_compare, cmd_load
-from .servecommand import cmd_serve
+from .servecommand import GRACE, REQUEST_TIMEOUT, cmd_serve
 
 __all__ = ["main", "build_parser", "parse_address", "parse_params", "CliError", "OPEN_LOOP_CLIENTS"]
 
@@ -172,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Unix kinds: socket path (default: a new temporary one)")
     serve.add_argument("--json", action="store_true",
                        help="print the first line as JSON (for programs)")
+    serve.add_argument("--grace", type=float, default=GRACE, metavar="SECONDS",
+                       help="on SIGINT/SIGTERM, requests in flight get this long to finish before they "
+                            f"are cut off (default {GRACE:g})")
+    serve.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT, metavar="SECONDS",
+                       help="the longest one request (for a stream server: one connection) may take, "
+                            f"idle or not, before it is cut off (default {REQUEST_TIMEOUT:g}; 0: no limit)")
     serve.add_argument("--exit-with-parent", action="store_true",
                        help="stop when the process that started this one exits")
     serve.set_defaults(func=cmd_serve)

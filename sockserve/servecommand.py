@@ -23,7 +23,14 @@ from .cliargs import CliError, check_port, check_workload, kind_info, parse_para
 from .errors import format_address
 from .kinds import kind_names, make_server
 
-__all__ = ["cmd_serve"]
+__all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "ABORT_GRACE"]
+
+#: Seconds requests in flight get to finish after SIGINT/SIGTERM (--grace).
+GRACE = 1.0
+#: The total deadline of one request (--request-timeout; 0 turns it off).
+REQUEST_TIMEOUT = 60.0
+#: Seconds between SIGTERM and SIGKILL for a cut-off child or worker process.
+ABORT_GRACE = 0.25
 
 
 def _unix_sibling(name: str) -> str | None:
@@ -59,13 +66,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "on this machine",
                 file=sys.stderr, flush=True,
             )
+    if args.grace < 0:
+        raise CliError(f"--grace must be 0 or more seconds, got {args.grace:g}")
+    if args.request_timeout < 0:
+        raise CliError(f"--request-timeout must be 0 (off) or more seconds, got {args.request_timeout:g}")
+    attributes: dict[str, Any] = {
+        # A restart binds at once, even with connections of this run in
+        # TIME_WAIT (what http.server does).
+        "allow_reuse_address": True,
+        # drain() ends cut-off child processes this soon after SIGTERM.
+        "abort_grace": ABORT_GRACE,
+        "request_timeout": args.request_timeout or None,
+    }
     try:
-        server = make_server(info.name, args.workload, host=host, port=port, path=args.path, **params)
+        server = make_server(info.name, args.workload, host=host, port=port, path=args.path,
+                             class_attributes=attributes, **params)
     except (OSError, ValueError, OverflowError) as exc:
         raise CliError(str(exc)) from None
     with server:
         return _serve_until_signalled(server, _announce(server, info, args.workload, args.json),
-                                      watch_parent=args.exit_with_parent)
+                                      watch_parent=args.exit_with_parent, grace=args.grace)
 
 
 def _announce(server: Any, info: Any, workload: str, as_json: bool) -> str:
@@ -112,22 +132,37 @@ def _register_fork_reset() -> None:
         _fork_reset_registered = True
 
 
-def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool) -> int:
+def _children_of(server: Any) -> set[int]:
+    """Child processes the server knows of: forked handlers, prefork workers."""
+    pids = set(getattr(server, "active_children", None) or ())
+    pids |= set(getattr(server, "worker_pids", None) or ())
+    return pids
+
+
+def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, grace: float) -> int:
     """Serve in this (main) thread until SIGINT/SIGTERM; exit status.
 
     The signal handler only writes a byte to a pipe (async-signal-safe, takes
-    no lock); a watcher thread reads it and calls ``server.shutdown()`` from
-    outside the loop, which is the documented way to stop it.
+    no lock); a watcher thread reads it and calls ``server.drain(grace)``
+    from outside the loop: the loop stops accepting at once, requests in
+    flight get *grace* seconds, the rest are cut off (their sockets closed,
+    their processes ended). A second signal kills what is left and exits 1.
     """
     reader, writer = os.pipe()
     os.set_blocking(writer, False)
     signalled: list[int] = []
     parent = os.getppid()
+    reports: list[Any] = []
 
     def on_signal(signum: int, frame: Any) -> None:
         signalled.append(signum)
         if len(signalled) > 1:
             os.write(2, b"sockserve serve: second signal, stopping at once\n")
+            for pid in _children_of(server):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             path = getattr(server, "_socket_path", None)
             if path:
                 try:
@@ -141,13 +176,19 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool) -> 
             pass
 
     def watcher() -> None:
+        why = "the process that started it ended"
         while True:
             ready, _, _ = select.select([reader], [], [], 0.25)
             if ready:
+                if not signalled:
+                    return  # woken by the main thread: the loop ended by itself
+                why = signal.Signals(signalled[0]).name
                 break
             if watch_parent and os.getppid() != parent:
                 break  # the process that started us is gone: do not outlive it
-        server.shutdown()
+        print(f"sockserve serve: {why}: stopping; requests in flight get up to {grace:g} s to finish",
+              file=sys.stderr, flush=True)
+        reports.append(server.drain(grace))
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     _FORK_RESET[:] = [(reader, writer, previous)]
@@ -158,17 +199,22 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool) -> 
         print(first_line, flush=True)
         server.serve_forever(poll_interval=0.5)
     finally:
-        # serve_forever only returns once the watcher called shutdown(); if it
-        # raised instead, wake the watcher so it does not outlive us.
-        try:
-            os.write(writer, b"x")
-        except OSError:
-            pass
-        thread.join(5)
+        # serve_forever returns once the watcher's drain() stopped the loop;
+        # if it raised instead, wake the watcher so it does not outlive us.
+        if thread.is_alive() and not signalled:
+            try:
+                os.write(writer, b"x")
+            except OSError:
+                pass
+        thread.join(grace + 10)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _FORK_RESET.clear()
         os.close(reader)
         os.close(writer)
-    print(f"sockserve serve: stopped {type(server).__name__}", file=sys.stderr, flush=True)
+    done = ""
+    if reports:
+        report = reports[0]
+        done = f" ({report.completed} completed, {report.aborted} cut off, in {report.waited:.2f} s)"
+    print(f"sockserve serve: stopped {type(server).__name__}{done}", file=sys.stderr, flush=True)
     return 0

@@ -138,6 +138,8 @@ def test_kinds_lists_the_short_names(capsys: pytest.CaptureFixture[str]) -> None
         (["compare", "-d", "1", "--plot", "out"], "no extension is not an image format"),
         (["compare", "-d", "1", "--json", "/nonexistent/c.json"], "the folder /nonexistent does not exist"),
         (["lab", "--port", "70000"], "--port 70000 is out of range"),
+        (["serve", "plain", "--grace", "-1"], "--grace must be 0 or more seconds"),
+        (["serve", "plain", "--request-timeout", "-5"], "--request-timeout must be 0 (off) or more seconds"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv: list[str], expected: str,
@@ -335,3 +337,29 @@ def test_trace_a_forking_kind_with_a_workload() -> None:
     assert lines[0] == "ForkingUDPServer with IoHandler, one request:"
     assert "      --- child process ---" in lines
     assert any(line.strip() == "WorkloadHandler.handle()" for line in lines)
+
+
+@pytest.mark.parametrize("given, expected", [([], 60.0), (["--request-timeout", "7.5"], 7.5),
+                                              (["--request-timeout", "0"], None)])
+def test_serve_sets_the_request_deadline_and_reuse_on_the_server_class(
+        given: list[str], expected: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sockserve import servecommand
+
+    seen: dict[str, object] = {}
+
+    def capture(server: object, first_line: str, watch_parent: bool, grace: float) -> int:
+        seen.update(request_timeout=getattr(server, "request_timeout"), grace=grace,
+                    reuse=getattr(server, "allow_reuse_address"), name=type(server).__name__)
+        return 0
+
+    monkeypatch.setattr(servecommand, "_serve_until_signalled", capture)
+    assert main(["serve", "threadpool", *given]) == 0
+    assert seen == {"request_timeout": expected, "grace": 1.0, "reuse": True, "name": "ThreadPoolTCPServer"}
+    assert not sockserve_package.ThreadPoolTCPServer.allow_reuse_address
+
+
+def test_serve_help_shows_the_grace_and_the_request_deadline(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--grace SECONDS" in text and "(default 1)" in text
+    assert "--request-timeout SECONDS" in text and "(default 60; 0: no limit)" in text
