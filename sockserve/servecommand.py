@@ -17,11 +17,13 @@ import select
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from .cliargs import CliError, check_port, check_workload, kind_info, parse_params, resolve_host
 from .errors import format_address
 from .kinds import kind_names, make_server
+from .lifecycle import ServerState
 
 __all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "ABORT_GRACE"]
 
@@ -139,6 +141,19 @@ def _children_of(server: Any) -> set[int]:
     return pids
 
 
+def _wait_until_serving(server: Any, loop_ended: threading.Event, bound: float = 10.0) -> None:
+    """Return once *server*'s loop serves (or has ended), at most *bound* s."""
+    deadline = time.monotonic() + bound
+    while not loop_ended.is_set() and time.monotonic() < deadline:
+        state = getattr(server, "state", None)
+        if state is not None:
+            if state not in (ServerState.CREATED, ServerState.BOUND, ServerState.LISTENING):
+                return  # serving (or already stopping or closed)
+        elif getattr(server, "_server", None) is not None:
+            return  # AsyncioServer (no lifecycle state): its event loop accepts
+        time.sleep(0.01)
+
+
 def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, grace: float) -> int:
     """Serve in this (main) thread until SIGINT/SIGTERM; exit status.
 
@@ -153,6 +168,7 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, gra
     signalled: list[int] = []
     parent = os.getppid()
     reports: list[Any] = []
+    loop_ended = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         signalled.append(signum)
@@ -188,6 +204,10 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, gra
                 break  # the process that started us is gone: do not outlive it
         print(f"sockserve serve: {why}: stopping; requests in flight get up to {grace:g} s to finish",
               file=sys.stderr, flush=True)
+        # A signal right after the first line may come before the loop runs:
+        # drain() then would have no loop to stop, and the loop would start
+        # afterwards and serve on. So wait for it to serve first.
+        _wait_until_serving(server, loop_ended)
         reports.append(server.drain(grace))
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -199,6 +219,7 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, gra
         print(first_line, flush=True)
         server.serve_forever(poll_interval=0.5)
     finally:
+        loop_ended.set()
         # serve_forever returns once the watcher's drain() stopped the loop;
         # if it raised instead, wake the watcher so it does not outlive us.
         if thread.is_alive() and not signalled:

@@ -24,7 +24,7 @@ from sockserve.kinds import kind_names, resolve_kind
 from sockserve.servecommand import GRACE
 
 KINDS = kind_names()
-IDLE_CLIENTS = 6  # more than a prefork server's 4 workers
+IDLE_CLIENTS = 45  # more than a thread pool takes (8 workers, 32 queued), a forking server (40 children), prefork (4)
 
 
 def start(*args: str) -> tuple[dict[str, Any], subprocess.Popen[str]]:
@@ -162,3 +162,19 @@ def test_serve_stops_on_the_first_signal_whatever_its_clients_do(kind: str, tmp_
             proc2.send_signal(signal.SIGINT)
             _, err2 = proc2.communicate(timeout=30)
         assert proc2.returncode == 0, err2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_signal_right_after_the_first_line_stops_it(kind: str) -> None:
+    """The first line comes before the loop serves: a signal in between must
+    not be lost (drain() with no loop to stop, then a loop that serves on)."""
+    sig = (signal.SIGINT, signal.SIGTERM)[KINDS.index(kind) % 2]
+    _, proc = start(kind)
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"{kind}: still serving 10 s after a {sig.name} sent right after its first line")
+    assert proc.returncode == 0 and "sockserve serve: stopped" in err, err
