@@ -212,6 +212,10 @@ def verdict(result: Any, address: tuple[str, int] | str, transport: str, local: 
     server is still there."""
     outcomes = result.outcomes
     counts = ", ".join(f"{n} {name}" for name, n in outcomes.items() if n and name != "ok")
+    if not result.requests and not result.cancelled:
+        spec = result.spec
+        return (f"no request was sent: {spec.clients} clients did not get going within {spec.duration:g} s "
+                "(use fewer --clients or a longer --duration)")
     if result.requests and not result.ok:
         worst = max((n, name) for name, n in outcomes.items() if name != "ok")[1]
         example = result.examples.get(worst)

@@ -155,19 +155,19 @@ def test_a_load_whose_server_dies_mid_run_exits_1() -> None:
 # -- the duration, a hard bound ------------------------------------------------------
 
 
-def test_duration_holds_with_2000_clients_against_a_server_that_falls_behind() -> None:
-    """2000 clients against a one-at-a-time server whose requests take 50 ms:
-    nearly all are still waiting at the deadline. They get at most half a
-    second more and count as timeouts; they used to get their whole
+def test_duration_holds_when_many_clients_wait_on_a_server_that_falls_behind() -> None:
+    """300 clients against a one-at-a-time server whose requests take 200 ms:
+    nearly all are still waiting at the deadline. They get at most a quarter
+    of a second more and count as timeouts; they used to get their whole
     --timeout (5 s), so the run took the duration plus 5 s."""
     with served("plain", "-w", "io") as (info, _):
         began = time.monotonic()
-        result = sockserve("load", target(info), "-w", "io", "-p", "delay_ms=50", "-c", "2000", "-d", "1",
-                           "--no-bar", "--json", os.devnull, timeout=120)
+        result = sockserve("load", target(info), "-w", "io", "-p", "delay_ms=200", "-c", "300", "-d", "2",
+                           "--no-bar", timeout=120)
         wall = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     assert "first timeout: still in flight when the run ended" in result.stdout
-    assert wall < 1 + 3, f"load -c 2000 -d 1 took {wall:.1f} s"
+    assert wall < 2 + 3, f"load -c 300 -d 2 took {wall:.1f} s"
 
 
 # -- Ctrl-C keeps what was measured --------------------------------------------------
