@@ -10,7 +10,8 @@ is printed and saved (``--json``, ``--plot``) marked incomplete, and the exit
 status is 130.
 
 Bounds: every run ends after ``--duration`` seconds (requests in flight then
-get up to ``--timeout`` more) or ``--max-requests`` requests. With
+get at most a quarter of a second more, see :mod:`sockserve.load`) or
+``--max-requests`` requests. With
 ``--allow-remote`` (a target beyond this machine) the bounds are tighter:
 see :data:`REMOTE_LIMITS`.
 """
@@ -66,8 +67,8 @@ def add_load_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("closed", "open"), default=None,
                         help="closed or open loop (default: open when --rate is given)")
     parser.add_argument("--duration", "-d", type=float, default=3.0,
-                        help="seconds of load (default 3); the run ends then, requests in flight "
-                             "get at most --timeout more")
+                        help="seconds of load (default 3), a hard bound: requests still in flight "
+                             "then get a quarter of a second more and count as timeouts")
     parser.add_argument("--max-requests", type=int, default=100_000,
                         help="stop after this many requests (default 100000)")
     parser.add_argument("--connection", choices=("new", "persistent"), default="new",
