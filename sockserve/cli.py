@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("kind", help="server kind, e.g. plain, threading, forking, "
                                     "threading-udp, forking-unix (see: sockserve kinds)")
     _add_workload_args(serve)
-    serve.add_argument("--host", default=None,
+    serve.add_argument("--host", default="127.0.0.1",
                        help="TCP/UDP kinds: address to bind (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=None,
+    serve.add_argument("--port", type=int, default=0,
                        help="TCP/UDP kinds: port, 0 to 65535 (default 0: a free one)")
     serve.add_argument("--path", default=None,
                        help="Unix kinds: socket path (default: a new temporary one)")

@@ -46,11 +46,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     info = kind_info(args.kind)
     params = parse_params(args.param)
     check_workload(args.workload, params)
-    host = "127.0.0.1" if args.host is None else args.host
-    port = 0 if args.port is None else args.port
+    host, port = args.host, args.port
     if info.is_unix:
-        if args.host is not None or args.port is not None:
-            flag = "--host" if args.host is not None else "--port"
+        if host != "127.0.0.1" or port != 0:
+            flag = "--host" if host != "127.0.0.1" else "--port"
             raise CliError(f"{flag} is for TCP and UDP kinds; {info.name} serves on a Unix socket "
                            "(give --path, or nothing for a temporary one)")
     else:

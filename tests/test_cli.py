@@ -126,7 +126,7 @@ def test_kinds_lists_the_short_names(capsys: pytest.CaptureFixture[str]) -> None
         (["serve", "plain", "--path", "/tmp/x.sock"], "--path is for Unix kinds; plain is a TCP server"),
         (["serve", "threading-udp", "--path", "/tmp/x.sock"], "a Unix kind such as threading-unix-dgram"),
         (["serve", "forking-unix", "--port", "8000"], "--port is for TCP and UDP kinds"),
-        (["serve", "plain-unix", "--host", "127.0.0.1"], "--host is for TCP and UDP kinds"),
+        (["serve", "plain-unix", "--host", "0.0.0.0"], "--host is for TCP and UDP kinds"),
         (["load", "127.0.0.1:70000"], "port must be between 1 and 65535"),
         (["load", "127.0.0.1:0"], "port must be between 1 and 65535"),
         (["load", ":8000", "--json", "/nonexistent/out.json"], "the folder /nonexistent does not exist"),

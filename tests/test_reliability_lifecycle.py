@@ -416,7 +416,7 @@ def test_everything_that_picks_a_host_defaults_to_loopback() -> None:
 def test_cli_warns_before_binding_beyond_loopback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sockserve import cli
+    from sockserve import cli, servecommand
 
     bound: list[str] = []
 
@@ -425,7 +425,7 @@ def test_cli_warns_before_binding_beyond_loopback(
         bound.append(capsys.readouterr().err)
         raise OSError(errno.EADDRNOTAVAIL, "not binding in a test")
 
-    monkeypatch.setattr(cli, "make_server", refuse)
+    monkeypatch.setattr(servecommand, "make_server", refuse)  # serve lives in sockserve.servecommand
     assert cli.main(["serve", "threading", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert len(bound) == 1
     assert "warning" in bound[0] and "0.0.0.0" in bound[0] and "other machines" in bound[0]
