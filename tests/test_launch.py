@@ -113,13 +113,14 @@ def test_lab_rejects_a_bad_port_before_anything(capsys: pytest.CaptureFixture[st
         assert "--port" in capsys.readouterr().err
 
 
-def test_panels_without_ipywidgets_raise_an_import_error_that_names_the_command() -> None:
+@pytest.mark.parametrize("panel", ["ServerPanel", "TrafficPanel", "ComparePanel", "KernelPanel"])
+def test_panels_without_ipywidgets_raise_an_import_error_that_names_the_command(panel: str) -> None:
     code = ("import sys; sys.modules['ipywidgets'] = None\n"
-            "try:\n    from sockserve.lab import ServerPanel\n"
+            f"try:\n    from sockserve.lab import {panel}\n"
             "except ImportError as exc:\n    print(type(exc).__name__, exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
-    assert out.startswith("ImportError sockserve.lab.ServerPanel needs the lab extra (ipywidgets is not installed)")
+    assert out.startswith(f"ImportError sockserve.lab.{panel} needs the lab extra (ipywidgets is not installed)")
     assert launch.install_command() in out
 
 

@@ -40,10 +40,15 @@ if TYPE_CHECKING:
 __all__ = ["ServerPanel", "TrafficPanel", "ComparePanel", "KernelPanel", "stop_all"]
 
 
+_PANELS = {"ServerPanel": "panels", "TrafficPanel": "panels", "ComparePanel": "panels", "KernelPanel": "kernel"}
+
+
 def __getattr__(name: str) -> Any:
-    if name in ("ServerPanel", "TrafficPanel", "ComparePanel"):
+    if name in _PANELS:
+        import importlib
+
         try:
-            from . import panels
+            module = importlib.import_module(f".{_PANELS[name]}", __name__)
         except ModuleNotFoundError as exc:
             if exc.name not in ("ipywidgets", "matplotlib"):
                 raise
@@ -54,10 +59,5 @@ def __getattr__(name: str) -> Any:
                 f"install it with: {install_command()}",
                 name=exc.name,
             ) from exc
-
-        return getattr(panels, name)
-    if name == "KernelPanel":
-        from . import kernel
-
-        return kernel.KernelPanel
+        return getattr(module, name)
     raise AttributeError(f"module 'sockserve.lab' has no attribute {name!r}")
