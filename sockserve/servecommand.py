@@ -5,6 +5,17 @@ Every argument is checked before anything binds: the kind and workload, the
 port range, the host (one that does not resolve is said first, before any
 warning about where it is), and that ``--path`` goes with Unix kinds and
 ``--host``/``--port`` with TCP/UDP ones.
+
+Stopping: the first SIGINT or SIGTERM makes a watcher thread call
+``server.drain(--grace)``: the loop stops accepting at once, requests in
+flight get the grace (printed), the rest are cut off (sockets closed, child
+and worker processes SIGTERMed, then SIGKILLed after ``abort_grace``); then
+the server closes, its socket file and temporary folder go, and the process
+exits 0, about ``--grace`` + 0.3 s after the signal whatever the clients do.
+The server class is a same-named subclass with ``allow_reuse_address`` (a
+restart binds at once, even with this run's connections in TIME_WAIT, as
+``http.server`` does), ``abort_grace`` and ``request_timeout``
+(``--request-timeout``, the core's total per-request deadline) set.
 """
 
 from __future__ import annotations
