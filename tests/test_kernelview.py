@@ -41,6 +41,11 @@ def test_read_from_fixture_tables(tmp_path: Path) -> None:
         "listen queue 4 (max 3, full)")
     assert kv.KernelReading(0.0).summary() == "server: no sockets; nothing listens"
     assert not kv.read(kv.Target(port=8000, backlog=4), proc_net=str(tmp_path)).queue_full
+    # an IPv4 server's sockets are all in tcp: tcp6 is not read for it
+    v4 = kv.read(("127.0.0.1", 8000), proc_net=str(tmp_path))
+    assert v4.count("LISTEN") == 1 and v4.count("FIN-WAIT-2", "client") == 0 and v4.queue == 3
+    v6 = kv.read(("::1", 8000), proc_net=str(tmp_path))
+    assert v6.server == {"CLOSE-WAIT": 1} and v6.client == {"FIN-WAIT-2": 1}
     unix = kv.read("/tmp/ss-x/server.sock", proc_net=str(tmp_path))
     assert unix.server["CONNECTING"] == 2 and unix.client == {} and unix.queue == 2
     assert kv.KernelReading.from_dict(reading.to_dict()) == reading

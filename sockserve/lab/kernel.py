@@ -1,6 +1,6 @@
 """The kernel panel: what the kernel holds for one server, plotted live.
 
-``KernelPanel(target, *, rate=10.0, window=30.0, watch=True, key=None)``
+``KernelPanel(target, *, rate=5.0, window=30.0, watch=True, key=None)``
 shows, for a server started by a ``ServerPanel`` (or any server object, a
 port or a Unix socket path), the number of sockets in each TCP state on the
 server's side and on the side of clients on this machine, and the listen
@@ -71,7 +71,7 @@ class KernelPanel(_Panel):
         self,
         target: Any,
         *,
-        rate: float = 10.0,
+        rate: float = 5.0,
         window: float = 30.0,
         watch: bool = True,
         key: str | None = None,

@@ -5,7 +5,7 @@ target (a ``ServerPanel``, a ``ServerModel``, a server object, a port or a
 Unix socket path) and keeps the newest *window* seconds of readings, so a
 view can plot the states and the listen queue while traffic runs.
 
-Use: ``model = KernelModel(target, rate=10.0, window=30.0)``; ``start()``,
+Use: ``model = KernelModel(target, rate=5.0, window=30.0)``; ``start()``,
 ``stop()`` (idempotent), ``status()`` (a frozen :class:`KernelStatus`),
 ``series()`` (the readings so far). A model that watches is tracked by
 :mod:`.registry`, so ``stop_all()`` and the kernel's exit stop it; watching
@@ -44,14 +44,15 @@ class KernelStatus:
 class KernelModel:
     """Watch one target's sockets in a background sampler (see the module docstring).
 
-    Tuning: ``rate`` readings a second (default 10), ``window`` seconds kept
+    Tuning: ``rate`` readings a second (default 5: each costs CPU, see
+    :class:`~sockserve.kernelview.KernelSampler`), ``window`` seconds kept
     (default 30; older readings are dropped), ``max_seconds`` before
     watching stops by itself (default 600).
     """
 
     max_seconds: float = 600.0
 
-    def __init__(self, target: object, rate: float = 10.0, window: float = 30.0) -> None:
+    def __init__(self, target: object, rate: float = 5.0, window: float = 30.0) -> None:
         if not window > 0:
             raise ValueError(f"window is seconds of readings to keep, more than 0, not {window!r}")
         kv.target_of(target)  # a target that cannot be watched fails here, in one line
