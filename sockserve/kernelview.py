@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import collections
 import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -227,6 +228,11 @@ def target_of(obj: object) -> Target | None:
         return None
     address = getattr(obj, "server_address", None)
     if address is not None:
+        if getattr(obj, "socket_type", socket.SOCK_STREAM) != socket.SOCK_STREAM:
+            raise ValueError(
+                f"{type(obj).__name__} is a datagram server: it has no connections and no listen "
+                "queue for the kernel to show (the kernel view is for TCP and Unix stream servers)"
+            )
         target = target_of(address)
         backlog = getattr(obj, "request_queue_size", None)
         if target is not None and isinstance(backlog, int):
@@ -531,12 +537,18 @@ class KernelSampler:
                 self._end("max_seconds")
                 return
             try:
-                self._sample()
+                target = target_of(self.target)
+            except (TypeError, ValueError) as exc:  # e.g. a panel started with a datagram kind
+                self._error = str(exc)
+                self._end(str(exc))
+                return
+            try:
+                self._sample(target)
             except KernelViewUnavailable as exc:
                 self._error = str(exc)
                 self._end(str(exc))
                 return
-            except (OSError, ValueError) as exc:  # a table changed under us: skip this reading
+            except OSError as exc:  # a table that could not be read this time: skip this reading
                 self._error = f"{type(exc).__name__}: {exc}"
             next_at += interval
             pause = next_at - time.monotonic()
@@ -544,8 +556,7 @@ class KernelSampler:
                 next_at, pause = time.monotonic(), 0.0
             stop.wait(pause)
 
-    def _sample(self) -> None:
-        target = target_of(self.target)
+    def _sample(self, target: Target | None) -> None:
         if target is None:
             self._waiting = True
             return

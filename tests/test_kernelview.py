@@ -355,3 +355,23 @@ def test_a_sampler_records_a_burst_live() -> None:
     assert series.stopped_by == "stop"
     assert series.readings[0].queue == 0 and series.peak("ESTABLISHED") == 3
     assert "SYN-SENT" in series.states("client")
+
+
+def test_a_datagram_server_is_refused_in_one_line(sock_dir: str) -> None:
+    with sockserve.UDPServer(("127.0.0.1", 0), sockserve.DatagramRequestHandler) as server:
+        with pytest.raises(ValueError, match="datagram server"):
+            kv.target_of(server)
+
+        class Model:  # a lab model whose server turns out to be a datagram one
+            def __init__(self) -> None:
+                self.server: Any = None
+
+        model = Model()
+        sampler = kv.KernelSampler(model, rate=50).start()
+        try:
+            assert _wait_for(lambda: sampler.waiting)
+            model.server = server
+            assert _wait_for(lambda: not sampler.running)
+        finally:
+            sampler.stop()
+        assert "datagram server" in sampler.error and sampler.series().stopped_by == sampler.error

@@ -66,6 +66,21 @@ def test_the_model_waits_for_a_server_model_then_watches_it() -> None:
     model.stop()  # idempotent
 
 
+@linux_only
+def test_the_model_says_why_it_stopped_for_a_datagram_server() -> None:
+    server = ServerModel("threading-udp", "echo")
+    model = KernelModel(server, rate=20)
+    try:
+        model.start()
+        server.start()
+        assert wait_for(lambda: not model.running)
+        status = model.status()
+        assert status.state == "stopped" and "datagram server" in status.text
+    finally:
+        model.stop()
+        server.stop()
+
+
 def test_the_model_says_not_available_where_there_is_no_proc_net(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -103,6 +103,8 @@ class KernelModel:
         count = len(series.readings)
         if sampler is not None and sampler.error == kv.NOT_AVAILABLE:
             return KernelStatus("unavailable", series.target, kv.NOT_AVAILABLE, count)
+        if sampler is not None and not sampler.running and sampler.error and series.stopped_by == sampler.error:
+            return KernelStatus("stopped", series.target, f"stopped: {sampler.error}", count)
         if sampler is None or not sampler.running:
             why = ""
             if sampler is not None and series.stopped_by == "max_seconds":
