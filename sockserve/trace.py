@@ -38,6 +38,7 @@ library's ``socketserver`` classes included.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import os
@@ -454,6 +455,12 @@ def _send_one(server_class: type, address: Any, payload: bytes, directory: str, 
                 sock.recv(65536)
         except (TimeoutError, ConnectionError):
             pass  # a handler that does not answer is still traced
+        except OSError as exc:
+            # A handler that fails at once closes the connection with the
+            # request unread: the kernel resets it, and shutdown() then says
+            # "not connected". The request was traced all the same.
+            if exc.errno != errno.ENOTCONN:
+                raise
 
 
 # Class attributes set on the traced subclass, when the class has them: wait
