@@ -17,7 +17,6 @@ from sockserve.lab.kernelmodel import KernelModel
 from sockserve.lab.models import ServerModel
 
 ROOT = Path(__file__).resolve().parent.parent
-PNG = b"\x89PNG"
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/net is Linux's")
 
 
@@ -104,10 +103,8 @@ def test_a_bad_target_or_window_fails_in_one_line() -> None:
 w = pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
-from sockserve.lab import KernelPanel, ServerPanel, figures  # noqa: E402
-from sockserve.lab.kernel import kernel_view_png  # noqa: E402
-
-figures.blank_png("the kernel's view")  # the placeholder, drawn once before the leak checks count
+from sockserve.lab import KernelPanel, ServerPanel  # noqa: E402
+from sockserve.lab.kernelcharts import kernel_charts, queue_chart, states_chart  # noqa: E402
 
 
 def buttons(panel: Any) -> dict[str, Any]:
@@ -127,8 +124,8 @@ def buttons(panel: Any) -> dict[str, Any]:
 def test_the_panel_plots_a_server_panel_live_and_stops() -> None:
     server = ServerPanel("threading", "echo", key="t-kernel-server")
     panel = KernelPanel(server, rate=20, key="t-kernel")
-    blank = bytes(panel._ui_figure.value)
     try:
+        assert "no connections" in panel._ui_server.value
         assert isinstance(panel, w.VBox)
         assert {"Watch", "Stop"} <= set(buttons(panel))
         assert wait_for(lambda: "waiting" in panel._ui_status.value)
@@ -138,8 +135,8 @@ def test_the_panel_plots_a_server_panel_live_and_stops() -> None:
             client.sendall(b"hi\n")
             assert client.recv(8) == b"hi\n"
             assert wait_for(lambda: "ESTABLISHED 1" in panel._ui_status.value)
-        assert wait_for(lambda: bytes(panel._ui_figure.value) != blank)
-        assert bytes(panel._ui_figure.value).startswith(PNG)
+        assert wait_for(lambda: "ESTABLISHED" in panel._ui_client.value)
+        assert panel._ui_server.value.startswith("<svg") and "listen queue" in panel._ui_queue.value
         buttons(panel)["Stop"].click()
         assert not panel.model.running
         assert "stopped" in panel._ui_status.value and not buttons(panel)["Watch"].disabled
@@ -159,7 +156,7 @@ def test_the_panel_shows_the_sentence_where_there_is_no_proc_net(
     try:
         assert "not available on this system" in panel._ui_status.value
         assert buttons(panel)["Watch"].disabled and buttons(panel)["Stop"].disabled
-        assert panel._ui_figure.layout.display == "none"
+        assert panel._ui_charts.layout.display == "none"
     finally:
         panel.close()
 
@@ -178,11 +175,20 @@ def test_rerunning_the_cell_or_stop_all_stops_the_panel() -> None:
         first.close()
 
 
-def test_the_picture_of_a_series_is_a_png() -> None:
+def test_the_charts_show_each_state_seen_and_when_the_queue_was_full() -> None:
     readings = tuple(
-        kv.KernelReading(float(i), {"LISTEN": 1, "ESTABLISHED": i}, {"SYN-SENT": 1}, min(i, 3), 2)
-        for i in range(5)
+        kv.KernelReading(float(i), {"LISTEN": 1, "ESTABLISHED": min(i, 3)}, {"SYN-SENT": max(0, i - 3)},
+                         min(i, 3), 2)
+        for i in range(6)
     )
-    image = kernel_view_png(kv.KernelSeries("127.0.0.1:8000", readings))
-    figures.release_fonts()  # drawn in this thread
-    assert image.startswith(PNG) and len(image) > 2000
+    series = kv.KernelSeries("127.0.0.1:8000", readings)
+    server, client, queue = kernel_charts(series)
+    assert server == states_chart(series, "server") and server.startswith("<svg")
+    assert ">ESTABLISHED</text>" in server and ">LISTEN</text>" not in server
+    assert ">SYN-SENT</text>" in client and "clients on this machine" in client
+    assert "listen queue (backlog 2)" in queue and ">full at 3</text>" in queue
+    assert "full in 3 of 6 readings" in queue
+    assert "never full" in queue_chart(kv.KernelSeries("x", readings[:2]))
+    assert "no connections" in states_chart(kv.KernelSeries("x", ()), "client")
+    with pytest.raises(ValueError, match="side"):
+        states_chart(series, "both")

@@ -14,10 +14,12 @@ is waited for. Buttons ``Watch`` and ``Stop``; methods :meth:`watch`,
 Where ``/proc/net`` does not exist (not Linux), the panel shows
 :data:`sockserve.kernelview.NOT_AVAILABLE` and nothing else.
 
-Threads: the ticker thread reads the model about three times a second and
-only assigns widget values; the plot is re-drawn only when new readings
-arrived. Like every lab panel it claims its cell's registry slot, so running
-the cell again stops the old panel, and ``stop_all()`` stops it.
+Threads: the ticker thread reads the model four times a second and only
+assigns widget values; the charts (SVG text, :mod:`.kernelcharts`) are
+re-drawn only when new readings arrived. :mod:`sockserve.kernelplot` draws
+the same pictures with matplotlib, for a lesson's static figure. Like
+every lab panel it claims its cell's registry slot, so running the cell
+again stops the old panel, and ``stop_all()`` stops it.
 """
 
 from __future__ import annotations
@@ -27,37 +29,13 @@ from typing import Any
 
 import ipywidgets as w  # type: ignore[import-untyped]
 
-from . import figures
+from .kernelcharts import kernel_charts
 from .kernelmodel import KernelModel
 from .panels import _Panel, _Ticker
 
-__all__ = ["KernelPanel", "kernel_view_png", "new_kernel_view"]
+__all__ = ["KernelPanel"]
 
-_TICK = 0.3  # seconds between refreshes: about three a second
-
-
-def kernel_view_png(series: Any, view: Any = None) -> bytes:
-    """The panel's picture of *series* as PNG bytes (no pyplot: safe in a
-    thread). Pass the :class:`~sockserve.kernelplot.KernelView` from
-    :func:`new_kernel_view` to update its artists instead of drawing anew."""
-    if view is None:
-        view = new_kernel_view()
-    return figures.png(view.update(series))
-
-
-def new_kernel_view() -> Any:
-    """A KernelView in a Figure made without pyplot, sized for the panel."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..kernelplot import KernelView
-
-    # A fixed layout: the constrained one would measure every label on each
-    # redraw, doubling the cost of a picture drawn a few times a second.
-    fig = Figure(figsize=(14, 3.4), dpi=72)
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.14, top=0.84, wspace=0.18)
-    FigureCanvasAgg(fig)
-    return KernelView(fig)
+_TICK = 0.25  # seconds between refreshes: four a second
 
 
 class KernelPanel(_Panel):
@@ -80,38 +58,34 @@ class KernelPanel(_Panel):
         self._ui_watch = w.Button(description="Watch", button_style="primary", icon="eye")
         self._ui_stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self._ui_status = w.HTML()
-        self._ui_figure = w.Image(
-            value=figures.blank_png("the kernel's view"), format="png",
-            layout=w.Layout(max_width="100%", height="auto", align_self="flex-start"),
-        )
+        self._ui_server = w.HTML()
+        self._ui_client = w.HTML()
+        self._ui_queue = w.HTML()
+        self._ui_charts = w.HBox([self._ui_server, self._ui_client, self._ui_queue],
+                                 layout=w.Layout(flex_flow="row wrap"))
         self._ui_watch.on_click(lambda _button: self.watch())
         self._ui_stop.on_click(lambda _button: self.stop())
         self._ticker = _Ticker(self._tick, "sockserve-lab-kernel-panel", interval=_TICK)
         self._drawn = (-1, -1.0)  # (readings, time of the last) already drawn
-        self._view: Any = None  # the figure, made on the first picture
-        super().__init__(children=[w.HBox([self._ui_watch, self._ui_stop]), self._ui_status, self._ui_figure])
+        super().__init__(children=[w.HBox([self._ui_watch, self._ui_stop]), self._ui_status, self._ui_charts])
         self.add_class("sockserve-kernel-panel")
         self._claim(key)
+        self._show(plot=True)
         if watch:
             self.watch()
-        else:
-            self._show(plot=False)
 
     def watch(self) -> None:
-        """What ``Watch`` does: start sampling and plotting."""
+        """What ``Watch`` does: start sampling and charting."""
         status = self.model.start()
         self._show(plot=False)
         if status.state != "unavailable":
             self._ticker.start()
 
     def stop(self) -> None:
-        """What ``Stop`` does: stop sampling and draw the last picture, which stays."""
+        """What ``Stop`` does: stop sampling; the last charts stay."""
         self._ticker.stop()
         self.model.stop()
-        try:
-            self._show(plot=True)
-        finally:
-            figures.release_fonts()  # drawn in the caller's thread: close its font files
+        self._show(plot=True)
 
     def _tick(self) -> bool:
         self._show(plot=True)
@@ -128,12 +102,11 @@ class KernelPanel(_Panel):
             f"{html.escape(status.text)}</span>"
         )
         if status.state == "unavailable":
-            self._ui_figure.layout.display = "none"
+            self._ui_charts.layout.display = "none"
             return
         series = self.model.series()
         last = series.readings[-1].at if series.readings else -1.0
-        if plot and series.readings and (len(series.readings), last) != self._drawn:
-            if self._view is None:
-                self._view = new_kernel_view()
-            self._ui_figure.value = kernel_view_png(series, self._view)
+        if plot and (len(series.readings), last) != self._drawn:
+            server, client, queue = kernel_charts(series)
+            self._ui_server.value, self._ui_client.value, self._ui_queue.value = server, client, queue
             self._drawn = (len(series.readings), last)
