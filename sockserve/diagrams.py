@@ -5,8 +5,8 @@ The class tree is read from the classes (``__subclasses__`` from each root,
 lifecycle from :data:`sockserve.lifecycle.TRANSITIONS`; nothing is typed in,
 so the pictures change when the code does.
 
-Plain data first (:func:`class_graph`, :func:`text_tree`, :func:`hook_owners`:
-no matplotlib, testable anywhere), then the drawings (:func:`draw_class_tree`,
+Plain data first (:func:`class_graph`, :func:`class_grid`, :func:`text_tree`,
+:func:`hook_owners`, :func:`lifecycle_chain`: no matplotlib, testable anywhere), then the drawings (:func:`draw_class_tree`,
 :func:`draw_lifecycle`), which import matplotlib only when called. Layout is
 deterministic: the same package gives the same picture.
 """
@@ -29,6 +29,9 @@ __all__ = [
     "text_tree",
     "hook_owners",
     "REQUEST_HOOKS",
+    "ClassGrid",
+    "class_grid",
+    "lifecycle_chain",
     "draw_class_tree",
     "draw_lifecycle",
 ]
@@ -249,129 +252,219 @@ def hook_owners(cls: type, hooks: Sequence[str] = REQUEST_HOOKS) -> dict[str, st
 # -- drawings (matplotlib, imported here only) ---------------------------------
 
 
+@dataclass(frozen=True)
+class ClassGrid:
+    """The server classes as a table a reader can take in at a glance.
+
+    ``tree``: the plain servers (BaseServer and its subclasses), each placed
+    at a column (``x``) and an inheritance depth (``level``); ``columns``: the
+    servers that combined classes build on, one column each, left to right;
+    ``mixins``: one row each; ``cells``: ``(mixin, server) -> combined class``
+    (``class ThreadingTCPServer(ThreadingMixIn, TCPServer)`` sits in row
+    ThreadingMixIn, column TCPServer). Read from the classes, like
+    :func:`class_graph`.
+    """
+
+    tree: dict[str, ClassNode]
+    columns: tuple[str, ...]
+    mixins: tuple[str, ...]
+    cells: dict[tuple[str, str], str]
+
+
+def class_grid(which: str = "all") -> ClassGrid:
+    """The public server classes of sockserve laid out as a :class:`ClassGrid`
+    (*which*: ``"all"``, or ``"stdlib"`` for the standard library's pieces)."""
+    public = set(_public_classes(which))
+    classes = _walk(sockserve.BaseServer, public)
+    order = {name: i for i, name in enumerate(sockserve.__all__)}
+    plain = [c for c in classes if _role(c) == "server"]
+    combined = [c for c in classes if _role(c) == "combined"]
+    cells: dict[tuple[str, str], str] = {}
+    mixins: list[type] = []
+    bases: list[type] = []
+    for cls in combined:
+        mixin = next(b for b in cls.__bases__ if _role(b) == "mixin")
+        server = next(b for b in cls.__bases__ if _role(b) == "server")
+        cells[(mixin.__name__, server.__name__)] = cls.__name__
+        mixins += [mixin] if mixin not in mixins else []
+        bases += [server] if server not in bases else []
+    mixins.sort(key=lambda c: order[c.__name__])
+    bases.sort(key=lambda c: order[c.__name__])
+    column = {cls: float(i) for i, cls in enumerate(bases)}
+    level: dict[type, int] = {}
+    for cls in sorted(plain, key=lambda c: len(c.__mro__)):
+        parent = _main_base(cls, set(plain))
+        level[cls] = 0 if parent is None else level[parent] + 1
+    tree: dict[str, ClassNode] = {}
+    for cls in sorted(plain, key=lambda c: len(c.__mro__)):
+        parent = _main_base(cls, set(plain))
+        x = column.get(cls, column.get(parent, 0.0) if parent is not None else 0.0)
+        if cls not in column and parent is None:
+            x = min(column.values(), default=0.0)
+        tree[cls.__name__] = ClassNode(cls.__name__, "server", level[cls], x,
+                                       tuple(b.__name__ for b in cls.__bases__ if b in level))
+    return ClassGrid(tree, tuple(c.__name__ for c in bases), tuple(c.__name__ for c in mixins), cells)
+
+
 def draw_class_tree(
-    which: str = "stdlib",
+    which: str = "all",
     highlight: type | None = None,
-    handlers: bool = False,
     ax: Any = None,
 ) -> Any:
-    """Draw the class tree (boxes, arrows from a subclass to each base).
+    """Draw the server classes: the plain servers as a tree (arrows from a
+    subclass to its base), and below it every combined class in a table,
+    in the row of its mixin and the column of its server.
 
-    With *highlight*, the classes of ``highlight.__mro__`` are outlined and
-    numbered in the order Python looks a method up. Returns the Figure.
+    With *highlight*, ``highlight.__mro__`` is drawn as one red path through
+    the classes, numbered in the order Python looks a method up. Returns the
+    Figure (made under ``plt.ioff()``: nothing is shown until displayed).
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
-    graph = class_graph(which, handlers=handlers)
-    width = max((n.x for n in graph.nodes.values()), default=0.0) + 1
+    grid = class_grid(which)
+    step_x, step_y, tree_y, box_w, box_h = 2.45, 1.0, 1.3, 2.2, 0.62
+    depth = max((n.level for n in grid.tree.values()), default=0)
+    first_row = depth * tree_y / step_y + 1.3
+
+    def place(name: str) -> tuple[float, float]:
+        if name in grid.tree:
+            node = grid.tree[name]
+            return step_x * (node.x + 1), -node.level * tree_y
+        if name in grid.mixins:
+            return 0.0, -(first_row + grid.mixins.index(name)) * step_y
+        mixin, server = next(key for key, value in grid.cells.items() if value == name)
+        return step_x * (grid.columns.index(server) + 1), -(first_row + grid.mixins.index(mixin)) * step_y
+
+    names = [*grid.tree, *grid.mixins, *grid.cells.values()]
+    spots = {name: place(name) for name in names}
+    order: dict[str, int] = {}
+    if highlight is not None:
+        order = {c.__name__: i for i, c in enumerate(highlight.__mro__[:-1], start=1)
+                 if c.__name__ in spots}
+    width = step_x * (len(grid.columns) + 0.5) + box_w / 2 + 0.2
+    bottom = -(first_row + len(grid.mixins) - 1) * step_y - box_h
     if ax is None:
         with plt.ioff():
-            fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * width), 1.0 * graph.depth + 0.8))
+            fig, ax = plt.subplots(figsize=(10.0, 0.72 * (1.4 - bottom)))
     else:
         fig = ax.figure
-    order = {}
-    if highlight is not None:
-        order = {c.__name__: i for i, c in enumerate(highlight.__mro__[:-1], start=1)}
-    box_w, box_h, step_y = 0.92, 0.42, 1.0
-    for child, base in graph.edges:
-        a, b = graph.nodes[child], graph.nodes[base]
-        on_path = child in order and base in order
-        ax.annotate(
-            "",
-            xy=(b.x, -b.level * step_y - box_h / 2),
-            xytext=(a.x, -a.level * step_y + box_h / 2),
-            arrowprops={
-                "arrowstyle": "-|>",
-                "color": "#cc0000" if on_path else "#666666",
-                "lw": 1.6 if on_path else 0.8,
-                "shrinkA": 0,
-                "shrinkB": 0,
-            },
-        )
-    for node in graph.nodes.values():
-        y = -node.level * step_y
-        marked = node.name in order
-        ax.add_patch(
-            FancyBboxPatch(
-                (node.x - box_w / 2, y - box_h / 2),
-                box_w,
-                box_h,
-                boxstyle="round,pad=0.02",
-                facecolor=_ROLE_COLOURS[node.role],
-                edgecolor="#cc0000" if marked else "#444444",
-                linewidth=2.0 if marked else 0.8,
-            )
-        )
-        label = node.name if not marked else f"{order[node.name]}. {node.name}"
-        size = 7.5 if len(label) < 24 else (6.5 if len(label) < 27 else 5.8)
-        ax.text(node.x, y, label, ha="center", va="center", fontsize=size)
-    ax.set_xlim(-0.6, width - 0.4)
-    ax.set_ylim(-(graph.depth - 1) * step_y - 0.5, 0.5)
+    # The table's guides: a row per mixin, a column per server (behind the boxes).
+    right = step_x * len(grid.columns)
+    for mixin in grid.mixins:
+        _, y = spots[mixin]
+        ax.plot([0.0, right], [y, y], color="#dddddd", lw=6, zorder=0, solid_capstyle="round")
+    for server in grid.columns:
+        x, top = spots[server]
+        ax.plot([x, x], [top, bottom + box_h / 2], color="#e8e8e8", lw=6, zorder=0, solid_capstyle="round")
+    # Inheritance among the plain servers: from the top of a subclass to the
+    # bottom of its base, on the side facing the subclass (steep, uncrossed).
+    for node in grid.tree.values():
+        for base in node.bases:
+            (x0, y0), (x1, y1) = spots[node.name], spots[base]
+            toward = max(-box_w / 2 + 0.25, min(box_w / 2 - 0.25, x0 - x1))
+            ax.annotate("", xy=(x1 + toward, y1 - box_h / 2), xytext=(x0, y0 + box_h / 2), zorder=1,
+                        arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 1.2,
+                                    "shrinkA": 0, "shrinkB": 0, "mutation_scale": 14})
+
+    def border(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+        """Where the segment from box centre *a* towards *b* leaves the box."""
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        t = min((box_w / 2 + 0.05) / abs(dx) if dx else 1.0, (box_h / 2 + 0.05) / abs(dy) if dy else 1.0)
+        return a[0] + t * dx, a[1] + t * dy
+
+    # The MRO: one path from box edge to box edge, in lookup order.
+    path = sorted(order, key=order.__getitem__)
+    for a, b in zip(path, path[1:]):
+        start, end = border(spots[a], spots[b]), border(spots[b], spots[a])
+        ax.annotate("", xy=end, xytext=start, zorder=3,
+                    arrowprops={"arrowstyle": "-|>", "color": "#cc0000", "lw": 2.2,
+                                "shrinkA": 0, "shrinkB": 0, "mutation_scale": 18})
+    for name, (x, y) in spots.items():
+        role = "mixin" if name in grid.mixins else ("server" if name in grid.tree else "combined")
+        marked = name in order
+        ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h,
+                                    boxstyle="round,pad=0.02", zorder=2,
+                                    facecolor=_ROLE_COLOURS[role],
+                                    edgecolor="#cc0000" if marked else "#444444",
+                                    linewidth=2.2 if marked else 0.8))
+        label = name
+        if role == "combined":
+            server = next(s for (m, s), v in grid.cells.items() if v == name)
+            label = f"{name[:-len(server)]}\n{server}" if name.endswith(server) else name
+        if marked:
+            label = f"{order[name]}. {label}"
+        ax.text(x, y, label, ha="center", va="center", fontsize=10, zorder=4,
+                linespacing=1.1, fontweight="bold" if marked else "normal")
+    ax.set_xlim(-box_w / 2 - 0.2, width)
+    ax.set_ylim(bottom - 0.2, box_h / 2 + 0.5)
     ax.set_axis_off()
-    title = "request handlers" if handlers else "servers and mixins"
+    title = "sockserve's servers: the class tree, and each combined class = its row's mixin + its column's server"
     if highlight is not None:
-        title += f": {highlight.__name__}.__mro__ in red (lookup order numbered)"
-    ax.set_title(f"sockserve {title}, drawn from the classes", fontsize=10)
-    handles = [
-        FancyBboxPatch((0, 0), 1, 1, facecolor=colour, edgecolor="#444444", label=role)
-        for role, colour in _ROLE_COLOURS.items()
-        if any(n.role == role for n in graph.nodes.values())
-    ]
-    ax.legend(handles=handles, loc="upper left", fontsize=7, frameon=False)
+        title += f"\nred: {highlight.__name__}.__mro__, the order Python looks a method up"
+    ax.set_title(title, fontsize=11)
+    handles = [FancyBboxPatch((0, 0), 1, 1, facecolor=_ROLE_COLOURS[role], edgecolor="#444444", label=role)
+               for role in ("server", "mixin", "combined")]
+    ax.legend(handles=handles, loc="upper left", fontsize=10, frameon=False)
     fig.tight_layout()
     return fig
 
 
+def lifecycle_chain() -> tuple[list[tuple[ServerState, str, ServerState]], tuple[ServerState, str, ServerState]]:
+    """The usual life of a server, read from :data:`TRANSITIONS`: the chain of
+    states in their order with the hook between each two (``CREATED
+    --server_bind--> BOUND --> ...``), and the step back that lets
+    ``serve_forever`` run again (STOPPING --> LISTENING). CLOSED, reachable
+    from every state by ``server_close``, is left to the caller."""
+    main: list[ServerState] = [s for s in ServerState if s is not ServerState.CLOSED]
+    chain: list[tuple[ServerState, str, ServerState]] = [
+        (a, TRANSITIONS[a][b], b) for a, b in zip(main, main[1:])
+    ]
+    last = main[-1]
+    back_to = next(s for s in main if s in TRANSITIONS[last] and s is not last)
+    back: tuple[ServerState, str, ServerState] = (last, TRANSITIONS[last][back_to], back_to)
+    return chain, back
+
+
 def draw_lifecycle(ax: Any = None) -> Any:
-    """Draw the server states and the hooks that move between them
-    (from :data:`sockserve.lifecycle.TRANSITIONS`). Returns the Figure."""
+    """Draw the usual life of a server as one chain of states, the hook that
+    moves it along each arrow (from :func:`lifecycle_chain`, read from
+    :data:`sockserve.lifecycle.TRANSITIONS`), the way back that lets
+    ``serve_forever`` run again, and CLOSED, which ``server_close()`` reaches
+    from every state. Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    states = list(ServerState)
-    main = [s for s in states if s is not ServerState.CLOSED]
-    pos: dict[ServerState, tuple[float, float]] = {s: (i * 1.6, 0.0) for i, s in enumerate(main)}
-    pos[ServerState.CLOSED] = ((len(main) - 1) * 0.8, -1.6)
+    chain, (back_from, back_hook, back_to) = lifecycle_chain()
+    states = [chain[0][0], *(b for _, _, b in chain)]
+    step = 2.3
+    pos = {state: (i * step, 0.0) for i, state in enumerate(states)}
+    closed = (pos[states[-1]][0] + step, 0.0)
     if ax is None:
         with plt.ioff():
-            fig, ax = plt.subplots(figsize=(9.0, 3.4))
+            fig, ax = plt.subplots(figsize=(10.0, 2.6))
     else:
         fig = ax.figure
-    for old, moves in TRANSITIONS.items():
-        for new, hook in moves.items():
-            (x0, y0), (x1, y1) = pos[old], pos[new]
-            if new is ServerState.CLOSED:
-                ax.annotate("", xy=(x1, y1 + 0.18), xytext=(x0, y0 - 0.18),
-                            arrowprops={"arrowstyle": "-|>", "color": "#bbbbbb", "lw": 0.7})
-                continue
-            rad = -0.35 if x1 > x0 else -0.45
-            colour = "#1f4e79" if x1 > x0 else "#7f6000"
-            ax.annotate(
-                "",
-                xy=(x1, y1),
-                xytext=(x0, y0),
-                arrowprops={
-                    "arrowstyle": "-|>",
-                    "connectionstyle": f"arc3,rad={rad}",
-                    "color": colour,
-                    "shrinkA": 16,
-                    "shrinkB": 16,
-                },
-            )
-            # the apex of an arc3 curve is rad * length / 2 off the chord
-            apex = -rad * (x1 - x0) / 2
-            ax.text((x0 + x1) / 2, y0 + apex + (0.07 if apex > 0 else -0.07), hook,
-                    ha="center", va="center", fontsize=6.5, color=colour,
-                    bbox={"boxstyle": "square,pad=0.05", "facecolor": "white", "edgecolor": "none"})
+    arrow = {"arrowstyle": "-|>", "color": "#1f4e79", "lw": 1.4, "shrinkA": 34, "shrinkB": 34}
+    for old, hook, new in chain:
+        (x0, y0), (x1, y1) = pos[old], pos[new]
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=arrow)
+        ax.text((x0 + x1) / 2, 0.32, hook + "()", ha="center", va="bottom", fontsize=10, color="#1f4e79")
+    (x0, _), (x1, _) = pos[back_from], pos[back_to]
+    ax.annotate("", xy=(x1 + 0.2, -0.28), xytext=(x0 - 0.2, -0.28),
+                arrowprops={**arrow, "color": "#7f6000", "shrinkA": 0, "shrinkB": 0,
+                            "connectionstyle": "arc3,rad=-0.3"})
+    ax.text((x0 + x1) / 2, -0.98, f"{back_hook} (it may run again)", ha="center", va="top",
+            fontsize=10, color="#7f6000")
     for state, (x, y) in pos.items():
-        ax.text(x, y, state.name, ha="center", va="center", fontsize=8.5,
-                bbox={"boxstyle": "round", "facecolor": "#fff2cc", "edgecolor": "#444444"})
-    ax.text(pos[ServerState.CLOSED][0] + 1.2, -1.6, "server_close() from any state",
-            fontsize=7, color="#888888", va="center")
-    ax.set_xlim(-0.8, (len(main) - 1) * 1.6 + 0.8)
-    ax.set_ylim(-2.0, 1.3)
-    ax.set_aspect("equal")
+        ax.text(x, y, state.name, ha="center", va="center", fontsize=10.5,
+                bbox={"boxstyle": "round,pad=0.4", "facecolor": "#fff2cc", "edgecolor": "#444444"})
+    ax.text(closed[0], 0.0, ServerState.CLOSED.name, ha="center", va="center", fontsize=10.5,
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": "#eeeeee", "edgecolor": "#444444"})
+    ax.text(closed[0], -0.45, "server_close()\nfrom any state", ha="center", va="top", fontsize=9.5,
+            color="#555555")
+    ax.set_xlim(-1.0, closed[0] + 1.0)
+    ax.set_ylim(-1.6, 0.9)
     ax.set_axis_off()
-    ax.set_title("server states (sockserve.lifecycle.TRANSITIONS)", fontsize=10)
+    ax.set_title("a server's states, from sockserve.lifecycle.TRANSITIONS", fontsize=11)
     fig.tight_layout()
     return fig

@@ -12,6 +12,11 @@ the logic stays here, where it is tested (``tests/test_workbook.py``).
 * :func:`shutdown_latency` times ``shutdown()`` of any TCPServer-like class.
 * :func:`close_timing` and :func:`exit_with_handler_running` show what
   ``block_on_close`` and ``daemon_threads`` do.
+* :func:`shutdown_latencies` measures ``shutdown()`` for several classes and
+  poll intervals; :func:`plot_shutdown_latencies` draws the result.
+* :func:`fork_cost` times ``fork()`` of this process and of a fresh Python.
+* :func:`show` displays a matplotlib figure once and closes it, so that no
+  later cell shows it again.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ __all__ = [
     "drain_demo",
     "where_handled",
     "lines",
+    "show",
+    "shutdown_latencies",
+    "plot_shutdown_latencies",
+    "ForkCost",
+    "fork_cost",
 ]
 
 HOST = "127.0.0.1"
@@ -396,3 +406,124 @@ def _wait_for(predicate: Any, seconds: float) -> bool:
 def lines(replies: Sequence[bytes]) -> str:
     """Reply lines as text, one per line (for printing)."""
     return "\n".join(r.decode(errors="replace").rstrip("\n") for r in replies)
+
+
+def show(figure: Any) -> None:
+    """Display *figure* (a matplotlib Figure, or an Axes of one) in the
+    notebook once, then close it: an open figure would be shown again by the
+    next cell that draws with pyplot. Lessons make figures under
+    ``plt.ioff()`` and show them with this."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    fig = getattr(figure, "figure", figure)
+    display(fig)  # type: ignore[no-untyped-call]
+    plt.close(fig)
+
+
+def shutdown_latencies(
+    classes: dict[str, type], polls: Sequence[float], rounds: int = 4, seed: int = 1
+) -> dict[str, dict[float, list[float]]]:
+    """``{name: {poll_interval: [seconds shutdown() took, ...]}}`` for each
+    of *classes* (name -> server class) and each of *polls*, *rounds* times
+    each (see :func:`shutdown_latency`). Bounded: about ``rounds * (2 *
+    poll + 0.05)`` seconds per class and poll interval at most."""
+    return {
+        name: {poll: shutdown_latency(cls, poll_interval=poll, rounds=rounds, seed=seed) for poll in polls}
+        for name, cls in classes.items()
+    }
+
+
+def plot_shutdown_latencies(results: dict[str, dict[float, list[float]]]) -> Any:
+    """Draw :func:`shutdown_latencies`: for each poll interval, every round's
+    ``shutdown()`` time (dots) and the median (a bar) of each class, on a
+    log scale, with the poll interval itself marked. Returns the Figure
+    (made under ``plt.ioff()``)."""
+    import matplotlib.pyplot as plt
+
+    polls = sorted({poll for by_poll in results.values() for poll in by_poll})
+    with plt.ioff():
+        fig, ax = plt.subplots(figsize=(8.0, 3.8), layout="constrained")
+    width = 0.8 / max(1, len(results))
+    for i, (name, by_poll) in enumerate(results.items()):
+        offset = (i - (len(results) - 1) / 2) * width
+        for j, poll in enumerate(polls):
+            ms = [t * 1000 for t in by_poll.get(poll, [])]
+            if not ms:
+                continue
+            ms.sort()
+            median = ms[len(ms) // 2] if len(ms) % 2 else (ms[len(ms) // 2 - 1] + ms[len(ms) // 2]) / 2
+            ax.bar(j + offset, median, width * 0.9, color=f"C{i}", alpha=0.35,
+                   label=f"{name} (median)" if j == 0 else None)
+            ax.scatter([j + offset] * len(ms), ms, color=f"C{i}", s=14, zorder=3,
+                       label=f"{name} (each round)" if j == 0 else None)
+    for j, poll in enumerate(polls):
+        ax.hlines(poll * 1000, j - 0.45, j + 0.45, colors="#555555", linestyles="dashed",
+                  label="poll_interval" if j == 0 else "_nolegend_")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(polls)), [f"{poll:g} s" for poll in polls])
+    ax.set(xlabel="poll_interval given to serve_forever()", ylabel="shutdown() took (ms, log scale)",
+           title="How long shutdown() waits, by poll_interval")
+    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
+    return fig
+
+
+@dataclass(frozen=True)
+class ForkCost:
+    """What one ``fork()`` (plus the child's exit and its reaping) costs:
+    ``here`` in this process, ``fresh`` in a new, small Python process;
+    each with that process's resident memory in MiB."""
+
+    here_s: float
+    here_mib: float
+    fresh_s: float
+    fresh_mib: float
+
+    @property
+    def ratio(self) -> float:
+        return self.here_s / self.fresh_s if self.fresh_s else float("inf")
+
+
+def _resident_mib() -> float:
+    """This process's resident memory (MiB), from /proc; 0 where there is none."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _fork_seconds(count: int) -> float:
+    """Median seconds of ``fork()`` + the child's ``_exit`` + ``waitpid``."""
+    import warnings
+
+    took: list[float] = []
+    with warnings.catch_warnings():
+        # fork() in a process with threads (a Jupyter kernel has some) warns; the
+        # child here only exits.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for _ in range(count):
+            began = time.perf_counter()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            took.append(time.perf_counter() - began)
+    took.sort()
+    return took[len(took) // 2]
+
+
+def fork_cost(count: int = 20) -> ForkCost:
+    """Time *count* forks of this process and of a fresh Python started for
+    the purpose (bounded: a few hundred milliseconds). fork() copies the
+    process's page tables, so a large process (a Jupyter kernel with
+    matplotlib and widgets loaded) forks more slowly than a small one."""
+    here = _fork_seconds(count)
+    mib = _resident_mib()
+    code = (f"from sockserve.workbook import _fork_seconds, _resident_mib; "
+            f"print(_fork_seconds({count}), _resident_mib())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    fresh, fresh_mib = (float(x) for x in out.stdout.split())
+    return ForkCost(here, mib, fresh, fresh_mib)

@@ -69,37 +69,76 @@ def test_text_tree_and_hook_owners_read_the_classes() -> None:
     assert diagrams.hook_owners(sockserve.BaseServer, ["no_such_hook"]) == {"no_such_hook": "(missing)"}
 
 
-def test_drawings_have_one_box_per_class_and_one_label_per_transition() -> None:
+def test_the_grid_puts_every_server_class_in_one_place_read_from_its_bases() -> None:
+    grid = diagrams.class_grid("all")
+    servers = {name for name in sockserve.__all__
+               if isinstance(getattr(sockserve, name), type)
+               and issubclass(getattr(sockserve, name), sockserve.BaseServer)}
+    placed = [*grid.tree, *grid.cells.values()]
+    assert sorted(placed) == sorted(servers)  # each once, pools and prefork included
+    assert {"ThreadPoolTCPServer", "PreForkUnixStreamServer"} <= set(placed)
+    for (mixin, server), name in grid.cells.items():
+        assert {b.__name__ for b in getattr(sockserve, name).__bases__} == {mixin, server}
+        assert mixin in grid.mixins and server in grid.columns
+    for name, node in grid.tree.items():
+        for base in node.bases:
+            assert grid.tree[base].level < node.level
+    assert grid.cells[("ThreadingMixIn", "TCPServer")] == "ThreadingTCPServer"
+    assert diagrams.class_grid("stdlib").mixins == ("ThreadingMixIn", "ForkingMixIn")
+
+
+def test_the_lifecycle_chain_is_read_from_the_transitions() -> None:
+    chain, back = diagrams.lifecycle_chain()
+    assert [a.name for a, _, _ in chain] == ["CREATED", "BOUND", "LISTENING", "SERVING"]
+    for old, hook, new in [*chain, back]:
+        assert TRANSITIONS[old][new] == hook
+    assert (back[0].name, back[2].name) == ("STOPPING", "LISTENING")
+
+
+def _close(fig: object) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # type: ignore[arg-type]
+    # matplotlib keeps the font files it rendered with open in a cache;
+    # forget them so the suite's descriptor check sees what we opened.
+    from matplotlib import font_manager
+
+    font_manager._get_font.cache_clear()
+    gc.collect()
+
+
+def test_drawings_have_one_readable_box_per_class_and_one_label_per_step() -> None:
     pytest.importorskip("matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fig = diagrams.draw_class_tree(highlight=sockserve.ThreadingTCPServer)
     try:
         ax = fig.axes[0]
-        labels = [t.get_text() for t in ax.texts if t.get_text()]
-        assert len(labels) == len(diagrams.class_graph().nodes)
-        assert "1. ThreadingTCPServer" in labels and "2. ThreadingMixIn" in labels
-        assert "4. BaseServer" in labels
+        texts = [t for t in ax.texts if t.get_text()]
+        grid = diagrams.class_grid()
+        assert len(texts) == len(grid.tree) + len(grid.mixins) + len(grid.cells)
+        assert min(t.get_fontsize() for t in texts) >= 10
+        labels = [t.get_text() for t in texts]
+        assert "1. Threading\nTCPServer" in labels and "2. ThreadingMixIn" in labels
+        assert "3. TCPServer" in labels and "4. BaseServer" in labels
+        assert "ThreadPool\nUnixDatagramServer" in labels and "PreFork\nTCPServer" in labels
+        red = [a for a in ax.texts if getattr(a, "arrow_patch", None) is not None
+               and a.arrow_patch.get_edgecolor()[:3] == matplotlib.colors.to_rgb("#cc0000")]
+        assert len(red) == 3  # one path: 1 -> 2 -> 3 -> 4
     finally:
-        plt.close(fig)
+        _close(fig)
     fig = diagrams.draw_lifecycle()
     try:
         texts = [t.get_text() for t in fig.axes[0].texts]
-        hooks = [h for moves in TRANSITIONS.values() for new, h in moves.items()
-                 if new.name != "CLOSED"]
-        for hook in set(hooks):
-            assert texts.count(hook) == hooks.count(hook), hook
+        chain, back = diagrams.lifecycle_chain()
+        for _, hook, _ in chain:
+            assert texts.count(f"{hook}()") == 1, hook
+        assert sum(back[1] in t for t in texts) == 1
+        assert texts.count("CLOSED") == 1
     finally:
-        plt.close(fig)
-        # matplotlib keeps the font files it rendered with open in a cache;
-        # forget them so the suite's descriptor check sees what we opened.
-        from matplotlib import font_manager
-
-        font_manager._get_font.cache_clear()
-        gc.collect()
+        _close(fig)
 
 
 def test_importing_sockserve_and_diagrams_does_not_import_matplotlib() -> None:

@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 import sockserve.exercises as ex
-from sockserve.exercises import GENERIC_PREFIXES, CheckResult, ExerciseFailed, check, exercises
+from sockserve.exercises import (
+    FIX_PREFIX,
+    GENERIC_PREFIXES,
+    CheckResult,
+    ExerciseFailed,
+    check,
+    exercises,
+    failed_attempts,
+    reset_attempts,
+)
 
 SOLUTIONS_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "solutions"
 NOTEBOOKS_DIR = SOLUTIONS_DIR.parent
@@ -59,18 +68,46 @@ def test_reference_solution_passes(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_empty_attempt_fails_with_a_specific_message(name: str) -> None:
+def test_empty_attempt_hints_first_and_points_at_the_fix_when_it_fails_again(name: str) -> None:
+    """The stub the notebook hands out fails with the checker's own words: the
+    first time a hint that does not give the answer away (none of the
+    solution's GIVEAWAYS for this exercise), the second time the same hint
+    and the fix."""
     lesson = ex.describe(name).lesson
     module = solutions_for(lesson)
     assert name in module.EMPTY_ATTEMPTS, f"{lesson}.py has no EMPTY_ATTEMPTS[{name!r}]"
-    result = check(name, *module.EMPTY_ATTEMPTS[name])
-    assert not result.passed, f"the empty attempt passed: {result}"
-    assert str(result).startswith(f"✘ {name}: ")
-    message = result.message
-    assert len(message) >= 30, f"message too short to help: {message!r}"
-    assert not message.startswith(GENERIC_PREFIXES), (
-        f"the checker should say what is wrong in its own words, not: {message!r}"
+    reset_attempts(name)
+    first = check(name, *module.EMPTY_ATTEMPTS[name])
+    assert not first.passed, f"the empty attempt passed: {first}"
+    assert str(first).startswith(f"✘ {name}: ")
+    hint = first.message
+    assert len(hint) >= 30, f"message too short to help: {hint!r}"
+    assert not hint.startswith(GENERIC_PREFIXES), (
+        f"the checker should say what is wrong in its own words, not: {hint!r}"
     )
+    assert FIX_PREFIX not in hint, f"the first failure already gives the fix: {hint!r}"
+    for word in module.GIVEAWAYS.get(name, ()):
+        assert word not in hint, f"the first failure gives the answer away ({word!r}): {hint!r}"
+    assert failed_attempts(name) == 1
+    second = check(name, *module.EMPTY_ATTEMPTS[name])
+    assert not second.passed
+    assert FIX_PREFIX in second.message and len(second.message) > len(FIX_PREFIX) + 20, second.message
+    fix = second.message.split(FIX_PREFIX, 1)[1]
+    assert fix not in hint, f"the fix was in the hint already: {second.message!r}"
+    reset_attempts(name)
+
+
+def test_every_exercise_has_its_giveaways_listed_and_they_are_in_the_solution() -> None:
+    """GIVEAWAYS (exercise -> words a first hint must not say) covers every
+    exercise, and each word is really part of the reference answer."""
+    import inspect
+
+    for name in ALL:
+        module = solutions_for(ex.describe(name).lesson)
+        assert name in module.GIVEAWAYS, f"{module.__name__} has no GIVEAWAYS[{name!r}]"
+        source = inspect.getsource(module)
+        for word in module.GIVEAWAYS[name]:
+            assert word in source, f"{name}: giveaway {word!r} is not in the reference solutions"
 
 
 def test_every_exercise_has_a_prompt_and_a_known_lesson() -> None:
@@ -99,6 +136,23 @@ def scratch() -> Any:
         ex._REGISTRY.pop(name, None)
 
 
+def test_a_failure_shows_the_hint_then_the_hint_and_the_fix(scratch: Any) -> None:
+    def wrong(x: int) -> None:
+        if x != 2:
+            raise ExerciseFailed(f"{x} is not the even prime", fix="use 2")
+
+    scratch("scratch-two-step", wrong)
+    reset_attempts("scratch-two-step")
+    assert check("scratch-two-step", 3).message == "3 is not the even prime"
+    assert check("scratch-two-step", 5).message == f"5 is not the even prime.{FIX_PREFIX}use 2"
+    assert failed_attempts("scratch-two-step") == 2
+    assert check("scratch-two-step", 2).passed
+    reset_attempts("scratch-two-step")
+    assert check("scratch-two-step", 7).message == "7 is not the even prime"
+    reset_attempts()
+    assert failed_attempts("scratch-two-step") == 0
+
+
 def test_check_turns_every_kind_of_failure_into_a_result(scratch: Any) -> None:
     def wrong(x: int) -> None:
         if x != 2:
@@ -111,6 +165,7 @@ def test_check_turns_every_kind_of_failure_into_a_result(scratch: Any) -> None:
         return f"{x} is fine"
 
     scratch("scratch-wrong", wrong)
+    reset_attempts("scratch-wrong")
     scratch("scratch-crash", crashing)
     scratch("scratch-noted", noted)
 

@@ -111,3 +111,99 @@ def test_index_links_every_lesson_and_every_link_resolves() -> None:
     missing = sorted(link for link in links if not (NOTEBOOKS / link).is_file())
     assert not missing, f"the index links notebooks that do not exist: {missing}"
     assert len(links) >= 7
+
+
+def test_shutdown_latencies_measure_every_class_and_poll_and_the_plot_draws_them() -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = workbook.shutdown_latencies(
+        {"socketserver": socketserver.TCPServer, "sockserve": sockserve.TCPServer}, (0.02, 0.05), rounds=2)
+    assert set(results) == {"socketserver", "sockserve"}
+    assert all(set(by_poll) == {0.02, 0.05} and all(len(v) == 2 for v in by_poll.values())
+               for by_poll in results.values())
+    fig = workbook.plot_shutdown_latencies(results)
+    try:
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "log"
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0.02 s", "0.05 s"]
+        # a median bar per class and poll interval, a dot per round
+        assert len(ax.patches) == 4 and sum(len(c.get_offsets()) for c in ax.collections[:4]) >= 8
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_cost_times_this_process_and_a_fresh_one() -> None:
+    cost = workbook.fork_cost(count=3)
+    assert 0 < cost.here_s < 1 and 0 < cost.fresh_s < 1
+    assert cost.fresh_mib > 0 and cost.here_mib > 0
+    assert cost.ratio == pytest.approx(cost.here_s / cost.fresh_s)
+
+
+def test_show_displays_a_figure_once_and_closes_it(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("IPython")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    workbook.show(ax)  # an Axes stands for its figure
+    assert not plt.fignum_exists(fig.number)
+    assert "Figure" in capsys.readouterr().out  # outside a kernel, display() prints the repr
+
+
+def _saved_outputs(notebook: Path) -> list[tuple[int, dict[str, object]]]:
+    cells = json.loads(notebook.read_text())["cells"]
+    return [(i, out) for i, cell in enumerate(cells) if cell["cell_type"] == "code" for out in cell["outputs"]]
+
+
+def _text(output: dict[str, object]) -> str:
+    data = output.get("data", {})
+    assert isinstance(data, dict)
+    text = output.get("text", data.get("text/plain", ""))
+    return "".join(text) if isinstance(text, list) else str(text)
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")), ids=lambda p: p.stem)
+def test_a_lesson_opened_before_running_shows_no_widget_repr_and_no_fix(notebook: Path) -> None:
+    """Opened, not run: a saved panel output is one line saying to run the
+    cell (no raw ``ServerPanel(children=...`` repr, no widget view without
+    its state), and no saved check result gives a fix away."""
+    from sockserve.exercises import FIX_PREFIX
+
+    for i, output in _saved_outputs(notebook):
+        data = output.get("data", {})
+        assert isinstance(data, dict)
+        assert "application/vnd.jupyter.widget-view+json" not in data, f"cell {i} saved a widget view"
+        text = _text(output)
+        assert not re.search(r"\b\w*(Panel|Box)\(children=", text), f"cell {i} saved a raw widget repr: {text[:80]}"
+        assert FIX_PREFIX not in text, f"cell {i} saved a check's fix: {text[:200]}"
+    assert "widgets" not in json.loads(notebook.read_text())["metadata"]
+
+
+def test_sync_replaces_saved_widget_outputs_by_a_line_to_run_the_cell() -> None:
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("lesson_sync", NOTEBOOKS / "src" / "sync.py")
+    assert spec is not None and spec.loader is not None
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
+    nb = nbformat.v4.new_notebook()
+    panel = nbformat.v4.new_code_cell("panel")
+    panel.outputs = [nbformat.v4.new_output(
+        "display_data", data={sync.WIDGET_VIEW: {"model_id": "x"}, "text/plain": "ServerPanel(children=(...))"})]
+    printed = nbformat.v4.new_code_cell("print(1)")
+    printed.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    nb.cells = [panel, printed]
+    nb.metadata["widgets"] = {"state": {}}
+    sync.without_widgets(nb)
+    assert [o["text"] for o in nb.cells[0].outputs] == [sync.RUN_THIS_CELL]
+    assert nb.cells[1].outputs[0]["text"] == "1\n" and "widgets" not in nb.metadata

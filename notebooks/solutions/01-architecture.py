@@ -37,3 +37,8 @@ EMPTY_ATTEMPTS = {
     "arch-hook-order": (HOOK_ORDER_STUB,),
     "arch-counting-mixin": (CountingMixInStub,),
 }
+# Words the first failure's hint must not say (it would give the answer away).
+GIVEAWAYS = {
+    'arch-hook-order': ['get_request', 'verify_request', 'finish_request', 'shutdown_request'],
+    'arch-counting-mixin': ['process_request', 'super()'],
+}

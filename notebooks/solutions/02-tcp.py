@@ -53,3 +53,9 @@ EMPTY_ATTEMPTS = {
     "tcp-calculator": (CalculatorStub,),
     "tcp-rebind": (RestartableServerStub,),
 }
+# Words the first failure's hint must not say (it would give the answer away).
+GIVEAWAYS = {
+    'tcp-upper-echo': ['.upper()'],
+    'tcp-calculator': ['int('],
+    'tcp-rebind': ['allow_reuse_address', 'SO_REUSEADDR'],
+}

@@ -53,3 +53,9 @@ EMPTY_ATTEMPTS = {
     "udp-big-datagrams": (BigDatagramServerStub,),
     "unix-dgram-client": (ask_unix_stub,),
 }
+# Words the first failure's hint must not say (it would give the answer away).
+GIVEAWAYS = {
+    'udp-reverse': ['[::-1]'],
+    'udp-big-datagrams': ['max_packet_size', '16384'],
+    'unix-dgram-client': ['bind', 'unlink'],
+}

@@ -1,5 +1,7 @@
 """Reference answers for notebooks/04-concurrency.ipynb (and the stubs it hands out)."""
 
+import threading
+
 import sockserve
 
 
@@ -18,9 +20,27 @@ def ideal_rps(kind, workload, clients, ms, cores):
     return min(clients, cores) * per_second  # forking: one process per core computes
 
 
+class OwnThreadingMixIn:
+    def process_request(self, request, client_address):
+        def work():
+            try:
+                self.finish_request(request, client_address)   # runs the handler
+            except Exception:
+                self.handle_error(request, client_address)     # report, do not crash the thread
+            finally:
+                self.shutdown_request(request)                 # always end the connection
+
+        threading.Thread(target=work, daemon=True).start()     # and return to the loop at once
+
+
 # The stubs the notebook gives the learner.
 class MyThreadingServerStub(sockserve.TCPServer, sockserve.ThreadingMixIn):
     pass
+
+
+class OwnThreadingMixInStub:
+    def process_request(self, request, client_address):
+        pass  # your code here: start a thread that handles the request
 
 
 def ideal_rps_stub(kind, workload, clients, ms, cores):
@@ -30,8 +50,16 @@ def ideal_rps_stub(kind, workload, clients, ms, cores):
 SOLUTIONS = {
     "concurrency-mixin-order": (MyThreadingServer,),
     "concurrency-ideal-throughput": (ideal_rps,),
+    "concurrency-own-threads": (OwnThreadingMixIn,),
 }
 EMPTY_ATTEMPTS = {
     "concurrency-mixin-order": (MyThreadingServerStub,),
     "concurrency-ideal-throughput": (ideal_rps_stub,),
+    "concurrency-own-threads": (OwnThreadingMixInStub,),
+}
+# Words the first failure's hint must not say (it would give the answer away).
+GIVEAWAYS = {
+    'concurrency-mixin-order': ['ThreadingMixIn, sockserve.TCPServer'],
+    'concurrency-ideal-throughput': ['1000 / ms', 'min('],
+    'concurrency-own-threads': ['threading.Thread', 'finish_request', 'shutdown_request', 'handle_error'],
 }

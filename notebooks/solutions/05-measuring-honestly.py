@@ -3,6 +3,7 @@
 import math
 import socket
 import socketserver
+import time
 
 
 def percentile(samples, q):
@@ -15,6 +16,15 @@ class BurstServer(socketserver.TCPServer):
     request_queue_size = socket.SOMAXCONN      # the standard library's default is 5
 
 
+class TimingMixIn:
+    def finish_request(self, request, client_address):
+        began = time.perf_counter()
+        try:
+            super().finish_request(request, client_address)   # runs the handler
+        finally:
+            self.durations.append(time.perf_counter() - began)
+
+
 # The stubs the notebook gives the learner.
 def percentile_stub(samples, q):
     pass  # your code here
@@ -24,11 +34,23 @@ class BurstServerStub(socketserver.TCPServer):
     pass  # your code here
 
 
+class TimingMixInStub:
+    pass  # your code here: the hook that runs the handler
+
+
 SOLUTIONS = {
     "measuring-percentile": (percentile,),
     "measuring-burst-backlog": (BurstServer,),
+    "measuring-timing-mixin": (TimingMixIn,),
 }
 EMPTY_ATTEMPTS = {
     "measuring-percentile": (percentile_stub,),
     "measuring-burst-backlog": (BurstServerStub,),
+    "measuring-timing-mixin": (TimingMixInStub,),
+}
+# Words the first failure's hint must not say (it would give the answer away).
+GIVEAWAYS = {
+    'measuring-percentile': ['ceil', 'sorted('],
+    'measuring-burst-backlog': ['request_queue_size', 'SOMAXCONN'],
+    'measuring-timing-mixin': ['finish_request', 'perf_counter'],
 }

@@ -54,3 +54,9 @@ EMPTY_ATTEMPTS = {
     "building-http-stats": (StatsHandlerStub,),
     "building-bounded": (BoundedServerStub,),
 }
+# Words the first failure's hint must not say (it would give the answer away).
+GIVEAWAYS = {
+    'building-allowlist': ['verify_request', 'client_address[0]'],
+    'building-http-stats': ['do_GET'],
+    'building-bounded': ['ThreadPoolMixIn', 'pool_size'],
+}

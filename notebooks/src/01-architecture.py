@@ -11,11 +11,9 @@
 # %%
 import warnings
 
-import matplotlib.pyplot as plt
-
 import sockserve
 from sockserve import diagrams
-from sockserve.workbook import where_handled
+from sockserve.workbook import show, where_handled
 
 # ForkingMixIn forks this kernel, which runs a few threads of its own; Python warns about
 # fork() in a threaded process. The forked child only handles one request and exits.
@@ -30,18 +28,20 @@ warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded")
 # * a **request handler** owns the *data* of one request: the server creates one handler per request, and the
 #   handler's constructor runs `setup()`, `handle()`, `finish()`.
 #
-# Here is the server family, drawn from the classes. Arrows point from a class to its bases; the red path is
-# `ThreadingTCPServer.__mro__`, the order in which Python looks a method up.
+# Here is the server family, drawn from the classes. At the top, the plain servers: an arrow points from a class
+# to its base. Below them, every *combined* class sits in the row of its mixin and the column of its server:
+# `ThreadingTCPServer` is `ThreadingMixIn` + `TCPServer`. The red path is `ThreadingTCPServer.__mro__`, the order
+# in which Python looks a method up: first the class itself, then the mixin, then the server and its bases.
 
 # %%
 fig = diagrams.draw_class_tree(highlight=sockserve.ThreadingTCPServer)
-plt.show()
+show(fig)
 
 # %% [markdown]
 # The same tree as text, and the handlers:
 
 # %%
-print(diagrams.text_tree(sockserve.BaseServer))
+print(diagrams.text_tree(sockserve.BaseServer, which="all"))
 print()
 print(diagrams.text_tree(sockserve.BaseRequestHandler))
 
@@ -89,11 +89,12 @@ for cls in (sockserve.ThreadingTCPServer, sockserve.ForkingUDPServer):
 # ```
 #
 # The server itself also moves through states, written down once as data in `sockserve.lifecycle.TRANSITIONS` and
-# drawn from there:
+# drawn from there. Its usual life is one chain: construction binds and activates the socket, `serve_forever()`
+# serves until `shutdown()`, and the loop may then run again; `server_close()` ends it from any state.
 
 # %%
 fig = diagrams.draw_lifecycle()
-plt.show()
+show(fig)
 
 # %% [markdown]
 # ## 4. Live call-flow traces
@@ -110,8 +111,10 @@ from sockserve.trace import trace_request
 print(trace_request(sockserve.TCPServer))
 
 # %% [markdown]
-# Compare with the seed's tree for `TCPServer - StreamRequestHandler`: the same hooks in the same order. A UDP server: `get_request()` reads a datagram (`recvmsg`) instead of accepting a
-# connection, `DatagramRequestHandler.finish()` sends the reply, and there is nothing to shut down per request.
+# These are the hooks of the request lifecycle in section 3, in the same order, now recorded from a live server,
+# each with the class whose code ran. A UDP server: `get_request()` reads a datagram (`recvmsg`) instead of
+# accepting a connection, `DatagramRequestHandler.finish()` sends the reply, and there is nothing to shut down per
+# request.
 
 # %%
 print(trace_request(sockserve.UDPServer))
@@ -147,7 +150,9 @@ for cls in (sockserve.TCPServer, sockserve.UDPServer, sockserve.ThreadingTCPServ
 #
 # ## Exercises
 #
-# Reference solutions: `notebooks/solutions/01-architecture.py`.
+# Reference solutions: `solutions/01-architecture.py`, in the `solutions` folder next to this notebook. A check
+# first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
+# change.
 #
 # **Exercise 1.** Without scrolling up: list, in order, the hooks a `TCPServer` with a `StreamRequestHandler` calls
 # for one request, from `get_request` to `close_request`, server hooks and handler hooks together (leave out

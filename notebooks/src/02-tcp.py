@@ -54,9 +54,9 @@ print("requests (connections) completed:", server.stats.snapshot()["completed"])
 # One *request*, for a stream server, is one **connection**: the handler above served four lines in its first
 # request. The server counts connections, not lines.
 #
-# **Try it live (optional).** The panels below start a server in this kernel and send it load; press *Start*, then
-# *Send*, and watch the counters move. (Nothing runs until you press a button; `stop_all()` at the end of the
-# lesson stops whatever you started.)
+# **Try it live (optional).** Run the cell below: it shows two panels that start a server in this kernel and send
+# it load; press *Start*, then *Send*, and watch the counters move. (Nothing runs until you press a button;
+# `stop_all()` at the end of the lesson stops whatever you started.)
 
 # %% tags=["nbval-ignore-output"]
 from sockserve.lab import ServerPanel, TrafficPanel, stop_all
@@ -157,8 +157,10 @@ again.server_close()
 #
 # ## Exercises
 #
-# Change the stub in each cell and run it, then run the check below it. The reference solutions are in
-# `notebooks/solutions/02-tcp.py`; try first.
+# Change the stub in each cell and run it: the check at its end runs your code against a live server. A check
+# first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
+# change. The reference solutions are in `solutions/02-tcp.py`, in the `solutions` folder next to this notebook;
+# try first.
 #
 # **Exercise 1.** Finish `UpperEcho`: answer every line with the same line in upper case, until the client closes.
 
@@ -202,3 +204,4 @@ check("tcp-rebind", RestartableServer)
 
 # %%
 stop_all()   # stops any server or load the panels above started
+print("Every server and load the panels started is stopped.")

@@ -151,7 +151,9 @@ print("files left in the work directory:", sorted(os.listdir(workdir)))
 # %% [markdown]
 # ## Exercises
 #
-# Reference solutions: `notebooks/solutions/03-udp-and-unix.py`.
+# Reference solutions: `solutions/03-udp-and-unix.py`, in the `solutions` folder next to this notebook. A check
+# first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
+# change.
 #
 # **Exercise 1.** Finish `Reverse`: answer each datagram with its bytes reversed (`b"hello"` -> `b"olleh"`).
 

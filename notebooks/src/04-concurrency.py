@@ -9,17 +9,19 @@
 # Every measurement here runs each server in its own process and the load generator in another, so neither shares
 # this notebook's interpreter. The comparisons run from the lab's panels: the cells press the panel's button for you
 # (`panel.run()` is what *Run comparison* does), so *Run All* works; press the button yourself to measure again,
-# with other settings.
+# with other settings. The sentences printed under each comparison are computed from its numbers, on your machine.
 
 # %%
 # %matplotlib inline
 import os
 
 import sockserve
+from sockserve.conclusions import report
 from sockserve.experiment import compare
 from sockserve.kinds import resolve_kind
 from sockserve.lab import ComparePanel
-from sockserve.plots import plot_comparison, plot_throughput
+from sockserve.plots import plot_throughput
+from sockserve.workbook import fork_cost, show
 
 # %% tags=["nbval-ignore-output"]
 cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -49,20 +51,21 @@ io_panel.run()  # what pressing "Run comparison" does
 io_panel
 
 # %% tags=["nbval-ignore-output"]
-io_panel.model.wait()  # wait until the comparison has finished (each run is bounded by its duration)
-io_results = io_panel.model.comparison
-print(io_results.table())
-
-# %% tags=["nbval-ignore-output"]
-plot_comparison(io_results)
+io_results = io_panel.model.wait()  # until the comparison has finished (each run is bounded by its duration)
+print(report(io_results))
+plain = io_results.run("plain").latency_ms["p50"]
+print(f"plain's median latency was {plain:.0f} ms, {plain / 10:.1f} times the 10 ms of work: each request waited "
+      "in the queue behind the others.")
 
 # %% [markdown]
-# **What to look for.**
+# **What to look for** in the panel's figure.
 #
 # * *Throughput* (middle). The plain server handles one request at a time, so it cannot do better than one request
-#   per 10 ms. The threading and forking servers let the eight sleeps overlap: close to eight times as much.
-# * *Latency* (left). With the plain server a request waits in the queue behind the others: its latency is about
-#   eight times the 10 ms of work. With threads or processes each request takes about its own 10 ms.
+#   per 10 ms (100 per second). The threading and forking servers let the eight sleeps overlap, so eight clients
+#   allow at most eight times as much; the sentences above say how close your machine came, and the overheads
+#   (the load generator, starting a thread or a process per request) decide the rest.
+# * *Latency* (left). With the plain server a request waits in the queue behind the others. With threads or
+#   processes each request takes about its own 10 ms plus those overheads.
 # * *Threads and children* (right). The threading server runs one thread per request in flight: its line sits near
 #   the number of clients, plus the two threads every server process here has (the serving loop and a helper of the
 #   command that runs it). The forking server forks one child per request, and the sampled number of children moves
@@ -82,22 +85,20 @@ cpu_panel.run()
 cpu_panel
 
 # %% tags=["nbval-ignore-output"]
-cpu_panel.model.wait()
-cpu_results = cpu_panel.model.comparison
-print(cpu_results.table())
-plot_comparison(cpu_results)
+cpu_results = cpu_panel.model.wait()
+print(report(cpu_results))
 
 # %% [markdown]
 # **What to look for.**
 #
-# * The threading server is **no faster than the plain one**. Its four threads take turns holding the GIL, so the
+# * The threading server **cannot be faster than the plain one**. Its four threads take turns holding the GIL, so the
 #   work is still done one piece at a time, only interleaved: the throughput stays where the plain server's is, and
 #   the latencies spread out (the threads' turns are handed out unevenly, so some requests wait longer).
-# * The forking server is faster **if your machine has more than one core** to give it: each child is a separate
-#   process with its own interpreter and its own GIL, so children compute in parallel, up to the number of cores
-#   (the first cell printed how many this notebook may use). On one core, it cannot win.
+# * The forking server can be faster **if your machine has more than one core** to give it: each child is a
+#   separate process with its own interpreter and its own GIL, so children compute in parallel, up to the number of
+#   cores (the first cell printed how many this notebook may use). On one core, it cannot win.
 # * The load generator and the other programs on your machine use the same cores, so the gain is less than the
-#   number of cores.
+#   number of cores. The sentences above compare what you measured with what your cores allow.
 #
 # ## 4. What forking costs
 #
@@ -106,12 +107,25 @@ plot_comparison(cpu_results)
 
 # %% tags=["nbval-ignore-output"]
 echo_results = compare("echo", servers=("plain", "threading", "forking"), clients=4, duration=0.5)
-print(echo_results.table())
-plot_throughput(echo_results).figure
+show(plot_throughput(echo_results))
+print(report(echo_results))
 
 # %% [markdown]
-# For tiny requests the plain server holds its own, threads cost a little, and a process per request costs the
-# most. So:
+# **Where the fork goes.** A fork copies the process's page tables (the memory itself is shared until either side
+# writes to it), so the bigger the process, the dearer the fork. The servers above run in small processes of their
+# own. A forking server started *in this notebook* (a `ServerPanel` with the forking kind, say) forks the
+# notebook's kernel, which has matplotlib, widgets and everything you ran loaded. Here is one fork, plus the
+# child's exit and its reaping, in this kernel and in a fresh Python:
+
+# %% tags=["nbval-ignore-output"]
+cost = fork_cost(count=20)
+print(f"this kernel ({cost.here_mib:.0f} MiB resident): {cost.here_s * 1000:.2f} ms per fork")
+print(f"a fresh Python ({cost.fresh_mib:.0f} MiB resident): {cost.fresh_s * 1000:.2f} ms per fork")
+print(f"forking this kernel costs {cost.ratio:.1f} times as much: a forking server started in the kernel "
+      "pays that on every request, so it serves fewer requests per second than the same server in a small process.")
+
+# %% [markdown]
+# So:
 #
 # | the handler mostly... | plain | threading | forking |
 # |---|---|---|---|
@@ -124,7 +138,9 @@ plot_throughput(echo_results).figure
 #
 # ## Exercises
 #
-# Reference solutions: `notebooks/solutions/04-concurrency.py`.
+# Reference solutions: `solutions/04-concurrency.py`, in the `solutions` folder next to this notebook. A check
+# first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
+# change.
 #
 # **Exercise 1.** This server was meant to handle each request in its own thread, but it handles them one at a time.
 # Fix it (one line), then check it.
@@ -141,7 +157,26 @@ check("concurrency-mixin-order", MyThreadingServer)
 
 
 # %% [markdown]
-# **Exercise 2.** Put the measurements into a model. Write `ideal_rps(kind, workload, clients, ms, cores)`: the
+# **Exercise 2.** Now write the mixin yourself, without `ThreadingMixIn`. `OwnThreadingMixIn.process_request` must
+# return at once and leave the request to a new thread, which does what `BaseServer.process_request` does in the
+# serving thread: run the handler with `finish_request`, report an exception from it with `handle_error` (a
+# handler's crash must not go unnoticed), and in every case end the request with `shutdown_request`. The check
+# combines your mixin with `TCPServer`, sends four 0.2 s requests at once and one request whose handler raises.
+
+# %%
+import threading
+
+
+class OwnThreadingMixIn:
+    def process_request(self, request, client_address):
+        pass  # your code here: start a thread that handles the request
+
+
+check("concurrency-own-threads", OwnThreadingMixIn)
+
+
+# %% [markdown]
+# **Exercise 3.** Put the measurements into a model. Write `ideal_rps(kind, workload, clients, ms, cores)`: the
 # most requests per second a `"plain"`, `"threading"` or `"forking"` server can serve when `clients` closed-loop
 # clients send `"io"` or `"cpu"` requests of `ms` milliseconds each, on a machine with `cores` cores, ignoring
 # every overhead. Then compare your model with what you measured above: where is the measurement furthest from

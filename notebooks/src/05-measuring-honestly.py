@@ -22,9 +22,11 @@ import matplotlib.pyplot as plt
 
 import sockserve
 from sockserve.backlog import compare_backlogs, plot_backlog
+from sockserve.conclusions import latency_sentences
 from sockserve.experiment import RunResult, ServerProcess
 from sockserve.load import LoadSpec, run_load
 from sockserve.plots import plot_latency
+from sockserve.workbook import show
 
 # %% [markdown]
 # ## 1. Closed loop and open loop
@@ -56,11 +58,15 @@ print(opened.summary())
 # %% tags=["nbval-ignore-output"]
 runs = [RunResult.from_load("closed loop, 1 client", closed),
         RunResult.from_load("open loop, 70% of that rate", opened)]
-plot_latency(runs).figure
+show(plot_latency(runs))
+closed_ms, open_ms = closed.latency_ms(), opened.latency_ms()
+print(f"median: closed loop {closed_ms['p50']:.1f} ms, open loop {open_ms['p50']:.1f} ms "
+      f"({open_ms['p50'] / closed_ms['p50']:.1f} times as long); "
+      f"p90: {closed_ms['p90']:.1f} ms and {open_ms['p90']:.1f} ms")
 
 # %% [markdown]
-# **What to look for.** Same server, same requests, and the open loop asks for *less* work per second. Yet its
-# median is many times the closed loop's, and the lines part long before the 90th percentile.
+# **What to look for.** Same server, same requests, and the open loop asks for *less* work per second. Compare the
+# two lines, and the medians printed under them: the open loop's requests wait longer, and not only the slow ones.
 #
 # In the closed loop, while a 50 ms request runs, the single client waits for it, and sends nothing. The requests a
 # real user would have sent meanwhile are not delayed; they are **never sent**, so they are never measured: the
@@ -69,13 +75,15 @@ plot_latency(runs).figure
 # against the time it was due:
 
 # %% tags=["nbval-ignore-output"]
-fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+with plt.ioff():
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
 for i, (name, result) in enumerate((("closed loop", closed), ("open loop", opened))):
     ax.scatter(*zip(*result.timeline), s=6, color=f"C{i}", label=name)
 ax.set(xlabel="seconds since the start (when each request was due)", ylabel="latency (ms)",
        title="Each request's latency")
 ax.grid(alpha=0.3)
-ax.legend();
+ax.legend()
+show(fig)
 
 # %% [markdown]
 # In the open loop, each slow request is followed by a slope of requests that waited less and less for it. To
@@ -84,19 +92,20 @@ ax.legend();
 #
 # ## 2. Percentiles, not averages
 #
-# Back to the closed loop, where nothing queues. Nine requests in ten take about a millisecond and one takes about
-# fifty. What does the mean say?
+# Back to the closed loop, where nothing queues. One request in ten asks for 50 ms of work and the others for 1 ms.
+# Here are its percentiles in words, as measured, and what the mean says:
 
 # %% tags=["nbval-ignore-output"]
 ms = closed.latency_ms()
 latencies = [latency for _, latency in closed.timeline]
-slower = sum(1 for latency in latencies if latency > ms["mean"]) / len(latencies)
-print(f"median {ms['p50']:.2f} ms   mean {ms['mean']:.2f} ms   p90 {ms['p90']:.2f} ms   p99 {ms['p99']:.2f} ms")
-print(f"{slower:.0%} of the requests are slower than the mean")
+slower = sum(1 for latency in latencies if latency > ms["mean"])
+print("\n".join(latency_sentences(closed)))
+print(f"The mean is {ms['mean']:.2f} ms, {ms['mean'] / ms['p50']:.1f} times the median; "
+      f"{slower} of the {len(latencies)} requests ({slower / len(latencies):.0%}) took longer than the mean.")
 
 # %% [markdown]
-# The mean sits several times above the median and far below the slow requests: no request took about the mean.
-# Percentiles keep the shape: the median says what a typical request sees, p99 what one request in a hundred sees,
+# Set the mean beside the percentiles: it mixes the few slow requests with the many fast ones into a number that
+# describes neither. Percentiles keep the shape: the median says what a typical request sees, p99 what one request in a hundred sees,
 # and a user who makes a hundred requests while using an application meets p99 about once. That is why every plot
 # in this workbook shows latency by percentile, on a log scale.
 #
@@ -117,22 +126,31 @@ print("sockserve.TCPServer.request_queue_size == socket.SOMAXCONN:",
 
 # %% tags=["nbval-ignore-output"]
 bursts = compare_backlogs((5, socket.SOMAXCONN), clients=30, delay_ms=20, window=0.9)
-for run in bursts:
-    print(run.summary())
-plot_backlog(bursts).figure
+show(plot_backlog(bursts))
+shallow = bursts[0]
+print(f"With a backlog of {shallow.backlog}, of the {shallow.clients} clients {shallow.in_window} were answered within "
+      f"{shallow.window:g} s, {shallow.late} later, and {shallow.counts()['reset']} were reset.")
 
 # %% [markdown]
 # **What to look for.** With the deep backlog the line climbs steadily to all 30 clients. With a backlog of 5, it
 # climbs for the few connections that fit in the queue and then goes **flat**: the kernel dropped the other
 # connections' packets, and nothing happens until the clients' kernels retransmit, about one second after the burst
-# (the initial TCP retransmission timeout; the next retries come after 3 s, then more). On Linux some of those
-# connections are reset rather than retried. The server's own statistics show nothing wrong: it never saw those
-# clients. Only a measurement from the client side, with per-request times, shows the stall, and only if it opens
+# (the initial TCP retransmission timeout; the next retries come after 3 s, then more).
+#
+# Other connections were **reset** (the count is printed above). A *reset* is a TCP segment with the RST flag: one
+# side's kernel telling the other "I have no such connection: give it up". The other side's next `recv()` or
+# `send()` fails with `ConnectionResetError` (`ECONNRESET`, "connection reset by peer"), and the request is lost,
+# not retried. Why here? When its queue is full, Linux may complete a handshake without keeping any record of it
+# (a *SYN cookie*); the client believes it is connected and sends its request, and if the queue is still full, the
+# server's kernel has no connection to deliver it to, so it answers with a reset. The server's own statistics show
+# nothing wrong: it never saw those clients. Only a measurement from the client side, with per-request times, shows the stall, and only if it opens
 # new connections in bursts; a load test over a few persistent connections never notices.
 #
 # ## Exercises
 #
-# Reference solutions: `notebooks/solutions/05-measuring-honestly.py`.
+# Reference solutions: `solutions/05-measuring-honestly.py`, in the `solutions` folder next to this notebook. A
+# check first says what your code did and which idea it misses; if the same exercise fails again, it also says what
+# to change.
 #
 # **Exercise 1.** Write `percentile(samples, q)`: the *nearest-rank* q-th percentile (0 < q ≤ 100) of a non-empty
 # list of latencies, that is, the smallest sample such that at least q% of the samples are at or below it. Leave the
@@ -146,10 +164,11 @@ def percentile(samples, q):
     pass  # your code here
 
 
-check("measuring-percentile", percentile)
+verdict = check("measuring-percentile", percentile)
+verdict
 
 # %% tags=["nbval-ignore-output"]
-if check("measuring-percentile", percentile):
+if verdict:  # once your percentile is right: the closed loop's percentiles, computed by your function
     print({q: round(percentile(latencies, q), 2) for q in (50, 90, 99)}, "(from the closed loop above)")
 
 
@@ -164,3 +183,21 @@ class BurstServer(socketserver.TCPServer):
 
 
 check("measuring-burst-backlog", BurstServer)
+
+
+# %% [markdown]
+# **Exercise 3.** A server can time its own requests, and many do. Write `TimingMixIn`, a server mixin that
+# overrides the hook that runs a request's handler, measures how long the handler ran with `time.perf_counter()`,
+# and appends the seconds to `self.durations` (a list the check gives each server), still running the handler.
+# When it passes, the check also sends three requests at once to a plain server with your mixin and prints what
+# the server measured beside what its clients waited: compare them with section 1.
+
+# %%
+import time
+
+
+class TimingMixIn:
+    pass  # your code here: the hook that runs the handler
+
+
+check("measuring-timing-mixin", TimingMixIn)

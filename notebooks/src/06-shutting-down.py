@@ -11,7 +11,14 @@ import statistics
 import threading
 
 import sockserve
-from sockserve.workbook import close_timing, drain_demo, exit_with_handler_running, shutdown_latency
+from sockserve.workbook import (
+    close_timing,
+    drain_demo,
+    exit_with_handler_running,
+    plot_shutdown_latencies,
+    show,
+    shutdown_latencies,
+)
 
 # %% [markdown]
 # ## 1. `serve_forever()` and `shutdown()`
@@ -37,21 +44,19 @@ print("after server_close():", server.state.name)
 # %% [markdown]
 # ## 2. How long does `shutdown()` take?
 #
-# Each round below starts a server, waits a random moment, and times `shutdown()`. Both classes are called with the
-# same `poll_interval` (0.5 s, the default).
+# Each round below starts a server, lets it serve for a random moment, and times `shutdown()`. The standard
+# library's `socketserver.TCPServer` and sockserve's are called with the same `poll_interval`, the argument of
+# `serve_forever()` (0.5 s by default), for four values of it, three rounds each (about 5 s in all):
 
 # %% tags=["nbval-ignore-output"]
-rounds = 6
-results = {
-    "socketserver": shutdown_latency(socketserver.TCPServer, poll_interval=0.5, rounds=rounds),
-    "sockserve": shutdown_latency(sockserve.TCPServer, poll_interval=0.5, rounds=rounds),
-}
-for name, seconds in results.items():
-    ms = [s * 1000 for s in seconds]
-    print(f"{name:12} shutdown(): median {statistics.median(ms):7.2f} ms, max {max(ms):7.2f} ms   "
-          f"({', '.join(f'{m:.1f}' for m in ms)})")
-ratio = statistics.median(results["socketserver"]) / statistics.median(results["sockserve"])
-print(f"median ratio: socketserver takes {ratio:.0f}x as long")
+polls = (0.05, 0.1, 0.25, 0.5)
+results = shutdown_latencies({"socketserver": socketserver.TCPServer, "sockserve": sockserve.TCPServer},
+                             polls, rounds=3)
+show(plot_shutdown_latencies(results))
+for poll in polls:
+    slow, quick = (statistics.median(results[name][poll]) for name in ("socketserver", "sockserve"))
+    print(f"poll_interval {poll:4g} s: median shutdown() socketserver {slow * 1000:6.1f} ms, "
+          f"sockserve {quick * 1000:5.2f} ms ({slow / quick:,.0f} times as fast)")
 
 # %% [markdown]
 # **Why.** The standard library's loop is, in essence:
@@ -65,13 +70,10 @@ print(f"median ratio: socketserver takes {ratio:.0f}x as long")
 # `shutdown()` sets the flag and waits for the loop to notice it, which it can only do when `select()` returns:
 # when a request arrives, or when `poll_interval` runs out. On an idle server that is anywhere between 0 and
 # `poll_interval` seconds, half of it on average. sockserve's loop also watches one end of a socket pair, and
-# `shutdown()` writes a byte to the other end: `select()` wakes at once. A shorter `poll_interval` helps the
-# standard library only at the price of waking up more often for nothing; watch the median follow it:
-
-# %% tags=["nbval-ignore-output"]
-for poll in (0.1, 0.25):
-    ms = statistics.median(shutdown_latency(socketserver.TCPServer, poll_interval=poll, rounds=4)) * 1000
-    print(f"socketserver, poll_interval={poll}: median shutdown {ms:6.1f} ms")
+# `shutdown()` writes a byte to the other end: `select()` wakes at once. In the chart, the standard library's
+# dots spread between zero and the dashed line (the `poll_interval`) and its median follows the line down as the
+# interval shrinks; sockserve's stay low, whatever the interval. A shorter `poll_interval` helps the standard
+# library only at the price of waking up more often for nothing.
 
 
 # %% [markdown]
@@ -134,7 +136,9 @@ print(f"the drain took {report.waited:.3f} s (the budget was 1 s: the stuck requ
 #
 # ## Exercises
 #
-# Reference solutions: `notebooks/solutions/06-shutting-down.py`.
+# Reference solutions: `solutions/06-shutting-down.py`, in the `solutions` folder next to this notebook. A check
+# first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
+# change.
 #
 # **Exercise 1.** Write `stop(server, thread)`: `serve_forever` runs in `thread`; stop the loop, wait for the
 # thread, and release the port, letting the request in flight get its reply.
@@ -172,3 +176,19 @@ def stop_within(server, seconds):
 
 
 check("shutdown-drain", stop_within)
+
+
+# %% [markdown]
+# **Exercise 4.** A server can be stopped from inside: a handler reaches its server as `self.server`. Write
+# `StopHandler`: it answers every line with the same line, and on the line `STOP` it answers `bye`, stops its own
+# server, and returns. The check runs it on a `TCPServer`, where the handler runs in the serving thread itself
+# (with the standard library, `shutdown()` called there would wait forever for the loop it is running in), and on a
+# `ThreadingTCPServer`.
+
+# %%
+class StopHandler(sockserve.StreamRequestHandler):
+    def handle(self):
+        pass  # your code here
+
+
+check("shutdown-stop-handler", StopHandler)

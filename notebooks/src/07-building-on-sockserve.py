@@ -14,9 +14,10 @@ import sys
 from http.server import BaseHTTPRequestHandler
 
 import sockserve
+from sockserve.conclusions import report
 from sockserve.experiment import compare
 from sockserve.plots import plot_comparison
-from sockserve.workbook import ask, background
+from sockserve.workbook import ask, background, show
 from sockserve.workloads import handler_for
 
 # %% [markdown]
@@ -140,8 +141,13 @@ print(f"PreForkMixIn   : workers = {sockserve.PreForkMixIn.workers} processes, f
 # %% tags=["nbval-ignore-output"]
 bounded = compare("io", servers=("threading", "threadpool", "prefork"), clients=24, duration=1.0,
                   workload_params={"delay_ms": 50})
-print(bounded.table())
-plot_comparison(bounded)
+show(plot_comparison(bounded))
+workers = {"threading": 24, "threadpool": sockserve.ThreadPoolMixIn.pool_size, "prefork": sockserve.PreForkMixIn.workers}
+for run in bounded.runs:
+    cap = workers[run.server] / 0.050   # at most this many requests of 50 ms at once, each 50 ms
+    print(f"{run.server:10} {workers[run.server]:2} at once: at most {cap:4.0f} req/s, measured "
+          f"{run.throughput_rps:4.0f} req/s, median latency {run.latency_ms['p50']:4.0f} ms")
+print(report(bounded, baseline="threading"))
 
 # %% [markdown]
 # **What to look for.**
@@ -150,8 +156,9 @@ plot_comparison(bounded)
 #   size however many clients come; the pre-forked server keeps its few worker processes.
 # * *Throughput and latency*: a bound is a trade. With 24 clients and 8 threads, each worker serves its requests one
 #   after another: requests wait in the queue, so throughput is capped near `pool_size / 50 ms` and latency grows.
-#   With 4 worker processes, the cap is lower again. The unbounded server is fastest here, and would be the first to
-#   run out of memory or threads under a larger burst.
+#   With 4 worker processes, the cap is lower again. The lines under the figure give each cap beside what your
+#   machine measured. The unbounded server can go furthest here, and would be the first to run out of memory or
+#   threads under a larger burst.
 #
 # A bound turns overload into waiting (or, with `overflow = "reject"`, into refusals counted in `stats.overflows`)
 # instead of into an ever-growing number of threads. Choose the bound from what the machine can hold, and measure
@@ -159,7 +166,9 @@ plot_comparison(bounded)
 #
 # ## Exercises
 #
-# Reference solutions: `notebooks/solutions/07-building-on-sockserve.py`.
+# Reference solutions: `solutions/07-building-on-sockserve.py`, in the `solutions` folder next to this notebook.
+# A check first says what your code did and which idea it misses; if the same exercise fails again, it also says
+# what to change.
 #
 # **Exercise 1.** Finish `AllowlistServer`: only clients whose IP address is in `allowed` are served; any other
 # connection is closed before a handler runs (and so counted in `stats.rejected`).

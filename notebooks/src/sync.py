@@ -16,6 +16,10 @@ fresh ``python3`` kernel whose working directory is ``notebooks/`` (as nbval
 does), every cell bounded by ``--timeout`` seconds; a cell that raises stops
 the run unless it is tagged ``raises-exception``. Needs the ``test`` extra
 (jupytext, nbclient).
+
+A live panel (an ipywidgets output) is not saved: without a kernel JupyterLab
+could only show its raw repr (``ServerPanel(children=(HBox(...``). Its cell
+keeps one line, :data:`RUN_THIS_CELL`, until the reader runs it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,19 @@ from nbclient import NotebookClient
 SOURCES = Path(__file__).resolve().parent
 NOTEBOOKS = SOURCES.parent
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+RUN_THIS_CELL = "Run this cell to show the live panel here.\n"
+
+
+def without_widgets(nb: nbformat.NotebookNode) -> None:
+    """Replace each cell's saved widget outputs by one line saying to run it,
+    and drop the saved widget state (it only serves those outputs)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if any(WIDGET_VIEW in output.get("data", {}) for output in cell.outputs):
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=RUN_THIS_CELL)]
+    nb.metadata.pop("widgets", None)
 
 
 def lessons() -> list[str]:
@@ -63,6 +80,7 @@ def execute(notebook: Path, timeout: float) -> float:
     began = time.monotonic()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    without_widgets(nb)
     nbformat.write(nb, notebook)
     return time.monotonic() - began
 

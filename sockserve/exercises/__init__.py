@@ -7,9 +7,16 @@ write) and a line like::
     check("tcp-upper-echo", UpperEcho)
 
 which prints ``✔ tcp-upper-echo: ...`` when the answer is right and
-``✘ tcp-upper-echo: <what is wrong and what to try>`` when it is not.
-``check`` never raises for a wrong answer, a crashing answer or a hanging
-answer: the learner always gets a result within its time bound.
+``✘ tcp-upper-echo: <what is wrong>`` when it is not. ``check`` never raises
+for a wrong answer, a crashing answer or a hanging answer: the learner always
+gets a result within its time bound.
+
+Checks teach in two steps. A failure first says what the code *did* and
+which idea it misses (the *hint*); only when the same exercise fails again
+does the message add the *fix* (``Next step: ...``). So the first message a
+learner (or a saved notebook) shows never gives the answer away, and a
+learner who is stuck still gets it. Every checker runs the learner's code
+and judges what it does, so no message can be copied into a passing answer.
 
 Writing a checker (in ``sockserve/exercises/<lessonmodule>.py``)::
 
@@ -17,13 +24,13 @@ Writing a checker (in ``sockserve/exercises/<lessonmodule>.py``)::
 
     @exercise("tcp-upper-echo", lesson="02-tcp", prompt="Finish UpperEcho ...")
     def _check_upper(handler: type) -> str | None:
-        ...                                   # raise ExerciseFailed("...") when wrong
+        ...   # when wrong: raise ExerciseFailed("what happened, and the idea", fix="what to change")
         return "3 lines answered in upper case"   # optional success detail
 
 A checker receives the learner's answer as positional arguments (and any
 keyword arguments given to ``check``), raises :class:`ExerciseFailed` with a
-message that names what is wrong, and returns ``None`` or a short success
-note. Checkers start servers only on loopback or in a temporary directory,
+hint that names what went wrong (and a *fix* for the later attempts), and
+returns ``None`` or a short success note. Checkers start servers only on loopback or in a temporary directory,
 bound every wait, and clean up (:func:`running` and :func:`converse` in
 :mod:`sockserve.exercises.support` help).
 
@@ -55,7 +62,10 @@ __all__ = [
     "check",
     "exercises",
     "describe",
+    "reset_attempts",
+    "failed_attempts",
     "GENERIC_PREFIXES",
+    "FIX_PREFIX",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,12 +82,35 @@ GENERIC_PREFIXES = (
     "the checker itself failed",
 )
 
+#: What joins a hint and its fix, from the second failed attempt on.
+FIX_PREFIX = " Next step: "
+
 #: Modules in this package that hold helpers, not exercises.
 _NOT_LESSONS = frozenset({"support"})
 
 
 class ExerciseFailed(AssertionError):
-    """Raised by a checker: the answer is wrong; the message says how."""
+    """Raised by a checker: the answer is wrong.
+
+    ``ExerciseFailed(hint, fix=...)``: *hint* says what the answer did and
+    which idea it misses, without naming the answer; *fix* says what to
+    change. :func:`check` shows the hint on an exercise's first failure and
+    the hint with the fix on every later one.
+    """
+
+    def __init__(self, hint: str, *, fix: str = "") -> None:
+        super().__init__(hint)
+        self.hint = hint
+        self.fix = fix
+
+    def message(self, attempt: int) -> str:
+        """The text for the *attempt*-th failure (1 = the first)."""
+        if attempt <= 1 or not self.fix:
+            return self.hint
+        hint = self.hint.rstrip()
+        if not hint.endswith((".", "!", "?", ":")):
+            hint += "."
+        return f"{hint}{FIX_PREFIX}{self.fix}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +148,31 @@ class CheckResult:
 _REGISTRY: dict[str, Exercise] = {}
 _LOCK = threading.RLock()
 _loaded_all = False
+#: Failed checks so far, per exercise name (in this process: one kernel).
+_FAILURES: dict[str, int] = {}
+
+
+def failed_attempts(name: str) -> int:
+    """How many times exercise *name* has failed so far in this process."""
+    with _LOCK:
+        return _FAILURES.get(name, 0)
+
+
+def reset_attempts(name: str | None = None) -> None:
+    """Forget the failed attempts of exercise *name* (of every exercise if
+    None): its next failure shows the hint alone again."""
+    with _LOCK:
+        if name is None:
+            _FAILURES.clear()
+        else:
+            _FAILURES.pop(name, None)
+
+
+def _failed(name: str) -> int:
+    """Count one more failure of *name*; return which attempt it was."""
+    with _LOCK:
+        _FAILURES[name] = _FAILURES.get(name, 0) + 1
+        return _FAILURES[name]
 
 
 def exercise(name: str, lesson: str, prompt: str) -> Callable[[F], F]:
@@ -201,7 +259,9 @@ def check(name: str, *answer: Any, timeout: float = DEFAULT_TIMEOUT, **kw: Any) 
     """Run exercise *name*'s checker on *answer* and return the verdict.
 
     Never raises for a wrong answer: an :class:`ExerciseFailed` (or a plain
-    ``AssertionError``) becomes a failed result with its message; any other
+    ``AssertionError``) becomes a failed result with its message (the hint
+    on the exercise's first failure, the hint and the fix on later ones);
+    any other
     exception raised by the answer becomes a failed result naming it; a
     checker that runs longer than *timeout* seconds (an answer that hangs)
     becomes a failed result saying so. An unknown *name* is a failed result
@@ -216,7 +276,7 @@ def check(name: str, *answer: Any, timeout: float = DEFAULT_TIMEOUT, **kw: Any) 
         try:
             note = found.checker(*answer, **kw)
         except ExerciseFailed as exc:
-            outcome.append(CheckResult(name, False, str(exc) or "wrong answer"))
+            outcome.append(CheckResult(name, False, exc.message(_failed(name)) or "wrong answer"))
         except AssertionError as exc:
             outcome.append(CheckResult(name, False, str(exc) or "an assertion failed"))
         except Exception as exc:

@@ -64,31 +64,45 @@ def observed_hook_order() -> list[str]:
 )
 def check_hook_order(answer: Any) -> str:
     if not isinstance(answer, (list, tuple)) or not all(isinstance(x, str) for x in answer):
-        raise ExerciseFailed(f"expected a list of hook names (strings); got {answer!r}")
+        raise ExerciseFailed(
+            f"expected a list of hook names (strings); got {answer!r}",
+            fix="write each hook's name as a string in a list: ['name_one', 'name_two', ...]",
+        )
     truth = observed_hook_order()
     if not answer:
         raise ExerciseFailed(
-            f"your list is empty; the server calls {len(truth)} hooks for one request, "
-            f"starting with {truth[0]!r}"
+            f"your list is empty; a live TCPServer calls {len(truth)} hooks for one request, "
+            "server hooks and handler hooks together",
+            fix="write them in the order the live trace of TCPServer (section 4) prints them, "
+            "leaving out serve_forever and _handle_request_noblock",
         )
     known = set(truth)
     for name in answer:
         if name not in known:
             raise ExerciseFailed(
-                f"{name!r} is not one of the hooks called for a request; they are: "
-                f"{', '.join(sorted(known))}"
+                f"{name!r} is not one of the hooks a TCPServer calls for a request",
+                fix="check the spelling against the trace of section 4 (the method names without "
+                "their class, like 'setup'); serve_forever and _handle_request_noblock are left out",
             )
+    placed = sum(1 for mine, real in zip(answer, truth) if mine == real)
     for position, (mine, real) in enumerate(zip(answer, truth), start=1):
         if mine != real:
+            side = "a handler hook" if real in HANDLER_HOOKS else "a server hook"
             raise ExerciseFailed(
-                f"position {position}: you wrote {mine!r}, but the server called {real!r} there"
+                f"{placed} of your {len(answer)} hooks are where the live server called them: "
+                "the server calls its hooks in a fixed order, and the handler's hooks run "
+                "inside one of the server's",
+                fix=f"the first one out of place is number {position}; the server called "
+                f"{side} there. Read the trace of TCPServer in section 4 from the top",
             )
     if len(answer) != len(truth):
-        missing = truth[len(answer):]
+        more = len(answer) < len(truth)
         raise ExerciseFailed(
-            f"the first {len(answer)} are right; {len(missing)} more "
-            f"{'follows' if len(missing) == 1 else 'follow'}, starting with {missing[0]!r}"
-            if missing else f"the server calls only {len(truth)} hooks; remove the extra ones"
+            f"your {len(answer)} hooks are in the right order, but the live server called "
+            f"{len(truth)}",
+            fix=("the list stops too early: after the handler is done the server still "
+                 "cleans up the connection" if more else "remove the hooks after the last one "
+                 "the trace shows"),
         )
     return f"all {len(truth)} hooks in the order a live server called them"
 
@@ -102,17 +116,24 @@ def check_hook_order(answer: Any) -> str:
 )
 def check_counting_mixin(mixin: Any) -> str:
     if not isinstance(mixin, type):
-        raise ExerciseFailed(f"expected a class (the mixin); got {mixin!r}")
+        raise ExerciseFailed(
+            f"expected a class (the mixin); got {mixin!r}",
+            fix="pass the class CountingMixIn itself",
+        )
     if "process_request" not in vars(mixin):
         raise ExerciseFailed(
-            f"{mixin.__name__} does not define process_request itself: a concurrency-style mixin "
-            "changes exactly that one hook"
+            f"{mixin.__name__} does not define any hook itself: a concurrency mixin changes exactly "
+            "one hook, the one that decides what happens to a request once it is accepted and "
+            "verified",
+            fix="define process_request(self, request, client_address) in the mixin",
         )
     others = sorted(k for k, v in vars(mixin).items() if callable(v) and not k.startswith("__")
                     and k != "process_request")
     if others:
         raise ExerciseFailed(
-            f"{mixin.__name__} also overrides {', '.join(others)}; override process_request only"
+            f"{mixin.__name__} also overrides {', '.join(others)}: a one-hook mixin combines with "
+            "any server (and with ThreadingMixIn) because it changes one hook only",
+            fix=f"remove {', '.join(others)}; keep process_request",
         )
     for base in (TCPServer, ThreadingTCPServer):
         combined = type(f"Counting{base.__name__}", (mixin, base), {})
@@ -127,14 +148,18 @@ def check_counting_mixin(mixin: Any) -> str:
                 if reply != b"ping %d\n" % i:
                     raise ExerciseFailed(
                         f"with {base.__name__}, request {i + 1} got {reply!r} instead of its echo: "
-                        "process_request must also call super().process_request(request, "
-                        "client_address), or the request is never handled"
-                        + handler_errors_note(server)
+                        "your process_request replaced the server's, so nothing handled the "
+                        "request" + handler_errors_note(server),
+                        fix="after counting, hand the request on: "
+                        "super().process_request(request, client_address) runs the next "
+                        "process_request in the MRO (the server's, or ThreadingMixIn's)",
                     )
             count = getattr(server, "count", None)
         if count != 3:
             raise ExerciseFailed(
-                f"with {base.__name__}, after 3 requests server.count is {count!r}, not 3: add 1 to "
-                "self.count in process_request (start it at 0 as a class attribute)"
+                f"with {base.__name__}, every request was answered, but after 3 requests "
+                f"server.count is {count!r}",
+                fix="add 1 to self.count in process_request, and start it at 0 with a class "
+                "attribute (count = 0) so every server begins from zero",
             )
     return "counts 3 of 3 requests with TCPServer and with ThreadingTCPServer, and each was answered"

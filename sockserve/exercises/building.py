@@ -35,7 +35,8 @@ def _refused(server: Any, timeout: float = 3.0) -> bytes:
         except TimeoutError:
             raise ExerciseFailed(
                 f"a client that is not allowed stayed connected for {timeout:g} s without an "
-                "answer: verify_request should return False so the server closes the connection"
+                "answer: a refused request should be closed at once",
+                fix="return False from verify_request; the server then closes the connection itself",
             ) from None
         except ConnectionResetError:
             return b""
@@ -52,9 +53,10 @@ def check_allowlist(server_class: Any) -> str:
     cls = require_class(server_class, TCPServer, "a sockserve server class (ThreadingTCPServer)")
     if _owner(cls, "verify_request") is BaseServer:
         raise ExerciseFailed(
-            f"{cls.__name__} does not override verify_request, so BaseServer's, which accepts "
-            "every client, decides: define verify_request(self, request, client_address) and "
-            "return whether client_address[0] is in self.allowed"
+            f"{cls.__name__} does not override the hook that decides whether to serve an accepted "
+            "connection, so BaseServer's, which accepts every client, decides",
+            fix="define verify_request(self, request, client_address) and return whether "
+            "client_address[0] is in self.allowed",
         )
     echo = handler_for("echo")
     with running(cls, echo, allowed={"127.0.0.1"}) as server:
@@ -64,22 +66,26 @@ def check_allowlist(server_class: Any) -> str:
             if bool(got) is not want:
                 raise ExerciseFailed(
                     f"with allowed = {{'127.0.0.1'}}, verify_request(request, {address!r}) returned "
-                    f"{got!r}, expected {want}: compare client_address[0] (the IP) with self.allowed"
+                    f"{got!r}: client_address is an (IP, port) pair, and only the IP identifies the "
+                    "client",
+                    fix="return client_address[0] in self.allowed",
                 )
         replies = converse(server, [b"hello\n"])
         if replies != [b"hello\n"]:
-            raise ExerciseFailed(f"an allowed client got {replies!r} instead of its echo")
+            raise ExerciseFailed(f"an allowed client got {replies!r} instead of its echo",
+                                 fix="let verify_request only decide; do not read or write the request")
     with running(cls, echo, allowed={"10.0.0.7"}) as server:
         got_back = _refused(server)
         snap = server.stats.snapshot()
         note = handler_errors_note(server)
     if got_back:
-        raise ExerciseFailed(f"a client not in allowed got a reply {got_back!r}: it should be refused.{note}")
+        raise ExerciseFailed(f"a client not in allowed got a reply {got_back!r}.{note}",
+                             fix="read the allowlist from self.allowed, not from a fixed set")
     if snap["rejected"] != 1 or snap["started"] != 0:
         raise ExerciseFailed(
-            f"refusing a client should count in stats.rejected before any handler starts; got "
-            f"rejected={snap['rejected']}, started={snap['started']}: return False from "
-            "verify_request rather than closing the connection in the handler"
+            f"the refused client got no reply, but stats say rejected={snap['rejected']}, "
+            f"started={snap['started']}: a handler ran for it, which costs a thread",
+            fix="refuse in verify_request (return False) rather than in the handler",
         )
     return "allowed clients are served; others are closed before a handler runs (stats.rejected)"
 
@@ -94,7 +100,8 @@ def _get(server: Any, path: str) -> tuple[int, str, dict[str, str], bytes]:
     except (TimeoutError, http.client.HTTPException, ConnectionError) as exc:
         raise ExerciseFailed(
             f"GET {path} got no proper HTTP response ({type(exc).__name__}: {exc})"
-            + handler_errors_note(server)
+            + handler_errors_note(server),
+            fix="answer with send_response(code), send_header(...), end_headers(), then write the body",
         ) from None
     finally:
         conn.close()
@@ -116,30 +123,37 @@ def check_http_stats(handler: Any) -> str:
         status, reason, headers, body = _get(server, "/stats")
         if status == 501:
             raise ExerciseFailed(
-                f"GET /stats answered 501 {reason}: BaseHTTPRequestHandler answers a method only if "
-                "the class defines do_<METHOD>; define do_GET(self)"
+                f"GET /stats answered 501 {reason}: BaseHTTPRequestHandler answers an HTTP method "
+                "only when the class has a method named after it",
+                fix="define do_GET(self)",
             )
         if status != 200:
-            raise ExerciseFailed(f"GET /stats answered {status} {reason}, expected 200 OK" + handler_errors_note(server))
+            raise ExerciseFailed(f"GET /stats answered {status} {reason}, not 200 OK" + handler_errors_note(server),
+                                 fix="for self.path == '/stats', call self.send_response(200)")
         kind = headers.get("Content-Type", headers.get("content-type", ""))
         if not kind.startswith("application/json"):
             raise ExerciseFailed(
-                f"GET /stats has Content-Type {kind!r}: send_header('Content-Type', 'application/json')"
+                f"GET /stats has Content-Type {kind!r}: the client reads the header to know what "
+                "the body is",
+                fix="self.send_header('Content-Type', 'application/json') before end_headers()",
             )
         try:
             data = json.loads(body)
         except ValueError:
-            raise ExerciseFailed(f"the body of GET /stats is not JSON: {body[:80]!r}") from None
+            raise ExerciseFailed(f"the body of GET /stats is not JSON: {body[:80]!r}",
+                                 fix="write json.dumps(...).encode() to self.wfile") from None
         if not isinstance(data, dict) or "accepted" not in data or "completed" not in data:
             raise ExerciseFailed(
-                "the JSON of GET /stats should be self.server.stats.snapshot() (with 'accepted', "
-                f"'completed', ...); got {str(data)[:120]}"
+                f"the JSON of GET /stats is not the server's statistics (got {str(data)[:120]})",
+                fix="serve self.server.stats.snapshot(), a dict with 'accepted', 'completed', ...",
             )
         if data["accepted"] < 1:
-            raise ExerciseFailed("the JSON says accepted = 0: is it this server's live stats.snapshot()?")
+            raise ExerciseFailed("the JSON says accepted = 0, but this server has accepted a request",
+                                 fix="serve this server's live self.server.stats.snapshot()")
         status, reason, _, _ = _get(server, "/nothing-here")
         if status != 404:
-            raise ExerciseFailed(f"GET /nothing-here answered {status} {reason}, expected 404: use self.send_error(404)")
+            raise ExerciseFailed(f"GET /nothing-here answered {status} {reason}, not 404 Not Found",
+                                 fix="for any other path, call self.send_error(404) and return")
     return "GET /stats answers the live statistics as JSON, other paths 404"
 
 
@@ -165,20 +179,23 @@ def check_bounded(server_class: Any) -> str:
     answered = sum(1 for r in replies if r == [line])
     if peak > BOUND:
         raise ExerciseFailed(
-            f"{CLIENTS} clients at once: more than {BOUND} handlers ran at the same time "
-            f"(see server.stats.peak_active). ThreadingMixIn starts a thread for "
-            f"every request, with no bound: use ThreadPoolMixIn with pool_size = {BOUND} (or "
-            f"ForkingMixIn with max_children = {BOUND})"
+            f"{CLIENTS} clients at once: {peak} handlers ran at the same time "
+            f"(server.stats.peak_active): a thread per request has no bound (section 3 lists "
+            "the bounds that exist)",
+            fix=f"combine ThreadPoolMixIn with TCPServer and set pool_size = {BOUND} (or use "
+            f"ForkingMixIn with max_children = {BOUND})",
         )
     if answered < CLIENTS:
         first = next(r for r in replies if r != [line])
         extra = f" ({overflows} turned away by a full queue: overflow='block' waits instead)" if overflows else ""
         raise ExerciseFailed(
-            f"only {answered} of {CLIENTS} clients got their reply{extra}; one got {first!r}.{note}"
+            f"only {answered} of {CLIENTS} clients got their reply{extra}; one got {first!r}.{note}",
+            fix="a bound should make the extra requests wait, not drop them: keep overflow = 'block'",
         )
     if peak < 2:
         raise ExerciseFailed(
             f"every client was served, but one at a time (peak_active = {peak}): bounded is not "
-            f"sequential; allow up to {BOUND} at once"
+            "sequential",
+            fix=f"allow up to {BOUND} at once: a pool of {BOUND} threads",
         )
     return f"{CLIENTS} clients served, never more than {BOUND} handlers at once"

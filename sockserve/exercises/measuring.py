@@ -1,19 +1,24 @@
-"""Checkers for lesson 05 (measuring honestly): percentiles, and the listen backlog."""
+"""Checkers for lesson 05 (measuring honestly): percentiles, the listen
+backlog, and a server that times its own handlers."""
 
 from __future__ import annotations
 
+import socket
 import socketserver
+import threading
+import time
 from typing import Any
 
-from .. import TCPServer
+from .. import StreamRequestHandler, TCPServer
 from ..backlog import run_backlog
 from . import ExerciseFailed, exercise
+from .support import handler_errors_note, running
 
 LESSON = "05-measuring-honestly"
 
 #: (samples, q, nearest-rank percentile), each case teaching one point.
 _CASES: tuple[tuple[list[float], float, float, str], ...] = (
-    ([5.0, 1.0, 3.0, 2.0, 4.0], 50, 3.0, "the samples come in any order: sort (a copy) first"),
+    ([5.0, 1.0, 3.0, 2.0, 4.0], 50, 3.0, "the samples come in any order"),
     ([float(i) for i in range(1, 101)], 99, 99.0,
      "99 of the 100 samples are at or below the 99th value"),
     ([float(i) for i in range(1, 101)], 99.9, 100.0,
@@ -37,20 +42,30 @@ _CASES: tuple[tuple[list[float], float, float, str], ...] = (
 )
 def check_percentile(percentile: Any) -> str:
     if not callable(percentile):
-        raise ExerciseFailed(f"expected a function percentile(samples, q); got {percentile!r}")
+        raise ExerciseFailed(f"expected a function percentile(samples, q); got {percentile!r}",
+                             fix="pass the function itself: check(..., percentile)")
     for samples, q, want, why in _CASES:
         given = list(samples)
         shown = repr(given) if len(given) <= 6 else _describe(given)
         got = percentile(given, q)
         if given != samples:
             raise ExerciseFailed(
-                f"percentile({shown}, {q:g}) changed the caller's list (it sorted it in place?): "
-                "sort a copy, sorted(samples), and leave the measurements as they were"
+                f"percentile({shown}, {q:g}) changed the caller's list: the measurements "
+                "should stay as they were measured",
+                fix="sort a copy, sorted(samples), instead of samples.sort()",
             )
         if isinstance(got, bool) or not isinstance(got, (int, float)):
-            raise ExerciseFailed(f"percentile({shown}, {q:g}) returned {got!r}; it should return one of the samples")
+            raise ExerciseFailed(
+                f"percentile({shown}, {q:g}) returned {got!r}, not one of the samples",
+                fix="sort a copy of the samples and return the value at the right rank",
+            )
         if float(got) != want:
-            raise ExerciseFailed(f"percentile({shown}, {q:g}) returned {got!r}, expected {want:g}: {why}")
+            raise ExerciseFailed(
+                f"percentile({shown}, {q:g}) returned {got!r}, which is not the smallest sample "
+                f"with at least {q:g}% of the samples at or below it ({why})",
+                fix="with n samples sorted, the answer is the k-th smallest, where k = "
+                "ceil(q / 100 * n) (at least 1): ordered[k - 1]",
+            )
     return f"all {len(_CASES)} cases right, including p99.9 of 100 samples and a tail of 2%"
 
 
@@ -83,21 +98,120 @@ def check_burst_backlog(server_class: Any) -> str:
         server_class, (socketserver.TCPServer, TCPServer)
     ):
         raise ExerciseFailed(
-            f"expected a server class derived from socketserver.TCPServer; got {server_class!r}"
+            f"expected a server class derived from socketserver.TCPServer; got {server_class!r}",
+            fix="keep socketserver.TCPServer as the base of BurstServer",
         )
     backlog = int(getattr(server_class, "request_queue_size", 0))
     if backlog < BURST:
+        # Decided before running the burst: a backlog this short cannot hold it
+        # (the burst below would show the same, a second and a half later).
         raise ExerciseFailed(
-            f"{server_class.__name__}.request_queue_size is {backlog}: the kernel keeps only about "
-            f"that many connections the server has not accepted yet, so most of a burst of {BURST} "
-            "is dropped and waits for a retransmit about a second later (or is reset). Set the "
-            "class attribute request_queue_size to socket.SOMAXCONN"
+            f"{server_class.__name__} asks the kernel to keep at most {backlog} connections it has "
+            f"not accepted yet, but {BURST} arrive at once: the rest of the burst is dropped and "
+            "waits for a retransmit about a second later, or is reset (section 3)",
+            fix=f"that number is the class attribute request_queue_size, which server_activate() "
+            "passes to listen(): set it to socket.SOMAXCONN",
         )
     run = run_backlog(None, clients=BURST, delay_ms=DELAY_MS, window=WINDOW, wait=WINDOW + 0.6,
                       server_class=server_class, label=f"{server_class.__name__} (backlog {backlog})")
     if run.in_window < BURST:
         raise ExerciseFailed(
-            f"request_queue_size is {backlog}, but the burst was not served in time: {run.summary()}. "
-            "Does the class change anything else (server_activate, the socket)?"
+            f"{run.in_window} of the {BURST} clients were served within {WINDOW:g} s "
+            f"({run.summary()}) although request_queue_size is {backlog}: something else keeps "
+            "the burst waiting",
+            fix="change nothing but request_queue_size: leave server_activate() and the socket "
+            "as TCPServer makes them",
         )
     return run.summary()
+
+
+# -- a server that times its own handlers ----------------------------------------------------
+
+
+class _Sleep(StreamRequestHandler):
+    """Replies to ``N`` after sleeping N milliseconds."""
+
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        time.sleep(int(line) / 1000)
+        self.wfile.write(line)
+
+
+def _ask_all(address: Any, lines: list[bytes], together: bool) -> list[float]:
+    """Send each line on its own connection (all at once when *together*,
+    else one after another); return each client's seconds until the server
+    closed the connection (after its reply), NaN when it failed."""
+    waited = [float("nan")] * len(lines)
+
+    def one(i: int) -> None:
+        began = time.monotonic()
+        try:
+            with socket.create_connection(address, timeout=3.0) as sock:
+                sock.sendall(lines[i])
+                while sock.recv(64):  # to the end: the connection closes after finish_request
+                    pass
+        except OSError:
+            return
+        waited[i] = time.monotonic() - began
+
+    if not together:
+        for i in range(len(lines)):
+            one(i)
+        return waited
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(lines))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5.0)
+    return waited
+
+
+@exercise(
+    "measuring-timing-mixin",
+    lesson=LESSON,
+    prompt="Write TimingMixIn: a server mixin whose finish_request measures how long each handler "
+    "took (time.perf_counter) and appends the seconds to self.durations (a list the server has), "
+    "still running the handler.",
+)
+def check_timing_mixin(mixin: Any) -> str:
+    if not isinstance(mixin, type):
+        raise ExerciseFailed(f"expected a class (the mixin); got {mixin!r}",
+                             fix="pass the class TimingMixIn itself")
+    cls = type(f"Timing{TCPServer.__name__}", (mixin, TCPServer), {})
+    delays = (20, 80)
+    with running(cls, _Sleep) as server:
+        server.durations = []
+        waited = _ask_all(server.server_address, [b"%d\n" % d for d in delays], together=False)
+        durations = list(server.durations)
+        note = handler_errors_note(server)
+        if any(w != w for w in waited):  # nan: no reply
+            raise ExerciseFailed(
+                "a client got no reply: the mixin's hook replaced the one that runs the handler" + note,
+                fix="call super().finish_request(request, client_address) inside your finish_request",
+            )
+        if len(durations) != len(delays):
+            raise ExerciseFailed(
+                f"after {len(delays)} requests, server.durations holds {len(durations)} values: "
+                "the hook that runs each request's handler is the place to time it",
+                fix="override finish_request(self, request, client_address): note "
+                "time.perf_counter() before and after super().finish_request(...), and append the "
+                "difference to self.durations",
+            )
+        for delay, seconds in zip(delays, durations):
+            if not isinstance(seconds, (int, float)) or not delay / 1000 <= seconds < delay / 1000 + 0.15:
+                raise ExerciseFailed(
+                    f"a handler that sleeps {delay} ms was recorded as {seconds!r}: the value should be "
+                    "the seconds the handler ran",
+                    fix="append time.perf_counter() - began, where began = time.perf_counter() just "
+                    "before super().finish_request(...) (seconds, not milliseconds)",
+                )
+        # What server-side timing cannot see: the queue in front of a plain server.
+        record: list[float] = []
+        server.durations = record
+        waited = _ask_all(server.server_address, [b"50\n"] * 3, together=True)
+    inside = sorted(record)  # read once the server has stopped: every handler has been timed
+    served = ", ".join(f"{d * 1000:.0f}" for d in inside)
+    seen = ", ".join(f"{w * 1000:.0f}" for w in sorted(waited))
+    return (f"durations right. Three clients at once: the server timed its handlers at {served} ms, "
+            f"the clients waited {seen} ms: server-side timing leaves out the queue")
+

@@ -7,10 +7,10 @@ import threading
 import time
 from typing import Any
 
-from .. import StreamRequestHandler, ThreadingTCPServer
+from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
 from ..drain import DrainReport
 from . import ExerciseFailed, exercise
-from .support import require_class
+from .support import converse, handler_errors_note, require_class
 
 LESSON = "06-shutting-down"
 
@@ -57,7 +57,8 @@ def _started(server: Any, count: int) -> None:
 )
 def check_stop(stop: Any) -> str:
     if not callable(stop):
-        raise ExerciseFailed(f"expected a function stop(server, thread); got {stop!r}")
+        raise ExerciseFailed(f"expected a function stop(server, thread); got {stop!r}",
+                             fix="pass the function itself: check(..., stop)")
     server = _server(ThreadingTCPServer, 0.3)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -76,18 +77,22 @@ def check_stop(stop: Any) -> str:
         server.server_close()
     if running:
         raise ExerciseFailed(
-            "after stop() returned, serve_forever was still running in the thread: call "
-            "server.shutdown() (it returns once the loop has ended), then thread.join()"
+            "after stop() returned, serve_forever was still running in the thread: the loop "
+            "runs until another thread asks it to stop, and waits for nothing else",
+            fix="call server.shutdown() (it returns once the loop has ended), then thread.join()",
         )
     if not closed:
         raise ExerciseFailed(
-            "the loop stopped, but the listening socket is still open (the port stays taken): "
-            "call server.server_close() after shutdown()"
+            "the loop stopped, but the listening socket is still open, so the port stays taken: "
+            "stopping the loop and releasing the socket are two steps",
+            fix="call server.server_close() after shutdown()",
         )
     if reply != b"work\n":
         raise ExerciseFailed(
-            f"the request in flight did not get its reply (got {reply!r}): let server_close() "
-            "wait for handler threads (block_on_close), do not close the connection yourself"
+            f"the request in flight did not get its reply (got {reply!r}): its handler was "
+            "still running in its thread when the server stopped",
+            fix="let server_close() wait for handler threads (block_on_close, the default); do "
+            "not close the connection yourself",
         )
     return "loop stopped, thread joined, socket closed, and the request in flight was answered"
 
@@ -118,13 +123,15 @@ def check_quick_close(server_class: Any) -> str:
         client.close()
     if waited > 0.5:
         raise ExerciseFailed(
-            f"server_close() waited {waited:.1f} s for the handler still running: set "
-            "block_on_close = False so it returns at once"
+            f"server_close() waited {waited:.1f} s for the handler still running: by default a "
+            "threading server's close waits for every handler thread (section 3)",
+            fix="set the class attribute block_on_close = False",
         )
     if not daemon:
         raise ExerciseFailed(
             "server_close() returned at once, but the handler thread is not a daemon thread, so it "
-            "would keep the interpreter alive at exit: set daemon_threads = True"
+            "would keep the interpreter alive at exit (section 4)",
+            fix="set the class attribute daemon_threads = True",
         )
     return "server_close() returned at once and handler threads are daemons"
 
@@ -137,7 +144,8 @@ def check_quick_close(server_class: Any) -> str:
 )
 def check_drain(stop_within: Any) -> str:
     if not callable(stop_within):
-        raise ExerciseFailed(f"expected a function stop_within(server, seconds); got {stop_within!r}")
+        raise ExerciseFailed(f"expected a function stop_within(server, seconds); got {stop_within!r}",
+                             fix="pass the function itself: check(..., stop_within)")
 
     class Mixed(StreamRequestHandler):
         def handle(self) -> None:
@@ -178,21 +186,78 @@ def check_drain(stop_within: Any) -> str:
             sock.close()
     if report is None:
         raise ExerciseFailed(
-            "stop_within returned None; return the DrainReport that server.drain(seconds) gives"
+            "stop_within returned None, but the caller wants to know how the stop went: how many "
+            "requests completed and how many were cut off",
+            fix="return the DrainReport that server.drain(seconds) gives (section 5)",
         )
     if not isinstance(report, DrainReport):
-        raise ExerciseFailed(f"expected a DrainReport (from server.drain), got {report!r}")
+        raise ExerciseFailed(f"expected a DrainReport, got {report!r}",
+                             fix="return what server.drain(seconds) returns")
     if (report.completed, report.aborted) != (2, 1):
         raise ExerciseFailed(
             f"two quick requests should complete and the stuck one be aborted; the report says "
-            f"completed={report.completed}, aborted={report.aborted}"
+            f"completed={report.completed}, aborted={report.aborted}",
+            fix="call server.drain(seconds) once, with the seconds you were given",
         )
     if not loop_ended:
-        raise ExerciseFailed("serve_forever was still running after stop_within returned")
+        raise ExerciseFailed("serve_forever was still running after stop_within returned",
+                             fix="server.drain(seconds) stops the loop; call it")
     if not closed:
         raise ExerciseFailed(
-            "the drain is right, but the listening socket is still open: call server.server_close()"
+            "the drain is right, but the listening socket is still open, so the port stays taken",
+            fix="call server.server_close() after the drain",
         )
     if took > 3.0:
-        raise ExerciseFailed(f"stop_within took {took:.1f} s although it was given 0.5 s")
+        raise ExerciseFailed(f"stop_within took {took:.1f} s although it was given 0.5 s",
+                             fix="let drain(seconds) bound the wait; do not wait again yourself")
     return "2 requests completed, the stuck one aborted, server closed"
+
+
+# -- a handler that stops its own server ------------------------------------------------------
+
+
+@exercise(
+    "shutdown-stop-handler",
+    lesson=LESSON,
+    prompt="Write StopHandler (a StreamRequestHandler): it echoes every line, and on the line "
+    "STOP it answers bye, stops its own server, and returns.",
+)
+def check_stop_handler(handler: Any) -> str:
+    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
+    for cls in (TCPServer, ThreadingTCPServer):
+        server: Any = type(f"Checked{cls.__name__}", (cls,), {
+            "handle_error": lambda self, request, address: self.handler_errors.append(
+                f"{type(__import__('sys').exc_info()[1]).__name__}: {__import__('sys').exc_info()[1]}"),
+        })(("127.0.0.1", 0), handler)
+        server.handler_errors = []
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            replies = converse(server, [b"hello\n", b"STOP\n"], expect_close=True)
+            thread.join(2.0)
+            still = thread.is_alive()
+        finally:
+            if thread.is_alive():
+                server.shutdown()
+                thread.join(5.0)
+            server.server_close()
+        if replies[0] != b"hello\n":
+            raise ExerciseFailed(
+                f"the line b'hello\\n' got {replies[0]!r}, not its echo" + handler_errors_note(server),
+                fix="write every line other than STOP back as it came",
+            )
+        if replies[1] != b"bye\n":
+            raise ExerciseFailed(
+                f"the line b'STOP\\n' got {replies[1]!r}" + handler_errors_note(server),
+                fix="compare line.strip() == b'STOP' and write b'bye\\n'",
+            )
+        if still:
+            raise ExerciseFailed(
+                f"with {cls.__name__}, the client got b'bye\\n', but serve_forever was still "
+                "running 2 s later: the handler can reach the server that created it"
+                + handler_errors_note(server),
+                fix="call self.server.shutdown() before returning; sockserve allows it from a "
+                "handler, even one running in the serving thread (the standard library would "
+                "wait forever there)",
+            )
+    return "echoes, says bye, and stops a TCPServer and a ThreadingTCPServer from inside a handler"

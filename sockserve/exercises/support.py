@@ -32,12 +32,14 @@ def require_class(answer: Any, base: type, what: str) -> type:
     """*answer* must be a class derived from *base*; say so precisely if not."""
     if not isinstance(answer, type):
         raise ExerciseFailed(
-            f"expected {what}, a class (not an instance or a function); got {answer!r}"
+            f"expected {what}, a class (not an instance or a function); got {answer!r}",
+            fix="pass the class itself, as written in the cell's class statement",
         )
     if not issubclass(answer, base):
         raise ExerciseFailed(
-            f"{answer.__name__} must subclass {base.__name__} ({what}); "
-            f"its bases are {', '.join(b.__name__ for b in answer.__mro__[1:])}"
+            f"{answer.__name__} is not a {base.__name__} ({what}), so the server cannot use it that way; "
+            f"its bases are {', '.join(b.__name__ for b in answer.__mro__[1:])}",
+            fix=f"keep {base.__name__} (or a subclass of it) among the bases of {answer.__name__}",
         )
     return answer
 
@@ -82,10 +84,12 @@ def running(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def handler_errors_note(server: Any) -> str:
-    """`` Your handler raised: ...`` when it did, else an empty string."""
+def handler_errors_note(server: Any, whose: str = "Your handler") -> str:
+    """`` Your handler raised: ...`` when the server's handler raised, else
+    an empty string. *whose* names the handler when it is not the learner's
+    (``"The check's server"``, when the learner wrote a client)."""
     errors = getattr(server, "handler_errors", [])
-    return f" Your handler raised: {errors[0]}." if errors else ""
+    return f" {whose} raised: {errors[0]}." if errors else ""
 
 
 def converse(
@@ -112,19 +116,24 @@ def converse(
                 except TimeoutError:
                     raise ExerciseFailed(
                         f"sent {line!r} and waited {timeout:g} s, but no reply line "
-                        "(ending in b'\\n') came back: does handle() write a line to "
-                        "self.wfile for every line it reads?" + handler_errors_note(server)
+                        "came back: the client reads until it sees an end of line"
+                        + handler_errors_note(server),
+                        fix="for every line handle() reads from self.rfile, write one reply "
+                        "line, ending in b'\\n', to self.wfile",
                     ) from None
                 if not reply:
                     raise ExerciseFailed(
                         f"sent {line!r} but the server closed the connection without a "
-                        "reply: handle() should loop over the lines of self.rfile and "
-                        "answer each one" + handler_errors_note(server)
+                        "reply: the connection ends when handle() returns"
+                        + handler_errors_note(server),
+                        fix="loop over the lines of self.rfile (for line in self.rfile: ...) "
+                        "and answer each one before handle() returns",
                     )
                 if not reply.endswith(b"\n"):
                     raise ExerciseFailed(
-                        f"sent {line!r}, got {reply!r} and then the connection closed: a "
-                        "reply line must end in b'\\n'" + handler_errors_note(server)
+                        f"sent {line!r}, got {reply!r} and then the connection closed: the "
+                        "client reads a reply up to its end of line" + handler_errors_note(server),
+                        fix="end every reply with b'\\n'",
                     )
                 replies.append(reply)
             if expect_close:
@@ -134,11 +143,15 @@ def converse(
                 except TimeoutError:
                     raise ExerciseFailed(
                         f"after the client closed its side, the server kept the connection "
-                        f"open for {timeout:g} s: handle() should return when self.rfile "
-                        "reaches end of file"
+                        f"open for {timeout:g} s: a closed side reads as end of file",
+                        fix="return from handle() when self.rfile reaches end of file (a "
+                        "for loop over self.rfile ends there by itself)",
                     ) from None
                 if rest:
-                    raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}")
+                    raise ExerciseFailed(
+                        f"unexpected bytes after the last reply: {rest!r}",
+                        fix="write exactly one reply line per line received",
+                    )
         finally:
             reader.close()
     return replies

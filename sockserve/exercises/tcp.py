@@ -27,8 +27,10 @@ def check_upper_echo(handler: Any) -> str:
         for sent, got in zip(lines, replies):
             if got != sent.upper():
                 raise ExerciseFailed(
-                    f"for {sent!r} the reply should be {sent.upper()!r}, got {got!r}"
-                    + handler_errors_note(server)
+                    f"for {sent!r} the reply was {got!r}, not the same line in upper case"
+                    + handler_errors_note(server),
+                    fix="rfile gives bytes, and bytes have .upper(): write line.upper() to "
+                    "self.wfile for each line (its b'\\n' stays as it is)",
                 )
     return f"{len(lines)} lines answered in upper case, then the connection closed"
 
@@ -55,18 +57,26 @@ def check_calculator(handler: Any) -> str:
             if want is None:
                 if not got.startswith(b"ERR"):
                     raise ExerciseFailed(
-                        f"{sent!r} is not a valid command, so the reply should start with b'ERR', "
-                        f"got {got!r}" + handler_errors_note(server)
+                        f"{sent!r} is not a valid command, but the reply was {got!r}: a protocol "
+                        "answers a bad line with an error line, and goes on"
+                        + handler_errors_note(server),
+                        fix="check the number of words and the command name, and catch the "
+                        "ValueError of int() on a word that is not a number; in each case "
+                        "write a line starting with b'ERR' and continue with the next line",
                     )
             elif got != want:
                 raise ExerciseFailed(
-                    f"for {sent!r} the reply should be {want!r}, got {got!r}"
-                    + handler_errors_note(server)
+                    f"for {sent!r} the reply was {got!r}, not the result as a line"
+                    + handler_errors_note(server),
+                    fix="split the line into words, turn the two numbers into ints, and write "
+                    "the result as b'%d\\n' % result",
                 )
         if server.handler_errors:
             raise ExerciseFailed(
                 "every line got its reply, but the handler raised: "
-                f"{server.handler_errors[0]}; it should end quietly when the client closes"
+                f"{server.handler_errors[0]}",
+                fix="let handle() return when self.rfile ends (the client closed), without "
+                "reading or writing further",
             )
     return "sums, products and ERR lines all correct; bad lines did not end the connection"
 
@@ -94,9 +104,12 @@ def check_rebind(server_class: Any) -> str:
             raise
         raise ExerciseFailed(
             f"binding port {port} again failed with EADDRINUSE although no server listens there: "
-            f"{waiting} connection(s) of the previous server are in TIME_WAIT. Set the class "
-            "attribute that makes server_bind() use SO_REUSEADDR (on Linux both the old and the "
-            "new server need it)"
+            f"{waiting} connection(s) of the previous server are in TIME_WAIT, and by default the "
+            "kernel keeps such a port reserved",
+            fix="a socket option lets a new socket bind a port whose old connections are in "
+            "TIME_WAIT (SO_REUSEADDR); TCPServer.server_bind() sets it when the class attribute "
+            "allow_reuse_address is true. On Linux both the old and the new server need it, so "
+            "set allow_reuse_address = True on the class",
         ) from None
     again.server_close()
     first = server_class(("127.0.0.1", 0), _Echo)
@@ -108,9 +121,12 @@ def check_rebind(server_class: Any) -> str:
         else:
             second.server_close()
             raise ExerciseFailed(
-                "a second server could bind a port that a live server is listening on: "
-                "SO_REUSEPORT lets two servers share a port; use SO_REUSEADDR (allow_reuse_address) "
-                "instead, which only allows reusing a port in TIME_WAIT"
+                "a second server could bind a port that a live server is listening on: the "
+                "option you set shares a live port between servers, which is more than a restart "
+                "needs",
+                fix="SO_REUSEPORT (allow_reuse_port) shares a live port; SO_REUSEADDR "
+                "(allow_reuse_address) only reuses a port whose connections are in TIME_WAIT: "
+                "use that one",
             )
     finally:
         first.server_close()

@@ -31,17 +31,22 @@ def check_reverse(handler: Any) -> str:
             except TimeoutError:
                 raise ExerciseFailed(
                     f"sent {payload[:20]!r} and no datagram came back within 3 s"
-                    + handler_errors_note(server)
+                    + handler_errors_note(server),
+                    fix="write the reply to self.wfile in handle(); DatagramRequestHandler's "
+                    "finish() sends it back as one datagram",
                 ) from None
             if got == b"":
                 raise ExerciseFailed(
-                    f"sent {payload[:20]!r}, got an empty datagram back: write the reply to "
-                    "self.wfile (finish() sends what wfile holds)" + handler_errors_note(server)
+                    f"sent {payload[:20]!r}, got an empty datagram back: the handler sends "
+                    "whatever handle() wrote, and it wrote nothing" + handler_errors_note(server),
+                    fix="read the datagram (self.rfile.read() or self.packet) and write the "
+                    "reply to self.wfile",
                 )
             if got != payload[::-1]:
                 raise ExerciseFailed(
-                    f"sent {payload[:20]!r}, expected {payload[::-1][:20]!r}, got {got[:20]!r}"
-                    + handler_errors_note(server)
+                    f"sent {payload[:20]!r}, got {got[:20]!r} back, which is not the datagram "
+                    "reversed" + handler_errors_note(server),
+                    fix="bytes reverse like any sequence: data[::-1]",
                 )
     return f"{len(samples)} datagrams answered reversed"
 
@@ -67,13 +72,15 @@ def check_big_datagrams(server_class: Any) -> str:
         limit = server.max_packet_size
     if seen != size:
         raise ExerciseFailed(
-            f"the handler saw {seen} of the {size} bytes sent (stats.truncated = {truncated}): "
-            f"max_packet_size is {limit}, so the rest of the datagram was dropped; raise the "
-            "class attribute to at least 16384"
+            f"the handler saw {seen} of the {size} bytes sent (stats.truncated = {truncated}): the "
+            "server reads each datagram with one recvfrom() of a fixed size, and the kernel drops "
+            "the rest",
+            fix=f"that size is the class attribute max_packet_size ({limit} now): set it to 16384",
         )
     if limit > 65535:
         raise ExerciseFailed(
-            f"max_packet_size = {limit} is more than any datagram can carry (65535); 16384 is enough"
+            f"max_packet_size = {limit} is more than any datagram can carry",
+            fix="a UDP datagram carries at most 65507 bytes over IPv4; 16384 is what was asked",
         )
     return f"a {size}-byte datagram arrived whole (max_packet_size = {limit})"
 
@@ -91,7 +98,8 @@ class _Upper(DatagramRequestHandler):
 )
 def check_unix_client(ask_unix: Any) -> str:
     if not callable(ask_unix):
-        raise ExerciseFailed(f"expected a function ask_unix(server_path, payload, client_path); got {ask_unix!r}")
+        raise ExerciseFailed(f"expected a function ask_unix(server_path, payload, client_path); got {ask_unix!r}",
+                             fix="pass the function itself: check(..., ask_unix)")
     tmp = tempfile.mkdtemp(prefix="ssx-", dir="/tmp")
     try:
         client_path = os.path.join(tmp, "client.sock")
@@ -100,21 +108,28 @@ def check_unix_client(ask_unix: Any) -> str:
                 reply = ask_unix(server.server_address, b"quiet please", client_path)
             except (TimeoutError, socket.timeout):
                 raise ExerciseFailed(
-                    "no reply came back (your socket timed out): a Unix datagram server answers "
-                    "the address the datagram came from, and an unbound client socket has none; "
-                    "bind the client socket to client_path before sending."
-                    + handler_errors_note(server)
+                    "no reply came back (your client's socket timed out): a datagram server "
+                    "answers the address each datagram came from."
+                    + handler_errors_note(server, "The check's server, answering your datagram,"),
+                    fix="an unbound Unix datagram socket has no address to answer; bind the client "
+                    "socket to client_path before sending",
                 ) from None
             if reply is None:
-                raise ExerciseFailed("ask_unix returned None; return the reply datagram (bytes)")
+                raise ExerciseFailed(
+                    "ask_unix returned None, but the caller wants the server's reply",
+                    fix="return what sock.recv() gives (bytes)",
+                )
             if reply != b"QUIET PLEASE":
                 raise ExerciseFailed(
-                    f"the server answers b'QUIET PLEASE', but ask_unix returned {reply!r}"
+                    f"ask_unix returned {reply!r}, which is not the datagram the server sent back",
+                    fix="send payload as it is, and return the bytes of the one datagram that comes back",
                 )
         if os.path.exists(client_path):
             raise ExerciseFailed(
                 f"the reply is right, but the client's socket file {client_path} was left behind: "
-                "remove it (os.unlink) when done, or the next call cannot bind that path"
+                "a bound Unix socket's file outlives the socket",
+                fix="remove it (os.unlink(client_path)) when done, in a finally block, or the next "
+                "call cannot bind that path",
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
