@@ -1,0 +1,182 @@
+# %% [markdown]
+# # 10 · The kernel's view
+#
+# **The question.** A server's code sees little: `accept()` returns a connection, `read()` returns bytes or
+# end-of-file. Meanwhile the kernel holds much more for it: connections whose handshake is done but which nobody has
+# accepted yet, handshakes half done, connections the client has closed and the server has not, closed connections
+# that linger for a minute. Which hook creates what, and what do those states tell you about a server?
+#
+# On Linux the kernel lists every TCP socket in `/proc/net/tcp` (and `/proc/net/tcp6`); `sockserve.kernelview` reads
+# them for one server's port and counts its sockets per state, on the server's side and on the side of clients on
+# this machine. Each scene below builds one situation on `127.0.0.1`, reads the kernel, and cleans up.
+
+# %%
+import inspect
+import socket
+
+import sockserve
+from sockserve import kernelscenes, kernelview
+
+if kernelview.available():
+    print("The kernel's view is available here: this system has /proc/net/tcp.")
+else:
+    print(kernelview.NOT_AVAILABLE)
+    print("Read the lesson anyway: each scene below prints the same sentence instead of its readings.")
+
+# %% [markdown]
+# ## 1. Construction: `server_bind`, `server_activate`, `fileno`
+#
+# `TCPServer.__init__` makes a socket, then calls two hooks: `server_bind()` gives the socket its address and
+# `server_activate()` calls `listen()`. Passing `bind_and_activate=False` skips both, so we can call them one at a
+# time and ask the kernel after each:
+
+# %%
+print(kernelscenes.construction(request_queue_size=5))
+
+# %% [markdown]
+# A bound socket owns its port but is in no table a connection could find: a client is refused exactly as if
+# nothing were there. The **LISTEN** socket appears with `server_activate()`, and with it the *listen queue*, whose
+# maximum is the number given to `listen()`. `fileno()` is the descriptor that `serve_forever` waits on (the
+# `selectors` loop asks the kernel "is this descriptor readable?", which for a listening socket means "is the queue
+# non-empty?"). Here are the two hooks, as sockserve writes them:
+
+# %%
+print(inspect.getsource(sockserve.TCPServer.server_activate))
+print("sockserve's request_queue_size is socket.SOMAXCONN:", sockserve.TCPServer.request_queue_size == socket.SOMAXCONN,
+      "(the standard library's is 5)")
+
+# %% [markdown]
+# ## 2. A burst against a small backlog
+#
+# The listen queue holds connections the kernel has completed for a server that has not accepted them yet. Below, six
+# clients connect at once to a plain `TCPServer` whose `request_queue_size` is 2, while it is not accepting; then it
+# serves them one by one:
+
+# %%
+burst = kernelscenes.burst(backlog=2, clients=6)
+print(burst)
+
+# %% [markdown]
+# Linux queues one connection more than the backlog (3 here) and then **drops** the next SYNs without a word: those
+# clients stay in **SYN-SENT** and send their SYN again after 1 s (then 3 s, 7 s, ...). Nothing fails; the clients
+# are just late by a second, which is why a latency histogram with a bump at 1 s points at a full listen queue
+# (lesson 05 measures it). The kernel's readings, recorded 50 times a second while the server served them:
+
+# %% tags=["nbval-ignore-output"]
+# %matplotlib inline
+from sockserve.kernelplot import plot_kernel_view
+
+plot_kernel_view(burst.series) if burst.series else None
+
+# %% [markdown]
+# Read it left to right: the burst arrives, the queue is full at 3 (shaded: SYNs dropped) and three clients wait in
+# SYN-SENT behind the three ESTABLISHED ones; the server starts accepting, the queue empties, and each connection it
+# has answered waits for its client in CLOSE-WAIT (on the client's side, since the server closed first); about a
+# second after they first tried, the three late clients get in and are served within milliseconds, too quickly for
+# a sampler reading 50 times a second to catch them queued. At the end, TIME-WAIT on the server's side: it closed
+# each connection first (section 4 explains why that matters).
+
+# %% [markdown]
+# ## 3. The handshake: SYN-SENT, SYN-RECV, ESTABLISHED
+#
+# ```
+# client                        server (LISTEN)
+#   SYN-SENT   ── SYN ──────▶    SYN-RECV      (the kernel answers; no code runs)
+#   ESTABLISHED ◀── SYN+ACK ──
+#              ── ACK ──────▶    ESTABLISHED   (queued: accept() will return it)
+# ```
+#
+# On loopback all of this happens inside `connect()`, too fast to see, so the scene holds each state still: a
+# listener with `TCP_DEFER_ACCEPT` keeps a handshake in SYN-RECV until its client sends data, and a full queue keeps
+# the next client in SYN-SENT.
+
+# %%
+print(kernelscenes.handshake())
+
+# %% [markdown]
+# ## 4. Teardown: the side that closes first keeps TIME-WAIT
+#
+# ```
+# closes first                  closes second
+#   FIN-WAIT-1  ── FIN ──────▶  CLOSE-WAIT   (read() returns b"": end of file)
+#   FIN-WAIT-2  ◀── ACK ──────
+#   TIME-WAIT   ◀── FIN ──────  LAST-ACK     (after its own close())
+#       (60 s)  ── ACK ──────▶  (gone)
+# ```
+#
+# The side that sends the first FIN waits in **TIME-WAIT** for a minute, so that a late packet of this connection
+# cannot be taken for part of a new one with the same addresses. Three exchanges each way:
+
+# %%
+print(kernelscenes.teardown(closes_first="client"))
+print(kernelscenes.teardown(closes_first="server"))
+
+# %% [markdown]
+# When the server closes first (a handler that returns after its reply, as most do), the TIME-WAIT sockets are on
+# **its** port: lesson 02's "Address already in use" on restart is exactly this (hence `allow_reuse_address`). A busy
+# server that closes first piles up thousands of them; a protocol in which the client closes first (the server
+# answers, then waits for end of file before it closes, as `teardown` does above) leaves them with the clients.
+#
+# ## 5. CLOSE-WAIT: the connection nobody closed
+#
+# CLOSE-WAIT is the state of a connection whose peer has closed and whose own side has not. A few, briefly, are
+# normal; a count that only grows means the server forgets connections, each holding a descriptor until the process
+# runs out of them. Below, a server that never closes a connection:
+
+# %%
+print(kernelscenes.forgotten_close(connections=3))
+
+# %% [markdown]
+# The server's code saw nothing wrong: it never read from those connections again, so it never learnt that the
+# clients had left. The kernel knew. This is why `shutdown_request` always closes the request, even when the handler
+# raised, and why a handler must notice end-of-file (`rfile.readline()` returning `b""`) rather than wait for more.
+#
+# ## 6. Watch it live (optional)
+#
+# Press *Start* on the server, then *Send*: each request of this traffic opens a new connection, and the kernel panel
+# shows the connections come and go, and TIME-WAIT pile up on the side that closes first. (Nothing runs until you
+# press a button; `stop_all()` at the end of the lesson stops whatever you started.)
+
+# %% tags=["nbval-ignore-output"]
+from sockserve.lab import KernelPanel, ServerPanel, TrafficPanel, stop_all
+
+live = ServerPanel(kind="threading", workload="echo")
+display(live, TrafficPanel(live, clients=4, duration=3.0, connection="new"), KernelPanel(live))
+
+# %% [markdown]
+# ## Exercises
+#
+# Reference solutions: `notebooks/solutions/10-the-kernels-view.py`.
+#
+# **Exercise 1.** A handler that forgets its clients leaves CLOSE-WAIT behind. Write `close_wait_count(server,
+# clients=3)`: `server` is already serving on `127.0.0.1`; let `clients` clients each connect, send a line, read the
+# reply and close, then return how many of the server's sockets the kernel holds in CLOSE-WAIT. The check runs it
+# against handlers that forget none, some or all of their connections.
+
+# %%
+import time
+
+from sockserve.exercises import check
+
+
+def close_wait_count(server, clients=3):
+    pass  # your code here
+
+
+check("kernel-close-wait", close_wait_count)
+
+
+# %% [markdown]
+# **Exercise 2.** Write `BacklogServer`, a `TCPServer` whose constructor takes a `backlog` keyword argument
+# (`BacklogServer(address, handler, backlog=3)`) and whose `server_activate()` listens with it. The check reads the
+# kernel's listen queue to see what you asked for.
+
+# %%
+class BacklogServer(sockserve.TCPServer):
+    pass  # your code here: __init__ with a backlog argument, and server_activate
+
+
+check("kernel-backlog", BacklogServer)
+
+# %%
+stopped = stop_all()   # stops any server or load the panels above started
