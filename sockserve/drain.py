@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any, NamedTuple
 
-__all__ = ["DrainReport", "InFlight", "drain_server", "abort_socket"]
+__all__ = ["DrainReport", "InFlight", "Watch", "drain_server", "abort_socket"]
 
 
 class DrainReport(NamedTuple):
@@ -62,18 +62,26 @@ class DrainReport(NamedTuple):
         return self.aborted == 0
 
 
+_MISSING: Any = object()
+
+
 class InFlight:
     """The requests a server has accepted and not yet finished.
 
-    Each entry has a *key* (``id(request)`` for sockets, the PID for
-    processes) and an *item* (what ``abort_all`` hands back to be cut off).
-    ``aborted`` keys stay marked until their owner calls ``discard``, so the
-    owner can record the request as aborted whatever its handler did next.
+    Each entry has a *key* (``id(request)`` for sockets, the PID for forked
+    children, a sequence number for prefork) and an *item* (what
+    :meth:`abort_all` hands back to be cut off). A request is *ended* exactly
+    once: by its owner's :meth:`discard` (it finished), or by
+    :meth:`abort_all` or :meth:`expire` (it was cut off; ``discard`` then
+    tells the owner so, to count it under that outcome). Whoever pops the key
+    from the live table wins, and a dict pop is atomic.
 
-    Thread safety: every method may be called from any thread. Cost: every
-    request passes through ``add`` and ``discard``, so they take the plain
-    lock (no Python-level Condition calls) and wake a waiter only when
-    ``wait_empty`` has one.
+    Cost: every request passes through :meth:`add` and :meth:`discard`, so
+    they take no lock (a dict store and a dict pop) and wake a waiter only
+    when :meth:`wait_empty` has one. What a drain reports is tallied only
+    while a drain watches (see :meth:`watch`).
+
+    Thread safety: every method may be called from any thread.
     """
 
     def __init__(self) -> None:
@@ -81,45 +89,68 @@ class InFlight:
         self._cond = threading.Condition(self._lock)
         self._waiters = 0
         self._live: dict[Any, Any] = {}
-        self._cut: dict[Any, Any] = {}
-        self.started = 0
-        self.ended = 0
-        self.aborted = 0
+        self._cut: dict[Any, int] = {}  # key -> the outcome it was cut off with
+        self._watching = 0
+        self.added = 0  # requests added while a drain watched
+        self.aborted = 0  # requests abort_all cut off, ever
 
     def add(self, key: Any, item: Any) -> None:
-        with self._lock:
-            self._live[key] = item
-            self.started += 1
+        """Record a request as live."""
+        self._live[key] = item
+        if self._watching:
+            with self._lock:
+                self.added += 1
 
-    def discard(self, key: Any) -> bool:
-        """The request under *key* has ended; True if it had been aborted."""
-        with self._lock:
-            if self._cut and self._cut.pop(key, None) is not None:
-                return True
-            if key in self._live:
-                del self._live[key]
-                self.ended += 1
-                if self._waiters and not self._live:
-                    self._cond.notify_all()
-            return False
+    def discard(self, key: Any) -> int:
+        """The request under *key* has ended. Returns 0 when it ended on its
+        own, or the outcome it was cut off with (``Outcome.ABORTED`` by a
+        drain, ``Outcome.TIMEOUT`` by a deadline)."""
+        if self._live.pop(key, _MISSING) is _MISSING:
+            if self._cut:
+                with self._lock:
+                    return self._cut.pop(key, 0)
+            return 0
+        if self._waiters and not self._live:
+            with self._cond:
+                self._cond.notify_all()
+        return 0
 
-    def is_aborted(self, key: Any) -> bool:
+    def __contains__(self, key: Any) -> bool:
+        return key in self._live
+
+    def cut_outcome(self, key: Any) -> int:
+        """The outcome the request under *key* was cut off with (0: none).
+        Its owner learns it again from :meth:`discard`."""
         if not self._cut:  # the common case; reading a dict's size is atomic
-            return False
+            return 0
         with self._lock:
-            return key in self._cut
+            return self._cut.get(key, 0)
 
-    def abort_all(self) -> list[Any]:
-        """Mark every live request aborted (counted as ended) and return
-        their items so the caller can cut them off."""
+    def expire(self, key: Any, outcome: int) -> Any:
+        """Cut one request off (its deadline passed): it has ended, with
+        *outcome*. Returns its item, or None if it had ended already."""
+        item = self._live.pop(key, _MISSING)
+        if item is _MISSING:
+            return None
         with self._cond:
-            items = list(self._live.values())
-            self._cut.update(self._live)
-            self.ended += len(self._live)
-            self.aborted += len(self._live)
-            self._live.clear()
+            self._cut[key] = outcome
+            if not self._live:
+                self._cond.notify_all()
+        return item
+
+    def abort_all(self, outcome: int = 4) -> list[Any]:
+        """Cut off every live request (``Outcome.ABORTED`` unless told) and
+        return their items, so the caller can end them."""
+        items = []
+        with self._cond:
+            for key in list(self._live):
+                item = self._live.pop(key, _MISSING)
+                if item is not _MISSING:
+                    self._cut[key] = outcome
+                    items.append(item)
+            self.aborted += len(items)
             self._cond.notify_all()
-            return items
+        return items
 
     def wait_empty(self, timeout: float) -> bool:
         """Wait up to *timeout* seconds for no request to be live."""
@@ -130,25 +161,50 @@ class InFlight:
             finally:
                 self._waiters -= 1
 
-    def counts(self) -> tuple[int, int, int]:
-        """(started, ended, aborted) so far, at one instant."""
-        with self._lock:
-            return self.started, self.ended, self.aborted
+    def watch(self) -> Watch:
+        """Start tallying for a drain report (a context manager)."""
+        return Watch(self)
+
+    def items(self) -> list[Any]:
+        """The items of the live requests (a copy)."""
+        return list(self._live.values())
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._live)
+        return len(self._live)
 
 
-def report_between(
-    before: tuple[int, int, int], after: tuple[int, int, int], began: float
-) -> DrainReport:
-    """The DrainReport for the ledger moving from *before* to *after*."""
-    ended = after[1] - before[1]
-    aborted = after[2] - before[2]
-    return DrainReport(
-        completed=ended - aborted, aborted=aborted, waited=time.monotonic() - began
-    )
+class Watch:
+    """A drain's view of the ledger: the requests it must account for (live
+    when it began, plus any added meanwhile) and how many were aborted."""
+
+    def __init__(self, ledger: InFlight) -> None:
+        self._ledger = ledger
+        self.began = time.monotonic()
+        with ledger._lock:
+            ledger._watching += 1
+            self._live_at_start = len(ledger._live)
+            self._added_at_start = ledger.added
+            self._aborted_at_start = ledger.aborted
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._ledger._lock:
+            self._ledger._watching -= 1
+
+    def report(self) -> DrainReport:
+        """What happened since the watch began, as a DrainReport."""
+        ledger = self._ledger
+        with ledger._lock:
+            in_flight = self._live_at_start + ledger.added - self._added_at_start
+            aborted = ledger.aborted - self._aborted_at_start
+            still_live = len(ledger._live)
+        return DrainReport(
+            completed=max(in_flight - aborted - still_live, 0),
+            aborted=aborted,
+            waited=time.monotonic() - self.began,
+        )
 
 
 def abort_socket(item: Any) -> None:
@@ -163,33 +219,29 @@ def abort_socket(item: Any) -> None:
 
 
 def drain_server(server: Any, timeout: float) -> DrainReport:
-    """The drain algorithm for servers whose serving loop accepts (plain,
-    threading, forking, thread pool). Hooks it uses on *server*:
-    ``_request_stop()`` (ask the loop to stop without waiting), ``_loop_lock``
-    and ``_serving_thread`` (is a loop running), ``_is_shut_down``, ``_inflight``, ``_drain_wait(seconds)``
-    (wait for requests to end, reaping children if any) and
+    """The drain algorithm, written against a few hooks every sockserve
+    server has: ``_request_stop()`` (ask the loop to stop without waiting;
+    True when called from the serving thread), ``_loop_running()``,
+    ``_BaseServer__is_shut_down`` (set when the loop has returned),
+    ``_inflight`` (the ledger), ``_drain_wait(seconds)`` (wait a little for
+    requests to end: reap children, read reports, start parked requests) and
     ``_abort_inflight(items)`` (cut those requests off)."""
     if timeout < 0:
         raise ValueError(f"timeout must be >= 0, got {timeout!r}")
-    began = time.monotonic()
-    deadline = began + timeout
     ledger: InFlight = server._inflight
-    before = ledger.counts()
-    with server._loop_lock:
-        running = server._serving_thread is not None
-    if running:
-        if server._request_stop():
-            raise RuntimeError("drain() from the serving thread would wait for itself")
-        server._is_shut_down.wait(max(deadline - time.monotonic(), 0.0))
-    while len(ledger) and time.monotonic() < deadline:
-        server._drain_wait(min(deadline - time.monotonic(), 0.05))
-    grace = float(getattr(server, "abort_grace", 1.0))
-    for _ in range(2):
-        # Twice: a loop blocked handing a request to a full pool may take
-        # one more after the first pass, before it sees the stop.
-        items = ledger.abort_all()
-        if items:
-            server._abort_inflight(items)
-        if running:
-            server._is_shut_down.wait(grace)
-    return report_between(before, ledger.counts(), began)
+    with ledger.watch() as watch:
+        deadline = watch.began + timeout
+        if server._loop_running():
+            if server._request_stop():
+                raise RuntimeError("drain() from the serving thread would wait for itself")
+            server._BaseServer__is_shut_down.wait(max(deadline - time.monotonic(), 0.0))
+        while len(ledger) and time.monotonic() < deadline:
+            server._drain_wait(min(deadline - time.monotonic(), 0.05))
+        for _ in range(2):
+            # Twice: the loop may hand over one more request it had accepted
+            # before it saw the stop.
+            items = ledger.abort_all()
+            if items:
+                server._abort_inflight(items)
+            server._BaseServer__is_shut_down.wait(0.05 if server._loop_running() else 0.0)
+        return watch.report()

@@ -6,24 +6,39 @@ Put the mixin first so its ``process_request`` wins::
 
 ``ThreadingMixIn`` runs each request in a new thread; ``ForkingMixIn`` in a
 new child process. Everything else (accepting, verifying, the handler's
-``setup/handle/finish``) is the server's own.
+``setup/handle/finish``) is the server's own. The bounded pools
+(``ThreadPoolMixIn``, ``PreForkMixIn``) live in :mod:`sockserve.threadpool`
+and :mod:`sockserve.prefork`.
 """
 
 from __future__ import annotations
 
-import math
+import collections
+import logging
 import os
 import select
 import signal
 import struct
-import sys
 import threading
 import time
 from typing import Any
 
-from .stats import Outcome, outcome_of
+from .deadlines import arm_alarm
+from .drain import abort_socket
+from .errors import format_address
+from .processes import (
+    describe_status,
+    flush_std_streams,
+    outcome_of_status,
+    own_std_streams,
+    report_escape,
+)
+from .stats import outcome_of
 
 __all__ = ["ThreadingMixIn", "ForkingMixIn"]
+
+_monotonic = time.monotonic
+_ABORTED = 4
 
 
 class HandlerThreads(list):  # type: ignore[type-arg]
@@ -77,8 +92,16 @@ class ThreadingMixIn:
     ``block_on_close`` (True)
         ``server_close()`` waits for all non-daemon handler threads.
 
-    Callers may use ``process_request_thread`` as a thread target; it runs
-    ``finish_request`` and always ends with ``shutdown_request``.
+    Callers may use ``process_request_thread`` as a thread target (from a
+    pool of their own, say); it runs ``finish_request`` and always ends with
+    ``shutdown_request``, and it keeps ``stats`` and ``drain()`` right by
+    itself: the thread counts itself in ``stats.threads`` and enters the
+    request in the in-flight ledger if ``process_request`` did not.
+
+    As in the standard library, ``handle_error`` gets the ``Exception`` s a
+    handler raises; ``SystemExit`` and ``KeyboardInterrupt`` end the
+    handler's thread (only that one: the server goes on), are logged in one
+    line and counted as errors.
     """
 
     daemon_threads: bool = False
@@ -88,14 +111,32 @@ class ThreadingMixIn:
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Body of a handler thread: finish, report errors, shut down."""
         server: Any = self
+        key = id(request)
+        ledger = server._inflight
+        if key not in ledger:
+            ledger.add(key, request)  # called from someone else's thread pool
+        stats = server.stats
+        stats.set_threads(+1)
         try:
-            server._finish_counted(request, client_address)
-        except Exception:
-            server.handle_error(request, client_address)
+            if stats.enabled:
+                stats.request_started()
+            began = _monotonic()
+            try:
+                server.finish_request(request, client_address)
+            except Exception as exc:
+                server._request_ended(key, outcome_of(exc), began)
+                server.handle_error(request, client_address)
+            except BaseException as exc:
+                server._request_ended(key, 1, began)
+                report_escape(server, client_address, exc)
+                raise  # as in the standard library: it ends this thread only
+            else:
+                server._request_ended(key, 0, began)
         finally:
-            server.shutdown_request(request)
-            server._inflight.discard(id(request))
-            server.stats.set_threads(-1)
+            try:
+                server.shutdown_request(request)
+            finally:
+                stats.set_threads(-1)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Start a thread that runs ``process_request_thread``."""
@@ -104,19 +145,16 @@ class ThreadingMixIn:
         thread = threading.Thread(
             target=self.process_request_thread,
             args=(request, client_address),
-            name=f"{type(self).__name__} handler",
+            name=_thread_name(type(self)),
         )
         thread.daemon = self.daemon_threads
         self._threads.append(thread)
-        stats = getattr(self, "stats")
-        inflight = getattr(self, "_inflight")
-        stats.set_threads(+1)
-        inflight.add(id(request), request)
+        ledger = getattr(self, "_inflight")
+        ledger.add(id(request), request)
         try:
             thread.start()
         except BaseException:
-            inflight.discard(id(request))
-            stats.set_threads(-1)
+            ledger.discard(id(request))
             raise
 
     def server_close(self) -> None:
@@ -125,53 +163,22 @@ class ThreadingMixIn:
         self._threads.join()
 
 
-class _ForkedStdStream:
-    """What a forked child gets as ``sys.stdout``/``sys.stderr``.
-
-    The inherited stream objects may hold a lock that another thread of the
-    parent owned at the moment of fork() (a buffered file's lock, Jupyter's
-    OutStream buffer lock): the child would wait for it forever. This
-    stand-in opens a fresh file on the same descriptor (1 or 2) the first
-    time the child writes, so output still goes where the parent's
-    descriptors point (a terminal, or the pipe ipykernel forwards to the
-    notebook), and a child that prints nothing pays nothing for it.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._stream: Any = None
-
-    def _open(self) -> Any:
-        if self._stream is None:
-            try:
-                self._stream = open(
-                    self._fd, "w", buffering=1, errors="backslashreplace", closefd=False
-                )
-            except OSError:
-                self._stream = open(os.devnull, "w")
-        return self._stream
-
-    def write(self, text: str) -> int:
-        return int(self._open().write(text))
-
-    def flush(self) -> None:
-        if self._stream is not None:
-            self._stream.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._open(), name)
+_thread_names: dict[type, str] = {}
 
 
-def _own_std_streams() -> None:
-    """Give a newly forked child its own ``sys.stdout``/``sys.stderr``
-    (see :class:`_ForkedStdStream`)."""
-    sys.stdout = _ForkedStdStream(1)
-    sys.stderr = _ForkedStdStream(2)
+def _thread_name(cls: type) -> str:
+    """"ThreadingTCPServer handler": made once per class (a name given costs
+    less than the one threading would make up)."""
+    name = _thread_names.get(cls)
+    if name is None:
+        name = _thread_names[cls] = f"{cls.__name__} handler"
+    return name
 
 
-# A child reports (pid, outcome, seconds) in one write of 13 bytes: far below
-# PIPE_BUF, so reports from many children never interleave.
-_REPORT = struct.Struct("=iBd")
+# A child reports (pid, outcome, handler start, handler end) in one write of
+# 21 bytes: far below PIPE_BUF, so reports from many children never
+# interleave. The times are time.monotonic(), one clock for every process.
+_REPORT = struct.Struct("=iBdd")
 
 
 class ForkingMixIn:
@@ -181,24 +188,36 @@ class ForkingMixIn:
 
     ``max_children`` (40)
         at most this many children at once; the server waits for one to end
-        before it forks another.
+        before it forks another (sockserve: the wait ends at once on
+        ``shutdown()``).
     ``timeout`` (300)
         ``handle_request()`` calls ``handle_timeout()`` (which reaps
         children) after this many idle seconds.
     ``block_on_close`` (True)
         ``server_close()`` waits for every child to end.
     ``child_timeout`` (None)
-        sockserve only: seconds a child may run before it is ended with
+        sockserve only: seconds a child may run before it is ended by
         SIGALRM (a hung handler cannot pin a slot forever); None: no limit.
+
+    With ``request_timeout`` set (see :class:`~sockserve.servers.BaseServer`),
+    a request that finds ``max_children`` busy is *parked* instead: the loop
+    goes on accepting (so every request's age is known), parked requests
+    start as children end, and one that waited past its deadline is closed
+    unhandled and counted as a timeout. At most ``max_children`` requests
+    are parked; beyond that the oldest parked one is dropped.
 
     ``active_children`` is the set of live child PIDs (None before the first
     fork). Children are reaped by ``collect_children()``, which runs after
-    every request (``service_actions``) and on ``handle_timeout``; only this
-    server's own children are ever waited for.
+    every loop iteration (``service_actions``), when a child's report wakes
+    the loop, and on ``handle_timeout``; only this server's own children are
+    ever waited for.
 
-    Statistics: each child writes its outcome and handler time to a pipe
-    that the parent reads when it reaps, so ``server.stats`` in the parent
-    counts the children's requests and errors.
+    Statistics: each child writes its outcome and handler times to a pipe
+    that the parent reads, so ``server.stats`` in the parent counts the
+    children's requests. A child that dies before it reports (a crash, a
+    signal, ``os._exit``) is logged with its cause and counted as an error
+    (a timeout if SIGALRM ended it). A handler that calls ``shutdown()`` in
+    the child stops the parent's loop.
     """
 
     timeout: float | None = 300
@@ -208,88 +227,150 @@ class ForkingMixIn:
     child_timeout: float | None = None
 
     _reports: tuple[int, int] | None = None
-    _pending: dict[int, float] | None = None
+    # pid -> (ledger key, accepted, client address) of the request it runs
+    _pending: dict[int, tuple[int, float, Any]] | None = None
+    _parked: collections.deque[tuple[Any, Any, float]] | None = None
+    _finishing: set[int] | None = None  # reported, not yet reaped
+    _last_scan: float = 0.0
+    _closing: bool = False
+
+    # -- reaping ---------------------------------------------------------------
 
     def collect_children(self, *, blocking: bool = False) -> None:
         """Reap finished children; with *blocking*, wait for all of them.
 
-        While ``max_children`` or more are alive, waits until one ends.
+        While ``max_children`` or more are alive, waits until one ends
+        (unless a stop was asked for, or requests are parked).
         """
         if self.active_children is None:
             return
-        while len(self.active_children) >= self.max_children:
-            self._reap(wait=True)
-        self._reap_some(0 if blocking else os.WNOHANG)
+        server: Any = self
+        if server.request_timeout is None and not self._closing:
+            while len(self.active_children) >= self.max_children:
+                if server._BaseServer__shutdown_request or self._wait_for_a_child(0.05):
+                    break
+        self._reap(blocking)
+        self._start_parked()
 
-    def _reap_some(self, flags: int) -> bool:
-        """waitpid each live child once (with *flags*); True if any ended.
+    def _wait_for_a_child(self, seconds: float) -> bool:
+        """Wait up to *seconds* for a child to end (its report arrives) or
+        for a stop request; reap. True when a stop was asked for."""
+        server: Any = self
+        watch = [] if self._reports is None else [self._reports[0]]
+        pair = server._wakeup
+        if pair is not None:
+            watch.append(pair[0])
+        try:
+            readable, _, _ = select.select(watch, [], [], seconds)
+        except InterruptedError:
+            readable = []
+        if pair is not None and pair[0] in readable:
+            server._take_wakeup(pair[0])
+        self._reap(False)
+        return bool(server._BaseServer__shutdown_request)
 
-        A child writes its report just before it exits, so the report pipe is
-        read only when something was reaped: the reaped children's reports are
-        then all there, and a reaped child without one died unfinished.
-        """
-        assert self.active_children is not None
-        gone = []
-        for pid in list(self.active_children):
+    def _reap(self, blocking: bool = False) -> bool:
+        """Read the children's reports and reap the children that ended.
+        True if any was reaped.
+
+        A child reports just before it exits, so the children that reported
+        are waited for first; every live child is polled only now and then
+        (every 0.2 s) for those that die without a report, and all of them
+        with *blocking* (waiting for each)."""
+        children = self.active_children
+        if not children:
+            return False
+        self._read_reports()
+        now = _monotonic()
+        if blocking or now - self._last_scan > 0.2:
+            self._last_scan = now
+            candidates: Any = list(children)
+        elif self._finishing:
+            candidates = list(self._finishing)
+        else:
+            return False
+        flags = 0 if blocking else os.WNOHANG
+        ended = False
+        for pid in candidates:
             try:
-                done, _ = os.waitpid(pid, flags)
+                done, status = os.waitpid(pid, flags)
             except ChildProcessError:
-                done = pid  # already reaped elsewhere
+                done, status = pid, 0  # already reaped elsewhere
             except InterruptedError:
                 continue
             if done:
-                self.active_children.discard(pid)
-                gone.append(pid)
-        if not gone:
-            return False
-        stats = getattr(self, "stats")
-        stats.set_children(len(self.active_children))
-        self._read_reports()
-        pending = self._pending
-        for pid in gone:
-            if pending is not None and pid in pending:
-                began = pending.pop(pid)
-                getattr(self, "_inflight").discard(pid)
-                stats.request_finished(Outcome.ABORTED, time.perf_counter() - began)
-        return True
+                ended = True
+                children.discard(pid)
+                if self._finishing:
+                    self._finishing.discard(pid)
+                self._child_ended(pid, status)
+        if ended:
+            getattr(self, "stats").set_children(len(children))
+        return ended
 
-    def _reap(self, wait: bool) -> bool:
-        """Reap children that have ended; if none had and *wait*, wait a
-        little (on the report pipe) for one to end. True if any was reaped."""
-        assert self.active_children is not None
-        if self._reap_some(os.WNOHANG):
-            return True
-        if not wait or not self.active_children:
-            return False
-        # A readable pipe means a child is about to exit; the timeout covers
-        # children that die without reporting (killed by a signal).
-        if self._reports is not None:
-            select.select([self._reports[0]], [], [], 0.05)
-            self._read_reports()
-        else:
-            time.sleep(0.01)
-        return False
+    def _child_ended(self, pid: int, status: int) -> None:
+        """A child was reaped. If its report never came, say why and count
+        its request under its true outcome."""
+        pending = self._pending
+        if pending is None or pid not in pending:
+            return
+        self._read_reports()  # its report may have arrived since
+        if pid not in pending:
+            return
+        key, accepted, client_address = pending.pop(pid)
+        server: Any = self
+        outcome = outcome_of_status(status)
+        logging.getLogger("sockserve").warning(
+            "%s: the child %d handling the request from %s %s before it finished%s",
+            type(self).__name__, pid, format_address(client_address), describe_status(status),
+            " (its time was up: request_timeout or child_timeout)" if outcome == 3 else "",
+        )
+        now = _monotonic()
+        self._count(server, key, outcome, accepted, accepted, now, pid)
+
+    def _count(
+        self, server: Any, key: int, outcome: int, accepted: float, began: float,
+        ended: float, pid: int,
+    ) -> None:
+        cut = server._inflight.discard(key)
+        stats = server.stats
+        if stats.enabled:
+            stats.request_finished(cut or outcome, max(ended - began, 0.0))
+            timeline = stats.timeline
+            if timeline is not None:
+                timeline.record(accepted, began, ended, pid, pid, cut or outcome)
 
     def _read_reports(self) -> None:
         if self._reports is None:
             return
         size = _REPORT.size * 512
-        stats = getattr(self, "stats")
         pending = self._pending or {}
-        inflight = getattr(self, "_inflight")
+        server: Any = self
         while True:
             try:
                 data = os.read(self._reports[0], size)
             except BlockingIOError:
                 return
             usable = len(data) - len(data) % _REPORT.size
-            for pid, outcome, seconds in _REPORT.iter_unpack(data[:usable]):
-                if pending.pop(pid, None) is not None:
-                    if inflight.discard(pid):
-                        outcome = Outcome.ABORTED  # drain() cut it off
-                    stats.request_finished(Outcome(outcome), seconds)
+            if self._finishing is None:
+                self._finishing = set()
+            for pid, outcome, began, ended in _REPORT.iter_unpack(data[:usable]):
+                entry = pending.pop(pid, None)
+                if entry is not None:
+                    self._finishing.add(pid)
+                    self._count(server, entry[0], outcome, entry[1], began, ended, pid)
             if len(data) < size:
                 return
+
+    def _on_reports(self) -> None:
+        """The report pipe turned readable in the loop: children ended."""
+        self._reap(False)
+        self._start_parked()
+
+    def _loop_fds(self) -> dict[int, Any]:
+        self._open_reports()
+        assert self._reports is not None
+        return {self._reports[0]: self._on_reports}
 
     def handle_timeout(self) -> None:
         """Reap children while ``handle_request()`` is idle."""
@@ -299,76 +380,165 @@ class ForkingMixIn:
         """Reap children after each ``serve_forever`` iteration."""
         self.collect_children()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Fork; the child handles the request and exits, the parent closes
-        its copy of the request and returns to the loop."""
-        server: Any = self
+    # -- forking ----------------------------------------------------------------
+
+    def _open_reports(self) -> None:
         if self._reports is None:
             reader, writer = os.pipe()
             os.set_blocking(reader, False)
             self._reports = (reader, writer)
             self._pending = {}
-        if self.active_children is not None and len(self.active_children) >= self.max_children:
-            # Only service_actions() enforces the bound in the standard
-            # library; check here too so handle_request() loops obey it.
-            self.collect_children()
-        began = time.perf_counter()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Fork; the child handles the request and exits, the parent closes
+        its copy of the request and returns to the loop."""
+        server: Any = self
+        self._open_reports()
+        children = self.active_children
+        if children is not None and len(children) >= self.max_children:
+            if server.request_timeout is None:
+                # Only service_actions() enforces the bound in the standard
+                # library; check here too so handle_request() loops obey it.
+                self.collect_children()
+            if len(children) >= self.max_children:
+                self._park(request, client_address)
+                return
+        accepted = server._accepted_at.pop(id(request), None) if server._accepted_at else None
+        self._fork(request, client_address, accepted)
+
+    def _park(self, request: Any, client_address: Any) -> None:
+        """Hold a request until a child ends (the bound is busy)."""
+        server: Any = self
+        if self._parked is None:
+            self._parked = collections.deque()
+        accepted = server._accepted_at.get(id(request))
+        if accepted is None:
+            accepted = server._accepted_at[id(request)] = _monotonic()
+        server._inflight.add(id(request), request)
+        self._parked.append((request, client_address, accepted))
+        if len(self._parked) > self.max_children:
+            self._drop_parked(self._parked.popleft(), 3)
+
+    def _drop_parked(self, entry: tuple[Any, Any, float], outcome: int) -> None:
+        """Close a parked request unhandled, counted under *outcome* (or
+        under the outcome it was cut off with)."""
+        request, client_address, accepted = entry
+        server: Any = self
+        server._accepted_at.pop(id(request), None)
+        cut = server._inflight.discard(id(request))
+        stats = server.stats
+        if stats.enabled:
+            stats.request_started()
+            stats.request_finished(cut or outcome, 0.0)
+        server.shutdown_request(request)
+
+    def _start_parked(self) -> None:
+        """Fork for parked requests while the bound allows; close the ones
+        whose deadline passed or that a drain aborted."""
+        parked = self._parked
+        if not parked:
+            return
+        server: Any = self
+        limit = server.request_timeout
+        ledger = server._inflight
+        while parked and len(self.active_children or ()) < self.max_children:
+            entry = parked.popleft()
+            request, client_address, accepted = entry
+            key = id(request)
+            if key not in ledger:
+                self._drop_parked(entry, _ABORTED)  # cut off: discard says how
+            elif limit is not None and _monotonic() - accepted > limit:
+                self._drop_parked(entry, 3)
+            elif ledger.discard(key):  # leaves as a socket, comes back by pid
+                self._drop_parked(entry, _ABORTED)
+            else:
+                server._accepted_at.pop(key, None)
+                self._fork(request, client_address, accepted)
+
+    def _fork(self, request: Any, client_address: Any, accepted: float | None) -> None:
+        server: Any = self
+        began = _monotonic()
+        if accepted is None:
+            accepted = began
         pid = os.fork()
         if pid:
             if self.active_children is None:
                 self.active_children = set()
             self.active_children.add(pid)
             assert self._pending is not None
-            self._pending[pid] = began
+            self._pending[pid] = (pid, accepted, client_address)
             server._inflight.add(pid, pid)
-            server.stats.request_started()
-            server.stats.set_children(len(self.active_children))
+            stats = server.stats
+            if stats.enabled:
+                stats.request_started()
+            stats.set_children(len(self.active_children))
             server.close_request(request)
             return
-        self._run_child(request, client_address, began)
+        self._run_child(request, client_address, accepted)
 
-    def _run_child(self, request: Any, client_address: Any, began: float) -> None:
+    def _run_child(self, request: Any, client_address: Any, accepted: float) -> None:
         """The child's whole life: handle, report, ``os._exit``. Never returns."""
         server: Any = self
         status = 1
-        outcome = Outcome.ERROR
+        outcome = 1
+        began = ended = _monotonic()
         try:
-            if self.child_timeout is not None:
-                signal.signal(signal.SIGALRM, signal.SIG_DFL)
-                signal.alarm(max(1, math.ceil(self.child_timeout)))
-            _own_std_streams()
+            own_std_streams()
+            limit = server.request_timeout
+            if limit is not None or self.child_timeout is not None:
+                arm_alarm(
+                    None if limit is None else accepted + limit - began,
+                    self.child_timeout,
+                    float(getattr(server, "abort_grace", 1.0)),
+                )
             try:
                 server.finish_request(request, client_address)
-                outcome, status = Outcome.OK, 0
+                outcome, status = 0, 0
             except Exception as exc:
                 outcome = outcome_of(exc)
                 server.handle_error(request, client_address)
+            except BaseException as exc:
+                # As in the standard library, not handle_error's; said once.
+                report_escape(server, client_address, exc)
+            ended = _monotonic()
+            signal.setitimer(signal.ITIMER_REAL, 0)
         finally:
             try:
                 server.shutdown_request(request)
-            finally:
-                try:
-                    assert self._reports is not None
-                    os.write(
-                        self._reports[1],
-                        _REPORT.pack(os.getpid(), outcome, time.perf_counter() - began),
-                    )
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                except BaseException:
-                    pass  # reporting must never keep the child alive
-                os._exit(status)
+            except BaseException:
+                pass
+            try:
+                assert self._reports is not None
+                os.write(self._reports[1], _REPORT.pack(os.getpid(), outcome, began, ended))
+            except BaseException:
+                pass  # reporting must never keep the child alive
+            flush_std_streams()
+            os._exit(status)
+
+    # -- drain and close -----------------------------------------------------------
 
     def _drain_wait(self, seconds: float) -> None:
-        """drain(): reap children that ended, waiting on the report pipe."""
-        if self.active_children:
-            self._reap_some(os.WNOHANG)
-        if self._reports is not None:
-            select.select([self._reports[0]], [], [], max(seconds, 0.0))
-        self._read_reports()
+        """drain(): reap children that ended and start parked requests,
+        waiting on the report pipe."""
+        if self._reports is not None and (self.active_children or self._parked):
+            try:
+                select.select([self._reports[0]], [], [], max(seconds, 0.0))
+            except InterruptedError:
+                pass
+        else:
+            time.sleep(min(max(seconds, 0.0), 0.01))
+        self._reap(False)
+        self._start_parked()
 
-    def _abort_inflight(self, pids: list[int]) -> None:
-        """drain(): SIGTERM the children, SIGKILL them after abort_grace."""
+    def _abort_inflight(self, items: list[Any]) -> None:
+        """drain(): parked requests are closed; children get SIGTERM, then
+        SIGKILL after abort_grace."""
+        pids = [item for item in items if isinstance(item, int)]
+        for item in items:
+            if not isinstance(item, int):
+                abort_socket(item)
+        if self._parked:
+            self._start_parked()  # closes the aborted ones
         grace = float(getattr(self, "abort_grace", 1.0))
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             alive = [pid for pid in pids if pid in (self.active_children or ())]
@@ -383,13 +553,22 @@ class ForkingMixIn:
                 alive = [pid for pid in alive if pid in (self.active_children or ())]
 
     def server_close(self) -> None:
-        """Close the server, then reap children (waiting if block_on_close)."""
+        """Close the server, then reap children (waiting if block_on_close).
+        Requests still parked are closed unhandled and counted aborted."""
         super().server_close()  # type: ignore[misc]
-        self.collect_children(blocking=self.block_on_close)
+        while self._parked:
+            self._drop_parked(self._parked.popleft(), _ABORTED)
+        self._closing = True  # never wait for a free slot now
+        try:
+            self.collect_children(blocking=self.block_on_close)
+        finally:
+            self._closing = False
         if self._reports is not None:
             # Children still running (block_on_close=False) then fail to
-            # report with EPIPE, which they ignore; they are counted aborted
-            # if anyone reaps them later.
+            # report with EPIPE, which they ignore; they are counted when
+            # reaped, if anyone reaps them later.
             for fd in self._reports:
                 os.close(fd)
             self._reports = None
+
+

@@ -37,6 +37,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
+import os
+import select
 import selectors
 import socket
 import sys
@@ -46,10 +49,11 @@ import traceback
 from typing import Any, cast
 
 from . import socketfiles
+from .deadlines import Watchdog
 from .drain import DrainReport, InFlight, abort_socket, drain_server
 from .errors import explain_bind_error, format_address
 from .lifecycle import ServerState
-from .stats import CLIENT_GONE, Outcome, ServerStats, outcome_of
+from .stats import CLIENT_GONE, FOLD_MASK, ServerStats, outcome_of
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
@@ -76,6 +80,39 @@ _BACKOFF_FIRST = 0.01
 _BACKOFF_MAX = 0.5
 
 
+class _PerInstance:
+    """A class attribute whose value is made per instance on first use.
+
+    ``BaseServer.__init__`` makes the server's state eagerly, but code that
+    mocks ``__init__`` away (as test suites built on the standard library do)
+    still gets working hooks: the first access makes the value and stores it
+    in the instance, where later accesses find it directly.
+    """
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        with _first_use:
+            value = obj.__dict__.get(self._name, _UNSET)
+            if value is _UNSET:
+                value = obj.__dict__[self._name] = self._factory(obj)
+        return value
+
+
+_first_use = threading.Lock()
+_UNSET: Any = object()
+_getdefaulttimeout = socket.getdefaulttimeout
+_POLLIN = select.POLLIN if hasattr(select, "POLLIN") else 1
+_monotonic = time.monotonic
+
+
 class BaseServer:
     """The serving loop and its hooks, independent of any socket type.
 
@@ -94,29 +131,62 @@ class BaseServer:
     ``timeout`` (default None)
         seconds ``handle_request()`` waits for a request before calling
         ``handle_timeout()``; None waits forever.
+    ``request_timeout`` (None)
+        sockserve only: the most seconds one request may take, from accept
+        to the end of its handler, waits for a worker included; then its
+        socket is shut down (or, in a child process, ``TimeoutError`` is
+        raised in the handler) and it counts as a timeout. None: no limit,
+        as in the standard library. See :mod:`sockserve.deadlines`.
     ``abort_grace`` (1.0)
         seconds ``drain()`` gives aborted requests to end (child processes
         get SIGKILL after it).
+    ``collect_stats`` (True)
+        False makes ``stats`` count nothing (for measuring what counting
+        costs); ``stats.snapshot()`` then says ``"enabled": False``.
 
-    Thread safety: ``serve_forever`` runs in one thread; ``shutdown()`` is
-    meant to be called from another (or, in sockserve, from a handler).
+    The standard library's private state keeps its names, for code that
+    reaches into it: ``_BaseServer__shutdown_request`` (set it to True and
+    ``serve_forever`` returns after the current iteration) and
+    ``_BaseServer__is_shut_down`` (the event ``shutdown()`` waits on). An
+    instance whose ``__init__`` never ran (a mock) makes its state on first
+    use.
+
+    Thread safety: ``serve_forever`` runs in one thread; ``shutdown()`` may
+    be called from any other, from a handler in any thread, and from a
+    handler in a forked child or prefork worker (the request travels to the
+    parent, which stops).
     """
 
     timeout: float | None = None
+    request_timeout: float | None = None
     abort_grace: float = 1.0
+    collect_stats: bool = True
+
+    # The standard library's names (mangled by this class body on purpose).
+    __shutdown_request: bool = False
+    __is_shut_down = _PerInstance(lambda server: threading.Event())
+
+    state: ServerState = ServerState.CREATED
+    stats = _PerInstance(lambda server: ServerStats(enabled=bool(server.collect_stats)))
+    _inflight = _PerInstance(lambda server: InFlight())
+    _loop_lock = _PerInstance(lambda server: threading.Lock())
+    _accepted_at = _PerInstance(lambda server: {})
+    _wakeup: tuple[socket.socket, socket.socket] | None = None
+    _serving_thread: int | None = None
+    _serving_pid: int | None = None
+    _accept_backoff: float = 0.0
+    _watchdog: Watchdog | None = None
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
-        self.stats = ServerStats()
+        self.__is_shut_down = threading.Event()
+        self.__shutdown_request = False
+        self.stats = ServerStats(enabled=bool(self.collect_stats))
         self.state = ServerState.CREATED
-        self._is_shut_down = threading.Event()
-        self._shutdown_request = False
-        self._loop_lock = threading.Lock()
-        self._wakeup: tuple[socket.socket, socket.socket] | None = None
-        self._serving_thread: int | None = None
-        self._accept_backoff = 0.0
         self._inflight = InFlight()
+        self._loop_lock = threading.Lock()
+        self._accepted_at = {}
 
     # -- the loop -------------------------------------------------------------
 
@@ -129,55 +199,97 @@ class BaseServer:
         ``service_actions()`` runs after each request and at least every
         *poll_interval* seconds. ``shutdown()`` does not wait for that tick.
         """
-        self._is_shut_down.clear()
+        self.__is_shut_down.clear()
         try:
             wake = self._open_wakeup()
-            with _Selector() as selector:
-                # Subclasses provide fileno(); BaseServer itself has no socket.
-                listening = selector.register(cast(Any, self), selectors.EVENT_READ)
-                selector.register(wake, selectors.EVENT_READ)
-                self._set_state(ServerState.SERVING)
-                while not self._shutdown_request:
-                    ready = selector.select(poll_interval)
-                    if self._shutdown_request:
-                        break
-                    for key, _events in ready:
-                        if key is listening:
-                            self._handle_request_noblock()
-                            if self._accept_backoff:
-                                self._sleep_unless_woken(wake, self._accept_backoff)
-                    self.service_actions()
+            poller = select.poll()
+            listening = self.fileno()  # type: ignore[attr-defined]
+            woken = wake.fileno()
+            poller.register(listening, _POLLIN)
+            poller.register(woken, _POLLIN)
+            extra = self._loop_fds()
+            for fd in extra:
+                poller.register(fd, _POLLIN)
+            wait_ms = None if poll_interval is None else max(0, math.ceil(poll_interval * 1000))
+            self._set_state(ServerState.SERVING)
+            while not self.__shutdown_request:
+                ready = poller.poll(wait_ms)
+                if self.__shutdown_request:
+                    break
+                for fd, _events in ready:
+                    if fd == listening:
+                        self._handle_request_noblock()
+                        if self._accept_backoff:
+                            self._sleep_unless_woken(wake, self._accept_backoff)
+                    elif fd == woken:
+                        self._take_wakeup(wake)
+                    else:
+                        extra[fd]()
+                self.service_actions()
         finally:
-            self._shutdown_request = False
+            self.__shutdown_request = False
             self._close_wakeup()
             if self.state is not ServerState.CLOSED:
                 self.state = ServerState.LISTENING
-            self._is_shut_down.set()
+            self.__is_shut_down.set()
+
+    def _loop_fds(self) -> dict[int, Any]:
+        """More descriptors for ``serve_forever`` to wait on, each with the
+        function to call when it turns readable (ForkingMixIn: its report
+        pipe, so a child that ends wakes the loop)."""
+        return {}
 
     def shutdown(self) -> None:
         """Stop ``serve_forever`` and wait until it has returned.
 
         Returns at once (within a few milliseconds) whatever ``poll_interval``
-        was given, once the request being handled, if any, is done. Called
-        from a handler running in the serving thread itself, it only asks the
-        loop to stop and returns; the loop ends when that handler does.
+        was given and whatever the clients do: requests still in flight go on
+        in their threads or processes (``drain()`` bounds them). Called from
+        a handler running in the serving thread, or in a forked child or
+        prefork worker, it only asks the loop to stop and returns.
         """
         if not self._request_stop():
-            self._is_shut_down.wait()
+            self.__is_shut_down.wait()
 
     def _request_stop(self) -> bool:
-        """Ask ``serve_forever`` to stop, without waiting. True when called
-        from the serving thread itself (where waiting would deadlock)."""
+        """Ask ``serve_forever`` to stop, without waiting. True when the
+        caller must not wait: it is the serving thread itself, or a child
+        process (whose request reaches the parent through the wake-up
+        socket)."""
+        pid = self._serving_pid
+        if pid is not None and pid != os.getpid():
+            # A forked child or prefork worker: no lock (one held by another
+            # thread at fork time would never be released here).
+            self._wake(self._wakeup)
+            return True
         with self._loop_lock:
-            self._shutdown_request = True
+            self.__shutdown_request = True
             if self.state is ServerState.SERVING:
                 self.state = ServerState.STOPPING
-            if self._wakeup is not None:
-                try:
-                    self._wakeup[1].send(b"\0")
-                except OSError:
-                    pass  # buffer full: a wake-up is already pending
+            self._wake(self._wakeup)
             return self._serving_thread == threading.get_ident()
+
+    @staticmethod
+    def _wake(pair: tuple[socket.socket, socket.socket] | None) -> None:
+        if pair is not None:
+            try:
+                pair[1].send(b"\0")
+            except OSError:
+                pass  # buffer full: a wake-up is already pending; or closed
+
+    def _take_wakeup(self, wake: socket.socket) -> None:
+        """The wake-up socket turned readable: someone asked the loop to
+        stop (this process sets the flag too; a child process cannot)."""
+        try:
+            while wake.recv(512):
+                pass
+        except OSError:
+            pass  # drained (BlockingIOError)
+        self.__shutdown_request = True
+
+    def _loop_running(self) -> bool:
+        """True while ``serve_forever`` runs (in this process)."""
+        return self._serving_thread is not None
 
     def drain(self, timeout: float) -> DrainReport:
         """Stop accepting, give requests in flight up to *timeout* seconds,
@@ -197,6 +309,10 @@ class BaseServer:
         for item in items:
             abort_socket(item)
 
+    def _end_expired(self, item: Any) -> None:
+        """A request's deadline passed (the watchdog's thread): cut it off."""
+        abort_socket(item)
+
     def _open_wakeup(self) -> socket.socket:
         with self._loop_lock:
             reader, writer = socket.socketpair()
@@ -204,6 +320,7 @@ class BaseServer:
             writer.setblocking(False)
             self._wakeup = (reader, writer)
             self._serving_thread = threading.get_ident()
+            self._serving_pid = os.getpid()
             return reader
 
     def _close_wakeup(self) -> None:
@@ -253,8 +370,16 @@ class BaseServer:
         except OSError as exc:
             self._accept_failed(exc)
             return
-        self._accept_backoff = 0.0
-        self.stats.note_accepted()
+        if self._accept_backoff:
+            self._accept_backoff = 0.0
+        stats = self.stats
+        if stats.enabled:
+            # note_accepted(), inlined: this runs for every request.
+            accepted = stats.accepted = stats.accepted + 1
+            if not accepted & FOLD_MASK:
+                stats.fold()
+        if self.request_timeout is not None or stats.timeline is not None:
+            self._stamp_accepted(request)
         if self.verify_request(request, client_address):
             try:
                 self.process_request(request, client_address)
@@ -265,8 +390,19 @@ class BaseServer:
                 self.shutdown_request(request)
                 raise
         else:
-            self.stats.note_rejected()
+            stats.note_rejected()
+            self._accepted_at.pop(id(request), None)
             self.shutdown_request(request)
+
+    def _stamp_accepted(self, request: Any) -> None:
+        """Remember when *request* was accepted (for its deadline and the
+        timeline); start the deadline watchdog if it is not running."""
+        self._accepted_at[id(request)] = _monotonic()
+        if self.request_timeout is not None and self._watchdog is None:
+            with self._loop_lock:
+                if self._watchdog is None:
+                    self._watchdog = Watchdog(self)
+            self._watchdog.start()
 
     def _accept_failed(self, exc: OSError) -> None:
         if exc.errno == errno.EBADF:
@@ -307,33 +443,44 @@ class BaseServer:
     def process_request(self, request: Any, client_address: Any) -> None:
         """Handle the request in this thread, then shut it down.
         Mixins override this to use a thread or a process."""
-        self._inflight.add(id(request), request)
-        try:
-            self._finish_counted(request, client_address)
-            self.shutdown_request(request)
-        finally:
-            self._inflight.discard(id(request))
-
-    def _finish_counted(self, request: Any, client_address: Any) -> None:
-        """Call ``finish_request`` and record its outcome in ``stats``."""
+        key = id(request)
+        self._inflight.add(key, request)
         stats = self.stats
-        stats.request_started()
-        began = time.perf_counter()
+        if stats.enabled:
+            # The serving thread runs one handler at a time: it counts
+            # without the lock (see ServerStats).
+            stats.request_started_here()
+        began = _monotonic()
         try:
             self.finish_request(request, client_address)
         except BaseException as exc:
-            stats.request_finished(self._outcome(request, exc), time.perf_counter() - began)
+            self._request_ended(key, outcome_of(exc), began)
             raise
-        stats.request_finished(self._outcome(request, None), time.perf_counter() - began)
+        self._request_ended(key, 0, began)
+        self.shutdown_request(request)
 
-    def _outcome(self, request: Any, exc: BaseException | None) -> Outcome:
-        """How a request ended: aborted if ``drain()`` cut it off."""
-        if self._inflight.is_aborted(id(request)):
-            return Outcome.ABORTED
-        return outcome_of(exc)
+    def _request_ended(self, key: int, outcome: int, began: float) -> None:
+        """Record how the request under *key* ended: its outcome (or the one
+        a drain or its deadline cut it off with), its handler time, its span
+        on the timeline. Every model's handler path ends here."""
+        ended = _monotonic()
+        cut = self._inflight.discard(key)
+        accepted = self._accepted_at.pop(key, None) if self._accepted_at else None
+        stats = self.stats
+        if stats.enabled:
+            stats.request_finished(cut or outcome, ended - began)
+            timeline = stats.timeline
+            if timeline is not None:
+                timeline.record(
+                    began if accepted is None else accepted, began, ended,
+                    os.getpid(), threading.get_native_id(), cut or outcome,
+                )
 
     def server_close(self) -> None:
         """Release what the server holds. Safe to call more than once."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.close()
         self._set_state(ServerState.CLOSED)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
@@ -467,6 +614,7 @@ class TCPServer(BaseServer):
 
     _socket_file: socketfiles.SocketFile | None = None
     _socket_path: Any = None
+    _accept_shape: tuple[socket.socket, int, int, int] | None = None
 
     def __init__(
         self, server_address: Any, RequestHandlerClass: Any, bind_and_activate: bool = True
@@ -534,8 +682,26 @@ class TCPServer(BaseServer):
         return self.socket.fileno()
 
     def get_request(self) -> tuple[Any, Any]:
-        """Accept one connection: ``(socket, client_address)``."""
-        return self.socket.accept()
+        """Accept one connection: ``(socket, client_address)``.
+
+        Same result as ``self.socket.accept()``, at half the cost for a plain
+        socket: ``socket.accept`` rebuilds the family and type as enums for
+        every connection, which costs more than the rest of accepting. A
+        socket of another class (an ``ssl.SSLSocket``, say) is asked to
+        accept as usual."""
+        listener = self.socket
+        if type(listener) is not socket.socket:
+            return listener.accept()
+        shape = self._accept_shape
+        if shape is None or shape[0] is not listener:
+            shape = self._accept_shape = (
+                listener, int(listener.family), int(listener.type), listener.proto
+            )
+        fd, address = listener._accept()  # type: ignore[attr-defined]
+        connection = socket.socket(shape[1], shape[2], shape[3], fd)
+        if _getdefaulttimeout() is None and listener.gettimeout():
+            connection.setblocking(True)  # as socket.accept() does
+        return connection, address
 
     def shutdown_request(self, request: Any) -> None:
         """Half-close our side (the client sees EOF), then close."""

@@ -12,10 +12,12 @@ accepted            ``get_request`` returned a connection or datagram
 rejected            ``verify_request`` said no
 started             the handler is about to run (``finish_request`` is called)
 completed           the handler returned normally
-errors              the handler raised (a bug, or SystemExit in a child)
+errors              the handler raised (a bug, ``SystemExit``, a child that
+                    crashed or was killed by a signal)
 disconnects         the client reset the connection or closed it early
-timeouts            a read or write hit ``StreamRequestHandler.timeout``
-aborted             the request was cut off by a drain timeout or its child died
+timeouts            a read or write hit ``StreamRequestHandler.timeout``, or
+                    the request outlived the server's ``request_timeout``
+aborted             the request was cut off by ``drain()``
 overflows           a thread pool's queue was full and the connection was closed
 accept_errors       accept() failed for lack of descriptors or memory
 truncated           a datagram was longer than ``max_packet_size``
@@ -25,24 +27,57 @@ children            child processes alive now (forking mixins)
 peak_children       most child processes alive at once so far
 ==================  ==========================================================
 
-Thread safety: every method may be called from any thread; one lock guards
-the counters, so a snapshot never sees a request counted as started but in
-neither ``active`` nor a final outcome. Forking servers feed the results of
-their children back through a pipe (see ``ForkingMixIn``), so the parent's
-statistics include the children's requests.
+:meth:`ServerStats.take_peaks` gives the most threads and children alive at
+once *since its previous call*: a sampler that calls it a few times a second
+sees a thread that lived a millisecond, which an instantaneous count would
+miss. ``timeline`` (off by default) records when and where each request ran
+(see :mod:`sockserve.timeline`).
+
+Cost. Counting runs on every request, so the writers are built to cost
+almost nothing while nobody reads:
+
+* a request that completes normally only appends its handler time to a
+  queue (a ``collections.deque``: one atomic C call, no lock); readers fold
+  the queue into ``completed`` and the histogram when they look, and the
+  server folds it every 4,096 accepted requests so it stays bounded;
+* counters written only by the serving thread (``accepted``, ``rejected``,
+  ``truncated``, ``children``...) are plain integers without a lock;
+* rarer events (errors, timeouts, gauges, requests started in handler
+  threads) take the lock.
+
+``benchmarks/bench_callgrind.py`` counts what this costs per request. A
+server class can switch counting off with ``collect_stats = False``.
+
+Thread safety: every method may be called from any thread, except the
+``*_here`` fast paths, which only the serving thread calls (the plain
+server runs its handlers there; forking and prefork servers apply their
+children's reports there). A snapshot never sees a request counted as
+started but in neither ``active`` nor a final outcome. Forking servers feed
+the results of their children back through a pipe (see ``ForkingMixIn``),
+so the parent's statistics include the children's requests.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from .histogram import Histogram
+from .timeline import DEFAULT_CAP, Timeline
 
-__all__ = ["Outcome", "ServerStats", "Subscription", "outcome_of", "CLIENT_GONE"]
+__all__ = [
+    "Outcome",
+    "ServerStats",
+    "Subscription",
+    "outcome_of",
+    "CLIENT_GONE",
+    "OUTCOME_NAMES",
+]
 
 #: Exceptions that mean the client went away, not that the handler is wrong.
 CLIENT_GONE: tuple[type[BaseException], ...] = (
@@ -53,13 +88,21 @@ CLIENT_GONE: tuple[type[BaseException], ...] = (
 
 
 class Outcome(enum.IntEnum):
-    """How one request ended (an int so a forked child can send it cheaply)."""
+    """How one request ended (an int so a forked child can send it cheaply).
+
+    The hot paths compare with the plain ints (``outcome == 0``) rather
+    than build members: making an IntEnum member costs more than the rest
+    of the counting together."""
 
     OK = 0
     ERROR = 1
     DISCONNECT = 2
     TIMEOUT = 3
     ABORTED = 4
+
+
+#: Outcome value -> the counter it moves.
+OUTCOME_NAMES: tuple[str, ...] = ("completed", "errors", "disconnects", "timeouts", "aborted")
 
 
 def outcome_of(exc: BaseException | None) -> Outcome:
@@ -72,14 +115,6 @@ def outcome_of(exc: BaseException | None) -> Outcome:
         return Outcome.TIMEOUT
     return Outcome.ERROR
 
-
-_OUTCOME_FIELD = {
-    Outcome.OK: "completed",
-    Outcome.ERROR: "errors",
-    Outcome.DISCONNECT: "disconnects",
-    Outcome.TIMEOUT: "timeouts",
-    Outcome.ABORTED: "aborted",
-}
 
 _COUNTERS = (
     "accepted",
@@ -94,6 +129,10 @@ _COUNTERS = (
     "accept_errors",
     "truncated",
 )
+
+#: The server folds the completion queue after this many accepted requests
+#: (a power of two less one, tested with ``&``).
+FOLD_MASK = 4095
 
 
 class Subscription:
@@ -137,19 +176,22 @@ class Subscription:
 class ServerStats:
     """Counters, gauges and a handler-time histogram for one server.
 
-    Readers use :meth:`snapshot`, :meth:`subscribe` and the attributes named
-    in the module docstring. The server (and mixins) are the only writers.
-    Set ``enabled = False`` before serving to turn counting off entirely.
+    Readers use :meth:`snapshot`, :meth:`subscribe`, :meth:`take_peaks` and
+    the attributes named in the module docstring. The server (and mixins)
+    are the only writers. ``enabled = False`` (what a server class with
+    ``collect_stats = False`` gets) turns counting off entirely.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self._lock = threading.Lock()
-        self.enabled = True
+        self.enabled = enabled
         self.created = time.time()
+        # Counters with one writer each (the serving thread), or moved
+        # under the lock; see the module docstring.
         self.accepted = 0
         self.rejected = 0
         self.started = 0
-        self.completed = 0
+        self._completed = 0
         self.errors = 0
         self.disconnects = 0
         self.timeouts = 0
@@ -157,24 +199,32 @@ class ServerStats:
         self.overflows = 0
         self.accept_errors = 0
         self.truncated = 0
-        self.active = 0
         self.peak_active = 0
         self.threads = 0
         self.children = 0
         self.peak_children = 0
-        self.handler_time = Histogram()
+        self._active_base = 0  # active requests carried over a reset()
+        self._threads_window = 0
+        self._children_window = 0
+        self._histogram = Histogram()
+        # Handler seconds of requests that completed normally, not yet folded.
+        self._done: deque[float] = deque()
+        #: A :class:`~sockserve.timeline.Timeline` while one is recorded.
+        self.timeline: Timeline | None = None
 
     # -- writers (the server's side) ---------------------------------------
 
     def note_accepted(self) -> None:
+        """``get_request`` returned a request (serving thread only)."""
         if self.enabled:
-            with self._lock:
-                self.accepted += 1
+            self.accepted += 1
+            if not self.accepted & FOLD_MASK:
+                self.fold()
 
     def note_rejected(self) -> None:
+        """``verify_request`` refused a request (serving thread only)."""
         if self.enabled:
-            with self._lock:
-                self.rejected += 1
+            self.rejected += 1
 
     def note_overflow(self) -> None:
         """A pool's queue was full: the request was closed unhandled."""
@@ -190,57 +240,148 @@ class ServerStats:
             self.truncated += 1
 
     def request_started(self) -> None:
-        """A handler is about to run."""
+        """A handler is about to run (any thread)."""
         if self.enabled:
             with self._lock:
                 self.started += 1
-                self.active += 1
-                if self.active > self.peak_active:
-                    self.peak_active = self.active
+                active = self._active_locked()
+                if active > self.peak_active:
+                    self.peak_active = active
 
-    def request_finished(self, outcome: Outcome, seconds: float) -> None:
-        """A handler that was counted as started has ended."""
+    def request_started_here(self) -> None:
+        """A handler is about to run in the serving thread, which runs one
+        at a time: the plain server's fast path (no lock, no peak search)."""
+        self.started += 1
+        if not self.peak_active:
+            self.peak_active = 1
+
+    def request_finished(self, outcome: int, seconds: float) -> None:
+        """A handler that was counted as started has ended (any thread).
+
+        *outcome* is an :class:`Outcome` value; *seconds* the handler's time."""
+        if outcome == 0:
+            if self.enabled:
+                self._done.append(seconds)
+            return
         if self.enabled:
             if not seconds > 0.0:
                 seconds = 0.0  # a clock quirk or NaN must not poison the histogram
             with self._lock:
-                self.active -= 1
-                if outcome is Outcome.OK:  # the common case, without getattr/setattr
-                    self.completed += 1
-                else:
-                    field = _OUTCOME_FIELD[outcome]
-                    setattr(self, field, getattr(self, field) + 1)
-                self.handler_time.add(seconds)
+                field = OUTCOME_NAMES[outcome]
+                setattr(self, field, getattr(self, field) + 1)
+                self._histogram.add(seconds)
 
     def set_threads(self, delta: int) -> None:
         """Handler threads alive changed by *delta*."""
         with self._lock:
             self.threads += delta
+            if self.threads > self._threads_window:
+                self._threads_window = self.threads
 
     def set_children(self, alive: int) -> None:
         """Child processes alive is now *alive*."""
         with self._lock:
             self.children = alive
-            self.peak_children = max(self.peak_children, alive)
+            if alive > self.peak_children:
+                self.peak_children = alive
+            if alive > self._children_window:
+                self._children_window = alive
+
+    def record_timeline(self, cap: int = DEFAULT_CAP) -> Timeline:
+        """Start recording a :class:`~sockserve.timeline.Timeline` of the
+        requests from now on (at most *cap* spans); return it. Call
+        ``stop_timeline()`` to stop."""
+        timeline = Timeline(cap)
+        self.timeline = timeline
+        return timeline
+
+    def stop_timeline(self) -> Timeline | None:
+        """Stop recording; return the timeline recorded (None if none was)."""
+        timeline, self.timeline = self.timeline, None
+        return timeline
+
+    # -- folding ------------------------------------------------------------
+
+    def fold(self) -> None:
+        """Move the queued completions into ``completed`` and the histogram."""
+        if self._done:
+            with self._lock:
+                self._fold_locked()
+
+    def _fold_locked(self) -> None:
+        done = self._done
+        count = len(done)
+        if count:
+            # Take exactly `count` items with popleft, which is atomic: a
+            # writer appending meanwhile is never lost (only folders pop,
+            # and they hold the lock).
+            values = list(itertools.islice(iter(done.popleft, None), count))
+            self._completed += count
+            self._histogram.add_many(values)
+
+    def _active_locked(self) -> int:
+        finished = (
+            self._completed + len(self._done) + self.errors + self.disconnects
+            + self.timeouts + self.aborted
+        )
+        return self.started - finished + self._active_base
 
     # -- readers ------------------------------------------------------------
 
     @property
+    def completed(self) -> int:
+        """Requests whose handler returned normally."""
+        self.fold()
+        return self._completed
+
+    @property
+    def handler_time(self) -> Histogram:
+        """The histogram of handler times (every outcome)."""
+        self.fold()
+        return self._histogram
+
+    @property
+    def active(self) -> int:
+        """Handlers running now."""
+        with self._lock:
+            return self._active_locked()
+
+    @property
     def finished(self) -> int:
         """Requests that ended, whatever the outcome."""
-        return self.completed + self.errors + self.disconnects + self.timeouts + self.aborted
+        with self._lock:
+            self._fold_locked()
+            return (
+                self._completed + self.errors + self.disconnects + self.timeouts + self.aborted
+            )
+
+    def take_peaks(self) -> tuple[int, int]:
+        """(threads, children): the most alive at once since the previous
+        call; the window then starts again from the current counts.
+
+        Meant for one sampler per server (a live plot), which calls it every
+        interval: a second caller would split the windows between them."""
+        with self._lock:
+            peaks = (max(self._threads_window, self.threads),
+                     max(self._children_window, self.children))
+            self._threads_window = self.threads
+            self._children_window = self.children
+            return peaks
 
     def snapshot(self) -> dict[str, Any]:
         """All counters at one instant, as plain JSON-able data."""
         with self._lock:
-            data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
-            data["active"] = self.active
+            self._fold_locked()
+            data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS if name != "completed"}
+            data["completed"] = self._completed
+            data["active"] = self._active_locked()
             data["peak_active"] = self.peak_active
             data["threads"] = self.threads
             data["children"] = self.children
             data["peak_children"] = self.peak_children
-            data["handler_time_ms"] = self.handler_time.summary_ms()
-            data["handler_time"] = self.handler_time.to_dict()
+            data["handler_time_ms"] = self._histogram.summary_ms()
+            data["handler_time"] = self._histogram.to_dict()
+            data["enabled"] = self.enabled
         data["time"] = time.time()
         data["uptime"] = data["time"] - self.created
         return data
@@ -255,11 +396,14 @@ class ServerStats:
     def reset(self) -> None:
         """Zero the counters and the histogram (gauges keep their values)."""
         with self._lock:
+            self._fold_locked()
+            active = self._active_locked()
             for name in _COUNTERS:
-                setattr(self, name, 0)
-            self.peak_active = self.active
+                setattr(self, "_completed" if name == "completed" else name, 0)
+            self._active_base = active
+            self.peak_active = active
             self.peak_children = self.children
-            self.handler_time = Histogram()
+            self._histogram = Histogram()
             self.created = time.time()
 
     def __repr__(self) -> str:

@@ -445,7 +445,12 @@ def _send_one(server_class: type, address: Any, payload: bytes, directory: str, 
                 sock.sendall(payload)
                 # shutdown, not just close: a forked child holds a copy of
                 # this socket, and only shutdown() ends the stream for it.
-                sock.shutdown(socket.SHUT_WR)
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError as exc:
+                    if exc.errno != errno.ENOTCONN:
+                        raise
+                    return  # the server has already closed the connection
                 while sock.recv(65536):
                     pass
             else:

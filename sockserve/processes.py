@@ -1,0 +1,123 @@
+"""What the process models share: a forked child's start, and its end as
+the parent sees it.
+
+``ForkingMixIn`` forks a child per request and ``PreForkMixIn`` a few
+long-lived workers. Both need the same things:
+
+* in the child, fresh ``sys.stdout``/``sys.stderr`` objects on the same
+  descriptors (:func:`own_std_streams`), whatever those descriptors are (a
+  terminal, a file, a pipe, the systemd journal's socket): what a child
+  prints goes where the parent's output goes;
+* in the parent, a sentence for how a child ended (:func:`describe_status`)
+  and the outcome to count for a request whose child died before it could
+  report (:func:`outcome_of_status`): killed by ``SIGALRM`` is a timeout
+  (``request_timeout`` or ``child_timeout``), any other death an error;
+* one line, not a traceback, when a handler raises ``SystemExit`` or
+  ``KeyboardInterrupt`` (:func:`report_escape`): the standard library's
+  mixins do not pass those to ``handle_error``, and neither does sockserve,
+  but the request is still reported once, with its cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from .errors import format_address
+
+__all__ = ["own_std_streams", "describe_status", "outcome_of_status", "report_escape"]
+
+_ERROR, _TIMEOUT = 1, 3  # Outcome values (stats imports nothing from here)
+
+
+class _ForkedStdStream:
+    """What a forked child gets as ``sys.stdout``/``sys.stderr``.
+
+    The inherited stream objects may hold a lock that another thread of the
+    parent owned at the moment of fork() (a buffered file's lock, Jupyter's
+    OutStream buffer lock): the child would wait for it forever. This
+    stand-in opens a fresh file on the same descriptor (1 or 2) the first
+    time the child writes, so output still goes where the parent's
+    descriptors point, and a child that prints nothing pays nothing for it.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._stream: Any = None
+
+    def _open(self) -> Any:
+        if self._stream is None:
+            try:
+                self._stream = open(
+                    self._fd, "w", buffering=1, errors="backslashreplace", closefd=False
+                )
+            except OSError:
+                self._stream = open(os.devnull, "w")
+        return self._stream
+
+    def write(self, text: str) -> int:
+        return int(self._open().write(text))
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._open(), name)
+
+
+def own_std_streams() -> None:
+    """Give a newly forked child its own ``sys.stdout``/``sys.stderr``
+    (see :class:`_ForkedStdStream`)."""
+    sys.stdout = _ForkedStdStream(1)
+    sys.stderr = _ForkedStdStream(2)
+
+
+def flush_std_streams() -> None:
+    """Flush what the child printed; never raises (it is about to exit)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def describe_status(status: int) -> str:
+    """``os.waitpid``'s status as words: "exited with status 3",
+    "was killed by SIGSEGV"."""
+    if os.WIFSIGNALED(status):
+        return f"was killed by {_signal_name(os.WTERMSIG(status))}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"ended with wait status {status}"
+
+
+def outcome_of_status(status: int) -> int:
+    """The outcome of a request whose child ended (by *status*) without
+    reporting: a timeout if SIGALRM ended it, an error otherwise."""
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
+        return _TIMEOUT
+    return _ERROR
+
+
+def report_escape(server: Any, client_address: Any, exc: BaseException) -> None:
+    """Say, in one line, that a handler raised *exc* (``SystemExit``,
+    ``KeyboardInterrupt``: what ``handle_error`` is not given)."""
+    logging.getLogger("sockserve").warning(
+        "%s: the handler raised %s%s on the request from %s; the request counts "
+        "as an error and the server goes on serving",
+        type(server).__name__,
+        type(exc).__name__,
+        f"({exc})" if str(exc) else "",
+        format_address(client_address),
+    )
