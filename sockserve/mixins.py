@@ -14,7 +14,6 @@ and :mod:`sockserve.prefork`.
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import select
 import signal
@@ -23,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+from . import logs
 from .deadlines import arm_alarm
 from .drain import abort_socket
 from .errors import format_address
@@ -116,10 +116,8 @@ class ThreadingMixIn:
         if key not in ledger:
             ledger.add(key, request)  # called from someone else's thread pool
         stats = server.stats
-        stats.set_threads(+1)
+        stats.thread_started()
         try:
-            if stats.enabled:
-                stats.request_started()
             began = _monotonic()
             try:
                 server.finish_request(request, client_address)
@@ -136,7 +134,7 @@ class ThreadingMixIn:
             try:
                 server.shutdown_request(request)
             finally:
-                stats.set_threads(-1)
+                stats.thread_ended()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Start a thread that runs ``process_request_thread``."""
@@ -266,6 +264,8 @@ class ForkingMixIn:
             readable = []
         if pair is not None and pair[0] in readable:
             server._take_wakeup(pair[0])
+        if self._reports is not None and self._reports[0] in readable:
+            self._read_reports()
         self._reap(False)
         return bool(server._BaseServer__shutdown_request)
 
@@ -280,7 +280,6 @@ class ForkingMixIn:
         children = self.active_children
         if not children:
             return False
-        self._read_reports()
         now = _monotonic()
         if blocking or now - self._last_scan > 0.2:
             self._last_scan = now
@@ -289,6 +288,8 @@ class ForkingMixIn:
             candidates = list(self._finishing)
         else:
             return False
+        if blocking:
+            self._read_reports()
         flags = 0 if blocking else os.WNOHANG
         ended = False
         for pid in candidates:
@@ -320,7 +321,7 @@ class ForkingMixIn:
         key, accepted, client_address = pending.pop(pid)
         server: Any = self
         outcome = outcome_of_status(status)
-        logging.getLogger("sockserve").warning(
+        logs.warning(
             "%s: the child %d handling the request from %s %s before it finished%s",
             type(self).__name__, pid, format_address(client_address), describe_status(status),
             " (its time was up: request_timeout or child_timeout)" if outcome == 3 else "",
@@ -363,7 +364,10 @@ class ForkingMixIn:
                 return
 
     def _on_reports(self) -> None:
-        """The report pipe turned readable in the loop: children ended."""
+        """The report pipe turned readable in the loop: children ended.
+        (Reports are read here, and where the server waits for children,
+        never on spec: reading an empty pipe costs an exception.)"""
+        self._read_reports()  # always: a pipe left readable would wake the loop again
         self._reap(False)
         self._start_parked()
 
@@ -527,6 +531,7 @@ class ForkingMixIn:
                 pass
         else:
             time.sleep(min(max(seconds, 0.0), 0.01))
+        self._read_reports()
         self._reap(False)
         self._start_parked()
 

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
-import logging
 import os
 import select
 import selectors
@@ -45,6 +43,7 @@ import struct
 import time
 from typing import Any
 
+from . import logs
 from .deadlines import RequestTimeout, arm_alarm, disarm_alarm
 from .drain import DrainReport, abort_socket, drain_server
 from .errors import format_address
@@ -104,11 +103,12 @@ def _blank_inherited_sockets(keep: set[int]) -> None:
 
 
 def _encode_address(address: Any) -> bytes:
-    """A client address as bytes: an IP address tuple as JSON, a Unix
-    address (a path, or empty for an unnamed client) as itself after a tag.
-    Plain data only: nothing that could rebuild arbitrary objects."""
+    """A client address as bytes: an IP address tuple (host, port[, flow
+    info, scope id]) as its fields joined by NULs, a Unix address (a path,
+    or empty for an unnamed client) as itself after a tag. Plain data only:
+    nothing that could rebuild arbitrary objects."""
     if isinstance(address, tuple):
-        return b"t" + json.dumps(address).encode()
+        return b"t" + b"\0".join(str(field).encode() for field in address)
     if isinstance(address, bytes):
         return b"b" + address
     return b"s" + os.fsencode(address)
@@ -117,7 +117,8 @@ def _encode_address(address: Any) -> bytes:
 def _decode_address(data: bytes) -> Any:
     tag, body = data[:1], data[1:]
     if tag == b"t":
-        return tuple(json.loads(body))
+        host, *numbers = body.split(b"\0")
+        return (host.decode(), *(int(n) for n in numbers))
     if tag == b"b":
         return body
     return os.fsdecode(body)
@@ -401,7 +402,7 @@ class PreForkMixIn:
                 cut = server._inflight.discard(key)
                 outcome = outcome_of_status(status)
                 if not cut:
-                    logging.getLogger("sockserve").warning(
+                    logs.warning(
                         "%s: worker %d %s while handling the request from %s%s",
                         type(self).__name__, pid, describe_status(status),
                         format_address(entry[1]) if entry else "?",

@@ -20,12 +20,12 @@ long-lived workers. Both need the same things:
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
 from typing import Any
 
+from . import logs
 from .errors import format_address
 
 __all__ = ["own_std_streams", "describe_status", "outcome_of_status", "report_escape"]
@@ -113,7 +113,7 @@ def outcome_of_status(status: int) -> int:
 def report_escape(server: Any, client_address: Any, exc: BaseException) -> None:
     """Say, in one line, that a handler raised *exc* (``SystemExit``,
     ``KeyboardInterrupt``: what ``handle_error`` is not given)."""
-    logging.getLogger("sockserve").warning(
+    logs.warning(
         "%s: the handler raised %s%s on the request from %s; the request counts "
         "as an error and the server goes on serving",
         type(server).__name__,

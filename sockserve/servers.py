@@ -36,7 +36,6 @@ Where sockserve differs from the standard library, on purpose:
 from __future__ import annotations
 
 import errno
-import logging
 import math
 import os
 import select
@@ -45,10 +44,9 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from typing import Any, cast
 
-from . import socketfiles
+from . import logs, socketfiles
 from .deadlines import Watchdog
 from .drain import DrainReport, InFlight, abort_socket, drain_server
 from .errors import explain_bind_error, format_address
@@ -58,12 +56,6 @@ from .stats import CLIENT_GONE, FOLD_MASK, ServerStats, outcome_of
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
 
-
-def _log() -> logging.Logger:
-    """The "sockserve" logger. (logging and traceback are imported up front on
-    purpose: importing a module opens files, which fails exactly when a
-    server is out of descriptors and has something to report.)"""
-    return logging.getLogger("sockserve")
 
 # poll() scales better than select() and, unlike epoll, costs no extra
 # descriptor to create, which matters when descriptors run out.
@@ -408,7 +400,7 @@ class BaseServer:
         if exc.errno == errno.EBADF:
             # server_close() ran while serve_forever() was still running: the
             # socket is gone and would stay "ready" forever; stop, do not spin.
-            _log().warning(
+            logs.warning(
                 "%s was closed while serve_forever() was running; the loop stops "
                 "(call shutdown() before server_close())",
                 type(self).__name__,
@@ -421,7 +413,7 @@ class BaseServer:
             return
         self.stats.note_accept_error()
         if not self._accept_backoff:
-            _log().warning(
+            logs.warning(
                 "%s cannot accept a connection: %s (%s); pausing accept() and "
                 "retrying until descriptors or memory free up",
                 type(self).__name__,
@@ -518,7 +510,7 @@ class BaseServer:
         """
         exc = sys.exc_info()[1]
         if isinstance(exc, CLIENT_GONE + (TimeoutError,)):
-            _log().debug(
+            logs.debug(
                 "client %s went away: %s: %s",
                 format_address(client_address),
                 type(exc).__name__,
@@ -533,7 +525,7 @@ class BaseServer:
             f"{format_address(client_address)}; the server goes on serving.",
             file=sys.stderr,
         )
-        traceback.print_exc()
+        _print_exception()
         print(rule, file=sys.stderr)
 
     def _set_state(self, new: ServerState) -> None:
@@ -578,6 +570,19 @@ def _someone_listens(address: Any, family: int) -> bool | None:
     finally:
         probe.close()
     return True
+
+
+def _print_exception() -> None:
+    """Print the exception being handled with its traceback, as the
+    standard library does (importing traceback on first use, as it does);
+    one line if even that fails (no descriptors left to read modules)."""
+    try:
+        import traceback
+
+        traceback.print_exc()
+    except (ImportError, OSError):
+        exc = sys.exc_info()[1]
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _socket_timeout(server: BaseServer) -> float | None:

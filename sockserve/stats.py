@@ -271,6 +271,24 @@ class ServerStats:
                 setattr(self, field, getattr(self, field) + 1)
                 self._histogram.add(seconds)
 
+    def thread_started(self) -> None:
+        """A handler thread began, and its request with it (ThreadingMixIn:
+        one lock for both)."""
+        with self._lock:
+            self.threads += 1
+            if self.threads > self._threads_window:
+                self._threads_window = self.threads
+            if self.enabled:
+                self.started += 1
+                active = self._active_locked()
+                if active > self.peak_active:
+                    self.peak_active = active
+
+    def thread_ended(self) -> None:
+        """A handler thread is about to end (its request was counted)."""
+        with self._lock:
+            self.threads -= 1
+
     def set_threads(self, delta: int) -> None:
         """Handler threads alive changed by *delta*."""
         with self._lock:
