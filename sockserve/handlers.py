@@ -69,7 +69,7 @@ class SocketWriter(io.BufferedIOBase):
     """
 
     def __init__(self, sock: socket.socket) -> None:
-        super().__init__()
+        # io.BufferedIOBase.__init__ does nothing a writer needs: not called.
         self._sock = sock
 
     def writable(self) -> bool:
@@ -82,6 +82,19 @@ class SocketWriter(io.BufferedIOBase):
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+
+def _reader(sock: socket.socket, size: int) -> Any:
+    """``sock.makefile("rb", size)``, built directly for a plain socket (the
+    same objects, without ``makefile``'s mode parsing: this runs for every
+    connection); any other socket class is asked as usual."""
+    if type(sock) is not socket.socket:
+        return sock.makefile("rb", size)
+    raw = socket.SocketIO(sock, "rb")
+    sock._io_refs += 1  # type: ignore[attr-defined]  # as makefile() does: close() waits for it
+    if size == 0:
+        return raw
+    return io.BufferedReader(raw, size if size > 0 else io.DEFAULT_BUFFER_SIZE)
 
 
 class StreamRequestHandler(BaseRequestHandler):
@@ -120,7 +133,7 @@ class StreamRequestHandler(BaseRequestHandler):
             self.connection.settimeout(self.timeout)
         if self.disable_nagle_algorithm:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        self.rfile = cast(io.BufferedIOBase, self.connection.makefile("rb", self.rbufsize))
+        self.rfile = _reader(self.connection, self.rbufsize)
         if self.wbufsize == 0:
             self.wfile = SocketWriter(self.connection)
         else:

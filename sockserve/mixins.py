@@ -177,6 +177,8 @@ def _thread_name(cls: type) -> str:
 # 21 bytes: far below PIPE_BUF, so reports from many children never
 # interleave. The times are time.monotonic(), one clock for every process.
 _REPORT = struct.Struct("=iBdd")
+#: Reaps between looks at every child (for those that die without a report).
+_SCAN_EVERY = 16
 
 
 class ForkingMixIn:
@@ -229,7 +231,7 @@ class ForkingMixIn:
     _pending: dict[int, tuple[int, float, Any]] | None = None
     _parked: collections.deque[tuple[Any, Any, float]] | None = None
     _finishing: set[int] | None = None  # reported, not yet reaped
-    _last_scan: float = 0.0
+    _scan_countdown: int = 0
     _closing: bool = False
 
     # -- reaping ---------------------------------------------------------------
@@ -238,17 +240,21 @@ class ForkingMixIn:
         """Reap finished children; with *blocking*, wait for all of them.
 
         While ``max_children`` or more are alive, waits until one ends
-        (unless a stop was asked for, or requests are parked).
+        (unless a stop was asked for, or ``request_timeout`` is set: then
+        requests are parked instead).
         """
-        if self.active_children is None:
+        children = self.active_children
+        if children is None:
             return
-        server: Any = self
-        if server.request_timeout is None and not self._closing:
-            while len(self.active_children) >= self.max_children:
-                if server._BaseServer__shutdown_request or self._wait_for_a_child(0.05):
-                    break
+        if len(children) >= self.max_children and not self._closing:
+            server: Any = self
+            if server.request_timeout is None:
+                while len(children) >= self.max_children:
+                    if server._BaseServer__shutdown_request or self._wait_for_a_child(0.05):
+                        break
         self._reap(blocking)
-        self._start_parked()
+        if self._parked:
+            self._start_parked()
 
     def _wait_for_a_child(self, seconds: float) -> bool:
         """Wait up to *seconds* for a child to end (its report arrives) or
@@ -270,26 +276,28 @@ class ForkingMixIn:
         return bool(server._BaseServer__shutdown_request)
 
     def _reap(self, blocking: bool = False) -> bool:
-        """Read the children's reports and reap the children that ended.
-        True if any was reaped.
+        """Reap the children that ended; True if any was.
 
-        A child reports just before it exits, so the children that reported
-        are waited for first; every live child is polled only now and then
-        (every 0.2 s) for those that die without a report, and all of them
-        with *blocking* (waiting for each)."""
+        A child reports just before it exits, so the children whose report
+        was read are waited for first. Every live child is polled only every
+        ``_SCAN_EVERY`` calls (for children that die without a report),
+        every call while the bound is reached or requests are parked, and
+        all of them, waiting for each, with *blocking*."""
         children = self.active_children
         if not children:
             return False
-        now = _monotonic()
-        if blocking or now - self._last_scan > 0.2:
-            self._last_scan = now
-            candidates: Any = list(children)
-        elif self._finishing:
-            candidates = list(self._finishing)
-        else:
-            return False
         if blocking:
             self._read_reports()
+            candidates: Any = list(children)
+        else:
+            self._scan_countdown -= 1
+            if self._scan_countdown <= 0 or self._parked or len(children) >= self.max_children:
+                self._scan_countdown = _SCAN_EVERY
+                candidates = list(children)
+            elif self._finishing:
+                candidates = list(self._finishing)
+            else:
+                return False
         flags = 0 if blocking else os.WNOHANG
         ended = False
         for pid in candidates:
@@ -304,7 +312,8 @@ class ForkingMixIn:
                 children.discard(pid)
                 if self._finishing:
                     self._finishing.discard(pid)
-                self._child_ended(pid, status)
+                if self._pending and pid in self._pending:
+                    self._child_ended(pid, status)
         if ended:
             getattr(self, "stats").set_children(len(children))
         return ended
@@ -313,8 +322,7 @@ class ForkingMixIn:
         """A child was reaped. If its report never came, say why and count
         its request under its true outcome."""
         pending = self._pending
-        if pending is None or pid not in pending:
-            return
+        assert pending is not None
         self._read_reports()  # its report may have arrived since
         if pid not in pending:
             return
@@ -397,7 +405,8 @@ class ForkingMixIn:
         """Fork; the child handles the request and exits, the parent closes
         its copy of the request and returns to the loop."""
         server: Any = self
-        self._open_reports()
+        if self._reports is None:
+            self._open_reports()
         children = self.active_children
         if children is not None and len(children) >= self.max_children:
             if server.request_timeout is None:
@@ -472,10 +481,7 @@ class ForkingMixIn:
             assert self._pending is not None
             self._pending[pid] = (pid, accepted, client_address)
             server._inflight.add(pid, pid)
-            stats = server.stats
-            if stats.enabled:
-                stats.request_started()
-            stats.set_children(len(self.active_children))
+            server.stats.child_started(len(self.active_children))
             server.close_request(request)
             return
         self._run_child(request, client_address, accepted)
@@ -489,7 +495,8 @@ class ForkingMixIn:
         try:
             own_std_streams()
             limit = server.request_timeout
-            if limit is not None or self.child_timeout is not None:
+            armed = limit is not None or self.child_timeout is not None
+            if armed:
                 arm_alarm(
                     None if limit is None else accepted + limit - began,
                     self.child_timeout,
@@ -497,7 +504,7 @@ class ForkingMixIn:
                 )
             try:
                 server.finish_request(request, client_address)
-                outcome, status = 0, 0
+                outcome = status = 0
             except Exception as exc:
                 outcome = outcome_of(exc)
                 server.handle_error(request, client_address)
@@ -505,15 +512,15 @@ class ForkingMixIn:
                 # As in the standard library, not handle_error's; said once.
                 report_escape(server, client_address, exc)
             ended = _monotonic()
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            if armed:
+                signal.setitimer(signal.ITIMER_REAL, 0)
         finally:
             try:
                 server.shutdown_request(request)
             except BaseException:
                 pass
             try:
-                assert self._reports is not None
-                os.write(self._reports[1], _REPORT.pack(os.getpid(), outcome, began, ended))
+                os.write(self._reports[1], _REPORT.pack(os.getpid(), outcome, began, ended))  # type: ignore[index]
             except BaseException:
                 pass  # reporting must never keep the child alive
             flush_std_streams()

@@ -69,16 +69,25 @@ class _ForkedStdStream:
         return getattr(self._open(), name)
 
 
+# Made once, in the parent, where they are never used: a child only points
+# sys.stdout/sys.stderr at them (its copies start unopened).
+_CHILD_STDOUT = _ForkedStdStream(1)
+_CHILD_STDERR = _ForkedStdStream(2)
+
+
 def own_std_streams() -> None:
     """Give a newly forked child its own ``sys.stdout``/``sys.stderr``
     (see :class:`_ForkedStdStream`)."""
-    sys.stdout = _ForkedStdStream(1)
-    sys.stderr = _ForkedStdStream(2)
+    sys.stdout = _CHILD_STDOUT
+    sys.stderr = _CHILD_STDERR
 
 
 def flush_std_streams() -> None:
     """Flush what the child printed; never raises (it is about to exit)."""
     for stream in (sys.stdout, sys.stderr):
+        if stream is _CHILD_STDOUT or stream is _CHILD_STDERR:
+            if stream._stream is None:
+                continue  # never written to: nothing to flush
         try:
             stream.flush()
         except BaseException:

@@ -739,16 +739,26 @@ class UDPServer(TCPServer):
     allow_reuse_port: bool = False
     socket_type: int = socket.SOCK_DGRAM
     max_packet_size: int = 8192
+    _datagram_buffer: memoryview | None = None
 
     def get_request(self) -> tuple[Any, Any]:
-        """Read one datagram: ``((data, self.socket), client_address)``."""
-        if _HAVE_RECVMSG:
-            data, _, flags, client_address = self.socket.recvmsg(self.max_packet_size)
-            if flags & _MSG_TRUNC:
-                self.stats.note_truncated()
-        else:  # pragma: no cover - recvmsg exists on every POSIX system
-            data, client_address = self.socket.recvfrom(self.max_packet_size)
-        return (data, self.socket), client_address
+        """Read one datagram: ``((data, self.socket), client_address)``.
+
+        Reads into a buffer kept for the purpose, asking the kernel for the
+        datagram's real length (``MSG_TRUNC``), so a datagram longer than
+        ``max_packet_size`` is counted in ``stats.truncated``; that costs
+        about half of what ``recvmsg`` would (the standard library's
+        ``recvfrom`` cannot tell). Linux reports the real length; where the
+        kernel does not, truncation goes uncounted."""
+        size = self.max_packet_size
+        buffer = self._datagram_buffer
+        if buffer is None or len(buffer) != size:
+            buffer = self._datagram_buffer = memoryview(bytearray(size))
+        length, client_address = self.socket.recvfrom_into(buffer, size, _MSG_TRUNC)
+        if length > size:
+            self.stats.note_truncated()
+            length = size
+        return (buffer[:length].tobytes(), self.socket), client_address
 
     def server_activate(self) -> None:
         """Nothing to do: a datagram socket does not listen."""
@@ -762,5 +772,4 @@ class UDPServer(TCPServer):
         """Nothing to close per datagram."""
 
 
-_HAVE_RECVMSG = hasattr(socket.socket, "recvmsg")
 _MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)

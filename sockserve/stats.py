@@ -289,6 +289,21 @@ class ServerStats:
         with self._lock:
             self.threads -= 1
 
+    def child_started(self, alive: int) -> None:
+        """A child process was forked for a request; *alive* children now
+        (ForkingMixIn: one lock for both)."""
+        with self._lock:
+            self.children = alive
+            if alive > self.peak_children:
+                self.peak_children = alive
+            if alive > self._children_window:
+                self._children_window = alive
+            if self.enabled:
+                self.started += 1
+                active = self._active_locked()
+                if active > self.peak_active:
+                    self.peak_active = active
+
     def set_threads(self, delta: int) -> None:
         """Handler threads alive changed by *delta*."""
         with self._lock:
