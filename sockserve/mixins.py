@@ -27,6 +27,7 @@ from .deadlines import arm_alarm
 from .drain import abort_socket
 from .errors import format_address
 from .processes import (
+    OPENED,
     describe_status,
     flush_std_streams,
     outcome_of_status,
@@ -233,6 +234,7 @@ class ForkingMixIn:
     _finishing: set[int] | None = None  # reported, not yet reaped
     _scan_countdown: int = 0
     _closing: bool = False
+    _report_poll: Any = None
 
     # -- reaping ---------------------------------------------------------------
 
@@ -252,6 +254,7 @@ class ForkingMixIn:
                 while len(children) >= self.max_children:
                     if server._BaseServer__shutdown_request or self._wait_for_a_child(0.05):
                         break
+        self._poll_reports()
         self._reap(blocking)
         if self._parked:
             self._start_parked()
@@ -372,17 +375,18 @@ class ForkingMixIn:
                 return
 
     def _on_reports(self) -> None:
-        """The report pipe turned readable in the loop: children ended.
-        (Reports are read here, and where the server waits for children,
-        never on spec: reading an empty pipe costs an exception.)"""
-        self._read_reports()  # always: a pipe left readable would wake the loop again
+        """The report pipe turned readable (watched while requests are
+        parked, waiting for a child to end)."""
+        self._read_reports()
         self._reap(False)
-        self._start_parked()
+        if self._parked:
+            self._start_parked()
 
-    def _loop_fds(self) -> dict[int, Any]:
-        self._open_reports()
-        assert self._reports is not None
-        return {self._reports[0]: self._on_reports}
+    def _poll_reports(self) -> None:
+        """Read the reports if any arrived (a poll, not a read that fails:
+        an exception costs more than the whole check)."""
+        if self._report_poll is not None and self._report_poll.poll(0):
+            self._read_reports()
 
     def handle_timeout(self) -> None:
         """Reap children while ``handle_request()`` is idle."""
@@ -400,6 +404,8 @@ class ForkingMixIn:
             os.set_blocking(reader, False)
             self._reports = (reader, writer)
             self._pending = {}
+            self._report_poll = select.poll()
+            self._report_poll.register(reader, select.POLLIN)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Fork; the child handles the request and exits, the parent closes
@@ -429,6 +435,8 @@ class ForkingMixIn:
             accepted = server._accepted_at[id(request)] = _monotonic()
         server._inflight.add(id(request), request)
         self._parked.append((request, client_address, accepted))
+        if self._reports is not None:
+            server._watch(self._reports[0], self._on_reports)  # wake when a child ends
         if len(self._parked) > self.max_children:
             self._drop_parked(self._parked.popleft(), 3)
 
@@ -467,6 +475,8 @@ class ForkingMixIn:
             else:
                 server._accepted_at.pop(key, None)
                 self._fork(request, client_address, accepted)
+        if not parked and self._reports is not None:
+            server._watch(self._reports[0], None)
 
     def _fork(self, request: Any, client_address: Any, accepted: float | None) -> None:
         server: Any = self
@@ -487,21 +497,18 @@ class ForkingMixIn:
         self._run_child(request, client_address, accepted)
 
     def _run_child(self, request: Any, client_address: Any, accepted: float) -> None:
-        """The child's whole life: handle, report, ``os._exit``. Never returns."""
+        """The child's whole life: handle, report, ``os._exit``. Never returns.
+
+        Kept short on purpose: this code runs only in children, where it is
+        always "cold" (never specialized by the interpreter), so every extra
+        call or lookup costs about three times what it would in the parent."""
         server: Any = self
-        status = 1
-        outcome = 1
+        status = outcome = 1
+        own_std_streams()
         began = ended = _monotonic()
         try:
-            own_std_streams()
-            limit = server.request_timeout
-            armed = limit is not None or self.child_timeout is not None
-            if armed:
-                arm_alarm(
-                    None if limit is None else accepted + limit - began,
-                    self.child_timeout,
-                    float(getattr(server, "abort_grace", 1.0)),
-                )
+            if server.request_timeout is not None or self.child_timeout is not None:
+                self._arm_child_alarm(accepted, began)
             try:
                 server.finish_request(request, client_address)
                 outcome = status = 0
@@ -512,19 +519,24 @@ class ForkingMixIn:
                 # As in the standard library, not handle_error's; said once.
                 report_escape(server, client_address, exc)
             ended = _monotonic()
-            if armed:
-                signal.setitimer(signal.ITIMER_REAL, 0)
         finally:
             try:
                 server.shutdown_request(request)
-            except BaseException:
-                pass
-            try:
                 os.write(self._reports[1], _REPORT.pack(os.getpid(), outcome, began, ended))  # type: ignore[index]
             except BaseException:
-                pass  # reporting must never keep the child alive
-            flush_std_streams()
+                pass  # nothing may keep the child alive
+            if OPENED:
+                flush_std_streams()
             os._exit(status)
+
+    def _arm_child_alarm(self, accepted: float, began: float) -> None:
+        server: Any = self
+        limit = server.request_timeout
+        arm_alarm(
+            None if limit is None else accepted + limit - began,
+            self.child_timeout,
+            float(getattr(server, "abort_grace", 1.0)),
+        )
 
     # -- drain and close -----------------------------------------------------------
 
@@ -582,5 +594,6 @@ class ForkingMixIn:
             for fd in self._reports:
                 os.close(fd)
             self._reports = None
+            self._report_poll = None
 
 

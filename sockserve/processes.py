@@ -28,7 +28,14 @@ from typing import Any
 from . import logs
 from .errors import format_address
 
-__all__ = ["own_std_streams", "describe_status", "outcome_of_status", "report_escape"]
+__all__ = [
+    "own_std_streams",
+    "OPENED",
+    "flush_std_streams",
+    "describe_status",
+    "outcome_of_status",
+    "report_escape",
+]
 
 _ERROR, _TIMEOUT = 1, 3  # Outcome values (stats imports nothing from here)
 
@@ -56,6 +63,7 @@ class _ForkedStdStream:
                 )
             except OSError:
                 self._stream = open(os.devnull, "w")
+            OPENED.append(self)
         return self._stream
 
     def write(self, text: str) -> int:
@@ -82,12 +90,16 @@ def own_std_streams() -> None:
     sys.stderr = _CHILD_STDERR
 
 
+#: The child's stand-ins that were opened (written to): flushed at exit.
+OPENED: list[_ForkedStdStream] = []
+
+
 def flush_std_streams() -> None:
-    """Flush what the child printed; never raises (it is about to exit)."""
-    for stream in (sys.stdout, sys.stderr):
-        if stream is _CHILD_STDOUT or stream is _CHILD_STDERR:
-            if stream._stream is None:
-                continue  # never written to: nothing to flush
+    """Flush what the child printed through its stand-in streams; never
+    raises (it is about to exit). Called only when :data:`OPENED` is not
+    empty. (Like the standard library, a child does not flush streams a
+    handler put in their place.)"""
+    for stream in OPENED:
         try:
             stream.flush()
         except BaseException:

@@ -168,6 +168,7 @@ class BaseServer:
     _serving_pid: int | None = None
     _accept_backoff: float = 0.0
     _watchdog: Watchdog | None = None
+    _loop_watch: tuple[Any, dict[int, Any]] | None = None
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         self.server_address = server_address
@@ -199,9 +200,8 @@ class BaseServer:
             woken = wake.fileno()
             poller.register(listening, _POLLIN)
             poller.register(woken, _POLLIN)
-            extra = self._loop_fds()
-            for fd in extra:
-                poller.register(fd, _POLLIN)
+            extra: dict[int, Any] = {}
+            self._loop_watch = (poller, extra)
             wait_ms = None if poll_interval is None else max(0, math.ceil(poll_interval * 1000))
             self._set_state(ServerState.SERVING)
             while not self.__shutdown_request:
@@ -219,17 +219,29 @@ class BaseServer:
                         extra[fd]()
                 self.service_actions()
         finally:
+            self._loop_watch = None
             self.__shutdown_request = False
             self._close_wakeup()
             if self.state is not ServerState.CLOSED:
                 self.state = ServerState.LISTENING
             self.__is_shut_down.set()
 
-    def _loop_fds(self) -> dict[int, Any]:
-        """More descriptors for ``serve_forever`` to wait on, each with the
-        function to call when it turns readable (ForkingMixIn: its report
-        pipe, so a child that ends wakes the loop)."""
-        return {}
+    def _watch(self, fd: int, callback: Any) -> bool:
+        """While ``serve_forever`` runs: also wake for *fd* turning readable
+        and call *callback* then (None: stop watching it). False when no
+        loop runs. (ForkingMixIn watches its report pipe while requests wait
+        for a free child.)"""
+        watch = self._loop_watch
+        if watch is None:
+            return False
+        poller, callbacks = watch
+        if callback is None:
+            if callbacks.pop(fd, None) is not None:
+                poller.unregister(fd)
+        elif fd not in callbacks:
+            callbacks[fd] = callback
+            poller.register(fd, _POLLIN)
+        return True
 
     def shutdown(self) -> None:
         """Stop ``serve_forever`` and wait until it has returned.
