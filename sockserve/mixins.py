@@ -228,8 +228,9 @@ class ForkingMixIn:
     child_timeout: float | None = None
 
     _reports: tuple[int, int] | None = None
-    # pid -> (ledger key, accepted, client address) of the request it runs
-    _pending: dict[int, tuple[int, float, Any]] | None = None
+    # pid -> (accepted, client address) of the request it runs (the ledger
+    # knows it by the pid too)
+    _pending: dict[int, tuple[float, Any]] | None = None
     _parked: collections.deque[tuple[Any, Any, float]] | None = None
     _finishing: set[int] | None = None  # reported, not yet reaped
     _scan_countdown: int = 0
@@ -254,8 +255,12 @@ class ForkingMixIn:
                 while len(children) >= self.max_children:
                     if server._BaseServer__shutdown_request or self._wait_for_a_child(0.05):
                         break
-        self._poll_reports()
-        self._reap(blocking)
+        poll = self._report_poll
+        if poll is not None and poll.poll(0):  # a poll, not a read that may fail: cheaper
+            self._read_reports()
+        self._scan_countdown -= 1
+        if blocking or self._finishing or self._scan_countdown <= 0 or self._parked:
+            self._reap(blocking)
         if self._parked:
             self._start_parked()
 
@@ -292,15 +297,13 @@ class ForkingMixIn:
         if blocking:
             self._read_reports()
             candidates: Any = list(children)
+        elif self._scan_countdown <= 0 or self._parked or len(children) >= self.max_children:
+            self._scan_countdown = _SCAN_EVERY
+            candidates = list(children)
+        elif self._finishing:
+            candidates = list(self._finishing)
         else:
-            self._scan_countdown -= 1
-            if self._scan_countdown <= 0 or self._parked or len(children) >= self.max_children:
-                self._scan_countdown = _SCAN_EVERY
-                candidates = list(children)
-            elif self._finishing:
-                candidates = list(self._finishing)
-            else:
-                return False
+            return False
         flags = 0 if blocking else os.WNOHANG
         ended = False
         for pid in candidates:
@@ -318,7 +321,7 @@ class ForkingMixIn:
                 if self._pending and pid in self._pending:
                     self._child_ended(pid, status)
         if ended:
-            getattr(self, "stats").set_children(len(children))
+            getattr(self, "stats").children_here(len(children))
         return ended
 
     def _child_ended(self, pid: int, status: int) -> None:
@@ -329,7 +332,7 @@ class ForkingMixIn:
         self._read_reports()  # its report may have arrived since
         if pid not in pending:
             return
-        key, accepted, client_address = pending.pop(pid)
+        accepted, client_address = pending.pop(pid)
         server: Any = self
         outcome = outcome_of_status(status)
         logs.warning(
@@ -338,7 +341,7 @@ class ForkingMixIn:
             " (its time was up: request_timeout or child_timeout)" if outcome == 3 else "",
         )
         now = _monotonic()
-        self._count(server, key, outcome, accepted, accepted, now, pid)
+        self._count(server, pid, outcome, accepted, accepted, now, pid)
 
     def _count(
         self, server: Any, key: int, outcome: int, accepted: float, began: float,
@@ -353,24 +356,35 @@ class ForkingMixIn:
                 timeline.record(accepted, began, ended, pid, pid, cut or outcome)
 
     def _read_reports(self) -> None:
+        """Count the requests whose children reported (the children are
+        then reaped by ``_reap``, which waits for those first)."""
         if self._reports is None:
             return
         size = _REPORT.size * 512
         pending = self._pending or {}
+        if self._finishing is None:
+            self._finishing = set()
+        finishing = self._finishing
         server: Any = self
+        ledger = server._inflight
+        stats = server.stats
         while True:
             try:
                 data = os.read(self._reports[0], size)
             except BlockingIOError:
                 return
-            usable = len(data) - len(data) % _REPORT.size
-            if self._finishing is None:
-                self._finishing = set()
-            for pid, outcome, began, ended in _REPORT.iter_unpack(data[:usable]):
+            if len(data) % _REPORT.size:
+                data = data[: len(data) - len(data) % _REPORT.size]  # never happens: writes are atomic
+            for pid, outcome, began, ended in _REPORT.iter_unpack(data):
                 entry = pending.pop(pid, None)
-                if entry is not None:
-                    self._finishing.add(pid)
-                    self._count(server, entry[0], outcome, entry[1], began, ended, pid)
+                if entry is None:
+                    continue
+                finishing.add(pid)
+                cut = ledger.discard(pid)
+                if stats.enabled:
+                    stats.request_finished(cut or outcome, ended - began)
+                    if stats.timeline is not None:
+                        stats.timeline.record(entry[0], began, ended, pid, pid, cut or outcome)
             if len(data) < size:
                 return
 
@@ -381,12 +395,6 @@ class ForkingMixIn:
         self._reap(False)
         if self._parked:
             self._start_parked()
-
-    def _poll_reports(self) -> None:
-        """Read the reports if any arrived (a poll, not a read that fails:
-        an exception costs more than the whole check)."""
-        if self._report_poll is not None and self._report_poll.poll(0):
-            self._read_reports()
 
     def handle_timeout(self) -> None:
         """Reap children while ``handle_request()`` is idle."""
@@ -489,7 +497,7 @@ class ForkingMixIn:
                 self.active_children = set()
             self.active_children.add(pid)
             assert self._pending is not None
-            self._pending[pid] = (pid, accepted, client_address)
+            self._pending[pid] = (accepted, client_address)
             server._inflight.add(pid, pid)
             server.stats.child_started(len(self.active_children))
             server.close_request(request)

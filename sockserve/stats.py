@@ -290,19 +290,26 @@ class ServerStats:
             self.threads -= 1
 
     def child_started(self, alive: int) -> None:
-        """A child process was forked for a request; *alive* children now
-        (ForkingMixIn: one lock for both)."""
-        with self._lock:
-            self.children = alive
-            if alive > self.peak_children:
-                self.peak_children = alive
-            if alive > self._children_window:
-                self._children_window = alive
-            if self.enabled:
-                self.started += 1
-                active = self._active_locked()
-                if active > self.peak_active:
-                    self.peak_active = active
+        """A child process was forked for a request; *alive* children now.
+        Serving thread only (ForkingMixIn forks there): no lock, like the
+        other ``*_here`` writers. (A ``take_peaks`` running at that very
+        instant may see this child only in the next window.)"""
+        self.children_here(alive)
+        if self.enabled:
+            self.started += 1
+            active = self.started - self._completed - len(self._done) - self.errors - (
+                self.disconnects + self.timeouts + self.aborted - self._active_base
+            )
+            if active > self.peak_active:
+                self.peak_active = active
+
+    def children_here(self, alive: int) -> None:
+        """Child processes alive is now *alive* (serving thread only)."""
+        self.children = alive
+        if alive > self.peak_children:
+            self.peak_children = alive
+        if alive > self._children_window:
+            self._children_window = alive
 
     def set_threads(self, delta: int) -> None:
         """Handler threads alive changed by *delta*."""
