@@ -335,11 +335,12 @@ class ForkingMixIn:
         accepted, client_address = pending.pop(pid)
         server: Any = self
         outcome = outcome_of_status(status)
-        logs.warning(
-            "%s: the child %d handling the request from %s %s before it finished%s",
-            type(self).__name__, pid, format_address(client_address), describe_status(status),
-            " (its time was up: request_timeout or child_timeout)" if outcome == 3 else "",
-        )
+        if not server._inflight.cut_outcome(pid):  # a drain's abort is not news
+            logs.warning(
+                "%s: the child %d handling the request from %s %s before it finished%s",
+                type(self).__name__, pid, format_address(client_address), describe_status(status),
+                " (its time was up: request_timeout or child_timeout)" if outcome == 3 else "",
+            )
         now = _monotonic()
         self._count(server, pid, outcome, accepted, accepted, now, pid)
 
