@@ -48,6 +48,9 @@ _GENERATOR_SATURATED = 0.8
 # about as much of them as the server (at least this fraction of its share).
 _CORES_SATURATED = 0.85
 _GENERATOR_SHARE = 0.8
+# A server whose requests took this much more CPU than calibrated ran on a
+# slower machine than the calibration saw (a fork per request excepted).
+_SLOWER = 1.3
 
 
 def _pairs(points: Iterable[Sequence[float]]) -> list[list[float]]:
@@ -191,6 +194,15 @@ class RunResult:
             return None
         return self.generator_cpu_s * 1000.0 / self.requests
 
+    @property
+    def cpu_slowdown(self) -> float | None:
+        """Server CPU per request over the calibrated work, for servers that
+        add little to it (no process per request); None when unknown."""
+        measured = self.server_cpu_ms
+        if measured is None or not self.work_ms or self.concurrency == "forking":
+            return None
+        return measured / self.work_ms
+
     def limit(self) -> Limit:
         """The most requests per second this run could have served."""
         cores = self.usable_cores
@@ -246,6 +258,13 @@ class RunResult:
                 f"{self.server}: the load generator was the bottleneck: it used {share:.2f} of a "
                 f"core ({self.generator_cpu_ms or 0:.3f} ms per request){server}, of "
                 f"{self.cores.get('usable', 0):g} usable; the server may be faster than this")
+        slow = self.cpu_slowdown
+        if slow is not None and slow > _SLOWER:
+            found.append(
+                f"{self.server}: each request took {self.server_cpu_ms:.1f} ms of CPU, {slow:.1f}x the "
+                f"{self.work_ms:g} ms calibrated: the machine ran slower during this run than when it "
+                "was calibrated (other programs on this core, or on one sharing its hardware), so "
+                "compare this run with the others with care")
         if self.load.get("unsent"):
             found.append(f"{self.server}: {self.load['unsent']} requests of the open loop were "
                          "never sent (the generator fell behind its rate)")

@@ -113,3 +113,13 @@ def test_calibration_drift_and_cancel_are_flagged() -> None:
     comparison.cancelled = True
     assert comparison.flags() == [
         "stopped before the end: the last run is partial and later servers did not run"]
+
+
+def test_a_run_slower_than_its_calibration_says_so() -> None:
+    slow = run("plain", 60.0, server_cpu_s=120 * 0.0149)   # 14.9 ms of CPU for 10 ms of work
+    assert slow.cpu_slowdown == pytest.approx(1.49)
+    assert any("took 14.9 ms of CPU, 1.5x the 10 ms calibrated" in f for f in slow.flags())
+    fine = run("plain", 90.0, server_cpu_s=180 * 0.0105)
+    assert fine.flags() == []
+    forking = run("forking", 50.0, server_cpu_s=100 * 0.016)  # a fork per request costs CPU too
+    assert forking.cpu_slowdown is None and forking.flags() == []
