@@ -271,8 +271,12 @@ def test_one_core_cpu_comparison_does_fixed_work_and_respects_the_limit(one_core
         assert run.errors == 0 and run.requests > 0, table
         # The work was done: at least most of 5 ms of CPU per request (a
         # server that calibrated by wall clock next to the load generator
-        # would do about half).
-        assert run.server_cpu_ms is not None and run.server_cpu_ms >= 0.75 * 5, table
+        # would do about half). A machine whose speed changes (a busy
+        # sibling core) may run the loop faster than when it was calibrated:
+        # the bound allows for the fastest speed measured, before or after.
+        fastest = max(rate, calibration["measured_after"])
+        assert run.server_cpu_ms is not None, table
+        assert run.server_cpu_ms >= 0.75 * 5 * rate / fastest, (table, calibration)
         # The invariant: nothing beats 1 core / 5 ms = 200 req/s unflagged.
         limit = run.limit()
         assert limit.rps == pytest.approx(200.0)
