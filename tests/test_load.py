@@ -576,7 +576,11 @@ def test_a_server_that_goes_away_ends_the_run_and_says_so() -> None:
         server.server_close()
     assert result.ended_by == "refused"
     assert result.elapsed < 10
-    assert result.outcomes["refused"] < 1000, result.summary()  # not 90,000
+    # The run ends after REFUSED_STREAK refusals and REFUSED_QUIET seconds
+    # without a reply; refusals take microseconds, so a few thousand can come
+    # in that window on a fast machine: the bound catches the old behaviour
+    # (hitting the dead port until a 100,000-request cap), not the window.
+    assert result.outcomes["refused"] < 10_000, result.summary()
     assert "nothing accepts connections at the address any more" in result.summary()
 
 
