@@ -199,6 +199,22 @@ def check_idle_timeout(handler: Any) -> str:
             if first != b"HELLO\n":
                 raise _answer_hint(b"hello\n", first)
             rest, closed_after = _read_until_close(idle, 1.5)
+        if closed_after is None:
+            raise ExerciseFailed(
+                "the silent client was still connected 1.5 s after its last line: a handler's read "
+                "waits for as long as the client says nothing, holding its thread all that time.",
+                fix="set the class attribute timeout = 0.3: every read then raises TimeoutError after 0.3 s of "
+                "silence; catch it in handle().",
+            )
+        if rest != b"idle timeout\n":
+            raise ExerciseFailed(
+                f"the silent client was disconnected after {closed_after:.1f} s but received {rest!r}: "
+                "a client cut off without a word cannot tell a timeout from a crash.",
+                fix="wrap the reading loop in try/except TimeoutError, and in the except write "
+                "b'idle timeout\\n' before handle() returns.",
+            )
+        if closed_after < 0.2:
+            raise ExerciseFailed(f"the silent client was cut off after {closed_after:.2f} s: wait 0.3 s of silence")
         with socket.create_connection(server.server_address, timeout=2) as busy:
             busy_reader = busy.makefile("rb")
             cut_early = False
@@ -213,22 +229,6 @@ def check_idle_timeout(handler: Any) -> str:
                     cut_early = True
                     break
             busy_reader.close()
-    if closed_after is None:
-        raise ExerciseFailed(
-            "the silent client was still connected 1.5 s after its last line: a handler's read "
-            "waits for as long as the client says nothing, holding its thread all that time.",
-            fix="set the class attribute timeout = 0.3: every read then raises TimeoutError after 0.3 s of "
-            "silence; catch it in handle().",
-        )
-    if rest != b"idle timeout\n":
-        raise ExerciseFailed(
-            f"the silent client was disconnected after {closed_after:.1f} s but received {rest!r}: "
-            "a client cut off without a word cannot tell a timeout from a crash.",
-            fix="wrap the reading loop in try/except TimeoutError, and in the except write "
-            "b'idle timeout\\n' before handle() returns.",
-        )
-    if closed_after < 0.2:
-        raise ExerciseFailed(f"the silent client was cut off after {closed_after:.2f} s: wait 0.3 s of silence")
     if cut_early:
         raise ExerciseFailed(
             "a client that sent a line every 0.1 s was cut off: an idle timeout is about silence, "
