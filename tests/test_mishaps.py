@@ -42,6 +42,14 @@ def test_slow_clients_get_a_thread_each_or_fill_the_pool() -> None:
     assert pool.peak_active == 3 and pool.quick_waited >= 0.45
 
 
+def test_request_timeout_cuts_a_dripping_client_and_frees_a_pool_worker() -> None:
+    drip = mishaps.slow_client("dripping", hold=1.0, timeout=0.2, request_timeout=0.3)
+    assert drip.slow_cut_after is not None and drip.quick_waited < 0.8
+    bounded = mishaps.slow_crowd(sockserve.ThreadPoolTCPServer, slow_clients=6, hold=1.0, pool_size=3,
+                                 request_timeout=0.2)
+    assert bounded.quick_waited < 0.8
+
+
 @linux_only
 def test_ended_children_are_zombies_until_collect_children() -> None:
     run = mishaps.zombies(children=3)

@@ -98,7 +98,7 @@ for run in (silent, idle_cut, drip):
 # accepted, the server shuts its socket down, so a handler blocked in a read sees end of file, whatever the client
 # does.
 
-# %% tags=["nbval-ignore-output"]
+# %%
 if hasattr(sockserve.TCPServer, "request_timeout"):
     total = mishaps.slow_client("dripping", hold=1.0, timeout=0.2, request_timeout=0.3)
     print("request_timeout = 0.3, dripping client: cut off early:", total.slow_cut_after is not None,
@@ -144,7 +144,7 @@ for name, run in crowd.items():
 # starve everyone else. The usual answer is a pool **plus** a bound on how long any one request may hold a worker.
 # With `request_timeout`, a worker held by a slow client is freed after that many seconds:
 
-# %% tags=["nbval-ignore-output"]
+# %%
 if hasattr(sockserve.TCPServer, "request_timeout"):
     bounded = mishaps.slow_crowd(sockserve.ThreadPoolTCPServer, slow_clients=8, hold=1.0, pool_size=4,
                                  request_timeout=0.2)
