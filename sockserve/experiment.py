@@ -61,6 +61,7 @@ from typing import IO, Any
 from .kinds import resolve_kind
 from .limits import gil_enabled, usable_cores
 from .results import Comparison, RunResult
+from .serverfeed import FeedLine, parse_feed
 
 __all__ = [
     "ServerProcess",
@@ -115,12 +116,14 @@ class ServerProcess:
 
     Callers use: ``start()`` (returns self once the server serves),
     ``address`` (``(host, port)`` or a socket path), ``pid``, ``kind``
-    (a :class:`~sockserve.kinds.KindInfo`), ``stop(timeout)`` and
-    ``stderr_text()``; or ``with ServerProcess(...) as server:``.
+    (a :class:`~sockserve.kinds.KindInfo`), ``stop(timeout)``,
+    ``reports()`` and ``stderr_text()``; or ``with ServerProcess(...) as server:``.
 
-    The child is ``python -m sockserve serve KIND --json --exit-with-parent``;
-    its stdout and stderr go to temporary files (never to pipes that could
-    fill up and block it). ``stop()`` sends SIGINT (the server shuts down
+    The child is ``python -m sockserve serve KIND --json --exit-with-parent
+    --report-every 0.1``; its stdout and stderr go to temporary files (never
+    to pipes that could fill up and block it), and ``reports()`` reads the
+    server's per-interval counts from the first (see
+    :mod:`sockserve.serverfeed`; ``report_every = None`` turns them off). ``stop()`` sends SIGINT (the server shuts down
     cleanly and exits 0), then SIGTERM after *timeout*, then SIGKILL.
     Unix kinds without a *path* get one in a private temporary directory,
     removed on stop. For the cpu and mixed workloads the server is handed
@@ -129,6 +132,8 @@ class ServerProcess:
     """
 
     start_timeout: float = 20.0  # seconds to wait for the "serving" line
+    #: Seconds between the server's own reports (``reports()``); None: none.
+    report_every: float | None = 0.1
 
     def __init__(
         self,
@@ -154,6 +159,7 @@ class ServerProcess:
         self._tmpdir: str | None = None
         self._finalizer: Any = None  # weakref.finalize
         self._stderr_at_stop = ""
+        self._reports_at_stop: list[FeedLine] = []
 
     @property
     def pid(self) -> int | None:
@@ -175,6 +181,8 @@ class ServerProcess:
             cmd += ["--host", self.host, "--port", str(self.port)]
         for name, value in self.params.items():
             cmd += ["--param", f"{name}={value}"]
+        if self.report_every:
+            cmd += ["--report-every", f"{self.report_every:g}"]
         return cmd
 
     def start(self) -> ServerProcess:
@@ -237,6 +245,21 @@ class ServerProcess:
         lines = [line for line in self.stderr_text().splitlines() if line.strip()]
         return lines[-1].strip() if lines else ""
 
+    def reports(self) -> list[FeedLine]:
+        """The server's per-interval reports so far (``--report-every``):
+        peak threads and children of each interval, its counters, and the
+        cpu calibration its handler uses. Read them before :meth:`stop`;
+        after it, the reports read at stop time."""
+        if self._stdout is None or self._stdout.closed:
+            return list(self._reports_at_stop)
+        data = b""
+        while True:
+            chunk = os.pread(self._stdout.fileno(), 1 << 20, len(data))
+            if not chunk:
+                break
+            data += chunk
+        return parse_feed(data)
+
     def stderr_text(self) -> str:
         """What the server wrote to stderr (so far, or until it stopped)."""
         if self._stderr is None or self._stderr.closed:
@@ -251,6 +274,8 @@ class ServerProcess:
         self.returncode = _terminate(self._popen, timeout)
         if not self._stderr_at_stop:
             self._stderr_at_stop = self.stderr_text()
+        if not self._reports_at_stop:
+            self._reports_at_stop = self.reports()
         if self._finalizer is not None:
             self._finalizer()  # closes the files and removes the temporary dir
 
@@ -329,7 +354,27 @@ def run_one(
                         load.cancel()
                         break
                 result = load.wait()
-    return RunResult.from_load(server, result, cores=cores, gil=gil_enabled())
+        reports = proc.reports()
+    run = RunResult.from_load(server, result, cores=cores, gil=gil_enabled())
+    _use_reports(run, result, reports)
+    return run
+
+
+def _use_reports(run: RunResult, result: Any, reports: list[FeedLine]) -> None:
+    """Replace the sampled thread and child counts of *run* with the
+    server's own per-interval peaks, over the load's time span."""
+    start = float(result.started_monotonic)
+    if not reports or not start:
+        return
+    end = start + float(result.elapsed)
+    window = [r for r in reports if start < r.t <= end + r.interval]
+    if not window:
+        return
+    run.threads = [[round(r.t - start, 4), float(r.threads)] for r in window]
+    run.children = [[round(r.t - start, 4), float(r.children)] for r in window]
+    run.sampling = "peak"
+    run.sample_interval = window[0].interval
+    run.server_iterations_per_ms = window[-1].iterations_per_ms
 
 
 def compare(

@@ -78,7 +78,9 @@ class RunResult:
     (with the cpu calibration), ``cores`` (a :class:`~sockserve.limits.Cores`
     as a dict), ``gil``, ``elapsed``, ``server_cpu_s`` and
     ``generator_cpu_s`` (CPU seconds over the run, None when unmeasured),
-    ``ended_by`` (what ended the load) and ``load`` (the full LoadResult).
+    ``ended_by`` (what ended the load), ``server_iterations_per_ms`` (the
+    cpu calibration the server reported using) and ``load`` (the full
+    LoadResult).
     """
 
     server: str
@@ -110,6 +112,7 @@ class RunResult:
     sampling: str = "instant"
     sample_interval: float = 0.05
     ended_by: str = ""
+    server_iterations_per_ms: float | None = None
 
     @classmethod
     def from_load(

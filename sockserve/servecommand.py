@@ -36,7 +36,7 @@ from .errors import format_address
 from .kinds import kind_names, make_server
 from .lifecycle import ServerState
 
-__all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "ABORT_GRACE"]
+__all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "ABORT_GRACE", "add_report_args", "stats_feed"]
 
 #: Seconds requests in flight get to finish after SIGINT/SIGTERM (--grace).
 GRACE = 1.0
@@ -97,7 +97,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     with server:
         return _serve_until_signalled(server, _announce(server, info, args.workload, args.json),
-                                      watch_parent=args.exit_with_parent, grace=args.grace)
+                                      watch_parent=args.exit_with_parent, grace=args.grace,
+                                      feed=stats_feed(server, args.report_every))
+
+
+def stats_feed(server: Any, interval: float | None) -> Any:
+    """``--report-every S``: a :class:`sockserve.serverfeed.StatsFeed` that
+    writes the server's per-interval peaks to stdout after the first line."""
+    if interval is None:
+        return None
+    if not interval > 0:
+        raise CliError("--report-every must be a positive number of seconds")
+    from .serverfeed import StatsFeed
+
+    return StatsFeed(server, interval)
+
+
+def add_report_args(serve: argparse.ArgumentParser) -> None:
+    """The ``--report-every`` flag of ``serve`` (see :mod:`sockserve.serverfeed`)."""
+    serve.add_argument("--report-every", type=float, default=None, metavar="SECONDS",
+                       help="after the first line, print one JSON line of the server's counts "
+                            "every SECONDS (peak threads and children in each interval)")
 
 
 def _announce(server: Any, info: Any, workload: str, as_json: bool) -> str:
@@ -164,7 +184,8 @@ def _wait_until_serving(server: Any, loop_ended: threading.Event, bound: float =
         time.sleep(0.01)
 
 
-def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, grace: float) -> int:
+def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, grace: float,
+                           feed: Any = None) -> int:
     """Serve in this (main) thread until SIGINT/SIGTERM; exit status.
 
     The signal handler only writes a byte to a pipe (async-signal-safe, takes
@@ -227,9 +248,13 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, gra
     thread.start()
     try:
         print(first_line, flush=True)
+        if feed is not None:
+            feed.start()
         server.serve_forever(poll_interval=0.5)
     finally:
         loop_ended.set()
+        if feed is not None:
+            feed.stop()
         # serve_forever returns once the watcher's drain() stopped the loop;
         # if it raised instead, wake the watcher so it does not outlive us.
         if thread.is_alive() and not signalled:

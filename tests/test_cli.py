@@ -347,7 +347,8 @@ def test_serve_sets_the_request_deadline_and_reuse_on_the_server_class(
 
     seen: dict[str, object] = {}
 
-    def capture(server: object, first_line: str, watch_parent: bool, grace: float) -> int:
+    def capture(server: object, first_line: str, watch_parent: bool, grace: float,
+                feed: object = None) -> int:
         seen.update(request_timeout=getattr(server, "request_timeout"), grace=grace,
                     reuse=getattr(server, "allow_reuse_address"), name=type(server).__name__)
         return 0

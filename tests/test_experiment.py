@@ -264,7 +264,9 @@ def test_one_core_cpu_comparison_does_fixed_work_and_respects_the_limit(one_core
     assert [run.server for run in comparison.runs] == ["plain", "threading", "forking"]
     table = comparison.table()
     for run in comparison.runs:
-        # The same calibration went to every server and to the load spec.
+        # The same calibration went to every server (each server says which
+        # it used) and to the load spec.
+        assert run.server_iterations_per_ms == rate
         assert run.workload_params["iterations_per_ms"] == rate
         assert run.load["spec"]["workload_params"]["iterations_per_ms"] == rate
         assert run.usable_cores == 1.0 and run.work_ms == 5.0

@@ -428,8 +428,11 @@ class CompareModel:
 
 
 def _server_counts(stats: Any) -> tuple[int, int, str]:
-    """(threads, children, "instant") of a server in this process."""
-    return int(stats.threads), int(stats.children), "instant"
+    """(threads, children, "peak") of a server in this process: the most
+    alive at once since the previous sample (a handler thread that lives
+    a millisecond still counts)."""
+    threads, children = stats.take_peaks()
+    return int(threads), int(children), "peak"
 
 
 def default_servers() -> tuple[str, ...]:
