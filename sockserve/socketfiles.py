@@ -59,7 +59,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import socket
 import stat
@@ -67,6 +66,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from . import logs
 from .errors import StaleUnixSocketError, explain_bind_error
 
 __all__ = ["SocketFile", "is_path_address", "bind_path", "release_path"]
@@ -145,7 +145,7 @@ def _directory_lock(path: Any, wait: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    logging.getLogger("sockserve").warning(
+                    logs.warning(
                         "%s: its directory stayed locked for %.1f s; going on without the lock",
                         os.fsdecode(path), wait,
                     )

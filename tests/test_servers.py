@@ -453,3 +453,15 @@ def test_port_held_only_by_time_wait_says_so() -> None:
     message = str(info.value)
     assert "no server listens" in message and "TIME_WAIT" in message
     assert "allow_reuse_address = True" in message
+
+
+def test_importing_sockserve_does_not_import_logging() -> None:
+    # logging registers an at-fork hook that runs in every forked child (it
+    # re-makes each handler's lock): a forking server would pay it per
+    # request although it logs nothing. The core writes through sockserve.logs.
+    import subprocess
+    import sys
+
+    code = "import sys, sockserve; print(sorted({'logging', 'traceback'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
