@@ -166,6 +166,23 @@ def test_a_hung_forked_child_is_ended_by_stop() -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
+@pytest.mark.parametrize("kind", ["threading", "threadpool", "forking", "prefork"])
+def test_lab_servers_cut_a_silent_client_off_at_their_request_timeout(kind: str) -> None:
+    assert ServerModel.request_timeout == 30.0  # the default the panel shows
+    model = ServerModel(kind, "echo")
+    model.request_timeout = 0.3
+    model.start()
+    try:
+        assert model.server.request_timeout == 0.3
+        with socket.create_connection(model.address, timeout=10) as sock:
+            began = time.monotonic()
+            assert sock.recv(16) == b""  # says nothing; the deadline closes it
+            assert time.monotonic() - began < 5
+        assert ask(model) == b"echo\n"  # and the worker serves the next client
+    finally:
+        model.stop()
+
+
 def test_forking_sets_a_child_watchdog_and_explains_the_fork_warning() -> None:
     model = ServerModel("forking")
     model.start()

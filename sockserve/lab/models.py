@@ -146,7 +146,11 @@ class ServerModel:
     :meth:`status`, :meth:`errors` and :attr:`address`. ``start`` never
     raises for a bad setting or a bind error: the status says what happened.
 
-    Tuning: ``child_timeout`` (30 s) bounds how long a forked child may run;
+    Tuning: ``request_timeout`` (30 s; None for none) is the total deadline of
+    one request, from accept to the end of its handler, in every model (a
+    silent or dripping client cannot hold a worker for ever: see
+    ``BaseServer.request_timeout``); ``child_timeout`` (30 s) bounds how long a
+    forked child may run;
     ``stop_grace`` (2 s) is how long :meth:`stop` waits for children before
     it kills them; ``stop_timeout`` (10 s) bounds each step of :meth:`stop`
     (a handler thread stuck forever cannot hang the kernel's Stop or exit).
@@ -156,6 +160,7 @@ class ServerModel:
     class writes them to a pipe that forked children share with the parent.
     """
 
+    request_timeout: float | None = 30.0
     child_timeout: float = 30.0
     stop_grace: float = 2.0
     stop_timeout: float = 10.0
@@ -379,6 +384,8 @@ class ServerModel:
             "lab_events_fd": writer,
             "__module__": info.server_class.__module__,
         }
+        if hasattr(info.server_class, "request_timeout"):
+            attrs["request_timeout"] = self.request_timeout
         if info.concurrency == "forking":
             attrs["child_timeout"] = self.child_timeout
         if not info.is_unix and ":" in address[0]:

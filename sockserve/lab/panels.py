@@ -221,7 +221,12 @@ class ServerPanel(_Panel):
         info = resolve_kind(self._ui_kind.value)
         self._ui_host.disabled = self._ui_port.disabled = info.is_unix
         forking = info.concurrency in ("forking", "prefork")
-        self._ui_note.value = f"<small>{html.escape(FORK_NOTE)}</small>" if forking else ""
+        deadline = self.model.request_timeout
+        notes = [f"Each request may take at most {deadline:g} s (request_timeout), so a silent client "
+                 "cannot hold a worker for ever."] if deadline else []
+        if forking:
+            notes.append(FORK_NOTE)
+        self._ui_note.value = "".join(f"<small>{html.escape(note)}</small><br>" for note in notes)
 
 
 class TrafficPanel(_Panel):
