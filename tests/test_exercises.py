@@ -209,3 +209,19 @@ def test_registering_one_name_from_two_checkers_is_refused(scratch: Any) -> None
 
     with pytest.raises(ValueError, match="already registered"):
         ex.exercise("scratch-twice", lesson="99-other", prompt="x")(other)
+
+
+def test_every_lesson_has_an_exercise_where_the_student_writes_code() -> None:
+    """Issue 13: besides lists and attributes, each lesson asks for a handler,
+    a hook, a mixin or a small server: a reference answer that is a class
+    defining a method of its own."""
+    lessons = sorted({ex.describe(name).lesson for name in ALL})
+    assert len(lessons) >= 7
+    for lesson in lessons:
+        module = solutions_for(lesson)
+        writes = [
+            name for name, answer in module.SOLUTIONS.items()
+            if ex.describe(name).lesson == lesson and isinstance(answer[0], type)
+            and any(callable(v) and not k.startswith("__") for k, v in vars(answer[0]).items())
+        ]
+        assert writes, f"{lesson}: no exercise where the student writes a handler, hook, mixin or server"

@@ -43,10 +43,10 @@ for kind in ("plain", "threading", "forking"):
 # ## 2. Requests that wait: the `io` workload
 #
 # Each request sleeps 10 ms in the handler. Eight clients in a *closed loop* (each sends its next request as soon
-# as the previous reply arrives) keep the server busy for one second per kind:
+# as the previous reply arrives) keep the server busy for 0.8 s per kind:
 
 # %% tags=["nbval-ignore-output"]
-io_panel = ComparePanel(workload="io", servers=("plain", "threading", "forking"), clients=8, duration=1.0)
+io_panel = ComparePanel(workload="io", servers=("plain", "threading", "forking"), clients=8, duration=0.8)
 io_panel.run()  # what pressing "Run comparison" does
 io_panel
 
@@ -80,7 +80,7 @@ print(f"plain's median latency was {plain:.0f} ms, {plain / 10:.1f} times the 10
 # in one process, only one thread at a time runs Python code. Four clients this time:
 
 # %% tags=["nbval-ignore-output"]
-cpu_panel = ComparePanel(workload="cpu", servers=("plain", "threading", "forking"), clients=4, duration=1.0)
+cpu_panel = ComparePanel(workload="cpu", servers=("plain", "threading", "forking"), clients=4, duration=0.8)
 cpu_panel.run()
 cpu_panel
 
@@ -118,7 +118,7 @@ print(report(echo_results))
 # child's exit and its reaping, in this kernel and in a fresh Python:
 
 # %% tags=["nbval-ignore-output"]
-cost = fork_cost(count=20)
+cost = fork_cost(count=10)
 print(f"this kernel ({cost.here_mib:.0f} MiB resident): {cost.here_s * 1000:.2f} ms per fork")
 print(f"a fresh Python ({cost.fresh_mib:.0f} MiB resident): {cost.fresh_s * 1000:.2f} ms per fork")
 print(f"forking this kernel costs {cost.ratio:.1f} times as much: a forking server started in the kernel "
