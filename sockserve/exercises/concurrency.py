@@ -251,7 +251,7 @@ def _own_threads_verdict(cls: type) -> str:
     with running(cls, _Timed) as server:
         server.spans = []
         began = time.monotonic()
-        replies = burst(server.server_address, [line] * OWN_CLIENTS, timeout=3.0)
+        replies = burst(server.server_address, [line] * OWN_CLIENTS, timeout=1.5)
         took = time.monotonic() - began
         spans = list(server.spans)
         note = handler_errors_note(server)
