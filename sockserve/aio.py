@@ -18,7 +18,9 @@ connections go on meanwhile), ``cpu``/``mixed`` compute *on the loop*, which
 blocks every other connection for that long. That last one is the lesson.
 
 Statistics: one request is one connection, as in socketserver's stream
-servers; ``stats.threads`` and ``stats.children`` stay 0. ``drain(timeout)``
+servers; ``stats.threads`` and ``stats.children`` stay 0. A timeline
+(``stats.record_timeline``) gets one span per connection, all in the loop's
+one thread, overlapping. ``drain(timeout)``
 stops accepting, waits for open connections and then aborts the rest.
 
 A Unix socket path is bound as the Unix servers bind it
@@ -219,6 +221,7 @@ class AsyncioServer:
         stats = self.stats
         stats.note_accepted()
         stats.request_started()
+        accepted = time.monotonic()
         began = time.perf_counter()
         error: BaseException | None = None
         try:
@@ -236,6 +239,10 @@ class AsyncioServer:
             else:
                 outcome = outcome_of(error)
             stats.request_finished(outcome, time.perf_counter() - began)
+            timeline = stats.timeline
+            if timeline is not None:  # one connection, from its accept to its close, on the loop's thread
+                timeline.record(accepted, accepted, time.monotonic(), os.getpid(),
+                                threading.get_native_id(), outcome)
             if outcome is Outcome.ABORTED:
                 writer.transport.abort()
             else:

@@ -51,7 +51,7 @@ from . import __version__
 from .cliargs import CliError, Parser, check_port, check_workload, kind_info, parse_address, parse_params
 from .kinds import kind_names, resolve_kind
 from .loadcommand import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_load_args, cmd_compare, cmd_load
-from .servecommand import GRACE, REQUEST_TIMEOUT, add_report_args, cmd_serve
+from .servecommand import GRACE, REQUEST_TIMEOUT, add_report_args, add_timeline_args, cmd_serve
 
 __all__ = ["main", "build_parser", "parse_address", "parse_params", "CliError", "OPEN_LOOP_CLIENTS"]
 
@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--exit-with-parent", action="store_true",
                        help="stop when the process that started this one exits")
     add_report_args(serve)
+    add_timeline_args(serve)
     serve.set_defaults(func=cmd_serve)
 
     load = sub.add_parser(

@@ -71,6 +71,8 @@ __all__ = [
     "compare",
     "run_one",
     "with_calibration",
+    "timeline_cap",
+    "RUN_TIMELINE_CAP",
 ]
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,6 +131,11 @@ class ServerProcess:
     removed on stop. For the cpu and mixed workloads the server is handed
     this process's calibration (``params["iterations_per_ms"]``) unless
     *params* name one.
+
+    With *timeline* (a cap: the most requests to keep), the server records
+    when and where each request ran and writes the record to a private
+    temporary file when it stops; ``timeline`` holds it after ``stop()``
+    (a :class:`~sockserve.timeline.Timeline`'s ``to_dict()``, or None).
     """
 
     start_timeout: float = 20.0  # seconds to wait for the "serving" line
@@ -142,9 +149,16 @@ class ServerProcess:
         host: str = "127.0.0.1",
         port: int = 0,
         path: str | None = None,
+        *,
+        timeline: int | None = None,
         **params: float,
     ) -> None:
         self.kind = resolve_kind(kind)
+        if timeline is not None and timeline < 1:
+            raise ValueError(f"timeline is a cap (requests to keep): at least 1, got {timeline!r}")
+        self.timeline_cap = timeline
+        #: The recorded timeline (``Timeline.to_dict()``) once stopped, if asked for.
+        self.timeline: dict[str, Any] | None = None
         self.workload = workload
         self.host = host
         self.port = port
@@ -183,14 +197,23 @@ class ServerProcess:
             cmd += ["--param", f"{name}={value}"]
         if self.report_every:
             cmd += ["--report-every", f"{self.report_every:g}"]
+        if self.timeline_cap is not None:
+            cmd += ["--timeline", str(self.timeline_cap), "--timeline-file", str(self._timeline_path())]
         return cmd
+
+    def _timeline_path(self) -> str:
+        """Where the server writes its timeline (in the private temporary
+        directory that ``start()`` makes)."""
+        return os.path.join(self._tmpdir or tempfile.gettempdir(), "timeline.json")
 
     def start(self) -> ServerProcess:
         """Start the server and wait until it serves; raises ServerStartError."""
         if self._popen is not None:
             raise RuntimeError("this ServerProcess was already started")
-        if self.kind.is_unix and self.path is None:
+        if (self.kind.is_unix and self.path is None) or self.timeline_cap is not None:
             self._tmpdir = tempfile.mkdtemp(prefix="sockserve-")
+        if self.kind.is_unix and self.path is None:
+            assert self._tmpdir is not None
             self.path = os.path.join(self._tmpdir, "server.sock")
         self._stdout = tempfile.TemporaryFile()
         self._stderr = tempfile.TemporaryFile()
@@ -276,6 +299,8 @@ class ServerProcess:
             self._stderr_at_stop = self.stderr_text()
         if not self._reports_at_stop:
             self._reports_at_stop = self.reports()
+        if self.timeline_cap is not None and self.timeline is None and self._tmpdir is not None:
+            self.timeline = _read_timeline(self._timeline_path())
         if self._finalizer is not None:
             self._finalizer()  # closes the files and removes the temporary dir
 
@@ -292,6 +317,17 @@ class ServerProcess:
         return f"<ServerProcess {self.kind.name} {self.workload} pid={self.pid} {self.address} {state}>"
 
 
+def _read_timeline(path: str) -> dict[str, Any] | None:
+    """The timeline a stopped server wrote to *path* (None if it wrote none:
+    it was killed, say)."""
+    try:
+        with open(path, encoding="utf-8") as src:
+            data = json.load(src)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def with_calibration(workload: str, params: Mapping[str, float] | None) -> dict[str, float]:
     """*params* plus ``iterations_per_ms`` (this process's calibration, as a
     whole number) for the cpu and mixed workloads when it is missing."""
@@ -304,7 +340,7 @@ def with_calibration(workload: str, params: Mapping[str, float] | None) -> dict[
 
 
 def run_one(
-    server: str,
+    server: str | type,
     workload: str = "echo",
     *,
     clients: int = 8,
@@ -317,17 +353,30 @@ def run_one(
     progress: Callable[[Any], None] | None = None,
     bar: bool | None = False,
     stop: threading.Event | None = None,
+    timeline: bool | int = False,
 ) -> RunResult:
     """Start *server* in its own process, load it, stop it: one :class:`RunResult`.
 
+    *server* is a kind name or a server class. A kind defined outside the
+    sockserve package (a class or factory written in a notebook) is served
+    in a thread of this process instead (:mod:`sockserve.localserver`).
+
     Setting *stop* (from any thread) cancels the load early; the partial
     result is returned (its ``load["cancelled"]`` is True).
+
+    *timeline* (True, or a cap) records when and where each request ran:
+    the result's ``timeline`` (see :func:`timeline_cap`).
     """
     from .load import LoadRun, LoadSpec, run_load
+    from .localserver import LocalServer, runs_here
 
     params = with_calibration(workload, workload_params)
     info = resolve_kind(server)
-    with ServerProcess(info.name, workload, "127.0.0.1", 0, None, **params) as proc:
+    cap = timeline_cap(timeline)
+    here = runs_here(info)
+    proc: Any = (LocalServer(info, workload, timeline=cap, **params) if here else
+                 ServerProcess(info.name, workload, "127.0.0.1", 0, None, timeline=cap, **params))
+    with proc:
         assert proc.address is not None and proc.pid is not None
         cores = usable_cores(proc.pid)
         spec = LoadSpec(
@@ -342,7 +391,8 @@ def run_one(
             max_requests=max_requests,
             connection=connection,
             timeout=timeout,
-            server_pid=proc.pid,
+            # In this process the thread count would include the caller's own.
+            server_pid=None if here else proc.pid,
         )
         if stop is None:
             result = run_load(spec, progress=progress, bar=bar)
@@ -354,9 +404,13 @@ def run_one(
                         load.cancel()
                         break
                 result = load.wait()
-        reports = proc.reports()
-    run = RunResult.from_load(server, result, cores=cores, gil=gil_enabled())
+        reports = [] if here else proc.reports()
+    label = server if isinstance(server, str) else info.name
+    run = RunResult.from_load(label, result, cores=cores, gil=gil_enabled(),
+                              concurrency=info.concurrency)
     _use_reports(run, result, reports)
+    run.timeline = proc.timeline
+    run.served_in_process = here
     return run
 
 
@@ -377,9 +431,25 @@ def _use_reports(run: RunResult, result: Any, reports: list[FeedLine]) -> None:
     run.server_iterations_per_ms = window[-1].iterations_per_ms
 
 
+#: Requests a run's timeline keeps when asked for with ``timeline=True``.
+RUN_TIMELINE_CAP = 2000
+
+
+def timeline_cap(timeline: bool | int) -> int | None:
+    """The cap *timeline* asks for: None for False, :data:`RUN_TIMELINE_CAP`
+    for True, else the number itself (at least 1)."""
+    if timeline is False or timeline is None:
+        return None
+    if timeline is True:
+        return RUN_TIMELINE_CAP
+    if not isinstance(timeline, int) or timeline < 1:
+        raise ValueError(f"timeline must be True, False or a cap of at least 1 request, got {timeline!r}")
+    return timeline
+
+
 def compare(
     workload: str = "echo",
-    servers: Sequence[str] = ("plain", "threading", "forking"),
+    servers: Sequence[str | type] = ("plain", "threading", "forking"),
     *,
     clients: int = 8,
     rate: float | None = None,
@@ -392,6 +462,7 @@ def compare(
     timeout: float = 5.0,
     bar: bool | None = False,
     stop: threading.Event | None = None,
+    timeline: bool | int = False,
 ) -> Comparison:
     """Run the same load against each server kind in *servers*, one after another.
 
@@ -413,12 +484,20 @@ def compare(
     thread) cancels the current run, keeps its partial result, and starts no
     further server (``Comparison.cancelled``). Unknown kinds raise ValueError
     before anything runs.
+
+    *servers* may also hold server classes, and kinds defined outside the
+    sockserve package (written in a notebook): those are served in this
+    process (see :func:`run_one`). *timeline* (True, or a cap per server)
+    records when and where each request ran, in each run's ``timeline``
+    (``sockserve.timelineplot.plot_timelines(comparison)`` draws them);
+    off by default, and then nothing is recorded.
     """
     from .workloads import CALIBRATION_CLOCK, measure_iterations_per_ms
 
     names = list(servers)
     for name in names:
         resolve_kind(name)  # fail early, before any server starts
+    timeline_cap(timeline)
     params = with_calibration(workload, workload_params)
     comparison = Comparison(
         workload=workload,
@@ -433,12 +512,12 @@ def compare(
             comparison.cancelled = True
             break
         if on_server is not None:
-            on_server(name)
+            on_server(name if isinstance(name, str) else resolve_kind(name).name)
         comparison.runs.append(run_one(
             name, workload, clients=clients, rate=rate, duration=duration,
             max_requests=max_requests, connection=connection,
             workload_params=params, timeout=timeout, progress=progress, bar=bar,
-            stop=stop,
+            stop=stop, timeline=timeline,
         ))
     if stop is not None and stop.is_set():
         comparison.cancelled = True

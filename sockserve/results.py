@@ -81,6 +81,11 @@ class RunResult:
     ``ended_by`` (what ended the load), ``server_iterations_per_ms`` (the
     cpu calibration the server reported using) and ``load`` (the full
     LoadResult).
+
+    ``timeline``: when and where each request ran, if it was recorded
+    (``Timeline.to_dict()`` of :mod:`sockserve.timeline`, capped; None
+    otherwise); ``served_in_process``: the server ran in the process that
+    measured it (a kind defined in a notebook), sharing its cores.
     """
 
     server: str
@@ -113,6 +118,8 @@ class RunResult:
     sample_interval: float = 0.05
     ended_by: str = ""
     server_iterations_per_ms: float | None = None
+    timeline: dict[str, Any] | None = None
+    served_in_process: bool = False
 
     @classmethod
     def from_load(

@@ -16,6 +16,13 @@ The server class is a same-named subclass with ``allow_reuse_address`` (a
 restart binds at once, even with this run's connections in TIME_WAIT, as
 ``http.server`` does), ``abort_grace`` and ``request_timeout``
 (``--request-timeout``, the core's total per-request deadline) set.
+
+Timeline: ``--timeline CAP --timeline-file PATH`` records when and where
+each request ran (at most CAP requests, :mod:`sockserve.timeline`) and,
+once the server has stopped, writes it to PATH as the JSON of
+``Timeline.to_dict()`` (written whole, then renamed into place, so a reader
+never sees half a file). :class:`sockserve.experiment.ServerProcess` reads
+it back.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from .errors import format_address
 from .kinds import kind_names, make_server
 from .lifecycle import ServerState
 
-__all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "ABORT_GRACE", "add_report_args", "stats_feed"]
+__all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "ABORT_GRACE", "add_report_args", "stats_feed",
+           "add_timeline_args", "start_timeline", "save_timeline"]
 
 #: Seconds requests in flight get to finish after SIGINT/SIGTERM (--grace).
 GRACE = 1.0
@@ -96,9 +104,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError, OverflowError) as exc:
         raise CliError(str(exc)) from None
     with server:
-        return _serve_until_signalled(server, _announce(server, info, args.workload, args.json),
-                                      watch_parent=args.exit_with_parent, grace=args.grace,
-                                      feed=stats_feed(server, args.report_every))
+        start_timeline(server, getattr(args, "timeline", None))
+        try:
+            return _serve_until_signalled(server, _announce(server, info, args.workload, args.json),
+                                          watch_parent=args.exit_with_parent, grace=args.grace,
+                                          feed=stats_feed(server, args.report_every))
+        finally:
+            save_timeline(server, getattr(args, "timeline_file", None))
 
 
 def stats_feed(server: Any, interval: float | None) -> Any:
@@ -118,6 +130,38 @@ def add_report_args(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--report-every", type=float, default=None, metavar="SECONDS",
                        help="after the first line, print one JSON line of the server's counts "
                             "every SECONDS (peak threads and children in each interval)")
+
+
+def add_timeline_args(serve: argparse.ArgumentParser) -> None:
+    """The ``--timeline`` and ``--timeline-file`` flags of ``serve``."""
+    serve.add_argument("--timeline", type=int, default=None, metavar="CAP",
+                       help="record when and where each request ran (at most CAP requests)")
+    serve.add_argument("--timeline-file", default=None, metavar="PATH",
+                       help="with --timeline: write the record to PATH as JSON once the server stopped")
+
+
+def start_timeline(server: Any, cap: int | None) -> None:
+    """Start recording *server*'s timeline, keeping at most *cap* requests
+    (None: do not record)."""
+    if cap is None:
+        return
+    if cap < 1:
+        raise CliError(f"--timeline must be at least 1 (requests to keep), got {cap}")
+    server.stats.record_timeline(cap)
+
+
+def save_timeline(server: Any, path: str | None) -> None:
+    """Write the timeline recorded so far to *path* (JSON), if one was
+    recorded and a path given; a failure to write is said on stderr."""
+    timeline = server.stats.stop_timeline() if path else None
+    if timeline is None or path is None:
+        return
+    try:
+        with open(path + ".part", "w", encoding="utf-8") as out:
+            json.dump(timeline.to_dict(), out)
+        os.replace(path + ".part", path)
+    except OSError as exc:
+        print(f"sockserve serve: could not write the timeline to {path}: {exc}", file=sys.stderr, flush=True)
 
 
 def _announce(server: Any, info: Any, workload: str, as_json: bool) -> str:

@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 __all__ = [
-    "png", "comparison_png", "blank_png", "release_fonts",
+    "png", "comparison_png", "timeline_png", "blank_png", "release_fonts",
 ]
 
 _DPI = 72
@@ -78,6 +78,18 @@ def comparison_png(comparison: Any) -> bytes:
     from .. import plots
 
     fig = plots.plot_comparison(comparison, fig=_figure(16, 4.8))
+    try:
+        return png(fig)
+    finally:
+        _forget(fig)
+
+
+def timeline_png(timelines: Any) -> bytes:
+    """The request timelines (a comparison's, or ``{label: timeline}``) from
+    :mod:`sockserve.timelineplot`."""
+    from .. import timelineplot
+
+    fig = timelineplot.plot_timelines(timelines, fig=_figure())
     try:
         return png(fig)
     finally:

@@ -234,9 +234,11 @@ class TrafficPanel(_Panel):
 
     ``TrafficPanel(target, *, mode="closed", clients=4, rate=200.0,
     duration=3.0, connection="new", transport="tcp", workload=None,
-    key=None)``: *target* is a :class:`ServerPanel`, a :class:`ServerModel`
+    key=None, timeline=False)``: *target* is a :class:`ServerPanel`, a :class:`ServerModel`
     or an address. Button ``Send``; method :meth:`start_load`; :attr:`model` is
-    the :class:`TrafficModel` (its ``result`` is the last LoadResult).
+    the :class:`TrafficModel` (its ``result`` is the last LoadResult). With
+    *timeline* (True or a cap) and a server of this notebook as the target,
+    each run ends with its request timeline drawn (one lane per worker).
     """
 
     def __init__(
@@ -251,13 +253,17 @@ class TrafficPanel(_Panel):
         transport: str = "tcp",
         workload: str | None = None,
         key: str | None = None,
+        timeline: bool | int = False,
     ) -> None:
         self._target_panel = target if isinstance(target, ServerPanel) else None
         model_target = target.model if isinstance(target, ServerPanel) else target
         self.model = TrafficModel(
             model_target, transport=transport, workload=workload, mode=mode,
             clients=clients, rate=rate, duration=duration, connection=connection,
+            timeline=timeline,
         )
+        self._ui_timeline = _timeline_image()
+        self._timeline_shown: Any = None
         self._ui_target = w.HTML()
         self._ui_mode = w.ToggleButtons(options=["closed", "open"], value=mode, description="loop")
         self._ui_clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
@@ -291,6 +297,7 @@ class TrafficPanel(_Panel):
                 w.HBox([self._ui_latency, self._ui_outcomes, self._ui_concurrency],
                        layout=w.Layout(flex_flow="row wrap")),
                 self._ui_summary,
+                self._ui_timeline,
             ]
         )
         self.add_class("sockserve-traffic-panel")
@@ -354,6 +361,10 @@ class TrafficPanel(_Panel):
             self._ui_concurrency.value = livecharts.concurrency_chart(samples, duration)
             self._drawn = len(samples)
             self.redraws += 1
+        timeline = self.model.timeline
+        if status.state != "running" and timeline is not None and timeline is not self._timeline_shown:
+            self._timeline_shown = timeline
+            _show_timeline(self._ui_timeline, {"this run": timeline})
 
     def _show_cap(self) -> None:
         self.model.duration = float(self._ui_duration.value)
@@ -387,12 +398,13 @@ class ComparePanel(_Panel):
     """One click runs plain vs threading vs forking (and more) side by side.
 
     ``ComparePanel(workload="io", servers=None, *, clients=8, duration=2.0,
-    key=None)``; buttons ``Run comparison`` and ``Stop``; methods
+    key=None, timeline=False)``; buttons ``Run comparison`` and ``Stop``; methods
     :meth:`run` and :meth:`stop`; :attr:`model` is the :class:`CompareModel`
     (``comparison`` when done; ``model.wait()`` blocks until then). Each
     server and the load run in their own processes, not in the kernel.
     While a new comparison runs, the previous figure stays, greyed and
-    labelled as the previous result.
+    labelled as the previous result. With *timeline* (True or a cap per
+    server) the result ends with each server's request timeline drawn.
     """
 
     def __init__(
@@ -403,8 +415,10 @@ class ComparePanel(_Panel):
         clients: int = 8,
         duration: float = 2.0,
         key: str | None = None,
+        timeline: bool | int = False,
     ) -> None:
-        self.model = CompareModel(workload, servers, clients=clients, duration=duration)
+        self.model = CompareModel(workload, servers, clients=clients, duration=duration, timeline=timeline)
+        self._ui_timeline = _timeline_image()
         choices = list(dict.fromkeys([*default_servers(), *kind_names()]))
         self._ui_workload = w.Dropdown(options=list(WORKLOAD_NAMES), value=workload, description="workload")
         self._ui_servers = w.SelectMultiple(
@@ -436,6 +450,7 @@ class ComparePanel(_Panel):
                 self._ui_stale,
                 self._ui_figure,
                 self._ui_table,
+                self._ui_timeline,
             ]
         )
         self.add_class("sockserve-compare-panel")
@@ -499,6 +514,8 @@ class ComparePanel(_Panel):
         if status.state in ("done", "stopped") and comparison is not None and comparison is not self._shown:
             self._shown = comparison
             self._ui_figure.value = figures.comparison_png(comparison)
+            if any(run.timeline for run in comparison.runs):
+                _show_timeline(self._ui_timeline, comparison)
             self._has_figure = True
             self._ui_figure.remove_class("sockserve-stale")
             self._ui_stale.value = ""
@@ -509,3 +526,14 @@ class ComparePanel(_Panel):
         self._ui_table.value = (
             f"<div class='sockserve-table' data-state='{status.state}'>{_pre(status.text)}</div>"
         )
+
+
+def _timeline_image() -> Any:
+    """The (hidden until drawn) image of a run's request timeline."""
+    return w.Image(format="png", layout=w.Layout(display="none", max_width="100%", height="auto",
+                                                 align_self="flex-start"))
+
+
+def _show_timeline(image: Any, timelines: Any) -> None:
+    image.value = figures.timeline_png(timelines)
+    image.layout.display = ""

@@ -69,6 +69,11 @@ class TrafficModel:
     those of :class:`sockserve.load.LoadSpec`: ``mode`` ("closed"/"open"),
     ``clients``, ``rate``, ``duration``, ``connection`` ("new"/"persistent"),
     ``workload`` (None: the target's workload, or "echo" for a handler class).
+
+    ``timeline`` (False; True or a cap) records when and where each request
+    ran while the load runs, if the target is a :class:`ServerModel` (a
+    server in this process); after the run ``timeline`` holds it
+    (``Timeline.to_dict()``), else None.
     """
 
     def __init__(
@@ -83,7 +88,13 @@ class TrafficModel:
         duration: float = 3.0,
         connection: str = "new",
         max_requests: int = 100_000,
+        timeline: bool | int = False,
     ) -> None:
+        from ..experiment import timeline_cap
+
+        self.timeline_cap = timeline_cap(timeline)
+        self.timeline: dict[str, Any] | None = None
+        self._recording: Any = None  # the server whose timeline is being recorded
         self.target = target
         self.transport = transport
         self.workload = workload
@@ -158,8 +169,22 @@ class TrafficModel:
                 self._message = describe_error(exc)
                 return self.status()
             self._run, self._started = run, time.monotonic()
+            self._record_timeline()
             registry.track(self)
             return self.status()
+
+    def _record_timeline(self) -> None:
+        self.timeline, self._recording = None, None
+        target = self.target
+        if self.timeline_cap is not None and isinstance(target, ServerModel) and target.server is not None:
+            self._recording = target.server
+            self._recording.stats.record_timeline(self.timeline_cap)
+
+    def _keep_timeline(self) -> None:
+        server, self._recording = self._recording, None
+        if server is not None:
+            recorded = server.stats.stop_timeline()
+            self.timeline = recorded.to_dict() if recorded is not None else None
 
     def poll(self) -> TrafficStatus:
         """Take in the latest progress; returns the status. A run whose
@@ -186,6 +211,8 @@ class TrafficModel:
         except Exception as exc:
             if not self._note:
                 self._message = f"The load run failed: {describe_error(exc)}"
+        finally:
+            self._keep_timeline()
         registry.untrack(self)
 
     def cap_text(self) -> str:
@@ -284,7 +311,9 @@ class CompareModel:
 
     Fields: ``workload``, ``servers`` (kind names; default
     :func:`default_servers`), ``clients``, ``duration`` (per server),
-    ``connection``, ``workload_params``. :meth:`run` starts the comparison
+    ``connection``, ``workload_params``, ``timeline`` (False; True or a
+    cap per server: each run records when and where its requests ran, see
+    :func:`sockserve.experiment.compare`). :meth:`run` starts the comparison
     in a background thread; ``comparison`` holds the result when done (a
     partial one, ``cancelled``, after a stop). :meth:`stop` is the Stop
     button: it returns within about a second, whatever runs; the servers
@@ -300,9 +329,11 @@ class CompareModel:
         clients: int = 8,
         duration: float = 2.0,
         connection: str = "new",
+        timeline: bool | int = False,
         **workload_params: float,
     ) -> None:
         self.workload = workload
+        self.timeline = timeline
         self.servers = tuple(servers) if servers else default_servers()
         self.clients = clients
         self.duration = duration
@@ -363,6 +394,7 @@ class CompareModel:
                     progress=self._on_progress,
                     on_server=self._on_server,
                     stop=stop,
+                    timeline=self.timeline,
                 )
                 with self._lock:
                     self.comparison = result
