@@ -33,6 +33,7 @@
 # | 05 | [Measuring honestly](05-measuring-honestly.ipynb) | How do you measure a server without fooling yourself? |
 # | 06 | [Shutting down](06-shutting-down.ipynb) | How long does `shutdown()` take, and what happens to requests still running? `block_on_close`, `daemon_threads`, draining. |
 # | 07 | [Building on sockserve](07-building-on-sockserve.ipynb) | How do you build your own server on these classes? |
+# | 08 | [A server from scratch](08-a-server-from-scratch.ipynb) | What does `socketserver` do for you? You write a blocking accept loop and a `selectors` event loop, measure them beside the hierarchy's servers on one timeline, map each piece onto a `BaseServer` hook, and meet asyncio. |
 # | 09 | [When things go wrong](09-when-things-go-wrong.ipynb) | What does a server see when clients reset, vanish, go silent or drip, and what does TCP itself add? Resets and broken pipes in `handle_error`, `timeout` vs `request_timeout`, threads vs a pool under slow clients, zombies and `collect_children`, Nagle and delayed ACKs, half-closing. |
 # | 10 | [The kernel's view](10-the-kernels-view.ipynb) | What does the kernel hold for a server that its code never sees? `server_bind`/`server_activate`/`fileno` live, the listen queue under a burst, the handshake, TIME-WAIT on the side that closes first, CLOSE-WAIT when nobody closes. |
 #
