@@ -126,9 +126,22 @@ def test_connections_the_loop_left_open_are_closed_and_counted_as_aborted(servin
     assert [s.outcome for s in server.stats.stop_timeline().spans()] == [4]
 
 
-def test_a_kind_from_scratch_runs_in_this_process() -> None:
+@pytest.fixture
+def forget_kind() -> Iterator[list[str]]:
+    """Kinds a test registers, removed again so no other test meets them."""
+    from sockserve import kinds
+
+    names: list[str] = []
+    yield names
+    for name in names:
+        kinds._INFO.pop(name, None)
+        kinds.KINDS.pop(name, None)
+
+
+def test_a_kind_from_scratch_runs_in_this_process(forget_kind: list[str]) -> None:
     solutions = _solutions()
     name = scratch_kind("test-scratch-selectors", solutions.serve_selectors, concurrency="asyncio")
+    forget_kind.append(name)
     info = resolve_kind(name)
     assert runs_here(info) and info.concurrency == "asyncio"
     assert not runs_here(resolve_kind("threading"))

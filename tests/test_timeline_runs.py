@@ -137,3 +137,28 @@ def test_a_traffic_run_records_the_timeline_of_a_server_in_this_notebook() -> No
         assert server.server is not None and server.server.stats.timeline is None  # recording stopped
     finally:
         server.stop()
+
+
+def test_the_compare_panel_draws_the_timelines_it_was_asked_for() -> None:
+    pytest.importorskip("ipywidgets")
+    from sockserve.lab import figures
+    from sockserve.lab.panels import ComparePanel
+
+    plain = ComparePanel("echo", ("plain",), clients=1, duration=0.5, key="t-timeline")
+    asked = ComparePanel("echo", ("plain",), clients=1, duration=0.5, key="t-timeline-on", timeline=5)
+    try:
+        assert plain._ui_timeline.layout.display == "none" == asked._ui_timeline.layout.display
+        for panel in (plain, asked):
+            panel.run()
+            deadline = time.monotonic() + 60
+            while (panel.model.running or panel._ui_run.disabled) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert panel.model.status().state == "done", panel.model.status().text
+        assert plain._ui_timeline.layout.display == "none"  # not recorded, not drawn
+        assert asked.model.comparison.runs[0].timeline is not None
+        assert asked._ui_timeline.layout.display == ""
+        assert bytes(asked._ui_timeline.value).startswith(b"\x89PNG")
+    finally:
+        plain.close()
+        asked.close()
+        figures.release_fonts()
