@@ -85,3 +85,9 @@ EMPTY_ATTEMPTS = {
     "scratch-selectors": (serve_selectors_stub,),
     "scratch-asyncio": (echo_lines_stub,),
 }
+# Words a first hint must not say (it would give the answer away).
+GIVEAWAYS = {
+    "scratch-blocking": ["while not server.stopping", "select.select(", "listener.accept()"],
+    "scratch-selectors": ["selectors.DefaultSelector", "EVENT_READ", "setblocking(False)"],
+    "scratch-asyncio": ["await reader.readline()", "writer.drain()", "writer.close()"],
+}

@@ -2,11 +2,9 @@
 ``selectors`` event loop, an asyncio coroutine.
 
 Each check runs the learner's code as a real server on 127.0.0.1 and talks
-to it. A check teaches in two steps: the first time an answer fails in a
-given way, the message names the idea it misses; if the next attempt fails
-the same way, the message also says how to fix it (:func:`teach`). The
-counts live in this process (a kernel restart starts them again);
-:func:`forget_attempts` clears them.
+to it, and teaches in two steps (see :mod:`sockserve.exercises`): a failure
+first says what the code did and which idea it misses; from the second
+failure on, it also says what to change.
 """
 
 from __future__ import annotations
@@ -24,30 +22,9 @@ from ..fromscratch import ScratchServer
 from ..workloads import handler_for
 from . import ExerciseFailed, exercise
 
-__all__ = ["teach", "forget_attempts", "serving_loop"]
+__all__ = ["serving_loop"]
 
 LESSON = "08-a-server-from-scratch"
-
-_failures: dict[tuple[str, str], int] = {}
-_failures_lock = threading.Lock()
-
-
-def teach(exercise_name: str, problem: str, idea: str, fix: str) -> ExerciseFailed:
-    """The failure to raise for *problem* of *exercise_name*: *idea* the
-    first time, *idea* and then *fix* on every later attempt that fails the
-    same way."""
-    key = (exercise_name, problem)
-    with _failures_lock:
-        _failures[key] = seen = _failures.get(key, 0) + 1
-    if seen == 1:
-        return ExerciseFailed(f"{idea} (Try again; if it fails the same way, the check will say how to fix it.)")
-    return ExerciseFailed(f"{idea} How to fix it: {fix}")
-
-
-def forget_attempts() -> None:
-    """Start every exercise's count of failed attempts again."""
-    with _failures_lock:
-        _failures.clear()
 
 
 def _require_function(answer: Any, what: str, *, coroutine: bool = False) -> Callable[..., Any]:
@@ -106,11 +83,10 @@ def _returned_early(name: str, server: Any) -> None:
     if server._done.is_set() and not server.stopping:
         if server.loop_error is not None:
             raise ExerciseFailed(f"your loop stopped serving:{_loop_state(server)}")
-        raise teach(
-            name, "returned",
+        raise ExerciseFailed(
             "your loop returned at once, so nothing accepts the clients: a server's loop "
             "(serve_forever in BaseServer) runs until it is asked to stop.",
-            "wrap the work in `while not server.stopping:`; inside, wait for the listener to be "
+            fix="wrap the work in `while not server.stopping:`; inside, wait for the listener to be "
             "readable (select with timeout server.poll_interval), then accept and serve.")
 
 
@@ -138,13 +114,12 @@ def _conversation(name: str, server: Any, lines: list[bytes], timeout: float = 1
             try:
                 reply = _read_line(sock)
             except TimeoutError:
-                raise teach(
-                    name, "no-reply",
+                raise ExerciseFailed(
                     f"sent {line!r} and waited {timeout:g} s without a reply line: the loop "
                     "accepted the client (the kernel did, at least) but never answered. Serving "
                     "a connection means reading its request lines and writing a reply to each "
                     "(finish_request -> the handler's handle()).",
-                    "after listener.accept() gives you conn, read lines from it (for line in "
+                    fix="after listener.accept() gives you conn, read lines from it (for line in "
                     "conn.makefile('rb'), or recv and split at b'\\n') and "
                     "conn.sendall(server.respond(line)) for each." + _loop_state(server)) from None
             if reply != line:
@@ -155,12 +130,11 @@ def _conversation(name: str, server: Any, lines: list[bytes], timeout: float = 1
         try:
             rest = sock.recv(4096)
         except TimeoutError:
-            raise teach(
-                name, "no-close",
+            raise ExerciseFailed(
                 f"after the client closed its side, the connection stayed open for {timeout:g} s: "
                 "a server closes its side when the client is done (shutdown_request and "
                 "close_request in BaseServer), or connections pile up until descriptors run out.",
-                "when reading gives end of file (b'' from recv, or the makefile loop ends), close "
+                fix="when reading gives end of file (b'' from recv, or the makefile loop ends), close "
                 "the connection: conn.close(), or serve it inside `with conn:`.") from None
         if rest:
             raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}")
@@ -171,13 +145,12 @@ def _stops(name: str, server: Any) -> None:
     try:
         server.shutdown()
     except TimeoutError:
-        raise teach(
-            name, "no-stop",
+        raise ExerciseFailed(
             "shutdown() asked your loop to stop, and it did not return within 2 s: a loop that "
             "blocks in accept() (or recv()) until a client comes can only look at the stop flag "
             "between clients. BaseServer.serve_forever waits in select() for at most "
             "poll_interval seconds, then checks whether it should stop.",
-            "before accept(), wait with select.select([listener], [], [], server.poll_interval) "
+            fix="before accept(), wait with select.select([listener], [], [], server.poll_interval) "
             "(or a selector's select(timeout=server.poll_interval)) and go round the loop again, "
             "checking server.stopping, when nothing is ready.") from None
     if server.loop_error is not None:
@@ -224,13 +197,12 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
             try:
                 reply = _read_line(sock)
             except TimeoutError:
-                raise teach(
-                    name, "one-at-a-time",
+                raise ExerciseFailed(
                     f"{CROWD} clients connected, then the last one sent a line first; it waited "
                     f"{timeout:g} s for a reply that never came. A blocking loop is stuck reading "
                     "the first client, which has not spoken yet. An event loop asks the kernel "
                     "which sockets are ready and only touches those.",
-                    "register the listener with a selectors.DefaultSelector (EVENT_READ), and "
+                    fix="register the listener with a selectors.DefaultSelector (EVENT_READ), and "
                     "loop over selector.select(timeout=server.poll_interval): the listener ready "
                     "means accept() (then conn.setblocking(False) and register conn too); a "
                     "connection ready means one conn.recv() (b'' means the client closed: "
@@ -246,11 +218,10 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
         except TimeoutError:
             reply = b""
         if reply != b"in two pieces\n":
-            raise teach(
-                name, "pieces",
+            raise ExerciseFailed(
                 f"a client sent b'in two ' and, 50 ms later, b'pieces\\n'; it got back {reply!r}. "
                 "TCP delivers bytes, not messages: one recv() may hold half a line, or two lines.",
-                "keep a buffer per connection (the data= of selector.register is a good place): "
+                fix="keep a buffer per connection (the data= of selector.register is a good place): "
                 "add what recv() returns, and answer each complete line (up to b'\\n') that is "
                 "in it, keeping the rest for later.")
         for sock in socks:
@@ -259,11 +230,10 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
             try:
                 rest = sock.recv(4096)
             except TimeoutError:
-                raise teach(
-                    name, "no-close",
+                raise ExerciseFailed(
                     "after the clients closed their side, a connection stayed open: when recv() "
                     "returns b'' the client is done (close_request in BaseServer).",
-                    "when conn.recv() returns b'', selector.unregister(conn) and conn.close().") from None
+                    fix="when conn.recv() returns b'', selector.unregister(conn) and conn.close().") from None
             if rest:
                 raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}")
     finally:
@@ -295,12 +265,11 @@ def check_selectors(loop: Any) -> str:
         spans = timeline.spans() if timeline is not None else []
     workers = {(span.pid, span.tid) for span in spans}
     if len(workers) > 1:
-        raise teach(
-            name, "threads",
+        raise ExerciseFailed(
             f"the {len(spans)} connections were closed by {len(workers)} different threads: that "
             "is ThreadingMixIn again. The point of an event loop is one thread that waits for "
             "whichever socket is ready.",
-            "do not start threads: serve every connection from the loop itself, one recv() per "
+            fix="do not start threads: serve every connection from the loop itself, one recv() per "
             "ready socket per round.")
     overlapping = sum(1 for span in spans if span.accepted < min(s.ended for s in spans))
     return (f"{CROWD} clients served at once by one thread ({overlapping} connections open "
@@ -367,19 +336,17 @@ def check_asyncio(handler: Any) -> str:
                 try:
                     reply = _read_line(sock)
                 except TimeoutError:
-                    raise teach(
-                        name, "no-reply",
+                    raise ExerciseFailed(
                         f"{CROWD} clients connected; the last one sent {line!r} and got no reply "
                         "within 1 s. asyncio runs your coroutine once per connection; it must "
                         "read lines until the client closes, and write each back.",
-                        "loop: `line = await reader.readline()`; stop when it is b''; else "
+                        fix="loop: `line = await reader.readline()`; stop when it is b''; else "
                         "writer.write(line) and `await writer.drain()`.") from None
                 if not reply:
-                    raise teach(
-                        name, "closed",
+                    raise ExerciseFailed(
                         f"{CROWD} clients connected; the last one sent {line!r} and the connection "
                         "closed without a reply: your coroutine ended before it answered.",
-                        "loop: `line = await reader.readline()`; stop when it is b''; else "
+                        fix="loop: `line = await reader.readline()`; stop when it is b''; else "
                         "writer.write(line) and `await writer.drain()`.")
                 if reply != line:
                     raise ExerciseFailed(f"sent {line!r}, got back {reply!r}: write the line itself back")
@@ -389,11 +356,10 @@ def check_asyncio(handler: Any) -> str:
                 try:
                     rest = sock.recv(4096)
                 except TimeoutError:
-                    raise teach(
-                        name, "no-close",
+                    raise ExerciseFailed(
                         "after the clients closed their side, a connection stayed open: when "
                         "readline() returns b'' the client is done.",
-                        "end the coroutine with writer.close() (in a finally: block, so it "
+                        fix="end the coroutine with writer.close() (in a finally: block, so it "
                         "runs whatever happens).") from None
                 if rest:
                     raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}")
