@@ -8,6 +8,7 @@ Reference answers: ``notebooks/solutions/<lesson>.py`` with ``SOLUTIONS`` and
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -214,14 +215,17 @@ def test_registering_one_name_from_two_checkers_is_refused(scratch: Any) -> None
 def test_every_lesson_has_an_exercise_where_the_student_writes_code() -> None:
     """Issue 13: besides lists and attributes, each lesson asks for a handler,
     a hook, a mixin or a small server: a reference answer that is a class
-    defining a method of its own."""
+    defining a method of its own, or (lesson 08) a serve loop or coroutine
+    the student writes as a function."""
     lessons = sorted({ex.describe(name).lesson for name in ALL})
     assert len(lessons) >= 7
     for lesson in lessons:
         module = solutions_for(lesson)
         writes = [
             name for name, answer in module.SOLUTIONS.items()
-            if ex.describe(name).lesson == lesson and isinstance(answer[0], type)
-            and any(callable(v) and not k.startswith("__") for k, v in vars(answer[0]).items())
+            if ex.describe(name).lesson == lesson and (
+                (isinstance(answer[0], type)
+                 and any(callable(v) and not k.startswith("__") for k, v in vars(answer[0]).items()))
+                or inspect.isfunction(answer[0]))
         ]
         assert writes, f"{lesson}: no exercise where the student writes a handler, hook, mixin or server"
