@@ -160,11 +160,32 @@ def test_the_wheel_serves_the_lab_and_runs_every_lesson_in_a_binder_environment(
     assert [p.name for p in lessons] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert sorted(p.name for p in (folder / "solutions").glob("*.py")) == \
         sorted(p.name for p in (ROOT / "notebooks" / "solutions").glob("*.py"))
-    core = min(os.sched_getaffinity(0))
-    runner = subprocess.run([python, "-c", RUNNER, str(core), *map(str, lessons)], cwd=folder, env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert runner.returncode == 0, f"a lesson failed in the fresh environment:\n{runner.stdout}\n{runner.stderr[-6000:]}"
-    assert f"cpus [{core}]" in runner.stdout, runner.stdout
-    assert runner.stdout.count("\nok ") == len(lessons), runner.stdout
+    # Every lesson runs pinned to one core, as on a one-core Binder pod. Where
+    # the machine has two cores, two runners (one per core) share the lessons,
+    # so the test takes about half as long; each lesson still sees one core.
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    shares: list[list[Path]] = [[] for _ in cores]
+    for lesson in sorted(lessons, key=lambda p: p.stat().st_size, reverse=True):
+        min(shares, key=lambda share: sum(p.stat().st_size for p in share)).append(lesson)
+    runners = [
+        subprocess.Popen([python, "-c", RUNNER, str(core), *map(str, share)], cwd=folder, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for core, share in zip(cores, shares)
+    ]
+    outputs = []
+    try:
+        for runner in runners:
+            out, err = runner.communicate(timeout=900)
+            outputs.append(out)
+            assert runner.returncode == 0, f"a lesson failed in the fresh environment:\n{out}\n{err[-6000:]}"
+    finally:
+        for runner in runners:
+            if runner.poll() is None:
+                runner.kill()
+                runner.communicate()
+    for core, out in zip(cores, outputs):
+        assert f"cpus [{core}]" in out, out
+    said_ok = "".join(outputs)
+    assert said_ok.count("ok ") == len(lessons), said_ok
     print(f"\nbuild {built.seconds:.0f} s, venv {installed - began:.0f} s, lab {served - installed:.0f} s, "
-          f"lessons on one core {time.monotonic() - served:.0f} s:\n{runner.stdout}")
+          f"lessons, each on one core ({len(cores)} at a time) {time.monotonic() - served:.0f} s:\n{said_ok}")
