@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -15,6 +16,13 @@ from typing import Any
 import pytest
 
 import sockserve
+
+# A shell starts a background job with SIGINT ignored, and a Python program
+# that starts with SIGINT ignored keeps it so (no KeyboardInterrupt): the
+# command-line tests that press Ctrl-C on a child would then see it ignored.
+# Handled here, SIGINT is reset to the default in every child that execs.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 HOST = "127.0.0.1"
 

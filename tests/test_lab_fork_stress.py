@@ -29,8 +29,10 @@ pytest.importorskip("ipykernel")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: Forked requests; SOCKSERVE_FORK_STRESS overrides it (the issue's figure is 2,000).
-REQUESTS = int(os.environ.get("SOCKSERVE_FORK_STRESS", "2000"))
+#: Forked requests; SOCKSERVE_FORK_STRESS overrides it (the issue's figure is
+#: 2,000; the hang showed within the first ~170 children, so 600 in the test
+#: run keeps a wide margin at under a third of the time).
+REQUESTS = int(os.environ.get("SOCKSERVE_FORK_STRESS", "600"))
 
 CELL = r"""
 import json, os, socket, sys, threading, time
