@@ -17,7 +17,7 @@ import collections
 import os
 import select
 import signal
-import struct
+import sys
 import threading
 import time
 from typing import Any
@@ -27,13 +27,15 @@ from .deadlines import arm_alarm
 from .drain import abort_socket
 from .errors import format_address
 from .processes import (
+    _CHILD_STDERR,
+    _CHILD_STDOUT,
     OPENED,
     describe_status,
     flush_std_streams,
     outcome_of_status,
-    own_std_streams,
     report_escape,
 )
+from .reportboard import ReportBoard
 from .stats import outcome_of
 
 __all__ = ["ThreadingMixIn", "ForkingMixIn"]
@@ -174,12 +176,14 @@ def _thread_name(cls: type) -> str:
     return name
 
 
-# A child reports (pid, outcome, handler start, handler end) in one write of
-# 21 bytes: far below PIPE_BUF, so reports from many children never
-# interleave. The times are time.monotonic(), one clock for every process.
-_REPORT = struct.Struct("=iBdd")
-#: Reaps between looks at every child (for those that die without a report).
+#: Loop iterations between polls of every child (for those that die
+#: without reporting).
 _SCAN_EVERY = 16
+#: The report board's size: this many slots at least, or twice max_children.
+_MIN_SLOTS = 64
+#: While waiting for a child to end, look again after this long even if no
+#: wake-up came (a child that died without reporting sends none).
+_WAIT_STEP = 0.05
 
 
 class ForkingMixIn:
@@ -209,16 +213,16 @@ class ForkingMixIn:
 
     ``active_children`` is the set of live child PIDs (None before the first
     fork). Children are reaped by ``collect_children()``, which runs after
-    every loop iteration (``service_actions``), when a child's report wakes
-    the loop, and on ``handle_timeout``; only this server's own children are
-    ever waited for.
+    every loop iteration (``service_actions``) and on ``handle_timeout``;
+    only this server's own children are ever waited for.
 
-    Statistics: each child writes its outcome and handler times to a pipe
-    that the parent reads, so ``server.stats`` in the parent counts the
-    children's requests. A child that dies before it reports (a crash, a
-    signal, ``os._exit``) is logged with its cause and counted as an error
-    (a timeout if SIGALRM ended it). A handler that calls ``shutdown()`` in
-    the child stops the parent's loop.
+    Statistics: each child leaves its outcome and handler times in shared
+    memory (:mod:`sockserve.reportboard`), which the parent reads when it
+    reaps the child, so ``server.stats`` in the parent counts the children's
+    requests. A child that dies before it reports (a crash, a signal,
+    ``os._exit``) is logged with its cause and counted as an error (a
+    timeout if SIGALRM ended it). A handler that calls ``shutdown()`` in the
+    child stops the parent's loop.
     """
 
     timeout: float | None = 300
@@ -227,15 +231,18 @@ class ForkingMixIn:
     block_on_close: bool = True
     child_timeout: float | None = None
 
-    _reports: tuple[int, int] | None = None
-    # pid -> (accepted, client address) of the request it runs (the ledger
-    # knows it by the pid too)
-    _pending: dict[int, tuple[float, Any]] | None = None
+    # BaseServer's, named here for the type checker only (no value: the
+    # server's own attributes are found as usual).
+    stats: Any
+    _inflight: Any
+
+    _board: ReportBoard | None = None
+    # pid -> (accepted or None, client address, report slot) of the request
+    # it runs (the in-flight ledger knows it by the pid too)
+    _pending: dict[int, tuple[float | None, Any, int]] | None = None
     _parked: collections.deque[tuple[Any, Any, float]] | None = None
-    _finishing: set[int] | None = None  # reported, not yet reaped
     _scan_countdown: int = 0
     _closing: bool = False
-    _report_poll: Any = None
 
     # -- reaping ---------------------------------------------------------------
 
@@ -247,66 +254,45 @@ class ForkingMixIn:
         requests are parked instead).
         """
         children = self.active_children
-        if children is None:
-            return
-        if len(children) >= self.max_children and not self._closing:
-            server: Any = self
-            if server.request_timeout is None:
-                while len(children) >= self.max_children:
-                    if server._BaseServer__shutdown_request or self._wait_for_a_child(0.05):
-                        break
-        poll = self._report_poll
-        if poll is not None and poll.poll(0):  # a poll, not a read that may fail: cheaper
-            self._read_reports()
-        self._scan_countdown -= 1
-        if blocking or self._finishing or self._scan_countdown <= 0 or self._parked:
-            self._reap(blocking)
+        if children:
+            if len(children) >= self.max_children and not self._closing:
+                server: Any = self
+                if server.request_timeout is None:
+                    while len(children) >= self.max_children:
+                        if server._BaseServer__shutdown_request or self._wait_for_a_child(_WAIT_STEP):
+                            break
+            board = self._board
+            if board is not None:
+                # Reap the children that reported (the ones still exiting are
+                # reaped on a later call). Inlined: it runs every iteration.
+                flags = board.map
+                slot = flags.find(b"\x01", 0, board.slots)
+                while slot >= 0:
+                    pid = board.owners[slot]
+                    try:
+                        done, status = os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        done, status = pid, 0  # already reaped elsewhere
+                    except InterruptedError:
+                        done = 0
+                    if done:
+                        self._reaped(pid, status)
+                    slot = flags.find(b"\x01", slot + 1, board.slots)
+            self._scan_countdown -= 1
+            if blocking or self._scan_countdown <= 0 or self._parked or len(children) >= self.max_children:
+                self._reap_all(blocking)
         if self._parked:
             self._start_parked()
 
-    def _wait_for_a_child(self, seconds: float) -> bool:
-        """Wait up to *seconds* for a child to end (its report arrives) or
-        for a stop request; reap. True when a stop was asked for."""
-        server: Any = self
-        watch = [] if self._reports is None else [self._reports[0]]
-        pair = server._wakeup
-        if pair is not None:
-            watch.append(pair[0])
-        try:
-            readable, _, _ = select.select(watch, [], [], seconds)
-        except InterruptedError:
-            readable = []
-        if pair is not None and pair[0] in readable:
-            server._take_wakeup(pair[0])
-        if self._reports is not None and self._reports[0] in readable:
-            self._read_reports()
-        self._reap(False)
-        return bool(server._BaseServer__shutdown_request)
-
-    def _reap(self, blocking: bool = False) -> bool:
-        """Reap the children that ended; True if any was.
-
-        A child reports just before it exits, so the children whose report
-        was read are waited for first. Every live child is polled only every
-        ``_SCAN_EVERY`` calls (for children that die without a report),
-        every call while the bound is reached or requests are parked, and
-        all of them, waiting for each, with *blocking*."""
+    def _reap_all(self, blocking: bool = False) -> None:
+        """Poll every live child (wait for each with *blocking*) and reap
+        the ones that ended."""
+        self._scan_countdown = _SCAN_EVERY
         children = self.active_children
         if not children:
-            return False
-        if blocking:
-            self._read_reports()
-            candidates: Any = list(children)
-        elif self._scan_countdown <= 0 or self._parked or len(children) >= self.max_children:
-            self._scan_countdown = _SCAN_EVERY
-            candidates = list(children)
-        elif self._finishing:
-            candidates = list(self._finishing)
-        else:
-            return False
+            return
         flags = 0 if blocking else os.WNOHANG
-        ended = False
-        for pid in candidates:
+        for pid in list(children):
             try:
                 done, status = os.waitpid(pid, flags)
             except ChildProcessError:
@@ -314,86 +300,105 @@ class ForkingMixIn:
             except InterruptedError:
                 continue
             if done:
-                ended = True
-                children.discard(pid)
-                if self._finishing:
-                    self._finishing.discard(pid)
-                if self._pending and pid in self._pending:
-                    self._child_ended(pid, status)
-        if ended:
-            getattr(self, "stats").children_here(len(children))
-        return ended
+                self._reaped(pid, status)
 
-    def _child_ended(self, pid: int, status: int) -> None:
-        """A child was reaped. If its report never came, say why and count
-        its request under its true outcome."""
-        pending = self._pending
-        assert pending is not None
-        self._read_reports()  # its report may have arrived since
-        if pid not in pending:
+    def _reaped(self, pid: int, status: int) -> None:
+        """Child *pid* ended with *status*: count its request, from its
+        report (its times on the board, its outcome as exit status), or
+        from how it ended if it never reported."""
+        children = self.active_children
+        assert children is not None
+        children.discard(pid)
+        stats = self.stats
+        stats.children = len(children)  # fewer: no peak to update
+        entry = self._pending.pop(pid, None) if self._pending else None
+        if entry is None:
             return
-        accepted, client_address = pending.pop(pid)
-        server: Any = self
-        outcome = outcome_of_status(status)
-        if not server._inflight.cut_outcome(pid):  # a drain's abort is not news
-            logs.warning(
-                "%s: the child %d handling the request from %s %s before it finished%s",
-                type(self).__name__, pid, format_address(client_address), describe_status(status),
-                " (its time was up: request_timeout or child_timeout)" if outcome == 3 else "",
-            )
-        now = _monotonic()
-        self._count(server, pid, outcome, accepted, accepted, now, pid)
+        slot = entry[2]
+        board = self._board
+        if slot < 0 or board is None or not board.map[slot]:
+            self._died(pid, status, entry)
+            return
+        times = board.times
+        began = times[slot + slot]
+        ended = times[slot + slot + 1]
+        board.map[slot] = 0  # board.release(), inlined (this runs per request)
+        board.free.append(slot)
+        cut = self._inflight.discard(pid)
+        if stats.enabled:
+            # It reported, so it exited with its outcome as status (unless a
+            # signal ended it just after: count how it ended then).
+            outcome = cut or (status >> 8 if not status & 0x7F else outcome_of_status(status))
+            stats.request_finished(outcome, ended - began)
+            if stats.timeline is not None:
+                accepted = entry[0]
+                stats.timeline.record(began if accepted is None else accepted, began, ended, pid, pid, outcome)
 
-    def _count(
-        self, server: Any, key: int, outcome: int, accepted: float, began: float,
-        ended: float, pid: int,
-    ) -> None:
-        cut = server._inflight.discard(key)
+    def _died(self, pid: int, status: int, entry: tuple[float | None, Any, int]) -> None:
+        """Child *pid* ended without a report: say why, count its request
+        under the outcome its end implies."""
+        accepted, client_address, slot = entry
+        server: Any = self
+        board = self._board
+        if slot >= 0 and board is not None:
+            board.release(slot)
+        cut = server._inflight.discard(pid)
+        if slot < 0 and os.WIFEXITED(status):
+            # No slot (max_children grew past the board): it reports nothing,
+            # and its exit status is its outcome.
+            outcome = os.WEXITSTATUS(status)
+        else:
+            outcome = outcome_of_status(status)
+            if not cut:  # a drain's abort is not news
+                logs.warning(
+                    "%s: the child %d handling the request from %s %s before it finished%s",
+                    type(self).__name__, pid, format_address(client_address), describe_status(status),
+                    " (its time was up: request_timeout or child_timeout)" if outcome == 3 else "",
+                )
+        ended = _monotonic()
+        began = ended if accepted is None else accepted
         stats = server.stats
         if stats.enabled:
-            stats.request_finished(cut or outcome, max(ended - began, 0.0))
-            timeline = stats.timeline
-            if timeline is not None:
-                timeline.record(accepted, began, ended, pid, pid, cut or outcome)
+            stats.request_finished(cut or outcome, ended - began)
+            if stats.timeline is not None:
+                stats.timeline.record(began, began, ended, pid, pid, cut or outcome)
 
-    def _read_reports(self) -> None:
-        """Count the requests whose children reported (the children are
-        then reaped by ``_reap``, which waits for those first)."""
-        if self._reports is None:
-            return
-        size = _REPORT.size * 512
-        pending = self._pending or {}
-        if self._finishing is None:
-            self._finishing = set()
-        finishing = self._finishing
+    def _wait_for_a_child(self, seconds: float) -> bool:
+        """Wait up to *seconds* for a child to end (a child that reports
+        while the board's ``want`` byte is set wakes this) or for a stop
+        request; reap. True when a stop was asked for."""
         server: Any = self
-        ledger = server._inflight
-        stats = server.stats
-        while True:
-            try:
-                data = os.read(self._reports[0], size)
-            except BlockingIOError:
-                return
-            if len(data) % _REPORT.size:
-                data = data[: len(data) - len(data) % _REPORT.size]  # never happens: writes are atomic
-            for pid, outcome, began, ended in _REPORT.iter_unpack(data):
-                entry = pending.pop(pid, None)
-                if entry is None:
-                    continue
-                finishing.add(pid)
-                cut = ledger.discard(pid)
-                if stats.enabled:
-                    stats.request_finished(cut or outcome, ended - began)
-                    if stats.timeline is not None:
-                        stats.timeline.record(entry[0], began, ended, pid, pid, cut or outcome)
-            if len(data) < size:
-                return
+        board = self._board
+        watch = []
+        if board is not None:
+            board.waiting(True)
+            watch.append(board.wake[0])
+        pair = server._wakeup
+        if pair is not None:
+            watch.append(pair[0])
+        if board is not None and board.map.find(b"\x01", 0, board.slots) >= 0:
+            # A child reported (perhaps before ``want`` was set): it is
+            # exiting, and sends no further wake-up.
+            seconds = min(seconds, 0.001)
+        try:
+            readable, _, _ = select.select(watch, [], [], seconds)
+        except InterruptedError:
+            readable = []
+        if board is not None:
+            board.waiting(bool(self._parked))
+            board.drain_wake()
+        if pair is not None and pair[0] in readable:
+            server._take_wakeup(pair[0])
+        self._reap_all(False)
+        return bool(server._BaseServer__shutdown_request)
 
-    def _on_reports(self) -> None:
-        """The report pipe turned readable (watched while requests are
+    def _on_wake(self) -> None:
+        """The wake-up pipe turned readable (watched while requests are
         parked, waiting for a child to end)."""
-        self._read_reports()
-        self._reap(False)
+        board = self._board
+        if board is not None:
+            board.drain_wake()
+        self._reap_all(False)
         if self._parked:
             self._start_parked()
 
@@ -407,21 +412,10 @@ class ForkingMixIn:
 
     # -- forking ----------------------------------------------------------------
 
-    def _open_reports(self) -> None:
-        if self._reports is None:
-            reader, writer = os.pipe()
-            os.set_blocking(reader, False)
-            self._reports = (reader, writer)
-            self._pending = {}
-            self._report_poll = select.poll()
-            self._report_poll.register(reader, select.POLLIN)
-
     def process_request(self, request: Any, client_address: Any) -> None:
         """Fork; the child handles the request and exits, the parent closes
         its copy of the request and returns to the loop."""
         server: Any = self
-        if self._reports is None:
-            self._open_reports()
         children = self.active_children
         if children is not None and len(children) >= self.max_children:
             if server.request_timeout is None:
@@ -444,8 +438,10 @@ class ForkingMixIn:
             accepted = server._accepted_at[id(request)] = _monotonic()
         server._inflight.add(id(request), request)
         self._parked.append((request, client_address, accepted))
-        if self._reports is not None:
-            server._watch(self._reports[0], self._on_reports)  # wake when a child ends
+        board = self._board
+        if board is not None:
+            board.waiting(True)
+            server._watch(board.wake[0], self._on_wake)  # wake when a child ends
         if len(self._parked) > self.max_children:
             self._drop_parked(self._parked.popleft(), 3)
 
@@ -484,59 +480,97 @@ class ForkingMixIn:
             else:
                 server._accepted_at.pop(key, None)
                 self._fork(request, client_address, accepted)
-        if not parked and self._reports is not None:
-            server._watch(self._reports[0], None)
+        board = self._board
+        if not parked and board is not None:
+            board.waiting(False)
+            server._watch(board.wake[0], None)
 
     def _fork(self, request: Any, client_address: Any, accepted: float | None) -> None:
-        server: Any = self
-        began = _monotonic()
-        if accepted is None:
-            accepted = began
-        pid = os.fork()
+        board = self._board or self._new_board()
+        stats = self.stats
+        free = board.free
+        # No free slot only if max_children grew past the board: that child
+        # reports nothing, and its exit status alone says how it went.
+        slot = free.pop() if free else -1
+        try:
+            pid = os.fork()
+        except BaseException:
+            if slot >= 0:
+                free.append(slot)
+            raise
         if pid:
-            if self.active_children is None:
-                self.active_children = set()
-            self.active_children.add(pid)
-            assert self._pending is not None
-            self._pending[pid] = (accepted, client_address)
-            server._inflight.add(pid, pid)
-            server.stats.child_started(len(self.active_children))
+            children = self.active_children
+            if children is None:
+                children = self.active_children = set()
+            children.add(pid)
+            pending = self._pending
+            assert pending is not None
+            pending[pid] = (accepted, client_address, slot)
+            if slot >= 0:
+                board.owners[slot] = pid
+            self._inflight.add(pid, pid)
+            stats.child_started(len(children), len(pending))
+            server: Any = self
             server.close_request(request)
             return
-        self._run_child(request, client_address, accepted)
+        self._run_child(request, client_address, accepted, board, slot, stats.enabled)
 
-    def _run_child(self, request: Any, client_address: Any, accepted: float) -> None:
+    def _new_board(self) -> ReportBoard:
+        board = self._board = ReportBoard(max(_MIN_SLOTS, 2 * self.max_children))
+        if self._pending is None:
+            self._pending = {}
+        return board
+
+    def _run_child(
+        self, request: Any, client_address: Any, accepted: float | None, board: ReportBoard, slot: int,
+        timed: bool,
+    ) -> None:
         """The child's whole life: handle, report, ``os._exit``. Never returns.
+
+        It exits with its request's outcome (0: handled; 1: an error, as in
+        the standard library; other ``Outcome`` values: a timeout, a
+        disconnect) after leaving its times on the board.
 
         Kept short on purpose: this code runs only in children, where it is
         always "cold" (never specialized by the interpreter), so every extra
         call or lookup costs about three times what it would in the parent."""
         server: Any = self
-        status = outcome = 1
-        own_std_streams()
-        began = ended = _monotonic()
+        outcome = 1
+        sys.stdout = _CHILD_STDOUT  # see processes.own_std_streams
+        sys.stderr = _CHILD_STDERR
+        began = ended = _monotonic() if timed else 0.0  # (times: for stats only)
         try:
             if server.request_timeout is not None or self.child_timeout is not None:
-                self._arm_child_alarm(accepted, began)
+                now = began if timed else _monotonic()
+                self._arm_child_alarm(now if accepted is None else accepted, now)
             try:
                 server.finish_request(request, client_address)
-                outcome = status = 0
+                outcome = 0
             except Exception as exc:
                 outcome = outcome_of(exc)
                 server.handle_error(request, client_address)
             except BaseException as exc:
                 # As in the standard library, not handle_error's; said once.
                 report_escape(server, client_address, exc)
-            ended = _monotonic()
+            if timed:
+                ended = _monotonic()
         finally:
             try:
                 server.shutdown_request(request)
-                os.write(self._reports[1], _REPORT.pack(os.getpid(), outcome, began, ended))  # type: ignore[index]
+                if slot >= 0:
+                    if timed:
+                        times = board.times
+                        times[slot + slot] = began
+                        times[slot + slot + 1] = ended
+                    flags = board.map
+                    flags[slot] = 1  # after the times: see reportboard
+                    if flags[board.want]:
+                        os.write(board.wake[1], b"\0")
             except BaseException:
                 pass  # nothing may keep the child alive
             if OPENED:
                 flush_std_streams()
-            os._exit(status)
+            os._exit(outcome)
 
     def _arm_child_alarm(self, accepted: float, began: float) -> None:
         server: Any = self
@@ -551,16 +585,22 @@ class ForkingMixIn:
 
     def _drain_wait(self, seconds: float) -> None:
         """drain(): reap children that ended and start parked requests,
-        waiting on the report pipe."""
-        if self._reports is not None and (self.active_children or self._parked):
+        waiting for a child's wake-up at most *seconds*."""
+        board = self._board
+        if board is not None and (self.active_children or self._parked):
+            board.waiting(True)
+            wait = min(max(seconds, 0.0), _WAIT_STEP)
+            if board.map.find(b"\x01", 0, board.slots) >= 0:
+                wait = min(wait, 0.001)  # a child reported and is exiting
             try:
-                select.select([self._reports[0]], [], [], max(seconds, 0.0))
+                select.select([board.wake[0]], [], [], wait)
             except InterruptedError:
                 pass
+            board.waiting(bool(self._parked))
+            board.drain_wake()
         else:
             time.sleep(min(max(seconds, 0.0), 0.01))
-        self._read_reports()
-        self._reap(False)
+        self._reap_all(False)
         self._start_parked()
 
     def _abort_inflight(self, items: list[Any]) -> None:
@@ -596,13 +636,6 @@ class ForkingMixIn:
             self.collect_children(blocking=self.block_on_close)
         finally:
             self._closing = False
-        if self._reports is not None:
-            # Children still running (block_on_close=False) then fail to
-            # report with EPIPE, which they ignore; they are counted when
-            # reaped, if anyone reaps them later.
-            for fd in self._reports:
-                os.close(fd)
-            self._reports = None
-            self._report_poll = None
-
-
+        board, self._board = self._board, None
+        if board is not None:
+            board.close()

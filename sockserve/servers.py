@@ -229,7 +229,7 @@ class BaseServer:
     def _watch(self, fd: int, callback: Any) -> bool:
         """While ``serve_forever`` runs: also wake for *fd* turning readable
         and call *callback* then (None: stop watching it). False when no
-        loop runs. (ForkingMixIn watches its report pipe while requests wait
+        loop runs. (ForkingMixIn watches its wake-up pipe while requests wait
         for a free child.)"""
         watch = self._loop_watch
         if watch is None:

@@ -52,9 +52,10 @@ Thread safety: every method may be called from any thread, except the
 ``*_here`` fast paths, which only the serving thread calls (the plain
 server runs its handlers there; forking and prefork servers apply their
 children's reports there). A snapshot never sees a request counted as
-started but in neither ``active`` nor a final outcome. Forking servers feed
-the results of their children back through a pipe (see ``ForkingMixIn``),
-so the parent's statistics include the children's requests.
+started but in neither ``active`` nor a final outcome. Forking servers'
+children leave their results in shared memory (see ``ForkingMixIn`` and
+``sockserve.reportboard``), so the parent's statistics include the
+children's requests.
 """
 
 from __future__ import annotations
@@ -289,19 +290,21 @@ class ServerStats:
         with self._lock:
             self.threads -= 1
 
-    def child_started(self, alive: int) -> None:
-        """A child process was forked for a request; *alive* children now.
-        Serving thread only (ForkingMixIn forks there): no lock, like the
-        other ``*_here`` writers. (A ``take_peaks`` running at that very
-        instant may see this child only in the next window.)"""
-        self.children_here(alive)
+    def child_started(self, alive: int, running: int) -> None:
+        """A child process was forked for a request; *alive* children now,
+        *running* of them still handling their request (not yet counted
+        finished). Serving thread only (ForkingMixIn forks there): no lock,
+        like the other ``*_here`` writers. (A ``take_peaks`` running at that
+        very instant may see this child only in the next window.)"""
+        self.children = alive
+        if alive > self.peak_children:
+            self.peak_children = alive
+        if alive > self._children_window:
+            self._children_window = alive
         if self.enabled:
             self.started += 1
-            active = self.started - self._completed - len(self._done) - self.errors - (
-                self.disconnects + self.timeouts + self.aborted - self._active_base
-            )
-            if active > self.peak_active:
-                self.peak_active = active
+            if running > self.peak_active:
+                self.peak_active = running
 
     def children_here(self, alive: int) -> None:
         """Child processes alive is now *alive* (serving thread only)."""

@@ -231,3 +231,82 @@ def test_null_thread_list_is_used_without_block_on_close() -> None:
         assert exchange(Detached, server.server_address, b"0\n") == b"0\n"
         assert isinstance(server._threads, NoThreads)
         wait_until(lambda: server.stats.threads == 0)
+
+
+# -- how children report -----------------------------------------------------------
+
+
+class Outcomes(sockserve.StreamRequestHandler):
+    """Replies "ok"; fails as the line says: "error", "reset" (a
+    disconnect), or sleeps the given milliseconds first."""
+
+    def handle(self) -> None:
+        line = self.rfile.readline().strip()
+        if line == b"error":
+            raise ValueError("asked to fail")
+        if line == b"reset":
+            raise ConnectionResetError("asked to look reset")
+        if line.isdigit():
+            time.sleep(int(line) / 1000)
+        self.wfile.write(b"ok\n")
+
+
+class QuietForking(sockserve.ForkingTCPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+def test_each_outcome_and_handler_time_reaches_the_parent() -> None:
+    server = QuietForking((HOST, 0), Outcomes)
+    with serving(server, poll_interval=0.01):
+        for line in (b"200\n", b"error\n", b"reset\n", b"0\n"):
+            exchange(QuietForking, server.server_address, line)
+        wait_until(lambda: server.stats.finished == 4)
+    snap = server.stats.snapshot()
+    assert (snap["completed"], snap["errors"], snap["disconnects"]) == (2, 1, 1)
+    # The 200 ms handler's time came from the child: the slowest, at least 0.2 s.
+    assert snap["handler_time"]["count"] == 4
+    assert 0.2 <= snap["handler_time"]["max"] < 5
+
+
+def test_children_beyond_the_report_board_are_counted_by_exit_status(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sockserve.mixins
+
+    monkeypatch.setattr(sockserve.mixins, "_MIN_SLOTS", 1)
+
+    class Tiny(QuietForking):
+        max_children = 1  # a board of 2 slots
+
+    server = Tiny((HOST, 0), Outcomes)
+    with serving(server, poll_interval=0.01):
+        exchange(Tiny, server.server_address, b"0\n")  # the board is made
+        assert server._board is not None and server._board.slots == 2
+        server.max_children = 6  # grown past the board
+        replies = parallel_requests(Tiny, server.server_address, [b"300\n"] * 4 + [b"error\n"])
+        wait_until(lambda: server.stats.finished == 6)
+    assert replies == [b"ok\n"] * 4 + [b""]
+    snap = server.stats.snapshot()
+    assert (snap["completed"], snap["errors"], snap["started"]) == (5, 1, 6)
+    assert not server.active_children
+
+
+def test_a_parent_at_max_children_wakes_when_a_child_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sockserve.mixins
+
+    # Without the child's wake-up, the parent would look again only after
+    # this long, and the clients (10 s timeouts) would give up first.
+    monkeypatch.setattr(sockserve.mixins, "_WAIT_STEP", 60.0)
+
+    class One(QuietForking):
+        max_children = 1
+
+    server = One((HOST, 0), Outcomes)
+    began = time.monotonic()
+    with serving(server, poll_interval=60):  # no idle tick reaps for it either
+        replies = parallel_requests(One, server.server_address, [b"100\n"] * 3)
+        wait_until(lambda: server.stats.finished == 3)
+    assert replies == [b"ok\n"] * 3
+    assert server.stats.peak_active == 1
+    assert time.monotonic() - began < 10
