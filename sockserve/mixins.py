@@ -254,8 +254,10 @@ class ForkingMixIn:
         requests are parked instead).
         """
         children = self.active_children
+        parked = self._parked
         if children:
-            if len(children) >= self.max_children and not self._closing:
+            limit = self.max_children
+            if len(children) >= limit and not self._closing:
                 server: Any = self
                 if server.request_timeout is None:
                     while len(children) >= self.max_children:
@@ -278,10 +280,10 @@ class ForkingMixIn:
                     if done:
                         self._reaped(pid, status)
                     slot = flags.find(b"\x01", slot + 1, board.slots)
-            self._scan_countdown -= 1
-            if blocking or self._scan_countdown <= 0 or self._parked or len(children) >= self.max_children:
+            countdown = self._scan_countdown = self._scan_countdown - 1
+            if blocking or countdown <= 0 or parked or len(children) >= limit:
                 self._reap_all(blocking)
-        if self._parked:
+        if parked:
             self._start_parked()
 
     def _reap_all(self, blocking: bool = False) -> None:
@@ -519,6 +521,12 @@ class ForkingMixIn:
         board = self._board = ReportBoard(max(_MIN_SLOTS, 2 * self.max_children))
         if self._pending is None:
             self._pending = {}
+        # Instance attributes from now on (the class's defaults until now):
+        # the interpreter specializes reads of an instance's own attributes
+        # only, and collect_children reads these on every loop iteration.
+        self._parked = self._parked
+        self._closing = self._closing
+        self._scan_countdown = self._scan_countdown
         return board
 
     def _run_child(

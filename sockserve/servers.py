@@ -140,8 +140,9 @@ class BaseServer:
     reaches into it: ``_BaseServer__shutdown_request`` (set it to True and
     ``serve_forever`` returns after the current iteration) and
     ``_BaseServer__is_shut_down`` (the event ``shutdown()`` waits on). An
-    instance whose ``__init__`` never ran (a mock) makes its state on first
-    use.
+    instance whose ``__init__`` never ran (a mock) still works: the state
+    every request touches (``stats``, the in-flight ledger) is made by
+    ``__new__``, the rest on first use.
 
     Thread safety: ``serve_forever`` runs in one thread; ``shutdown()`` may
     be called from any other, from a handler in any thread, and from a
@@ -159,10 +160,13 @@ class BaseServer:
     __is_shut_down = _PerInstance(lambda server: threading.Event())
 
     state: ServerState = ServerState.CREATED
-    stats = _PerInstance(lambda server: ServerStats(enabled=bool(server.collect_stats)))
-    _inflight = _PerInstance(lambda server: InFlight())
+    # Made by __new__ (not class-level defaults made on first use: the
+    # interpreter does not specialize an attribute that a class-level
+    # descriptor shadows, and these are read for every request).
+    stats: ServerStats
+    _inflight: InFlight
+    _accepted_at: dict[int, float]
     _loop_lock = _PerInstance(lambda server: threading.Lock())
-    _accepted_at = _PerInstance(lambda server: {})
     _wakeup: tuple[socket.socket, socket.socket] | None = None
     _serving_thread: int | None = None
     _serving_pid: int | None = None
@@ -170,16 +174,24 @@ class BaseServer:
     _watchdog: Watchdog | None = None
     _loop_watch: tuple[Any, dict[int, Any]] | None = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        server = super().__new__(cls)
+        server.stats = ServerStats(enabled=bool(cls.collect_stats))
+        server._inflight = InFlight()
+        server._accepted_at = {}
+        server._accept_backoff = 0.0  # read for every request: the instance's own
+        return server
+
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
         self.__is_shut_down = threading.Event()
         self.__shutdown_request = False
-        self.stats = ServerStats(enabled=bool(self.collect_stats))
+        if bool(self.collect_stats) != self.stats.enabled:
+            # collect_stats set on the instance before this ran
+            self.stats = ServerStats(enabled=bool(self.collect_stats))
         self.state = ServerState.CREATED
-        self._inflight = InFlight()
         self._loop_lock = threading.Lock()
-        self._accepted_at = {}
 
     # -- the loop -------------------------------------------------------------
 
