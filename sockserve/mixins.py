@@ -17,6 +17,7 @@ import collections
 import os
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ from .processes import (
     describe_status,
     flush_std_streams,
     outcome_of_status,
+    prime_lookups,
     report_escape,
 )
 from .reportboard import ReportBoard
@@ -184,6 +186,12 @@ _MIN_SLOTS = 64
 #: While waiting for a child to end, look again after this long even if no
 #: wake-up came (a child that died without reporting sends none).
 _WAIT_STEP = 0.05
+#: What servers and request handlers set on themselves (primed for
+#: children: see _new_board).
+_INSTANCE_ATTRIBUTES = (
+    "server_address", "RequestHandlerClass", "socket",
+    "request", "client_address", "server", "connection", "rfile", "wfile", "packet",
+)
 
 
 class ForkingMixIn:
@@ -527,6 +535,14 @@ class ForkingMixIn:
         self._parked = self._parked
         self._closing = self._closing
         self._scan_countdown = self._scan_countdown
+        # What every child will look up, looked up here once (see prime_lookups).
+        server: Any = self
+        # (Names only: vars(self) would give the instance a real __dict__,
+        # and the interpreter reads such an instance's attributes slower.)
+        prime_lookups(
+            type(self), getattr(server, "RequestHandlerClass", object), socket.socket, socket.SocketIO,
+            ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
+        )
         return board
 
     def _run_child(

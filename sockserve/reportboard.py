@@ -47,6 +47,8 @@ class ReportBoard:
     pipe's (read end, write end).
     """
 
+    __slots__ = ("slots", "want", "map", "times", "free", "owners", "wake")
+
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self.want = slots
