@@ -11,7 +11,7 @@
 # 3. A **listen backlog** that is too short drops part of a burst of new connections, and the clients' kernels retry
 #    about **a second** later. The server never sees it.
 #
-# We measure each one on your machine.
+# We measure each one on your machine, and then what sockserve's own counting costs each request.
 
 # %%
 # %matplotlib inline
@@ -26,7 +26,7 @@ from sockserve.conclusions import latency_sentences
 from sockserve.experiment import RunResult, ServerProcess
 from sockserve.load import LoadSpec, run_load
 from sockserve.plots import plot_latency
-from sockserve.workbook import show
+from sockserve.workbook import ask, background, show
 
 # %% [markdown]
 # ## 1. Closed loop and open loop
@@ -146,6 +146,48 @@ print(f"With a backlog of {shallow.backlog}, of the {shallow.clients} clients {s
 # nothing wrong: it never saw those clients. Only a measurement from the client side, with per-request times, shows the stall, and only if it opens
 # new connections in bursts; a load test over a few persistent connections never notices.
 #
+# ## 4. What counting costs
+#
+# Every sockserve server counts its requests in `server.stats`: how many started, how each ended, how long its
+# handler ran. The panels and plots in this workbook read those counters. Counting is not free: each request pays
+# for a few additions, two clock readings and a record of its handler's time. How much? A time would not say:
+# on a shared machine a difference of a few percent drowns in noise. `benchmarks/bench_callgrind.py` *counts*
+# instead: it runs the same echo server under valgrind's callgrind, once with statistics and once without, and
+# counts the instructions each request costs, a figure that comes out the same on a busy machine. Its latest run
+# is stored next to the workbook; this cell reads it:
+
+# %%
+from sockserve.statscost import counting_cost_sentences, counting_cost_table, load_counting_costs
+
+costs = load_counting_costs("../benchmarks/results/callgrind.json")
+print(counting_cost_table(costs))
+print()
+print("\n".join(counting_cost_sentences(costs)))
+
+# %% [markdown]
+# **What to look for.** The "counting" column is what statistics add to one request, and "share" is that part of
+# the request's whole cost. The "stdlib" column is the standard library's server, which counts nothing: the last
+# line says whether sockserve's servers, counting included, cost more than that.
+#
+# A server can switch counting off with one class attribute, `collect_stats = False` (the benchmark's "stats off"
+# runs do exactly that). Its `stats` then stay at zero and say so:
+
+# %%
+class Quiet(sockserve.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(self.rfile.readline())
+
+
+class Uncounted(sockserve.TCPServer):
+    collect_stats = False
+
+
+with background(Uncounted(("127.0.0.1", 0), Quiet)) as uncounted:
+    print(ask(uncounted.server_address, b"hello\n"))
+snapshot = uncounted.stats.snapshot()
+print("enabled:", snapshot["enabled"], "| started:", snapshot["started"], "| completed:", snapshot["completed"])
+
+# %% [markdown]
 # ## Exercises
 #
 # Reference solutions: `solutions/05-measuring-honestly.py`, in the `solutions` folder next to this notebook. A
