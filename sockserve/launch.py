@@ -116,7 +116,7 @@ def _digest(path: Path) -> str:
 
 
 #: What the workbook is, relative to its folder (the wheel's package data, too).
-WORKBOOK_FILES = ("*.ipynb", "solutions/*.py")
+WORKBOOK_FILES = ("*.ipynb", "solutions/*.py", "data/*.json")
 
 
 def _shipped_files(source: Path) -> list[str]:

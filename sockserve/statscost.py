@@ -6,7 +6,7 @@ one request costs with statistics on and with ``collect_stats = False``.
 :func:`load_counting_costs` reads that file into plain rows,
 :func:`counting_cost_table` prints them and :func:`counting_cost_sentences`
 says what they mean; lesson 05 shows the stored run
-(``benchmarks/results/callgrind.json``).
+(``notebooks/data/callgrind.json``, shipped with the workbook).
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ def shipped(tmp_path: Path) -> Path:
     (source / "00-index.ipynb").write_text("index v1")
     (source / "01-a.ipynb").write_text("lesson v1")
     (source / "solutions" / "01-a.py").write_text("answers v1")
+    (source / "data").mkdir()
+    (source / "data" / "costs.json").write_text("{}")
     (source / "sanitize.cfg").write_text("not part of the workbook")
     (source / "src").mkdir()
     (source / "src" / "01-a.py").write_text("not part of the workbook")
@@ -37,16 +39,16 @@ def test_this_checkout_is_a_clone_and_its_notebooks_are_the_workbook() -> None:
     assert launch.shipped_workbook() is None  # sockserve/notebooks exists only in a wheel
 
 
-def test_first_copy_copies_the_lessons_and_solutions_only(tmp_path: Path) -> None:
+def test_first_copy_copies_the_lessons_solutions_and_their_data_only(tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     report = launch.copy_workbook(shipped(tmp_path), folder)
-    assert report.copied == ["00-index.ipynb", "01-a.ipynb", "solutions/01-a.py"]
+    assert report.copied == ["00-index.ipynb", "01-a.ipynb", "data/costs.json", "solutions/01-a.py"]
     assert not (report.updated or report.kept or report.unchanged)
     assert (folder / "01-a.ipynb").read_text() == "lesson v1"
     assert not (folder / "sanitize.cfg").exists() and not (folder / "src").exists()
     manifest = json.loads((folder / launch.MANIFEST).read_text())
     assert sorted(manifest) == report.copied
-    assert report.lines()[1].startswith("copied 3 files: 00-index.ipynb, 01-a.ipynb, solutions/01-a.py")
+    assert report.lines()[1].startswith("copied 4 files: 00-index.ipynb, 01-a.ipynb, data/costs.json, solutions/01-a.py")
 
 
 def test_a_changed_file_is_kept_an_untouched_one_updated_a_deleted_one_restored(tmp_path: Path) -> None:
@@ -70,7 +72,7 @@ def test_a_changed_file_is_kept_an_untouched_one_updated_a_deleted_one_restored(
     (folder / "01-a.ipynb").write_text("lesson v1")
     assert launch.copy_workbook(source, folder).updated == ["01-a.ipynb"]
     again = launch.copy_workbook(source, folder)
-    assert len(again.unchanged) == 3 and again.lines()[-1] == "all 3 files already up to date"
+    assert len(again.unchanged) == 4 and again.lines()[-1] == "all 4 files already up to date"
 
 
 def test_a_file_that_was_there_before_any_copy_is_never_overwritten(tmp_path: Path) -> None:

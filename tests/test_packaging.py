@@ -70,6 +70,7 @@ def test_wheel_holds_every_module_and_the_workbook_and_nothing_else_of_notebooks
         shipped = {n.removeprefix("sockserve/notebooks/") for n in names if n.startswith("sockserve/notebooks/")}
         lessons = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
         solutions = {f"solutions/{p.name}" for p in (ROOT / "notebooks" / "solutions").glob("*.py")}
+        solutions |= {f"data/{p.name}" for p in (ROOT / "notebooks" / "data").glob("*.json")}
         assert "00-index.ipynb" in lessons and len(solutions) >= 7
         assert shipped == lessons | solutions, sorted(shipped ^ (lessons | solutions))
         for name in shipped:

@@ -9,7 +9,7 @@ import pytest
 
 from sockserve.statscost import counting_cost_sentences, counting_cost_table, load_counting_costs
 
-STORED = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "callgrind.json"
+STORED = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "callgrind.json"
 
 
 def _write(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
@@ -56,7 +56,7 @@ def test_a_run_without_any_stats_off_figure_is_refused(tmp_path: Path) -> None:
 def test_the_stored_run_that_lesson_05_shows_covers_every_model() -> None:
     import sys
 
-    sys.path.insert(0, str(STORED.parent.parent))
+    sys.path.insert(0, str(STORED.parent.parent.parent / "benchmarks"))
     try:
         from bench_callgrind import DEFAULT_MODELS
     finally:

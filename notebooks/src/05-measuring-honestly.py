@@ -154,12 +154,12 @@ print(f"With a backlog of {shallow.backlog}, of the {shallow.clients} clients {s
 # on a shared machine a difference of a few percent drowns in noise. `benchmarks/bench_callgrind.py` *counts*
 # instead: it runs the same echo server under valgrind's callgrind, once with statistics and once without, and
 # counts the instructions each request costs, a figure that comes out the same on a busy machine. Its latest run
-# is stored next to the workbook; this cell reads it:
+# is stored next to this notebook, in `data/callgrind.json`; this cell reads it:
 
 # %%
 from sockserve.statscost import counting_cost_sentences, counting_cost_table, load_counting_costs
 
-costs = load_counting_costs("../benchmarks/results/callgrind.json")
+costs = load_counting_costs("data/callgrind.json")
 print(counting_cost_table(costs))
 print()
 print("\n".join(counting_cost_sentences(costs)))
