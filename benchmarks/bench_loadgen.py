@@ -44,7 +44,7 @@ import textwrap
 import time
 from typing import Any
 
-from sockserve.experiment import ServerProcess
+from sockserve.measure.experiment import ServerProcess
 from sockserve.load import LoadSpec, run_load
 
 C_SERVER = r"""

@@ -25,7 +25,7 @@ import statistics
 import time
 
 from sockserve import ThreadPoolTCPServer
-from sockserve.experiment import ServerProcess
+from sockserve.measure.experiment import ServerProcess
 from sockserve.load import LoadSpec, run_load
 
 PAIRS = (("threadpool", "threading", 1.3), ("prefork", "forking", 3.0))

@@ -44,7 +44,7 @@ SERVER = textwrap.dedent(
     """
     import signal, sys, threading, time
     import sockserve
-    from sockserve.workloads import EchoHandler
+    from sockserve.measure.workloads import EchoHandler
 
     server = getattr(sockserve, sys.argv[1])(("127.0.0.1", 0), EchoHandler)
     server.stats.enabled = sys.argv[2] == "on"
@@ -129,7 +129,7 @@ def servers(names: list[str]) -> Iterator[dict[tuple[str, str], Server]]:
 def stats_cost_us() -> tuple[float, float]:
     """In-process cost of the statistics calls one request makes (accepted,
     started, finished), in microseconds: (enabled, disabled)."""
-    from sockserve.stats import Outcome, ServerStats
+    from sockserve.core.stats import Outcome, ServerStats
 
     def per_request(stats: ServerStats) -> float:
         def calls() -> None:

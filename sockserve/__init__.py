@@ -3,31 +3,38 @@
 A drop-in for the standard library's ``socketserver`` (same names, defaults,
 attributes and hook order) with instant ``shutdown()``, live statistics
 (``server.stats``), clear bind errors and a loop that survives descriptor
-exhaustion. ``import sockserve`` uses the standard library only.
+exhaustion. ``import sockserve`` loads the core only, which uses the
+standard library only.
 
-Layers, each importing only from those above it in this list:
+The folders are the layers; each imports only from the ones before it in
+this list (``tests/test_layers.py`` checks it):
 
-1. core: ``servers``, ``unix``, ``handlers``, ``mixins``, ``combined`` (and the
-   plain-data helpers they use: ``stats``, ``histogram``, ``lifecycle``,
-   ``errors``, ``socketfiles``);
-2. measurement: ``trace``, ``workloads``, ``load``, ``experiment`` and the
-   command line (``python -m sockserve``);
-3. lab: ``sockserve.lab`` (ipywidgets panels) and ``sockserve.plots``
-   (matplotlib), imported only on request.
+1. :mod:`sockserve.core`: servers, handlers, mixins, statistics, the
+   process machinery (standard library only); its public names are
+   re-exported here, with ``__module__ == "sockserve"``;
+2. :mod:`sockserve.kernel`: what Linux knows about a server's sockets;
+3. :mod:`sockserve.load`: the load generator;
+4. :mod:`sockserve.measure`: workloads, server kinds, experiments,
+   results and the conclusions computed from them;
+5. :mod:`sockserve.plots`: figures (matplotlib, imported when drawing);
+6. the teaching layer: :mod:`sockserve.workbook` (what lessons call),
+   :mod:`sockserve.exercises` (checks) and :mod:`sockserve.lab` (panels);
+7. :mod:`sockserve.cli`: ``python -m sockserve``.
 """
 
 from __future__ import annotations
 
-from .combined import *  # noqa: F403
-from .combined import __all__ as _combined_all
-from .handlers import BaseRequestHandler, DatagramRequestHandler, StreamRequestHandler
-from .lifecycle import ServerState
-from .drain import DrainReport
-from .mixins import ForkingMixIn, ThreadingMixIn
-from .pools import PreForkMixIn, ThreadPoolMixIn
-from .servers import BaseServer, TCPServer, UDPServer
-from .stats import ServerStats
-from .unix import UnixDatagramServer, UnixStreamServer
+from .core.combined import *  # noqa: F403
+from .core.combined import __all__ as _combined_all
+from .core.drain import DrainReport
+from .core.handlers import BaseRequestHandler, DatagramRequestHandler, StreamRequestHandler
+from .core.lifecycle import ServerState
+from .core.mixins import ForkingMixIn, ThreadingMixIn
+from .core.prefork import PreForkMixIn
+from .core.servers import BaseServer, TCPServer, UDPServer
+from .core.stats import ServerStats
+from .core.threadpool import ThreadPoolMixIn
+from .core.unix import UnixDatagramServer, UnixStreamServer
 
 __version__ = "0.1.0"
 
@@ -49,3 +56,11 @@ __all__ = [
     "ServerStats",
     "DrainReport",
 ]
+
+# Public names report the package, not the file they live in (as trio's
+# do): a repr, a traceback or a lesson's output never shows the layout.
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type) and _public.__module__.startswith(__name__ + "."):
+        _public.__module__ = __name__
+del _name, _public

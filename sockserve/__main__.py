@@ -1,10 +1,10 @@
-"""``python -m sockserve``: see :mod:`sockserve.cli` for the subcommands."""
+"""``python -m sockserve``: see :mod:`sockserve.cli.main` for the subcommands."""
 
 from __future__ import annotations
 
 import sys
 
-from .cli import main
+from .cli.main import main
 
 __all__ = ["main"]
 

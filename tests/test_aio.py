@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from sockserve.aio import AsyncioServer
-from sockserve.kinds import make_server, resolve_kind
-from sockserve.workloads import LINE_TOO_LONG, MAX_LINE, handler_for
+from sockserve.measure.aio import AsyncioServer
+from sockserve.measure.kinds import make_server, resolve_kind
+from sockserve.measure.workloads import LINE_TOO_LONG, MAX_LINE, handler_for
 
 from conftest import serving
 

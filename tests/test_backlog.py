@@ -1,4 +1,4 @@
-"""The listen backlog experiment (sockserve.backlog)."""
+"""The listen backlog experiment (sockserve.workbook.backlog)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import sockserve
-from sockserve.backlog import (
+from sockserve.workbook.backlog import (
     BACKLOG_OUTCOMES,
     BacklogRun,
     compare_backlogs,

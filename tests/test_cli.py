@@ -13,7 +13,7 @@ import time
 import pytest
 
 import sockserve as sockserve_package
-from sockserve.cli import main, parse_address, parse_params, CliError
+from sockserve.cli.main import main, parse_address, parse_params, CliError
 
 SUBCOMMANDS = ["serve", "load", "compare", "trace", "kinds"]
 
@@ -343,7 +343,7 @@ def test_trace_a_forking_kind_with_a_workload() -> None:
                                               (["--request-timeout", "0"], None)])
 def test_serve_sets_the_request_deadline_and_reuse_on_the_server_class(
         given: list[str], expected: float | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sockserve import servecommand
+    from sockserve.cli import serve as servecommand
 
     seen: dict[str, object] = {}
 

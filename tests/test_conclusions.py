@@ -1,4 +1,4 @@
-"""sockserve.conclusions: sentences computed from the numbers beside them."""
+"""sockserve.measure.conclusions: sentences computed from the numbers beside them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sockserve.conclusions import (
+from sockserve.measure.conclusions import (
     conclusions,
     expected_speedup,
     how_many,
@@ -15,8 +15,8 @@ from sockserve.conclusions import (
     speedup,
     speedup_text,
 )
-from sockserve.limits import Cores
-from sockserve.results import Comparison, RunResult
+from sockserve.measure.limits import Cores
+from sockserve.measure.results import Comparison, RunResult
 
 
 def run(server: str, rps: float, *, cores: float = 1.0, work_ms: float = 10.0,

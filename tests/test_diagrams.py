@@ -1,6 +1,6 @@
 """The pictures are drawn from the classes: the graph follows __bases__,
 every public class appears once, the layout is deterministic, and importing
-sockserve (or sockserve.diagrams) does not import matplotlib."""
+sockserve (or sockserve.plots.diagrams) does not import matplotlib."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import sys
 import pytest
 
 import sockserve
-from sockserve import diagrams
-from sockserve.lifecycle import TRANSITIONS
+from sockserve.plots import diagrams
+from sockserve.core.lifecycle import TRANSITIONS
 
 
 def test_graph_edges_are_the_direct_bases_and_every_stdlib_class_is_there() -> None:
@@ -142,7 +142,7 @@ def test_drawings_have_one_readable_box_per_class_and_one_label_per_step() -> No
 
 
 def test_importing_sockserve_and_diagrams_does_not_import_matplotlib() -> None:
-    code = "import sys, sockserve, sockserve.diagrams, sockserve.exercises, sockserve.workbook; " \
+    code = "import sys, sockserve, sockserve.plots.diagrams, sockserve.exercises, sockserve.workbook; " \
            "print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

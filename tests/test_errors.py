@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from sockserve.errors import StaleUnixSocketError, explain_bind_error, format_address
+from sockserve.core.errors import StaleUnixSocketError, explain_bind_error, format_address
 
 
 @pytest.mark.parametrize(

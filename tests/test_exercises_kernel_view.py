@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve import kernelview
+from sockserve.kernel import view as kernelview
 from sockserve.exercises import FIX_PREFIX, check, reset_attempts
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net (Linux)")

@@ -1,4 +1,4 @@
-"""sockserve.experiment: server processes, comparisons, and the measurements
+"""sockserve.measure.experiment: server processes, comparisons, and the measurements
 the measurement issue asks for (with generous bounds)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from sockserve.experiment import (
+from sockserve.measure.experiment import (
     Comparison,
     RunResult,
     ServerProcess,
@@ -129,7 +129,7 @@ def test_the_server_exits_when_its_parent_dies() -> None:
     # The parent starts a server and dies without any cleanup (os._exit).
     code = textwrap.dedent("""
         import os
-        from sockserve.experiment import ServerProcess
+        from sockserve.measure.experiment import ServerProcess
         server = ServerProcess("plain").start()
         print(server.pid, flush=True)
         os._exit(0)

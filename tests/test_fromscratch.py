@@ -1,5 +1,5 @@
-"""A serve loop written from scratch, run as a server (sockserve.fromscratch),
-and measured by the comparison harness in this process (sockserve.localserver)."""
+"""A serve loop written from scratch, run as a server (sockserve.workbook.fromscratch),
+and measured by the comparison harness in this process (sockserve.measure.localserver)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from sockserve.experiment import run_one
-from sockserve.fromscratch import ScratchServer, scratch_kind
-from sockserve.kinds import resolve_kind
-from sockserve.localserver import LocalServer, runs_here
-from sockserve.workloads import handler_for
+from sockserve.measure.experiment import run_one
+from sockserve.workbook.fromscratch import ScratchServer, scratch_kind
+from sockserve.measure.kinds import resolve_kind
+from sockserve.measure.localserver import LocalServer, runs_here
+from sockserve.measure.workloads import handler_for
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "notebooks" / "solutions" / "08-a-server-from-scratch.py"
 
@@ -129,7 +129,7 @@ def test_connections_the_loop_left_open_are_closed_and_counted_as_aborted(servin
 @pytest.fixture
 def forget_kind() -> Iterator[list[str]]:
     """Kinds a test registers, removed again so no other test meets them."""
-    from sockserve import kinds
+    from sockserve.measure import kinds
 
     names: list[str] = []
     yield names

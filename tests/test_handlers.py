@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve.handlers import SocketWriter
+from sockserve.core.handlers import SocketWriter
 
 from conftest import HOST, exchange, serving
 

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from sockserve.histogram import Histogram
+from sockserve.core.histogram import Histogram
 
 
 def test_empty() -> None:

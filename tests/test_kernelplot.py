@@ -1,4 +1,4 @@
-"""Pictures of the kernel's view (sockserve.kernelplot): what each plot draws."""
+"""Pictures of the kernel's view (sockserve.plots.kernel): what each plot draws."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from sockserve import kernelplot  # noqa: E402
-from sockserve.kernelview import KernelReading, KernelSeries  # noqa: E402
+from sockserve.plots import kernel as kernelplot  # noqa: E402
+from sockserve.kernel.view import KernelReading, KernelSeries  # noqa: E402
 from sockserve.lab import figures  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""The kernel's-view lesson's scenes (sockserve.kernelscenes): each shows what it says, on live loopback servers."""
+"""The kernel's-view lesson's scenes (sockserve.workbook.kernelscenes): each shows what it says, on live loopback servers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sockserve import kernelscenes, kernelview
+from sockserve.workbook import kernelscenes
+from sockserve.kernel import view as kernelview
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/net is Linux's")
 

@@ -1,4 +1,4 @@
-"""The kernel's view of a server (sockserve.kernelview): fixture tables, the sampler, live loopback servers."""
+"""The kernel's view of a server (sockserve.kernel.view): fixture tables, the sampler, live loopback servers."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve import kernelview as kv
-from sockserve.backlog import effective_somaxconn
+from sockserve.kernel import view as kv
+from sockserve.workbook.backlog import effective_somaxconn
 
 from conftest import serving
 from procnet_fixtures import TCP6_FIXTURE, TCP_FIXTURE, UNIX_FIXTURE, little_endian

@@ -10,8 +10,8 @@ import time
 import pytest
 
 import sockserve
-from sockserve import kinds
-from sockserve.kinds import KINDS, KindInfo, kind_names, make_server, resolve_kind
+from sockserve.measure import kinds
+from sockserve.measure.kinds import KINDS, KindInfo, kind_names, make_server, resolve_kind
 
 from conftest import ALL_CLASSES, client_socket, serving
 

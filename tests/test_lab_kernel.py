@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sockserve import kernelview as kv
+from sockserve.kernel import view as kv
 from sockserve.lab import registry, stop_all
 from sockserve.lab.kernelmodel import KernelModel
 from sockserve.lab.models import ServerModel
@@ -31,7 +31,7 @@ def wait_for(predicate: Any, seconds: float = 20.0) -> bool:
 
 def test_the_model_imports_no_widgets_or_plots() -> None:
     code = (
-        "import sys, sockserve.lab, sockserve.lab.kernelmodel, sockserve.kernelview; "
+        "import sys, sockserve.lab, sockserve.lab.kernelmodel, sockserve.kernel.view; "
         "print([m for m in ('ipywidgets', 'matplotlib', 'numpy') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve.kinds import resolve_kind
+from sockserve.measure.kinds import resolve_kind
 from sockserve.lab import registry
 from sockserve.lab.models import FORK_NOTE, ServerModel, server_kinds
 from sockserve.lab.runs import CompareModel, TrafficModel, default_servers

@@ -1,4 +1,4 @@
-"""``sockserve lab`` (sockserve.launch): finding the workbook, copying it
+"""``sockserve lab`` (sockserve.workbook.launch): finding the workbook, copying it
 without overwriting a user's changes, the JupyterLab command line, and what
 happens without the ``lab`` extra. The real thing (a wheel in a fresh venv
 serving the index) is in test_binder."""
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sockserve import launch
-from sockserve.cli import main
+from sockserve.workbook import launch
+from sockserve.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

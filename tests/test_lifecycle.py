@@ -6,7 +6,7 @@ import threading
 import time
 
 from sockserve import ServerState, TCPServer, StreamRequestHandler
-from sockserve.lifecycle import TRANSITIONS, transition_allowed
+from sockserve.core.lifecycle import TRANSITIONS, transition_allowed
 
 
 def test_table_covers_every_state_and_closed_is_final() -> None:

@@ -1,4 +1,4 @@
-"""sockserve.limits: usable cores (affinity, cgroup quota) and throughput limits.
+"""sockserve.measure.limits: usable cores (affinity, cgroup quota) and throughput limits.
 
 The cgroup parser runs on fixture trees shaped like /proc and /sys/fs/cgroup
 on a cgroup v2 host, a cgroup v1 host and a container."""
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sockserve.limits import (
+from sockserve.measure.limits import (
     Cores,
     Limit,
     cgroup_cpu_quota,

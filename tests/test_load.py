@@ -21,7 +21,7 @@ import pytest
 
 import sockserve
 from sockserve.load import LoadResult, LoadRun, LoadSpec, Progress, run_load
-from sockserve.loadworker import Plan, Recorder, classify
+from sockserve.load.worker import Plan, Recorder, classify
 from conftest import address_for, serving
 
 
@@ -267,7 +267,7 @@ def test_open_loop_does_not_hide_a_stall() -> None:
 SERVER_SCRIPT = """
 import sys, threading
 import sockserve
-from sockserve.workloads import handler_for
+from sockserve.measure.workloads import handler_for
 server = getattr(sockserve, sys.argv[1])(("127.0.0.1", 0), handler_for("io"))
 thread = threading.Thread(target=server.serve_forever, daemon=True)
 thread.start()

@@ -1,4 +1,4 @@
-"""``sockserve load`` and ``sockserve compare`` (sockserve.loadcommand): the
+"""``sockserve load`` and ``sockserve compare`` (sockserve.cli.load): the
 target probed before any load with a hint for the wrong transport, a non-zero
 exit when no reply came or the server died, the duration as a hard bound
 whatever the client count, Ctrl-C keeping what was measured, and the bounds
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sockserve.loadcommand import REMOTE_LIMITS
+from sockserve.cli.load import REMOTE_LIMITS
 
 
 def sockserve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""What goes wrong between clients and servers (sockserve.mishaps): each situation shows what the lesson says."""
+"""What goes wrong between clients and servers (sockserve.workbook.mishaps): each situation shows what the lesson says."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import sockserve
-from sockserve import mishaps
+from sockserve.workbook import mishaps
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve.mixins import HandlerThreads, NoThreads
+from sockserve.core.mixins import HandlerThreads, NoThreads
 
 from conftest import HOST, exchange, serving
 
@@ -272,9 +272,9 @@ def test_each_outcome_and_handler_time_reaches_the_parent() -> None:
 def test_children_beyond_the_report_board_are_counted_by_exit_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import sockserve.mixins
+    import sockserve.core.mixins
 
-    monkeypatch.setattr(sockserve.mixins, "_MIN_SLOTS", 1)
+    monkeypatch.setattr(sockserve.core.mixins, "_MIN_SLOTS", 1)
 
     class Tiny(QuietForking):
         max_children = 1  # a board of 2 slots
@@ -293,11 +293,11 @@ def test_children_beyond_the_report_board_are_counted_by_exit_status(
 
 
 def test_a_parent_at_max_children_wakes_when_a_child_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sockserve.mixins
+    import sockserve.core.mixins
 
     # Without the child's wake-up, the parent would look again only after
     # this long, and the clients (10 s timeouts) would give up first.
-    monkeypatch.setattr(sockserve.mixins, "_WAIT_STEP", 60.0)
+    monkeypatch.setattr(sockserve.core.mixins, "_WAIT_STEP", 60.0)
 
     class One(QuietForking):
         max_children = 1

@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from sockserve.experiment import Comparison, RunResult
-from sockserve.histogram import Histogram
+from sockserve.measure.experiment import Comparison, RunResult
+from sockserve.core.histogram import Histogram
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sockserve import plots  # noqa: E402
+from sockserve.plots import comparison as plots  # noqa: E402
 
 
 def make_run(server: str, base_ms: float, rps: float, *, children: bool = False,
@@ -143,7 +143,7 @@ def test_save_comparison_plot_writes_a_png(comparison: Comparison, tmp_path) -> 
 
 
 def test_importing_plots_or_sockserve_does_not_import_matplotlib() -> None:
-    code = ("import sys, sockserve, sockserve.plots, sockserve.experiment, sockserve.kinds; "
+    code = ("import sys, sockserve, sockserve.plots, sockserve.measure.experiment, sockserve.measure.kinds; "
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -182,7 +182,7 @@ def test_concurrency_counts_are_told_apart_and_surprises_explained(comparison: C
 
 
 def test_a_run_above_its_physical_limit_is_flagged_on_the_plots() -> None:
-    from sockserve.limits import Cores
+    from sockserve.measure.limits import Cores
 
     def cpu_run(server: str, rps: float) -> RunResult:
         run = make_run(server, 10.0, rps)

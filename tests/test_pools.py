@@ -14,7 +14,7 @@ import pytest
 
 import sockserve
 from sockserve import StreamRequestHandler
-from sockserve.kinds import resolve_kind
+from sockserve.measure.kinds import resolve_kind
 
 from conftest import address_for, class_id, client_socket, exchange, read_all, serving
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sockserve.processes import prime_lookups
+from sockserve.core.processes import prime_lookups
 
 
 class Recorder:

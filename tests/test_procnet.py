@@ -1,11 +1,11 @@
-"""Parsing Linux's socket tables (sockserve.procnet) from fixture text."""
+"""Parsing Linux's socket tables (sockserve.kernel.procnet) from fixture text."""
 
 from __future__ import annotations
 
 import pytest
 
-from sockserve import procnet
-from sockserve.procnet import count_tcp, count_unix, decode_address, parse_tcp, parse_unix
+from sockserve.kernel import procnet
+from sockserve.kernel.procnet import count_tcp, count_unix, decode_address, parse_tcp, parse_unix
 
 from procnet_fixtures import TCP6_FIXTURE, TCP_FIXTURE, UNIX_FIXTURE, _LO, _tcp_line, little_endian
 

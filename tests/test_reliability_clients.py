@@ -326,7 +326,7 @@ def test_unix_datagram_client_gone_before_the_reply_is_a_disconnect(
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from sockserve.workloads import handler_for
+    from sockserve.measure.workloads import handler_for
 
     caplog.set_level(logging.DEBUG, logger="sockserve")
     handler_class = LateReply if handler == "datagram-handler" else handler_for("io")
@@ -397,7 +397,7 @@ def send_ignoring_resets(sock: socket.socket, total: int, chunk: bytes) -> None:
 def test_ten_megabytes_without_newline_get_a_clear_error_in_bounded_memory(
     cls: type, sock_dir: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from sockserve.workloads import LINE_TOO_LONG, MAX_LINE, handler_for
+    from sockserve.measure.workloads import LINE_TOO_LONG, MAX_LINE, handler_for
 
     server = cls(address_for(cls, sock_dir), handler_for("echo"))
     measure = not issubclass(cls, HANDLED_IN_CHILD)  # a child's memory is not ours to trace
@@ -436,7 +436,7 @@ def test_ten_megabytes_without_newline_get_a_clear_error_in_bounded_memory(
 def test_binary_garbage_to_a_workload_gets_an_error_reply_per_line(
     cls: type, sock_dir: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from sockserve.workloads import handler_for
+    from sockserve.measure.workloads import handler_for
 
     rng = random.Random(11)
     lines = [b"io \xff\xfe\x00", b"io -5", b"io nan", b"io 1 2 3", b"\x00 \x00", b"io 1e309", b"\x00" * 40]

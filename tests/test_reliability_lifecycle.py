@@ -28,7 +28,7 @@ import pytest
 
 import sockserve
 from conftest import ALL_CLASSES, HOST, address_for, class_id, exchange, serving
-from sockserve.errors import StaleUnixSocketError
+from sockserve.core.errors import StaleUnixSocketError
 
 ROOT = Path(__file__).resolve().parent.parent
 AF_UNIX = getattr(socket, "AF_UNIX", None)
@@ -398,12 +398,13 @@ def test_nothing_deserialises_with_pickle_marshal_or_eval() -> None:
 
 
 def test_everything_that_picks_a_host_defaults_to_loopback() -> None:
-    from sockserve import cli, kinds
+    from sockserve.cli import main as cli
+    from sockserve.measure import kinds
 
     assert inspect.signature(kinds.make_server).parameters["host"].default == "127.0.0.1"
     serve = cli.build_parser().parse_args(["serve", "threading"])
     assert serve.host == "127.0.0.1"
-    from sockserve import experiment
+    from sockserve.measure import experiment
 
     assert inspect.signature(experiment.ServerProcess).parameters["host"].default == "127.0.0.1"
     try:
@@ -416,7 +417,7 @@ def test_everything_that_picks_a_host_defaults_to_loopback() -> None:
 def test_cli_warns_before_binding_beyond_loopback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sockserve import cli, servecommand
+    from sockserve.cli import main as cli, serve as servecommand
 
     bound: list[str] = []
 
@@ -425,7 +426,7 @@ def test_cli_warns_before_binding_beyond_loopback(
         bound.append(capsys.readouterr().err)
         raise OSError(errno.EADDRNOTAVAIL, "not binding in a test")
 
-    monkeypatch.setattr(servecommand, "make_server", refuse)  # serve lives in sockserve.servecommand
+    monkeypatch.setattr(servecommand, "make_server", refuse)  # serve lives in sockserve.cli.serve
     assert cli.main(["serve", "threading", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert len(bound) == 1
     assert "warning" in bound[0] and "0.0.0.0" in bound[0] and "other machines" in bound[0]
@@ -436,7 +437,7 @@ def test_cli_warns_before_binding_beyond_loopback(
 
 
 def test_cli_load_refuses_a_non_loopback_target(capsys: pytest.CaptureFixture[str]) -> None:
-    from sockserve import cli
+    from sockserve.cli import main as cli
 
     assert cli.main(["load", "192.0.2.1:9", "--duration", "0.1"]) == 2
     assert "loopback" in capsys.readouterr().err

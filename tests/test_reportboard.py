@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sockserve.reportboard import ReportBoard
+from sockserve.core.reportboard import ReportBoard
 
 
 def test_a_child_writes_what_the_parent_reads() -> None:

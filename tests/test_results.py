@@ -1,4 +1,4 @@
-"""sockserve.results: a result that beats the physical limit is flagged
+"""sockserve.measure.results: a result that beats the physical limit is flagged
 everywhere it is shown; one the generator held down says so."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sockserve.limits import Cores
-from sockserve.results import GENERATOR_MARK, OVER_LIMIT_MARK, Comparison, RunResult
+from sockserve.measure.limits import Cores
+from sockserve.measure.results import GENERATOR_MARK, OVER_LIMIT_MARK, Comparison, RunResult
 
 
 def run(server: str, rps: float, *, concurrency: str | None = None, cores: float = 1.0,

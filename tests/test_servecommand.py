@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from sockserve.kinds import kind_names, resolve_kind
-from sockserve.servecommand import GRACE
+from sockserve.measure.kinds import kind_names, resolve_kind
+from sockserve.cli.serve import GRACE
 
 KINDS = kind_names()
 IDLE_CLIENTS = 45  # more than a thread pool takes (8 workers, 32 queued), a forking server (40 children), prefork (4)

@@ -1,4 +1,4 @@
-"""sockserve.serverfeed: a server's per-interval peaks, reported to the
+"""sockserve.measure.serverfeed: a server's per-interval peaks, reported to the
 process that started it (and what compare and the lab make of them)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 import pytest
 
 import sockserve
-from sockserve.serverfeed import FeedLine, StatsFeed, parse_feed
-from sockserve.workloads import handler_for
+from sockserve.measure.serverfeed import FeedLine, StatsFeed, parse_feed
+from sockserve.measure.workloads import handler_for
 
 from conftest import serving
 
@@ -72,7 +72,7 @@ def test_serve_report_every_writes_lines_after_the_first() -> None:
 
 
 def test_compare_shows_the_handler_threads_of_a_threading_server_under_echo() -> None:
-    from sockserve.experiment import compare
+    from sockserve.measure.experiment import compare
 
     comparison = compare("echo", ["threading"], clients=4, duration=0.6)
     (run,) = comparison.runs

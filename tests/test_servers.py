@@ -15,7 +15,7 @@ import pytest
 
 import sockserve
 from sockserve import ServerState
-from sockserve.servers import RESOURCE_ERRNOS
+from sockserve.core.servers import RESOURCE_ERRNOS
 
 from conftest import (
     ALL_CLASSES,
@@ -458,7 +458,7 @@ def test_port_held_only_by_time_wait_says_so() -> None:
 def test_importing_sockserve_does_not_import_logging() -> None:
     # logging registers an at-fork hook that runs in every forked child (it
     # re-makes each handler's lock): a forking server would pay it per
-    # request although it logs nothing. The core writes through sockserve.logs.
+    # request although it logs nothing. The core writes through sockserve.core.logs.
     import subprocess
     import sys
 

@@ -34,7 +34,7 @@ import pytest
 
 import sockserve
 from conftest import ALL_CLASSES, address_for, class_id, client_socket, open_fds, serving
-from sockserve.workloads import LINE_TOO_LONG, MAX_LINE, handler_for
+from sockserve.measure.workloads import LINE_TOO_LONG, MAX_LINE, handler_for
 
 AF_UNIX = getattr(socket, "AF_UNIX", None)
 SECONDS = float(os.environ.get("SOCKSERVE_SOAK_SECONDS", "300"))

@@ -1,4 +1,4 @@
-"""Asking the kernel for listen queues over sock_diag netlink (sockserve.sockdiag)."""
+"""Asking the kernel for listen queues over sock_diag netlink (sockserve.kernel.sockdiag)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sockserve import sockdiag
+from sockserve.kernel import sockdiag
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sock_diag is Linux's")
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve import socketfiles
-from sockserve.aio import AsyncioServer
-from sockserve.errors import StaleUnixSocketError
-from sockserve.workloads import handler_for
+from sockserve.core import socketfiles
+from sockserve.measure.aio import AsyncioServer
+from sockserve.core.errors import StaleUnixSocketError
+from sockserve.measure.workloads import handler_for
 
 from conftest import ALL_CLASSES, class_id, client_socket, serving
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from sockserve.stats import Outcome, ServerStats, outcome_of
+from sockserve.core.stats import Outcome, ServerStats, outcome_of
 
 
 def test_outcomes_are_classified() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sockserve.statscost import counting_cost_sentences, counting_cost_table, load_counting_costs
+from sockserve.measure.statscost import counting_cost_sentences, counting_cost_table, load_counting_costs
 
 STORED = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "callgrind.json"
 

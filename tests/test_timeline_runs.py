@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve.cliargs import CliError
-from sockserve.experiment import RUN_TIMELINE_CAP, compare, run_one, timeline_cap
-from sockserve.results import Comparison, RunResult
-from sockserve.servecommand import start_timeline
-from sockserve.timeline import Span
+from sockserve.cli.args import CliError
+from sockserve.measure.experiment import RUN_TIMELINE_CAP, compare, run_one, timeline_cap
+from sockserve.measure.results import Comparison, RunResult
+from sockserve.cli.serve import start_timeline
+from sockserve.core.timeline import Span
 
 KINDS = ("plain", "threading", "forking", "threadpool", "prefork", "asyncio")
 
@@ -94,7 +94,7 @@ def test_recording_is_off_by_default_and_the_cap_is_said_when_reached() -> None:
     assert timeline["dropped"] == capped.runs[0].ok - 3 > 0
     pytest.importorskip("matplotlib")
     from sockserve.lab import figures
-    from sockserve.timelineplot import plot_timelines
+    from sockserve.plots.timeline import plot_timelines
 
     try:
         fig = plot_timelines(capped)

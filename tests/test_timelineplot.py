@@ -1,4 +1,4 @@
-"""Request timelines drawn (sockserve.timelineplot): lanes, waiting and running, errors, the cap."""
+"""Request timelines drawn (sockserve.plots.timeline): lanes, waiting and running, errors, the cap."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from sockserve import timelineplot  # noqa: E402
+from sockserve.plots import timeline as timelineplot  # noqa: E402
 from sockserve.lab import figures  # noqa: E402
-from sockserve.results import Comparison, RunResult  # noqa: E402
-from sockserve.timeline import Span, Timeline  # noqa: E402
+from sockserve.measure.results import Comparison, RunResult  # noqa: E402
+from sockserve.core.timeline import Span, Timeline  # noqa: E402
 
 
 @pytest.fixture

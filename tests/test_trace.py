@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve import trace
-from sockserve.trace import Boundary, Call, CallTree, print_trace, trace_request
-from sockserve.workloads import EchoHandler
+from sockserve.measure import trace
+from sockserve.measure.trace import Boundary, Call, CallTree, print_trace, trace_request
+from sockserve.measure.workloads import EchoHandler
 
 from conftest import ALL_CLASSES, DGRAM_CLASSES, class_id
 

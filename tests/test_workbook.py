@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import sockserve
-from sockserve import workbook
+from sockserve.workbook import helpers as workbook
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

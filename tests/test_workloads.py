@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve import workloads
-from sockserve.workloads import (
+from sockserve.measure import workloads
+from sockserve.measure.workloads import (
     LINE_TOO_LONG,
     MAX_LINE,
     WORKLOAD_NAMES,

@@ -4,7 +4,7 @@ import socket
 import time
 
 import sockserve
-from sockserve import kernelview
+from sockserve.kernel import view as kernelview
 
 
 def close_wait_count(server, clients=3):

@@ -51,10 +51,12 @@ import sockserve
 
 public = [getattr(sockserve, name) for name in sockserve.__all__]
 classes = [c for c in public if isinstance(c, type)]
+mixins = [c for c in classes if c.__name__.endswith("MixIn")]
+servers = [c for c in classes if issubclass(c, sockserve.BaseServer)]
 groups = {
-    "servers": [c for c in classes if issubclass(c, sockserve.BaseServer) and c.__module__ in ("sockserve.servers", "sockserve.unix")],
-    "mixins": [c for c in classes if c.__name__.endswith("MixIn")],
-    "combined": [c for c in classes if c.__module__ == "sockserve.combined"],
+    "servers": [c for c in servers if not issubclass(c, tuple(mixins))],
+    "mixins": mixins,
+    "combined": [c for c in servers if issubclass(c, tuple(mixins))],
     "handlers": [c for c in classes if issubclass(c, sockserve.BaseRequestHandler)],
 }
 for group, members in groups.items():

@@ -12,7 +12,7 @@
 import warnings
 
 import sockserve
-from sockserve import diagrams
+from sockserve.plots import diagrams
 from sockserve.workbook import show, where_handled
 
 # ForkingMixIn forks this kernel, which runs a few threads of its own; Python warns about
@@ -88,7 +88,7 @@ for cls in (sockserve.ThreadingTCPServer, sockserve.ForkingUDPServer):
 #         close_request()
 # ```
 #
-# The server itself also moves through states, written down once as data in `sockserve.lifecycle.TRANSITIONS` and
+# The server itself also moves through states, written down once as data in `sockserve.core.lifecycle.TRANSITIONS` and
 # drawn from there. Its usual life is one chain: construction binds and activates the socket, `serve_forever()`
 # serves until `shutdown()`, and the loop may then run again; `server_close()` ends it from any state.
 
@@ -99,14 +99,14 @@ show(fig)
 # %% [markdown]
 # ## 4. Live call-flow traces
 #
-# `sockserve.trace.trace_request` builds a real server of the given class (on a subclass made for the trace, so the
+# `sockserve.measure.trace.trace_request` builds a real server of the given class (on a subclass made for the trace, so the
 # library itself is untouched), sends it one request, and records every hook as it is called, indented by nesting.
 # These are the call-flow trees of the classic walk-through of `SocketServer.py`, produced by running the code. Each
 # line is `DefiningClass.method()`: the class whose code ran. First the plain `TCPServer` with a
 # `StreamRequestHandler`, where everything happens in the serving thread:
 
 # %%
-from sockserve.trace import trace_request
+from sockserve.measure.trace import trace_request
 
 print(trace_request(sockserve.TCPServer))
 

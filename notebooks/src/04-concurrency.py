@@ -16,9 +16,9 @@
 import os
 
 import sockserve
-from sockserve.conclusions import report
-from sockserve.experiment import compare
-from sockserve.kinds import resolve_kind
+from sockserve.measure.conclusions import report
+from sockserve.measure.experiment import compare
+from sockserve.measure.kinds import resolve_kind
 from sockserve.lab import ComparePanel
 from sockserve.plots import plot_throughput
 from sockserve.workbook import fork_cost, show

@@ -21,9 +21,9 @@ import socketserver
 import matplotlib.pyplot as plt
 
 import sockserve
-from sockserve.backlog import compare_backlogs, plot_backlog
-from sockserve.conclusions import latency_sentences
-from sockserve.experiment import RunResult, ServerProcess
+from sockserve.workbook.backlog import compare_backlogs, plot_backlog
+from sockserve.measure.conclusions import latency_sentences
+from sockserve.measure.experiment import RunResult, ServerProcess
 from sockserve.load import LoadSpec, run_load
 from sockserve.plots import plot_latency
 from sockserve.workbook import ask, background, show
@@ -157,7 +157,7 @@ print(f"With a backlog of {shallow.backlog}, of the {shallow.clients} clients {s
 # is stored next to this notebook, in `data/callgrind.json`; this cell reads it:
 
 # %%
-from sockserve.statscost import counting_cost_sentences, counting_cost_table, load_counting_costs
+from sockserve.measure.statscost import counting_cost_sentences, counting_cost_table, load_counting_costs
 
 costs = load_counting_costs("data/callgrind.json")
 print(counting_cost_table(costs))

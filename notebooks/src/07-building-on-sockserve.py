@@ -14,11 +14,11 @@ import sys
 from http.server import BaseHTTPRequestHandler
 
 import sockserve
-from sockserve.conclusions import report
-from sockserve.experiment import compare
+from sockserve.measure.conclusions import report
+from sockserve.measure.experiment import compare
 from sockserve.plots import plot_comparison
 from sockserve.workbook import ask, background, show
-from sockserve.workloads import handler_for
+from sockserve.measure.workloads import handler_for
 
 # %% [markdown]
 # ## 1. `http.server` on sockserve

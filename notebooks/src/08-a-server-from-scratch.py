@@ -16,11 +16,11 @@ import socket
 
 import sockserve
 from sockserve.exercises import check
-from sockserve.experiment import compare
-from sockserve.fromscratch import scratch_kind
-from sockserve.timelineplot import plot_timelines
+from sockserve.measure.experiment import compare
+from sockserve.workbook.fromscratch import scratch_kind
+from sockserve.plots.timeline import plot_timelines
 from sockserve.workbook import background
-from sockserve.workloads import handler_for
+from sockserve.measure.workloads import handler_for
 
 # %% [markdown]
 # ## 1. Four system calls
@@ -152,7 +152,7 @@ plot_timelines(slow)
 #
 # `asyncio` is an event loop like yours (it uses `selectors` underneath) that lets you write each connection's code
 # as if it were blocking: a *coroutine* that `await`s where your loop would have returned to `select()`.
-# sockserve's `asyncio` kind (`sockserve.aio.AsyncioServer`) serves the same workloads that way. Its `io` workload
+# sockserve's `asyncio` kind (`sockserve.measure.aio.AsyncioServer`) serves the same workloads that way. Its `io` workload
 # waits with `await asyncio.sleep(...)`, which hands the thread back to the loop; your selectors loop calls
 # `server.respond(line)`, which waits with `time.sleep(...)` *inside* the loop, and every other connection waits with
 # it. Eight clients, each request waiting 20 ms:

@@ -6,7 +6,7 @@
 # cost, and which hook or attribute is there to deal with it?
 #
 # Every situation below is made to happen on `127.0.0.1` and measured on your machine, and each ends with an
-# exercise where you build the piece that handles it. The helpers live in `sockserve.mishaps`; each call starts its
+# exercise where you build the piece that handles it. The helpers live in `sockserve.workbook.mishaps`; each call starts its
 # own server, takes at most a few seconds, and cleans up.
 
 # %%
@@ -18,7 +18,7 @@ import threading
 import time
 
 import sockserve
-from sockserve import mishaps
+from sockserve.workbook import mishaps
 from sockserve.exercises import check
 
 # %% [markdown]

@@ -6,7 +6,7 @@
 # accepted yet, handshakes half done, connections the client has closed and the server has not, closed connections
 # that linger for a minute. Which hook creates what, and what do those states tell you about a server?
 #
-# On Linux the kernel lists every TCP socket in `/proc/net/tcp` (and `/proc/net/tcp6`); `sockserve.kernelview` reads
+# On Linux the kernel lists every TCP socket in `/proc/net/tcp` (and `/proc/net/tcp6`); `sockserve.kernel.view` reads
 # them for one server's port and counts its sockets per state, on the server's side and on the side of clients on
 # this machine. Each scene below builds one situation on `127.0.0.1`, reads the kernel, and cleans up.
 
@@ -15,7 +15,8 @@ import inspect
 import socket
 
 import sockserve
-from sockserve import kernelscenes, kernelview
+from sockserve.workbook import kernelscenes
+from sockserve.kernel import view as kernelview
 
 if kernelview.available():
     print("The kernel's view is available here: this system has /proc/net/tcp.")
@@ -64,7 +65,7 @@ print(burst)
 
 # %% tags=["nbval-ignore-output"]
 # %matplotlib inline
-from sockserve.kernelplot import plot_kernel_view
+from sockserve.plots.kernel import plot_kernel_view
 
 plot_kernel_view(burst.series) if burst.series else None
 

@@ -9,7 +9,7 @@ import socket
 from typing import Any
 
 from .. import BaseServer, TCPServer
-from ..workloads import handler_for
+from ..measure.workloads import handler_for
 from . import ExerciseFailed, exercise
 from .concurrency import burst
 from .support import converse, handler_errors_note, require_class, running

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import BaseServer, StreamRequestHandler, TCPServer, ThreadingMixIn
-from ..workbook import ask
-from ..workloads import handler_for
+from ..workbook.helpers import ask
+from ..measure.workloads import handler_for
 from . import ExerciseFailed, exercise
 from .support import handler_errors_note, require_class, running
 

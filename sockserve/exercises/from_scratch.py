@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..fromscratch import ScratchServer
-from ..workloads import handler_for
+from ..workbook.fromscratch import ScratchServer
+from ..measure.workloads import handler_for
 from . import ExerciseFailed, exercise
 
 __all__ = ["serving_loop"]
@@ -45,7 +45,7 @@ def _require_function(answer: Any, what: str, *, coroutine: bool = False) -> Cal
 @contextmanager
 def serving_loop(loop: Callable[..., Any], workload: str = "echo") -> Iterator[ScratchServer]:
     """Serve *loop* (``loop(listener, server)``) in a
-    :class:`~sockserve.fromscratch.ScratchServer` in a daemon thread, with a
+    :class:`~sockserve.workbook.fromscratch.ScratchServer` in a daemon thread, with a
     timeline recorded; stop it after the block. ``server.loop_error`` is what
     the loop raised (None), ``server.loop_returned`` whether it returned by
     itself."""

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .. import StreamRequestHandler, ThreadingTCPServer, ThreadPoolTCPServer
-from ..mishaps import process_state, reset
+from ..workbook.mishaps import process_state, reset
 from . import ExerciseFailed, exercise
 from .support import require_class
 

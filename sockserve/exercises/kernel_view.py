@@ -1,7 +1,7 @@
 """Checkers for lesson 10 (the kernel's view).
 
 Both run the learner's code against live sockets on loopback and read the
-kernel's tables (:mod:`sockserve.kernelview`); where those do not exist (not
+kernel's tables (:mod:`sockserve.kernel.view`); where those do not exist (not
 Linux) they say so instead of guessing.
 """
 
@@ -12,8 +12,9 @@ import socket
 import threading
 from typing import Any
 
-from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer, kernelview
-from ..kernelscenes import wait_for
+from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
+from ..kernel import view as kernelview
+from ..workbook.kernelscenes import wait_for
 from . import ExerciseFailed, exercise
 from .support import require_class
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from .. import StreamRequestHandler, TCPServer
-from ..backlog import run_backlog
+from ..workbook.backlog import run_backlog
 from . import ExerciseFailed, exercise
 from .support import handler_errors_note, running
 

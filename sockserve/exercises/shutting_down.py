@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
-from ..drain import DrainReport
+from ..core.drain import DrainReport
 from . import ExerciseFailed, exercise
 from .support import converse, handler_errors_note, require_class
 

@@ -6,7 +6,7 @@ import errno
 from typing import Any
 
 from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
-from ..workbook import leave_time_wait, time_wait_sockets
+from ..workbook.helpers import leave_time_wait, time_wait_sockets
 from . import ExerciseFailed, exercise
 from .support import converse, handler_errors_note, require_class, running
 

@@ -9,7 +9,7 @@ import tempfile
 from typing import Any
 
 from .. import DatagramRequestHandler, UDPServer, UnixDatagramServer
-from ..workbook import ask_datagram
+from ..workbook.helpers import ask_datagram
 from . import ExerciseFailed, exercise
 from .support import handler_errors_note, require_class, running
 

@@ -13,7 +13,7 @@ Every panel that runs something has a Stop button (``panel.stop()``): a
 load run or a comparison ends within about a second and keeps its partial
 result. A cell that needs a comparison's result waits for it with
 ``panel.model.wait()`` (and prints conclusions computed from it with
-:func:`sockserve.conclusions.report`). While a new comparison runs, the
+:func:`sockserve.measure.conclusions.report`). While a new comparison runs, the
 panel shows the previous figure greyed and labelled as the previous one.
 ``stop_all()`` stops every server, load run and comparison the lab started;
 running a panel's cell again stops the panel it made before (without
@@ -52,7 +52,7 @@ def __getattr__(name: str) -> Any:
         except ModuleNotFoundError as exc:
             if exc.name not in ("ipywidgets", "matplotlib"):
                 raise
-            from ..launch import install_command
+            from ..workbook.launch import install_command
 
             raise ImportError(
                 f"sockserve.lab.{name} needs the lab extra ({exc.name} is not installed); "

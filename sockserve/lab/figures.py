@@ -75,7 +75,7 @@ def blank_png(title: str) -> bytes:
 
 def comparison_png(comparison: Any) -> bytes:
     """The side-by-side comparison figure from :mod:`sockserve.plots`."""
-    from .. import plots
+    from ..plots import comparison as plots
 
     fig = plots.plot_comparison(comparison, fig=_figure(16, 4.8))
     try:
@@ -86,8 +86,8 @@ def comparison_png(comparison: Any) -> bytes:
 
 def timeline_png(timelines: Any) -> bytes:
     """The request timelines (a comparison's, or ``{label: timeline}``) from
-    :mod:`sockserve.timelineplot`."""
-    from .. import timelineplot
+    :mod:`sockserve.plots.timeline`."""
+    from ..plots import timeline as timelineplot
 
     fig = timelineplot.plot_timelines(timelines, fig=_figure())
     try:

@@ -9,14 +9,14 @@ traffic runs. Made in a cell it starts watching at once (``watch=False``
 waits for the ``Watch`` button); a ``ServerPanel`` that is not started yet
 is waited for. Buttons ``Watch`` and ``Stop``; methods :meth:`watch`,
 :meth:`stop`; :attr:`model` is the :class:`~.kernelmodel.KernelModel`
-(``model.series()`` holds the readings, for :mod:`sockserve.kernelplot`).
+(``model.series()`` holds the readings, for :mod:`sockserve.plots.kernel`).
 
 Where ``/proc/net`` does not exist (not Linux), the panel shows
-:data:`sockserve.kernelview.NOT_AVAILABLE` and nothing else.
+:data:`sockserve.kernel.view.NOT_AVAILABLE` and nothing else.
 
 Threads: the ticker thread reads the model four times a second and only
 assigns widget values; the charts (SVG text, :mod:`.kernelcharts`) are
-re-drawn only when new readings arrived. :mod:`sockserve.kernelplot` draws
+re-drawn only when new readings arrived. :mod:`sockserve.plots.kernel` draws
 the same pictures with matplotlib, for a lesson's static figure. Like
 every lab panel it claims its cell's registry slot, so running the cell
 again stops the old panel, and ``stop_all()`` stops it.

@@ -13,15 +13,15 @@ a millisecond):
     the listen queue's length, and the level at which it is full (Linux
     holds backlog + 1); the caption counts the readings that found it full.
 
-Colours are :data:`sockserve.kernelplot.STATE_COLOURS`, the same as the
-static figures of :mod:`sockserve.kernelplot`. Plain functions of plain
+Colours are :data:`sockserve.plots.kernel.STATE_COLOURS`, the same as the
+static figures of :mod:`sockserve.plots.kernel`. Plain functions of plain
 data: no widgets, no threads, no matplotlib.
 """
 
 from __future__ import annotations
 
-from ..kernelplot import STATE_COLOURS
-from ..kernelview import KernelSeries
+from ..plots.kernel import STATE_COLOURS
+from ..kernel.view import KernelSeries
 from .svgchart import Series, line_chart
 
 __all__ = ["states_chart", "queue_chart", "kernel_charts"]

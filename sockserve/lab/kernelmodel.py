@@ -1,6 +1,6 @@
 """The model of the lab's kernel panel: watch one server's sockets (no ipywidgets here).
 
-:class:`KernelModel` runs a :class:`sockserve.kernelview.KernelSampler` on a
+:class:`KernelModel` runs a :class:`sockserve.kernel.view.KernelSampler` on a
 target (a ``ServerPanel``, a ``ServerModel``, a server object, a port or a
 Unix socket path) and keeps the newest *window* seconds of readings, so a
 view can plot the states and the listen queue while traffic runs.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .. import kernelview as kv
+from ..kernel import view as kv
 from . import registry
 
 __all__ = ["KernelModel", "KernelStatus"]
@@ -32,7 +32,7 @@ class KernelStatus:
     ``state``: "watching" (readings arrive), "waiting" (the target has no
     address yet: a server panel not started), "stopped", or "unavailable"
     (no ``/proc/net`` on this system; ``text`` is
-    :data:`sockserve.kernelview.NOT_AVAILABLE`).
+    :data:`sockserve.kernel.view.NOT_AVAILABLE`).
     """
 
     state: str
@@ -45,7 +45,7 @@ class KernelModel:
     """Watch one target's sockets in a background sampler (see the module docstring).
 
     Tuning: ``rate`` readings a second (default 5: each costs CPU, see
-    :class:`~sockserve.kernelview.KernelSampler`), ``window`` seconds kept
+    :class:`~sockserve.kernel.view.KernelSampler`), ``window`` seconds kept
     (default 30; older readings are dropped), ``max_seconds`` before
     watching stops by itself (default 600).
     """

@@ -7,7 +7,7 @@ thin views over these classes, and the tests drive the models headless.
   process (the kernel, in a notebook) and reports its status.
 * :class:`TrafficModel` sends load at a server with :class:`sockserve.load.LoadRun`
   (the load runs in another process) and keeps live samples.
-* :class:`CompareModel` runs :func:`sockserve.experiment.compare` in a
+* :class:`CompareModel` runs :func:`sockserve.measure.experiment.compare` in a
   background thread.
 
 Threads: each model's public methods may be called from any thread; a
@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import format_address
-from ..lifecycle import ServerState
-from ..stats import CLIENT_GONE
+from ..core.errors import format_address
+from ..core.lifecycle import ServerState
+from ..core.stats import CLIENT_GONE
 from . import registry
 
 __all__ = ["ServerModel", "ServerStatus", "describe_error", "server_kinds", "FORK_NOTE"]
@@ -61,7 +61,7 @@ def server_kinds() -> list[str]:
     """The server kinds a :class:`ServerModel` can run (every kind with a
     class: plain, threading, forking x TCP, UDP, Unix, Unix datagram, and
     pool kinds when they exist)."""
-    from ..kinds import kind_names, resolve_kind
+    from ..measure.kinds import kind_names, resolve_kind
 
     return [name for name in kind_names() if resolve_kind(name).server_class is not None]
 
@@ -128,7 +128,7 @@ class ServerStatus:
 
 def exposure_warning(host: str) -> str:
     """A plain-words warning when *host* is not loopback-only, else ""."""
-    from ..kinds import is_loopback
+    from ..measure.kinds import is_loopback
 
     if is_loopback(host or "127.0.0.1"):
         return ""
@@ -211,13 +211,13 @@ class ServerModel:
 
     @property
     def transport(self) -> str:
-        from ..kinds import resolve_kind
+        from ..measure.kinds import resolve_kind
 
         return resolve_kind(self.kind).transport
 
     @property
     def is_forking(self) -> bool:
-        from ..kinds import resolve_kind
+        from ..measure.kinds import resolve_kind
 
         return resolve_kind(self.kind).concurrency in ("forking", "prefork")
 
@@ -353,14 +353,14 @@ class ServerModel:
         server.collect_children(blocking=True)
 
     def _make_server(self) -> Any:
-        from ..kinds import resolve_kind
+        from ..measure.kinds import resolve_kind
 
         info = resolve_kind(self.kind)
         if info.server_class is None:
             raise ValueError(f"the {info.name} kind cannot run inside the notebook")
         handler = self.handler
         if handler is None:
-            from ..workloads import handler_for
+            from ..measure.workloads import handler_for
 
             handler = handler_for(self.workload, **self.params)
         if info.is_unix:

@@ -23,8 +23,8 @@ from typing import Any
 
 import ipywidgets as w  # type: ignore[import-untyped]
 
-from ..kinds import kind_names, resolve_kind
-from ..workloads import WORKLOAD_NAMES
+from ..measure.kinds import kind_names, resolve_kind
+from ..measure.workloads import WORKLOAD_NAMES
 from . import figures, livecharts, registry
 from .models import FORK_NOTE, ServerModel, server_kinds
 from .runs import CompareModel, TrafficModel, default_servers

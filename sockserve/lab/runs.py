@@ -3,7 +3,7 @@
 * :class:`TrafficModel` sends load with :class:`sockserve.load.LoadRun` (the
   load runs in another process) at a :class:`~.models.ServerModel` or an
   address, and keeps a live list of :class:`Sample` for the plots.
-* :class:`CompareModel` runs :func:`sockserve.experiment.compare` in a
+* :class:`CompareModel` runs :func:`sockserve.measure.experiment.compare` in a
   background thread; the servers it compares run in their own processes.
 
 Callers use ``send()``/``run()``, ``poll()`` (call a few times a second
@@ -90,7 +90,7 @@ class TrafficModel:
         max_requests: int = 100_000,
         timeline: bool | int = False,
     ) -> None:
-        from ..experiment import timeline_cap
+        from ..measure.experiment import timeline_cap
 
         self.timeline_cap = timeline_cap(timeline)
         self.timeline: dict[str, Any] | None = None
@@ -119,7 +119,7 @@ class TrafficModel:
 
     def spec(self) -> Any:
         """The :class:`sockserve.load.LoadSpec` that :meth:`send` would use."""
-        from ..load import LoadSpec
+        from ..load.runner import LoadSpec
 
         target = self.target
         if isinstance(target, ServerModel):
@@ -160,7 +160,7 @@ class TrafficModel:
                 return self.status()
             self.samples, self.result, self._message, self._note = [], None, "", ""
             try:
-                from ..load import LoadRun
+                from ..load.runner import LoadRun
 
                 run = LoadRun(self.spec())
                 run.start()
@@ -313,7 +313,7 @@ class CompareModel:
     :func:`default_servers`), ``clients``, ``duration`` (per server),
     ``connection``, ``workload_params``, ``timeline`` (False; True or a
     cap per server: each run records when and where its requests ran, see
-    :func:`sockserve.experiment.compare`). :meth:`run` starts the comparison
+    :func:`sockserve.measure.experiment.compare`). :meth:`run` starts the comparison
     in a background thread; ``comparison`` holds the result when done (a
     partial one, ``cancelled``, after a stop). :meth:`stop` is the Stop
     button: it returns within about a second, whatever runs; the servers
@@ -382,7 +382,7 @@ class CompareModel:
                 self._waiting = False
                 if stop.is_set():
                     return
-                from ..experiment import compare
+                from ..measure.experiment import compare
 
                 result = compare(
                     self.workload,
@@ -469,7 +469,7 @@ def _server_counts(stats: Any) -> tuple[int, int, str]:
 
 def default_servers() -> tuple[str, ...]:
     """plain, threading, forking, and every other TCP kind that exists."""
-    from ..kinds import kind_names
+    from ..measure.kinds import kind_names
 
     names = kind_names("tcp")
     first = [n for n in ("plain", "threading", "forking") if n in names]

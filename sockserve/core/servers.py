@@ -1,0 +1,799 @@
+"""Servers: the objects that own *connections*.
+
+``BaseServer`` is the loop and the hooks; ``TCPServer`` and ``UDPServer`` add
+a socket. The Unix variants (in :mod:`sockserve.core.unix`) change only the
+address family. Concurrency is added by the mixins in
+:mod:`sockserve.core.mixins`, which override one hook, ``process_request``.
+
+The call flow for one request, the same as the standard library's::
+
+    serve_forever()
+      _handle_request_noblock()
+        get_request()                     -> request, client_address
+        verify_request(request, client_address)
+        process_request(request, client_address)      <- mixins override this
+          finish_request(request, client_address)
+            RequestHandlerClass(request, client_address, self)
+              setup() / handle() / finish()
+          shutdown_request(request)
+            close_request(request)
+
+Where sockserve differs from the standard library, on purpose:
+
+* ``shutdown()`` wakes ``serve_forever`` at once through a socket pair rather
+  than waiting for its next ``poll_interval`` tick, and called from a handler
+  running in the serving thread it asks the loop to stop and returns instead
+  of deadlocking.
+* when ``accept()`` fails for lack of descriptors or memory, the loop backs
+  off (10 ms, doubling to 0.5 s) instead of spinning, and resumes by itself.
+* ``request_queue_size`` defaults to ``socket.SOMAXCONN``, not 5.
+* a failed ``bind()`` says what happened and what to do (same type, same errno).
+* every server keeps live statistics in ``server.stats``.
+* ``handle_error`` reports a client that went away (reset, broken pipe) as one
+  debug log line, not as a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import select
+import selectors
+import socket
+import sys
+import threading
+import time
+from typing import Any, cast
+
+from . import logs, socketfiles
+from .deadlines import Watchdog
+from .drain import DrainReport, InFlight, abort_socket, drain_server
+from .errors import explain_bind_error, format_address
+from .lifecycle import ServerState
+from .stats import CLIENT_GONE, FOLD_MASK, ServerStats, outcome_of
+
+__all__ = ["BaseServer", "TCPServer", "UDPServer"]
+
+
+
+# poll() scales better than select() and, unlike epoll, costs no extra
+# descriptor to create, which matters when descriptors run out.
+if hasattr(selectors, "PollSelector"):
+    _Selector: type[selectors.BaseSelector] = selectors.PollSelector
+else:  # pragma: no cover - every POSIX system has poll
+    _Selector = selectors.SelectSelector
+
+_AF_UNIX = getattr(socket, "AF_UNIX", None)
+
+#: accept() errors that mean "out of resources": back off, do not spin.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_BACKOFF_FIRST = 0.01
+_BACKOFF_MAX = 0.5
+
+
+class _PerInstance:
+    """A class attribute whose value is made per instance on first use.
+
+    ``BaseServer.__init__`` makes the server's state eagerly, but code that
+    mocks ``__init__`` away (as test suites built on the standard library do)
+    still gets working hooks: the first access makes the value and stores it
+    in the instance, where later accesses find it directly.
+    """
+
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        with _first_use:
+            value = obj.__dict__.get(self._name, _UNSET)
+            if value is _UNSET:
+                value = obj.__dict__[self._name] = self._factory(obj)
+        return value
+
+
+_first_use = threading.Lock()
+_UNSET: Any = object()
+_getdefaulttimeout = socket.getdefaulttimeout
+_POLLIN = select.POLLIN if hasattr(select, "POLLIN") else 1
+_monotonic = time.monotonic
+
+
+class BaseServer:
+    """The serving loop and its hooks, independent of any socket type.
+
+    Callers use: ``serve_forever(poll_interval)``, ``shutdown()``,
+    ``drain(timeout)``, ``handle_request()``, ``server_close()`` (or
+    ``with server:``), ``fileno()``, ``stats`` and ``state``.
+
+    Subclasses may override: ``server_bind``, ``server_activate``,
+    ``get_request``, ``verify_request``, ``process_request``,
+    ``finish_request``, ``shutdown_request``, ``close_request``,
+    ``handle_error``, ``handle_timeout``, ``service_actions``,
+    ``server_close``. ``__init__`` may be extended (call it), not replaced.
+
+    Class attributes that tune it:
+
+    ``timeout`` (default None)
+        seconds ``handle_request()`` waits for a request before calling
+        ``handle_timeout()``; None waits forever.
+    ``request_timeout`` (None)
+        sockserve only: the most seconds one request may take, from accept
+        to the end of its handler, waits for a worker included; then its
+        socket is shut down (or, in a child process, ``TimeoutError`` is
+        raised in the handler) and it counts as a timeout. None: no limit,
+        as in the standard library. See :mod:`sockserve.core.deadlines`.
+    ``abort_grace`` (1.0)
+        seconds ``drain()`` gives aborted requests to end (child processes
+        get SIGKILL after it).
+    ``collect_stats`` (True)
+        False makes ``stats`` count nothing (for measuring what counting
+        costs); ``stats.snapshot()`` then says ``"enabled": False``.
+
+    The standard library's private state keeps its names, for code that
+    reaches into it: ``_BaseServer__shutdown_request`` (set it to True and
+    ``serve_forever`` returns after the current iteration) and
+    ``_BaseServer__is_shut_down`` (the event ``shutdown()`` waits on). An
+    instance whose ``__init__`` never ran (a mock) still works: the state
+    every request touches (``stats``, the in-flight ledger) is made by
+    ``__new__``, the rest on first use.
+
+    Thread safety: ``serve_forever`` runs in one thread; ``shutdown()`` may
+    be called from any other, from a handler in any thread, and from a
+    handler in a forked child or prefork worker (the request travels to the
+    parent, which stops).
+    """
+
+    timeout: float | None = None
+    request_timeout: float | None = None
+    abort_grace: float = 1.0
+    collect_stats: bool = True
+
+    # The standard library's names (mangled by this class body on purpose).
+    __shutdown_request: bool = False
+    __is_shut_down = _PerInstance(lambda server: threading.Event())
+
+    state: ServerState = ServerState.CREATED
+    # Made by __new__ (not class-level defaults made on first use: the
+    # interpreter does not specialize an attribute that a class-level
+    # descriptor shadows, and these are read for every request).
+    stats: ServerStats
+    _inflight: InFlight
+    _accepted_at: dict[int, float]
+    _loop_lock = _PerInstance(lambda server: threading.Lock())
+    _wakeup: tuple[socket.socket, socket.socket] | None = None
+    _serving_thread: int | None = None
+    _serving_pid: int | None = None
+    _accept_backoff: float = 0.0
+    _watchdog: Watchdog | None = None
+    _loop_watch: tuple[Any, dict[int, Any]] | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        server = super().__new__(cls)
+        server.stats = ServerStats(enabled=bool(cls.collect_stats))
+        server._inflight = InFlight()
+        server._accepted_at = {}
+        server._accept_backoff = 0.0  # read for every request: the instance's own
+        return server
+
+    def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
+        self.server_address = server_address
+        self.RequestHandlerClass = RequestHandlerClass
+        self.__is_shut_down = threading.Event()
+        self.__shutdown_request = False
+        if bool(self.collect_stats) != self.stats.enabled:
+            # collect_stats set on the instance before this ran
+            self.stats = ServerStats(enabled=bool(self.collect_stats))
+        self.state = ServerState.CREATED
+        self._loop_lock = threading.Lock()
+
+    # -- the loop -------------------------------------------------------------
+
+    def server_activate(self) -> None:
+        """Start accepting requests (TCPServer calls listen() here)."""
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Handle requests until ``shutdown()`` is called.
+
+        ``service_actions()`` runs after each request and at least every
+        *poll_interval* seconds. ``shutdown()`` does not wait for that tick.
+        """
+        self.__is_shut_down.clear()
+        try:
+            wake = self._open_wakeup()
+            poller = select.poll()
+            listening = self.fileno()  # type: ignore[attr-defined]
+            woken = wake.fileno()
+            poller.register(listening, _POLLIN)
+            poller.register(woken, _POLLIN)
+            extra: dict[int, Any] = {}
+            self._loop_watch = (poller, extra)
+            wait_ms = None if poll_interval is None else max(0, math.ceil(poll_interval * 1000))
+            self._set_state(ServerState.SERVING)
+            while not self.__shutdown_request:
+                ready = poller.poll(wait_ms)
+                if self.__shutdown_request:
+                    break
+                for fd, _events in ready:
+                    if fd == listening:
+                        self._handle_request_noblock()
+                        if self._accept_backoff:
+                            self._sleep_unless_woken(wake, self._accept_backoff)
+                    elif fd == woken:
+                        self._take_wakeup(wake)
+                    else:
+                        extra[fd]()
+                self.service_actions()
+        finally:
+            self._loop_watch = None
+            self.__shutdown_request = False
+            self._close_wakeup()
+            if self.state is not ServerState.CLOSED:
+                self.state = ServerState.LISTENING
+            self.__is_shut_down.set()
+
+    def _watch(self, fd: int, callback: Any) -> bool:
+        """While ``serve_forever`` runs: also wake for *fd* turning readable
+        and call *callback* then (None: stop watching it). False when no
+        loop runs. (ForkingMixIn watches its wake-up pipe while requests wait
+        for a free child.)"""
+        watch = self._loop_watch
+        if watch is None:
+            return False
+        poller, callbacks = watch
+        if callback is None:
+            if callbacks.pop(fd, None) is not None:
+                poller.unregister(fd)
+        elif fd not in callbacks:
+            callbacks[fd] = callback
+            poller.register(fd, _POLLIN)
+        return True
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` and wait until it has returned.
+
+        Returns at once (within a few milliseconds) whatever ``poll_interval``
+        was given and whatever the clients do: requests still in flight go on
+        in their threads or processes (``drain()`` bounds them). Called from
+        a handler running in the serving thread, or in a forked child or
+        prefork worker, it only asks the loop to stop and returns.
+        """
+        if not self._request_stop():
+            self.__is_shut_down.wait()
+
+    def _request_stop(self) -> bool:
+        """Ask ``serve_forever`` to stop, without waiting. True when the
+        caller must not wait: it is the serving thread itself, or a child
+        process (whose request reaches the parent through the wake-up
+        socket)."""
+        pid = self._serving_pid
+        if pid is not None and pid != os.getpid():
+            # A forked child or prefork worker: no lock (one held by another
+            # thread at fork time would never be released here).
+            self._wake(self._wakeup)
+            return True
+        with self._loop_lock:
+            self.__shutdown_request = True
+            if self.state is ServerState.SERVING:
+                self.state = ServerState.STOPPING
+            self._wake(self._wakeup)
+            return self._serving_thread == threading.get_ident()
+
+    @staticmethod
+    def _wake(pair: tuple[socket.socket, socket.socket] | None) -> None:
+        if pair is not None:
+            try:
+                pair[1].send(b"\0")
+            except OSError:
+                pass  # buffer full: a wake-up is already pending; or closed
+
+    def _take_wakeup(self, wake: socket.socket) -> None:
+        """The wake-up socket turned readable: someone asked the loop to
+        stop (this process sets the flag too; a child process cannot)."""
+        try:
+            while wake.recv(512):
+                pass
+        except OSError:
+            pass  # drained (BlockingIOError)
+        self.__shutdown_request = True
+
+    def _loop_running(self) -> bool:
+        """True while ``serve_forever`` runs (in this process)."""
+        return self._serving_thread is not None
+
+    def drain(self, timeout: float) -> DrainReport:
+        """Stop accepting, give requests in flight up to *timeout* seconds,
+        abort the rest, and report (see :mod:`sockserve.core.drain`).
+
+        Call it instead of, or after, ``shutdown()``, from another thread
+        than the serving one; then ``server_close()``. Tune with the class
+        attribute ``abort_grace`` (seconds an aborted request is given to
+        notice before the drain returns; processes get SIGKILL after it).
+        """
+        return drain_server(self, timeout)
+
+    def _drain_wait(self, seconds: float) -> None:
+        self._inflight.wait_empty(seconds)
+
+    def _abort_inflight(self, items: list[Any]) -> None:
+        for item in items:
+            abort_socket(item)
+
+    def _end_expired(self, item: Any) -> None:
+        """A request's deadline passed (the watchdog's thread): cut it off."""
+        abort_socket(item)
+
+    def _open_wakeup(self) -> socket.socket:
+        with self._loop_lock:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self._wakeup = (reader, writer)
+            self._serving_thread = threading.get_ident()
+            self._serving_pid = os.getpid()
+            return reader
+
+    def _close_wakeup(self) -> None:
+        with self._loop_lock:
+            pair, self._wakeup = self._wakeup, None
+            self._serving_thread = None
+        if pair is not None:
+            for sock in pair:
+                sock.close()
+
+    def _sleep_unless_woken(self, wake: socket.socket, seconds: float) -> None:
+        """Pause accepting for *seconds*, but wake at once for shutdown()."""
+        with _Selector() as selector:
+            selector.register(wake, selectors.EVENT_READ)
+            selector.select(seconds)
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` after each loop iteration. Override it
+        for periodic work (ForkingMixIn reaps children here)."""
+
+    def handle_request(self) -> None:
+        """Wait for one request and handle it.
+
+        Waits at most ``timeout`` (the smaller of the socket's and the
+        server's) and calls ``handle_timeout()`` when none came.
+        """
+        timeout = _socket_timeout(self)
+        if timeout is None:
+            timeout = self.timeout
+        elif self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with _Selector() as selector:
+            selector.register(cast(Any, self), selectors.EVENT_READ)
+            while True:
+                if selector.select(timeout):
+                    return self._handle_request_noblock()
+                if deadline is not None:
+                    timeout = deadline - time.monotonic()
+                    if timeout < 0:
+                        return self.handle_timeout()
+
+    def _handle_request_noblock(self) -> None:
+        """Take one request that is known to be waiting and handle it."""
+        try:
+            request, client_address = self.get_request()  # type: ignore[attr-defined]
+        except OSError as exc:
+            self._accept_failed(exc)
+            return
+        if self._accept_backoff:
+            self._accept_backoff = 0.0
+        stats = self.stats
+        if stats.enabled:
+            # note_accepted(), inlined: this runs for every request.
+            accepted = stats.accepted = stats.accepted + 1
+            if not accepted & FOLD_MASK:
+                stats.fold()
+        if self.request_timeout is not None or stats.timeline is not None:
+            self._stamp_accepted(request)
+        if self.verify_request(request, client_address):
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
+            except BaseException:
+                self.shutdown_request(request)
+                raise
+        else:
+            stats.note_rejected()
+            self._accepted_at.pop(id(request), None)
+            self.shutdown_request(request)
+
+    def _stamp_accepted(self, request: Any) -> None:
+        """Remember when *request* was accepted (for its deadline and the
+        timeline); start the deadline watchdog if it is not running."""
+        self._accepted_at[id(request)] = _monotonic()
+        if self.request_timeout is not None and self._watchdog is None:
+            with self._loop_lock:
+                if self._watchdog is None:
+                    self._watchdog = Watchdog(self)
+            self._watchdog.start()
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno == errno.EBADF:
+            # server_close() ran while serve_forever() was still running: the
+            # socket is gone and would stay "ready" forever; stop, do not spin.
+            logs.warning(
+                "%s was closed while serve_forever() was running; the loop stops "
+                "(call shutdown() before server_close())",
+                type(self).__name__,
+            )
+            self._request_stop()
+            return
+        if exc.errno not in RESOURCE_ERRNOS:
+            # Another process took the connection first, or the client gave
+            # up before we accepted: nothing to do.
+            return
+        self.stats.note_accept_error()
+        if not self._accept_backoff:
+            logs.warning(
+                "%s cannot accept a connection: %s (%s); pausing accept() and "
+                "retrying until descriptors or memory free up",
+                type(self).__name__,
+                exc.strerror,
+                errno.errorcode.get(exc.errno or 0, exc.errno),
+            )
+            self._accept_backoff = _BACKOFF_FIRST
+        else:
+            self._accept_backoff = min(self._accept_backoff * 2, _BACKOFF_MAX)
+
+    def handle_timeout(self) -> None:
+        """Called when ``handle_request()`` waited ``timeout`` in vain."""
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Return False to refuse the request (it is closed, not handled).
+        Accepts everything here; override it for an allowlist."""
+        return True
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Handle the request in this thread, then shut it down.
+        Mixins override this to use a thread or a process."""
+        key = id(request)
+        self._inflight.add(key, request)
+        stats = self.stats
+        if stats.enabled:
+            # The serving thread runs one handler at a time: it counts
+            # without the lock (see ServerStats).
+            stats.request_started_here()
+        began = _monotonic()
+        try:
+            self.finish_request(request, client_address)
+        except BaseException as exc:
+            self._request_ended(key, outcome_of(exc), began)
+            raise
+        self._request_ended(key, 0, began)
+        self.shutdown_request(request)
+
+    def _request_ended(self, key: int, outcome: int, began: float) -> None:
+        """Record how the request under *key* ended: its outcome (or the one
+        a drain or its deadline cut it off with), its handler time, its span
+        on the timeline. Every model's handler path ends here."""
+        ended = _monotonic()
+        cut = self._inflight.discard(key)
+        accepted = self._accepted_at.pop(key, None) if self._accepted_at else None
+        stats = self.stats
+        if stats.enabled:
+            stats.request_finished(cut or outcome, ended - began)
+            timeline = stats.timeline
+            if timeline is not None:
+                timeline.record(
+                    began if accepted is None else accepted, began, ended,
+                    os.getpid(), threading.get_native_id(), cut or outcome,
+                )
+
+    def server_close(self) -> None:
+        """Release what the server holds. Safe to call more than once."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.close()
+        self._set_state(ServerState.CLOSED)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Run the handler: ``RequestHandlerClass(request, client_address, self)``.
+
+        On a datagram server, a reply to a Unix client that closed its socket
+        (ECONNREFUSED) or removed its file (ENOENT) means the client went
+        away: it is re-raised as ``ConnectionAbortedError``, so it is counted
+        and logged as a disconnect, like a reset on a stream."""
+        try:
+            self.RequestHandlerClass(request, client_address, self)
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            if exc.filename is not None or getattr(self, "socket_type", None) != socket.SOCK_DGRAM:
+                raise  # a file the handler opened, or not a datagram reply
+            raise ConnectionAbortedError(
+                exc.errno,
+                f"client {format_address(client_address)} went away before "
+                f"the reply: {exc.strerror}",
+            ) from exc
+
+    def shutdown_request(self, request: Any) -> None:
+        """End the request at the protocol level, then close it."""
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Release the request's resources. Nothing to do here."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Report an exception raised while handling a request.
+
+        Called from inside the ``except`` clause, so ``sys.exc_info()`` holds
+        it. A client that went away (reset, broken pipe) is logged at debug
+        level; anything else is printed with its traceback to stderr. The
+        server keeps serving either way. Override to log elsewhere.
+        """
+        exc = sys.exc_info()[1]
+        if isinstance(exc, CLIENT_GONE + (TimeoutError,)):
+            logs.debug(
+                "client %s went away: %s: %s",
+                format_address(client_address),
+                type(exc).__name__,
+                exc,
+            )
+            return
+        handler = getattr(self.RequestHandlerClass, "__name__", repr(self.RequestHandlerClass))
+        rule = "-" * 60
+        print(rule, file=sys.stderr)
+        print(
+            f"{type(self).__name__}: {handler} failed on the request from "
+            f"{format_address(client_address)}; the server goes on serving.",
+            file=sys.stderr,
+        )
+        _print_exception()
+        print(rule, file=sys.stderr)
+
+    def _set_state(self, new: ServerState) -> None:
+        if self.state is not ServerState.CLOSED:
+            self.state = new
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.server_close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {format_address(self.server_address)} "
+            f"{self.state.value}>"
+        )
+
+
+def _someone_listens(address: Any, family: int) -> bool | None:
+    """After EADDRINUSE: does a server listen on *address*? Probed with one
+    connect() over loopback only (a wildcard host is probed on loopback);
+    None when the address is not loopback, so nothing is sent anywhere."""
+    import ipaddress
+
+    host, port = address[0], address[1]
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+    host = wildcard.get(host, host)
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        return None if host != "localhost" else _someone_listens(("127.0.0.1", port), family)
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect((host, port))
+    except ConnectionRefusedError:
+        return False
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return True
+
+
+def _print_exception() -> None:
+    """Print the exception being handled with its traceback, as the
+    standard library does (importing traceback on first use, as it does);
+    one line if even that fails (no descriptors left to read modules)."""
+    try:
+        import traceback
+
+        traceback.print_exc()
+    except (ImportError, OSError):
+        exc = sys.exc_info()[1]
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _socket_timeout(server: BaseServer) -> float | None:
+    sock = getattr(server, "socket", None)
+    return sock.gettimeout() if sock is not None else None
+
+
+class TCPServer(BaseServer):
+    """A server on a stream socket (TCP by default).
+
+    ``TCPServer(server_address, RequestHandlerClass, bind_and_activate=True)``
+    makes the socket and, unless told not to, binds and listens at once; if
+    that fails the socket is closed before the error is raised.
+
+    Class attributes that tune it:
+
+    ``address_family`` (socket.AF_INET)
+        set ``socket.AF_INET6`` for IPv6; the Unix servers set AF_UNIX.
+    ``socket_type`` (socket.SOCK_STREAM)
+    ``request_queue_size`` (socket.SOMAXCONN)
+        the listen backlog. The standard library uses 5, which makes bursts
+        of new connections wait for SYN retransmits (1 s, then 3 s).
+    ``allow_reuse_address`` (False)
+        set SO_REUSEADDR before bind, to rebind a port still in TIME_WAIT.
+    ``allow_reuse_port`` (False)
+        set SO_REUSEPORT before bind (IPv4/IPv6 only).
+    """
+
+    address_family: int = socket.AF_INET
+    socket_type: int = socket.SOCK_STREAM
+    request_queue_size: int = socket.SOMAXCONN
+    allow_reuse_address: bool = False
+    allow_reuse_port: bool = False
+
+    _socket_file: socketfiles.SocketFile | None = None
+    _socket_path: Any = None
+    _accept_shape: tuple[socket.socket, int, int, int] | None = None
+
+    def __init__(
+        self, server_address: Any, RequestHandlerClass: Any, bind_and_activate: bool = True
+    ) -> None:
+        BaseServer.__init__(self, server_address, RequestHandlerClass)
+        self.socket = socket.socket(self.address_family, self.socket_type)
+        if bind_and_activate:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except BaseException:
+                self.server_close()
+                raise
+
+    def server_bind(self) -> None:
+        """Set the reuse options asked for, bind, and record the real address
+        (with port 0, the port the system picked)."""
+        if self.allow_reuse_address and hasattr(socket, "SO_REUSEADDR"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if (
+            self.allow_reuse_port
+            and hasattr(socket, "SO_REUSEPORT")
+            and self.address_family in (socket.AF_INET, socket.AF_INET6)
+        ):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if self.address_family == _AF_UNIX:
+            # Stale files, socket_mode and concurrent starts: see socketfiles.
+            self._socket_file = socketfiles.bind_path(
+                self.socket,
+                self.server_address,
+                replace_stale=getattr(self, "replace_stale_socket", False),
+                mode=getattr(self, "socket_mode", None),
+            )
+            self._socket_path = self.server_address
+        else:
+            try:
+                self.socket.bind(self.server_address)
+            except OSError as exc:
+                listening = None
+                if exc.errno == errno.EADDRINUSE:
+                    listening = _someone_listens(self.server_address, self.address_family)
+                better = explain_bind_error(
+                    exc, self.server_address, self.address_family, listening
+                )
+                if better is exc:
+                    raise
+                raise better from None
+        self.server_address = self.socket.getsockname()
+        self._set_state(ServerState.BOUND)
+
+    def server_activate(self) -> None:
+        """listen() with ``request_queue_size`` as the backlog."""
+        self.socket.listen(self.request_queue_size)
+        self._set_state(ServerState.LISTENING)
+
+    def server_close(self) -> None:
+        """Close the listening socket (and remove a Unix socket file we made)."""
+        self.socket.close()
+        identity, self._socket_file = self._socket_file, None
+        socketfiles.release_path(self._socket_path, identity)
+        BaseServer.server_close(self)
+
+    def fileno(self) -> int:
+        """The listening socket's descriptor (what the loop waits on)."""
+        return self.socket.fileno()
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept one connection: ``(socket, client_address)``.
+
+        Same result as ``self.socket.accept()``, at half the cost for a plain
+        socket: ``socket.accept`` rebuilds the family and type as enums for
+        every connection, which costs more than the rest of accepting. A
+        socket of another class (an ``ssl.SSLSocket``, say) is asked to
+        accept as usual."""
+        listener = self.socket
+        if type(listener) is not socket.socket:
+            return listener.accept()
+        shape = self._accept_shape
+        if shape is None or shape[0] is not listener:
+            shape = self._accept_shape = (
+                listener, int(listener.family), int(listener.type), listener.proto
+            )
+        fd, address = listener._accept()  # type: ignore[attr-defined]
+        connection = socket.socket(shape[1], shape[2], shape[3], fd)
+        if _getdefaulttimeout() is None and listener.gettimeout():
+            connection.setblocking(True)  # as socket.accept() does
+        return connection, address
+
+    def shutdown_request(self, request: Any) -> None:
+        """Half-close our side (the client sees EOF), then close."""
+        try:
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the client may already be gone
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Close the connection's socket."""
+        request.close()
+
+
+class UDPServer(TCPServer):
+    """A server on a datagram socket (UDP by default).
+
+    Each datagram is one request: ``get_request`` returns
+    ``((data, server_socket), client_address)``. Nothing is closed per
+    request, since every reply goes out through the one server socket.
+
+    Class attributes that tune it (besides TCPServer's):
+
+    ``max_packet_size`` (8192)
+        longest datagram read; the rest of a longer one is dropped by the
+        system, and ``stats.truncated`` counts it.
+    """
+
+    allow_reuse_address: bool = False
+    allow_reuse_port: bool = False
+    socket_type: int = socket.SOCK_DGRAM
+    max_packet_size: int = 8192
+    _datagram_buffer: memoryview | None = None
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Read one datagram: ``((data, self.socket), client_address)``.
+
+        Reads into a buffer kept for the purpose, asking the kernel for the
+        datagram's real length (``MSG_TRUNC``), so a datagram longer than
+        ``max_packet_size`` is counted in ``stats.truncated``; that costs
+        about half of what ``recvmsg`` would (the standard library's
+        ``recvfrom`` cannot tell). Linux reports the real length; where the
+        kernel does not, truncation goes uncounted."""
+        size = self.max_packet_size
+        buffer = self._datagram_buffer
+        if buffer is None or len(buffer) != size:
+            buffer = self._datagram_buffer = memoryview(bytearray(size))
+        length, client_address = self.socket.recvfrom_into(buffer, size, _MSG_TRUNC)
+        if length > size:
+            self.stats.note_truncated()
+            length = size
+        return (buffer[:length].tobytes(), self.socket), client_address
+
+    def server_activate(self) -> None:
+        """Nothing to do: a datagram socket does not listen."""
+        self._set_state(ServerState.LISTENING)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Nothing to shut down per datagram."""
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Nothing to close per datagram."""
+
+
+_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)

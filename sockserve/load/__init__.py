@@ -1,0 +1,16 @@
+"""The load generator: drive a server with many clients and measure it.
+
+:mod:`.runner` (``LoadRun``, ``run_load``: the caller's side) starts
+:mod:`.worker` in its own process, which runs the :mod:`.clients` and
+records what :mod:`.data` describes (``LoadSpec`` in, ``LoadResult`` out,
+plain data).
+
+May import: the standard library, :mod:`sockserve.core` and
+:mod:`sockserve.kernel`. It knows nothing of server kinds or workloads
+beyond the wire: what a request looks like is in the ``LoadSpec``.
+"""
+
+from __future__ import annotations
+
+from .runner import *  # noqa: F403
+from .runner import __all__

@@ -1,0 +1,280 @@
+"""The listen backlog experiment: a burst of new connections against a slow server.
+
+``listen(backlog)`` bounds how many connections the kernel keeps for a server
+that has not ``accept()``-ed them yet. The standard library's ``TCPServer``
+asks for 5 (``request_queue_size``); sockserve asks for ``socket.SOMAXCONN``.
+When a burst of clients arrives faster than the server accepts, the
+connections beyond the backlog are not queued: on Linux their handshake (or
+their first data) is dropped, the client's kernel retransmits after about
+one second (then 3 s, ...), and some are reset. Nothing in the server's code
+shows this; only the clients' clocks do.
+
+:func:`run_backlog` measures it: a *plain* server (one request at a time, so
+the queue really fills) serving the ``io`` workload runs in a background
+thread of this process; *clients* connections are opened at once, each sends
+one request (``io <delay_ms>``) and half-closes, and the time from the burst
+to each reply is recorded. :func:`compare_backlogs` does it for several
+backlogs, :func:`plot_backlog` draws the replies over time (matplotlib,
+imported only when drawing).
+
+The clients are non-blocking sockets driven by one selector in the calling
+thread (no client threads), every wait is bounded by *wait* seconds, and the
+server, its thread and every socket are closed before the functions return.
+Servers bind to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.servers import TCPServer
+
+if TYPE_CHECKING:  # annotations only; matplotlib is imported when drawing
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "BACKLOG_OUTCOMES",
+    "BacklogRun",
+    "run_backlog",
+    "compare_backlogs",
+    "plot_backlog",
+    "effective_somaxconn",
+]
+
+#: How one client of the burst ended. ``ok``: a reply came; ``reset``: the
+#: connection was reset or closed without a reply; ``refused``: nothing
+#: listened; ``timeout``: no reply within *wait*; ``error``: anything else.
+BACKLOG_OUTCOMES: tuple[str, ...] = ("ok", "reset", "refused", "timeout", "error")
+
+_HOST = "127.0.0.1"
+
+
+def effective_somaxconn() -> int:
+    """The largest backlog the kernel grants (Linux caps ``listen()`` at
+    ``/proc/sys/net/core/somaxconn``); ``socket.SOMAXCONN`` elsewhere."""
+    try:
+        with open("/proc/sys/net/core/somaxconn", encoding="ascii") as src:
+            return min(socket.SOMAXCONN, int(src.read().strip()))
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+@dataclass(frozen=True)
+class BacklogRun:
+    """One burst against one server: plain data.
+
+    ``replies[i]`` is the time in seconds from the burst's start to client
+    *i*'s reply (None if none came); ``outcomes[i]`` says how client *i*
+    ended (one of :data:`BACKLOG_OUTCOMES`). ``window`` is the time the
+    counts ``in_window``/``late`` are measured against.
+    """
+
+    label: str
+    backlog: int
+    clients: int
+    delay_ms: float
+    window: float
+    replies: tuple[float | None, ...]
+    outcomes: tuple[str, ...]
+
+    @property
+    def ok(self) -> int:
+        """Clients that got their reply (at any time)."""
+        return self.outcomes.count("ok")
+
+    @property
+    def in_window(self) -> int:
+        """Clients answered within ``window`` seconds of the burst."""
+        return sum(1 for t in self.replies if t is not None and t <= self.window)
+
+    @property
+    def late(self) -> int:
+        """Clients answered, but only after ``window`` (a retransmit stall)."""
+        return sum(1 for t in self.replies if t is not None and t > self.window)
+
+    def counts(self) -> dict[str, int]:
+        """Outcome -> number of clients, every outcome present."""
+        return {name: self.outcomes.count(name) for name in BACKLOG_OUTCOMES}
+
+    def summary(self) -> str:
+        """One line: answered in the window, late, and the failures."""
+        failed = ", ".join(f"{n} {name}" for name, n in self.counts().items() if n and name != "ok")
+        return (
+            f"{self.label}: {self.in_window} of {self.clients} answered within "
+            f"{self.window:g} s, {self.late} later" + (f"; {failed}" if failed else "")
+        )
+
+
+def _server_class(server_class: type, backlog: int | None) -> type:
+    if backlog is None:
+        return server_class
+    return type(f"{server_class.__name__}Backlog{backlog}", (server_class,), {"request_queue_size": backlog})
+
+
+def run_backlog(
+    backlog: int | None = None,
+    *,
+    clients: int = 30,
+    delay_ms: float = 20.0,
+    window: float = 0.9,
+    wait: float = 1.5,
+    server_class: type = TCPServer,
+    label: str | None = None,
+) -> BacklogRun:
+    """Burst *clients* new connections at a one-at-a-time server; time the replies.
+
+    The server is *server_class* (a stream server class of sockserve or of
+    the standard library's socketserver; default :class:`~sockserve.TCPServer`,
+    which handles one request at a time) with ``request_queue_size`` set to
+    *backlog* (None: the class's own), serving the ``io`` workload. Each
+    client sends ``io <delay_ms>`` and half-closes; the server takes about
+    ``clients * delay_ms`` to answer them all when none is dropped. Returns
+    after every client ended or *wait* seconds, whichever is first.
+    """
+    from ..measure.workloads import handler_for  # measurement layer, imported on use
+
+    if clients < 1:
+        raise ValueError(f"clients must be at least 1, got {clients!r}")
+    if not (0 < window <= wait):
+        raise ValueError(f"need 0 < window <= wait, got window={window!r}, wait={wait!r}")
+    cls = _server_class(server_class, backlog)
+    server = cls((_HOST, 0), handler_for("io", delay_ms=delay_ms))
+    granted = int(getattr(server, "request_queue_size", 0))
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05},
+        name="sockserve-backlog-server", daemon=True,
+    )
+    thread.start()
+    try:
+        replies, outcomes = _burst(server.server_address, clients, delay_ms, wait)
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+    return BacklogRun(
+        label=label or f"backlog {granted}",
+        backlog=granted,
+        clients=clients,
+        delay_ms=float(delay_ms),
+        window=float(window),
+        replies=tuple(replies),
+        outcomes=tuple(outcomes),
+    )
+
+
+def _burst(
+    address: tuple[str, int], clients: int, delay_ms: float, wait: float
+) -> tuple[list[float | None], list[str]]:
+    """Open *clients* connections at once and follow each to its reply."""
+    request = f"io {delay_ms:g}\n".encode("ascii")
+    replies: list[float | None] = [None] * clients
+    outcomes = ["timeout"] * clients
+    socks: list[socket.socket] = []
+    with selectors.DefaultSelector() as selector:
+        try:
+            began = time.perf_counter()
+            for i in range(clients):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.setblocking(False)
+                code = sock.connect_ex(address)
+                if code not in (0, errno.EINPROGRESS):
+                    outcomes[i] = _failure(code)
+                    continue
+                selector.register(sock, selectors.EVENT_WRITE, i)
+            pending = len(selector.get_map())
+            while pending and time.perf_counter() - began < wait:
+                left = wait - (time.perf_counter() - began)
+                for key, _ in selector.select(max(0.0, min(left, 0.05))):
+                    i, conn = key.data, key.fileobj
+                    assert isinstance(conn, socket.socket)
+                    if key.events == selectors.EVENT_WRITE:
+                        code = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        if code == 0:
+                            try:
+                                conn.send(request)  # a few bytes: never a partial send
+                                conn.shutdown(socket.SHUT_WR)
+                                selector.modify(conn, selectors.EVENT_READ, i)
+                                continue
+                            except OSError as exc:
+                                code = exc.errno or errno.EIO
+                        outcomes[i] = _failure(code)
+                    else:
+                        try:
+                            data = conn.recv(4096)
+                        except OSError as exc:
+                            outcomes[i] = _failure(exc.errno or errno.EIO)
+                        else:
+                            if data.endswith(b"\n") and not data.startswith(b"ERR"):
+                                replies[i] = time.perf_counter() - began
+                                outcomes[i] = "ok"
+                            elif data:
+                                outcomes[i] = "error"
+                            else:
+                                outcomes[i] = "reset"
+                    selector.unregister(conn)
+                    pending -= 1
+        finally:
+            for sock in socks:
+                sock.close()
+    return replies, outcomes
+
+
+def _failure(code: int) -> str:
+    if code == errno.ECONNREFUSED:
+        return "refused"
+    if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+        return "reset"
+    if code == errno.ETIMEDOUT:
+        return "timeout"
+    return "error"
+
+
+def compare_backlogs(
+    backlogs: Iterable[int] = (5, socket.SOMAXCONN), **options: Any
+) -> list[BacklogRun]:
+    """:func:`run_backlog` once per backlog, one after another (same options)."""
+    return [run_backlog(backlog, **options) for backlog in backlogs]
+
+
+def plot_backlog(runs: BacklogRun | Sequence[BacklogRun], ax: Axes | None = None) -> Axes:
+    """When each client got its reply: one step line per run, the window marked.
+
+    x is the time since the burst (s), y the number of clients answered by
+    then; a run that stalls shows a flat stretch and a jump near 1 s (a SYN
+    or data retransmit). Returns the Axes (a new figure without *ax*).
+    """
+    import matplotlib.pyplot as plt
+
+    if isinstance(runs, BacklogRun):
+        runs = [runs]
+    if ax is None:
+        with plt.ioff():
+            _, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    right = max((run.window for run in runs), default=1.0)
+    for i, run in enumerate(runs):
+        times = sorted(t for t in run.replies if t is not None)
+        right = max([right, *times])
+        xs = [0.0, *times]
+        ys = list(range(len(xs)))
+        failed = run.clients - run.ok
+        label = f"{run.label}: {run.in_window} in window" + (f", {failed} failed" if failed else "")
+        ax.step(xs, ys, where="post", color=f"C{i}", label=label, linewidth=1.8)
+    if runs:
+        ax.axvline(runs[0].window, color="grey", linestyle=":", label=f"window ({runs[0].window:g} s)")
+        ax.axhline(runs[0].clients, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlim(0, right * 1.05)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("seconds since the burst")
+    ax.set_ylabel("clients answered")
+    ax.set_title("A burst of new connections against a one-at-a-time server")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    return ax

@@ -1,0 +1,356 @@
+"""Scenes for the kernel's-view lesson: one situation each, built on loopback and read from the kernel.
+
+Each function builds one situation with a real server on ``127.0.0.1``,
+reads what the kernel holds for it (:mod:`sockserve.kernel.view`), tears it
+all down, and returns a :class:`Scene`: plain data whose ``lines`` say what
+was seen in sentences (counts and states, never timings, so that a lesson's
+output is the same on every run) and whose ``readings`` keep the kernel
+readings behind them.
+
+* :func:`construction`: ``server_bind``, ``server_activate`` (``listen``
+  with ``request_queue_size``) and ``fileno``, one step at a time.
+* :func:`burst`: more clients at once than a small backlog holds.
+* :func:`handshake`: SYN-SENT, SYN-RECV and ESTABLISHED.
+* :func:`teardown`: who closes first keeps TIME-WAIT.
+* :func:`forgotten_close`: CLOSE-WAIT when a server never closes.
+
+Where the kernel's view is not available (not Linux) each returns a scene
+whose only line is :data:`~sockserve.kernel.view.NOT_AVAILABLE`, having
+started nothing. Every wait is bounded (a few seconds at most); each
+function takes well under two seconds on loopback except :func:`burst`
+with *serve* (about one second more: a dropped SYN is retried after 1 s).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..kernel import view as kernelview
+from ..core.handlers import StreamRequestHandler
+from ..kernel.view import KernelReading, KernelSeries
+from ..core.servers import TCPServer
+
+__all__ = ["Scene", "construction", "burst", "handshake", "teardown", "forgotten_close", "states", "wait_for"]
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What one scene showed: sentences, and the readings behind them."""
+
+    title: str
+    lines: tuple[str, ...]
+    readings: tuple[KernelReading, ...] = ()
+    series: KernelSeries | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def available(self) -> bool:
+        return self.lines != (kernelview.NOT_AVAILABLE,)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _unavailable(title: str) -> Scene:
+    return Scene(title, (kernelview.NOT_AVAILABLE,))
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 3.0) -> bool:
+    """Poll *predicate* every 10 ms for up to *seconds*; its last value."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class _Reply(StreamRequestHandler):
+    """Replies to one line."""
+
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+
+
+@contextlib.contextmanager
+def _serving(server: Any) -> Iterator[Any]:
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def _connect_nonblocking(address: Any) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    code = sock.connect_ex(address)
+    if code not in (0, errno.EINPROGRESS):
+        sock.close()
+        raise OSError(code, os.strerror(code))
+    return sock
+
+
+def construction(request_queue_size: int = 5) -> Scene:
+    """Build a ``TCPServer`` one hook at a time and read the kernel after each.
+
+    Shows: nothing after construction without ``bind_and_activate``; after
+    ``server_bind`` a port but no row in the kernel's table (a client is
+    refused); after ``server_activate`` a LISTEN socket whose queue maximum
+    is *request_queue_size* (a client is queued); ``fileno()`` is the
+    descriptor whose inode is the LISTEN row's.
+    """
+    title = "construction"
+    if not kernelview.available():
+        return _unavailable(title)
+    server_class = type("Server", (TCPServer,), {"request_queue_size": request_queue_size})
+    lines: list[str] = []
+    readings: list[KernelReading] = []
+    server = server_class((HOST, 0), _Reply, bind_and_activate=False)
+    try:
+        lines.append(f"constructed with bind_and_activate=False: a socket with no port yet "
+                     f"(server_address is {server.server_address!r})")
+        server.server_bind()
+        port = server.server_address[1]
+        reading = kernelview.read(port)
+        readings.append(reading)
+        lines.append(f"after server_bind(): port {port} is ours; the kernel's table: {reading.summary()}")
+        lines.append(f"  a client connecting now: {_try_connect(server.server_address)}")
+        server.server_activate()
+        reading = kernelview.read(server)
+        readings.append(reading)
+        lines.append(f"after server_activate(): {reading.summary()}")
+        lines.append(f"  a client connecting now: {_try_connect(server.server_address)}")
+        fd = server.fileno()
+        link = os.readlink(f"/proc/self/fd/{fd}")
+        inode = int(link.strip("socket:[]"))
+        with open("/proc/net/tcp", encoding="ascii") as table:
+            rows = [r for r in kernelview.parse_tcp(table.read()) if r.local_port == port and r.state == "LISTEN"]
+        same = [r.inode for r in rows] == [inode]
+        lines.append(f"fileno() is a descriptor of this process, {link.split('[')[0]}[...]; its inode is the "
+                     f"LISTEN row's: {same}")
+    finally:
+        server.server_close()
+    with contextlib.suppress(kernelview.KernelViewUnavailable):
+        after = kernelview.read(port)
+        readings.append(after)
+        lines.append(f"after server_close(): {after.summary()}")
+    return Scene(title, tuple(lines), tuple(readings), facts={"port": port})
+
+
+def states(reading: KernelReading) -> str:
+    """The reading's socket states, without the listen queue (whose maximum depends on the machine)."""
+    def text(counts: Any) -> str:
+        ordered = [s for s in kernelview.ALL_STATES if counts.get(s)]
+        return ", ".join(f"{s} {counts[s]}" for s in ordered) or "no sockets"
+
+    parts = [f"server: {text(reading.server)}"]
+    if reading.client:
+        parts.append(f"clients here: {text(reading.client)}")
+    return "; ".join(parts)
+
+
+def _try_connect(address: Any) -> str:
+    try:
+        with socket.create_connection(address, timeout=2):
+            return "connected (the kernel completed the handshake; nobody has called accept() yet)"
+    except ConnectionRefusedError as exc:
+        return f"refused ({exc.strerror}): nothing listens on a port that is only bound"
+
+
+def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
+    """*clients* connect at once to a plain server whose ``request_queue_size`` is *backlog*.
+
+    While the server is not accepting yet, the kernel queues ``backlog + 1``
+    connections (Linux) and drops the SYNs of the others, whose clients stay
+    in SYN-SENT. With *serve*, the server then serves them one by one while
+    a :class:`~sockserve.kernel.view.KernelSampler` records the queue: the
+    dropped clients get in after their SYN is retried (about 1 s later).
+    """
+    title = "burst"
+    if not kernelview.available():
+        return _unavailable(title)
+    server_class = type("SmallBacklog", (TCPServer,), {"request_queue_size": backlog})
+    socks: list[socket.socket] = []
+    lines: list[str] = []
+    readings: list[KernelReading] = []
+    series = None
+    served = 0
+    with server_class((HOST, 0), _Reply) as server:
+        sampler = kernelview.KernelSampler(server, rate=50, max_seconds=5)
+        try:
+            if serve:
+                sampler.start()
+                time.sleep(0.1)  # a quiet moment first: the listener alone
+            for _ in range(clients):
+                socks.append(_connect_nonblocking(server.server_address))
+            wait_for(lambda: (kernelview.read(server).queue or 0) >= min(clients, backlog + 1))
+            wait_for(lambda: kernelview.read(server).count("SYN-SENT", "client") >= clients - backlog - 1, 1.0)
+            reading = kernelview.read(server)
+            readings.append(reading)
+            lines.append(f"{clients} clients connect at once to a server with request_queue_size = {backlog}, "
+                         "before it accepts anything:")
+            lines.append(f"  {reading.summary()}")
+            if serve:
+                time.sleep(0.2)
+                with _serving(server):
+                    # Every client sends its line first (a dropped one once its SYN is
+                    # retried): the kernel may complete them in any order, and a plain
+                    # server serves whichever it accepts next.
+                    for sock in socks:
+                        sock.setblocking(True)
+                        sock.settimeout(5)
+                        with contextlib.suppress(OSError):
+                            sock.sendall(b"hi\n")
+                    for sock in socks:
+                        with contextlib.suppress(OSError):
+                            if sock.recv(16) == b"hi\n":
+                                served += 1
+                        sock.close()
+                    time.sleep(0.2)
+                series = sampler.stop()
+                lines.append(f"served one at a time: {served} of {clients} clients got their reply; the listen "
+                             f"queue peaked at {max((r.queue or 0) for r in series.readings)}, and the clients "
+                             f"whose SYN was dropped got in when they sent it again")
+        finally:
+            sampler.stop()
+            for sock in socks:
+                sock.close()
+    return Scene(title, tuple(lines), tuple(readings), series, facts={"served": served})
+
+
+def handshake() -> Scene:
+    """The three-way handshake's states, held still long enough to read them.
+
+    On loopback ``connect()`` completes the handshake before it returns, so
+    the states are seen with two tricks: a listener with ``TCP_DEFER_ACCEPT``
+    keeps each connection in SYN-RECV until its client sends data; a full
+    listen queue (backlog 0, one connection queued) keeps the next client in
+    SYN-SENT.
+    """
+    title = "handshake"
+    if not kernelview.available():
+        return _unavailable(title)
+    lines: list[str] = []
+    readings: list[KernelReading] = []
+    listener = socket.socket()
+    clients: list[socket.socket] = []
+    try:
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 2)
+        listener.bind((HOST, 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        clients.append(socket.create_connection((HOST, port), timeout=2))
+        wait_for(lambda: kernelview.read(port).count("SYN-RECV") == 1)
+        reading = kernelview.read(port)
+        readings.append(reading)
+        lines.append("a client connected but has sent nothing yet (TCP_DEFER_ACCEPT holds it back):")
+        lines.append(f"  {reading.summary()}")
+        clients[0].sendall(b"hi\n")
+        wait_for(lambda: kernelview.read(port).queue == 1)
+        clients.append(_connect_nonblocking((HOST, port)))
+        wait_for(lambda: kernelview.read(port).count("SYN-SENT", "client") == 1, 1.0)
+        reading = kernelview.read(port)
+        readings.append(reading)
+        lines.append("it sends a line (now ready to accept), and a second client tries while the queue is full:")
+        lines.append(f"  {reading.summary()}")
+    finally:
+        for sock in clients:
+            sock.close()
+        listener.close()
+    return Scene(title, tuple(lines), tuple(readings))
+
+
+class _ReplyThenWaitForEof(StreamRequestHandler):
+    """Replies to one line, then waits for the client to close first."""
+
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+        self.connection.settimeout(3)
+        self.rfile.read()
+
+
+def teardown(closes_first: str = "client", connections: int = 3) -> Scene:
+    """*connections* one-line exchanges; then *closes_first* ("client" or "server") closes first.
+
+    The side that sends the first FIN goes through FIN-WAIT-1/2 to TIME-WAIT
+    and stays there (60 s on Linux); the other side passes CLOSE-WAIT and
+    LAST-ACK and is gone at once.
+    """
+    if closes_first not in ("client", "server"):
+        raise ValueError(f"closes_first is 'client' or 'server', not {closes_first!r}")
+    title = f"teardown, {closes_first} closes first"
+    if not kernelview.available():
+        return _unavailable(title)
+    handler = _ReplyThenWaitForEof if closes_first == "client" else _Reply
+    server_class = type("Teardown", (TCPServer,), {})
+    with server_class((HOST, 0), handler) as server:
+        with _serving(server):
+            for _ in range(connections):
+                with socket.create_connection(server.server_address, timeout=5) as client:
+                    client.sendall(b"hi\n")
+                    client.recv(16)
+                    if closes_first == "server":
+                        client.recv(16)  # b"": the server's FIN came first
+            wait_for(lambda: server.stats.snapshot()["completed"] == connections)
+            side = "client" if closes_first == "client" else "server"
+            wait_for(lambda: kernelview.read(server).count("TIME-WAIT", side) == connections)
+            reading = kernelview.read(server)
+    lines = (f"{connections} exchanges, each closed first by the {closes_first}:", f"  {states(reading)}")
+    return Scene(title, lines, (reading,))
+
+
+class _Forgetful(TCPServer):
+    """Never closes a connection: what a handler that forgets to close leaves behind."""
+
+    forgotten: list[socket.socket]
+
+    def shutdown_request(self, request: Any) -> None:
+        self.forgotten.append(request)
+
+
+def forgotten_close(connections: int = 3) -> Scene:
+    """A server that never closes its connections: CLOSE-WAIT piles up on its side.
+
+    The clients close after their reply; the kernel acknowledges each FIN
+    (the client waits in FIN-WAIT-2) and the server's socket waits in
+    CLOSE-WAIT for a ``close()`` that never comes, holding a descriptor each.
+    """
+    title = "forgotten close"
+    if not kernelview.available():
+        return _unavailable(title)
+    with _Forgetful((HOST, 0), _Reply) as server:
+        server.forgotten = []
+        try:
+            with _serving(server):
+                for _ in range(connections):
+                    with socket.create_connection(server.server_address, timeout=5) as client:
+                        client.sendall(b"hi\n")
+                        client.recv(16)
+                wait_for(lambda: kernelview.read(server).count("CLOSE-WAIT") == connections)
+                wait_for(lambda: kernelview.read(server).count("FIN-WAIT-2", "client") == connections)
+                before = kernelview.read(server)
+            for request in server.forgotten:
+                request.close()
+            wait_for(lambda: kernelview.read(server).count("CLOSE-WAIT") == 0)
+            after = kernelview.read(server)
+        finally:
+            for request in server.forgotten:
+                request.close()
+    lines = (f"{connections} clients got their reply and closed; the server never called close():",
+             f"  {states(before)}",
+             "the server closes them at last:",
+             f"  {states(after)}")
+    return Scene(title, lines, (before, after))
