@@ -44,7 +44,7 @@ def wait_for(predicate: Any, seconds: float = 60.0) -> bool:
 def traffic_round() -> dict[str, float]:
     from sockserve.lab import ServerPanel, TrafficPanel
 
-    server = ServerPanel("threading", "echo")
+    server = ServerPanel(kind="threading", workload="echo")
     server.start()
     traffic = TrafficPanel(server, clients=4, duration=3.0)
     try:
@@ -71,7 +71,7 @@ def traffic_round() -> dict[str, float]:
 def compare_round() -> dict[str, float]:
     from sockserve.lab import ComparePanel
 
-    panel = ComparePanel("io", ("plain", "threading", "forking"), clients=8, duration=30, key="bench")
+    panel = ComparePanel(workload="io", servers=("plain", "threading", "forking"), clients=8, duration=30, key="bench")
     try:
         panel.run()
         wait_for(lambda: "requests" in panel.model.status().text, 30)
@@ -86,7 +86,7 @@ def compare_round() -> dict[str, float]:
         wait_for(lambda: "requests" in panel.model.status().text, 30)
         time.sleep(0.5)
         t0 = time.monotonic()
-        again = ComparePanel("io", ("plain",), key="bench")
+        again = ComparePanel(workload="io", servers=("plain",), key="bench")
         rerun = time.monotonic() - t0
         again.close()
         panel.model.wait(30)

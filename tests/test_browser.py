@@ -37,9 +37,9 @@ ARTIFACTS = os.path.join(ROOT, "test-artifacts", "browser")
 
 CELLS = [
     "from sockserve.lab import ServerPanel, TrafficPanel, ComparePanel, stop_all",
-    'server = ServerPanel("threading", "io")\nserver',
+    'server = ServerPanel(kind="threading", workload="io")\nserver',
     "traffic = TrafficPanel(server, clients=4, duration=2.0)\ntraffic",
-    'compare = ComparePanel("echo", ("plain", "threading", "forking"), clients=2, duration=0.5)\ncompare',
+    'compare = ComparePanel(workload="echo", servers=("plain", "threading", "forking"), clients=2, duration=0.5)\ncompare',
 ]
 
 

@@ -58,7 +58,7 @@ def noise():
 noisy = threading.Thread(target=noise, daemon=True)
 noisy.start()
 
-model = ServerModel("forking", handler=Marked)
+model = ServerModel(kind="forking", handler=Marked)
 status = model.start()
 assert status.state == "running", status
 answered = []
@@ -200,9 +200,9 @@ class Hang(sockserve.StreamRequestHandler):
         self.rfile.readline()
         time.sleep(600)   # far beyond child_timeout: only the lab's clean-up can end it soon
 
-forking = ServerPanel("forking", handler=Hang, key="restart-forking")
+forking = ServerPanel(kind="forking", handler=Hang, key="restart-forking")
 forking.start()
-threading_panel = ServerPanel("threading", "io", key="restart-threading")
+threading_panel = ServerPanel(kind="threading", workload="io", key="restart-threading")
 threading_panel.start()
 hold = socket.create_connection(forking.address)
 hold.sendall(b"x\n")

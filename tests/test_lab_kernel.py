@@ -41,7 +41,7 @@ def test_the_model_imports_no_widgets_or_plots() -> None:
 
 @linux_only
 def test_the_model_waits_for_a_server_model_then_watches_it() -> None:
-    server = ServerModel("threading", "echo")
+    server = ServerModel(kind="threading", workload="echo")
     model = KernelModel(server, rate=20, window=5)
     try:
         assert model.start().state == "waiting"
@@ -67,7 +67,7 @@ def test_the_model_waits_for_a_server_model_then_watches_it() -> None:
 
 @linux_only
 def test_the_model_says_why_it_stopped_for_a_datagram_server() -> None:
-    server = ServerModel("threading-udp", "echo")
+    server = ServerModel(kind="threading-udp", workload="echo")
     model = KernelModel(server, rate=20)
     try:
         model.start()
@@ -122,7 +122,7 @@ def buttons(panel: Any) -> dict[str, Any]:
 
 @linux_only
 def test_the_panel_plots_a_server_panel_live_and_stops() -> None:
-    server = ServerPanel("threading", "echo", key="t-kernel-server")
+    server = ServerPanel(kind="threading", workload="echo", key="t-kernel-server")
     panel = KernelPanel(server, rate=20, key="t-kernel")
     try:
         assert "no connections" in panel._ui_server.value

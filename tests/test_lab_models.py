@@ -72,7 +72,7 @@ def test_every_transport_and_concurrency_is_offered() -> None:
 
 @pytest.mark.parametrize("kind", server_kinds())
 def test_start_serve_count_and_stop_every_kind(kind: str) -> None:
-    model = ServerModel(kind, "echo")
+    model = ServerModel(kind=kind, workload="echo")
     status = model.start()
     try:
         assert status.state == "running", status.message
@@ -90,10 +90,10 @@ def test_start_serve_count_and_stop_every_kind(kind: str) -> None:
 
 
 def test_port_in_use_is_reported_in_plain_words() -> None:
-    first = ServerModel("threading")
+    first = ServerModel(kind="threading")
     first.start()
     try:
-        second = ServerModel("threading", port=first.address[1])
+        second = ServerModel(kind="threading", port=first.address[1])
         status = second.start()
         assert status.state == "failed"
         assert "already in use" in status.message and "port 0" in status.message
@@ -112,7 +112,7 @@ def test_port_in_use_is_reported_in_plain_words() -> None:
     ],
 )
 def test_bad_addresses_are_reported_in_plain_words(host: str, port: int, words: str) -> None:
-    status = ServerModel("threading", host=host, port=port).start()
+    status = ServerModel(kind="threading", host=host, port=port).start()
     assert status.state == "failed"
     assert words in status.message
     assert status.line().startswith("threading (echo): not running.")
@@ -126,7 +126,7 @@ class Grumpy(sockserve.StreamRequestHandler):
 
 @pytest.mark.parametrize("kind", ["plain", "threading", "forking"])
 def test_a_handler_that_raises_is_one_plain_line(kind: str, capfd: pytest.CaptureFixture[str]) -> None:
-    model = ServerModel(kind, handler=Grumpy)
+    model = ServerModel(kind=kind, handler=Grumpy)
     assert model.start().state == "running"
     try:
         assert ask(model, b"hello\n") == b""
@@ -148,7 +148,7 @@ def test_a_hung_forked_child_is_ended_by_stop() -> None:
             self.rfile.readline()
             time.sleep(60)
 
-    model = ServerModel("forking", handler=Hang)
+    model = ServerModel(kind="forking", handler=Hang)
     model.stop_grace = 0.2
     model.start()
     try:
@@ -169,7 +169,7 @@ def test_a_hung_forked_child_is_ended_by_stop() -> None:
 @pytest.mark.parametrize("kind", ["threading", "threadpool", "forking", "prefork"])
 def test_lab_servers_cut_a_silent_client_off_at_their_request_timeout(kind: str) -> None:
     assert ServerModel.request_timeout == 30.0  # the default the panel shows
-    model = ServerModel(kind, "echo")
+    model = ServerModel(kind=kind, workload="echo")
     model.request_timeout = 0.3
     model.start()
     try:
@@ -184,7 +184,7 @@ def test_lab_servers_cut_a_silent_client_off_at_their_request_timeout(kind: str)
 
 
 def test_forking_sets_a_child_watchdog_and_explains_the_fork_warning() -> None:
-    model = ServerModel("forking")
+    model = ServerModel(kind="forking")
     model.start()
     try:
         assert model.server.child_timeout == model.child_timeout == 30.0
@@ -195,7 +195,7 @@ def test_forking_sets_a_child_watchdog_and_explains_the_fork_warning() -> None:
 
 
 def test_registry_slots_replace_the_older_holder() -> None:
-    older, newer = ServerModel("threading"), ServerModel("threading")
+    older, newer = ServerModel(kind="threading"), ServerModel(kind="threading")
     older.start()
     registry.claim("test-slot", older)
     port = older.address[1]
@@ -212,7 +212,7 @@ def test_registry_slots_replace_the_older_holder() -> None:
 
 
 def test_stop_all_stops_everything_started() -> None:
-    models = [ServerModel(kind) for kind in ("plain", "threading", "forking-unix")]
+    models = [ServerModel(kind=kind) for kind in ("plain", "threading", "forking-unix")]
     for model in models:
         model.start()
     assert all(model in registry.tracked() for model in models)
@@ -226,7 +226,7 @@ def test_cell_slots_outside_a_kernel_never_collide() -> None:
 
 
 def test_traffic_model_against_a_server_model() -> None:
-    server = ServerModel("threading", "echo")
+    server = ServerModel(kind="threading", workload="echo")
     server.start()
     traffic = TrafficModel(server, clients=2, duration=1.0)
     try:
@@ -245,7 +245,7 @@ def test_traffic_model_against_a_server_model() -> None:
 
 
 def test_traffic_model_explains_a_stopped_target() -> None:
-    traffic = TrafficModel(ServerModel("threading"))
+    traffic = TrafficModel(ServerModel(kind="threading"))
     status = traffic.send()
     assert status.state == "failed"
     assert "press Start" in status.text
@@ -253,7 +253,7 @@ def test_traffic_model_explains_a_stopped_target() -> None:
 
 def test_compare_model_default_servers_and_a_short_run() -> None:
     assert default_servers()[:3] == ("plain", "threading", "forking")
-    model = CompareModel("echo", ("plain", "threading"), clients=2, duration=0.5)
+    model = CompareModel(workload="echo", servers=("plain", "threading"), clients=2, duration=0.5)
     model.run()
     try:
         assert wait_for(lambda: model.status().state in ("done", "failed"), 60)
@@ -276,10 +276,10 @@ class Hang(sockserve.StreamRequestHandler):
         self.rfile.readline()
         time.sleep(600)
 
-forking = ServerModel("forking", handler=Hang)
+forking = ServerModel(kind="forking", handler=Hang)
 forking.child_timeout = 300   # so that only the exit clean-up can end the child in time
 forking.start()
-plain = ServerModel("threading")
+plain = ServerModel(kind="threading")
 plain.start()
 hold = socket.create_connection(forking.address)
 hold.sendall(b"x\n")
@@ -336,7 +336,7 @@ def test_a_handler_that_exits_the_serving_thread_is_reported_and_cleaned_up() ->
             self.rfile.readline()
             sys.exit(3)
 
-    model = ServerModel("plain", handler=Quitter)
+    model = ServerModel(kind="plain", handler=Quitter)
     model.start()
     port = model.address[1]
     try:
@@ -360,7 +360,7 @@ def test_stop_is_bounded_when_a_handler_thread_never_ends() -> None:
             self.rfile.readline()
             release.wait(30)
 
-    model = ServerModel("threading", handler=Stuck)
+    model = ServerModel(kind="threading", handler=Stuck)
     model.stop_timeout = 0.5
     model.start()
     port = model.address[1]
@@ -399,7 +399,7 @@ def test_binding_beyond_loopback_is_flagged_in_plain_words() -> None:
 
 
 def test_compare_stop_returns_within_a_second_and_keeps_the_partial_result() -> None:
-    model = CompareModel("io", ("plain", "threading", "forking"), clients=8, duration=30)
+    model = CompareModel(workload="io", servers=("plain", "threading", "forking"), clients=8, duration=30)
     model.run()
     try:
         assert wait_for(lambda: "requests" in model.status().text, 30)
@@ -421,8 +421,8 @@ def test_compare_stop_returns_within_a_second_and_keeps_the_partial_result() -> 
 
 
 def test_a_new_comparison_waits_for_the_stopped_one_without_blocking_the_caller() -> None:
-    first = CompareModel("io", ("threading",), clients=4, duration=30)
-    second = CompareModel("echo", ("plain",), clients=1, duration=0.3)
+    first = CompareModel(workload="io", servers=("threading",), clients=4, duration=30)
+    second = CompareModel(workload="echo", servers=("plain",), clients=1, duration=0.3)
     first.run()
     try:
         assert wait_for(lambda: "requests" in first.status().text, 30)
@@ -439,7 +439,7 @@ def test_a_new_comparison_waits_for_the_stopped_one_without_blocking_the_caller(
 
 
 def test_traffic_stop_is_bounded_and_a_stopped_server_ends_the_run() -> None:
-    server = ServerModel("threading", "io", delay_ms=5)
+    server = ServerModel(kind="threading", workload="io", params={"delay_ms": 5})
     server.start()
     traffic = TrafficModel(server, clients=2, duration=30)
     try:

@@ -66,7 +66,7 @@ def test_panels_are_vboxes_with_the_named_buttons() -> None:
 
 
 def test_start_status_refreshes_and_stop() -> None:
-    panel = ServerPanel("threading", "echo", key="t-start")
+    panel = ServerPanel(kind="threading", workload="echo", key="t-start")
     try:
         buttons(panel)["Start"].click()
         assert panel.model.running
@@ -106,7 +106,7 @@ def test_handler_class_from_the_notebook_and_its_errors() -> None:
             self.rfile.readline()
             raise RuntimeError("shouting")
 
-    panel = ServerPanel("forking", handler=Shouty, key="t-shouty")
+    panel = ServerPanel(kind="forking", handler=Shouty, key="t-shouty")
     try:
         assert panel._ui_workload.value == "Shouty"
         assert "DeprecationWarning" in panel._ui_note.value  # the fork note is shown
@@ -134,7 +134,7 @@ def test_rerunning_a_cell_replaces_the_older_panel() -> None:
 
 
 def test_send_updates_progress_plots_and_summary() -> None:
-    server = ServerPanel("threading", "echo", key="t-send-server")
+    server = ServerPanel(kind="threading", workload="echo", key="t-send-server")
     server.start()
     traffic = TrafficPanel(server, clients=2, duration=1.0, key="t-send")
     before = traffic._ui_latency.value
@@ -161,7 +161,7 @@ def test_send_updates_progress_plots_and_summary() -> None:
 # open for the life of the process (not one per run): not a leak of ours.
 @pytest.mark.allow_leaks
 def test_compare_panel_runs_and_shows_figure_and_table() -> None:
-    panel = ComparePanel("echo", ("plain", "threading"), clients=2, duration=0.5, key="t-cmp")
+    panel = ComparePanel(workload="echo", servers=("plain", "threading"), clients=2, duration=0.5, key="t-cmp")
     before = panel._ui_figure.value
     try:
         buttons(panel)["Run comparison"].click()
@@ -186,7 +186,7 @@ def test_stop_all_closes_panels_and_servers() -> None:
 def test_traffic_panel_aimed_at_an_address_in_open_loop() -> None:
     from sockserve.lab.models import ServerModel
 
-    server = ServerModel("forking-udp", "echo")
+    server = ServerModel(kind="forking-udp", workload="echo")
     server.start()
     traffic = TrafficPanel(server.address, transport="udp", mode="open", rate=100.0,
                            duration=1.0, key="t-address")
@@ -209,7 +209,7 @@ def test_traffic_panel_aimed_at_an_address_in_open_loop() -> None:
 
 @pytest.mark.allow_leaks
 def test_compare_panel_stop_rerun_and_stale_figure() -> None:
-    panel = ComparePanel("echo", ("plain",), clients=1, duration=0.5, key="t-stale")
+    panel = ComparePanel(workload="echo", servers=("plain",), clients=1, duration=0.5, key="t-stale")
     try:
         panel.run()
         assert wait_for(lambda: panel.model.status().state == "done", 60)
@@ -233,7 +233,7 @@ def test_compare_panel_stop_rerun_and_stale_figure() -> None:
         panel.run()
         assert wait_for(lambda: "requests" in panel.model.status().text, 30)
         began = time.monotonic()
-        again = ComparePanel("echo", ("plain",), key="t-stale")
+        again = ComparePanel(workload="echo", servers=("plain",), key="t-stale")
         assert time.monotonic() - began < 2.0
         again.close()
     finally:
@@ -242,7 +242,7 @@ def test_compare_panel_stop_rerun_and_stale_figure() -> None:
 
 
 def test_traffic_panel_stop_button() -> None:
-    server = ServerPanel("threading", "io", key="t-tstop-server")
+    server = ServerPanel(kind="threading", workload="io", key="t-tstop-server")
     server.start()
     traffic = TrafficPanel(server, clients=2, duration=30.0, key="t-tstop")
     try:

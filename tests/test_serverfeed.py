@@ -86,7 +86,7 @@ def test_the_lab_samples_peaks_of_a_server_in_this_process() -> None:
     from sockserve.lab.models import ServerModel
     from sockserve.lab.runs import TrafficModel
 
-    server = ServerModel("threading", "echo")
+    server = ServerModel(kind="threading", workload="echo")
     server.start()
     traffic = TrafficModel(server, clients=4, duration=0.8)
     try:

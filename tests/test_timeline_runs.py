@@ -124,7 +124,7 @@ def test_a_traffic_run_records_the_timeline_of_a_server_in_this_notebook() -> No
     from sockserve.lab.models import ServerModel
     from sockserve.lab.runs import TrafficModel
 
-    server = ServerModel("threading", "io", delay_ms=5)
+    server = ServerModel(kind="threading", workload="io", params={"delay_ms": 5})
     server.start()
     try:
         traffic = TrafficModel(server, clients=2, duration=0.3, rate=None, timeline=4)
@@ -144,8 +144,8 @@ def test_the_compare_panel_draws_the_timelines_it_was_asked_for() -> None:
     from sockserve.lab import figures
     from sockserve.lab.panels import ComparePanel
 
-    plain = ComparePanel("echo", ("plain",), clients=1, duration=0.5, key="t-timeline")
-    asked = ComparePanel("echo", ("plain",), clients=1, duration=0.5, key="t-timeline-on", timeline=5)
+    plain = ComparePanel(workload="echo", servers=("plain",), clients=1, duration=0.5, key="t-timeline")
+    asked = ComparePanel(workload="echo", servers=("plain",), clients=1, duration=0.5, key="t-timeline-on", timeline=5)
     try:
         assert plain._ui_timeline.layout.display == "none" == asked._ui_timeline.layout.display
         for panel in (plain, asked):

@@ -29,9 +29,10 @@ from typing import Any
 
 import ipywidgets as w  # type: ignore[import-untyped]
 
-from .kernelcharts import kernel_charts
+from .kernelcharts import describe_kernel_view, kernel_charts
 from .kernelmodel import KernelModel
-from .panels import _Panel, _Ticker
+from .panels import StaticView, _Panel, _Ticker
+from .svgchart import side_by_side
 
 __all__ = ["KernelPanel"]
 
@@ -90,6 +91,17 @@ class KernelPanel(_Panel):
     def _tick(self) -> bool:
         self._show(plot=True)
         return self.model.running
+
+    def static_view(self) -> StaticView:
+        status = self.model.status()
+        view: StaticView = [{"text/plain": "Kernel panel (the panel as this notebook left it; run the cell "
+                                           f"for the live panel): {status.text}"}]
+        if status.state != "unavailable":
+            series = self.model.series()
+            alt = describe_kernel_view(series)
+            view.append({"image/svg+xml": side_by_side(kernel_charts(series)), "text/plain": alt})
+            view.append({"text/plain": alt})
+        return view
 
     def _show(self, plot: bool) -> None:
         status = self.model.status()

@@ -36,7 +36,9 @@ from typing import Any
 from ..core.errors import format_address
 from ..core.lifecycle import ServerState
 from ..core.stats import CLIENT_GONE
+from ..measure.kinds import kind_names, make_server, resolve_kind
 from . import registry
+from .settings import ServerSettings, settings_of
 
 __all__ = ["ServerModel", "ServerStatus", "describe_error", "server_kinds", "FORK_NOTE"]
 
@@ -61,8 +63,6 @@ def server_kinds() -> list[str]:
     """The server kinds a :class:`ServerModel` can run (every kind with a
     class: plain, threading, forking x TCP, UDP, Unix, Unix datagram, and
     pool kinds when they exist)."""
-    from ..measure.kinds import kind_names, resolve_kind
-
     return [name for name in kind_names() if resolve_kind(name).server_class is not None]
 
 
@@ -141,10 +141,16 @@ def exposure_warning(host: str) -> str:
 class ServerModel:
     """One server, run in a background thread of this process.
 
-    Callers set the fields (``kind``, ``workload`` or ``handler``, ``host``,
-    ``port``, ``path``, ``params``), then use :meth:`start`, :meth:`stop`,
-    :meth:`status`, :meth:`errors` and :attr:`address`. ``start`` never
-    raises for a bad setting or a bind error: the status says what happened.
+    ``ServerModel(settings=None, /, **choices)``: what to serve is a
+    :class:`~.settings.ServerSettings` (``kind``, ``workload`` or ``handler``,
+    ``host``, ``port``, ``path``, ``params``), given as an object or as
+    keywords; a view hands it new settings by assigning :attr:`settings`
+    (read at each :meth:`start`). Callers use :meth:`start`, :meth:`stop`,
+    :meth:`status`, :meth:`errors`, :attr:`address`, and :meth:`on_change`
+    to hear when the server starts or stops. ``start`` never raises for a
+    bad setting or a bind error: the status says what happened. The server
+    is built by :func:`sockserve.measure.kinds.make_server`, the factory
+    the command line uses.
 
     Tuning: ``request_timeout`` (30 s; None for none) is the total deadline of
     one request, from accept to the end of its handler, in every model (a
@@ -165,23 +171,9 @@ class ServerModel:
     stop_grace: float = 2.0
     stop_timeout: float = 10.0
 
-    def __init__(
-        self,
-        kind: str = "threading",
-        workload: str = "echo",
-        handler: type | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        path: str | None = None,
-        **params: float,
-    ) -> None:
-        self.kind = kind
-        self.workload = workload
-        self.handler = handler
-        self.host = host
-        self.port = port
-        self.path = path
-        self.params: dict[str, float] = dict(params)
+    def __init__(self, settings: ServerSettings | None = None, /, **choices: Any) -> None:
+        self.settings = settings_of(ServerSettings, settings, choices, "ServerModel")
+        self._listeners: list[Callable[[], None]] = []
         self._lock = threading.RLock()
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -200,8 +192,12 @@ class ServerModel:
         return self._server is not None
 
     @property
+    def kind(self) -> str:
+        return self.settings.kind
+
+    @property
     def workload_name(self) -> str:
-        return self.handler.__name__ if self.handler is not None else self.workload
+        return self.settings.workload_name
 
     @property
     def address(self) -> Any:
@@ -211,15 +207,34 @@ class ServerModel:
 
     @property
     def transport(self) -> str:
-        from ..measure.kinds import resolve_kind
-
         return resolve_kind(self.kind).transport
 
     @property
     def is_forking(self) -> bool:
-        from ..measure.kinds import resolve_kind
-
         return resolve_kind(self.kind).concurrency in ("forking", "prefork")
+
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call *callback* (no arguments, from whichever thread started or
+        stopped the server) each time the server starts, stops or fails;
+        returns the function that cancels it."""
+        with self._lock:
+            self._listeners.append(callback)
+
+        def cancel() -> None:
+            with self._lock:
+                if callback in self._listeners:
+                    self._listeners.remove(callback)
+
+        return cancel
+
+    def _changed(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            try:
+                callback()
+            except Exception as exc:  # a view's failure must not stop the server's
+                print(f"sockserve.lab: a listener failed: {exc!r}", file=sys.__stderr__)
 
     @property
     def server(self) -> Any:
@@ -266,9 +281,12 @@ class ServerModel:
                 self._close_events()
                 self._remove_tempdir()
                 self._message, self._failed = describe_error(exc), True
-                return self.status()
+                status = self.status()
+                self._changed()
+                return status
             self._server = server
-            self._warning = "" if isinstance(server.server_address, str) else exposure_warning(self.host)
+            self._warning = ("" if isinstance(server.server_address, str)
+                             else exposure_warning(self.settings.host))
             registry.track(self)
             self._thread = threading.Thread(
                 target=self._serve, args=(server,), name="sockserve-lab-server", daemon=True
@@ -282,6 +300,7 @@ class ServerModel:
             if self._server is not server:
                 break  # the loop failed at once
             time.sleep(0.005)
+        self._changed()
         return self.status()
 
     def _serve(self, server: Any) -> None:
@@ -302,6 +321,7 @@ class ServerModel:
             thread, self._thread = self._thread, None
         if server is None:
             registry.untrack(self)
+            self._changed()
             return
         stuck: list[str] = []
         try:
@@ -336,6 +356,7 @@ class ServerModel:
                         f"{self.stop_timeout:g} s (a handler may be stuck); the port is released."
                     )
             registry.untrack(self)
+            self._changed()
 
     def _end_children(self, server: Any) -> None:
         """Give forked children ``stop_grace`` seconds, then kill the rest."""
@@ -353,45 +374,33 @@ class ServerModel:
         server.collect_children(blocking=True)
 
     def _make_server(self) -> Any:
-        from ..measure.kinds import resolve_kind
-
-        info = resolve_kind(self.kind)
+        """The server of :attr:`settings`, built by the CLI's factory with the
+        lab's class attributes (error reporting, deadlines), bound."""
+        settings = self.settings
+        info = resolve_kind(settings.kind)
         if info.server_class is None:
             raise ValueError(f"the {info.name} kind cannot run inside the notebook")
-        handler = self.handler
-        if handler is None:
-            from ..measure.workloads import handler_for
-
-            handler = handler_for(self.workload, **self.params)
+        host, port, path = settings.host.strip() or "127.0.0.1", settings.port, settings.path
         if info.is_unix:
-            if self.path:
-                address: Any = self.path
-            else:
+            if not path:
                 self._tempdir = tempfile.mkdtemp(prefix="sockserve-lab-")
-                address = os.path.join(self._tempdir, "server.sock")
-        else:
-            if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-                raise ValueError(f"the port must be a whole number from 0 to 65535, not {self.port!r}")
-            address = (self.host.strip() or "127.0.0.1", self.port)
+                path = os.path.join(self._tempdir, "server.sock")
+        elif not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"the port must be a whole number from 0 to 65535, not {port!r}")
         if info.concurrency in ("forking", "prefork"):
             _quiet_fork_warning()
         reader, writer = os.pipe()
         os.set_blocking(reader, False)
         os.set_blocking(writer, False)
         self._events = (reader, writer)
-        attrs: dict[str, Any] = {
-            "handle_error": _report_handler_error,
-            "lab_events_fd": writer,
-            "__module__": info.server_class.__module__,
-        }
+        attrs: dict[str, Any] = {"handle_error": _report_handler_error, "lab_events_fd": writer}
         if hasattr(info.server_class, "request_timeout"):
             attrs["request_timeout"] = self.request_timeout
         if info.concurrency == "forking":
             attrs["child_timeout"] = self.child_timeout
-        if not info.is_unix and ":" in address[0]:
-            attrs["address_family"] = socket.AF_INET6
-        cls = type(info.server_class.__name__, (info.server_class,), attrs)
-        return cls(address, handler)
+        if settings.handler is not None:
+            return make_server(info.name, settings.handler, host, port, path, attrs)
+        return make_server(info.name, settings.workload, host, port, path, attrs, **settings.params)
 
     # -- handler errors ------------------------------------------------------
 

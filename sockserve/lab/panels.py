@@ -5,19 +5,32 @@ it. Its child widgets are private; its public surface is a few methods
 (``start``/``stop``, ``send``, ``run``) that do what its buttons do, and the
 ``model`` it shows.
 
+A panel takes its model's settings (:mod:`.settings`), as keywords or as
+one object, and passes them down: ``ServerPanel(kind="forking")`` or
+``ServerPanel(ServerSettings(kind="forking"))``; only its own knobs
+(``key``, a traffic panel's ``target``) are its own arguments.
+
 Threads: a button's click runs in the kernel's main thread. While something
 runs, a panel's *ticker* thread polls the model a few times a second and
 only assigns widget values (ipywidgets sends those as messages; no output
 capture happens in that thread). A panel's ``close()`` (and
 ``sockserve.lab.stop_all()``, and running the panel's cell again) stops its
 ticker and what its model runs.
+
+A saved notebook cannot show a live widget. :func:`static_views` gives,
+for every panel alive, a picture of its present state (its figure or
+charts, with their text alternative, and its status in words) as
+mimebundles; ``notebooks/src/sync.py`` saves those in place of the widget.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import html
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -28,8 +41,45 @@ from ..measure.workloads import WORKLOAD_NAMES
 from . import figures, livecharts, registry
 from .models import FORK_NOTE, ServerModel, server_kinds
 from .runs import CompareModel, TrafficModel, default_servers
+from .settings import CompareSettings, ServerSettings, TrafficSettings, settings_of
+from .svgchart import side_by_side
 
-__all__ = ["ServerPanel", "TrafficPanel", "ComparePanel"]
+__all__ = ["ServerPanel", "TrafficPanel", "ComparePanel", "static_views", "seconds_box"]
+
+#: A picture of a panel for a saved notebook: mimebundles, shown one after another.
+StaticView = list[dict[str, str]]
+#: Every panel alive, for static_views() (a panel that is garbage is gone from it).
+_LIVE: weakref.WeakSet[_Panel] = weakref.WeakSet()
+_SAVED_NOTE = "(the panel as this notebook left it; run the cell for the live panel)"
+
+
+def static_views() -> dict[str, StaticView]:
+    """Widget model id -> a picture of that panel as it is now, for every
+    panel alive: what ``sync.py`` saves in place of the live widget."""
+    views: dict[str, StaticView] = {}
+    for panel in list(_LIVE):
+        try:
+            model_id = panel.model_id
+        except Exception:  # a closed widget has no model id any more
+            continue
+        if model_id:
+            views[str(model_id)] = panel.static_view()
+    return views
+
+
+def seconds_box(value: float, description: str) -> Any:
+    """A box for a duration in seconds that shows and keeps exactly *value*
+    (a slider would round it to its step: 0.8 shown as 1.00, and measured
+    as 1 s once the page sends the rounded value back)."""
+    return w.BoundedFloatText(value=float(value), min=0.1, max=600.0, step=0.1, description=description)
+
+
+def _text(text: str) -> dict[str, str]:
+    return {"text/plain": text}
+
+
+def _png(data: bytes, alt: str) -> dict[str, str]:
+    return {"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}
 
 _TICK = 0.25  # seconds between status refreshes (4 per second)
 _LIVE_TICK = 0.1  # the traffic panel's live charts: up to 10 redraws a second
@@ -83,13 +133,19 @@ def _pre(text: str) -> str:
 
 
 class _Panel(w.VBox):  # type: ignore[misc]
-    """What every panel shares: its registry slot and close()."""
+    """What every panel shares: its registry slot, close() and static_view()."""
 
     _slot: str
 
     def _claim(self, key: str | None) -> None:
         self._slot = key or registry.cell_slot(type(self).__name__)
         registry.claim(self._slot, self)
+        _LIVE.add(self)
+
+    def static_view(self) -> StaticView:  # pragma: no cover - overridden
+        """The panel's present state as mimebundles (pictures with their text
+        alternative, then its status in words)."""
+        raise NotImplementedError
 
     def stop(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -108,37 +164,28 @@ class _Panel(w.VBox):  # type: ignore[misc]
 class ServerPanel(_Panel):
     """Start and stop one server in the kernel, and watch its counters.
 
-    ``ServerPanel(kind="threading", workload="echo", handler=None,
-    host="127.0.0.1", port=0, path=None, key=None, **params)``. Pass
-    ``handler=MyHandler`` to serve a handler class defined in the notebook.
-    *key* names the panel's registry slot (default: the cell that made it).
-    Buttons: ``Start``, ``Stop``; methods :meth:`start`, :meth:`stop`;
-    :attr:`model` is the :class:`ServerModel`, :attr:`address` its address.
+    ``ServerPanel(settings=None, /, *, key=None, **choices)``: the server is
+    a :class:`~.settings.ServerSettings` (``kind``, ``workload`` or
+    ``handler``, ``host``, ``port``, ``path``, ``params``), as an object or
+    as keywords. Pass ``handler=MyHandler`` to serve a handler class defined
+    in the notebook. *key* names the panel's registry slot (default: the
+    cell that made it). Buttons: ``Start``, ``Stop``; methods :meth:`start`,
+    :meth:`stop`; :attr:`model` is the :class:`ServerModel`,
+    :attr:`address` its address.
     """
 
-    def __init__(
-        self,
-        kind: str = "threading",
-        workload: str = "echo",
-        handler: type | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        *,
-        path: str | None = None,
-        key: str | None = None,
-        **params: float,
-    ) -> None:
-        self.model = ServerModel(kind, workload, handler, host, port, path, **params)
+    def __init__(self, settings: ServerSettings | None = None, /, *, key: str | None = None,
+                 **choices: Any) -> None:
+        self.model = ServerModel(settings_of(ServerSettings, settings, choices, "ServerPanel"))
+        given = self.model.settings
         kinds = server_kinds()
         workloads = list(WORKLOAD_NAMES)
-        if handler is not None:
-            workloads.insert(0, handler.__name__)
-        self._ui_kind = w.Dropdown(options=kinds, value=self.model.kind, description="server")
-        self._ui_workload = w.Dropdown(
-            options=workloads, value=self.model.workload_name, description="workload"
-        )
-        self._ui_host = w.Text(value=host, description="host")
-        self._ui_port = w.IntText(value=port, description="port")
+        if given.handler is not None:
+            workloads.insert(0, given.handler.__name__)
+        self._ui_kind = w.Dropdown(options=kinds, value=given.kind, description="server")
+        self._ui_workload = w.Dropdown(options=workloads, value=given.workload_name, description="workload")
+        self._ui_host = w.Text(value=given.host, description="host")
+        self._ui_port = w.IntText(value=given.port, description="port")
         self._ui_start = w.Button(description="Start", button_style="success", icon="play")
         self._ui_stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self._ui_status = w.HTML()
@@ -173,14 +220,13 @@ class ServerPanel(_Panel):
         model = self.model
         if model.running:
             return
-        model.kind = self._ui_kind.value
+        given = model.settings
         choice = self._ui_workload.value
-        if model.handler is not None and choice == model.handler.__name__:
-            pass  # keep serving the notebook's handler class
-        else:
-            model.handler, model.workload = None, choice
-        model.host = self._ui_host.value
-        model.port = int(self._ui_port.value)
+        served: dict[str, Any] = {}
+        if given.handler is None or choice != given.handler.__name__:
+            served = {"handler": None, "workload": choice}  # else: keep the notebook's handler class
+        model.settings = dataclasses.replace(given, kind=self._ui_kind.value, host=self._ui_host.value,
+                                             port=int(self._ui_port.value), **served)
         self._seen_errors = 0
         self._ui_problems.value = ""
         status = model.start()
@@ -198,6 +244,12 @@ class ServerPanel(_Panel):
         status = self.model.status()
         self._show(status)
         return status.state == "running"
+
+    def static_view(self) -> StaticView:
+        status = self.model.status()
+        lines = [f"Server panel {_SAVED_NOTE}:", status.line()]
+        lines += [f"handler error: {e}" for e in self.model.errors()[-3:]]
+        return [_text("\n".join(lines))]
 
     def _show(self, status: Any) -> None:
         running = status.state == "running"
@@ -232,53 +284,42 @@ class ServerPanel(_Panel):
 class TrafficPanel(_Panel):
     """Send load at a server and watch latency, threads and children live.
 
-    ``TrafficPanel(target, *, mode="closed", clients=4, rate=200.0,
-    duration=3.0, connection="new", transport="tcp", workload=None,
-    key=None, timeline=False)``: *target* is a :class:`ServerPanel`, a :class:`ServerModel`
-    or an address. Button ``Send``; method :meth:`start_load`; :attr:`model` is
-    the :class:`TrafficModel` (its ``result`` is the last LoadResult). With
-    *timeline* (True or a cap) and a server of this notebook as the target,
-    each run ends with its request timeline drawn (one lane per worker).
+    ``TrafficPanel(target, settings=None, /, *, key=None, **choices)``:
+    *target* is a :class:`ServerPanel`, a :class:`ServerModel` or an
+    address; the load is a :class:`~.settings.TrafficSettings` (``mode``,
+    ``clients``, ``rate``, ``duration``, ``connection``, ``transport``,
+    ``workload``, ``timeline``, ...), as an object or as keywords. Button
+    ``Send``; method :meth:`start_load`; :attr:`model` is the
+    :class:`TrafficModel` (its ``result`` is the last LoadResult). With
+    ``timeline`` (True or a cap) and a server of this notebook as the
+    target, each run ends with its request timeline drawn (one lane per
+    worker). The target line follows the server: it says where the server
+    serves as soon as it starts, and when it stops.
     """
 
-    def __init__(
-        self,
-        target: Any,
-        *,
-        mode: str = "closed",
-        clients: int = 4,
-        rate: float = 200.0,
-        duration: float = 3.0,
-        connection: str = "new",
-        transport: str = "tcp",
-        workload: str | None = None,
-        key: str | None = None,
-        timeline: bool | int = False,
-    ) -> None:
+    def __init__(self, target: Any, settings: TrafficSettings | None = None, /, *, key: str | None = None,
+                 **choices: Any) -> None:
         self._target_panel = target if isinstance(target, ServerPanel) else None
         model_target = target.model if isinstance(target, ServerPanel) else target
-        self.model = TrafficModel(
-            model_target, transport=transport, workload=workload, mode=mode,
-            clients=clients, rate=rate, duration=duration, connection=connection,
-            timeline=timeline,
-        )
+        self.model = TrafficModel(model_target, settings_of(TrafficSettings, settings, choices, "TrafficPanel"))
+        given = self.model.settings
         self._ui_timeline = _timeline_image()
         self._timeline_shown: Any = None
         self._ui_target = w.HTML()
-        self._ui_mode = w.ToggleButtons(options=["closed", "open"], value=mode, description="loop")
-        self._ui_clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
-        self._ui_rate = w.FloatText(value=rate, description="rate /s")
-        self._ui_duration = w.FloatSlider(value=duration, min=0.5, max=30, step=0.5, description="seconds")
+        self._ui_mode = w.ToggleButtons(options=["closed", "open"], value=given.mode, description="loop")
+        self._ui_clients = w.IntSlider(value=given.clients, min=1, max=64, description="clients")
+        self._ui_rate = w.FloatText(value=given.rate or 0.0, description="rate /s")
+        self._ui_duration = seconds_box(given.duration, "seconds")
         self._ui_connection = w.ToggleButtons(
-            options=["new", "persistent"], value=connection, description="connection"
+            options=["new", "persistent"], value=given.connection, description="connection"
         )
         self._ui_send = w.Button(description="Send", button_style="primary", icon="paper-plane")
         self._ui_stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self._ui_progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress")
         self._ui_cap = w.HTML()
-        self._ui_latency = w.HTML(value=livecharts.latency_chart([], duration))
-        self._ui_outcomes = w.HTML(value=livecharts.outcomes_chart([], duration))
-        self._ui_concurrency = w.HTML(value=livecharts.concurrency_chart([], duration))
+        self._ui_latency = w.HTML(value=livecharts.latency_chart([], given.duration))
+        self._ui_outcomes = w.HTML(value=livecharts.outcomes_chart([], given.duration))
+        self._ui_concurrency = w.HTML(value=livecharts.concurrency_chart([], given.duration))
         self._ui_summary = w.HTML()
         self._drawn = 0  # samples drawn so far
         self._ui_send.on_click(lambda _button: self.start_load())
@@ -305,6 +346,9 @@ class TrafficPanel(_Panel):
         self._show_target()
         self._show_cap()
         self._ui_summary.value = _pre(self.model.status().text)
+        self._stop_following: Callable[[], None] | None = None
+        if isinstance(model_target, ServerModel):  # the target line follows the server's start and stop
+            self._stop_following = model_target.on_change(self._show_target)
         self._claim(key)
 
     def start_load(self) -> None:
@@ -312,11 +356,7 @@ class TrafficPanel(_Panel):
         model = self.model
         if model.running:
             return
-        model.mode = self._ui_mode.value
-        model.clients = int(self._ui_clients.value)
-        model.rate = float(self._ui_rate.value)
-        model.duration = float(self._ui_duration.value)
-        model.connection = self._ui_connection.value
+        model.settings = self._choices()
         self._show_target()
         self._show_cap()
         status = model.send()
@@ -335,6 +375,42 @@ class TrafficPanel(_Panel):
         self._show(self.model.poll(), plots=True)
         self._ui_send.disabled = False
         self._ui_stop.disabled = True
+
+    def close(self) -> None:
+        if self._stop_following is not None:
+            self._stop_following()
+            self._stop_following = None
+        super().close()
+
+    def _choices(self) -> TrafficSettings:
+        """The model's settings with the widgets' values."""
+        return dataclasses.replace(
+            self.model.settings, mode=self._ui_mode.value, clients=int(self._ui_clients.value),
+            rate=float(self._ui_rate.value), duration=float(self._ui_duration.value),
+            connection=self._ui_connection.value)
+
+    def static_view(self) -> StaticView:
+        samples = list(self.model.samples)
+        duration = self.model.duration
+        charts = side_by_side([livecharts.latency_chart(samples, duration),
+                               livecharts.outcomes_chart(samples, duration),
+                               livecharts.concurrency_chart(samples, duration)])
+        alt = livecharts.describe_charts(samples)
+        view: StaticView = [
+            _text(f"Traffic panel {_SAVED_NOTE}: {html.unescape(self._ui_target.value)}"),
+            {"image/svg+xml": charts, "text/plain": alt},
+            _text(alt),
+            _text(self.model.status().text),
+        ]
+        if self._timeline_shown is not None:
+            timelines = {"this run": self._timeline_shown}
+            unit = self._unit()
+            view.append(_png(figures.timeline_png(timelines, unit), ""))
+            view.append(_text(_describe_timelines(timelines, unit)))
+        return view
+
+    def _unit(self) -> str:
+        return "connection" if self.model.settings.connection == "persistent" else "request"
 
     def _tick(self) -> bool:
         status = self.model.poll()
@@ -364,10 +440,10 @@ class TrafficPanel(_Panel):
         timeline = self.model.timeline
         if status.state != "running" and timeline is not None and timeline is not self._timeline_shown:
             self._timeline_shown = timeline
-            _show_timeline(self._ui_timeline, {"this run": timeline})
+            _show_timeline(self._ui_timeline, {"this run": timeline}, self._unit())
 
     def _show_cap(self) -> None:
-        self.model.duration = float(self._ui_duration.value)
+        self.model.settings = dataclasses.replace(self.model.settings, duration=float(self._ui_duration.value))
         self._ui_cap.value = f"<small class='sockserve-cap'>{html.escape(self.model.cap_text())}</small>"
 
     def _show_mode(self) -> None:
@@ -380,10 +456,10 @@ class TrafficPanel(_Panel):
         if isinstance(target, ServerModel):
             where = target.status()
             text = f"target: {where.kind} server " + (
-                f"on {where.address}" if where.address else "(not running yet)"
+                f"on {where.address}" if where.address else "(not running: press Start on its panel)"
             )
         else:
-            text = f"target: {target!r} ({self.model.transport})"
+            text = f"target: {target!r} ({self.model.settings.transport})"
         self._ui_target.value = html.escape(text)
 
 
@@ -397,35 +473,30 @@ _STALE_CSS = (
 class ComparePanel(_Panel):
     """One click runs plain vs threading vs forking (and more) side by side.
 
-    ``ComparePanel(workload="io", servers=None, *, clients=8, duration=2.0,
-    key=None, timeline=False)``; buttons ``Run comparison`` and ``Stop``; methods
-    :meth:`run` and :meth:`stop`; :attr:`model` is the :class:`CompareModel`
-    (``comparison`` when done; ``model.wait()`` blocks until then). Each
-    server and the load run in their own processes, not in the kernel.
-    While a new comparison runs, the previous figure stays, greyed and
-    labelled as the previous result. With *timeline* (True or a cap per
-    server) the result ends with each server's request timeline drawn.
+    ``ComparePanel(settings=None, /, *, key=None, **choices)``: the
+    comparison is a :class:`~.settings.CompareSettings` (``workload``,
+    ``servers``, ``clients``, ``duration`` per server, ``connection``,
+    ``timeline``, ``workload_params``), as an object or as keywords; buttons
+    ``Run comparison`` and ``Stop``; methods :meth:`run` and :meth:`stop`;
+    :attr:`model` is the :class:`CompareModel` (``comparison`` when done;
+    ``model.wait()`` blocks until then). Each server and the load run in
+    their own processes, not in the kernel. While a new comparison runs,
+    the previous figure stays, greyed and labelled as the previous result.
+    With ``timeline`` (True or a cap per server) the result ends with each
+    server's request timeline drawn.
     """
 
-    def __init__(
-        self,
-        workload: str = "io",
-        servers: tuple[str, ...] | None = None,
-        *,
-        clients: int = 8,
-        duration: float = 2.0,
-        key: str | None = None,
-        timeline: bool | int = False,
-    ) -> None:
-        self.model = CompareModel(workload, servers, clients=clients, duration=duration, timeline=timeline)
+    def __init__(self, settings: CompareSettings | None = None, /, *, key: str | None = None,
+                 **choices: Any) -> None:
+        self.model = CompareModel(settings_of(CompareSettings, settings, choices, "ComparePanel"))
+        given = self.model.settings
         self._ui_timeline = _timeline_image()
-        choices = list(dict.fromkeys([*default_servers(), *kind_names()]))
-        self._ui_workload = w.Dropdown(options=list(WORKLOAD_NAMES), value=workload, description="workload")
-        self._ui_servers = w.SelectMultiple(
-            options=choices, value=tuple(self.model.servers), rows=4, description="servers"
-        )
-        self._ui_clients = w.IntSlider(value=clients, min=1, max=64, description="clients")
-        self._ui_duration = w.FloatSlider(value=duration, min=0.5, max=10, step=0.5, description="s each")
+        options = list(dict.fromkeys([*default_servers(), *kind_names(), *given.servers]))
+        self._ui_workload = w.Dropdown(options=list(WORKLOAD_NAMES), value=given.workload,
+                                       description="workload")
+        self._ui_servers = w.SelectMultiple(options=options, value=given.servers, rows=4, description="servers")
+        self._ui_clients = w.IntSlider(value=given.clients, min=1, max=64, description="clients")
+        self._ui_duration = seconds_box(given.duration, "s each")
         self._ui_run = w.Button(description="Run comparison", button_style="primary", icon="balance-scale",
                              layout=w.Layout(width="auto"))
         self._ui_stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -466,10 +537,9 @@ class ComparePanel(_Panel):
         model = self.model
         if model.running:
             return
-        model.workload = self._ui_workload.value
-        model.servers = tuple(self._ui_servers.value) or default_servers()
-        model.clients = int(self._ui_clients.value)
-        model.duration = float(self._ui_duration.value)
+        model.settings = dataclasses.replace(
+            model.settings, workload=self._ui_workload.value, servers=tuple(self._ui_servers.value),
+            clients=int(self._ui_clients.value), duration=float(self._ui_duration.value))
         self._ui_run.disabled = True
         self._ui_stop.disabled = False
         if self._has_figure:
@@ -492,6 +562,21 @@ class ComparePanel(_Panel):
     def close(self) -> None:
         self._ticker.stop()
         super().close()
+
+    def static_view(self) -> StaticView:
+        status = self.model.status()
+        view: StaticView = [_text(f"Comparison panel {_SAVED_NOTE}:")]
+        comparison = self._shown
+        if comparison is not None:
+            view.append(_png(self._ui_figure.value, "The comparison's figure: latency, throughput, threads "
+                             "and children of each server; the table below holds its figures."))
+            view.append(_text(status.text))
+            if any(run.timeline for run in comparison.runs):
+                view.append(_png(figures.timeline_png(comparison), ""))
+                view.append(_text(_describe_timelines(comparison, None)))
+        else:
+            view.append(_text(status.text))
+        return view
 
     def _tick(self) -> bool:
         status = self.model.status()
@@ -534,6 +619,12 @@ def _timeline_image() -> Any:
                                                  align_self="flex-start"))
 
 
-def _show_timeline(image: Any, timelines: Any) -> None:
-    image.value = figures.timeline_png(timelines)
+def _show_timeline(image: Any, timelines: Any, unit: str | None = None) -> None:
+    image.value = figures.timeline_png(timelines, unit)
     image.layout.display = ""
+
+
+def _describe_timelines(timelines: Any, unit: str | None) -> str:
+    from ..plots.timeline import describe_timelines
+
+    return describe_timelines(timelines, unit)

@@ -14,6 +14,7 @@ result). Both are tracked by :mod:`.registry` while they run.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import registry
 from .models import ServerModel, describe_error
+from .settings import CompareSettings, TrafficSettings, settings_of
 
 __all__ = ["Sample", "TrafficModel", "TrafficStatus", "CompareModel", "CompareStatus"]
 
@@ -63,47 +65,26 @@ class TrafficStatus:
 class TrafficModel:
     """Load sent at one server.
 
-    ``target`` is a :class:`ServerModel` (its current address, transport and
-    workload are used at each :meth:`send`) or an address: ``(host, port)``
-    or a Unix socket path (then set ``transport``). The other fields are
-    those of :class:`sockserve.load.LoadSpec`: ``mode`` ("closed"/"open"),
-    ``clients``, ``rate``, ``duration``, ``connection`` ("new"/"persistent"),
-    ``workload`` (None: the target's workload, or "echo" for a handler class).
+    ``TrafficModel(target, settings=None, /, **choices)``: ``target`` is a
+    :class:`ServerModel` (its current address, transport and workload are
+    used at each :meth:`send`) or an address: ``(host, port)`` or a Unix
+    socket path (then set ``transport``). What to send is a
+    :class:`~.settings.TrafficSettings` (mode, clients, rate, duration,
+    connection, ...), given as an object or as keywords; a view hands it new
+    settings by assigning :attr:`settings` (read at each :meth:`send`).
 
-    ``timeline`` (False; True or a cap) records when and where each request
-    ran while the load runs, if the target is a :class:`ServerModel` (a
+    With ``settings.timeline`` (True or a cap) each run records when and
+    where each request ran, if the target is a :class:`ServerModel` (a
     server in this process); after the run ``timeline`` holds it
     (``Timeline.to_dict()``), else None.
     """
 
-    def __init__(
-        self,
-        target: ServerModel | Any,
-        *,
-        transport: str = "tcp",
-        workload: str | None = None,
-        mode: str = "closed",
-        clients: int = 4,
-        rate: float | None = 200.0,
-        duration: float = 3.0,
-        connection: str = "new",
-        max_requests: int = 100_000,
-        timeline: bool | int = False,
-    ) -> None:
-        from ..measure.experiment import timeline_cap
-
-        self.timeline_cap = timeline_cap(timeline)
+    def __init__(self, target: ServerModel | Any, settings: TrafficSettings | None = None, /,
+                 **choices: Any) -> None:
+        self.settings = settings_of(TrafficSettings, settings, choices, "TrafficModel")
         self.timeline: dict[str, Any] | None = None
         self._recording: Any = None  # the server whose timeline is being recorded
         self.target = target
-        self.transport = transport
-        self.workload = workload
-        self.mode = mode
-        self.clients = clients
-        self.rate = rate
-        self.duration = duration
-        self.connection = connection
-        self.max_requests = max_requests
         self._lock = threading.RLock()
         self._run: Any = None
         self._started = 0.0
@@ -117,38 +98,49 @@ class TrafficModel:
         run = self._run
         return run is not None and not run.done
 
+    @property
+    def duration(self) -> float:
+        return float(self.settings.duration)
+
+    @property
+    def timeline_cap(self) -> int | None:
+        from ..measure.experiment import timeline_cap
+
+        return timeline_cap(self.settings.timeline)
+
     def spec(self) -> Any:
         """The :class:`sockserve.load.LoadSpec` that :meth:`send` would use."""
         from ..load.runner import LoadSpec
 
-        target = self.target
+        target, settings = self.target, self.settings
         if isinstance(target, ServerModel):
             if target.address is None:
                 raise ValueError("the server is not running: press Start on its panel first")
+            served = target.settings
             address, transport = target.address, target.transport
-            workload = self.workload or (target.workload if target.handler is None else "echo")
-            params = dict(target.params) if target.handler is None else {}
+            workload = settings.workload or (served.workload if served.handler is None else "echo")
+            params = dict(served.params) if served.handler is None else {}
             # The server runs in this process, whose thread count includes
             # the kernel's own threads: the samples count the server's
             # handler threads and children from its stats instead.
             pid: int | None = None
         else:
-            address, transport = target, self.transport
-            workload, params, pid = self.workload or "echo", {}, None
+            address, transport = target, settings.transport
+            workload, params, pid = settings.workload or "echo", {}, None
         if isinstance(address, list):
             address = tuple(address)
-        mode = self.mode
+        mode = settings.mode
         return LoadSpec(
             address=address,
             transport=transport,
             workload=workload,
             workload_params=params,
             mode=mode,
-            clients=max(1, int(self.clients)),
-            rate=float(self.rate) if mode == "open" and self.rate else None,
-            duration=float(self.duration),
-            max_requests=int(self.max_requests),
-            connection=self.connection,
+            clients=max(1, int(settings.clients)),
+            rate=float(settings.rate) if mode == "open" and settings.rate else None,
+            duration=float(settings.duration),
+            max_requests=int(settings.max_requests),
+            connection=settings.connection,
             server_pid=pid,
         )
 
@@ -217,7 +209,7 @@ class TrafficModel:
 
     def cap_text(self) -> str:
         """The bounds of the next run, in words (shown before it starts)."""
-        return (f"A run ends after {float(self.duration):g} s or {int(self.max_requests):,} requests, "
+        return (f"A run ends after {self.duration:g} s or {int(self.settings.max_requests):,} requests, "
                 "whichever comes first, or when you press Stop.")
 
     def _add_sample(self, progress: Any) -> None:
@@ -309,11 +301,13 @@ _ONE_AT_A_TIME = threading.Lock()
 class CompareModel:
     """Plain vs threading vs forking (and more) on one workload.
 
-    Fields: ``workload``, ``servers`` (kind names; default
-    :func:`default_servers`), ``clients``, ``duration`` (per server),
-    ``connection``, ``workload_params``, ``timeline`` (False; True or a
-    cap per server: each run records when and where its requests ran, see
-    :func:`sockserve.measure.experiment.compare`). :meth:`run` starts the comparison
+    ``CompareModel(settings=None, /, **choices)``: what to compare is a
+    :class:`~.settings.CompareSettings` (``workload``, ``servers``: kind
+    names, default :func:`default_servers`; ``clients``, ``duration`` per
+    server, ``connection``, ``workload_params``, ``timeline``: False, or True
+    or a cap per server, see :func:`sockserve.measure.experiment.compare`),
+    given as an object or as keywords; a view hands it new settings by
+    assigning :attr:`settings` (read at each :meth:`run`). :meth:`run` starts the comparison
     in a background thread; ``comparison`` holds the result when done (a
     partial one, ``cancelled``, after a stop). :meth:`stop` is the Stop
     button: it returns within about a second, whatever runs; the servers
@@ -321,24 +315,10 @@ class CompareModel:
     comparison has ended and returns it.
     """
 
-    def __init__(
-        self,
-        workload: str = "io",
-        servers: tuple[str, ...] | None = None,
-        *,
-        clients: int = 8,
-        duration: float = 2.0,
-        connection: str = "new",
-        timeline: bool | int = False,
-        **workload_params: float,
-    ) -> None:
-        self.workload = workload
-        self.timeline = timeline
-        self.servers = tuple(servers) if servers else default_servers()
-        self.clients = clients
-        self.duration = duration
-        self.connection = connection
-        self.workload_params = dict(workload_params)
+    def __init__(self, settings: CompareSettings | None = None, /, **choices: Any) -> None:
+        self._settings = settings_of(CompareSettings, settings, choices, "CompareModel")
+        self.settings = self._settings  # resolves the default servers
+        self._running = self._settings  # what the current (or last) run measures
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -350,6 +330,19 @@ class CompareModel:
         self._message = ""
         self._waiting = False
         self.comparison: Any = None
+
+    @property
+    def settings(self) -> CompareSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: CompareSettings) -> None:
+        servers = tuple(value.servers) or default_servers()
+        self._settings = dataclasses.replace(value, servers=servers)
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        return self._settings.servers
 
     @property
     def running(self) -> bool:
@@ -365,6 +358,7 @@ class CompareModel:
             self._current, self._done_servers = "", 0
             self._stop = threading.Event()
             self._started = time.monotonic()
+            self._running = self._settings  # what this run measures, whatever a view sets meanwhile
             self._thread = threading.Thread(
                 target=self._work, args=(self._stop,), name="sockserve-lab-compare", daemon=True
             )
@@ -384,17 +378,18 @@ class CompareModel:
                     return
                 from ..measure.experiment import compare
 
+                settings = self._running
                 result = compare(
-                    self.workload,
-                    servers=self.servers,
-                    clients=int(self.clients),
-                    duration=float(self.duration),
-                    connection=self.connection,
-                    workload_params=dict(self.workload_params) or None,
+                    settings.workload,
+                    servers=settings.servers,
+                    clients=int(settings.clients),
+                    duration=float(settings.duration),
+                    connection=settings.connection,
+                    workload_params=dict(settings.workload_params) or None,
                     progress=self._on_progress,
                     on_server=self._on_server,
                     stop=stop,
-                    timeline=self.timeline,
+                    timeline=settings.timeline,
                 )
                 with self._lock:
                     self.comparison = result
@@ -412,9 +407,9 @@ class CompareModel:
         self._done_servers += 1
 
     def _on_progress(self, progress: Any) -> None:
-        self._run_fraction = min(1.0, float(progress.elapsed) / max(float(self.duration), 1e-9))
+        self._run_fraction = min(1.0, float(progress.elapsed) / max(float(self._running.duration), 1e-9))
         self._progress_text = (
-            f"{self._current} ({self._done_servers}/{len(self.servers)}): "
+            f"{self._current} ({self._done_servers}/{len(self._running.servers)}): "
             f"{progress.elapsed:.1f} s, {progress.requests} requests, {progress.errors} errors"
         )
 
@@ -429,7 +424,7 @@ class CompareModel:
         if self._thread is None:
             return CompareStatus("idle", 0.0, "Press Run comparison.")
         done = max(0, self._done_servers - 1) + self._run_fraction
-        fraction = min(0.99, done / max(1, len(self.servers)))
+        fraction = min(0.99, done / max(1, len(self._running.servers)))
         if self._stop.is_set():
             if not self.running:
                 return CompareStatus("stopped", fraction, "Stopped before any server ran.")

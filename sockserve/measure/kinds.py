@@ -287,7 +287,7 @@ def _ipv6_variant(cls: type) -> type:
 
 def make_server(
     kind: str | type,
-    workload: str = "echo",
+    workload: str | type = "echo",
     host: str = "127.0.0.1",
     port: int = 0,
     path: str | None = None,
@@ -295,6 +295,9 @@ def make_server(
     **params: float,
 ) -> Any:
     """A server of *kind* serving *workload*, bound (and listening), not serving.
+
+    *workload* is a workload name, or a request handler class (one written
+    in a notebook, say), served as it is.
 
     TCP/UDP kinds bind ``(host, port)``; an IPv6 host (``"::1"``) gives the
     AF_INET6 variant of the class. Unix kinds bind *path*; with no path, a
@@ -314,7 +317,13 @@ def make_server(
     from .workloads import handler_for  # measurement layer, imported on use
 
     info = resolve_kind(kind)
-    handler = handler_for(workload, **params)
+    if isinstance(workload, type):
+        if params:
+            raise ValueError(f"workload parameters {sorted(params)} are for a named workload, "
+                             f"not for the handler class {workload.__name__}")
+        handler = workload
+    else:
+        handler = handler_for(workload, **params)
     address: Any
     cleanup_dir: str | None = None
     if info.is_unix:
