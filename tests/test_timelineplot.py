@@ -58,7 +58,7 @@ def test_forked_children_are_lanes_named_by_process() -> None:
     spans = [Span(0.0, 0.002, 0.010, pid, pid, 0) for pid in (901, 902, 903)]
     figure = timelineplot.plot_timeline(spans)
     assert _labels(figure.axes[0]) == ["pid 901", "pid 902", "pid 903"]
-    assert figure.axes[0].get_ylabel() == "3 workers"
+    assert figure.axes[0].get_ylabel() == "3 processes"
 
 
 def test_waiting_and_running_are_drawn_apart(fig: Any) -> None:

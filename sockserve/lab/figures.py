@@ -24,7 +24,8 @@ __all__ = [
     "png", "comparison_png", "timeline_png", "blank_png", "release_fonts",
 ]
 
-_DPI = 72
+#: 100 dots per inch: a figure's 8-point text is 11 pixels tall at its own size.
+_DPI = 100
 
 
 def _figure(width: float = 5.0, height: float = 2.6) -> Any:
@@ -84,12 +85,12 @@ def comparison_png(comparison: Any) -> bytes:
         _forget(fig)
 
 
-def timeline_png(timelines: Any) -> bytes:
+def timeline_png(timelines: Any, unit: str | None = None) -> bytes:
     """The request timelines (a comparison's, or ``{label: timeline}``) from
-    :mod:`sockserve.plots.timeline`."""
+    :mod:`sockserve.plots.timeline` (*unit*: what a span is, see there)."""
     from ..plots import timeline as timelineplot
 
-    fig = timelineplot.plot_timelines(timelines, fig=_figure())
+    fig = timelineplot.plot_timelines(timelines, fig=_figure(), unit=unit)
     try:
         return png(fig)
     finally:

@@ -13,18 +13,24 @@ a millisecond):
     the listen queue's length, and the level at which it is full (Linux
     holds backlog + 1); the caption counts the readings that found it full.
 
-Colours are :data:`sockserve.plots.kernel.STATE_COLOURS`, the same as the
-static figures of :mod:`sockserve.plots.kernel`. Plain functions of plain
-data: no widgets, no threads, no matplotlib.
+Each state looks as in the static figures of :mod:`sockserve.plots.kernel`
+(:data:`sockserve.plots.style.STATE_STYLES`: colour, marker, line style),
+lines of equal counts are moved a few pixels apart (the caption says so),
+and each chart's accessible name is its text alternative
+(:func:`sockserve.plots.kernel.describe_kernel_view` for the three).
+Plain functions of plain data: no widgets, no threads, no matplotlib.
 """
 
 from __future__ import annotations
 
-from ..plots.kernel import STATE_COLOURS
 from ..kernel.view import KernelSeries
+from ..plots.kernel import FULL_COLOUR, describe_kernel_view
+from ..plots.style import REFERENCE, STATE_STYLES, svg_dash
 from .svgchart import Series, line_chart
 
-__all__ = ["states_chart", "queue_chart", "kernel_charts"]
+__all__ = ["states_chart", "queue_chart", "kernel_charts", "describe_kernel_view"]
+
+_OFFSET_PX = 3.0  # pixels between lines of equal counts
 
 _WIDTH = 380
 _HEIGHT = 240
@@ -39,21 +45,30 @@ def states_chart(series: KernelSeries, side: str = "server") -> str:
     if side not in ("server", "client"):
         raise ValueError(f"side is 'server' or 'client', not {side!r}")
     t = series.elapsed()
-    lines = [
-        Series(state, list(zip(t, series.counts(state, side))), STATE_COLOURS.get(state, "black"), step=True)
-        for state in series.states(side) if state != "LISTEN"
-    ]
-    top = max((y for line in lines for _x, y in line.points), default=0)
+    states = [state for state in series.states(side) if state != "LISTEN"]
+    lines = []
+    for i, state in enumerate(states):
+        colour, marker, line = STATE_STYLES.get(state, (REFERENCE, "o", "-"))
+        offset = (i - (len(states) - 1) / 2) * _OFFSET_PX
+        counts = series.counts(state, side)
+        points = [(x, float(n) if n or (i and counts[i - 1]) else float("nan"))
+                  for i, (x, n) in enumerate(zip(t, counts))]  # no line along zero: see plots.kernel
+        lines.append(Series(state, points, colour, dash=svg_dash(line), marker=marker, step=True,
+                            offset=offset))
+    top = max((y for line in lines for _x, y in line.points if y == y), default=0)
     title = "server's side (local port)" if side == "server" else "clients on this machine (remote port)"
+    caption = (f"lines drawn up to {_OFFSET_PX * (len(states) - 1) / 2:g} px apart so equal counts show"
+               if len(states) > 1 else "")
     return line_chart(lines, title=title, xlabel="seconds", ylabel="sockets", xmax=_xmax(t),
-                      ymax=max(1.0, top * 1.15), width=_WIDTH, height=_HEIGHT, empty="no connections")
+                      ymax=max(1.0, top * 1.15), width=_WIDTH, height=_HEIGHT, empty="no connections",
+                      caption=caption, description=f"{title}: {describe_kernel_view(series)}")
 
 
 def queue_chart(series: KernelSeries) -> str:
     """The listen queue over time, the level at which it is full, and how often it was."""
     t = series.elapsed()
     queue = [float(r.queue) if r.queue is not None else 0.0 for r in series.readings]
-    lines = [Series("in the queue", list(zip(t, queue)), "#222222", step=True)]
+    lines = [Series("in the queue", list(zip(t, queue)), REFERENCE, step=True)]
     maxima = [r.queue_max for r in series.readings if r.queue_max is not None]
     peak = max(queue, default=0.0)
     top = max(peak, 1.0)
@@ -67,10 +82,11 @@ def queue_chart(series: KernelSeries) -> str:
                    else f"never full (Linux holds backlog + 1 = {limit + 1})")
         if limit <= 4 * max(peak, 1.0):  # the limit only where it is on the same scale
             lines.append(Series(f"full at {limit + 1}", [(0.0, limit + 1.0), (_xmax(t), limit + 1.0)],
-                                "#d62728", dash="4 3", width=1.2))
+                                FULL_COLOUR, dash="4 3", width=1.4))
             top = max(top, limit + 1.0)
     return line_chart(lines, title=title, xlabel="seconds", ylabel="connections", xmax=_xmax(t),
-                      ymax=top * 1.15, width=_WIDTH, height=_HEIGHT, caption=caption, empty="nothing listens")
+                      ymax=top * 1.15, width=_WIDTH, height=_HEIGHT, caption=caption, empty="nothing listens",
+                      description=f"{title}: {caption or 'no readings'}")
 
 
 def kernel_charts(series: KernelSeries) -> tuple[str, str, str]:

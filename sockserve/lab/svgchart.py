@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Series", "line_chart", "nice_ticks"]
+__all__ = ["Series", "line_chart", "nice_ticks", "side_by_side", "MARKERS"]
 
 _FONT = "font-family:sans-serif;font-size:11px"
 
@@ -28,9 +28,9 @@ _FONT = "font-family:sans-serif;font-size:11px"
 @dataclass(frozen=True)
 class Series:
     """One line: ``points`` are (x, y); ``step`` draws a staircase (counts);
-    ``dash`` an SVG dash pattern ("4 3"), ``marker`` "o", "s", "^" or "";
-    ``offset`` shifts the line up by that many pixels (so lines with equal
-    values stay apart; the caption says so)."""
+    ``dash`` an SVG dash pattern ("4 3"), ``marker`` one of :data:`MARKERS`
+    or ""; ``offset`` shifts the line up by that many pixels (so lines with
+    equal values stay apart; the caption says so)."""
 
     label: str
     points: Sequence[tuple[float, float]]
@@ -67,13 +67,30 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
+#: Marker shapes, named as matplotlib names them (so :mod:`sockserve.plots.style` serves both).
+MARKERS: dict[str, tuple[tuple[float, float], ...]] = {
+    "s": ((-3, -3), (3, -3), (3, 3), (-3, 3)),
+    "^": ((0, -4), (3.5, 2.5), (-3.5, 2.5)),
+    "v": ((0, 4), (3.5, -2.5), (-3.5, -2.5)),
+    "D": ((0, -4), (3.5, 0), (0, 4), (-3.5, 0)),
+    "d": ((0, -4), (2.5, 0), (0, 4), (-2.5, 0)),
+    "P": ((-1.2, -4), (1.2, -4), (1.2, -1.2), (4, -1.2), (4, 1.2), (1.2, 1.2), (1.2, 4), (-1.2, 4),
+          (-1.2, 1.2), (-4, 1.2), (-4, -1.2), (-1.2, -1.2)),
+    "X": ((-3.4, -2.0), (-2.0, -3.4), (0, -1.4), (2.0, -3.4), (3.4, -2.0), (1.4, 0), (3.4, 2.0), (2.0, 3.4),
+          (0, 1.4), (-2.0, 3.4), (-3.4, 2.0), (-1.4, 0)),
+    "x": ((-3.0, -1.8), (-1.8, -3.0), (0, -1.2), (1.8, -3.0), (3.0, -1.8), (1.2, 0), (3.0, 1.8), (1.8, 3.0),
+          (0, 1.2), (-1.8, 3.0), (-3.0, 1.8), (-1.2, 0)),
+    "*": ((0, -4.5), (1.1, -1.5), (4.3, -1.4), (1.8, 0.6), (2.7, 3.6), (0, 1.8), (-2.7, 3.6), (-1.8, 0.6),
+          (-4.3, -1.4), (-1.1, -1.5)),
+}
+
+
 def _marker(kind: str, x: float, y: float, color: str) -> str:
-    if kind == "s":
-        return f'<rect x="{x - 2.5:.1f}" y="{y - 2.5:.1f}" width="5" height="5" fill="{color}"/>'
-    if kind == "^":
-        return (f'<polygon points="{x:.1f},{y - 3.5:.1f} {x - 3:.1f},{y + 2.5:.1f} '
-                f'{x + 3:.1f},{y + 2.5:.1f}" fill="{color}"/>')
-    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"/>'
+    shape = MARKERS.get(kind)
+    if shape is None:
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>'
+    points = " ".join(f"{x + dx:.1f},{y + dy:.1f}" for dx, dy in shape)
+    return f'<polygon points="{points}" fill="{color}" stroke="#222" stroke-width="0.4"/>'
 
 
 def line_chart(
@@ -88,12 +105,15 @@ def line_chart(
     height: int = 230,
     caption: str = "",
     empty: str = "no data yet",
+    description: str = "",
 ) -> str:
     """An SVG line chart (a string) of *series* on axes from 0.
 
     The x axis runs to *xmax* (or the largest x), the y axis to *ymax* (or
     10% above the largest y). The legend sits under the axes, one entry
     per series; *caption* (e.g. what the offsets mean) goes under it.
+    *description* (the chart's text alternative) becomes the image's
+    accessible name (``aria-label`` and ``<title>``); default: the title.
     """
     left, right, top = 46, 10, 22
     legend_rows = math.ceil(len(series) / 3) if series else 0
@@ -116,8 +136,10 @@ def line_chart(
     def py(y: float) -> float:
         return top + plot_h * (1.0 - min(max(y, 0.0), y_hi) / y_hi)
 
+    alt = html.escape(description or title, quote=True)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" style="{_FONT}" class="sockserve-chart">',
+           f'viewBox="0 0 {width} {height}" style="{_FONT}" class="sockserve-chart" role="img" '
+           f'aria-label="{alt}"><title>{alt}</title>',
            f'<text x="{width / 2:.0f}" y="14" text-anchor="middle" font-size="12">'
            f'{html.escape(title)}</text>']
     for t in yticks:
@@ -139,22 +161,27 @@ def line_chart(
         out.append(f'<text x="{left + plot_w / 2:.0f}" y="{top + plot_h / 2:.0f}" '
                    f'text-anchor="middle" fill="grey">{html.escape(empty)}</text>')
     for s in series:
-        coords: list[tuple[float, float]] = []
+        # A value that is not finite (NaN) breaks the line: nothing is drawn there.
+        segments: list[list[tuple[float, float]]] = [[]]
         previous: tuple[float, float] | None = None
         for x, y in s.points:
             if not math.isfinite(y):
+                if segments[-1]:
+                    segments.append([])
+                previous = None
                 continue
             point = (px(x), py(y) - s.offset)
             if s.step and previous is not None:
-                coords.append((point[0], previous[1]))
-            coords.append(point)
+                segments[-1].append((point[0], previous[1]))
+            segments[-1].append(point)
             previous = point
-        if not coords:
-            continue
         dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{s.color}" '
-                   f'stroke-width="{s.width}"{dash}><title>{html.escape(s.label)}</title></polyline>')
+        for coords in segments:
+            if not coords:
+                continue
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{s.color}" '
+                       f'stroke-width="{s.width}"{dash}><title>{html.escape(s.label)}</title></polyline>')
         if s.marker:
             for x, y in s.points[-40:] if len(s.points) > 40 else s.points:
                 if math.isfinite(y):
@@ -172,7 +199,30 @@ def line_chart(
             out.append(_marker(s.marker, x + 9, y - 4, s.color))
         out.append(f'<text x="{x + 22:.0f}" y="{y}">{html.escape(s.label)}</text>')
     if caption:
-        out.append(f'<text x="{left}" y="{height - 4}" fill="#555" font-size="10">'
+        out.append(f'<text x="{left}" y="{height - 4}" fill="#444" font-size="11">'
                    f'{html.escape(caption)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def side_by_side(charts: Sequence[str], gap: int = 8) -> str:
+    """Several SVG charts (from :func:`line_chart`) as one SVG, left to right:
+    one picture to save where a panel showed them side by side."""
+    import re
+
+    sizes = []
+    for chart in charts:
+        found = re.match(r'<svg[^>]* width="(\d+)" height="(\d+)"', chart)
+        if found is None:
+            raise ValueError("side_by_side takes charts made by line_chart")
+        sizes.append((int(found.group(1)), int(found.group(2))))
+    width = sum(w for w, _ in sizes) + gap * max(0, len(sizes) - 1)
+    height = max((h for _, h in sizes), default=0)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}">']
+    x = 0
+    for chart, (w, _h) in zip(charts, sizes):
+        out.append(chart.replace("<svg ", f'<svg x="{x}" y="0" ', 1))
+        x += w + gap
     out.append("</svg>")
     return "".join(out)

@@ -9,11 +9,22 @@ request is a bar::
     accepted ......... started ========== ended
              waiting             running
 
-drawn light while it *waited* (accept to handler start: the queue, a fork,
-a worker to come free) and solid while it *ran*; a request whose outcome
-was not OK gets a red cross at its end. Requests that overlap in one lane
-(coroutines on one loop) are stacked inside the lane. When the timeline hit
-its cap, the title says that only the first *cap* requests are shown.
+drawn light and thin while it *waited* (accept to handler start: the
+queue, a fork, a worker to come free) and dark and thick while it *ran*; a
+request whose outcome was not OK gets a cross at its end. Requests that
+overlap in one lane (coroutines on one loop) are stacked inside the lane.
+When the timeline hit its cap, the title says that only the first *cap*
+requests are shown.
+
+A server with a thread (or a child) per request has a worker per request:
+hundreds of lanes, one bar each, would make a figure metres tall. Beyond
+:data:`MAX_LABELLED_LANES` workers, workers that never ran at the same time
+share a row (:func:`lane_rows`), so the figure has as many rows as workers
+were busy at once, and the axis says how many workers each row holds.
+
+What a span is: for a stream server, a span is a *connection* (socketserver
+calls it a request); with persistent connections one connection carries
+many request lines, so the titles say "connections" then (*unit*).
 
 ``plot_timeline(timeline, ax=None, title=None)``
     one timeline; returns the Figure. *timeline* is a
@@ -25,6 +36,10 @@ its cap, the title says that only the first *cap* requests are shown.
 ``worker_lanes(spans)``
     the lanes, in the order they first started a request: what the y axis
     shows, for tests and captions.
+``describe_timelines(timelines)`` / ``describe_timeline(timeline)``
+    the figure's text alternative: one sentence from the same spans (how
+    many, on how many workers, how many ran at once at most, the longest
+    wait), for a lesson to print under the figure.
 
 The same functions serve the notebooks, the lab's panels and scripts.
 """
@@ -35,18 +50,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.timeline import Span, Timeline
+from .style import MIN_FONT_SIZE, OUTCOME_STYLES, PALETTE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["as_timeline", "worker_lanes", "lane_label", "plot_timeline", "plot_timelines",
-           "WAIT_COLOUR", "RUN_COLOUR", "ERROR_COLOUR"]
+__all__ = ["as_timeline", "worker_lanes", "lane_label", "lane_rows", "plot_timeline", "plot_timelines",
+           "describe_timeline", "describe_timelines", "units_of", "WAIT_COLOUR", "RUN_COLOUR", "ERROR_COLOUR"]
 
-WAIT_COLOUR = "#c6dbef"
-RUN_COLOUR = "#2171b5"
-ERROR_COLOUR = "#d62728"
-#: Lanes given a tick label each; with more, only every n-th is labelled.
+#: Waiting: light and thin; running: dark and thick (apart in grey print too).
+WAIT_COLOUR = PALETTE[1]
+RUN_COLOUR = PALETTE[4]
+#: A failed request: a cross (its shape says it, not only its colour).
+ERROR_COLOUR = OUTCOME_STYLES["refused"][0]
+#: Lanes drawn one per worker; with more workers, workers that never ran at
+#: the same time share a row (see :func:`lane_rows`).
 MAX_LABELLED_LANES = 24
 #: Requests stacked side by side inside one lane at most (more wrap around).
 MAX_STACK = 12
@@ -76,6 +95,110 @@ def worker_lanes(spans: Iterable[Span]) -> list[tuple[int, int]]:
         if key not in first or span.started < first[key]:
             first[key] = span.started
     return sorted(first, key=lambda key: (first[key], key))
+
+
+def lane_rows(spans: Iterable[Span], most: int = MAX_LABELLED_LANES) -> list[list[tuple[int, int]]]:
+    """The workers of *spans*, grouped in rows for drawing: one row per worker
+    when there are at most *most*; else each worker joins the first row
+    whose workers had all finished (their last request ended) before its
+    first request was accepted, so the rows are as many as the workers busy
+    at the same time, and no two requests in a row overlap."""
+    spans = list(spans)
+    lanes = worker_lanes(spans)
+    if len(lanes) <= most:
+        return [[lane] for lane in lanes]
+    first: dict[tuple[int, int], float] = {}
+    last: dict[tuple[int, int], float] = {}
+    for span in spans:
+        key = (span.pid, span.tid)
+        first[key] = min(first.get(key, span.accepted), span.accepted)
+        last[key] = max(last.get(key, span.ended), span.ended)
+    rows: list[list[tuple[int, int]]] = []
+    ends: list[float] = []
+    for lane in sorted(lanes, key=lambda key: (first[key], key)):
+        for i, end in enumerate(ends):
+            if end <= first[lane]:
+                rows[i].append(lane)
+                ends[i] = last[lane]
+                break
+        else:
+            rows.append([lane])
+            ends.append(last[lane])
+    return rows
+
+
+def _worker_word(lanes: Sequence[tuple[int, int]], count: int) -> str:
+    """"thread(s)" when the workers are threads of one process, "process(es)"
+    when each is a process of its own, else "worker(s)"."""
+    pids = {pid for pid, _ in lanes}
+    if len(lanes) < 2:
+        word = "worker"
+    elif len(pids) == 1:
+        word = "thread"
+    elif all(pid == tid for pid, tid in lanes):
+        word = "process"
+    else:
+        word = "worker"
+    plural = {"process": "processes"}.get(word, word + "s")
+    return word if count == 1 else plural
+
+
+def _at_once(spans: Sequence[Span]) -> int:
+    """The most handlers running at the same moment."""
+    events = sorted([(s.started, 1) for s in spans] + [(s.ended, -1) for s in spans])
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit}" + ("" if count == 1 else "s")
+
+
+def describe_timeline(timeline: Any, label: str = "", unit: str = "request") -> str:
+    """One timeline in words: how many *unit* s, on how many workers (and
+    rows, when workers share them), the most running at once, the longest
+    wait before a handler started, and how many failed."""
+    found = as_timeline(timeline)
+    spans = found.spans()
+    name = f"{label}: " if label else ""
+    if not spans:
+        return f"{name}no {unit}s recorded"
+    lanes = worker_lanes(spans)
+    rows = lane_rows(spans)
+    where = f"on {len(lanes)} {_worker_word(lanes, len(lanes))}"
+    if len(rows) < len(lanes):
+        where += f" (drawn in {len(rows)} rows: a row holds {_worker_word(lanes, 2)} that ran one after another)"
+    waited = max(s.waited for s in spans) * 1000.0
+    failed = sum(1 for s in spans if s.outcome != 0)
+    text = (f"{name}{_plural(len(spans), unit)} {where}, at most {_at_once(spans)} running at once, "
+            f"the longest waited {waited:.1f} ms before its handler started")
+    if failed:
+        text += f", {failed} ended in error (crosses)"
+    if found.full:
+        text += f" (only the first {found.cap} recorded)"
+    return text
+
+
+def units_of(timelines: Any) -> dict[str, str]:
+    """Label -> what a span is ("connection" or "request") for a comparison's
+    runs: a run whose clients kept their connections open served many
+    requests per connection."""
+    if not hasattr(timelines, "runs"):
+        return {}
+    return {run.server: ("connection" if (run.load.get("spec") or {}).get("connection") == "persistent"
+                         else "request") for run in timelines.runs if run.timeline}
+
+
+def describe_timelines(timelines: Any, unit: str | None = None) -> str:
+    """The figure of :func:`plot_timelines` in one line (the same arguments):
+    each timeline's :func:`describe_timeline`, joined."""
+    units = units_of(timelines)
+    found = _found(timelines)
+    return "Timelines: " + "; ".join(
+        describe_timeline(t, label, unit or units.get(label, "request")) for label, t in found.items()) + "."
 
 
 def lane_label(lane: tuple[int, int], pids: int) -> str:
@@ -122,16 +245,17 @@ def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     return new
 
 
-def _draw(ax: Axes, timeline: Timeline, origin: float, title: str | None) -> None:
+def _draw(ax: Axes, timeline: Timeline, origin: float, title: str | None, unit: str = "request") -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     spans = timeline.spans()
     lanes = worker_lanes(spans)
-    index = {lane: i for i, lane in enumerate(lanes)}
-    by_lane: dict[tuple[int, int], list[Span]] = {lane: [] for lane in lanes}
+    grouped = lane_rows(spans)
+    index = {lane: i for i, row in enumerate(grouped) for lane in row}
+    by_lane: dict[int, list[Span]] = {i: [] for i in range(len(grouped))}
     for span in spans:
-        by_lane[(span.pid, span.tid)].append(span)
+        by_lane[index[(span.pid, span.tid)]].append(span)
     errors_x: list[float] = []
     errors_y: list[float] = []
     for lane, members in by_lane.items():
@@ -139,7 +263,7 @@ def _draw(ax: Axes, timeline: Timeline, origin: float, title: str | None) -> Non
         rows = _stack(members)
         depth = max(rows) + 1
         height = 0.8 / depth
-        base = index[lane] - 0.4
+        base = lane - 0.4
         waits: dict[int, list[tuple[float, float]]] = {}
         runs: dict[int, list[tuple[float, float]]] = {}
         for span, row in zip(members, rows):
@@ -157,30 +281,36 @@ def _draw(ax: Axes, timeline: Timeline, origin: float, title: str | None) -> Non
             ax.broken_barh(runs[row], (base + row * height, height * 0.9),
                            facecolors=RUN_COLOUR, edgecolor="white", linewidth=0.3, zorder=2)
     if errors_x:
-        ax.plot(errors_x, errors_y, linestyle="none", marker="x", color=ERROR_COLOUR, markersize=6,
-                zorder=3)
+        ax.plot(errors_x, errors_y, linestyle="none", marker="x", color=ERROR_COLOUR, markersize=7,
+                markeredgewidth=2, zorder=3)
     pids = len({pid for pid, _ in lanes})
-    step = max(1, -(-len(lanes) // MAX_LABELLED_LANES))
-    ticks = list(range(0, len(lanes), step))
-    ax.set_yticks(ticks, [lane_label(lanes[i], pids) for i in ticks], fontsize=7)
-    ax.set_ylim(len(lanes) - 0.5 if lanes else 0.5, -0.5)  # first lane on top
+    if len(grouped) == len(lanes):
+        ax.set_yticks(range(len(lanes)), [lane_label(lane, pids) for lane in lanes], fontsize=MIN_FONT_SIZE)
+        ax.set_ylabel(f"{len(lanes)} {_worker_word(lanes, len(lanes)) if lanes else 'workers'}")
+    else:  # workers share rows: say how many each row holds
+        ax.set_yticks(range(len(grouped)), [_plural(len(row), _worker_word(lanes, 1)) for row in grouped],
+                      fontsize=MIN_FONT_SIZE)
+        ax.set_ylabel(f"{len(lanes)} {_worker_word(lanes, 2)},\n{len(grouped)} at once at most", fontsize=9)
+    ax.set_ylim(len(grouped) - 0.5 if grouped else 0.5, -0.5)  # first lane on top
     ax.set_xlabel("ms since the timeline started")
-    ax.set_ylabel(f"{len(lanes)} worker{'s' if len(lanes) != 1 else ''}")
     ax.grid(True, axis="x", alpha=0.3)
-    heading = title or "when and where each request ran"
-    heading += f": {len(spans)} request{'s' if len(spans) != 1 else ''}"
+    heading = title or f"when and where each {unit} ran"
+    heading += f": {_plural(len(spans), unit)}"
+    if len(grouped) < len(lanes):
+        heading += f" on {len(lanes)} {_worker_word(lanes, 2)}, drawn {len(grouped)} rows deep"
     if timeline.full:
         heading += (f"\n(cap of {timeline.cap} reached: only the first {timeline.cap} are shown, "
                     f"{timeline.dropped} more not recorded)")
-    ax.set_title(heading, fontsize=9, loc="left")
+    ax.set_title(heading, fontsize=10, loc="left")
     if not spans:
-        ax.text(0.5, 0.5, "no requests recorded", transform=ax.transAxes, ha="center", va="center")
-    handles: list[Any] = [Patch(color=WAIT_COLOUR, label="waiting: accepted,\nnot yet started"),
-               Patch(color=RUN_COLOUR, label="running: the handler")]
+        ax.text(0.5, 0.5, f"no {unit}s recorded", transform=ax.transAxes, ha="center", va="center")
+    handles: list[Any] = [Patch(color=WAIT_COLOUR, label="waiting (thin): accepted,\nnot yet started"),
+                          Patch(color=RUN_COLOUR, label="running (thick):\nthe handler")]
     if errors_x:
-        handles.append(Line2D([], [], linestyle="none", marker="x", color=ERROR_COLOUR,
+        handles.append(Line2D([], [], linestyle="none", marker="x", color=ERROR_COLOUR, markeredgewidth=2,
                               label="ended in error"))
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(handles=handles, fontsize=MIN_FONT_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)
 
 
 def _origin(timelines: Sequence[Timeline]) -> float:
@@ -188,33 +318,45 @@ def _origin(timelines: Sequence[Timeline]) -> float:
     return min(firsts) if firsts else min((t.origin for t in timelines), default=0.0)
 
 
-def plot_timeline(timeline: Any, ax: Axes | None = None, title: str | None = None) -> Figure:
+def plot_timeline(timeline: Any, ax: Axes | None = None, title: str | None = None,
+                  unit: str = "request") -> Figure:
     """Draw *timeline* (one lane per worker) into *ax*, or a new figure; return the Figure.
 
-    Time runs from the first request's accept (0 ms)."""
+    Time runs from the first request's accept (0 ms); *unit* names what a
+    span is ("request", or "connection" for persistent connections)."""
     found = as_timeline(timeline)
-    lanes = len(worker_lanes(found.spans()))
-    height = 1.6 + min(lanes, 40) * 0.22
+    rows = len(lane_rows(found.spans()))
+    height = 1.6 + rows * 0.24
     axes = _new_axes(ax, (7.5, height))
-    _draw(axes, found, _origin([found]), title)
+    _draw(axes, found, _origin([found]), title, unit)
     figure = axes.get_figure()
     assert figure is not None
     return figure  # type: ignore[return-value]
 
 
-def plot_timelines(timelines: Any, share_time: bool = False, fig: Figure | None = None) -> Figure:
-    """Several timelines one above the other: *timelines* maps a label to a
-    timeline (or its dict), or is a :class:`~sockserve.measure.results.Comparison`
-    (every run that recorded a timeline). Each starts at its own first
-    request unless *share_time*. Draws into *fig* (an empty Figure, e.g. one
-    made without pyplot, resized here) or a new one; returns the Figure."""
+def _found(timelines: Any) -> dict[str, Timeline]:
     if hasattr(timelines, "runs"):
         timelines = {run.server: run.timeline for run in timelines.runs if run.timeline}
     found = {str(label): as_timeline(t) for label, t in dict(timelines).items()}
     if not found:
         raise ValueError("no timelines to draw: run the comparison with timeline=True")
-    sizes = [min(len(worker_lanes(t.spans())), 40) for t in found.values()]
-    ratios = [1.2 + size * 0.22 for size in sizes]
+    return found
+
+
+def plot_timelines(timelines: Any, share_time: bool = False, fig: Figure | None = None,
+                   unit: str | None = None) -> Figure:
+    """Several timelines one above the other: *timelines* maps a label to a
+    timeline (or its dict), or is a :class:`~sockserve.measure.results.Comparison`
+    (every run that recorded a timeline; a run over persistent connections
+    counts "connections", see :func:`units_of`). Each starts at its own first
+    request unless *share_time*. Draws into *fig* (an empty Figure, e.g. one
+    made without pyplot, resized here) or a new one; returns the Figure.
+    *unit* names what a span is for every timeline (default: "request",
+    or what :func:`units_of` says)."""
+    units = units_of(timelines)
+    found = _found(timelines)
+    sizes = [len(lane_rows(t.spans())) for t in found.values()]
+    ratios = [1.2 + size * 0.24 for size in sizes]
     size = (7.5, 0.8 + sum(ratios))
     if fig is None:
         import matplotlib.pyplot as plt
@@ -226,5 +368,6 @@ def plot_timelines(timelines: Any, share_time: bool = False, fig: Figure | None 
     axes = fig.subplots(len(found), 1, height_ratios=ratios, sharex=share_time, squeeze=False)
     shared = _origin(list(found.values())) if share_time else None
     for ax, (label, timeline) in zip(axes[:, 0], found.items()):
-        _draw(ax, timeline, shared if shared is not None else _origin([timeline]), label)
+        _draw(ax, timeline, shared if shared is not None else _origin([timeline]), label,
+              unit or units.get(label, "request"))
     return fig
