@@ -178,6 +178,13 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
     in SYN-SENT. With *serve*, the server then serves them one by one while
     a :class:`~sockserve.kernel.view.KernelSampler` records the queue: the
     dropped clients get in after their SYN is retried (about 1 s later).
+
+    ``facts``: ``served`` (clients that got their reply), ``replies``
+    (seconds from the burst to each client's reply, None for none, in the
+    order they connected), ``accepting`` (seconds from the burst to the
+    moment the server started accepting). The series covers the whole
+    scene, from before the burst to after the last reply: if the sampler
+    fell behind (a busy machine), a reading taken at the end is added.
     """
     title = "burst"
     if not kernelview.available():
@@ -187,13 +194,15 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
     lines: list[str] = []
     readings: list[KernelReading] = []
     series = None
-    served = 0
+    replies: list[float | None] = [None] * clients
+    accepting = 0.0
     with server_class((HOST, 0), _Reply) as server:
-        sampler = kernelview.KernelSampler(server, rate=50, max_seconds=5)
+        sampler = kernelview.KernelSampler(server, rate=50, max_seconds=10)
         try:
             if serve:
                 sampler.start()
                 time.sleep(0.1)  # a quiet moment first: the listener alone
+            began = time.monotonic()
             for _ in range(clients):
                 socks.append(_connect_nonblocking(server.server_address))
             wait_for(lambda: (kernelview.read(server).queue or 0) >= min(clients, backlog + 1))
@@ -205,30 +214,58 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
             lines.append(f"  {reading.summary()}")
             if serve:
                 time.sleep(0.2)
+                accepting = time.monotonic() - began
                 with _serving(server):
-                    # Every client sends its line first (a dropped one once its SYN is
-                    # retried): the kernel may complete them in any order, and a plain
-                    # server serves whichever it accepts next.
-                    for sock in socks:
-                        sock.setblocking(True)
-                        sock.settimeout(5)
-                        with contextlib.suppress(OSError):
-                            sock.sendall(b"hi\n")
-                    for sock in socks:
-                        with contextlib.suppress(OSError):
-                            if sock.recv(16) == b"hi\n":
-                                served += 1
-                        sock.close()
+                    replies = _replies(socks, began)
                     time.sleep(0.2)
+                last = time.monotonic()
+                # The figure must reach past the last reply: wait for the sampler, or read once more.
+                wait_for(lambda: sampler.series().readings[-1].at >= last
+                         if sampler.series().readings else False, 1.0)
                 series = sampler.stop()
+                if not series.readings or series.readings[-1].at < last:
+                    series = KernelSeries(series.target, (*series.readings, kernelview.read(server)),
+                                          series.dropped, series.stopped_by)
+                served = sum(1 for t in replies if t is not None)
                 lines.append(f"served one at a time: {served} of {clients} clients got their reply; the listen "
-                             f"queue peaked at {max((r.queue or 0) for r in series.readings)}, and the clients "
-                             f"whose SYN was dropped got in when they sent it again")
+                             f"queue peaked at {max((r.queue or 0) for r in series.readings)}")
         finally:
             sampler.stop()
             for sock in socks:
                 sock.close()
-    return Scene(title, tuple(lines), tuple(readings), series, facts={"served": served})
+    served = sum(1 for t in replies if t is not None)
+    return Scene(title, tuple(lines), tuple(readings), series,
+                 facts={"served": served, "replies": replies, "accepting": accepting})
+
+
+def _replies(socks: list[socket.socket], began: float, wait: float = 5.0) -> list[float | None]:
+    """Send each client's line (a client whose SYN was dropped sends it once
+    its retried SYN got through) and record, per client, the seconds from
+    *began* to its reply; every client is closed by the end, and the whole
+    takes at most *wait* seconds."""
+    import selectors
+
+    replies: list[float | None] = [None] * len(socks)
+    deadline = time.monotonic() + wait
+    with selectors.DefaultSelector() as selector:
+        for i, sock in enumerate(socks):
+            selector.register(sock, selectors.EVENT_WRITE, i)
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _events in selector.select(max(0.0, min(0.05, deadline - time.monotonic()))):
+                i, sock = key.data, socks[key.data]
+                try:
+                    if key.events == selectors.EVENT_WRITE:
+                        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                            sock.send(b"hi\n")  # three bytes: never a partial send
+                            selector.modify(sock, selectors.EVENT_READ, i)
+                            continue
+                    elif sock.recv(16) == b"hi\n":
+                        replies[i] = time.monotonic() - began
+                except OSError:
+                    pass
+                selector.unregister(sock)
+                sock.close()
+    return replies
 
 
 def handshake() -> Scene:
