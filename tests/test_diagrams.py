@@ -12,6 +12,7 @@ import sys
 import pytest
 
 import sockserve
+from sockserve.plots.style import PALETTE
 from sockserve.plots import diagrams
 from sockserve.core.lifecycle import TRANSITIONS
 
@@ -124,9 +125,12 @@ def test_drawings_have_one_readable_box_per_class_and_one_label_per_step() -> No
         assert "1. Threading\nTCPServer" in labels and "2. ThreadingMixIn" in labels
         assert "3. TCPServer" in labels and "4. BaseServer" in labels
         assert "ThreadPool\nUnixDatagramServer" in labels and "PreFork\nTCPServer" in labels
-        red = [a for a in ax.texts if getattr(a, "arrow_patch", None) is not None
-               and a.arrow_patch.get_edgecolor()[:3] == matplotlib.colors.to_rgb("#cc0000")]
-        assert len(red) == 3  # one path: 1 -> 2 -> 3 -> 4
+        path = [a for a in ax.texts if getattr(a, "arrow_patch", None) is not None
+                and a.arrow_patch.get_edgecolor()[:3] == matplotlib.colors.to_rgb(PALETTE[5])]  # vermillion
+        assert len(path) == 3  # one path: 1 -> 2 -> 3 -> 4
+        # Roles read apart without colour: each kind of box has its own hatch.
+        hatches = {p.get_hatch() or "" for p in ax.patches}
+        assert len(hatches) == 3
     finally:
         _close(fig)
     fig = diagrams.draw_lifecycle()
@@ -139,6 +143,18 @@ def test_drawings_have_one_readable_box_per_class_and_one_label_per_step() -> No
         assert texts.count("CLOSED") == 1
     finally:
         _close(fig)
+
+
+def test_the_text_alternatives_are_read_from_the_classes_and_the_transitions() -> None:
+    tree = diagrams.describe_class_tree(highlight=sockserve.ThreadingTCPServer)
+    grid = diagrams.class_grid()
+    assert f"{len(grid.cells)} combined classes" in tree
+    assert "ThreadingTCPServer -> ThreadingMixIn -> TCPServer -> BaseServer" in tree
+    life = diagrams.describe_lifecycle()
+    chain, back = diagrams.lifecycle_chain()
+    for old, hook, new in chain:
+        assert f"{old.name} --{hook}()--> {new.name}" in life
+    assert back[1] in life and "CLOSED" in life
 
 
 def test_importing_sockserve_and_diagrams_does_not_import_matplotlib() -> None:

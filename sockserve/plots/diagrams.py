@@ -7,8 +7,11 @@ so the pictures change when the code does.
 
 Plain data first (:func:`class_graph`, :func:`class_grid`, :func:`text_tree`,
 :func:`hook_owners`, :func:`lifecycle_chain`: no matplotlib, testable anywhere), then the drawings (:func:`draw_class_tree`,
-:func:`draw_lifecycle`), which import matplotlib only when called. Layout is
-deterministic: the same package gives the same picture.
+:func:`draw_lifecycle`), which import matplotlib only when called, and their
+text alternatives (:func:`describe_class_tree`, :func:`describe_lifecycle`),
+read from the same data. Layout is deterministic: the same package gives
+the same picture. A box's role shows by its hatch as well as its colour,
+and the MRO path by its numbers as well as its colour.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import sockserve
 
 from ..core.lifecycle import TRANSITIONS, ServerState
+from .style import PALETTE
 
 __all__ = [
     "ClassNode",
@@ -34,6 +38,8 @@ __all__ = [
     "lifecycle_chain",
     "draw_class_tree",
     "draw_lifecycle",
+    "describe_class_tree",
+    "describe_lifecycle",
 ]
 
 #: The hooks one request passes through, in the order the server calls them.
@@ -54,6 +60,10 @@ _ROLE_COLOURS = {
     "combined": "#d9ead3",
     "handler": "#eeeeee",
 }
+#: A role's hatch, so the three kinds of box read apart in grey print too.
+_ROLE_HATCHES = {"server": "", "mixin": "////", "combined": "....", "handler": ""}
+#: The MRO path: vermillion and numbered (the numbers carry it without colour).
+_PATH = PALETTE[5]
 
 
 @dataclass(frozen=True)
@@ -378,15 +388,15 @@ def draw_class_tree(
     for a, b in zip(path, path[1:]):
         start, end = border(spots[a], spots[b]), border(spots[b], spots[a])
         ax.annotate("", xy=end, xytext=start, zorder=3,
-                    arrowprops={"arrowstyle": "-|>", "color": "#cc0000", "lw": 2.2,
+                    arrowprops={"arrowstyle": "-|>", "color": _PATH, "lw": 2.2,
                                 "shrinkA": 0, "shrinkB": 0, "mutation_scale": 18})
     for name, (x, y) in spots.items():
         role = "mixin" if name in grid.mixins else ("server" if name in grid.tree else "combined")
         marked = name in order
         ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h,
                                     boxstyle="round,pad=0.02", zorder=2,
-                                    facecolor=_ROLE_COLOURS[role],
-                                    edgecolor="#cc0000" if marked else "#444444",
+                                    facecolor=_ROLE_COLOURS[role], hatch=_ROLE_HATCHES[role],
+                                    edgecolor=_PATH if marked else "#444444",
                                     linewidth=2.2 if marked else 0.8))
         label = name
         if role == "combined":
@@ -394,16 +404,18 @@ def draw_class_tree(
             label = f"{name[:-len(server)]}\n{server}" if name.endswith(server) else name
         if marked:
             label = f"{order[name]}. {label}"
-        ax.text(x, y, label, ha="center", va="center", fontsize=10, zorder=4,
-                linespacing=1.1, fontweight="bold" if marked else "normal")
+        ax.text(x, y, label, ha="center", va="center", fontsize=10, zorder=4, linespacing=1.1,
+                fontweight="bold" if marked else "normal",
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": _ROLE_COLOURS[role], "edgecolor": "none"})
     ax.set_xlim(-box_w / 2 - 0.2, width)
     ax.set_ylim(bottom - 0.2, box_h / 2 + 0.5)
     ax.set_axis_off()
     title = "sockserve's servers: the class tree, and each combined class = its row's mixin + its column's server"
     if highlight is not None:
-        title += f"\nred: {highlight.__name__}.__mro__, the order Python looks a method up"
+        title += f"\nnumbered path: {highlight.__name__}.__mro__, the order Python looks a method up"
     ax.set_title(title, fontsize=11)
-    handles = [FancyBboxPatch((0, 0), 1, 1, facecolor=_ROLE_COLOURS[role], edgecolor="#444444", label=role)
+    handles = [FancyBboxPatch((0, 0), 1, 1, facecolor=_ROLE_COLOURS[role], hatch=_ROLE_HATCHES[role],
+                              edgecolor="#444444", label=role)
                for role in ("server", "mixin", "combined")]
     ax.legend(handles=handles, loc="upper left", fontsize=10, frameon=False)
     fig.tight_layout()
@@ -468,3 +480,27 @@ def draw_lifecycle(ax: Any = None) -> Any:
     ax.set_title("a server's states, from sockserve.core.lifecycle.TRANSITIONS", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def describe_class_tree(which: str = "all", highlight: type | None = None) -> str:
+    """:func:`draw_class_tree` in one sentence, read from the same classes:
+    the plain servers and their bases, how many combined classes the mixins
+    make with which servers, and *highlight*'s lookup order."""
+    grid = class_grid(which)
+    bases = ", ".join(f"{n.name} ({n.bases[0]})" if n.bases else n.name for n in grid.tree.values())
+    text = (f"Class tree: the plain servers {bases} (each with its base in brackets); "
+            f"{len(grid.cells)} combined classes, each a mixin ({', '.join(grid.mixins)}) plus a server "
+            f"({', '.join(grid.columns)})")
+    if highlight is not None:
+        path = " -> ".join(c.__name__ for c in highlight.__mro__[:-1])
+        text += f"; {highlight.__name__}.__mro__: {path}"
+    return text + "."
+
+
+def describe_lifecycle() -> str:
+    """:func:`draw_lifecycle` in one sentence, read from
+    :data:`sockserve.core.lifecycle.TRANSITIONS`."""
+    chain, (back_from, back_hook, back_to) = lifecycle_chain()
+    steps = chain[0][0].name + "".join(f" --{hook}()--> {new.name}" for _old, hook, new in chain)
+    return (f"Server lifecycle: {steps}; from {back_from.name} back to {back_to.name} when {back_hook} "
+            f"(it may run again); server_close() leads to {ServerState.CLOSED.name} from any state.")

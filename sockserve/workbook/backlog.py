@@ -15,7 +15,8 @@ thread of this process; *clients* connections are opened at once, each sends
 one request (``io <delay_ms>``) and half-closes, and the time from the burst
 to each reply is recorded. :func:`compare_backlogs` does it for several
 backlogs, :func:`plot_backlog` draws the replies over time (matplotlib,
-imported only when drawing).
+imported only when drawing) and :func:`describe_backlog` says what it
+draws in one sentence (its text alternative).
 
 The clients are non-blocking sockets driven by one selector in the calling
 thread (no client threads), every wait is bounded by *wait* seconds, and the
@@ -45,6 +46,7 @@ __all__ = [
     "run_backlog",
     "compare_backlogs",
     "plot_backlog",
+    "describe_backlog",
     "effective_somaxconn",
 ]
 
@@ -98,6 +100,17 @@ class BacklogRun:
     def late(self) -> int:
         """Clients answered, but only after ``window`` (a retransmit stall)."""
         return sum(1 for t in self.replies if t is not None and t > self.window)
+
+    def silence(self) -> tuple[float, float]:
+        """The longest stretch (from, to: seconds since the burst) in which no
+        reply came, between the burst and the last reply: where the figure's
+        line is flat. (0, 0) when no reply came."""
+        times = [0.0, *sorted(t for t in self.replies if t is not None)]
+        if len(times) < 2:
+            return (0.0, 0.0)
+        gaps = [(b - a, a, b) for a, b in zip(times, times[1:])]
+        _, start, end = max(gaps)
+        return (start, end)
 
     def counts(self) -> dict[str, int]:
         """Outcome -> number of clients, every outcome present."""
@@ -253,6 +266,8 @@ def plot_backlog(runs: BacklogRun | Sequence[BacklogRun], ax: Axes | None = None
     """
     import matplotlib.pyplot as plt
 
+    from ..plots.style import MIN_FONT_SIZE, REFERENCE, series_style
+
     if isinstance(runs, BacklogRun):
         runs = [runs]
     if ax is None:
@@ -266,15 +281,43 @@ def plot_backlog(runs: BacklogRun | Sequence[BacklogRun], ax: Axes | None = None
         ys = list(range(len(xs)))
         failed = run.clients - run.ok
         label = f"{run.label}: {run.in_window} in window" + (f", {failed} failed" if failed else "")
-        ax.step(xs, ys, where="post", color=f"C{i}", label=label, linewidth=1.8)
+        # Runs climb together at first: a marker at every reply, and a line
+        # style each, keep the lines apart where they overlap.
+        ax.step(xs, ys, where="post", label=label, linewidth=1.8, markersize=4 + 2 * (len(runs) - 1 - i),
+                fillstyle="none" if i else "full", **series_style(i))  # type: ignore[arg-type]
     if runs:
-        ax.axvline(runs[0].window, color="grey", linestyle=":", label=f"window ({runs[0].window:g} s)")
-        ax.axhline(runs[0].clients, color="grey", linestyle="--", linewidth=0.8)
+        ax.axvline(runs[0].window, color=REFERENCE, linestyle=":", label=f"window ({runs[0].window:g} s)")
+        ax.axhline(runs[0].clients, color=REFERENCE, linestyle="--", linewidth=0.8,
+                   label=f"all {runs[0].clients} clients")
     ax.set_xlim(0, right * 1.05)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("seconds since the burst")
     ax.set_ylabel("clients answered")
     ax.set_title("A burst of new connections against a one-at-a-time server")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="lower right", fontsize=MIN_FONT_SIZE + 1)
     return ax
+
+
+def describe_backlog(runs: BacklogRun | Sequence[BacklogRun]) -> str:
+    """:func:`plot_backlog` in one sentence (its text alternative), from the
+    same runs: per run, the clients answered within the window and later,
+    when the last reply came, the failures, and the longest flat stretch."""
+    if isinstance(runs, BacklogRun):
+        runs = [runs]
+    parts = []
+    for run in runs:
+        times = sorted(t for t in run.replies if t is not None)
+        text = f"{run.label}: {run.in_window} of {run.clients} answered within {run.window:g} s"
+        if run.late:
+            text += f", {run.late} later"
+        if times:
+            text += f", the last after {times[-1]:.2f} s"
+        failed = [f"{n} {name}" for name, n in run.counts().items() if n and name != "ok"]
+        if failed:
+            text += f", {', '.join(failed)}"
+        start, end = run.silence()
+        if end - start >= 0.1:
+            text += f"; no reply from {start:.2f} to {end:.2f} s"
+        parts.append(text)
+    return "Clients answered over time: " + "; ".join(parts) + "."

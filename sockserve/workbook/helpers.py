@@ -9,11 +9,14 @@ the logic stays here, where it is tested (``tests/test_workbook.py``).
   stream connection, or one datagram.
 * :func:`time_wait_sockets` counts TCP sockets in TIME_WAIT on a port (Linux,
   from ``/proc/net/tcp``); :func:`leave_time_wait` makes some.
-* :func:`shutdown_latency` times ``shutdown()`` of any TCPServer-like class.
+* :func:`shutdown_latency` times ``shutdown()`` of any TCPServer-like class
+  (these three live in :mod:`.shutdowns`).
 * :func:`close_timing` and :func:`exit_with_handler_running` show what
   ``block_on_close`` and ``daemon_threads`` do.
 * :func:`shutdown_latencies` measures ``shutdown()`` for several classes and
-  poll intervals; :func:`plot_shutdown_latencies` draws the result.
+  poll intervals; :func:`plot_shutdown_latencies` draws the result,
+  :func:`describe_shutdown_latencies` says it in one sentence and
+  :func:`shutdown_sentences` what it shows.
 * :func:`fork_cost` times ``fork()`` of this process and of a fresh Python.
 * :func:`show` displays a matplotlib figure once and closes it, so that no
   later cell shows it again.
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -36,6 +38,13 @@ from typing import Any
 
 from ..core.handlers import StreamRequestHandler
 from ..core.servers import TCPServer
+from .shutdowns import (
+    describe_shutdown_latencies,
+    plot_shutdown_latencies,
+    shutdown_latencies,
+    shutdown_latency,
+    shutdown_sentences,
+)
 
 __all__ = [
     "background",
@@ -54,6 +63,8 @@ __all__ = [
     "show",
     "shutdown_latencies",
     "plot_shutdown_latencies",
+    "describe_shutdown_latencies",
+    "shutdown_sentences",
     "ForkCost",
     "fork_cost",
 ]
@@ -163,33 +174,6 @@ def leave_time_wait(connections: int = 3, server_class: type = TCPServer) -> int
                 while client.recv(1024):
                     pass
     return port
-
-
-def shutdown_latency(
-    server_class: type, poll_interval: float = 0.5, rounds: int = 5, seed: int = 1
-) -> list[float]:
-    """Seconds ``shutdown()`` took, *rounds* times, for *server_class*.
-
-    Each round serves on a fresh loopback port and waits a random moment
-    (seeded) before calling ``shutdown()``, so a loop that only checks for
-    shutdown between ``poll_interval`` ticks is caught at a random point of
-    its tick. Works for the standard library's classes too.
-    """
-    rng = random.Random(seed)
-    took: list[float] = []
-    for _ in range(rounds):
-        server = server_class((HOST, 0), StreamRequestHandler)
-        thread = threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True)
-        thread.start()
-        try:
-            time.sleep(0.02 + rng.random() * poll_interval)
-            began = time.perf_counter()
-            server.shutdown()
-            took.append(time.perf_counter() - began)
-        finally:
-            thread.join(poll_interval + 5)
-            server.server_close()
-    return took
 
 
 @dataclass(frozen=True)
@@ -408,65 +392,21 @@ def lines(replies: Sequence[bytes]) -> str:
     return "\n".join(r.decode(errors="replace").rstrip("\n") for r in replies)
 
 
-def show(figure: Any) -> None:
+def show(figure: Any, description: str = "") -> None:
     """Display *figure* (a matplotlib Figure, or an Axes of one) in the
     notebook once, then close it: an open figure would be shown again by the
     next cell that draws with pyplot. Lessons make figures under
-    ``plt.ioff()`` and show them with this."""
+    ``plt.ioff()`` and show them with this. *description*, the figure's
+    text alternative (a ``describe_*`` function of the module that drew
+    it), is printed right under it."""
     import matplotlib.pyplot as plt
     from IPython.display import display
 
     fig = getattr(figure, "figure", figure)
     display(fig)  # type: ignore[no-untyped-call]
     plt.close(fig)
-
-
-def shutdown_latencies(
-    classes: dict[str, type], polls: Sequence[float], rounds: int = 4, seed: int = 1
-) -> dict[str, dict[float, list[float]]]:
-    """``{name: {poll_interval: [seconds shutdown() took, ...]}}`` for each
-    of *classes* (name -> server class) and each of *polls*, *rounds* times
-    each (see :func:`shutdown_latency`). Bounded: about ``rounds * (2 *
-    poll + 0.05)`` seconds per class and poll interval at most."""
-    return {
-        name: {poll: shutdown_latency(cls, poll_interval=poll, rounds=rounds, seed=seed) for poll in polls}
-        for name, cls in classes.items()
-    }
-
-
-def plot_shutdown_latencies(results: dict[str, dict[float, list[float]]]) -> Any:
-    """Draw :func:`shutdown_latencies`: for each poll interval, every round's
-    ``shutdown()`` time (dots) and the median (a bar) of each class, on a
-    log scale, with the poll interval itself marked. Returns the Figure
-    (made under ``plt.ioff()``)."""
-    import matplotlib.pyplot as plt
-
-    polls = sorted({poll for by_poll in results.values() for poll in by_poll})
-    with plt.ioff():
-        fig, ax = plt.subplots(figsize=(8.0, 3.8), layout="constrained")
-    width = 0.8 / max(1, len(results))
-    for i, (name, by_poll) in enumerate(results.items()):
-        offset = (i - (len(results) - 1) / 2) * width
-        for j, poll in enumerate(polls):
-            ms = [t * 1000 for t in by_poll.get(poll, [])]
-            if not ms:
-                continue
-            ms.sort()
-            median = ms[len(ms) // 2] if len(ms) % 2 else (ms[len(ms) // 2 - 1] + ms[len(ms) // 2]) / 2
-            ax.bar(j + offset, median, width * 0.9, color=f"C{i}", alpha=0.35,
-                   label=f"{name} (median)" if j == 0 else None)
-            ax.scatter([j + offset] * len(ms), ms, color=f"C{i}", s=14, zorder=3,
-                       label=f"{name} (each round)" if j == 0 else None)
-    for j, poll in enumerate(polls):
-        ax.hlines(poll * 1000, j - 0.45, j + 0.45, colors="#555555", linestyles="dashed",
-                  label="poll_interval" if j == 0 else "_nolegend_")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(polls)), [f"{poll:g} s" for poll in polls])
-    ax.set(xlabel="poll_interval given to serve_forever()", ylabel="shutdown() took (ms, log scale)",
-           title="How long shutdown() waits, by poll_interval")
-    ax.grid(axis="y", alpha=0.3, which="both")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    return fig
+    if description:
+        print(description)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from ..core.handlers import StreamRequestHandler
 from ..kernel.view import KernelReading, KernelSeries
 from ..core.servers import TCPServer
 
-__all__ = ["Scene", "construction", "burst", "handshake", "teardown", "forgotten_close", "states", "wait_for"]
+__all__ = ["Scene", "construction", "burst", "reply_times", "handshake", "teardown", "forgotten_close", "states",
+           "wait_for"]
 
 HOST = "127.0.0.1"
 
@@ -236,6 +237,25 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
     served = sum(1 for t in replies if t is not None)
     return Scene(title, tuple(lines), tuple(readings), series,
                  facts={"served": served, "replies": replies, "accepting": accepting})
+
+
+def reply_times(scene: Scene, late: float = 0.5) -> str:
+    """When each client of a :func:`burst` got its reply, in one sentence:
+    the moment the server began accepting, the reply times in order, and how
+    many came more than *late* seconds after that (or that none replied)."""
+    replies = scene.facts.get("replies") or []
+    accepting = float(scene.facts.get("accepting", 0.0))
+    times = sorted(t for t in replies if t is not None)
+    if not times:
+        return "No client got a reply."
+    slow = sum(1 for t in times if t > accepting + late)
+    text = (f"The server began accepting {accepting:.2f} s after the burst; replies came at "
+            f"{', '.join(f'{t:.2f}' for t in times)} s")
+    missing = len(replies) - len(times)
+    if missing:
+        text += f"; {missing} client{'s' if missing > 1 else ''} got none"
+    return text + (f"; {slow} of them more than {late:g} s after it began accepting." if slow else
+                   f"; all within {late:g} s of it.")
 
 
 def _replies(socks: list[socket.socket], began: float, wait: float = 5.0) -> list[float | None]:
