@@ -13,6 +13,7 @@ from sockserve.workbook.backlog import (
     BACKLOG_OUTCOMES,
     BacklogRun,
     compare_backlogs,
+    describe_backlog,
     effective_somaxconn,
     plot_backlog,
     run_backlog,
@@ -100,5 +101,17 @@ def test_plot_draws_one_line_per_run_and_the_window() -> None:
         assert "window (0.9 s)" in labels
         xs, ys = ax.get_lines()[0].get_data()
         assert list(ys) == [0, 1, 2, 3] and list(xs) == [0.0, 0.1, 0.5, 1.2]
+        # The runs climb together at first: they differ by marker and line style, not colour alone.
+        first, second = ax.get_lines()[:2]
+        assert first.get_marker() != second.get_marker() and first.get_linestyle() != second.get_linestyle()
     finally:
         plt.close(ax.figure)
+
+
+def test_the_text_alternative_says_when_replies_came_and_where_none_did() -> None:
+    run = _run()
+    assert run.silence() == (0.5, 1.2)
+    assert describe_backlog([run, _run(label="y", replies=(0.1, 0.2, 0.3, 0.4), outcomes=("ok",) * 4)]) == (
+        "Clients answered over time: x: 2 of 4 answered within 0.9 s, 1 later, the last after 1.20 s, 1 reset; "
+        "no reply from 0.50 to 1.20 s; y: 4 of 4 answered within 0.9 s, the last after 0.40 s.")
+    assert _run(replies=(None,) * 4, outcomes=("reset",) * 4).silence() == (0.0, 0.0)

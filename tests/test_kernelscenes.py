@@ -33,6 +33,17 @@ def test_a_burst_fills_a_small_backlog_and_every_client_is_served_after_all() ->
     assert before.count("SYN-SENT", "client") + before.count("SYN-RECV") == 3
     assert scene.facts["served"] == 6
     assert scene.series is not None and max(r.queue or 0 for r in scene.series.readings) >= 1
+    # The figure covers the whole scene: its readings go on past the last reply ...
+    replies = scene.facts["replies"]
+    assert len(replies) == 6 and all(t is not None for t in replies)
+    assert scene.series.readings[0].at < scene.facts["burst_at"]
+    assert scene.series.readings[-1].at >= scene.facts["burst_at"] + max(replies)
+    # ... and the server closed each connection first, so TIME-WAIT is on its side only.
+    last = scene.series.readings[-1]
+    assert last.count("TIME-WAIT", "server") == 6 and last.count("TIME-WAIT", "client") == 0
+    text = kernelscenes.reply_times(scene)
+    assert text.startswith(f"The server began accepting {scene.facts['accepting']:.2f} s after the burst; "
+                           "replies came at ")
 
 
 @linux_only

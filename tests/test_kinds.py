@@ -196,3 +196,19 @@ def test_make_server_sets_class_attributes_before_binding() -> None:
         assert not sockserve.ThreadingTCPServer.allow_reuse_address  # the class itself is untouched
     finally:
         server.server_close()
+
+
+def test_make_server_serves_a_handler_class_as_it_is() -> None:
+    from sockserve.measure import kinds
+
+    class Upper(sockserve.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(self.rfile.readline().upper())
+
+    server = kinds.make_server("threading", Upper)
+    try:
+        assert server.RequestHandlerClass is Upper
+    finally:
+        server.server_close()
+    with pytest.raises(ValueError, match="for a named workload"):
+        kinds.make_server("threading", Upper, delay_ms=3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import socket
 import subprocess
 import sys
@@ -104,7 +106,7 @@ w = pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 from sockserve.lab import KernelPanel, ServerPanel  # noqa: E402
-from sockserve.lab.kernelcharts import kernel_charts, queue_chart, states_chart  # noqa: E402
+from sockserve.lab.kernelcharts import describe_kernel_view, kernel_charts, queue_chart, states_chart  # noqa: E402
 
 
 def buttons(panel: Any) -> dict[str, Any]:
@@ -192,3 +194,20 @@ def test_the_charts_show_each_state_seen_and_when_the_queue_was_full() -> None:
     assert "no connections" in states_chart(kv.KernelSeries("x", ()), "client")
     with pytest.raises(ValueError, match="side"):
         states_chart(series, "both")
+
+
+def test_states_of_equal_count_are_drawn_apart_and_described() -> None:
+    # three clients in SYN-SENT beside three ESTABLISHED: both lines must show
+    readings = tuple(kv.KernelReading(float(i), {"LISTEN": 1}, {"SYN-SENT": 3, "ESTABLISHED": 3}, 0, 2)
+                     for i in range(4))
+    series = kv.KernelSeries("127.0.0.1:8000", readings)
+    client = states_chart(series, "client")
+    lines = re.findall(r'<polyline points="([^"]+)" fill="none" stroke="([^"]+)" stroke-width="[^"]+"'
+                       r'( stroke-dasharray="[^"]+")?><title>([^<]+)</title>', client)
+    heights = {title: {float(point.split(",")[1]) for point in points.split()} for points, _c, _d, title in lines}
+    assert heights["SYN-SENT"].isdisjoint(heights["ESTABLISHED"])  # equal counts, drawn apart
+    dashes = {title: dash for _p, _c, dash, title in lines}
+    assert dashes["SYN-SENT"] != dashes["ESTABLISHED"]
+    assert "px up or down so equal counts show" in client
+    alt = html.escape(f"clients on this machine (remote port): {describe_kernel_view(series)}", quote=True)
+    assert f'aria-label="{alt}"' in client

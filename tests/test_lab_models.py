@@ -464,3 +464,28 @@ def test_traffic_stop_is_bounded_and_a_stopped_server_ends_the_run() -> None:
         traffic.stop()
         server.stop()
     assert traffic not in registry.tracked()
+
+
+def test_the_lab_builds_its_servers_with_the_clis_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sockserve.lab import models as lab_models
+    from sockserve.measure import kinds
+
+    calls: list[tuple[Any, ...]] = []
+
+    def spy(*args: Any, **params: Any) -> Any:
+        calls.append(args + tuple(sorted(params.items())))
+        return kinds.make_server(*args, **params)
+
+    monkeypatch.setattr(lab_models, "make_server", spy)
+    model = ServerModel(kind="threading", workload="io", params={"delay_ms": 1})
+    try:
+        assert model.start().state == "running"
+        assert ask(model, b"io 1\n").endswith(b"\n")
+    finally:
+        model.stop()
+    (kind, workload, host, port, path, attributes, params), = calls
+    assert (kind, workload, host, port, path, params) == ("threading", "io", "127.0.0.1", 0, None,
+                                                           ("delay_ms", 1))
+    # The lab's own class attributes ride along: its error reporting and deadlines.
+    assert {"handle_error", "lab_events_fd", "request_timeout"} <= set(attributes)
+

@@ -14,6 +14,8 @@ pytest.importorskip("matplotlib")
 import ipywidgets as w  # noqa: E402
 
 from sockserve.lab import ComparePanel, ServerPanel, TrafficPanel, registry, stop_all  # noqa: E402
+from sockserve.lab.panels import static_views  # noqa: E402
+from sockserve.lab.settings import CompareSettings, ServerSettings  # noqa: E402
 
 PNG = b"\x89PNG"
 
@@ -152,6 +154,17 @@ def test_send_updates_progress_plots_and_summary() -> None:
         assert "ok" in traffic._ui_outcomes.value
         assert traffic.redraws >= 5  # one second of load, ten samples a second
         assert wait_for(lambda: not buttons(traffic)["Send"].disabled)
+        # What a saved notebook shows instead of the live panel: its charts and summary, in words too.
+        view = static_views()[traffic.model_id]
+        charts = next(bundle for bundle in view if "image/svg+xml" in bundle)
+        assert charts["image/svg+xml"].count("sockserve-chart") == 3
+        replies = traffic.model.result.outcomes["ok"]
+        assert f"Latency chart: {replies} replies" in charts["text/plain"]
+        assert f"Outcomes chart: {replies} ok" in charts["text/plain"]
+        texts = "\n".join(bundle["text/plain"] for bundle in view)
+        assert "as this notebook left it" in texts and "on 127.0.0.1:" in texts
+        assert traffic.model.result.summary() in texts
+        assert static_views()[server.model_id][0]["text/plain"].endswith(server.model.status().line())
     finally:
         traffic.close()
         server.close()
@@ -170,6 +183,12 @@ def test_compare_panel_runs_and_shows_figure_and_table() -> None:
         assert wait_for(lambda: bytes(panel._ui_figure.value) != bytes(before))
         assert bytes(panel._ui_figure.value).startswith(PNG)
         assert "threading" in panel._ui_table.value
+        import base64
+
+        view = static_views()[panel.model_id]
+        figure = next(bundle for bundle in view if "image/png" in bundle)
+        assert base64.b64decode(figure["image/png"]) == bytes(panel._ui_figure.value)
+        assert any(bundle.get("text/plain") == panel.model.status().text for bundle in view)
     finally:
         panel.close()
 
@@ -266,3 +285,70 @@ def test_traffic_panel_stop_button() -> None:
     finally:
         traffic.close()
         server.close()
+
+
+def test_the_traffic_panels_target_line_follows_the_server() -> None:
+    server = ServerPanel(kind="threading", workload="echo", key="t-follow-server")
+    traffic = TrafficPanel(server, key="t-follow")
+    try:
+        assert "not running" in traffic._ui_target.value
+        server.start()  # on the server panel: nothing pressed on the traffic panel
+        assert f"on 127.0.0.1:{server.address[1]}" in traffic._ui_target.value
+        assert "not running" not in traffic._ui_target.value
+        server.stop()
+        assert "not running" in traffic._ui_target.value
+    finally:
+        traffic.close()
+        server.close()
+    server.model.start()  # a closed traffic panel no longer listens
+    try:
+        assert "not running" in traffic._ui_target.value
+    finally:
+        server.model.stop()
+
+
+def _shown(widget: w.Widget) -> float:
+    """The value the page shows (and, once touched, sends back): a slider
+    snaps to its step, a number box keeps what it is given."""
+    value = float(widget.value)
+    if isinstance(widget, (w.FloatSlider, w.IntSlider)):
+        return float(widget.min + round((value - widget.min) / widget.step) * widget.step)
+    return value
+
+
+@pytest.mark.parametrize("duration", [0.8, 0.75, 2.0])
+def test_the_seconds_shown_are_the_seconds_measured(duration: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    compare = ComparePanel(workload="echo", servers=("plain",), duration=duration, key="t-seconds")
+    server = ServerPanel(key="t-seconds-server")
+    traffic = TrafficPanel(server, duration=duration, key="t-seconds-traffic")
+    try:
+        assert _shown(compare._ui_duration) == duration
+        assert _shown(traffic._ui_duration) == duration
+        # Run unchanged: the comparison measures what the box shows.
+        monkeypatch.setattr(compare.model, "run", lambda: compare.model.status())
+        compare._ui_duration.value = _shown(compare._ui_duration)  # what the page sends back
+        compare.run()
+        assert compare.model.settings.duration == duration
+        assert f"{duration:g} s or" in traffic._ui_cap.value
+    finally:
+        compare._ticker.stop()
+        for panel in (compare, traffic, server):
+            panel.close()
+
+
+def test_panels_pass_their_models_settings_down_as_keywords_or_one_object() -> None:
+    server = ServerPanel(ServerSettings(kind="forking", workload="io"), key="t-settings")
+    compare = ComparePanel(CompareSettings(workload="cpu", servers=("plain", "forking")), clients=3,
+                           key="t-settings-compare")
+    try:
+        assert server.model.settings == ServerSettings(kind="forking", workload="io")
+        assert server._ui_kind.value == "forking" and server._ui_workload.value == "io"
+        assert compare.model.settings.clients == 3 and compare.model.servers == ("plain", "forking")
+        assert compare._ui_servers.value == ("plain", "forking")
+    finally:
+        server.close()
+        compare.close()
+    with pytest.raises(TypeError, match="unknown setting dureation; the settings are: workload, servers"):
+        ComparePanel(dureation=3, key="t-settings-bad")
+    with pytest.raises(TypeError, match="takes a ServerSettings or keywords"):
+        ServerPanel("threading", key="t-settings-bad")  # type: ignore[arg-type]

@@ -152,3 +152,58 @@ def test_a_run_keeps_its_timeline_as_plain_data() -> None:
     assert again.timeline == run.timeline
     assert Timeline.from_dict(again.timeline).spans() == _pool_timeline().spans()
     assert RunResult("plain", "io", 4, 0, 10.0, {}).timeline is None  # nothing unless recorded
+
+
+def _thread_per_request(count: int = 200, at_once: int = 8) -> list[Span]:
+    """A thread per request: *count* requests of 20 ms, *at_once* at a time, each on a new thread."""
+    spans = []
+    for i in range(count):
+        start = (i // at_once) * 0.021 + (i % at_once) * 0.001
+        spans.append(Span(start, start + 0.0005, start + 0.020, 7, 1000 + i, 0))
+    return spans
+
+
+def test_hundreds_of_one_request_threads_share_rows_and_the_figure_stays_short() -> None:
+    spans = _thread_per_request()
+    rows = timelineplot.lane_rows(spans)
+    assert len(rows) == 8 and sum(len(row) for row in rows) == 200
+    for row in rows:  # no two requests of a row overlap
+        members = sorted((s for s in spans if (s.pid, s.tid) in row), key=lambda s: s.accepted)
+        assert all(a.ended <= b.accepted for a, b in zip(members, members[1:]))
+    figure = timelineplot.plot_timeline(spans)
+    try:
+        assert figure.get_size_inches()[1] < 5  # 200 lanes would be 45 inches
+        ax = figure.axes[0]
+        assert _labels(ax)[0] == "25 threads" and "200 threads\nin 8 rows" == ax.get_ylabel()
+        assert "200 requests on 200 threads, drawn 8 rows deep" in ax.get_title(loc="left")
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+    # A few workers keep a lane each.
+    assert timelineplot.lane_rows(_pool_timeline().spans()) == [[(50, 51)], [(50, 52)]]
+
+
+def test_the_text_alternative_counts_what_the_figure_draws() -> None:
+    text = timelineplot.describe_timelines({"pool": _pool_timeline(), "threading": _thread_per_request()})
+    assert text.startswith("Timelines: pool: 4 requests on 2 threads, at most 2 running at once, "
+                           "the longest waited 5.0 ms before its handler started, 1 ended in error (crosses)")
+    assert "threading: 200 requests on 200 threads (drawn in 8 rows: a row holds threads that ran one " \
+           "after another), at most 8 running at once" in text
+
+
+def test_a_run_over_persistent_connections_counts_connections() -> None:
+    def run(server: str, connection: str) -> RunResult:
+        return RunResult(server, "slow", 30, 0, 60.0, {}, timeline=_pool_timeline().to_dict(),
+                         load={"spec": {"connection": connection}})
+
+    comparison = Comparison([run("plain", "persistent"), run("threading", "new")], workload="slow")
+    assert timelineplot.units_of(comparison) == {"plain": "connection", "threading": "request"}
+    figure = timelineplot.plot_timelines(comparison)
+    try:
+        assert [ax.get_title(loc="left") for ax in figure.axes] == ["plain: 4 connections", "threading: 4 requests"]
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+    assert "plain: 4 connections on 2 threads" in timelineplot.describe_timelines(comparison)

@@ -30,12 +30,12 @@ warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded")
 #
 # Here is the server family, drawn from the classes. At the top, the plain servers: an arrow points from a class
 # to its base. Below them, every *combined* class sits in the row of its mixin and the column of its server:
-# `ThreadingTCPServer` is `ThreadingMixIn` + `TCPServer`. The red path is `ThreadingTCPServer.__mro__`, the order
+# `ThreadingTCPServer` is `ThreadingMixIn` + `TCPServer`. The numbered path is `ThreadingTCPServer.__mro__`, the order
 # in which Python looks a method up: first the class itself, then the mixin, then the server and its bases.
 
 # %%
 fig = diagrams.draw_class_tree(highlight=sockserve.ThreadingTCPServer)
-show(fig)
+show(fig, diagrams.describe_class_tree(highlight=sockserve.ThreadingTCPServer))
 
 # %% [markdown]
 # The same tree as text, and the handlers:
@@ -94,7 +94,7 @@ for cls in (sockserve.ThreadingTCPServer, sockserve.ForkingUDPServer):
 
 # %%
 fig = diagrams.draw_lifecycle()
-show(fig)
+show(fig, diagrams.describe_lifecycle())
 
 # %% [markdown]
 # ## 4. Live call-flow traces

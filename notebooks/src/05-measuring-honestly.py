@@ -8,8 +8,9 @@
 # 1. A **closed-loop** load generator waits for each reply before it sends the next request, so when the server
 #    stalls it stops sending, and the requests that would have waited are never measured (*coordinated omission*).
 # 2. An **average** mixes a few very slow requests with many fast ones into a number that describes neither.
-# 3. A **listen backlog** that is too short drops part of a burst of new connections, and the clients' kernels retry
-#    about **a second** later. The server never sees it.
+# 3. A **listen backlog** that is too short drops part of a burst of new connections: those clients wait for their
+#    kernels to try again, about **a second** later, or their connection is **reset** and the request is lost. The
+#    server never sees either.
 #
 # We measure each one on your machine, and then what sockserve's own counting costs each request.
 
@@ -18,15 +19,15 @@
 import socket
 import socketserver
 
-import matplotlib.pyplot as plt
-
 import sockserve
-from sockserve.workbook.backlog import compare_backlogs, plot_backlog
+from sockserve.workbook.backlog import compare_backlogs, describe_backlog, plot_backlog
 from sockserve.measure.conclusions import latency_sentences
 from sockserve.measure.experiment import RunResult, ServerProcess
 from sockserve.load import LoadSpec, run_load
 from sockserve.plots import plot_latency
+from sockserve.plots.latency import describe_latency_over_time, plot_latency_over_time
 from sockserve.workbook import ask, background, show
+from sockserve.workbook.sentences import slowest_against_work
 
 # %% [markdown]
 # ## 1. Closed loop and open loop
@@ -60,13 +61,15 @@ runs = [RunResult.from_load("closed loop, 1 client", closed),
         RunResult.from_load("open loop, 70% of that rate", opened)]
 show(plot_latency(runs))
 closed_ms, open_ms = closed.latency_ms(), opened.latency_ms()
-print(f"median: closed loop {closed_ms['p50']:.1f} ms, open loop {open_ms['p50']:.1f} ms "
-      f"({open_ms['p50'] / closed_ms['p50']:.1f} times as long); "
+ratio = open_ms["p50"] / closed_ms["p50"]
+print(f"median: closed loop {closed_ms['p50']:.1f} ms, open loop {open_ms['p50']:.1f} ms (the open loop's "
+      + (f"{ratio:.1f} times as long" if ratio >= 1 else f"shorter, {ratio:.2f} times") + "); "
       f"p90: {closed_ms['p90']:.1f} ms and {open_ms['p90']:.1f} ms")
 
 # %% [markdown]
 # **What to look for.** Same server, same requests, and the open loop asks for *less* work per second. Compare the
-# two lines, and the medians printed under them: the open loop's requests wait longer, and not only the slow ones.
+# two lines, and the medians printed under them: which loop's requests took longer, the slow ones only or the fast
+# ones too?
 #
 # In the closed loop, while a 50 ms request runs, the single client waits for it, and sends nothing. The requests a
 # real user would have sent meanwhile are not delayed; they are **never sent**, so they are never measured: the
@@ -75,31 +78,27 @@ print(f"median: closed loop {closed_ms['p50']:.1f} ms, open loop {open_ms['p50']
 # against the time it was due:
 
 # %% tags=["nbval-ignore-output"]
-with plt.ioff():
-    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
-for i, (name, result) in enumerate((("closed loop", closed), ("open loop", opened))):
-    ax.scatter(*zip(*result.timeline), s=6, color=f"C{i}", label=name)
-ax.set(xlabel="seconds since the start (when each request was due)", ylabel="latency (ms)",
-       title="Each request's latency")
-ax.grid(alpha=0.3)
-ax.legend()
-show(fig)
+loops = {"closed loop": closed, "open loop": opened}
+show(plot_latency_over_time(loops), describe_latency_over_time(loops))
 
 # %% [markdown]
-# In the open loop, each slow request is followed by a slope of requests that waited less and less for it. To
-# measure a server honestly, send at a rate (open loop) and count from the scheduled time, as `sockserve.load` does
-# with `mode="open"`; a closed loop tells you the latency of one client that politely waits, not of a crowd.
+# In the open loop, look for a slow request followed by a slope of requests that waited less and less for it: they
+# were due while it ran. To measure a server honestly, send at a rate (open loop) and count from the scheduled time,
+# as `sockserve.load` does with `mode="open"`; a closed loop tells you the latency of one client that politely
+# waits, not of a crowd.
 #
 # ## 2. Percentiles, not averages
 #
-# Back to the closed loop, where nothing queues. One request in ten asks for 50 ms of work and the others for 1 ms.
-# Here are its percentiles in words, as measured, and what the mean says:
+# Back to the closed loop. It had one client, so no request ever waited behind another in the server. One request in
+# ten asks for 50 ms of work and the others for 1 ms. Here are its percentiles in words, as measured, what the
+# slowest request says about your machine, and what the mean says:
 
 # %% tags=["nbval-ignore-output"]
 ms = closed.latency_ms()
 latencies = [latency for _, latency in closed.timeline]
 slower = sum(1 for latency in latencies if latency > ms["mean"])
 print("\n".join(latency_sentences(closed)))
+print(slowest_against_work(closed, work_ms=50))
 print(f"The mean is {ms['mean']:.2f} ms, {ms['mean'] / ms['p50']:.1f} times the median; "
       f"{slower} of the {len(latencies)} requests ({slower / len(latencies):.0%}) took longer than the mean.")
 
@@ -121,23 +120,23 @@ print("sockserve.TCPServer.request_queue_size == socket.SOMAXCONN:",
 
 # %% [markdown]
 # A burst of 30 clients now connects at once to a plain server; each sends one request of 20 ms and waits for the
-# reply. With every connection queued, the server answers them one after another, all within 0.9 s. With a backlog
-# of 5:
+# reply. With every connection queued, the server has 30 × 20 ms = 0.6 s of work, so it can answer them all, one
+# after another, within 0.9 s. Then the same burst against a backlog of 5:
 
 # %% tags=["nbval-ignore-output"]
-bursts = compare_backlogs((5, socket.SOMAXCONN), clients=30, delay_ms=20, window=0.9)
-show(plot_backlog(bursts))
-shallow = bursts[0]
-print(f"With a backlog of {shallow.backlog}, of the {shallow.clients} clients {shallow.in_window} were answered within "
-      f"{shallow.window:g} s, {shallow.late} later, and {shallow.counts()['reset']} were reset.")
+bursts = compare_backlogs((socket.SOMAXCONN, 5), clients=30, delay_ms=20, window=0.9)
+show(plot_backlog(bursts), describe_backlog(bursts))
+for burst in bursts:
+    print(burst.summary())
 
 # %% [markdown]
-# **What to look for.** With the deep backlog the line climbs steadily to all 30 clients. With a backlog of 5, it
-# climbs for the few connections that fit in the queue and then goes **flat**: the kernel dropped the other
-# connections' packets, and nothing happens until the clients' kernels retransmit, about one second after the burst
-# (the initial TCP retransmission timeout; the next retries come after 3 s, then more).
+# **What to look for.** A line that climbs steadily is the server answering queued connections one after another.
+# A **flat** stretch is time in which no reply came: when the queue is full, the kernel drops the packets of the
+# connections it has no room for, and nothing happens until the clients' kernels retransmit, about one second after
+# the burst (the initial TCP retransmission timeout; the next retries come after 3 s, then more). The sentence
+# under the figure says where each of your lines was flat, and the lines under it how each burst ended.
 #
-# Other connections were **reset** (the count is printed above). A *reset* is a TCP segment with the RST flag: one
+# A connection can also be **reset** (the counts are printed above). A *reset* is a TCP segment with the RST flag: one
 # side's kernel telling the other "I have no such connection: give it up". The other side's next `recv()` or
 # `send()` fails with `ConnectionResetError` (`ECONNRESET`, "connection reset by peer"), and the request is lost,
 # not retried. Why here? When its queue is full, Linux may complete a handshake without keeping any record of it

@@ -13,11 +13,13 @@ import threading
 import sockserve
 from sockserve.workbook import (
     close_timing,
+    describe_shutdown_latencies,
     drain_demo,
     exit_with_handler_running,
     plot_shutdown_latencies,
     show,
     shutdown_latencies,
+    shutdown_sentences,
 )
 
 # %% [markdown]
@@ -46,17 +48,19 @@ print("after server_close():", server.state.name)
 #
 # Each round below starts a server, lets it serve for a random moment, and times `shutdown()`. The standard
 # library's `socketserver.TCPServer` and sockserve's are called with the same `poll_interval`, the argument of
-# `serve_forever()` (0.5 s by default), for four values of it, three rounds each (about 5 s in all):
+# `serve_forever()` (0.5 s by default), for four values of it, five rounds each (under 10 s in all). The moments
+# are new each time you run the cell:
 
 # %% tags=["nbval-ignore-output"]
 polls = (0.05, 0.1, 0.25, 0.5)
 results = shutdown_latencies({"socketserver": socketserver.TCPServer, "sockserve": sockserve.TCPServer},
-                             polls, rounds=3)
-show(plot_shutdown_latencies(results))
+                             polls, rounds=5)
+show(plot_shutdown_latencies(results), describe_shutdown_latencies(results))
 for poll in polls:
     slow, quick = (statistics.median(results[name][poll]) for name in ("socketserver", "sockserve"))
     print(f"poll_interval {poll:4g} s: median shutdown() socketserver {slow * 1000:6.1f} ms, "
           f"sockserve {quick * 1000:5.2f} ms ({slow / quick:,.0f} times as fast)")
+print("\n".join(shutdown_sentences(results)))
 
 # %% [markdown]
 # **Why.** The standard library's loop is, in essence:
@@ -70,10 +74,11 @@ for poll in polls:
 # `shutdown()` sets the flag and waits for the loop to notice it, which it can only do when `select()` returns:
 # when a request arrives, or when `poll_interval` runs out. On an idle server that is anywhere between 0 and
 # `poll_interval` seconds, half of it on average. sockserve's loop also watches one end of a socket pair, and
-# `shutdown()` writes a byte to the other end: `select()` wakes at once. In the chart, the standard library's
-# dots spread between zero and the dashed line (the `poll_interval`) and its median follows the line down as the
-# interval shrinks; sockserve's stay low, whatever the interval. A shorter `poll_interval` helps the standard
-# library only at the price of waking up more often for nothing.
+# `shutdown()` writes a byte to the other end: `select()` wakes at once. So in the chart each of the standard
+# library's rounds can land anywhere between zero and the dashed line (its `poll_interval`), and a smaller interval
+# lowers that ceiling; sockserve's rounds do not depend on the interval. With a few random moments per interval,
+# the medians are themselves random: the last lines under the chart say what your rounds showed. A shorter
+# `poll_interval` helps the standard library only at the price of waking up more often for nothing.
 
 
 # %% [markdown]

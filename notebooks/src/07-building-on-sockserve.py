@@ -18,6 +18,7 @@ from sockserve.measure.conclusions import report
 from sockserve.measure.experiment import compare
 from sockserve.plots import plot_comparison
 from sockserve.workbook import ask, background, show
+from sockserve.workbook.sentences import failures
 from sockserve.measure.workloads import handler_for
 
 # %% [markdown]
@@ -146,7 +147,7 @@ workers = {"threading": 24, "threadpool": sockserve.ThreadPoolMixIn.pool_size, "
 for run in bounded.runs:
     cap = workers[run.server] / 0.050   # at most this many requests of 50 ms at once, each 50 ms
     print(f"{run.server:10} {workers[run.server]:2} at once: at most {cap:4.0f} req/s, measured "
-          f"{run.throughput_rps:4.0f} req/s, median latency {run.latency_ms['p50']:4.0f} ms")
+          f"{run.throughput_rps:4.0f} req/s, median latency {run.latency_ms['p50']:4.0f} ms; {failures(run)}")
 print(report(bounded, baseline="threading"))
 
 # %% [markdown]
@@ -159,6 +160,9 @@ print(report(bounded, baseline="threading"))
 #   With 4 worker processes, the cap is lower again. The lines under the figure give each cap beside what your
 #   machine measured. The unbounded server can go furthest here, and would be the first to run out of memory or
 #   threads under a larger burst.
+# * *Errors*: a request still waiting for a worker when the run's time is up gets a short grace, then counts as a
+#   failure (a *timeout*, "still in flight when the run ended"). The more requests wait in a queue, the more are
+#   caught that way; the lines under the figure count them for each server.
 #
 # A bound turns overload into waiting (or, with `overflow = "reject"`, into refusals counted in `stats.overflows`)
 # instead of into an ever-growing number of threads. Choose the bound from what the machine can hold, and measure

@@ -18,8 +18,9 @@ import sockserve
 from sockserve.exercises import check
 from sockserve.measure.experiment import compare
 from sockserve.workbook.fromscratch import scratch_kind
-from sockserve.plots.timeline import plot_timelines
-from sockserve.workbook import background
+from sockserve.plots.timeline import describe_timelines, plot_timelines
+from sockserve.workbook import background, show
+from sockserve.workbook.sentences import lines_and_connections
 from sockserve.measure.workloads import handler_for
 
 # %% [markdown]
@@ -121,8 +122,9 @@ event_loop
 # (your loop in a thread of this notebook's process, the load generator in another process). Eight clients each keep
 # one connection open and trickle their requests a byte at a time (the `slow` workload), for half a second per
 # server. `timeline=True` records, for every connection, when it was accepted, when the server started on it and
-# when it closed, and which thread or process served it. The servers you wrote join the comparison once their check
-# passes.
+# when it closed, and which thread or process served it. A connection is what `socketserver` calls a *request*: the
+# load generator counts the request *lines* each connection carried, the timeline counts connections, and the lines
+# under the comparison give both. The servers you wrote join the comparison once their check passes.
 
 # %% tags=["nbval-ignore-output"]
 servers = ["plain", "threading", "asyncio"]
@@ -132,13 +134,12 @@ if event_loop:
     servers.insert(-1, scratch_kind("my-selectors", serve_selectors, concurrency="asyncio"))
 slow = compare("slow", servers, clients=8, duration=0.5, connection="persistent", timeout=1.0, timeline=True)
 for run in slow.runs:
-    print(f"{run.server:13} {run.ok:4} requests answered, half of them within {run.latency_ms['p50']:5.1f} ms, "
-          f"the slowest after {run.latency_ms['max']:5.1f} ms")
-plot_timelines(slow)
+    print(lines_and_connections(run))
+show(plot_timelines(slow), describe_timelines(slow))
 
 # %% [markdown]
-# **What to look for.** One lane per thread (or process) that served a connection; light where a connection waited,
-# dark while it was served.
+# **What to look for.** One lane per thread (or process) that served a connection; thin and light where a
+# connection waited, thick and dark while it was served.
 #
 # * `plain` (and your blocking loop): one lane, one connection at a time. The first client is served for the whole
 #   run; the other seven get their turn only when the load generator closes the first at the end. Their long wait
@@ -163,9 +164,14 @@ if event_loop:
     servers.append("my-selectors")
 waiting = compare("io", servers, clients=8, duration=0.5, workload_params={"delay_ms": 20}, timeline=True)
 print(waiting.table())
-plot_timelines(waiting)
+show(plot_timelines(waiting), describe_timelines(waiting))
 
 # %% [markdown]
+# Here each request opens a new connection, so the threading server starts a new thread for every request: up to
+# 8 clients × 0.5 s / 20 ms = 200 threads, each living for one request. A lane per thread would make that figure
+# metres tall, so threads that never ran at the same time share a row: the rows show how many threads ran at once,
+# and the line under the figure says how many there were in all.
+#
 # The asyncio server's requests overlap in its one lane; in your selectors loop (once it passes) they line up one
 # after the other, exactly like `plain`. That is the rule of every event loop, asyncio's included: **never block the
 # loop**. CPU work blocks it too, however it is written; `cpu` and `mixed` requests on the asyncio kind run one at a

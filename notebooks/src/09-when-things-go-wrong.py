@@ -76,8 +76,8 @@ print("the quick client waited until the silent one let go:", silent.quick_waite
 # %% [markdown]
 # `StreamRequestHandler.timeout` (None by default) is an **idle** timeout: it is set on the connection with
 # `settimeout()`, so every read (and write) raises `TimeoutError` after that many seconds without progress. With
-# `timeout = 0.2` the silent client is cut off, and the quick one waits only for that. But a client that *drips*,
-# one byte every 50 ms and never a full line, makes progress on every read, so no read ever times out:
+# `timeout = 0.2` the silent client is cut off after 0.2 s, so the quick one need not wait for it. But a client that
+# *drips*, one byte every 50 ms and never a full line, makes progress on every read, so no read ever times out:
 
 # %%
 idle_cut = mishaps.slow_client("silent", hold=1.0, timeout=0.2)
@@ -224,9 +224,9 @@ print(f"median exchange: {mishaps.median_ms(with_nagle):.2f} ms with Nagle, "
 print("the first four exchanges with Nagle, in ms:", [round(t * 1000, 2) for t in with_nagle[:4]])
 
 # %% [markdown]
-# The first exchange is fast: a new connection acknowledges at once for a while ("quick ACK" mode), and the delay
-# sets in after. Two fixes: send the reply in one write (buffer it, `wbufsize`, or join the pieces), or turn Nagle
-# off for protocols made of small request/reply exchanges. The server's own code did nothing slow, which is why
+# Look at the first exchanges: a new connection acknowledges at once for a while ("quick ACK" mode), so the delay
+# can set in only after them. Two fixes: send the reply in one write (buffer it, `wbufsize`, or join the pieces), or
+# turn Nagle off for protocols made of small request/reply exchanges. The server's own code did nothing slow, which is why
 # this one is hard to find without measuring.
 #
 # **Exercise 5.** Write `TwoLines`, a `StreamRequestHandler` that answers each line with two lines:

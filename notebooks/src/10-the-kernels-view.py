@@ -59,23 +59,32 @@ print(burst)
 
 # %% [markdown]
 # Linux queues one connection more than the backlog (3 here) and then **drops** the next SYNs without a word: those
-# clients stay in **SYN-SENT** and send their SYN again after 1 s (then 3 s, 7 s, ...). Nothing fails; the clients
-# are just late by a second, which is why a latency histogram with a bump at 1 s points at a full listen queue
-# (lesson 05 measures it). The kernel's readings, recorded 50 times a second while the server served them:
+# clients stay in **SYN-SENT** and send their SYN again after 1 s (then 3 s, 7 s, ...). A dropped SYN is not an
+# error: its client is only late, by a second or more, which is why a latency histogram with a bump at 1 s points at
+# a full listen queue. (A client can also be *reset*, when the kernel completed its handshake without queueing it and
+# then had nowhere to deliver its request: lesson 05's larger burst, whose clients send at once, counts both.)
+# The kernel's readings, asked for 50 times a second while the server served them (the line under the figure says
+# how many a busy machine gave), and when each client got its reply:
 
 # %% tags=["nbval-ignore-output"]
 # %matplotlib inline
-from sockserve.plots.kernel import plot_kernel_view
+from sockserve.plots.kernel import describe_kernel_view, plot_kernel_view
+from sockserve.workbook import show
 
-plot_kernel_view(burst.series) if burst.series else None
+if burst.series:
+    show(plot_kernel_view(burst.series), describe_kernel_view(burst.series))
+    print(kernelscenes.reply_times(burst))
 
 # %% [markdown]
-# Read it left to right: the burst arrives, the queue is full at 3 (shaded: SYNs dropped) and three clients wait in
-# SYN-SENT behind the three ESTABLISHED ones; the server starts accepting, the queue empties, and each connection it
-# has answered waits for its client in CLOSE-WAIT (on the client's side, since the server closed first); about a
-# second after they first tried, the three late clients get in and are served within milliseconds, too quickly for
-# a sampler reading 50 times a second to catch them queued. At the end, TIME-WAIT on the server's side: it closed
-# each connection first (section 4 explains why that matters).
+# Read it left to right. Shaded: the moments the queue was full, when new SYNs were dropped. On the clients' side,
+# SYN-SENT is a client whose SYN was dropped and is still trying, ESTABLISHED one the kernel queued; lines with equal
+# counts are drawn a little apart, each with its own marker and dashes, so one never hides the other. Once the server
+# accepts, it answers and closes each connection first: the client's side passes CLOSE-WAIT until the client closes
+# too (briefly here: each client closes as soon as it has read its reply and the end of file), and the server's side
+# passes FIN-WAIT on its way to TIME-WAIT, which stays on the side that closed first (section 4 explains why that
+# matters). A client whose SYN was retried is served within milliseconds of getting in, too quickly for a sampler
+# reading 50 times a second to catch it queued. The lines under the figure say which states your run's readings
+# caught, and when each client was answered.
 
 # %% [markdown]
 # ## 3. The handshake: SYN-SENT, SYN-RECV, ESTABLISHED

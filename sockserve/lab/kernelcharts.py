@@ -30,7 +30,7 @@ from .svgchart import Series, line_chart
 
 __all__ = ["states_chart", "queue_chart", "kernel_charts", "describe_kernel_view"]
 
-_OFFSET_PX = 3.0  # pixels between lines of equal counts
+_OFFSET_PX = 4.0  # pixels between lines of equal counts
 
 _WIDTH = 380
 _HEIGHT = 240
@@ -57,7 +57,7 @@ def states_chart(series: KernelSeries, side: str = "server") -> str:
                             offset=offset))
     top = max((y for line in lines for _x, y in line.points if y == y), default=0)
     title = "server's side (local port)" if side == "server" else "clients on this machine (remote port)"
-    caption = (f"lines drawn up to {_OFFSET_PX * (len(states) - 1) / 2:g} px apart so equal counts show"
+    caption = (f"lines moved up to {_OFFSET_PX * (len(states) - 1) / 2:g} px up or down so equal counts show"
                if len(states) > 1 else "")
     return line_chart(lines, title=title, xlabel="seconds", ylabel="sockets", xmax=_xmax(t),
                       ymax=max(1.0, top * 1.15), width=_WIDTH, height=_HEIGHT, empty="no connections",

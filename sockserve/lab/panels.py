@@ -151,7 +151,11 @@ class _Panel(w.VBox):  # type: ignore[misc]
         raise NotImplementedError
 
     def close(self) -> None:
-        """Stop what the panel runs, then remove it from the page."""
+        """Stop what the panel runs, then remove it from the page. (A panel
+        whose constructor failed, on a bad setting, has nothing to stop.)"""
+        if not hasattr(self, "_slot"):
+            super().close()
+            return
         try:
             self.stop()
         finally:
@@ -377,8 +381,9 @@ class TrafficPanel(_Panel):
         self._ui_stop.disabled = True
 
     def close(self) -> None:
-        if self._stop_following is not None:
-            self._stop_following()
+        following = getattr(self, "_stop_following", None)
+        if following is not None:
+            following()
             self._stop_following = None
         super().close()
 
@@ -560,7 +565,9 @@ class ComparePanel(_Panel):
         self._ui_table.value = _pre(self.model.status().text)
 
     def close(self) -> None:
-        self._ticker.stop()
+        ticker = getattr(self, "_ticker", None)
+        if ticker is not None:
+            ticker.stop()
         super().close()
 
     def static_view(self) -> StaticView:

@@ -290,7 +290,7 @@ def _draw(ax: Axes, timeline: Timeline, origin: float, title: str | None, unit: 
     else:  # workers share rows: say how many each row holds
         ax.set_yticks(range(len(grouped)), [_plural(len(row), _worker_word(lanes, 1)) for row in grouped],
                       fontsize=MIN_FONT_SIZE)
-        ax.set_ylabel(f"{len(lanes)} {_worker_word(lanes, 2)},\n{len(grouped)} at once at most", fontsize=9)
+        ax.set_ylabel(f"{len(lanes)} {_worker_word(lanes, 2)}\nin {len(grouped)} rows", fontsize=9)
     ax.set_ylim(len(grouped) - 0.5 if grouped else 0.5, -0.5)  # first lane on top
     ax.set_xlabel("ms since the timeline started")
     ax.grid(True, axis="x", alpha=0.3)

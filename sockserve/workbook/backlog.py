@@ -317,7 +317,7 @@ def describe_backlog(runs: BacklogRun | Sequence[BacklogRun]) -> str:
         if failed:
             text += f", {', '.join(failed)}"
         start, end = run.silence()
-        if end - start >= 0.1:
+        if end - start > max(0.2, 5 * run.delay_ms / 1000.0):  # flat: far longer than a request takes
             text += f"; no reply from {start:.2f} to {end:.2f} s"
         parts.append(text)
     return "Clients answered over time: " + "; ".join(parts) + "."

@@ -183,7 +183,8 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
     ``facts``: ``served`` (clients that got their reply), ``replies``
     (seconds from the burst to each client's reply, None for none, in the
     order they connected), ``accepting`` (seconds from the burst to the
-    moment the server started accepting). The series covers the whole
+    moment the server started accepting), ``burst_at`` (the burst's
+    ``time.monotonic()``, the clock of the readings). The series covers the whole
     scene, from before the burst to after the last reply: if the sampler
     fell behind (a busy machine), a reading taken at the end is added.
     """
@@ -197,11 +198,13 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
     series = None
     replies: list[float | None] = [None] * clients
     accepting = 0.0
+    began = time.monotonic()
     with server_class((HOST, 0), _Reply) as server:
         sampler = kernelview.KernelSampler(server, rate=50, max_seconds=10)
         try:
             if serve:
                 sampler.start()
+                wait_for(lambda: bool(sampler.series().readings), 1.0)
                 time.sleep(0.1)  # a quiet moment first: the listener alone
             began = time.monotonic()
             for _ in range(clients):
@@ -236,7 +239,7 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
                 sock.close()
     served = sum(1 for t in replies if t is not None)
     return Scene(title, tuple(lines), tuple(readings), series,
-                 facts={"served": served, "replies": replies, "accepting": accepting})
+                 facts={"served": served, "replies": replies, "accepting": accepting, "burst_at": began})
 
 
 def reply_times(scene: Scene, late: float = 0.5) -> str:
@@ -261,11 +264,14 @@ def reply_times(scene: Scene, late: float = 0.5) -> str:
 def _replies(socks: list[socket.socket], began: float, wait: float = 5.0) -> list[float | None]:
     """Send each client's line (a client whose SYN was dropped sends it once
     its retried SYN got through) and record, per client, the seconds from
-    *began* to its reply; every client is closed by the end, and the whole
-    takes at most *wait* seconds."""
+    *began* to its reply. A client closes only after the server did (it
+    reads its reply, then the end of file), so the server always closes
+    first, whatever the timing. Every client is closed by the end, and the
+    whole takes at most *wait* seconds."""
     import selectors
 
     replies: list[float | None] = [None] * len(socks)
+    received = [b""] * len(socks)
     deadline = time.monotonic() + wait
     with selectors.DefaultSelector() as selector:
         for i, sock in enumerate(socks):
@@ -279,8 +285,13 @@ def _replies(socks: list[socket.socket], began: float, wait: float = 5.0) -> lis
                             sock.send(b"hi\n")  # three bytes: never a partial send
                             selector.modify(sock, selectors.EVENT_READ, i)
                             continue
-                    elif sock.recv(16) == b"hi\n":
-                        replies[i] = time.monotonic() - began
+                    else:
+                        data = sock.recv(16)
+                        if data:
+                            received[i] += data
+                            if received[i] == b"hi\n":
+                                replies[i] = time.monotonic() - began
+                            continue  # read on, to the server's end of file
                 except OSError:
                     pass
                 selector.unregister(sock)
