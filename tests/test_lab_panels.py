@@ -14,7 +14,7 @@ pytest.importorskip("matplotlib")
 import ipywidgets as w  # noqa: E402
 
 from sockserve.lab import ComparePanel, ServerPanel, TrafficPanel, registry, stop_all  # noqa: E402
-from sockserve.lab.panels import static_views  # noqa: E402
+from sockserve.lab.saved import static_views  # noqa: E402
 from sockserve.lab.settings import CompareSettings, ServerSettings  # noqa: E402
 
 PNG = b"\x89PNG"

@@ -34,7 +34,7 @@ executed_on``, the cores it ran on and what other programs took.
 **Panels are saved as pictures.** A live panel (an ipywidgets output) cannot
 be shown without a kernel. After the last cell, one more (not saved) asks
 every panel for a picture of its final state
-(:func:`sockserve.lab.panels.static_views`: its figure or charts, and its
+(:func:`sockserve.lab.saved.static_views`: its figure or charts, and its
 status in words), which replaces the widget output. A widget output with no
 such picture keeps one line, :data:`RUN_THIS_CELL`.
 """
@@ -65,7 +65,7 @@ BUSY_THRESHOLD = 0.25
 #: The extra last cell: every panel's picture, by widget model id, as JSON on stdout.
 SNAPSHOT_CODE = (
     "import json as _sockserve_json, sys as _sockserve_sys\n"
-    "_sockserve_panels = _sockserve_sys.modules.get('sockserve.lab.panels')\n"
+    "_sockserve_panels = _sockserve_sys.modules.get('sockserve.lab.saved')\n"
     "print(_sockserve_json.dumps(_sockserve_panels.static_views() if _sockserve_panels else {}))\n"
 )
 

@@ -19,9 +19,12 @@ panel shows the previous figure greyed and labelled as the previous one.
 running a panel's cell again stops the panel it made before (without
 blocking the kernel), and the kernel's exit stops everything.
 
-Layers: :mod:`.models` and :mod:`.runs` (plain objects, no ipywidgets),
-:mod:`.registry` (what runs), :mod:`.figures` (matplotlib, imported on use)
-and :mod:`.panels` (the ipywidgets views); the kernel panel is
+Layers: :mod:`.settings` (what each model runs, declared once: a panel
+takes the same settings and passes them down), :mod:`.models` and
+:mod:`.runs` (plain objects, no ipywidgets), :mod:`.registry` (what runs),
+:mod:`.figures` (matplotlib, imported on use), :mod:`.saved` (pictures of
+the panels for a saved notebook) and :mod:`.panels` (the ipywidgets views,
+refreshed by :mod:`.ticker`); the kernel panel is
 :mod:`.kernelmodel` (model) and :mod:`.kernel` (view). The panels are imported only when
 asked for, so ``import sockserve.lab.models`` needs neither ipywidgets nor
 matplotlib.

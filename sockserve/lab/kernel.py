@@ -31,12 +31,13 @@ import ipywidgets as w  # type: ignore[import-untyped]
 
 from .kernelcharts import describe_kernel_view, kernel_charts
 from .kernelmodel import KernelModel
-from .panels import StaticView, _Panel, _Ticker
+from .panels import _Panel
+from .saved import SAVED_NOTE, StaticView
+from .ticker import TICK, Ticker
 from .svgchart import side_by_side
 
 __all__ = ["KernelPanel"]
 
-_TICK = 0.25  # seconds between refreshes: four a second
 
 
 class KernelPanel(_Panel):
@@ -66,7 +67,7 @@ class KernelPanel(_Panel):
                                  layout=w.Layout(flex_flow="row wrap"))
         self._ui_watch.on_click(lambda _button: self.watch())
         self._ui_stop.on_click(lambda _button: self.stop())
-        self._ticker = _Ticker(self._tick, "sockserve-lab-kernel-panel", interval=_TICK)
+        self._ticker = Ticker(self._tick, "sockserve-lab-kernel-panel", interval=TICK)
         self._drawn = (-1, -1.0)  # (readings, time of the last) already drawn
         super().__init__(children=[w.HBox([self._ui_watch, self._ui_stop]), self._ui_status, self._ui_charts])
         self.add_class("sockserve-kernel-panel")
@@ -94,8 +95,7 @@ class KernelPanel(_Panel):
 
     def static_view(self) -> StaticView:
         status = self.model.status()
-        view: StaticView = [{"text/plain": "Kernel panel (the panel as this notebook left it; run the cell "
-                                           f"for the live panel): {status.text}"}]
+        view: StaticView = [{"text/plain": f"Kernel panel {SAVED_NOTE}: {status.text}"}]
         if status.state != "unavailable":
             series = self.model.series()
             alt = describe_kernel_view(series)

@@ -17,20 +17,16 @@ capture happens in that thread). A panel's ``close()`` (and
 ``sockserve.lab.stop_all()``, and running the panel's cell again) stops its
 ticker and what its model runs.
 
-A saved notebook cannot show a live widget. :func:`static_views` gives,
-for every panel alive, a picture of its present state (its figure or
-charts, with their text alternative, and its status in words) as
-mimebundles; ``notebooks/src/sync.py`` saves those in place of the widget.
+A saved notebook cannot show a live widget: each panel's ``static_view()``
+is a picture of its present state (its figure or charts, with their text
+alternative, and its status in words), which
+:func:`sockserve.lab.saved.static_views` collects for ``notebooks/src/sync.py``.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
-import sys
-import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -41,31 +37,12 @@ from ..measure.workloads import WORKLOAD_NAMES
 from . import figures, livecharts, registry
 from .models import FORK_NOTE, ServerModel, server_kinds
 from .runs import CompareModel, TrafficModel, default_servers
+from .saved import SAVED_NOTE, StaticView, png, remember, text
 from .settings import CompareSettings, ServerSettings, TrafficSettings, settings_of
 from .svgchart import side_by_side
+from .ticker import LIVE_TICK, Ticker
 
-__all__ = ["ServerPanel", "TrafficPanel", "ComparePanel", "static_views", "seconds_box"]
-
-#: A picture of a panel for a saved notebook: mimebundles, shown one after another.
-StaticView = list[dict[str, str]]
-#: Every panel alive, for static_views() (a panel that is garbage is gone from it).
-_LIVE: weakref.WeakSet[_Panel] = weakref.WeakSet()
-_SAVED_NOTE = "(the panel as this notebook left it; run the cell for the live panel)"
-
-
-def static_views() -> dict[str, StaticView]:
-    """Widget model id -> a picture of that panel as it is now, for every
-    panel alive: what ``sync.py`` saves in place of the live widget."""
-    views: dict[str, StaticView] = {}
-    for panel in list(_LIVE):
-        try:
-            model_id = panel.model_id
-        except Exception:  # a closed widget has no model id any more
-            continue
-        if model_id:
-            views[str(model_id)] = panel.static_view()
-    return views
-
+__all__ = ["ServerPanel", "TrafficPanel", "ComparePanel", "seconds_box"]
 
 def seconds_box(value: float, description: str) -> Any:
     """A box for a duration in seconds that shows and keeps exactly *value*
@@ -74,58 +51,6 @@ def seconds_box(value: float, description: str) -> Any:
     return w.BoundedFloatText(value=float(value), min=0.1, max=600.0, step=0.1, description=description)
 
 
-def _text(text: str) -> dict[str, str]:
-    return {"text/plain": text}
-
-
-def _png(data: bytes, alt: str) -> dict[str, str]:
-    return {"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}
-
-_TICK = 0.25  # seconds between status refreshes (4 per second)
-_LIVE_TICK = 0.1  # the traffic panel's live charts: up to 10 redraws a second
-
-
-class _Ticker:
-    """Call *step* every *interval* seconds in a daemon thread until it
-    returns False or :meth:`stop` is called."""
-
-    def __init__(self, step: Callable[[], bool], name: str, interval: float = _TICK) -> None:
-        self._step = step
-        self._name = name
-        self._interval = interval
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        # A thread whose loop has ended (its event set) may still be tidying
-        # up: start a new one rather than count on it.
-        if self._thread is not None and self._thread.is_alive() and not self._stopped.is_set():
-            return
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(self._stopped,), name=self._name, daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, stopped: threading.Event) -> None:
-        try:
-            while not stopped.wait(self._interval):
-                if not self._step():
-                    stopped.set()  # done: a start() from now on makes a new thread
-                    return
-        except Exception as exc:  # a view must not die silently
-            stopped.set()
-            print(f"sockserve.lab: panel update failed: {exc!r}", file=sys.__stderr__)
-        finally:
-            figures.release_fonts()
-
-    def stop(self, timeout: float = 0.5) -> None:
-        """Stop ticking; wait at most *timeout* seconds for a step in progress
-        (a step only assigns widget values, so it ends soon after anyway)."""
-        self._stopped.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
 
 
 def _pre(text: str) -> str:
@@ -140,7 +65,7 @@ class _Panel(w.VBox):  # type: ignore[misc]
     def _claim(self, key: str | None) -> None:
         self._slot = key or registry.cell_slot(type(self).__name__)
         registry.claim(self._slot, self)
-        _LIVE.add(self)
+        remember(self)
 
     def static_view(self) -> StaticView:  # pragma: no cover - overridden
         """The panel's present state as mimebundles (pictures with their text
@@ -198,7 +123,7 @@ class ServerPanel(_Panel):
         self._ui_start.on_click(lambda _button: self.start())
         self._ui_stop.on_click(lambda _button: self.stop())
         self._ui_kind.observe(lambda _change: self._show_choices(), names="value")
-        self._ticker = _Ticker(self._tick, "sockserve-lab-server-panel")
+        self._ticker = Ticker(self._tick, "sockserve-lab-server-panel")
         self._seen_errors = 0
         super().__init__(
             children=[
@@ -251,9 +176,9 @@ class ServerPanel(_Panel):
 
     def static_view(self) -> StaticView:
         status = self.model.status()
-        lines = [f"Server panel {_SAVED_NOTE}:", status.line()]
+        lines = [f"Server panel {SAVED_NOTE}:", status.line()]
         lines += [f"handler error: {e}" for e in self.model.errors()[-3:]]
-        return [_text("\n".join(lines))]
+        return [text("\n".join(lines))]
 
     def _show(self, status: Any) -> None:
         running = status.state == "running"
@@ -330,7 +255,7 @@ class TrafficPanel(_Panel):
         self._ui_stop.on_click(lambda _button: self.stop())
         self._ui_mode.observe(lambda _change: self._show_mode(), names="value")
         self._ui_duration.observe(lambda _change: self._show_cap(), names="value")
-        self._ticker = _Ticker(self._tick, "sockserve-lab-traffic-panel", interval=_LIVE_TICK)
+        self._ticker = Ticker(self._tick, "sockserve-lab-traffic-panel", interval=LIVE_TICK)
         self.redraws = 0  # live chart redraws so far (to measure the update rate)
         super().__init__(
             children=[
@@ -402,16 +327,16 @@ class TrafficPanel(_Panel):
                                livecharts.concurrency_chart(samples, duration)])
         alt = livecharts.describe_charts(samples)
         view: StaticView = [
-            _text(f"Traffic panel {_SAVED_NOTE}: {html.unescape(self._ui_target.value)}"),
+            text(f"Traffic panel {SAVED_NOTE}: {html.unescape(self._ui_target.value)}"),
             {"image/svg+xml": charts, "text/plain": alt},
-            _text(alt),
-            _text(self.model.status().text),
+            text(alt),
+            text(self.model.status().text),
         ]
         if self._timeline_shown is not None:
             timelines = {"this run": self._timeline_shown}
             unit = self._unit()
-            view.append(_png(figures.timeline_png(timelines, unit), ""))
-            view.append(_text(_describe_timelines(timelines, unit)))
+            view.append(png(figures.timeline_png(timelines, unit), ""))
+            view.append(text(_describe_timelines(timelines, unit)))
         return view
 
     def _unit(self) -> str:
@@ -514,7 +439,7 @@ class ComparePanel(_Panel):
         self._ui_table = w.HTML(value=_pre(self.model.status().text))
         self._ui_run.on_click(lambda _button: self.run())
         self._ui_stop.on_click(lambda _button: self.stop())
-        self._ticker = _Ticker(self._tick, "sockserve-lab-compare-panel")
+        self._ticker = Ticker(self._tick, "sockserve-lab-compare-panel")
         self._has_figure = False
         self._shown: Any = None  # the comparison whose figure is shown
         super().__init__(
@@ -572,17 +497,17 @@ class ComparePanel(_Panel):
 
     def static_view(self) -> StaticView:
         status = self.model.status()
-        view: StaticView = [_text(f"Comparison panel {_SAVED_NOTE}:")]
+        view: StaticView = [text(f"Comparison panel {SAVED_NOTE}:")]
         comparison = self._shown
         if comparison is not None:
-            view.append(_png(self._ui_figure.value, "The comparison's figure: latency, throughput, threads "
+            view.append(png(self._ui_figure.value, "The comparison's figure: latency, throughput, threads "
                              "and children of each server; the table below holds its figures."))
-            view.append(_text(status.text))
+            view.append(text(status.text))
             if any(run.timeline for run in comparison.runs):
-                view.append(_png(figures.timeline_png(comparison), ""))
-                view.append(_text(_describe_timelines(comparison, None)))
+                view.append(png(figures.timeline_png(comparison), ""))
+                view.append(text(_describe_timelines(comparison, None)))
         else:
-            view.append(_text(status.text))
+            view.append(text(status.text))
         return view
 
     def _tick(self) -> bool:
