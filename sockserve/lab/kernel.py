@@ -96,8 +96,8 @@ class KernelPanel(_Panel):
     def static_view(self) -> StaticView:
         status = self.model.status()
         view: StaticView = [{"text/plain": f"Kernel panel {SAVED_NOTE}: {status.text}"}]
-        if status.state != "unavailable":
-            series = self.model.series()
+        series = self.model.series()
+        if status.state != "unavailable" and series.readings:
             alt = describe_kernel_view(series)
             view.append({"image/svg+xml": side_by_side(kernel_charts(series)), "text/plain": alt})
             view.append({"text/plain": alt})

@@ -320,18 +320,19 @@ class TrafficPanel(_Panel):
             connection=self._ui_connection.value)
 
     def static_view(self) -> StaticView:
+        if not self.model.running:  # a run that ended may not be drawn yet: take it in and draw it here
+            self._ticker.stop()
+            self._tick()
         samples = list(self.model.samples)
         duration = self.model.duration
-        charts = side_by_side([livecharts.latency_chart(samples, duration),
-                               livecharts.outcomes_chart(samples, duration),
-                               livecharts.concurrency_chart(samples, duration)])
-        alt = livecharts.describe_charts(samples)
-        view: StaticView = [
-            text(f"Traffic panel {SAVED_NOTE}: {html.unescape(self._ui_target.value)}"),
-            {"image/svg+xml": charts, "text/plain": alt},
-            text(alt),
-            text(self.model.status().text),
-        ]
+        view: StaticView = [text(f"Traffic panel {SAVED_NOTE}: {html.unescape(self._ui_target.value)}")]
+        if samples:  # charts with nothing drawn in them would say nothing
+            charts = side_by_side([livecharts.latency_chart(samples, duration),
+                                   livecharts.outcomes_chart(samples, duration),
+                                   livecharts.concurrency_chart(samples, duration)])
+            alt = livecharts.describe_charts(samples)
+            view += [{"image/svg+xml": charts, "text/plain": alt}, text(alt)]
+        view.append(text(self.model.status().text))
         if self._timeline_shown is not None:
             timelines = {"this run": self._timeline_shown}
             unit = self._unit()
@@ -496,6 +497,10 @@ class ComparePanel(_Panel):
         super().close()
 
     def static_view(self) -> StaticView:
+        if not self.model.running and self.model.comparison is not self._shown:
+            # Ended, but the ticker has not drawn it yet: draw it here, once the ticker is done.
+            self._ticker.stop()
+            self._finish(self.model.status())
         status = self.model.status()
         view: StaticView = [text(f"Comparison panel {SAVED_NOTE}:")]
         comparison = self._shown
