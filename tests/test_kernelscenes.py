@@ -78,3 +78,15 @@ def test_every_scene_says_not_available_where_there_is_no_proc_net(
     for scene in (kernelscenes.construction(), kernelscenes.burst(), kernelscenes.handshake(),
                   kernelscenes.teardown(), kernelscenes.forgotten_close()):
         assert str(scene) == kernelview.NOT_AVAILABLE and not scene.available and scene.readings == ()
+
+
+def test_reply_times_name_the_stretch_without_replies() -> None:
+    late = kernelscenes.Scene("burst", (), facts={"replies": [0.54, 0.54, 0.55, 1.02, 1.02, None],
+                                                   "accepting": 0.54})
+    assert kernelscenes.reply_times(late) == (
+        "The server began accepting 0.54 s after the burst; replies came at 0.54, 0.54, 0.55, 1.02, 1.02 s: "
+        "3, then none for 0.47 s, then 2 more; 1 client got none.")
+    steady = kernelscenes.Scene("burst", (), facts={"replies": [0.3, 0.31, 0.32], "accepting": 0.3})
+    assert kernelscenes.reply_times(steady).endswith("replies came at 0.30, 0.31, 0.32 s.")
+    assert kernelscenes.reply_times(kernelscenes.Scene("burst", (), facts={"replies": [None]})) == \
+        "No client got a reply."

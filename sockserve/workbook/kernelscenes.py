@@ -242,23 +242,26 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
                  facts={"served": served, "replies": replies, "accepting": accepting, "burst_at": began})
 
 
-def reply_times(scene: Scene, late: float = 0.5) -> str:
+def reply_times(scene: Scene, pause: float = 0.2) -> str:
     """When each client of a :func:`burst` got its reply, in one sentence:
-    the moment the server began accepting, the reply times in order, and how
-    many came more than *late* seconds after that (or that none replied)."""
+    the moment the server began accepting, the reply times in order, and
+    the longest stretch without a reply when it is longer than *pause*
+    seconds (the clients on either side of it), or that none replied."""
     replies = scene.facts.get("replies") or []
     accepting = float(scene.facts.get("accepting", 0.0))
     times = sorted(t for t in replies if t is not None)
     if not times:
         return "No client got a reply."
-    slow = sum(1 for t in times if t > accepting + late)
     text = (f"The server began accepting {accepting:.2f} s after the burst; replies came at "
             f"{', '.join(f'{t:.2f}' for t in times)} s")
+    gaps = [(b - a, n) for n, (a, b) in enumerate(zip(times, times[1:]), start=1)]
+    longest, before = max(gaps, default=(0.0, 0))
+    if longest > pause:
+        text += f": {before}, then none for {longest:.2f} s, then {len(times) - before} more"
     missing = len(replies) - len(times)
     if missing:
         text += f"; {missing} client{'s' if missing > 1 else ''} got none"
-    return text + (f"; {slow} of them more than {late:g} s after it began accepting." if slow else
-                   f"; all within {late:g} s of it.")
+    return text + "."
 
 
 def _replies(socks: list[socket.socket], began: float, wait: float = 5.0) -> list[float | None]:
