@@ -15,6 +15,7 @@ from sockserve.measure.experiment import RUN_TIMELINE_CAP, compare, run_one, tim
 from sockserve.measure.results import Comparison, RunResult
 from sockserve.cli.serve import start_timeline
 from sockserve.core.timeline import Span
+from sockserve.plots.timeline import most_at_once
 
 KINDS = ("plain", "threading", "forking", "threadpool", "prefork", "asyncio")
 
@@ -35,15 +36,6 @@ def _lanes(spans: list[Span]) -> set[tuple[int, int]]:
     return {(s.pid, s.tid) for s in spans}
 
 
-def _most_at_once(spans: list[Span]) -> int:
-    edges = sorted([(s.started, 1) for s in spans] + [(s.ended, -1) for s in spans])
-    most = now = 0
-    for _, step in edges:
-        now += step
-        most = max(most, now)
-    return most
-
-
 def test_every_server_kind_sends_its_spans_back(comparison: Comparison) -> None:
     assert [run.server for run in comparison.runs] == list(KINDS)
     for run in comparison.runs:
@@ -56,11 +48,11 @@ def test_every_server_kind_sends_its_spans_back(comparison: Comparison) -> None:
 
 def test_each_model_shows_its_shape(comparison: Comparison) -> None:
     plain = _spans(comparison.run("plain"))
-    assert len(_lanes(plain)) == 1 and _most_at_once(plain) == 1  # one at a time, in one thread
+    assert len(_lanes(plain)) == 1 and most_at_once(plain) == 1  # one at a time, in one thread
 
     threading_ = _spans(comparison.run("threading"))
     assert len({pid for pid, _ in _lanes(threading_)}) == 1  # one process ...
-    assert len(_lanes(threading_)) > 1 and _most_at_once(threading_) > 1  # ... many threads at once
+    assert len(_lanes(threading_)) > 1 and most_at_once(threading_) > 1  # ... many threads at once
 
     forking = _spans(comparison.run("forking"))
     assert len({s.pid for s in forking}) == len(forking)  # a new process per request
@@ -74,7 +66,7 @@ def test_each_model_shows_its_shape(comparison: Comparison) -> None:
     assert len(prefork) > len(_lanes(prefork))
 
     loop = _spans(comparison.run("asyncio"))
-    assert len(_lanes(loop)) == 1 and _most_at_once(loop) > 1  # one thread, connections overlapping
+    assert len(_lanes(loop)) == 1 and most_at_once(loop) > 1  # one thread, connections overlapping
 
 
 def test_the_timeline_is_plain_data_that_round_trips(comparison: Comparison, tmp_path: Any) -> None:

@@ -56,8 +56,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["as_timeline", "worker_lanes", "lane_label", "lane_rows", "plot_timeline", "plot_timelines",
-           "describe_timeline", "describe_timelines", "units_of", "WAIT_COLOUR", "RUN_COLOUR", "ERROR_COLOUR"]
+__all__ = ["as_timeline", "worker_lanes", "lane_label", "lane_rows", "most_at_once", "plot_timeline",
+           "plot_timelines", "describe_timeline", "describe_timelines", "units_of",
+           "WAIT_COLOUR", "RUN_COLOUR", "ERROR_COLOUR"]
 
 #: Waiting: light and thin; running: dark and thick (apart in grey print too).
 WAIT_COLOUR = PALETTE[1]
@@ -143,8 +144,9 @@ def _worker_word(lanes: Sequence[tuple[int, int]], count: int) -> str:
     return word if count == 1 else plural
 
 
-def _at_once(spans: Sequence[Span]) -> int:
-    """The most handlers running at the same moment."""
+def most_at_once(spans: Iterable[Span]) -> int:
+    """The most handlers of *spans* running at the same moment."""
+    spans = list(spans)
     events = sorted([(s.started, 1) for s in spans] + [(s.ended, -1) for s in spans])
     running = most = 0
     for _, step in events:
@@ -173,7 +175,7 @@ def describe_timeline(timeline: Any, label: str = "", unit: str = "request") -> 
         where += f" (drawn in {len(rows)} rows: a row holds {_worker_word(lanes, 2)} that ran one after another)"
     waited = max(s.waited for s in spans) * 1000.0
     failed = sum(1 for s in spans if s.outcome != 0)
-    text = (f"{name}{_plural(len(spans), unit)} {where}, at most {_at_once(spans)} running at once, "
+    text = (f"{name}{_plural(len(spans), unit)} {where}, at most {most_at_once(spans)} running at once, "
             f"the longest waited {waited:.1f} ms before its handler started")
     if failed:
         text += f", {failed} ended in error (crosses)"
