@@ -40,7 +40,7 @@ def plot_latency_over_time(results: Mapping[str, Any], ax: Axes | None = None) -
 
     if ax is None:
         with plt.ioff():
-            _, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+            _, ax = plt.subplots(figsize=(8.5, 3.6), layout="constrained")
     for i, (label, result) in enumerate(results.items()):
         points = _points(result)
         style = series_style(i)
@@ -50,7 +50,7 @@ def plot_latency_over_time(results: Mapping[str, Any], ax: Axes | None = None) -
     ax.set(xlabel="seconds since the start (when each request was due)", ylabel="latency (ms)",
            title="Each request's latency")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=MIN_FONT_SIZE + 1)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=MIN_FONT_SIZE + 1, frameon=False)
     return ax
 
 

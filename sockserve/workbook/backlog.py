@@ -272,7 +272,7 @@ def plot_backlog(runs: BacklogRun | Sequence[BacklogRun], ax: Axes | None = None
         runs = [runs]
     if ax is None:
         with plt.ioff():
-            _, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+            _, ax = plt.subplots(figsize=(8.5, 3.6), layout="constrained")
     right = max((run.window for run in runs), default=1.0)
     for i, run in enumerate(runs):
         times = sorted(t for t in run.replies if t is not None)
@@ -295,7 +295,8 @@ def plot_backlog(runs: BacklogRun | Sequence[BacklogRun], ax: Axes | None = None
     ax.set_ylabel("clients answered")
     ax.set_title("A burst of new connections against a one-at-a-time server")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=MIN_FONT_SIZE + 1)
+    # Beside the axes, never over a line: a late burst of replies ends up in any corner.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=MIN_FONT_SIZE + 1, frameon=False)
     return ax
 
 
