@@ -48,8 +48,8 @@ print("after server_close():", server.state.name)
 #
 # Each round below starts a server, lets it serve for a random moment, and times `shutdown()`. The standard
 # library's `socketserver.TCPServer` and sockserve's are called with the same `poll_interval`, the argument of
-# `serve_forever()` (0.5 s by default), for four values of it, five rounds each (under 10 s in all). The moments
-# are new each time you run the cell:
+# `serve_forever()` (0.5 s by default), for four values of it, five rounds each (the cell takes several seconds,
+# most of them spent waiting for the standard library's loop). The moments are new each time you run the cell:
 
 # %% tags=["nbval-ignore-output"]
 polls = (0.05, 0.1, 0.25, 0.5)
