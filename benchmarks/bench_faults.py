@@ -35,6 +35,10 @@ from typing import Any
 
 import sockserve
 
+# The attacks' clients are the ones tests/test_faults.py uses (one copy).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from test_faults import ExitsAsTold, Fails, ask, burst, thread_starts_fail_from, zombies_of  # noqa: E402
+
 X = b"x\n"
 FINAL = ("completed", "errors", "disconnects", "timeouts", "aborted", "overflows", "rejected")
 
@@ -42,55 +46,8 @@ FINAL = ("completed", "errors", "disconnects", "timeouts", "aborted", "overflows
 # -- helpers --------------------------------------------------------------------------
 
 
-def ask(address: Any, line: bytes, timeout: float = 3.0) -> bytes | None:
-    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(address)
-            sock.sendall(line)
-            chunks = []
-            while chunk := sock.recv(4096):
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except OSError:
-        return None
-
-
-def burst(address: Any, lines: list[bytes], timeout: float = 15.0) -> list[bytes | None]:
-    socks = []
-    for line in lines:
-        sock = socket.create_connection(address, timeout=timeout)
-        sock.sendall(line)
-        socks.append(sock)
-    replies: list[bytes | None] = []
-    for sock in socks:
-        with sock:
-            try:
-                chunks = []
-                while chunk := sock.recv(4096):
-                    chunks.append(chunk)
-                replies.append(b"".join(chunks))
-            except OSError:
-                replies.append(None)
-    return replies
-
-
 def zombies() -> int:
-    count = 0
-    for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        try:
-            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
-                children = f.read().split()
-        except OSError:
-            continue
-        for child in children:
-            try:
-                with open(f"/proc/{child}/stat") as f:
-                    count += f.read().rsplit(")", 1)[1].split()[0] == "Z"
-            except OSError:
-                pass
-    return count
+    return zombies_of(os.getpid())
 
 
 def counts(server: Any) -> str:
@@ -176,20 +133,6 @@ class Slow(socketserver.StreamRequestHandler):
         self.wfile.write(line)
 
 
-class ExitsAsTold(socketserver.StreamRequestHandler):
-    def handle(self) -> None:
-        line = self.rfile.readline()
-        if line.startswith(b"exit "):
-            os._exit(int(line.split()[1]))
-        self.wfile.write(line)
-
-
-class Fails(socketserver.StreamRequestHandler):
-    def handle(self) -> None:
-        self.rfile.readline()
-        raise ValueError("fails on purpose")
-
-
 def run(attack: str, impl: str, server: Any, drive: Callable[[Any], tuple[str, str]],
         poll_interval: float = 0.5) -> None:
     note: list[str] = []
@@ -232,24 +175,6 @@ def attack_burst(scale: float) -> None:
     run("burst/prefork", "sockserve", server, lambda s: (served(burst(s.server_address, lines), lines), ""), 0.05)
 
 
-@contextlib.contextmanager
-def thread_starts_fail_from(nth: int) -> Iterator[None]:
-    real = threading.Thread.start
-    calls = [0]
-
-    def start(thread: threading.Thread) -> None:
-        calls[0] += 1
-        if calls[0] >= nth:
-            raise RuntimeError("can't start new thread")
-        real(thread)
-
-    threading.Thread.start = start  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        threading.Thread.start = real  # type: ignore[method-assign]
-
-
 def attack_nproc(scale: float) -> None:
     """2. RLIMIT_NPROC, simulated: Thread.start fails from its 4th call (pool_size 6)."""
     count = int(20 * scale)
@@ -288,11 +213,10 @@ def attack_start_failures(scale: float) -> None:
             os.fork = real_fork
         return f"{sum(r == X for r in replies)}/{count} answered", ""
 
-    with contextlib.redirect_stderr(open(os.devnull, "w")):
-        for module in (socketserver, sockserve):
-            impl = "stdlib" if module is socketserver else "sockserve"
-            run("start fails/threading", impl, module.ThreadingTCPServer(("127.0.0.1", 0), Echo), threads, 0.05)
-            run("start fails/forking", impl, module.ForkingTCPServer(("127.0.0.1", 0), Echo), forks, 0.05)
+    for module in (socketserver, sockserve):
+        impl = "stdlib" if module is socketserver else "sockserve"
+        run("start fails/threading", impl, module.ThreadingTCPServer(("127.0.0.1", 0), Echo), threads, 0.05)
+        run("start fails/forking", impl, module.ForkingTCPServer(("127.0.0.1", 0), Echo), forks, 0.05)
 
 
 def attack_max_children(scale: float) -> None:
@@ -313,11 +237,10 @@ def attack_max_children(scale: float) -> None:
         after = ask(server.server_address, b"after\n", timeout=2)
         return "70 children exited", "next request " + ("answered" if after == b"after\n" else "NOT answered")
 
-    with contextlib.redirect_stderr(open(os.devnull, "w")):
-        for module in (socketserver, sockserve):
-            impl = "stdlib" if module is socketserver else "sockserve"
-            run("max_children raised", impl, cls(module, "ForkingTCPServer", max_children=1)(("127.0.0.1", 0),
-                                                                                          ExitsAsTold), drive, 0.05)
+    for module in (socketserver, sockserve):
+        impl = "stdlib" if module is socketserver else "sockserve"
+        run("max_children raised", impl, cls(module, "ForkingTCPServer", max_children=1)(("127.0.0.1", 0),
+                                                                                      ExitsAsTold), drive, 0.05)
 
 
 def attack_boundary(scale: float) -> None:
@@ -342,15 +265,14 @@ def attack_boundary(scale: float) -> None:
         wrong = max(0, whole - snap["completed"])
         return f"{whole}/{count} whole replies", f"whole replies not counted completed: {wrong}"
 
-    with contextlib.redirect_stderr(open(os.devnull, "w")):
-        for name in ("ForkingTCPServer", "PreForkTCPServer", "ThreadPoolTCPServer", "ThreadingTCPServer"):
-            attrs: dict[str, Any] = {"request_timeout": 0.05}
-            if name == "PreForkTCPServer":
-                attrs["workers"] = 8
-            if name == "ThreadPoolTCPServer":
-                attrs["pool_size"] = 8
-            run(f"deadline edge/{name[:-9].lower()}", "sockserve",
-                cls(sockserve, name, **attrs)(("127.0.0.1", 0), Boundary), drive, 0.05)
+    for name in ("ForkingTCPServer", "PreForkTCPServer", "ThreadPoolTCPServer", "ThreadingTCPServer"):
+        attrs: dict[str, Any] = {"request_timeout": 0.05}
+        if name == "PreForkTCPServer":
+            attrs["workers"] = 8
+        if name == "ThreadPoolTCPServer":
+            attrs["pool_size"] = 8
+        run(f"deadline edge/{name[:-9].lower()}", "sockserve",
+            cls(sockserve, name, **attrs)(("127.0.0.1", 0), Boundary), drive, 0.05)
 
 
 def attack_dead_children(scale: float) -> None:
@@ -370,12 +292,11 @@ def attack_dead_children(scale: float) -> None:
             time.sleep(0.01)
         return "1 child died", f"zombie for {time.monotonic() - began:.2f} s"
 
-    with contextlib.redirect_stderr(open(os.devnull, "w")):
-        for module in (socketserver, sockserve):
-            impl = "stdlib" if module is socketserver else "sockserve"
-            run("dead children/max 1", impl, cls(module, "ForkingTCPServer", max_children=1)(("127.0.0.1", 0),
-                                                                                          ExitsAsTold), busy)
-            run("dead child/idle", impl, module.ForkingTCPServer(("127.0.0.1", 0), ExitsAsTold), idle)
+    for module in (socketserver, sockserve):
+        impl = "stdlib" if module is socketserver else "sockserve"
+        run("dead children/max 1", impl, cls(module, "ForkingTCPServer", max_children=1)(("127.0.0.1", 0),
+                                                                                      ExitsAsTold), busy)
+        run("dead child/idle", impl, module.ForkingTCPServer(("127.0.0.1", 0), ExitsAsTold), idle)
 
 
 def attack_prefork(scale: float) -> None:
@@ -419,13 +340,11 @@ def attack_prefork(scale: float) -> None:
         return f"{answered}/{count} answered", f"{kills[0]} kills; drain waited {report.waited:.2f} s"
 
     row("prefork/out of fds", "stdlib", "n/a", "no prefork", 0.0, "")
-    with contextlib.redirect_stderr(open(os.devnull, "w")):
-        run("prefork/out of fds", "sockserve", cls(sockserve, "PreForkTCPServer", workers=1)(("127.0.0.1", 0), Leaks),
-            descriptors, 0.05)
+    run("prefork/out of fds", "sockserve", cls(sockserve, "PreForkTCPServer", workers=1)(("127.0.0.1", 0), Leaks),
+        descriptors, 0.05)
     row("prefork/SIGKILL 5 ms", "stdlib", "n/a", "no prefork", 0.0, "")
-    with contextlib.redirect_stderr(open(os.devnull, "w")):
-        run("prefork/SIGKILL 5 ms", "sockserve", cls(sockserve, "PreForkTCPServer", workers=2)(("127.0.0.1", 0), Echo),
-            killed, 0.05)
+    run("prefork/SIGKILL 5 ms", "sockserve", cls(sockserve, "PreForkTCPServer", workers=2)(("127.0.0.1", 0), Echo),
+        killed, 0.05)
 
 
 def attack_reapers(scale: float) -> None:
@@ -437,25 +356,24 @@ def attack_reapers(scale: float) -> None:
             ask(server.server_address, b"x\n")
         return f"{count} failing requests", ""
 
-    with contextlib.redirect_stderr(open(os.devnull, "w")):
-        for how in ("SIGCHLD handler", "os.wait thread"):
-            for module in (socketserver, sockserve):
-                impl = "stdlib" if module is socketserver else "sockserve"
-                stop = threading.Event()
+    for how in ("SIGCHLD handler", "os.wait thread"):
+        for module in (socketserver, sockserve):
+            impl = "stdlib" if module is socketserver else "sockserve"
+            stop = threading.Event()
+            if how == "SIGCHLD handler":
+                previous = signal.signal(signal.SIGCHLD, lambda *a: reap_all())
+            else:
+                reaper = threading.Thread(target=lambda: [reap_all() for _ in iter(lambda: stop.wait(0.001), True)],
+                                          daemon=True)
+                reaper.start()
+            try:
+                run(f"reaper/{how.split()[0]}", impl, module.ForkingTCPServer(("127.0.0.1", 0), Fails), drive, 0.05)
+            finally:
                 if how == "SIGCHLD handler":
-                    previous = signal.signal(signal.SIGCHLD, lambda *a: reap_all())
+                    signal.signal(signal.SIGCHLD, previous)
                 else:
-                    reaper = threading.Thread(target=lambda: [reap_all() for _ in iter(lambda: stop.wait(0.001), True)],
-                                              daemon=True)
-                    reaper.start()
-                try:
-                    run(f"reaper/{how.split()[0]}", impl, module.ForkingTCPServer(("127.0.0.1", 0), Fails), drive, 0.05)
-                finally:
-                    if how == "SIGCHLD handler":
-                        signal.signal(signal.SIGCHLD, previous)
-                    else:
-                        stop.set()
-                        reaper.join()
+                    stop.set()
+                    reaper.join()
 
 
 def attack_two_loops(scale: float) -> None:
