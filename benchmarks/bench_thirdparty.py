@@ -59,8 +59,11 @@ class Project:
 
 
 PROJECTS = {
+    # (pytest-asyncio, installed for prometheus_client, warns at start-up, and
+    # werkzeug's warnings-as-errors would stop the run: it is kept out.)
     "werkzeug": Project("werkzeug", ("tests",), ("pytest-timeout", "pytest-xprocess", "cryptography",
-                                                 "ephemeral-port-reserve", "watchdog", "greenlet")),
+                                                 "ephemeral-port-reserve", "watchdog", "greenlet"),
+                        ("-p", "no:asyncio")),
     "pytest-httpserver": Project("pytest-httpserver", ("tests",), ("requests", "toml")),
     # Its sdist lacks tests/utilities.py: give --source jsonrpclib-pelix=<a checkout>.
     "jsonrpclib-pelix": Project("jsonrpclib-pelix", ("tests",)),
