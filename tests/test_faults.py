@@ -289,16 +289,17 @@ class Quick(sockserve.StreamRequestHandler):
 
 
 def slow_after_reply(base: type) -> Any:
-    """A server whose work after the reply (closing, then 0.4 s of its own
-    bookkeeping) outlasts a 0.2 s deadline: the handler long returned and
-    the client has its whole reply."""
+    """A server whose work after the reply (closing, then 1.3 s of its own
+    bookkeeping) outlasts a 1 s deadline: the handler long returned and the
+    client has its whole reply. (A deadline of a second, so that even on a
+    busy machine the handler itself ends well within it.)"""
 
     class Server(base):  # type: ignore[misc,valid-type]
-        request_timeout = 0.2
+        request_timeout = 1.0
 
         def shutdown_request(self, request: Any) -> None:
             super().shutdown_request(request)
-            time.sleep(0.4)
+            time.sleep(1.3)
 
     Server.__name__ = base.__name__
     return Server(("127.0.0.1", 0), Quick)
