@@ -379,11 +379,12 @@ def test_dead_children_at_max_children_cost_no_more_than_on_the_stdlib(
         capsys: pytest.CaptureFixture[str]) -> None:
     """max_children=1 and handlers that os._exit: 300 requests took 8.1 s
     against the stdlib's 0.59 s (a 50 ms wait per death). Measured side by
-    side; bound: twice the stdlib's time plus 0.2 s (here the stdlib took
-    0.25-0.6 s for 40, sockserve 2.1-2.3 s)."""
+    side; bound: 1.6 times the stdlib's time plus 0.15 s (here the stdlib took
+    0.25-0.6 s for 40, up to 0.9 s at load average 14; sockserve 2.1-2.3 s,
+    about 50 ms per death whatever the load)."""
     stdlib = time_dead_children(socketserver, 40)
     ours = time_dead_children(sockserve, 40)
-    assert ours < 2 * stdlib + 0.2, f"sockserve {ours:.2f} s, stdlib {stdlib:.2f} s"
+    assert ours < 1.6 * stdlib + 0.15, f"sockserve {ours:.2f} s, stdlib {stdlib:.2f} s"
 
 
 # -- item 6: prefork loses no request ---------------------------------------------------
