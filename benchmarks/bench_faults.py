@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import errno
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -40,6 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from test_faults import (  # type: ignore[import-not-found]  # noqa: E402
     ExitsAsTold,
     Fails,
+    RunsOutOfDescriptors,
     ask,
     burst,
     thread_starts_fail_from,
@@ -321,14 +321,6 @@ def attack_dead_children(scale: float) -> None:
 def attack_prefork(scale: float) -> None:
     """6. Prefork: a worker out of descriptors; workers SIGKILLed every 5 ms."""
 
-    class Leaks(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            line = self.rfile.readline()
-            if line == b"leak\n":
-                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-                resource.setrlimit(resource.RLIMIT_NOFILE, (self.connection.fileno(), hard))
-            self.wfile.write(line)
-
     def descriptors(server: Any) -> tuple[str, str]:
         replies = [ask(server.server_address, line) for line in (b"leak\n", b"lost?\n", b"after\n")]
         report = server.drain(3.0)
@@ -359,7 +351,7 @@ def attack_prefork(scale: float) -> None:
         return f"{answered}/{count} answered", f"{kills[0]} kills; drain waited {report.waited:.2f} s"
 
     row("prefork/out of fds", "stdlib", "n/a", "no prefork", 0.0, "")
-    run("prefork/out of fds", "sockserve", cls(sockserve, "PreForkTCPServer", workers=1)(("127.0.0.1", 0), Leaks),
+    run("prefork/out of fds", "sockserve", cls(sockserve, "PreForkTCPServer", workers=1)(("127.0.0.1", 0), RunsOutOfDescriptors),
         descriptors, 0.05)
     row("prefork/SIGKILL 5 ms", "stdlib", "n/a", "no prefork", 0.0, "")
     run("prefork/SIGKILL 5 ms", "sockserve", cls(sockserve, "PreForkTCPServer", workers=2)(("127.0.0.1", 0), Echo),
