@@ -1,9 +1,17 @@
 """Shared pieces of the real-browser tests: finding Chromium and running JupyterLab.
 
 ``test_browser.py`` (the lab panels) and ``test_browser_notebooks.py`` (every
-lesson) both start a JupyterLab on a free loopback port, without a token,
-with ``expose_app_in_browser`` so the page can drive ``window.jupyterapp``,
-and stop it by PID afterwards; this module is that one launcher.
+lesson) both start a JupyterLab on a free loopback port, with
+``expose_app_in_browser`` so the page can drive ``window.jupyterapp``, and
+stop it by PID afterwards; this module is that one launcher.
+
+The server runs as whoever runs the tests (root in CI), so it has a random
+token: without it, any other local user could run code through it while
+the tests run. The token travels in the environment (``JUPYTER_TOKEN``,
+readable by the same user only), never on the command line (which every
+user can read in /proc); pages are opened with :meth:`LabURL.link` (the
+token in the query, which logs the browser in) and API calls made with
+:func:`api_request` (the token in the Authorization header).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -40,6 +49,27 @@ def need_browser() -> None:
     pytest.skip(reason)
 
 
+class LabURL(str):
+    """A running JupyterLab's base URL (``lab + "/api/kernels"`` works as
+    for a str), with the token that every request needs."""
+
+    token: str
+
+    def __new__(cls, url: str, token: str) -> LabURL:
+        made = super().__new__(cls, url)
+        made.token = token
+        return made
+
+    def link(self, path: str) -> str:
+        """The address of *path* (which may have a query) with the token, to open in a browser."""
+        return f"{self}{path}{'&' if '?' in path else '?'}token={self.token}"
+
+
+def api_request(url: str, token: str) -> urllib.request.Request:
+    """A request for JupyterLab's REST API at *url*, authenticated by *token*."""
+    return urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -47,13 +77,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def jupyterlab(home: str, root: str) -> Iterator[str]:
+def jupyterlab(home: str, root: str) -> Iterator[LabURL]:
     """Run JupyterLab serving *root*, with its runtime, workspace and settings
-    directories under *home* (``home/.settings`` may be prepared beforehand);
-    yield its base URL; stop it by PID (SIGTERM, then SIGKILL of its group)."""
+    directories under *home* (``home/.settings`` may be prepared beforehand;
+    *home* should be private to this user, as ``tempfile.mkdtemp`` makes it:
+    the runtime folder holds the token); yield its base URL with its token;
+    stop it by PID (SIGTERM, then SIGKILL of its group)."""
+    token = secrets.token_urlsafe(32)
     env = dict(os.environ)
     env.pop("PYTEST_CURRENT_TEST", None)
     env.update(
+        JUPYTER_TOKEN=token,
         PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
         JUPYTER_RUNTIME_DIR=os.path.join(home, ".runtime"),
         JUPYTERLAB_WORKSPACES_DIR=os.path.join(home, ".workspaces"),
@@ -66,7 +100,7 @@ def jupyterlab(home: str, root: str) -> Iterator[str]:
         [
             sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
             "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-            "--IdentityProvider.token=", "--ServerApp.password=",
+            "--ServerApp.password=",
             f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
@@ -78,7 +112,7 @@ def jupyterlab(home: str, root: str) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(url + "/api/status", timeout=2).read()
+                urllib.request.urlopen(api_request(url + "/api/status", token), timeout=2).read()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -86,7 +120,7 @@ def jupyterlab(home: str, root: str) -> Iterator[str]:
                     with open(log_path, "rb") as f:
                         raise RuntimeError("JupyterLab did not start:\n" + f.read().decode()[-3000:])
                 time.sleep(0.3)
-        yield url
+        yield LabURL(url, token)
     finally:
         proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down
         try:

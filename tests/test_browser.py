@@ -26,6 +26,7 @@ from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,
+    LabURL,
     assert_widgets_rendered,
     jupyterlab,
     need_browser,
@@ -44,7 +45,7 @@ CELLS = [
 
 
 @pytest.fixture
-def lab() -> Iterator[str]:
+def lab() -> Iterator[LabURL]:
     """JupyterLab serving a temp dir holding lab.ipynb; yields its base URL."""
     need_browser()
     import nbformat
@@ -65,7 +66,7 @@ def _image(page: Any, panel: str, index: int = 0) -> str:
     return str(page.locator(f".{panel} img").nth(index).get_attribute("src"))
 
 
-def test_panels_in_jupyterlab(lab: str) -> None:
+def test_panels_in_jupyterlab(lab: LabURL) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     os.makedirs(ARTIFACTS, exist_ok=True)
@@ -75,7 +76,7 @@ def test_panels_in_jupyterlab(lab: str) -> None:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.set_default_timeout(60_000)
-            page.goto(f"{lab}/lab/tree/lab.ipynb")
+            page.goto(lab.link("/lab/tree/lab.ipynb"))
             page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget")
             page.wait_for_selector(".jp-Notebook .jp-Cell")
             # Wait for the kernel, then run every cell.
@@ -159,3 +160,31 @@ def test_panels_in_jupyterlab(lab: str) -> None:
             shot(page, "7-cell-rerun")
         finally:
             browser.close()
+
+
+def test_jupyterlab_refuses_whoever_lacks_its_token(lab: LabURL) -> None:
+    """The tests' JupyterLab runs as root in CI: without its token, another
+    local user gets nothing from it (issue 24 item 11); with it, the API answers."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from browser_support import api_request
+
+    for path in ("/api/kernels", "/api/contents"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(lab + path, timeout=10)
+        assert refused.value.code == 403
+        refused.value.close()
+    with urllib.request.urlopen(api_request(lab + "/api/kernels", lab.token), timeout=10) as reply:
+        assert json.loads(reply.read()) == []
+    from pathlib import Path
+
+    shown = []  # every user can read every process's command line
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if lab.token.encode() in cmdline.read_bytes():
+                shown.append(cmdline)
+        except OSError:
+            pass
+    assert shown == []

@@ -28,7 +28,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, ROOT, assert_widgets_rendered, jupyterlab, need_browser
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    LabURL,
+    api_request,
+    assert_widgets_rendered,
+    jupyterlab,
+    need_browser,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -97,14 +106,14 @@ def _tagged(path: str, tag: str) -> set[int]:
     return {i for i, cell in enumerate(cells) if tag in cell.get("metadata", {}).get("tags", [])}
 
 
-def _api(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
+def _api(lab: LabURL, path: str) -> Any:
+    with urllib.request.urlopen(api_request(lab + path, lab.token), timeout=10) as response:
         body = response.read()
     return json.loads(body) if body else None
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[str]:
+def lab() -> Iterator[LabURL]:
     """JupyterLab serving a stripped temporary copy of notebooks/; yields its base URL."""
     need_browser()
     home = tempfile.mkdtemp(prefix="sockserve-nb-browser-")
@@ -128,7 +137,7 @@ def lab() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(lab: str) -> Iterator[Any]:
+def browser(lab: LabURL) -> Iterator[Any]:
     """One headless Chromium for the module (each test opens its own page)."""
     from playwright.sync_api import sync_playwright
 
@@ -140,14 +149,14 @@ def browser(lab: str) -> Iterator[Any]:
             chromium.close()
 
 
-def _shut_down_kernels(page: Any, lab: str) -> None:
+def _shut_down_kernels(page: Any, lab: LabURL) -> None:
     """Shut every session's kernel down (from the page, which holds the XSRF cookie the
     server wants for a DELETE) and wait until the server lists no kernel."""
     page.evaluate("() => window.jupyterapp.serviceManager.sessions.shutdownAll()")
     deadline = time.monotonic() + 20
-    while _api(lab + "/api/kernels") and time.monotonic() < deadline:
+    while _api(lab, "/api/kernels") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _api(lab + "/api/kernels"), "a kernel outlived its notebook"
+    assert not _api(lab, "/api/kernels"), "a kernel outlived its notebook"
 
 
 def _run_all(page: Any, name: str, expected_errors: set[int]) -> dict[str, Any]:
@@ -207,13 +216,13 @@ def _screenshot(page: Any, name: str) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_notebook_id)
-def test_notebook_runs_in_jupyterlab(lab: str, browser: Any, path: str) -> None:
+def test_notebook_runs_in_jupyterlab(lab: LabURL, browser: Any, path: str) -> None:
     name = os.path.basename(path)
     expected_errors = _tagged(path, "raises-exception")
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.set_default_timeout(60_000)
     try:
-        page.goto(f"{lab}/lab/tree/{name}?reset")  # reset: no notebook reopened from an earlier test
+        page.goto(lab.link(f"/lab/tree/{name}?reset"))  # reset: no notebook reopened from an earlier test
         page.wait_for_selector(".jp-Notebook .jp-Cell")
         state = _run_all(page, name, expected_errors)
 

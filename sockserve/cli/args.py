@@ -7,11 +7,17 @@ is), addresses (``HOST:PORT`` or a Unix socket path), ``NAME=NUMBER``
 parameters, output files for ``--json``/``--plot`` (the folder exists and is
 writable, the format is known), kinds and workloads. Standard library only;
 matplotlib is asked for its formats only when a plot is wanted.
+
+Every numeric flag parses through :func:`number`, so ``inf``, ``nan`` and
+absurdly large values are one line (argparse's own usage error, exit 2) for
+every flag of every subcommand, before any other check runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import os
 import socket
 from collections.abc import Sequence
@@ -30,7 +36,14 @@ __all__ = [
     "check_plot_output",
     "check_workload",
     "kind_info",
+    "number",
+    "MAX_SECONDS",
+    "is_local_address",
 ]
+
+#: The most seconds any duration flag takes (a day): beyond it, values only
+#: overflow the clocks and timers they are handed to.
+MAX_SECONDS = 86_400.0
 
 
 class CliError(Exception):
@@ -42,6 +55,43 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def number(kind: type, most: float, unit: str) -> Any:
+    """An argparse ``type`` for a flag that takes a *kind* (int or float)
+    of at most *most* (in absolute value) *unit*: anything else (not a
+    number, ``inf``, ``nan``, a huge value) is a one-line usage error.
+    Lower bounds (positive, at least 1) are each command's own check."""
+    whole = kind is int
+
+    def parse(text: str) -> Any:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            what = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} of {unit}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(
+                f"{text} is not a finite number; give {unit} up to {most:g}")
+        if abs(value) > most:
+            raise argparse.ArgumentTypeError(f"{text} is too large: at most {most:g} {unit}")
+        return value
+
+    parse.__name__ = unit
+    return parse
+
+
+def is_local_address(address: str) -> bool | None:
+    """Does this machine have *address* (so that a server can bind it)?
+    Asked by binding a throwaway UDP socket to it (port 0, nothing sent);
+    None when the bind fails for another reason."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((address, 0))
+    except OSError as exc:
+        return False if exc.errno == errno.EADDRNOTAVAIL else None
+    return True
 
 
 def check_port(port: int, flag: str, *, allow_zero: bool = True) -> int:
@@ -116,6 +166,11 @@ def check_output(path: str, flag: str) -> str:
         with open(path, "ab"):
             pass
     except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            # The folder exists (checked above), yet no file can be made in
+            # it: a file system such as /proc or /sys that holds no files of ours.
+            raise CliError(f"{flag} {path}: the folder {folder} does not take new files "
+                           "(a system folder such as /proc); choose another folder") from None
         raise CliError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
     if not existed:
         os.unlink(path)
@@ -131,9 +186,11 @@ def check_plot_output(path: str, flag: str = "--plot") -> str:
         raise CliError(f"{flag} needs matplotlib: pip install 'sockserve[lab]'") from None
     formats = sorted(FigureCanvasBase.get_supported_filetypes())
     extension = os.path.splitext(path)[1].lstrip(".").lower()
+    if not extension:
+        raise CliError(f"{flag} {path}: the file name has no extension, which chooses the image "
+                       f"format; add one of .{', .'.join(formats)} (e.g. {path}.png)")
     if extension not in formats:
-        said = f".{extension}" if extension else "no extension"
-        raise CliError(f"{flag} {path}: {said} is not an image format matplotlib writes; "
+        raise CliError(f"{flag} {path}: .{extension} is not an image format matplotlib writes; "
                        f"use one of .{', .'.join(formats)}")
     return path
 

@@ -29,11 +29,13 @@ import threading
 from typing import Any
 
 from .args import (
+    MAX_SECONDS,
     CliError,
     check_output,
     check_plot_output,
     check_workload,
     kind_info,
+    number,
     parse_address,
     parse_params,
     resolve_host,
@@ -44,6 +46,10 @@ __all__ = ["OPEN_LOOP_CLIENTS", "REMOTE_LIMITS", "REMOTE_HELP", "add_load_args",
 
 #: Open loop without --clients: this many requests may be in flight at once.
 OPEN_LOOP_CLIENTS = 64
+
+#: The largest values the numeric flags take (each a thread, a rate or a
+#: count the load generator can hold; more is a typo, not a load).
+MOST = {"clients": 10_000, "rate": 1_000_000.0, "max_requests": 1_000_000_000}
 
 #: With --allow-remote the load leaves this machine: it may go only to hosts
 #: the user owns, and is held to these bounds (loopback runs keep the
@@ -58,22 +64,22 @@ REMOTE_HELP = (
 
 def add_load_args(parser: argparse.ArgumentParser) -> None:
     """The options ``load`` and ``compare`` share."""
-    parser.add_argument("--clients", "-c", type=int, default=None,
+    parser.add_argument("--clients", "-c", type=number(int, MOST["clients"], "clients"), default=None,
                         help="closed loop: this many clients back to back (default 8); "
                              f"open loop: most requests in flight (default {OPEN_LOOP_CLIENTS})")
-    parser.add_argument("--rate", "-r", type=float, default=None,
+    parser.add_argument("--rate", "-r", type=number(float, MOST["rate"], "requests per second"), default=None,
                         help="open loop: start this many requests per second, whatever "
                              "the server does")
     parser.add_argument("--mode", choices=("closed", "open"), default=None,
                         help="closed or open loop (default: open when --rate is given)")
-    parser.add_argument("--duration", "-d", type=float, default=3.0,
+    parser.add_argument("--duration", "-d", type=number(float, MAX_SECONDS, "seconds"), default=3.0,
                         help="seconds of load (default 3), a hard bound: requests still in flight "
                              "then get a quarter of a second more and count as timeouts")
-    parser.add_argument("--max-requests", type=int, default=100_000,
+    parser.add_argument("--max-requests", type=number(int, MOST["max_requests"], "requests"), default=100_000,
                         help="stop after this many requests (default 100000)")
     parser.add_argument("--connection", choices=("new", "persistent"), default="new",
                         help="a new connection per request (default) or one per client")
-    parser.add_argument("--timeout", type=float, default=5.0,
+    parser.add_argument("--timeout", type=number(float, MAX_SECONDS, "seconds"), default=5.0,
                         help="seconds one request may take (default 5)")
 
 
@@ -284,7 +290,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         check_output(args.json, "--json")
     if args.server_pid is not None:
         _check_pid(args.server_pid)
-    spec = LoadSpec(address=address, transport=transport, server_pid=args.server_pid, **kwargs)
+    try:
+        spec = LoadSpec(address=address, transport=transport, server_pid=args.server_pid, **kwargs)
+    except ValueError as bad:
+        raise CliError(str(bad)) from None
     probe_target(address, transport, local)
     run = LoadRun(spec, bar=_bar(args.bar))
     finished = threading.Event()

@@ -21,7 +21,7 @@ With ``--json`` that first line is one JSON object instead (what
      "workload": "echo", "address": ["127.0.0.1", 43210], "pid": 4242}
 
 ``address`` is ``[host, port]`` for TCP/UDP and the socket path for Unix
-kinds. SIGINT (Ctrl-C) or SIGTERM stops the server at once, whatever its clients
+kinds. SIGINT (Ctrl-C), SIGTERM or SIGHUP stops the server at once, whatever its clients
 do: it stops accepting, gives requests in flight ``--grace`` seconds (1 by
 default), cuts off the rest (``drain()``), closes (no child, worker, socket
 file or temporary folder is left) and exits 0; the port can be bound again
@@ -48,10 +48,20 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from .args import CliError, Parser, check_port, check_workload, kind_info, parse_address, parse_params
+from .args import (
+    MAX_SECONDS,
+    CliError,
+    Parser,
+    check_port,
+    check_workload,
+    kind_info,
+    number,
+    parse_address,
+    parse_params,
+)
 from ..measure.kinds import kind_names, resolve_kind
 from .load import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_load_args, cmd_compare, cmd_load
-from .serve import GRACE, REQUEST_TIMEOUT, add_report_args, add_timeline_args, cmd_serve
+from .serve import GRACE, REQUEST_TIMEOUT, REQUEST_TIMEOUT_HELP, add_report_args, add_timeline_args, cmd_serve
 
 __all__ = ["main", "build_parser", "parse_address", "parse_params", "CliError", "OPEN_LOOP_CLIENTS"]
 
@@ -109,6 +119,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     if args.port is not None:
         check_port(args.port, "--port", allow_zero=False)
+        _check_port_free(args.port)
     missing = launch.missing_lab_modules()
     if missing:
         raise CliError(f"the lab needs the lab extra ({', '.join(missing)} not installed here); "
@@ -141,6 +152,23 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _check_port_free(port: int) -> None:
+    """CliError, before anything is copied, when JupyterLab could not bind
+    127.0.0.1:*port* (it sets SO_REUSEADDR too, so TIME_WAIT is no obstacle)."""
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(f"--port {port} is in use on 127.0.0.1 (another JupyterLab?); choose "
+                               "another, or leave --port out to take the next free one") from None
+            raise CliError(f"--port {port}: cannot listen there ({exc.strerror or exc})") from None
+
+
 def _say(line: str) -> None:
     print(f"sockserve lab: {line}", file=sys.stderr, flush=True)
 
@@ -158,10 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser(
-        "serve", help="run one server until Ctrl-C or SIGTERM",
+        "serve", help="run one server until Ctrl-C, SIGTERM or SIGHUP",
         description="Run one server. The first line on stdout says where it serves "
                     "(with --json: a JSON object with serving, kind, transport, workload, "
-                    "address, pid). SIGINT/SIGTERM stop it cleanly (exit 0).",
+                    "address, pid). SIGINT, SIGTERM or SIGHUP (its terminal closed) stop it "
+                    "cleanly (exit 0); its last line on stderr says how many requests it served.",
     )
     serve.add_argument("kind", help="server kind, e.g. plain, threading, forking, "
                                     "threading-udp, forking-unix (see: sockserve kinds)")
@@ -174,12 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Unix kinds: socket path (default: a new temporary one)")
     serve.add_argument("--json", action="store_true",
                        help="print the first line as JSON (for programs)")
-    serve.add_argument("--grace", type=float, default=GRACE, metavar="SECONDS",
+    serve.add_argument("--grace", type=number(float, MAX_SECONDS, "seconds"), default=GRACE, metavar="SECONDS",
                        help="on SIGINT/SIGTERM, requests in flight get this long to finish before they "
                             f"are cut off (default {GRACE:g})")
-    serve.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT, metavar="SECONDS",
-                       help="the longest one request (for a stream server: one connection) may take, "
-                            f"idle or not, before it is cut off (default {REQUEST_TIMEOUT:g}; 0: no limit)")
+    serve.add_argument("--request-timeout", type=number(float, MAX_SECONDS, "seconds"), default=REQUEST_TIMEOUT,
+                       metavar="SECONDS", help=REQUEST_TIMEOUT_HELP)
     serve.add_argument("--exit-with-parent", action="store_true",
                        help="stop when the process that started this one exits")
     add_report_args(serve)
@@ -262,7 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), "")
     prog = f"sockserve {command}".strip()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            # Blame the subcommand whose flags these are not (argparse blames
+            # the top-level command, whose --help does not list them).
+            sub = f"sockserve {args.command}"
+            raise CliError(f"{sub}: error: unrecognized arguments: {' '.join(unknown)} "
+                           f"(see {sub} --help)")
         status: int = args.func(args)
         return status
     except CliError as exc:

@@ -1,17 +1,26 @@
 """The ``serve`` subcommand of :mod:`sockserve.cli.main`: one server in the
-foreground until SIGINT or SIGTERM.
+foreground until SIGINT, SIGTERM or SIGHUP.
 
 Every argument is checked before anything binds: the kind and workload, the
 port range, the host (one that does not resolve is said first, before any
 warning about where it is), and that ``--path`` goes with Unix kinds and
 ``--host``/``--port`` with TCP/UDP ones.
 
-Stopping: the first SIGINT or SIGTERM makes a watcher thread call
+Stopping: the first SIGINT, SIGTERM or SIGHUP (the terminal that started it
+closed) makes a watcher thread call
 ``server.drain(--grace)``: the loop stops accepting at once, requests in
 flight get the grace (printed), the rest are cut off (sockets closed, child
 and worker processes SIGTERMed, then SIGKILLed after ``abort_grace``); then
 the server closes, its socket file and temporary folder go, and the process
 exits 0, about ``--grace`` + 0.3 s after the signal whatever the clients do.
+Its last line on stderr says how many requests it served, and how the ones
+in flight at the stop ended.
+
+The deadline (``--request-timeout``) is off by default, as in the standard
+library: a burst larger than what the server holds at once waits its turn
+and is served. With a deadline, time spent waiting for a free child, worker
+or thread counts toward it, and a server that cannot hold the whole burst
+closes the surplus unserved (counted as timeouts); see README "Deadlines".
 The server class is a same-named subclass with ``allow_reuse_address`` (a
 restart binds at once, even with this run's connections in TIME_WAIT, as
 ``http.server`` does), ``abort_grace`` and ``request_timeout``
@@ -33,23 +42,43 @@ import json
 import os
 import select
 import signal
+import stat
 import sys
 import threading
 import time
 from typing import Any
 
-from .args import CliError, check_port, check_workload, kind_info, parse_params, resolve_host
+from .args import (
+    MAX_SECONDS,
+    CliError,
+    check_port,
+    check_workload,
+    is_local_address,
+    kind_info,
+    number,
+    parse_params,
+    resolve_host,
+)
 from ..core.errors import format_address
 from ..measure.kinds import kind_names, make_server
 from ..core.lifecycle import ServerState
 
-__all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "ABORT_GRACE", "add_report_args", "stats_feed",
-           "add_timeline_args", "start_timeline", "save_timeline"]
+__all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "REQUEST_TIMEOUT_HELP", "ABORT_GRACE", "STOP_SIGNALS",
+           "add_report_args", "stats_feed", "add_timeline_args", "start_timeline", "save_timeline"]
 
 #: Seconds requests in flight get to finish after SIGINT/SIGTERM (--grace).
 GRACE = 1.0
-#: The total deadline of one request (--request-timeout; 0 turns it off).
-REQUEST_TIMEOUT = 60.0
+#: The total deadline of one request (--request-timeout; 0, the default, is
+#: no deadline, as in the standard library: a burst is served, not cut off).
+REQUEST_TIMEOUT = 0.0
+REQUEST_TIMEOUT_HELP = (
+    "the longest one request (for a stream server: one connection) may take, idle or not, "
+    "waiting for a free worker included, before it is cut off and counted as a timeout "
+    "(default 0: no limit, as in the standard library, so a burst waits its turn and is served; "
+    "with a limit, a burst larger than the server holds at once has its surplus closed unserved)"
+)
+#: The signals that stop the server cleanly (SIGHUP: its terminal closed).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: Seconds between SIGTERM and SIGKILL for a cut-off child or worker process.
 ABORT_GRACE = 0.25
 
@@ -79,7 +108,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            f"use --host and --port{instead}")
         check_port(port, "--port")
         addresses = resolve_host(host, f"--host {host!r}")
-        if not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        beyond = [a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback]
+        # Warn only for an address this machine has (or the wildcard): for
+        # any other the bind fails, and its error is the one line to read.
+        if any(ipaddress.ip_address(a.split("%")[0]).is_unspecified or is_local_address(a) is not False
+               for a in beyond):
             print(
                 f"sockserve serve: warning: binding to {host} makes this server "
                 "reachable from other machines; use 127.0.0.1 (the default) to keep it "
@@ -90,6 +123,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"--grace must be 0 or more seconds, got {args.grace:g}")
     if args.request_timeout < 0:
         raise CliError(f"--request-timeout must be 0 (off) or more seconds, got {args.request_timeout:g}")
+    # Every argument is checked before anything binds.
+    report_every = check_report_every(args.report_every)
+    timeline_cap = check_timeline(getattr(args, "timeline", None))
     attributes: dict[str, Any] = {
         # A restart binds at once, even with connections of this run in
         # TIME_WAIT (what http.server does).
@@ -103,23 +139,66 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              class_attributes=attributes, **params)
     except (OSError, ValueError, OverflowError) as exc:
         raise CliError(str(exc)) from None
-    with server:
-        start_timeline(server, getattr(args, "timeline", None))
-        try:
-            return _serve_until_signalled(server, _announce(server, info, args.workload, args.json),
-                                          watch_parent=args.exit_with_parent, grace=args.grace,
-                                          feed=stats_feed(server, args.report_every))
-        finally:
-            save_timeline(server, getattr(args, "timeline_file", None))
+    socket_file = _socket_file_of(server)
+    try:
+        with server:
+            start_timeline(server, timeline_cap)
+            try:
+                return _serve_until_signalled(server, _announce(server, info, args.workload, args.json),
+                                              watch_parent=args.exit_with_parent, grace=args.grace,
+                                              feed=stats_feed(server, report_every))
+            finally:
+                save_timeline(server, getattr(args, "timeline_file", None))
+    finally:
+        _remove_socket_file(socket_file)
+
+
+def _socket_file_of(server: Any) -> tuple[str, int, int] | None:
+    """The Unix socket file *server* bound (path, device, inode), if any."""
+    address = getattr(server, "server_address", None)
+    if not isinstance(address, (str, bytes)) or not address or os.fsencode(address).startswith(b"\0"):
+        return None
+    try:
+        info = os.lstat(address)
+    except OSError:
+        return None
+    return (os.fsdecode(address), info.st_dev, info.st_ino) if stat.S_ISSOCK(info.st_mode) else None
+
+
+def _remove_socket_file(made: tuple[str, int, int] | None) -> None:
+    """After close: remove the socket file this run bound, if it is still
+    there and still that very file (the core may have removed it already)."""
+    if made is None:
+        return
+    path, device, inode = made
+    try:
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) == (device, inode) and stat.S_ISSOCK(info.st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def check_report_every(interval: float | None) -> float | None:
+    """``--report-every``: None (off) or a positive number of seconds."""
+    if interval is not None and not interval > 0:
+        raise CliError("--report-every must be a positive number of seconds")
+    return interval
+
+
+def check_timeline(cap: int | None) -> int | None:
+    """``--timeline``: None (off) or at least one request to keep."""
+    if cap is not None and cap < 1:
+        raise CliError(f"--timeline must be at least 1 (requests to keep), got {cap}")
+    return cap
 
 
 def stats_feed(server: Any, interval: float | None) -> Any:
     """``--report-every S``: a :class:`sockserve.measure.serverfeed.StatsFeed` that
     writes the server's per-interval peaks to stdout after the first line."""
+    interval = check_report_every(interval)
     if interval is None:
         return None
-    if not interval > 0:
-        raise CliError("--report-every must be a positive number of seconds")
     from ..measure.serverfeed import StatsFeed
 
     return StatsFeed(server, interval)
@@ -127,26 +206,29 @@ def stats_feed(server: Any, interval: float | None) -> Any:
 
 def add_report_args(serve: argparse.ArgumentParser) -> None:
     """The ``--report-every`` flag of ``serve`` (see :mod:`sockserve.measure.serverfeed`)."""
-    serve.add_argument("--report-every", type=float, default=None, metavar="SECONDS",
+    serve.add_argument("--report-every", type=number(float, MAX_SECONDS, "seconds"), default=None,
+                       metavar="SECONDS",
                        help="after the first line, print one JSON line of the server's counts "
                             "every SECONDS (peak threads and children in each interval)")
 
 
 def add_timeline_args(serve: argparse.ArgumentParser) -> None:
     """The ``--timeline`` and ``--timeline-file`` flags of ``serve``."""
-    serve.add_argument("--timeline", type=int, default=None, metavar="CAP",
+    serve.add_argument("--timeline", type=number(int, MAX_TIMELINE, "requests"), default=None, metavar="CAP",
                        help="record when and where each request ran (at most CAP requests)")
     serve.add_argument("--timeline-file", default=None, metavar="PATH",
                        help="with --timeline: write the record to PATH as JSON once the server stopped")
 
 
+#: The most requests ``--timeline`` keeps.
+MAX_TIMELINE = 10_000_000
+
+
 def start_timeline(server: Any, cap: int | None) -> None:
     """Start recording *server*'s timeline, keeping at most *cap* requests
     (None: do not record)."""
-    if cap is None:
+    if check_timeline(cap) is None:
         return
-    if cap < 1:
-        raise CliError(f"--timeline must be at least 1 (requests to keep), got {cap}")
     server.stats.record_timeline(cap)
 
 
@@ -191,7 +273,7 @@ _fork_reset_registered = False
 
 
 def _reset_in_child() -> None:
-    """In a forked handler child: SIGINT/SIGTERM act as usual again (they
+    """In a forked handler child: SIGINT/SIGTERM/SIGHUP act as usual again (they
     end the child) instead of stopping the parent through the shared pipe."""
     for reader, writer, previous in _FORK_RESET:
         for sig, handler in previous.items():
@@ -230,7 +312,7 @@ def _wait_until_serving(server: Any, loop_ended: threading.Event, bound: float =
 
 def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, grace: float,
                            feed: Any = None) -> int:
-    """Serve in this (main) thread until SIGINT/SIGTERM; exit status.
+    """Serve in this (main) thread until SIGINT/SIGTERM/SIGHUP; exit status.
 
     The signal handler only writes a byte to a pipe (async-signal-safe, takes
     no lock); a watcher thread reads it and calls ``server.drain(grace)``
@@ -285,7 +367,7 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, gra
         _wait_until_serving(server, loop_ended)
         reports.append(server.drain(grace))
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     _FORK_RESET[:] = [(reader, writer, previous)]
     _register_fork_reset()
     thread = threading.Thread(target=watcher, name="sockserve signal watcher", daemon=True)
@@ -312,9 +394,30 @@ def _serve_until_signalled(server: Any, first_line: str, watch_parent: bool, gra
         _FORK_RESET.clear()
         os.close(reader)
         os.close(writer)
-    done = ""
-    if reports:
-        report = reports[0]
-        done = f" ({report.completed} completed, {report.aborted} cut off, in {report.waited:.2f} s)"
-    print(f"sockserve serve: stopped {type(server).__name__}{done}", file=sys.stderr, flush=True)
+    print(f"sockserve serve: stopped {type(server).__name__} ({served_line(server, reports[0] if reports else None)})",
+          file=sys.stderr, flush=True)
     return 0
+
+
+_ENDINGS = (("completed", "completed"), ("errors", "errors"), ("disconnects", "disconnects"),
+            ("timeouts", "timeouts"), ("aborted", "cut off"), ("overflows", "refused (queue full)"),
+            ("rejected", "rejected by verify_request"))
+
+
+def served_line(server: Any, report: Any) -> str:
+    """What the last line says: the requests served over the whole run, by
+    how they ended, then how the ones in flight at the stop fared."""
+    stats = getattr(server, "stats", None)
+    snapshot = stats.snapshot() if stats is not None else {}
+    accepted = int(snapshot.get("accepted", 0))
+    ends = [f"{snapshot[key]} {words}" for key, words in _ENDINGS if snapshot.get(key)]
+    text = f"served {accepted} request{'' if accepted == 1 else 's'}"
+    if ends:
+        text += ": " + ", ".join(ends)
+    if report is not None:
+        if report.in_flight:
+            text += (f"; {report.in_flight} in flight at the stop: {report.completed} finished "
+                     f"within the grace, {report.aborted} cut off, in {report.waited:.2f} s")
+        else:
+            text += "; none in flight at the stop"
+    return text

@@ -95,16 +95,17 @@ class LoadSpec:
         if self.clients < 1:
             raise ValueError(f"clients must be at least 1, got {self.clients!r}")
         if self.mode == "open":
-            if self.rate is None or not self.rate > 0:
-                raise ValueError("mode='open' needs a positive rate (requests per second)")
+            if self.rate is None or not 0 < self.rate < math.inf:
+                raise ValueError(f"mode='open' needs a positive, finite rate (requests per second), "
+                                 f"got {self.rate!r}")
         elif self.rate is not None:
             raise ValueError("rate applies to the open loop: pass mode='open' with it")
         if not self.duration > 0 or math.isinf(self.duration):
-            raise ValueError(f"duration must be a positive number of seconds, got {self.duration!r}")
+            raise ValueError(f"duration must be a finite, positive number of seconds, got {self.duration!r}")
         if self.max_requests < 0:
             raise ValueError(f"max_requests cannot be negative, got {self.max_requests!r}")
         if not self.timeout > 0 or math.isinf(self.timeout):
-            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+            raise ValueError(f"timeout must be a finite, positive number of seconds, got {self.timeout!r}")
 
     @classmethod
     def for_server(cls, server: Any, **fields: Any) -> LoadSpec:

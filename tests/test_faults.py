@@ -1,0 +1,516 @@
+"""Every promise under faults (issue 24, items 1-8 and 10).
+
+Each test is written from the issue's description of an attack and bounded
+in time (a few seconds at most). The rule they share: for every model,
+requests sent = handled + errors + disconnects + timeouts + refused, with
+nothing left in flight, and a burst that the server can serve within its
+deadline is served.
+
+Those marked ``xfail(strict=True)`` fail on today's core; the core fix
+removes the marker. If the fix adds a counter for requests that are refused
+(a thread or a fork that cannot start, a queue that is full), add its name
+to :data:`FINAL`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import signal
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import sockserve
+
+from conftest import serving
+
+CORE_24 = pytest.mark.xfail(strict=True, reason="issue 24: core fix pending")
+
+#: The counters in which a request accepted by a server ends, exactly once.
+FINAL = ("completed", "errors", "disconnects", "timeouts", "aborted", "overflows", "rejected")
+
+
+def accounted(server: Any) -> int:
+    snapshot = server.stats.snapshot()
+    return sum(snapshot.get(name, 0) for name in FINAL)
+
+
+def settle(server: Any, expected: int, seconds: float = 5.0) -> dict[str, Any]:
+    """Wait until *expected* requests are accounted for (or *seconds*); the snapshot."""
+    deadline = time.monotonic() + seconds
+    while accounted(server) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return server.stats.snapshot()
+
+
+def ask(address: Any, line: bytes, timeout: float = 5.0) -> bytes | None:
+    """Send one line, read to EOF; None on a reset or a timeout."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            sock.sendall(line)
+            chunks = []
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except OSError:
+        return None
+
+
+def burst(address: Any, lines: list[bytes], timeout: float = 10.0) -> list[bytes | None]:
+    """Connect every client at once, send, then read every reply."""
+    socks = []
+    for line in lines:
+        sock = socket.create_connection(address, timeout=timeout)
+        sock.sendall(line)
+        socks.append(sock)
+    replies: list[bytes | None] = []
+    for sock in socks:
+        with sock:
+            try:
+                chunks = []
+                while chunk := sock.recv(4096):
+                    chunks.append(chunk)
+                replies.append(b"".join(chunks))
+            except OSError:
+                replies.append(None)
+    return replies
+
+
+class Echo(sockserve.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+
+
+class Slow(sockserve.StreamRequestHandler):
+    """Sleeps 0.1 s, then echoes."""
+
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        time.sleep(0.1)
+        self.wfile.write(line)
+
+
+@contextlib.contextmanager
+def loop_of(server: Any) -> Iterator[list[BaseException]]:
+    """Like ``serving``, but an exception that ends ``serve_forever`` is
+    kept (and checked by the test) instead of escaping its thread."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.serve_forever(poll_interval=0.05)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield raised
+    finally:
+        if thread.is_alive():
+            server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+def make(base: type, handler: type, **attributes: Any) -> Any:
+    cls = type(base.__name__, (base,), attributes)
+    return cls(("127.0.0.1", 0), handler)
+
+
+# -- item 1: a burst under a deadline ---------------------------------------------------
+
+BURST_MODELS = {
+    # (server class, its bound, clients in the burst: several times what it holds at once)
+    "forking": (sockserve.ForkingTCPServer, {"max_children": 4}, 24),
+    "threadpool": (sockserve.ThreadPoolTCPServer, {"pool_size": 2, "queue_size": 2}, 16),
+    "prefork": (sockserve.PreForkTCPServer, {"workers": 2}, 24),
+}
+
+
+@pytest.mark.parametrize("model", [
+    pytest.param("forking", marks=CORE_24),
+    pytest.param("threadpool", marks=CORE_24),
+    "prefork",
+])
+def test_a_burst_that_fits_its_deadline_is_served_not_dropped_as_timeouts(model: str) -> None:
+    """120 clients of 300 ms under a 60 s deadline were closed unserved at once
+    and counted as timeouts. The choice: a burst the server can get through
+    within the deadline is served (it waits, as it would without a deadline);
+    only a request that really waited past its deadline counts as a timeout."""
+    base, bound, clients = BURST_MODELS[model]
+    server = make(base, Slow, request_timeout=10.0, **bound)
+    lines = [b"%d\n" % n for n in range(clients)]
+    with serving(server, poll_interval=0.05):
+        replies = burst(server.server_address, lines)
+        snapshot = settle(server, clients)
+    assert replies == lines, f"{sum(r != l for r, l in zip(replies, lines))} of {clients} not served"
+    assert snapshot["completed"] == clients and snapshot["timeouts"] == 0, snapshot
+
+
+# -- item 2: a pool that cannot start its threads -------------------------------------
+
+
+
+@contextlib.contextmanager
+def thread_starts_fail_from(nth: int) -> Iterator[list[int]]:
+    """``threading.Thread.start`` fails (as under RLIMIT_NPROC: RuntimeError
+    "can't start new thread") from its *nth* call on, until the block ends.
+    Yields the list of calls made. (A simulation: RLIMIT_NPROC does not bind
+    root, which runs these tests.)"""
+    real = threading.Thread.start
+    calls: list[int] = []
+
+    def start(thread: threading.Thread) -> None:
+        calls.append(1)
+        if len(calls) >= nth:
+            raise RuntimeError("can't start new thread")
+        real(thread)
+
+    threading.Thread.start = start  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        threading.Thread.start = real  # type: ignore[method-assign]
+
+
+def pool_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "worker" in t.name]
+
+
+@CORE_24
+def test_a_thread_pool_that_starts_only_some_workers_serves_with_those() -> None:
+    """RLIMIT_NPROC let 3 of 6 workers start: the pool must serve with the 3
+    (or say why it cannot), count every request, and leak no thread."""
+    server = make(sockserve.ThreadPoolTCPServer, Echo, pool_size=6, queue_size=4)
+    with serving(server, poll_interval=0.05):
+        with thread_starts_fail_from(4):
+            replies = [ask(server.server_address, b"%d\n" % n, timeout=3) for n in range(10)]
+            snapshot = settle(server, 10, seconds=2)
+            threads = server.stats.threads
+            live = len(pool_threads())
+    assert replies == [b"%d\n" % n for n in range(10)]
+    assert snapshot["completed"] == 10, snapshot
+    assert threads == live <= 3, (threads, live)
+    assert pool_threads() == []
+
+
+# -- item 10: failed thread starts and forks are counted ----------------------------------
+
+
+@contextlib.contextmanager
+def forks_fail() -> Iterator[None]:
+    real = os.fork
+
+    def fork() -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    os.fork = fork
+    try:
+        yield
+    finally:
+        os.fork = real
+
+
+@CORE_24
+@pytest.mark.parametrize("model", ["threading", "forking"])
+def test_a_request_whose_thread_or_fork_cannot_start_is_counted(model: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """31 of 43 accepted requests were missing from the counts."""
+    base = sockserve.ThreadingTCPServer if model == "threading" else sockserve.ForkingTCPServer
+    server = make(base, Echo)
+    with serving(server, poll_interval=0.05):
+        failing = thread_starts_fail_from(1) if model == "threading" else forks_fail()
+        with failing:
+            replies = [ask(server.server_address, b"x\n", timeout=3) for _ in range(5)]
+        snapshot = settle(server, 5, seconds=2)
+    assert replies == [b""] * 5 or all(r is None or r == b"" for r in replies)
+    assert snapshot["accepted"] == 5
+    assert accounted(server) == 5, snapshot
+
+
+# -- item 3: raising max_children at run time ------------------------------------------
+
+
+class ExitsAsTold(sockserve.StreamRequestHandler):
+    """``exit N``: os._exit(N) without a word; anything else: echo."""
+
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        if line.startswith(b"exit "):
+            os._exit(int(line.split()[1]))
+        self.wfile.write(line)
+
+
+@CORE_24
+def test_raising_max_children_at_run_time_never_stops_the_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    """Children beyond the report board (sized on the first fork) were judged
+    by their exit status: ``os._exit(3)`` counted as a timeout, ``os._exit(7)``
+    raised IndexError and ended serve_forever. Every child that exits without
+    a reply is an error, however many run."""
+    server = make(sockserve.ForkingTCPServer, ExitsAsTold, max_children=1)
+    with loop_of(server) as raised:
+        assert ask(server.server_address, b"first\n") == b"first\n"  # the board is made
+        server.max_children = 200
+        clients = []
+        for _ in range(70):  # more at once than the board has slots (64 or 2 x max_children)
+            clients.append(socket.create_connection(server.server_address, timeout=5))
+        deadline = time.monotonic() + 10
+        while server.stats.children < 70 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.stats.children == 70
+        for n, sock in enumerate(clients):
+            sock.sendall(b"exit 7\n" if n % 2 else b"exit 3\n")
+        for sock in clients:
+            sock.close()
+        snapshot = settle(server, 71, seconds=3)
+        assert ask(server.server_address, b"still there\n", timeout=3) == b"still there\n"
+    assert raised == []
+    assert snapshot["errors"] == 70 and snapshot["timeouts"] == 0, snapshot
+
+
+# -- item 4: deadlines at their boundary -----------------------------------------------
+
+
+class Quick(sockserve.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+
+
+def slow_after_reply(base: type) -> Any:
+    """A server whose work after the reply (closing, then 1.3 s of its own
+    bookkeeping) outlasts a 1 s deadline: the handler long returned and the
+    client has its whole reply. (A deadline of a second, so that even on a
+    busy machine the handler itself ends well within it.)"""
+
+    class Server(base):  # type: ignore[misc,valid-type]
+        request_timeout = 1.0
+
+        def shutdown_request(self, request: Any) -> None:
+            super().shutdown_request(request)
+            time.sleep(1.3)
+
+    Server.__name__ = base.__name__
+    return Server(("127.0.0.1", 0), Quick)
+
+
+@pytest.mark.parametrize("base", [
+    pytest.param(sockserve.ForkingTCPServer, id="forking", marks=CORE_24),
+    pytest.param(sockserve.PreForkTCPServer, id="prefork"),
+    pytest.param(sockserve.ThreadingTCPServer, id="threading"),
+    pytest.param(sockserve.ThreadPoolTCPServer, id="threadpool"),
+])
+def test_a_request_whose_handler_returned_in_time_is_completed(base: type,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A forked child never cancelled its alarm after the handler returned:
+    firing while the child reported, it made the request an error ("exited
+    with status 0 before it finished") or a timeout."""
+    server = slow_after_reply(base)
+    with serving(server, poll_interval=0.05):
+        replies = burst(server.server_address, [b"%d\n" % n for n in range(4)])
+        snapshot = settle(server, 4)
+    assert replies == [b"%d\n" % n for n in range(4)]
+    assert snapshot["completed"] == 4, snapshot
+    assert "before it finished" not in capsys.readouterr().err
+
+
+# -- item 5: children that die without reporting -------------------------------------
+
+
+def zombies_of(pid: int) -> int:
+    count = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            children = open(f"/proc/{pid}/task/{task}/children").read().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                state = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            count += state == "Z"
+    return count
+
+
+@CORE_24
+def test_an_idle_server_notices_a_dead_child_as_soon_as_the_stdlib(capsys: pytest.CaptureFixture[str]) -> None:
+    """Idle, a child that died without reporting stayed an uncounted zombie
+    for 7.5-8 s; the stdlib reaps it within one poll_interval (0.5 s)."""
+    server = make(sockserve.ForkingTCPServer, ExitsAsTold)
+    with serving(server, poll_interval=0.5):
+        assert ask(server.server_address, b"exit 1\n") in (b"", None)
+        began = time.monotonic()
+        while (server.stats.errors < 1 or zombies_of(os.getpid())) and time.monotonic() - began < 3:
+            time.sleep(0.02)
+        noticed = time.monotonic() - began
+    assert noticed < 1.5, f"the dead child was noticed after {noticed:.2f} s"
+    assert server.stats.errors == 1
+
+
+def time_dead_children(module: Any, count: int) -> float:
+    class Dies(module.StreamRequestHandler):  # type: ignore[name-defined,misc]
+        def handle(self) -> None:
+            self.rfile.readline()
+            os._exit(1)
+
+    server_class = type("OneChild", (module.ForkingTCPServer,), {"max_children": 1})
+    server = server_class(("127.0.0.1", 0), Dies)
+    with serving(server, poll_interval=0.5):
+        began = time.monotonic()
+        for _ in range(count):
+            ask(server.server_address, b"x\n")
+        return time.monotonic() - began
+
+
+@CORE_24
+def test_dead_children_at_max_children_cost_no_more_than_on_the_stdlib(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """max_children=1 and handlers that os._exit: 300 requests took 8.1 s
+    against the stdlib's 0.59 s (a 50 ms wait per death). Measured side by
+    side; bound: 1.6 times the stdlib's time plus 0.15 s (here the stdlib took
+    0.25-0.6 s for 40, up to 0.9 s at load average 14; sockserve 2.1-2.3 s,
+    about 50 ms per death whatever the load)."""
+    stdlib = time_dead_children(socketserver, 40)
+    ours = time_dead_children(sockserve, 40)
+    assert ours < 1.6 * stdlib + 0.15, f"sockserve {ours:.2f} s, stdlib {stdlib:.2f} s"
+
+
+# -- item 6: prefork loses no request ---------------------------------------------------
+
+
+class RunsOutOfDescriptors(sockserve.StreamRequestHandler):
+    """``leak``: leave the worker unable to take one more descriptor (as a
+    handler that leaks them would), then reply."""
+
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        if line == b"leak\n":
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            # The lowest free descriptor after this request closes is its own.
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.connection.fileno(), hard))
+        self.wfile.write(line)
+
+
+@CORE_24
+def test_prefork_counts_a_request_its_worker_could_not_take(capsys: pytest.CaptureFixture[str]) -> None:
+    """A worker out of descriptors has the passed connection dropped by the
+    kernel; it took that for "channel closed" and exited silently: the
+    request stayed in flight for ever and drain() waited its whole timeout."""
+    server = make(sockserve.PreForkTCPServer, RunsOutOfDescriptors, workers=1)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        assert ask(server.server_address, b"leak\n") == b"leak\n"
+        lost = ask(server.server_address, b"lost?\n", timeout=3)
+        after = ask(server.server_address, b"after\n", timeout=3)
+        snapshot = settle(server, 3, seconds=3)
+        report = server.drain(3.0)
+    finally:
+        server.shutdown()
+        thread.join(5)
+        server.server_close()
+    assert after == b"after\n"
+    assert snapshot["accepted"] == 3 and accounted(server) == 3, (lost, snapshot)
+    assert report.aborted == 0 and report.waited < 1.0, report
+
+
+# -- item 7: code that reaps children ---------------------------------------------------
+
+
+class Fails(sockserve.StreamRequestHandler):
+    def handle(self) -> None:
+        self.rfile.readline()
+        raise ValueError("this request fails")
+
+
+@contextlib.contextmanager
+def outside_reaper(how: str) -> Iterator[None]:
+    def reap_all() -> None:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+
+    if how == "SIGCHLD handler":
+        previous = signal.signal(signal.SIGCHLD, lambda signum, frame: reap_all())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGCHLD, previous)
+        return
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(0.001):
+            reap_all()
+
+    reaper = threading.Thread(target=loop, name="os.wait reaper")
+    reaper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reaper.join()
+
+
+@CORE_24
+@pytest.mark.parametrize("how", ["SIGCHLD handler", "os.wait thread"])
+def test_an_outside_reaper_does_not_turn_errors_into_completions(
+        how: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """64 and 20 of 100 errors were seen instead of 100."""
+    server = make(sockserve.ForkingTCPServer, Fails)
+    with outside_reaper(how):
+        with serving(server, poll_interval=0.05):
+            for _ in range(20):
+                ask(server.server_address, b"x\n")
+                time.sleep(0.005)  # let the reaper run (the main thread runs the signal handler)
+            snapshot = settle(server, 20)
+    assert snapshot["errors"] == 20 and snapshot["completed"] == 0, snapshot
+
+
+# -- item 8: two loops on one server ---------------------------------------------------
+
+
+@pytest.mark.parametrize("module", [
+    pytest.param(socketserver, id="stdlib"),
+    pytest.param(sockserve, id="sockserve", marks=CORE_24),
+])
+def test_two_serve_forever_loops_on_one_server_both_serve(module: Any) -> None:
+    """The second loop replaced the wake-up socket pair and both stopped
+    silently; the stdlib serves from both."""
+    server = module.TCPServer(("127.0.0.1", 0), Echo)
+    loops = [threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+             for _ in range(2)]
+    for loop in loops:
+        loop.start()
+    try:
+        time.sleep(0.2)
+        replies = []
+        for n in range(10):
+            replies.append(ask(server.server_address, b"%d\n" % n, timeout=2))
+            if replies[-1] is None:
+                break  # not served: no need to wait for the others
+        still_running = [loop.is_alive() for loop in loops]
+    finally:
+        deadline = time.monotonic() + 5
+        while any(loop.is_alive() for loop in loops) and time.monotonic() < deadline:
+            stopper = threading.Thread(target=server.shutdown, daemon=True)
+            stopper.start()
+            stopper.join(0.5)
+        server.server_close()
+    assert replies == [b"%d\n" % n for n in range(10)]
+    assert still_running == [True, True]
+    assert not any(loop.is_alive() for loop in loops), "shutdown() did not stop both loops"
