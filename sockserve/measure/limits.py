@@ -260,6 +260,7 @@ def throughput_limit(
     clients: int | None = None,
     rate: float | None = None,
     gil: bool = True,
+    bound: int | None = None,
 ) -> Limit:
     """The most requests per second a *concurrency* server can serve.
 
@@ -275,6 +276,10 @@ def throughput_limit(
       ``1000 / (work_ms + wait_ms)``;
     * clients: each closed-loop client has one request in flight, which
       takes at least ``work_ms + wait_ms``: ``clients * 1000 / (work_ms + wait_ms)``;
+    * the server's own bound: a server that serves at most *bound* requests
+      at once (a pool's workers, see
+      :func:`sockserve.measure.kinds.concurrency_bound`) serves at most
+      ``bound * 1000 / (work_ms + wait_ms)``;
     * the open loop never sends more than its *rate*.
     """
     bounds: list[tuple[float, str]] = []
@@ -293,6 +298,10 @@ def throughput_limit(
         if clients:
             bounds.append((clients * 1000.0 / each,
                            f"{clients} clients, one request each in flight, each at least {each:g} ms"))
+        if bound:
+            bounds.append((bound * 1000.0 / each,
+                           f"at most {bound} requests at once (the {concurrency} server's bound), "
+                           f"each at least {each:g} ms"))
     if rate is not None and rate > 0:
         bounds.append((float(rate), f"the open loop's rate of {rate:g} requests per second"))
     if not bounds:
