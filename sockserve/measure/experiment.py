@@ -62,23 +62,27 @@ before :func:`compare` returns or raises (see :class:`ServerProcess`).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
-from ..load.data import LoadResult, LoadSpec, merge_results
-from .kinds import KindInfo, concurrency_bound, resolve_kind
-from .limits import gil_enabled, usable_cores
-from .localserver import LocalServer, runs_here
+from .kinds import KindInfo, resolve_kind
 from .results import Comparison, RunResult
-from .serverfeed import FeedLine
+from .rounds import (
+    MAX_ROUNDS,
+    ROUND_SECONDS,
+    RUN_TIMELINE_CAP,
+    RunPlan,
+    Served,
+    default_rounds,
+    load_round,
+    machine_state,
+    run_result,
+    timeline_cap,
+)
 from .serverprocess import ServerProcess, ServerStartError
-from .usage import RoundFigures
 from .workloads import CALIBRATION_CLOCK, Workload, fixed_work, measure_iterations_per_ms
 
 __all__ = [
@@ -95,77 +99,6 @@ __all__ = [
     "ROUND_SECONDS",
     "MAX_ROUNDS",
 ]
-
-#: Requests a run's timeline keeps when asked for with ``timeline=True``.
-RUN_TIMELINE_CAP = 2000
-#: A round lasts at least about this long (seconds) ...
-ROUND_SECONDS = 0.25
-#: ... and a comparison runs at most this many rounds per server by default.
-MAX_ROUNDS = 5
-
-
-def timeline_cap(timeline: bool | int | None) -> int | None:
-    """The cap *timeline* asks for: None for False, :data:`RUN_TIMELINE_CAP`
-    for True, else the number itself (at least 1)."""
-    if timeline is False or timeline is None:
-        return None
-    if timeline is True:
-        return RUN_TIMELINE_CAP
-    if not isinstance(timeline, int) or timeline < 1:
-        raise ValueError(f"timeline must be True, False or a cap of at least 1 request, got {timeline!r}")
-    return timeline
-
-
-def default_rounds(duration: float) -> int:
-    """Rounds per server for *duration* seconds of load: as many rounds of
-    at least :data:`ROUND_SECONDS` as fit, at most :data:`MAX_ROUNDS`."""
-    return max(1, min(MAX_ROUNDS, int(duration / ROUND_SECONDS + 1e-9)))
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What every run of a comparison does, resolved once and passed down.
-
-    ``workload`` is the resolved workload (defaults filled in, the cpu
-    calibration included); ``clients``, ``rate`` (open loop when given),
-    ``duration`` (seconds of load per server, all its rounds together),
-    ``max_requests`` (per server), ``connection`` and ``timeout`` are the
-    load's, as :class:`~sockserve.load.LoadSpec` takes them; ``rounds`` is how
-    many interleaved rounds each server runs; ``timeline`` the cap of the
-    request timeline each server records (None: none). Checked when made
-    (ValueError, with the load generator's own words).
-    """
-
-    workload: Workload
-    clients: int = 8
-    rate: float | None = None
-    duration: float = 3.0
-    max_requests: int = 100_000
-    connection: str = "new"
-    timeout: float = 5.0
-    rounds: int = 1
-    timeline: int | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ValueError(f"rounds must be a whole number of at least 1, got {self.rounds!r}")
-        timeline_cap(self.timeline)
-        self.load_spec(("127.0.0.1", 0), "tcp", None)  # the load generator's checks, now
-
-    @property
-    def mode(self) -> str:
-        return "closed" if self.rate is None else "open"
-
-    def load_spec(self, address: str | tuple[str, int], transport: str, server_pid: int | None) -> LoadSpec:
-        """The load generator's spec for one round against a server at *address*."""
-        return LoadSpec(
-            address=address, transport=transport, workload=self.workload.name,
-            workload_params=dict(self.workload.params), mode=self.mode, clients=self.clients,
-            rate=self.rate, duration=self.duration / self.rounds,
-            max_requests=math.ceil(self.max_requests / self.rounds), connection=self.connection,
-            timeout=self.timeout, server_pid=server_pid,
-        )
-
 
 def compare(
     workload: str | Workload = "echo",
@@ -239,28 +172,6 @@ def run_one(server: str | type | KindInfo, workload: str | Workload = "echo", **
     return comparison.runs[0]
 
 
-class _Served:
-    """One server of a comparison while it runs: its kind, its process (or
-    thread), its cores, and the load results of its rounds so far."""
-
-    def __init__(self, label: str, info: KindInfo, plan: RunPlan) -> None:
-        self.label, self.info = label, info
-        self.here = runs_here(info)
-        self.server: Any = (LocalServer(info, plan.workload, timeline=plan.timeline) if self.here else
-                            ServerProcess(info, plan.workload, timeline=plan.timeline))
-        self.loads: list[LoadResult] = []
-        self.cores: Any = None
-
-    def start(self) -> None:
-        self.server.start()
-        self.cores = usable_cores(self.server.pid)
-
-    def spec(self, plan: RunPlan) -> LoadSpec:
-        # In this process the thread count would include the caller's own.
-        return plan.load_spec(self.server.address, self.info.transport,
-                              None if self.here else self.server.pid)
-
-
 def run_plan(
     plan: RunPlan,
     servers: Sequence[tuple[str, KindInfo]],
@@ -276,12 +187,12 @@ def run_plan(
     comparison = Comparison(
         workload=work.name, workload_params=dict(work.params),
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), servers=[label for label, _ in servers],
-        rounds=plan.rounds, machine=_machine("before"),
+        rounds=plan.rounds, machine=machine_state("before"),
     )
     if "iterations_per_ms" in work.params:
         comparison.calibration = {"iterations_per_ms": work.params["iterations_per_ms"],
                                   "clock": CALIBRATION_CLOCK, "by_pid": os.getpid()}
-    served = [_Served(label, info, plan) for label, info in servers]
+    served = [Served(label, info, plan.workload, plan.timeline) for label, info in servers]
     with contextlib.ExitStack() as running:
         for one in served:
             if stop is not None and stop.is_set():
@@ -294,81 +205,12 @@ def run_plan(
                     break
                 if on_server is not None:
                     on_server(one.label)
-                one.loads.append(_load(one.spec(plan), progress, bar, stop))
+                one.loads.append(load_round(one.spec(plan), progress, bar, stop))
     comparison.cancelled = stop is not None and stop.is_set()
-    comparison.runs = [_result(one, plan) for one in served if one.loads]
-    comparison.machine.update(_machine("after"))
+    comparison.runs = [run_result(one, plan.rounds) for one in served if one.loads]
+    comparison.machine.update(machine_state("after"))
     if comparison.calibration and not comparison.cancelled:
         comparison.calibration["measured_after"] = round(measure_iterations_per_ms())
     return comparison
 
 
-def _load(spec: LoadSpec, progress: Callable[[Any], None] | None, bar: bool | None,
-          stop: threading.Event | None) -> LoadResult:
-    """One round of load; a set *stop* cancels it (the partial result is kept)."""
-    from ..load.runner import LoadRun, run_load
-
-    if stop is None:
-        return run_load(spec, progress=progress, bar=bar)
-    with LoadRun(spec, progress=progress, bar=bool(bar)) as load:
-        load.start()
-        while not load.done:
-            if stop.wait(0.05):
-                load.cancel()
-                break
-        return load.wait()
-
-
-def _result(one: _Served, plan: RunPlan) -> RunResult:
-    """The run of one server: its rounds merged, the server's own counts of
-    threads and children in place of the sampled ones."""
-    reports = [] if one.here else one.server.reports()
-    loads = [_with_reports(load, reports) for load in one.loads]
-    info = one.info
-    run = RunResult.from_load(
-        one.label, merge_results(loads),
-        server_class=info.server_class.__name__ if info.server_class else info.name,
-        concurrency=info.concurrency, bound=concurrency_bound(info), cores=one.cores,
-        gil=gil_enabled(), rounds=[RoundFigures.of(load) for load in one.loads],
-    )
-    run.partial = len(loads) < plan.rounds or loads[-1].cancelled
-    window = [r for load in one.loads for r in _window(load, reports)]
-    if window:
-        run.sampling, run.sample_interval = "peak", window[0].interval
-        run.server_iterations_per_ms = window[-1].iterations_per_ms
-    run.timeline = one.server.timeline
-    run.served_in_process = one.here
-    return run
-
-
-def _window(result: LoadResult, reports: list[FeedLine]) -> list[FeedLine]:
-    """The server's reports that cover *result*'s time span."""
-    start = float(result.started_monotonic)
-    if not reports or not start:
-        return []
-    end = start + float(result.elapsed)
-    return [r for r in reports if start < r.t <= end + r.interval]
-
-
-def _with_reports(result: LoadResult, reports: list[FeedLine]) -> LoadResult:
-    """*result* with the server's own per-interval peaks of threads and
-    children (over the load's time span) instead of the sampled counts."""
-    window = _window(result, reports)
-    if not window:
-        return result
-    start = float(result.started_monotonic)
-    return replace(result, threads=[(round(r.t - start, 4), r.threads) for r in window],
-                   children=[(round(r.t - start, 4), r.children) for r in window])
-
-
-def _machine(when: str) -> dict[str, Any]:
-    """What the machine was doing: its 1-minute load average *when*
-    ("before", "after"), and, before, its CPUs and Python."""
-    try:
-        loadavg: float | None = os.getloadavg()[0]
-    except OSError:
-        loadavg = None
-    found: dict[str, Any] = {f"loadavg_{when}": loadavg}
-    if when == "before":
-        found.update(cpus=os.cpu_count() or 1, python=platform.python_version())
-    return found

@@ -257,6 +257,7 @@ class RunResult:
             self.concurrency, cores, self.work_ms, wait_ms=self.wait_ms,
             clients=self.clients if self.mode == "closed" else None,
             rate=self.rate if self.mode == "open" else None, gil=self.gil, bound=self.bound,
+            sent=self.requests if self.mode == "open" else None, rounds=max(1, len(self.rounds)),
         )
 
     @property
