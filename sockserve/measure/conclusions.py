@@ -89,16 +89,17 @@ class Conclusion:
         return self.text
 
 
-def cores_text(cores: float | None) -> str:
-    """``"your 1 core"``, ``"your 2 cores"``, ``"your 0.5 core"``."""
+def cores_text(cores: float | None, owner: str = "your") -> str:
+    """``"your 1 core"``, ``"your 2 cores"``, ``"its 0.5 core"`` (*owner*:
+    whose cores: the reader's, or a stored run's machine)."""
     if cores is None:
-        return "this machine"
-    return f"your {cores:g} core" + ("" if cores <= 1 else "s")
+        return "this machine" if owner == "your" else "that machine"
+    return f"{owner} {cores:g} core" + ("" if cores <= 1 else "s")
 
 
-def _of_cores(value: float, cores: float | None) -> str:
+def _of_cores(value: float, cores: float | None, owner: str = "your") -> str:
     """``"0.62 of your 1 core"``."""
-    return f"{value:.2f} of {cores_text(cores)}"
+    return f"{value:.2f} of {cores_text(cores, owner)}"
 
 
 def _valid(run: RunResult) -> bool:
@@ -170,7 +171,7 @@ def expected_speedup(concurrency: str, run: RunResult) -> float | None:
     return None
 
 
-def machine_conclusion(comparison: Comparison) -> Conclusion | None:
+def machine_conclusion(comparison: Comparison, owner: str = "your") -> Conclusion | None:
     """What other programs took from the usable cores during *comparison*,
     and the load generator's share (None when it was not measured)."""
     cpu = comparison.cpu()
@@ -183,27 +184,28 @@ def machine_conclusion(comparison: Comparison) -> Conclusion | None:
     generator = cpu.generator_cores
     gen = f"; the load generator used {generator:.2f} of a core" if generator is not None else ""
     if usable and others >= BUSY * usable:
-        text = (f"A busy machine: other programs took {_of_cores(others, usable)} during the comparison"
+        text = (f"A busy machine: other programs took {_of_cores(others, usable, owner)} during the comparison"
                 f"{where}{gen}. Requests per second then measure the share of the CPU each server won as "
                 "much as the server; the CPU each request cost and the cores each server kept busy do not.")
     else:
-        text = f"A quiet machine: other programs took {_of_cores(others, usable)} during the comparison{where}{gen}."
+        text = f"A quiet machine: other programs took {_of_cores(others, usable, owner)} during the comparison{where}{gen}."
     return Conclusion("machine", text, (), others)
 
 
-def conclusions(comparison: Comparison, baseline: str = "plain") -> list[Conclusion]:
+def conclusions(comparison: Comparison, baseline: str = "plain", owner: str = "your") -> list[Conclusion]:
     """What the measured *comparison* shows, as sentences computed from it.
 
     The machine first (what other programs took), then each server against
     the baseline: the *baseline* server (default plain) when it ran, else the
     first run. Runs above their physical limit are reported as invalid and
-    left out of every ratio.
+    left out of every ratio. *owner* says whose cores they were: ``"your"``
+    (measured here), ``"its"`` (a stored run from another machine).
     """
     runs = comparison.runs
     if not runs:
         return [Conclusion("empty", "Nothing was measured.")]
     found: list[Conclusion] = []
-    machine = machine_conclusion(comparison)
+    machine = machine_conclusion(comparison, owner)
     if machine is not None:
         found.append(machine)
     for run in runs:
@@ -211,7 +213,7 @@ def conclusions(comparison: Comparison, baseline: str = "plain") -> list[Conclus
             limit = run.limit()
             found.append(Conclusion(
                 "invalid",
-                f"{run.server}'s {run.throughput_rps:.1f} req/s is more than {cores_text(run.usable_cores)} "
+                f"{run.server}'s {run.throughput_rps:.1f} req/s is more than {cores_text(run.usable_cores, owner)} "
                 f"can do ({limit.rps:.0f} req/s: {limit.reason}), so it is not a valid measurement: "
                 "run the comparison again.",
                 (run.server,), run.throughput_rps))
@@ -219,7 +221,7 @@ def conclusions(comparison: Comparison, baseline: str = "plain") -> list[Conclus
     for run in runs:
         if run is base or not (_valid(run) and _valid(base)):
             continue
-        found += _against(run, base, comparison)
+        found += _against(run, base, owner)
     for run in runs:
         if run.generator_bound:
             found.append(Conclusion(
@@ -251,7 +253,7 @@ def _served(run: RunResult, base: RunResult, spread: Spread) -> str:
             f"every round ({figures}; {spread.range_text()}).")
 
 
-def _against(run: RunResult, base: RunResult, comparison: Comparison) -> list[Conclusion]:
+def _against(run: RunResult, base: RunResult, owner: str) -> list[Conclusion]:
     """The sentences about *run* against *base*."""
     names = (run.server, base.server)
     spread = throughput_spread(run, base)
@@ -259,7 +261,7 @@ def _against(run: RunResult, base: RunResult, comparison: Comparison) -> list[Co
     served = _served(run, base, spread)
     if kind == "cpu":
         found = [Conclusion("throughput", served, names, spread.value)]
-        work = _cpu_work(run, base, spread, comparison)
+        work = _cpu_work(run, base, spread, owner)
         if work is not None:
             found.append(work)
         return found
@@ -279,7 +281,7 @@ def _against(run: RunResult, base: RunResult, comparison: Comparison) -> list[Co
     return [Conclusion("throughput", text, names, spread.value)]
 
 
-def _cpu_work(run: RunResult, base: RunResult, spread: Spread, comparison: Comparison) -> Conclusion | None:
+def _cpu_work(run: RunResult, base: RunResult, spread: Spread, owner: str) -> Conclusion | None:
     """On cpu work: throughput = work per CPU second x cores kept busy, each
     measured, and what the GIL or the free cores allowed."""
     work = work_spread(run, base)
@@ -295,7 +297,7 @@ def _cpu_work(run: RunResult, base: RunResult, spread: Spread, comparison: Compa
         per_cpu = f"per CPU second {run.server} did {times(work.value)} {base.server}'s work ({counts})"
     per_cpu += f", on {mine.server_cores:.2f} cores against {theirs.server_cores:.2f}"
     took = mine.others_took
-    busy = f" while other programs took {_of_cores(took, usable)}" if took is not None else ""
+    busy = f" while other programs took {_of_cores(took, usable, owner)}" if took is not None else ""
     if run.concurrency in SINGLE_PROCESS and run.gil:
         text = (f"{run.server} is one process, so the GIL lets it run Python on at most one core, and "
                 f"its threads add no CPU to work with: {per_cpu}.")
@@ -308,7 +310,7 @@ def _cpu_work(run: RunResult, base: RunResult, spread: Spread, comparison: Compa
         return Conclusion("work", text, names, mine.server_cores)
     allowed = expected_speedup(run.concurrency, run) or 1.0
     text = (f"{run.server}'s processes each have their own GIL, so they can use up to {allowed:g} of "
-            f"{cores_text(usable)} here: {per_cpu}.")
+            f"{cores_text(usable, owner)} here: {per_cpu}.")
     one_core = usable is not None and usable <= 1
     if spread.direction() > 0:
         text += (f" It served more only because it won more of the one core{busy}: the scheduler gives "
@@ -317,7 +319,7 @@ def _cpu_work(run: RunResult, base: RunResult, spread: Spread, comparison: Compa
     elif one_core:
         text += " There is no second core to run on."
     else:
-        text += _left_free(mine, usable) or ""
+        text += _left_free(mine, usable, owner) or ""
     mine_ms, theirs_ms = run.server_cpu_ms, base.server_cpu_ms
     if work.direction() < 0 and mine_ms is not None and theirs_ms is not None:
         text += (f" Each request cost it {mine_ms:.1f} ms of CPU against {base.server}'s "
@@ -325,13 +327,13 @@ def _cpu_work(run: RunResult, base: RunResult, spread: Spread, comparison: Compa
     return Conclusion("work", text, names, mine.server_cores)
 
 
-def _left_free(cpu: CpuUse, usable: float | None) -> str | None:
+def _left_free(cpu: CpuUse, usable: float | None, owner: str) -> str | None:
     """What was left of the usable cores for the server, and who took the rest."""
     others, generator = cpu.others_took, cpu.generator_cores
     if others is None or generator is None or usable is None:
         return None
     free = max(0.0, usable - others - generator)
-    return (f" Of {cores_text(usable)}, other programs took {others:.2f} and the load generator "
+    return (f" Of {cores_text(usable, owner)}, other programs took {others:.2f} and the load generator "
             f"{generator:.2f}, leaving {free:.2f} for the server.")
 
 
@@ -340,9 +342,9 @@ def cpu_share(run: RunResult) -> float | None:
     return run.cpu().server_cores
 
 
-def report(comparison: Comparison, baseline: str = "plain") -> str:
+def report(comparison: Comparison, baseline: str = "plain", owner: str = "your") -> str:
     """:func:`conclusions` as text, one sentence per line."""
-    return "\n".join(c.text for c in conclusions(comparison, baseline))
+    return "\n".join(c.text for c in conclusions(comparison, baseline, owner))
 
 
 def how_many(count: int, total: int) -> str:

@@ -210,11 +210,12 @@ def _ms(value: float) -> str:
     return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
 
 
-def convoy_conclusions(result: Convoy) -> list[Conclusion]:
+def convoy_conclusions(result: Convoy, owner: str = "your") -> list[Conclusion]:
     """The sentences :func:`convoy` supports, each computed from its figures:
     what other programs took, each server's short-request latency, how it
     compares with the heavy request and the switch interval, and each pair
-    of servers' medians with their spread over the rounds."""
+    of servers' medians with their spread over the rounds. *owner* says
+    whose cores they were (see :func:`~sockserve.measure.conclusions.conclusions`)."""
     runs = [run for run in result.short.runs if run.ok > 0]
     if not runs:
         return [Conclusion("empty", "No short request got a reply.")]
@@ -226,7 +227,7 @@ def convoy_conclusions(result: Convoy) -> list[Conclusion]:
         share = sum(took) / len(took)
         busy = "a busy machine" if usable and share >= 0.1 * usable else "a quiet machine"
         found.append(Conclusion("machine", f"Measured on {busy}: other programs took {share:.2f} of "
-                                           f"{cores_text(usable)} while the servers ran.", (), share))
+                                           f"{cores_text(usable, owner)} while the servers ran.", (), share))
     for run in runs:
         ms = run.latency_ms
         text = (f"Beside {result.heavy_clients} clients sending {result.heavy_ms:g} ms requests back to "
@@ -257,6 +258,7 @@ def convoy_conclusions(result: Convoy) -> list[Conclusion]:
     return found
 
 
-def convoy_report(result: Convoy) -> str:
-    """:func:`convoy_conclusions` as text, one sentence per line."""
-    return "\n".join(c.text for c in convoy_conclusions(result))
+def convoy_report(result: Convoy, owner: str = "your") -> str:
+    """:func:`convoy_conclusions` as text, one sentence per line (*owner*:
+    see :func:`~sockserve.measure.conclusions.conclusions`)."""
+    return "\n".join(c.text for c in convoy_conclusions(result, owner))
