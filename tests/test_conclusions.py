@@ -244,3 +244,23 @@ def test_counts_and_latencies_in_words() -> None:
         "Half of the requests took under 0.80 ms.", "Nine requests in ten took under 55 ms.",
         "Ninety-nine in a hundred took under 120 ms.", "The slowest took 300 ms."]
     assert latency_sentences({"p50": 12.345}) == ["Half of the requests took under 12 ms."]
+
+
+def test_threads_and_children_in_words_from_the_counts_the_figure_draws() -> None:
+    from sockserve.measure.conclusions import concurrency_sentences
+
+    plain = run("plain", 90.0, work_ms=0, wait_ms=10, clients=8, sampling="peak", threads=[[0.1, 0.0]])
+    threading = run("threading", 600.0, work_ms=0, wait_ms=10, clients=8, sampling="peak",
+                    threads=[[0.1, 8.0], [0.2, 9.0]])
+    instant = run("forking", 150.0, work_ms=0, wait_ms=10, clients=8, threads=[[0.1, 2.0]],
+                  children=[[0.1, 8.0]])
+    texts = [c.text for c in concurrency_sentences(comparison(plain, threading, instant))]
+    assert texts == [
+        "plain: at most 0 handler threads and 0 child processes alive at once, with 8 clients: it ran every "
+        "request in its serving thread, one at a time.",
+        "threading: at most 9 handler threads and 0 child processes alive at once, with 8 clients: one per "
+        "request in flight, and a thread or child that has sent its reply lives on for a moment, overlapping "
+        "the next request's.",
+        "forking: at most 2 threads (the serving thread included) and 8 child processes alive at once, with 8 "
+        "clients.",
+    ]

@@ -29,9 +29,10 @@ Callers use:
 :func:`expected_speedup`
     the most a server kind can gain over plain, from the workload and the
     cores alone (before measuring: "at most 1x on one core").
-:func:`how_many`, :func:`latency_sentences`
-    counts and latency percentiles in words ("17 of 30, more than half";
-    "nine requests in ten took under 55 ms").
+:func:`how_many`, :func:`latency_sentences`, :func:`concurrency_sentences`
+    counts, latency percentiles and each server's threads and children in
+    words ("17 of 30, more than half"; "nine requests in ten took under 55
+    ms"; "plain: at most 0 handler threads ...").
 
 No plotting or I/O here; every function takes plain data.
 """
@@ -58,6 +59,7 @@ __all__ = [
     "expected_speedup",
     "how_many",
     "latency_sentences",
+    "concurrency_sentences",
     "cores_text",
     "cpu_share",
     "BUSY",
@@ -335,6 +337,28 @@ def _left_free(cpu: CpuUse, usable: float | None, owner: str) -> str | None:
     free = max(0.0, usable - others - generator)
     return (f" Of {cores_text(usable, owner)}, other programs took {others:.2f} and the load generator "
             f"{generator:.2f}, leaving {free:.2f} for the server.")
+
+
+def concurrency_sentences(comparison: Comparison) -> list[Conclusion]:
+    """What each server's threads and children were, from the counts the
+    figure of threads and children draws: handler threads (threads a server
+    starts for requests, not its serving thread) and child processes."""
+    found = []
+    for run in comparison.runs:
+        threads, kids = run.peak("threads"), run.peak("children")
+        counted = "handler threads" if run.sampling == "peak" else "threads (the serving thread included)"
+        text = f"{run.server}: at most {threads} {counted} and {kids} child processes alive at once"
+        if run.mode == "closed" and run.clients:
+            text += f", with {run.clients} clients"
+        if run.sampling == "peak" and threads == 0 and kids == 0:
+            text += ": it ran every request in its serving thread, one at a time"
+        elif run.sampling == "peak" and run.mode == "closed" and max(threads, kids) > run.clients:
+            text += (": one per request in flight, and a thread or child that has sent its reply lives on "
+                     "for a moment, overlapping the next request's")
+        elif run.sampling == "peak" and run.mode == "closed" and max(threads, kids) == run.clients:
+            text += ": one per request in flight"
+        found.append(Conclusion("threads", text + ".", (run.server,), float(max(threads, kids))))
+    return found
 
 
 def cpu_share(run: RunResult) -> float | None:
