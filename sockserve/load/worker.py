@@ -535,14 +535,17 @@ def run(
     spec: LoadSpec,
     stop: threading.Event | None = None,
     progress: Callable[[Progress], None] | None = None,
+    source: tuple[Callable[[int], bytes], float] | None = None,
 ) -> LoadResult:
     """Run *spec* in this process (threads) and return the result.
 
     *stop* ends the run early when set; *progress* is called about every
-    PROGRESS_INTERVAL seconds from this thread.
+    PROGRESS_INTERVAL seconds from this thread. *source* is the spec's
+    requests and trickle pause when the caller has them already (see
+    :func:`main`), so the workload is read once per process.
     """
     stop = stop if stop is not None else threading.Event()
-    request, trickle_s = _workload_source(spec)
+    request, trickle_s = source if source is not None else _workload_source(spec)
     family, address = _address_family(spec)
     bind_dir = tempfile.mkdtemp(prefix="ssl-", dir="/tmp") if spec.transport == "unix-dgram" else None
     persistent = spec.connection == "persistent"
@@ -749,7 +752,7 @@ def main() -> int:
         return 2
     try:
         spec = LoadSpec.from_dict(json.loads(line))
-        _workload_source(spec)
+        source = _workload_source(spec)  # checked before anything is sent, and used as it is
     except ValueError as exc:
         # A bad spec or workload: the parent raises it as a ValueError.
         emit("error", {"kind": "ValueError", "message": str(exc)})
@@ -759,7 +762,7 @@ def main() -> int:
         target=_watch_stdin, args=(stop, buffer), name="stdin-watch", daemon=True
     )
     watcher.start()
-    result = run(spec, stop, lambda p: emit("progress", p.to_dict()))
+    result = run(spec, stop, lambda p: emit("progress", p.to_dict()), source)
     emit("result", result.to_dict())
     os.close(out_fd)
     return 0

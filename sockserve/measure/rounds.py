@@ -96,7 +96,8 @@ class RunPlan:
     def __post_init__(self) -> None:
         if not isinstance(self.rounds, int) or self.rounds < 1:
             raise ValueError(f"rounds must be a whole number of at least 1, got {self.rounds!r}")
-        timeline_cap(self.timeline)
+        if self.timeline is not None and self.timeline < 1:
+            raise ValueError(f"timeline is a cap (requests to keep): at least 1, got {self.timeline!r}")
         self.load_spec(("127.0.0.1", 0), "tcp", None)  # the load generator's checks, now
 
     @property
