@@ -4,7 +4,6 @@ computed from them, and the figures of the CPU a comparison used."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +80,6 @@ def test_a_convoy_round_trips_through_json(tmp_path: Path) -> None:
     again = Convoy.load(tmp_path / "c.json")
     assert again.to_dict() == json.loads(json.dumps(result.to_dict()))
     assert convoy_conclusions(again) == convoy_conclusions(result)
-
-
-@pytest.fixture
-def one_core() -> Any:
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(before)})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 def test_short_requests_wait_behind_heavy_ones_on_one_core(one_core: None) -> None:

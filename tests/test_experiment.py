@@ -245,18 +245,6 @@ def test_stop_event_cancels_the_current_run_and_skips_the_rest() -> None:
 # -- fixed work and the physical limit, on one core ------------------------------
 
 
-@pytest.fixture
-def one_core():
-    """Pin this process (and so every server and load worker it starts) to
-    one core, as ``taskset -c 0`` or a small Binder pod would."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(before)})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def test_one_core_cpu_comparison_does_fixed_work_and_respects_the_limit(one_core: None) -> None:
     comparison = compare("cpu", ["plain", "threading", "forking"], clients=4, duration=0.6,
                          workload_params={"work_ms": 5})

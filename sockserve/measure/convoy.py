@@ -29,7 +29,6 @@ data, JSON); :func:`convoy_conclusions` the sentences computed from it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import threading
@@ -41,8 +40,8 @@ from typing import Any
 from ..load.data import LoadResult
 from .conclusions import Conclusion, cores_text
 from .kinds import KindInfo, resolve_kind
-from .results import Comparison, RunResult
-from .rounds import RunPlan, Served, default_rounds, load_round, machine_state, run_result
+from .results import Comparison, RunResult, read_json, write_json
+from .rounds import RunPlan, Served, default_rounds, load_round, machine_state, round_load, run_result
 from .spread import Spread, spread_of, times
 from .usage import CpuUse
 from .workloads import fixed_work, get_workload
@@ -104,14 +103,11 @@ class Convoy:
                    switch_interval_ms=float(data.get("switch_interval_ms", 5.0)))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        with open(path, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=1)
-            out.write("\n")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Convoy:
-        with open(path, encoding="utf-8") as src:
-            return cls.from_dict(json.load(src))
+        return cls.from_dict(read_json(path))
 
 
 def convoy(
@@ -143,9 +139,9 @@ def convoy(
     calibration = heavy_work.params["iterations_per_ms"]
     short_work = get_workload("cpu", work_ms=short_ms, iterations_per_ms=calibration)
     round_s = duration / count
-    heavy_plan = RunPlan(heavy_work, clients=heavy_clients, duration=(round_s + LEAD_SECONDS + 1.0) * count,
-                         rounds=count, timeout=30.0)
-    short_plan = RunPlan(short_work, clients=16, rate=short_rate, duration=duration, rounds=count)
+    heavy_plan = RunPlan(heavy_work, round_load(heavy_work, count, (round_s + LEAD_SECONDS + 1.0) * count,
+                                                clients=heavy_clients, timeout=30.0), count)
+    short_plan = RunPlan(short_work, round_load(short_work, count, duration, clients=16, rate=short_rate), count)
     made = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     served = [Served(label, info, heavy_work) for label, info in zip(labels, kinds)]
     heavy_loads: dict[str, list[LoadResult]] = {label: [] for label in labels}

@@ -78,6 +78,7 @@ from .rounds import (
     Served,
     default_rounds,
     load_round,
+    round_load,
     machine_state,
     run_result,
     timeline_cap,
@@ -91,6 +92,7 @@ __all__ = [
     "RunResult",
     "Comparison",
     "RunPlan",
+    "round_load",
     "compare",
     "run_one",
     "timeline_cap",
@@ -155,9 +157,10 @@ def compare(
     kinds = [resolve_kind(name) for name in servers]  # fail early, before any server starts
     labels = [name if isinstance(name, str) else info.name for name, info in zip(servers, kinds)]
     work = workload if isinstance(workload, Workload) else fixed_work(workload, workload_params)
-    plan = RunPlan(work, clients=clients, rate=rate, duration=duration, max_requests=max_requests,
-                   connection=connection, timeout=timeout, timeline=timeline_cap(timeline),
-                   rounds=default_rounds(duration) if rounds is None else rounds)
+    count = default_rounds(duration) if rounds is None else rounds
+    load = round_load(work, count, duration, max_requests, clients=clients, rate=rate, connection=connection,
+                      timeout=timeout)
+    plan = RunPlan(work, load, count, timeline_cap(timeline))
     return run_plan(plan, list(zip(labels, kinds)), progress=progress, on_server=on_server,
                     bar=bar, stop=stop)
 

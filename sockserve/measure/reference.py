@@ -16,7 +16,6 @@ says whose run it is, from what the file recorded.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -27,7 +26,7 @@ from typing import Any
 from .conclusions import BUSY, cores_text, report
 from .convoy import Convoy, convoy
 from .experiment import compare
-from .results import Comparison
+from .results import Comparison, read_json, write_json
 
 __all__ = ["Reference", "record_reference", "load_reference", "REFERENCE_FILE"]
 
@@ -97,15 +96,12 @@ class Reference:
                    recorded=dict(data.get("recorded", {})))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        with open(path, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=1)
-            out.write("\n")
+        write_json(path, self.to_dict())
 
 
 def load_reference(path: str | os.PathLike[str] = REFERENCE_FILE) -> Reference:
     """Read a reference written by :meth:`Reference.save`."""
-    with open(path, encoding="utf-8") as src:
-        return Reference.from_dict(json.load(src))
+    return Reference.from_dict(read_json(path))
 
 
 def record_reference(*, duration: float = 3.0, clients: int = 4, provisional: bool = False,

@@ -37,7 +37,7 @@ from ..load.protocol import wait_ms_per_request, work_ms_per_request
 from .limits import Cores, Limit, gil_enabled, throughput_limit, usable_cores
 from .usage import CpuUse, RoundFigures
 
-__all__ = ["RunResult", "Comparison", "OVER_LIMIT_MARK", "GENERATOR_MARK", "PARTIAL_MARK"]
+__all__ = ["RunResult", "Comparison", "OVER_LIMIT_MARK", "GENERATOR_MARK", "PARTIAL_MARK", "write_json", "read_json"]
 
 #: Marks a throughput above its physical limit, in tables and plots.
 OVER_LIMIT_MARK = "!"
@@ -417,15 +417,12 @@ class Comparison:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the comparison as JSON to *path*."""
-        with open(path, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=1)
-            out.write("\n")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Comparison:
         """Read a comparison written by :meth:`save`."""
-        with open(path, encoding="utf-8") as src:
-            return cls.from_dict(json.load(src))
+        return cls.from_dict(read_json(path))
 
     def run(self, server: str) -> RunResult:
         """The run against *server* (KeyError if there is none)."""
@@ -574,6 +571,19 @@ class Comparison:
 
     def __str__(self) -> str:
         return self.table()
+
+
+def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
+    """Write *data* (a ``to_dict()``) to *path* as indented JSON."""
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=1)
+        out.write("\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """What :func:`write_json` wrote to *path*."""
+    with open(path, encoding="utf-8") as src:
+        return json.load(src)
 
 
 def _figure(value: float | None) -> str:

@@ -32,6 +32,7 @@ from .workloads import Workload
 
 __all__ = [
     "RunPlan",
+    "round_load",
     "Served",
     "load_round",
     "run_result",
@@ -74,22 +75,14 @@ class RunPlan:
     """What every run of a comparison does, resolved once and passed down.
 
     ``workload`` is the resolved workload (defaults filled in, the cpu
-    calibration included); ``clients``, ``rate`` (open loop when given),
-    ``duration`` (seconds of load per server, all its rounds together),
-    ``max_requests`` (per server), ``connection`` and ``timeout`` are the
-    load's, as :class:`~sockserve.load.LoadSpec` takes them; ``rounds`` is how
-    many interleaved rounds each server runs; ``timeline`` the cap of the
-    request timeline each server records (None: none). Checked when made
-    (ValueError, with the load generator's own words).
+    calibration included); ``load`` the load generator's spec for one round,
+    aimed at no server yet (:func:`round_load` makes it); ``rounds`` how many
+    interleaved rounds each server runs; ``timeline`` the cap of the request
+    timeline each server records (None: none).
     """
 
     workload: Workload
-    clients: int = 8
-    rate: float | None = None
-    duration: float = 3.0
-    max_requests: int = 100_000
-    connection: str = "new"
-    timeout: float = 5.0
+    load: LoadSpec
     rounds: int = 1
     timeline: int | None = None
 
@@ -98,21 +91,26 @@ class RunPlan:
             raise ValueError(f"rounds must be a whole number of at least 1, got {self.rounds!r}")
         if self.timeline is not None and self.timeline < 1:
             raise ValueError(f"timeline is a cap (requests to keep): at least 1, got {self.timeline!r}")
-        self.load_spec(("127.0.0.1", 0), "tcp", None)  # the load generator's checks, now
-
-    @property
-    def mode(self) -> str:
-        return "closed" if self.rate is None else "open"
 
     def load_spec(self, address: str | tuple[str, int], transport: str, server_pid: int | None) -> LoadSpec:
         """The load generator's spec for one round against a server at *address*."""
-        return LoadSpec(
-            address=address, transport=transport, workload=self.workload.name,
-            workload_params=dict(self.workload.params), mode=self.mode, clients=self.clients,
-            rate=self.rate, duration=self.duration / self.rounds,
-            max_requests=math.ceil(self.max_requests / self.rounds), connection=self.connection,
-            timeout=self.timeout, server_pid=server_pid,
-        )
+        return replace(self.load, address=address, transport=transport, server_pid=server_pid)
+
+
+def round_load(workload: Workload, rounds: int, duration: float, max_requests: int = 100_000,
+               **fields: Any) -> LoadSpec:
+    """One round's :class:`~sockserve.load.LoadSpec` of *workload*:
+    *duration* seconds and *max_requests* requests shared out over *rounds*,
+    the open loop when *fields* give a ``rate``, and the other *fields*
+    (clients, rate, connection, timeout) as given. Aimed at no server yet
+    (:meth:`RunPlan.load_spec` aims it); checked now (ValueError, in the
+    load generator's words)."""
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a whole number of at least 1, got {rounds!r}")
+    mode = "closed" if fields.get("rate") is None else "open"
+    return LoadSpec(address=("127.0.0.1", 0), workload=workload.name, workload_params=dict(workload.params),
+                    mode=mode, duration=duration / rounds, max_requests=math.ceil(max_requests / rounds),
+                    **fields)
 
 
 class Served:
