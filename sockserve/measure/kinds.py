@@ -21,7 +21,8 @@ unix-dgram    -unix-dgram  ``plain-unix-dgram``
 
 Callers use: :func:`resolve_kind` (name -> :class:`KindInfo`),
 :func:`make_server` (a bound server, not yet serving), :func:`kind_names`
-(the short names, for menus) and :data:`KINDS` (name or alias -> class).
+(the short names, for menus), :func:`concurrency_bound` (how many requests
+a kind serves at once by design) and :data:`KINDS` (name or alias -> class).
 Kinds that are not a plain class (an asyncio server) are added with
 :func:`register_kind` and a ``factory``.
 """
