@@ -131,3 +131,18 @@ def test_the_cpu_and_convoy_figures_draw_and_describe_themselves() -> None:
             "served 40 requests per CPU second;")
     finally:
         plt.close("all")
+
+
+def test_a_round_without_a_reply_has_no_median_and_the_unanswered_are_counted() -> None:
+    result = synthetic()
+    plain = short_run("plain", [90.0, 95.0, 100.0])
+    plain.rounds[1] = RoundFigures(requests=8, ok=0, elapsed=0.4, throughput_rps=0.0, p50_ms=0.0, p90_ms=0.0)
+    plain.requests, plain.errors = 24, 8
+    result.short.runs[0] = plain
+    found = convoy_conclusions(result)
+    latency = [c.text for c in found if c.key == "latency" and c.servers == ("plain",)][0]
+    assert "(1 ms of work, 16 of 24 answered)" in latency
+    assert latency.endswith("The other 8 were still waiting when their round ended, so these figures are the "
+                            "lucky ones'.")
+    pair = [c.text for c in found if c.key == "convoy" and c.servers == ("plain", "threading")][0]
+    assert "over 2 rounds" in pair and "0.00x" not in pair

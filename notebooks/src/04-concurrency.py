@@ -163,7 +163,7 @@ print(report(reference.cpu, owner="its"))
 #   children, favouring one that has just woken up over one that has been computing for a while.
 
 # %% tags=["nbval-ignore-output"]
-convoy_results = convoy(servers=("plain", "threading", "forking"), duration=2.0)
+convoy_results = convoy(servers=("plain", "threading", "forking"), duration=3.0, rounds=3)
 show(plot_convoy(convoy_results))
 print(describe_convoy(convoy_results))
 print()

@@ -199,7 +199,8 @@ def _beside(one: Served, short_plan: RunPlan, heavy_plan: RunPlan,
 def _median_spread(run: RunResult, base: RunResult) -> Spread:
     """*run*'s median latency over *base*'s: the totals' and each round's."""
     return spread_of(run.latency_ms["p50"] / base.latency_ms["p50"],
-                     [(a.p50_ms, b.p50_ms) for a, b in zip(run.rounds, base.rounds)])
+                     [(a.p50_ms if a.ok else None, b.p50_ms if b.ok else None)  # no reply: no median
+                      for a, b in zip(run.rounds, base.rounds)])
 
 
 def _ms(value: float) -> str:
@@ -226,8 +227,9 @@ def convoy_conclusions(result: Convoy, owner: str = "your") -> list[Conclusion]:
                                            f"{cores_text(usable, owner)} while the servers ran.", (), share))
     for run in runs:
         ms = run.latency_ms
+        answered = f"{run.ok} of them" if run.ok == run.requests else f"{run.ok} of {run.requests} answered"
         text = (f"Beside {result.heavy_clients} clients sending {result.heavy_ms:g} ms requests back to "
-                f"back, {run.server}'s short requests ({result.short_ms:g} ms of work, {run.ok} of them) took "
+                f"back, {run.server}'s short requests ({result.short_ms:g} ms of work, {answered}) took "
                 f"{_ms(ms['p50'])} at the median and {_ms(ms['p90'])} at p90")
         median = ms["p50"]
         if run.concurrency == "plain":
@@ -236,6 +238,9 @@ def convoy_conclusions(result: Convoy, owner: str = "your") -> list[Conclusion]:
             text += f": {median / result.switch_interval_ms:.1f} of the GIL's {result.switch_interval_ms:g} ms switch intervals."
         else:
             text += "."
+        if run.ok < run.requests:
+            text += (f" The other {run.requests - run.ok} were still waiting when their round ended, so "
+                     "these figures are the lucky ones'.")
         found.append(Conclusion("latency", text, (run.server,), median))
     for i, slow in enumerate(runs):
         for fast in runs[i + 1:]:
