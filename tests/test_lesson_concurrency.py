@@ -147,3 +147,21 @@ def test_the_saved_sentences_quote_the_figures_drawn(cells: list[Any]) -> None:
         for a, b in quoted:
             assert {int(a), int(b)} <= values, (a, b, values)
     assert checked >= 2  # the io comparison and the echo one
+
+
+def test_the_cpu_sentences_quote_the_cores_and_work_drawn(cells: list[Any]) -> None:
+    """The "on a cores against b" and "(x vs y requests" of the cpu sentences are
+    the figures of the CPU-use figure's text alternative, for the run and for plain."""
+    checked = 0
+    for cell in (c for c in cells if c.cell_type == "code" and "plot_cpu_use(" in c.source):
+        out = text_of(cell)
+        drawn = {name: (cores, work) for name, cores, work in re.findall(
+            r"(plain|threading|forking) kept (\d+\.\d\d) cores busy .*?served (\d+) requests per CPU second", out)}
+        assert set(drawn) == {"plain", "threading", "forking"}, out
+        for name in ("threading", "forking"):
+            (line,) = [line for line in out.splitlines() if line.startswith(f"{name} is one process")
+                       or line.startswith(f"{name}'s processes")]
+            assert f"on {drawn[name][0]} cores against {drawn['plain'][0]}" in line, line
+            assert f"({drawn[name][1]} vs {drawn['plain'][1]} requests" in line, line
+            checked += 1
+    assert checked == 4  # yours and the stored reference's
