@@ -264,3 +264,9 @@ def test_threads_and_children_in_words_from_the_counts_the_figure_draws() -> Non
         "forking: at most 2 threads (the serving thread included) and 8 child processes alive at once, with 8 "
         "clients.",
     ]
+
+
+def test_a_bound_just_below_one_is_not_shown_as_one() -> None:
+    assert Spread(0.95, 0.87, 0.996, 5).range_text() == "0.87x to 0.996x over 5 rounds"
+    assert Spread(1.1, 1.004, 1.3, 5).range_text() == "1.004x to 1.30x over 5 rounds"
+    assert Spread(1.0, 1.0, 1.0, 3).range_text() == "1.00x to 1.00x over 3 rounds"

@@ -32,6 +32,14 @@ def times(ratio: float) -> str:
     return f"{ratio:.1f}x" if ratio >= 1.95 else f"{ratio:.2f}x"
 
 
+def _bound(ratio: float) -> str:
+    """A bound of a spread: like :func:`times`, with a third decimal where
+    two would show a bound just off 1.0 as "1.00x" (it decides a claim)."""
+    if ratio != 1.0 and f"{ratio:.2f}" == "1.00":
+        return f"{ratio:.3f}x"
+    return times(ratio)
+
+
 @dataclass(frozen=True)
 class Spread:
     """A ratio (``value``, of the totals) and the ``low`` and ``high`` of
@@ -65,7 +73,7 @@ class Spread:
         """``"0.94x to 1.12x over 5 rounds"``, or ``"one round: no spread measured"``."""
         if self.rounds < 2:
             return "one round: no spread measured"
-        return f"{times(self.low)} to {times(self.high)} over {self.rounds} rounds"
+        return f"{_bound(self.low)} to {_bound(self.high)} over {self.rounds} rounds"
 
     def text(self) -> str:
         """``"1.31x (1.12x to 1.52x over 5 rounds)"``, or ``"within noise
