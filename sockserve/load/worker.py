@@ -38,12 +38,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.histogram import Histogram
+from ..kernel.cpustat import busy_seconds
 from .clients import Client, DatagramClient, StreamClient, classify
 from .data import OUTCOMES, TIMELINE_POINTS, LoadResult, LoadSpec, Progress
 from .protocol import request_line, trickle_seconds, workload_values
 
-__all__ = ["run", "main", "entry", "Recorder", "Plan", "Sampler", "client_loop", "server_cpu_seconds",
-           "busy_cpu_seconds"]
+__all__ = ["run", "main", "entry", "Recorder", "Plan", "Sampler", "client_loop", "server_cpu_seconds"]
 
 PROGRESS_INTERVAL = 0.1  # ten progress lines a second: live plots at 5+ updates a second
 SAMPLE_INTERVAL = 0.05  # 20 Hz: twice the rate the contract asks for
@@ -352,34 +352,6 @@ def _cpus_of(pid: int | None) -> set[int] | None:
         return None
 
 
-def busy_cpu_seconds(cpus: set[int] | None) -> float | None:
-    """CPU seconds every program together has used so far on *cpus* (all
-    CPUs when None), from ``/proc/stat``: user, nice, system, irq, softirq
-    and steal time (steal: what the host took for others). None without
-    ``/proc/stat``. The difference of two readings, less what the server
-    and the generator used, is what other programs took."""
-    try:
-        with open("/proc/stat", "rb") as f:
-            text = f.read()
-    except OSError:
-        return None
-    ticks = 0
-    for line in text.splitlines():
-        name, _, rest = line.partition(b" ")
-        if not name.startswith(b"cpu") or name == b"cpu":
-            continue
-        try:
-            if cpus is not None and int(name[3:]) not in cpus:
-                continue
-            fields = [int(x) for x in rest.split()]
-        except ValueError:
-            continue
-        user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-        steal = fields[7] if len(fields) > 7 else 0
-        ticks += user + nice + system + irq + softirq + steal
-    return ticks / _TICKS
-
-
 def _children_by_scan(pid: int) -> int:
     """Fallback without /proc/<pid>/task/*/children: count by parent PID."""
     count = 0
@@ -580,7 +552,7 @@ def run(
     started_at = time.time()
     server_cpu0 = server_cpu_seconds(spec.server_pid) if spec.server_pid else None
     cpus = _cpus_of(spec.server_pid)
-    busy0 = busy_cpu_seconds(cpus)
+    busy0 = busy_seconds(cpus)
     window0 = time.perf_counter()
     generator_cpu0 = time.process_time()
     t0 = recorder.t0 = plan.start(since=began)
@@ -612,7 +584,7 @@ def run(
         generator_cpu = time.process_time() - generator_cpu0
         server_cpu1 = (server_cpu_seconds(spec.server_pid)
                        if server_cpu0 is not None and spec.server_pid else None)
-        busy1 = busy_cpu_seconds(cpus) if busy0 is not None else None
+        busy1 = busy_seconds(cpus) if busy0 is not None else None
         window = time.perf_counter() - window0
         if not ended_by:
             ended_by = _ended_early(stop, sampler, recorder) or (

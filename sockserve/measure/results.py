@@ -35,16 +35,11 @@ from ..core.histogram import Histogram
 from ..core.timeline import Timeline
 from ..load.protocol import wait_ms_per_request, work_ms_per_request
 from .limits import Cores, Limit, gil_enabled, throughput_limit, usable_cores
+from .table import GENERATOR_MARK, OVER_LIMIT_MARK, PARTIAL_MARK, comparison_table, table_notes
 from .usage import CpuUse, RoundFigures
 
 __all__ = ["RunResult", "Comparison", "OVER_LIMIT_MARK", "GENERATOR_MARK", "PARTIAL_MARK", "write_json", "read_json"]
 
-#: Marks a throughput above its physical limit, in tables and plots.
-OVER_LIMIT_MARK = "!"
-#: Marks a throughput the load generator, not the server, held down.
-GENERATOR_MARK = "~"
-#: Marks a run a stop cut short (Ctrl-C, the panel's Stop).
-PARTIAL_MARK = "*"
 
 # The generator is one Python process: about one core at most. It counts as
 # the bottleneck when it used this much of what it could use ...
@@ -502,72 +497,13 @@ class Comparison:
 
     def notes(self) -> list[str]:
         """What a reader needs to read the table: the work per request, the
-        cores, and what each column means."""
-        lines = []
-        cal = self.calibration
-        if cal.get("iterations_per_ms") and self.runs:
-            work = self.runs[0].work_ms
-            ipms = float(cal["iterations_per_ms"])
-            lines.append(
-                f"cpu work: {work:g} ms per request = {round(work * ipms):,} loop iterations, the "
-                f"same in every server (calibrated once by {cal.get('clock', 'CPU time')}: "
-                f"{ipms:,.0f} per ms)")
-        if self.runs and self.runs[0].cores:
-            cores = Cores.from_dict(self.runs[0].cores)
-            lines.append(f"cores the servers could use: {cores.describe()}")
-        if self.rounds > 1:
-            lines.append(f"each server ran {self.rounds} rounds, interleaved with the others'; "
-                         "range: the lowest and highest req/s of its rounds")
-        lines.append("cpu ms/req: the server's CPU per request, children included; cores: its CPU "
-                     "seconds per second (how many cores it kept busy); gen: the load generator's "
-                     "cores; others: the usable cores other programs took meanwhile")
-        if self.runs and all(run.sampling == "peak" for run in self.runs):
-            interval = self.runs[0].sample_interval
-            lines.append(f"threads, children: the most handler threads and child processes alive at "
-                         f"once in any {interval:g} s (counted by each server; plain serves in its "
-                         "own thread: 0)")
-        elif self.runs:
-            lines.append("threads, children: the most threads of the server process (the serving "
-                         "thread and helpers included) and child processes seen, sampled every "
-                         f"{self.runs[0].sample_interval:g} s")
-        return lines
+        cores, and what each column means (see :mod:`.table`)."""
+        return table_notes(self)
 
     def table(self) -> str:
         """A fixed-width text table, one row per run, then the notes and
-        any flags (a throughput marked ``!`` is above the physical limit,
-        ``~`` held down by the load generator; a server marked ``*`` was
-        cut short by a stop)."""
-        ranged = self.rounds > 1
-        header = ("server", "requests", "errors", "req/s", *(("range",) if ranged else ()),
-                  "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "cpu ms/req", "cores", "gen",
-                  "others", "threads", "children")
-        rows: list[tuple[str, ...]] = [header]
-        for r in self.runs:
-            lat = r.latency_ms
-            cpu = r.cpu()
-            per_round = [x.throughput_rps for x in r.rounds]
-            rows.append((
-                r.server + (PARTIAL_MARK if r.partial else ""), str(r.requests), str(r.errors),
-                r.throughput_text(),
-                *((f"{min(per_round):.0f}-{max(per_round):.0f}" if per_round else "-",) if ranged else ()),
-                *(f"{lat.get(k, 0.0):.2f}" for k in ("p50", "p90", "p99", "p999", "max")),
-                _figure(r.server_cpu_ms), _figure(cpu.server_cores), _figure(cpu.generator_cores),
-                _figure(cpu.others_took), str(r.peak("threads")), str(r.peak("children")),
-            ))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = []
-        for n, row in enumerate(rows):
-            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-            lines.append("  ".join(cells))
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths))
-        lines += self.notes()
-        for text in self.flags():
-            mark = OVER_LIMIT_MARK if "not a valid measurement" in text else (
-                GENERATOR_MARK if "load generator was the bottleneck" in text else (
-                    PARTIAL_MARK if text.startswith("stopped before the end") else "-"))
-            lines.append(f"{mark} {text}")
-        return "\n".join(lines)
+        any flags (see :func:`sockserve.measure.table.comparison_table`)."""
+        return comparison_table(self)
 
     def __str__(self) -> str:
         return self.table()
@@ -584,7 +520,3 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """What :func:`write_json` wrote to *path*."""
     with open(path, encoding="utf-8") as src:
         return json.load(src)
-
-
-def _figure(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
