@@ -44,6 +44,18 @@ DGRAM_CLASSES = [c for c, stream, _ in SERVER_CLASSES if not stream]
 ALL_CLASSES = [c for c, _, _ in SERVER_CLASSES]
 
 
+@pytest.fixture
+def one_core() -> Iterator[None]:
+    """Pin this process (and so every server and load worker it starts) to
+    one core, as ``taskset -c 0`` or a small Binder pod would."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def class_id(cls: type) -> str:
     return cls.__name__
 

@@ -263,6 +263,13 @@ def test_compare_writes_json_and_a_plot(tmp_path) -> None:
         assert set(run["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
         assert run["threads"] and all(len(point) == 2 for point in run["threads"])
         assert isinstance(run["children"], list)
+        # Who used the CPU, per server and per round (issue 21).
+        for key in ("server_cpu_s", "generator_cpu_s", "busy_cpu_s", "parallelism", "requests_per_cpu_s",
+                    "generator_cores", "others_cores", "others_took"):
+            assert isinstance(run[key], float), (key, run[key])
+        assert len(run["rounds"]) == data["rounds"] == 4
+    assert data["machine"]["cpus"] >= 1 and "loadavg_before" in data["machine"]
+    assert "cores: its CPU seconds per second" in result.stdout
     assert out_png.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -190,7 +190,11 @@ def test_threading_beats_plain_on_io_by_4x_with_8_clients() -> None:
         workload_params={"delay_ms": 10}, progress=progress.append, on_server=order.append,
     )
     plain, threading_ = comparison.runs
-    assert order == ["plain", "threading"]
+    # Interleaved rounds: A B A B ..., each server's figures the rounds' totals.
+    assert comparison.rounds == 5 and order == ["plain", "threading"] * 5
+    assert len(plain.rounds) == len(threading_.rounds) == 5
+    assert plain.requests == sum(r.requests for r in plain.rounds)
+    assert plain.elapsed == pytest.approx(sum(r.elapsed for r in plain.rounds))
     assert progress and all(isinstance(p, Progress) for p in progress)
     assert plain.errors == 0 and threading_.errors == 0
     assert plain.throughput_rps > 0
@@ -239,18 +243,6 @@ def test_stop_event_cancels_the_current_run_and_skips_the_rest() -> None:
 
 
 # -- fixed work and the physical limit, on one core ------------------------------
-
-
-@pytest.fixture
-def one_core():
-    """Pin this process (and so every server and load worker it starts) to
-    one core, as ``taskset -c 0`` or a small Binder pod would."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(before)})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 def test_one_core_cpu_comparison_does_fixed_work_and_respects_the_limit(one_core: None) -> None:

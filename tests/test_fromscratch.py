@@ -149,7 +149,7 @@ def test_a_kind_from_scratch_runs_in_this_process(forget_kind: list[str]) -> Non
     assert run.served_in_process and run.server == name
     assert run.requests > 0 and run.errors == 0
     assert run.timeline is not None
-    spans = run.timeline["spans"]
+    spans = run.timeline.to_dict()["spans"]
     assert len(spans) >= run.requests - 3  # every connection closed is a span (a few may be cut at the end)
     assert {(row[3], row[4]) for row in spans} == {(os.getpid(), spans[0][4])}  # one thread
 
@@ -166,4 +166,4 @@ def test_a_local_server_of_a_notebook_class_keeps_its_timeline() -> None:
         for i in range(7):
             assert _ask(local.address, f"{i}\n".encode()) == [f"{i}\n".encode()]
     assert local.timeline is not None
-    assert len(local.timeline["spans"]) == 5 and local.timeline["dropped"] == 2
+    assert len(local.timeline) == 5 and local.timeline.dropped == 2

@@ -196,24 +196,28 @@ def test_ctrl_c_during_load_prints_and_saves_the_partial_result(tmp_path: Path) 
 def test_ctrl_c_during_compare_keeps_the_runs_so_far(tmp_path: Path) -> None:
     out_json = tmp_path / "partial.json"
     compare = subprocess.Popen([sys.executable, "-m", "sockserve", "compare", "-s", "plain,threading,forking",
-                                "-c", "2", "-d", "4", "--json", str(out_json), "--no-bar"],
+                                "-c", "2", "-d", "4", "--rounds", "2", "--json", str(out_json), "--no-bar"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert compare.stderr is not None
     seen = ""
     deadline = time.monotonic() + 60
-    while "[2/3] threading" not in seen and time.monotonic() < deadline:
+    while "[2/6] threading (round 1 of 2)" not in seen and time.monotonic() < deadline:
         seen += compare.stderr.readline()
-    time.sleep(1.5)  # into the second run
+    time.sleep(1.0)  # into threading's first round (2 s)
     compare.send_signal(signal.SIGINT)
     out, err = compare.communicate(timeout=60)
     assert compare.returncode == 130, (out, seen + err)
     lines = out.splitlines()
-    assert [line.split()[0] for line in lines[2:4]] == ["plain", "threading"], out
+    # Both rows are marked: plain ran 1 of its 2 rounds, threading's first was cut short.
+    assert [line.split()[0] for line in lines[2:4]] == ["plain*", "threading*"], out
     assert not any(line.startswith("forking") for line in lines), out
+    assert ("* stopped before the end: plain* ran 1 of 2 rounds; threading* ran 1 of 2 "
+            "rounds, the last cut short; forking did not run") in out
     assert "incomplete: interrupted (Ctrl-C); measured plain, threading of plain, threading, forking" in out
     data = json.loads(out_json.read_text())
     assert data["incomplete"] is True and data["servers"] == ["plain", "threading", "forking"]
     assert [run["server"] for run in data["runs"]] == ["plain", "threading"]
+    assert [run["partial"] for run in data["runs"]] == [True, True]
     assert data["runs"][1]["load"]["cancelled"] is True and data["runs"][1]["requests"] > 0
 
 

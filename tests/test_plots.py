@@ -195,11 +195,103 @@ def test_a_run_above_its_physical_limit_is_flagged_on_the_plots() -> None:
     texts = [t.get_text() for t in ax.texts]
     assert "95" in texts and "125!\nabove the limit" in texts
     bad = ax.patches[1]
-    assert bad.get_hatch() == "//"
+    assert bad.get_alpha() == pytest.approx(0.45)
     limits = [c for c in ax.collections if c.get_linestyle()[0][1]]  # dashed limit marks
     assert limits and all(seg[0][1] == pytest.approx(100.0) for c in limits for seg in c.get_segments())
-    assert "most the cores" in ax.get_xlabel()
+    assert "the most the cores, the clients or the server's workers allow" in ax.get_xlabel()
     assert labels(plots.plot_latency(cmp))[1] == "asyncio (above the physical limit!)"
     fig = plots.plot_comparison(cmp)
     assert "1 core" in fig._suptitle.get_text()
     assert "asyncio: 124.6 req/s is above the most that is possible" in fig._supxlabel.get_text()
+
+
+# -- the throughput figure: every limit drawn, no label struck through, told apart without colour --
+
+
+def struck_through(ax) -> list[str]:
+    """The labels a dashed limit line runs through (display coordinates)."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for text in ax.texts:
+        box = text.get_window_extent(renderer)
+        for collection in ax.collections:
+            for (x0, y), (x1, _) in collection.get_segments():
+                (dx0, dy), (dx1, _) = ax.transData.transform([(x0, y), (x1, y)])
+                if box.y0 - 1 < dy < box.y1 + 1 and dx0 < box.x1 and dx1 > box.x0:
+                    found.append(text.get_text())
+    return found
+
+
+def cpu_runs(rates: list[tuple[str, float]], cores: float = 1.0, **extra) -> Comparison:
+    from sockserve.measure.limits import Cores
+
+    runs = []
+    for server, rps in rates:
+        run = make_run(server, 10.0, rps)
+        run.workload, run.work_ms, run.concurrency, run.clients = "cpu", 10.0, server, 4
+        run.cores = Cores(cores, max(1, int(cores))).to_dict()
+        for key, value in extra.items():
+            setattr(run, key, value)
+        runs.append(run)
+    return Comparison(runs=runs, workload="cpu")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: cpu_runs([("plain", 96.0), ("threading", 99.0), ("forking", 92.0)]),          # just under 100
+    lambda: cpu_runs([("plain", 79.0), ("threading", 88.0), ("forking", 85.0)], cores=2.0),  # 04's saved run
+])
+@pytest.mark.parametrize("whole", [False, True])
+def test_no_bar_label_is_struck_through_by_a_limit(make, whole: bool) -> None:
+    cmp = make()
+    ax = plots.plot_comparison(cmp).axes[1] if whole else plots.plot_throughput(cmp)
+    assert ax.get_title() == "Throughput"
+    assert struck_through(ax) == []
+
+
+def test_every_known_limit_is_drawn_and_the_axis_reaches_it() -> None:
+    """On two cores forking's limit (200 req/s) is far above the bars: drawn all the same."""
+    ax = plots.plot_throughput(cpu_runs([("plain", 79.0), ("threading", 88.0), ("forking", 85.0)], cores=2.0))
+    heights = sorted(seg[0][1] for c in ax.collections for seg in c.get_segments())
+    assert heights == [pytest.approx(100.0), pytest.approx(100.0), pytest.approx(200.0)]
+    assert ax.get_ylim()[1] > 200.0
+
+
+def test_a_pool_limit_is_its_workers_as_lesson_07_prints() -> None:
+    runs = []
+    for server, rps, bound in (("threading", 430.0, None), ("threadpool", 150.0, 8), ("prefork", 78.0, 4)):
+        run = make_run(server, 50.0, rps)
+        run.wait_ms, run.clients, run.concurrency, run.bound = 50.0, 24, server, bound
+        run.cores = {"usable": 2.0, "affinity": 2}
+        runs.append(run)
+    ax = plots.plot_throughput(Comparison(runs=runs, workload="io"))
+    heights = [seg[0][1] for c in ax.collections for seg in c.get_segments()]
+    assert heights == [pytest.approx(480.0), pytest.approx(160.0), pytest.approx(80.0)]
+    assert struck_through(ax) == []
+
+
+def test_series_are_told_apart_without_colour(comparison: Comparison) -> None:
+    bars = plots.plot_throughput(comparison).patches
+    assert len({bar.get_hatch() for bar in bars}) == 3
+    lines = plots.plot_latency(comparison).get_lines()
+    assert len({line.get_marker() for line in lines}) == 3
+    assert len({str(line.get_linestyle()) for line in lines}) == 3
+    from sockserve.plots.style import PALETTE
+
+    assert {line.get_color() for line in lines} <= set(PALETTE)
+
+
+def test_each_figure_has_a_text_alternative_from_its_data(comparison: Comparison) -> None:
+    assert plots.describe_throughput(comparison) == (
+        "Throughput: plain 100 req/s; threading 700, 3 errors req/s; forking 500 req/s.")
+    latency = plots.describe_latency(comparison)
+    assert latency.startswith("Latency by percentile: plain median 85 ms, p99 800 ms, slowest 800 ms; ")
+    assert plots.describe_concurrency(comparison) == (
+        "Server threads and child processes: plain at most 4 threads; threading at most 4 threads; "
+        "forking at most 4 threads and 3 children.")
+    whole = plots.describe_comparison(comparison)
+    assert whole.startswith("io workload, closed loop, 8 clients, 2 s per server.")
+    assert "\n" not in whole and plots.describe_throughput(comparison) in whole
+    limited = plots.describe_throughput(cpu_runs([("plain", 79.0), ("forking", 85.0)], cores=2.0))
+    assert limited == "Throughput: plain 79 req/s (limit 100); forking 85 req/s (limit 200)."

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from sockserve.measure.limits import Cores
-from sockserve.measure.results import GENERATOR_MARK, OVER_LIMIT_MARK, Comparison, RunResult
+from sockserve.measure.results import GENERATOR_MARK, OVER_LIMIT_MARK, PARTIAL_MARK, Comparison, RunResult
+from sockserve.measure.usage import RoundFigures
 
 
 def run(server: str, rps: float, *, concurrency: str | None = None, cores: float = 1.0,
@@ -111,8 +112,56 @@ def test_calibration_drift_and_cancel_are_flagged() -> None:
     assert any("speed changed during the comparison" in f for f in comparison.flags())
     comparison.calibration["measured_after"] = 10500
     comparison.cancelled = True
-    assert comparison.flags() == [
-        "stopped before the end: the last run is partial and later servers did not run"]
+    assert comparison.flags() == ["stopped before the end: no run was cut short"]
+
+
+def test_a_stopped_comparison_marks_the_rows_it_cut_short() -> None:
+    """The footnote's mark is on the row it is about (issue 23: it was on none)."""
+    cut = run("threading", 80.0)
+    cut.partial = True
+    cut.rounds = [RoundFigures(requests=40, ok=40, elapsed=0.5, throughput_rps=80.0, p50_ms=1.0, p90_ms=2.0,
+                               cancelled=True)]
+    comparison = Comparison(runs=[run("plain", 90.0), cut], workload="cpu", cancelled=True,
+                            servers=["plain", "threading", "forking"], rounds=3)
+    table = comparison.table().splitlines()
+    rows = {line.split()[0]: line for line in table[2:4]}
+    assert set(rows) == {"plain", "threading" + PARTIAL_MARK}
+    footnote = [line for line in table if line.startswith(PARTIAL_MARK + " stopped")]
+    assert footnote == [f"{PARTIAL_MARK} stopped before the end: threading{PARTIAL_MARK} ran "
+                        "1 of 3 rounds, the last cut short; forking did not run"]
+
+
+def test_a_pool_is_limited_by_its_workers_not_only_by_the_clients() -> None:
+    """Lesson 07's pools: 24 clients, 50 ms waits; 8 threads allow 160 req/s, 4 processes 80."""
+    pool = run("threadpool", 150.0, work_ms=0.0, wait_ms=50.0, clients=24, bound=8)
+    prefork = run("prefork", 100.0, work_ms=0.0, wait_ms=50.0, clients=24, bound=4)
+    assert pool.limit().rps == pytest.approx(160.0) and "at most 8 requests at once" in pool.limit().reason
+    assert prefork.limit().rps == pytest.approx(80.0) and prefork.over_limit
+    unbounded = run("threading", 400.0, work_ms=0.0, wait_ms=50.0, clients=24)
+    assert unbounded.limit().rps == pytest.approx(480.0)
+
+
+def test_cpu_figures_survive_json_and_say_who_used_the_cpu() -> None:
+    measured = run("forking", 150.0, cores=2.0, server_cpu_s=3.2, generator_cpu_s=0.4, busy_cpu_s=4.6,
+                   busy_cpus=2, cpu_window_s=2.0)
+    data = json.loads(json.dumps(measured.to_dict()))
+    assert data["parallelism"] == pytest.approx(1.6)
+    assert data["requests_per_cpu_s"] == pytest.approx(300 / 3.2)
+    assert data["generator_cores"] == pytest.approx(0.2)
+    assert data["others_cores"] == pytest.approx(0.5) and data["others_took"] == pytest.approx(0.5)
+    assert RunResult.from_dict(data) == measured
+
+
+def test_the_table_says_what_each_column_means() -> None:
+    comparison = Comparison(runs=[run("plain", 90.0, sampling="peak", sample_interval=0.1)], workload="cpu")
+    text = comparison.table()
+    header = text.splitlines()[0].split()
+    for column in ("cores", "gen", "others", "threads", "children"):
+        assert column in header
+    assert "cores: its CPU seconds per second" in text and "others: the usable cores other programs took" in text
+    assert "threads, children: the most handler threads and child processes alive at once in any 0.1 s" in text
+    instant = Comparison(runs=[run("plain", 90.0)], workload="cpu").table()
+    assert "threads, children: the most threads of the server process (the serving thread and helpers" in instant
 
 
 def test_a_run_slower_than_its_calibration_says_so() -> None:

@@ -29,7 +29,7 @@ def comparison() -> Comparison:
 
 def _spans(run: RunResult) -> list[Span]:
     assert run.timeline is not None, f"{run.server}: no timeline came back"
-    return [Span(*row) for row in run.timeline["spans"]]
+    return [Span(*row) for row in run.timeline.to_dict()["spans"]]
 
 
 def _lanes(spans: list[Span]) -> set[tuple[int, int]]:
@@ -42,7 +42,7 @@ def test_every_server_kind_sends_its_spans_back(comparison: Comparison) -> None:
         spans = _spans(run)
         assert run.ok > 0 and len(spans) >= run.ok, (run.server, run.ok, len(spans))
         assert all(s.accepted <= s.started <= s.ended for s in spans), run.server
-        assert run.timeline is not None and run.timeline["cap"] == RUN_TIMELINE_CAP
+        assert run.timeline is not None and run.timeline.cap == RUN_TIMELINE_CAP
         assert not run.served_in_process
 
 
@@ -71,10 +71,13 @@ def test_each_model_shows_its_shape(comparison: Comparison) -> None:
 
 def test_the_timeline_is_plain_data_that_round_trips(comparison: Comparison, tmp_path: Any) -> None:
     run = comparison.run("threading")
-    assert RunResult.from_dict(json.loads(json.dumps(run.to_dict()))).timeline == run.timeline
+    again_run = RunResult.from_dict(json.loads(json.dumps(run.to_dict())))
+    assert again_run.timeline is not None and run.timeline is not None
+    assert again_run.timeline.to_dict() == run.timeline.to_dict()
     comparison.save(tmp_path / "c.json")
     again = Comparison.load(tmp_path / "c.json")
-    assert [r.timeline for r in again.runs] == [r.timeline for r in comparison.runs]
+    assert [r.timeline and r.timeline.to_dict() for r in again.runs] == [
+        r.timeline and r.timeline.to_dict() for r in comparison.runs]
 
 
 def test_recording_is_off_by_default_and_the_cap_is_said_when_reached() -> None:
@@ -82,8 +85,8 @@ def test_recording_is_off_by_default_and_the_cap_is_said_when_reached() -> None:
     assert off.timeline is None
     capped = compare("echo", servers=("forking",), clients=2, duration=0.3, max_requests=30, timeline=3)
     timeline = capped.runs[0].timeline
-    assert timeline is not None and len(timeline["spans"]) == 3
-    assert timeline["dropped"] == capped.runs[0].ok - 3 > 0
+    assert timeline is not None and len(timeline) == 3
+    assert timeline.dropped == capped.runs[0].ok - 3 > 0
     pytest.importorskip("matplotlib")
     from sockserve.lab import figures
     from sockserve.plots.timeline import plot_timelines

@@ -35,6 +35,7 @@ __all__ = [
     "check_output",
     "check_plot_output",
     "check_workload",
+    "resolve_workload",
     "kind_info",
     "number",
     "MAX_SECONDS",
@@ -195,12 +196,26 @@ def check_plot_output(path: str, flag: str = "--plot") -> str:
     return path
 
 
-def check_workload(name: str, params: dict[str, float] | None = None) -> None:
-    """CliError unless *name* is a workload that accepts *params*."""
-    from ..measure.workloads import get_workload
+def check_workload(name: str, params: dict[str, float] | None = None) -> dict[str, float]:
+    """The values in effect for workload *name* with *params* (the wire
+    protocol's check: no handler is built, nothing calibrated), or CliError."""
+    from ..load.protocol import workload_values
 
     try:
-        get_workload(name, **(params or {}))
+        return workload_values(name, params or {})
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def resolve_workload(name: str, params: dict[str, float] | None = None, *, fixed: bool = False) -> Any:
+    """The :class:`~sockserve.measure.workloads.Workload` *name* with *params*,
+    resolved once for the whole command (CliError when bad). With *fixed*,
+    this process's cpu calibration is handed in
+    (:func:`~sockserve.measure.workloads.fixed_work`), as a comparison does."""
+    from ..measure.workloads import fixed_work, get_workload
+
+    try:
+        return fixed_work(name, params) if fixed else get_workload(name, **(params or {}))
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

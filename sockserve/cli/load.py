@@ -39,10 +39,13 @@ from .args import (
     parse_address,
     parse_params,
     resolve_host,
+    resolve_workload,
 )
 from ..core.errors import format_address
+from ..measure.results import PARTIAL_MARK
 
-__all__ = ["OPEN_LOOP_CLIENTS", "REMOTE_LIMITS", "REMOTE_HELP", "add_load_args", "cmd_load", "cmd_compare"]
+__all__ = ["OPEN_LOOP_CLIENTS", "REMOTE_LIMITS", "REMOTE_HELP", "add_load_args", "add_compare_args", "cmd_load",
+           "cmd_compare"]
 
 #: Open loop without --clients: this many requests may be in flight at once.
 OPEN_LOOP_CLIENTS = 64
@@ -352,47 +355,60 @@ def _check_pid(pid: int) -> None:
 # -- compare -----------------------------------------------------------------
 
 
+def add_compare_args(parser: argparse.ArgumentParser) -> None:
+    """The options of ``compare`` beyond the load's."""
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="split each server's --duration into this many rounds, run in turn "
+                             "with the other servers' (A B C A B C ...; default: rounds of at least "
+                             "0.25 s, at most 5)")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..measure.experiment import Comparison, ServerStartError, compare
+    from ..measure.experiment import Comparison, ServerStartError, compare, default_rounds
     from ..load.runner import LoadWorkerError
 
-    check_workload(args.workload, parse_params(args.param))
     servers = [name.strip() for name in args.servers.split(",") if name.strip()]
     if not servers:
         raise CliError("--servers needs at least one kind, e.g. plain,threading,forking")
-    servers = [kind_info(name).name for name in servers]
+    kinds = [kind_info(name) for name in servers]
+    servers = [info.name for info in kinds]
     spec = load_spec_kwargs(args)
     if args.json:
         check_output(args.json, "--json")
     if args.plot:
         check_plot_output(args.plot)
+    if args.rounds is not None and args.rounds < 1:
+        raise CliError("--rounds must be at least 1")
+    rounds = args.rounds or default_rounds(spec["duration"])
+    work = resolve_workload(args.workload, spec["workload_params"], fixed=True)
 
     started: list[str] = []
 
     def on_server(name: str) -> None:
         started.append(name)
         if not args.quiet:
-            print(f"sockserve compare: [{len(started)}/{len(servers)}] {name} ...",
-                  file=sys.stderr, flush=True)
+            step, of = len(started), len(servers) * rounds
+            print(f"sockserve compare: [{step}/{of}] {name} (round {(step - 1) // len(servers) + 1} "
+                  f"of {rounds}) ...", file=sys.stderr, flush=True)
 
     stop = threading.Event()
     finished = threading.Event()
     outcome: list[Any] = []
 
-    def work() -> None:
+    def work_thread() -> None:
         try:
             outcome.append(compare(
-                args.workload, servers, clients=spec["clients"], rate=spec["rate"],
+                work, kinds, clients=spec["clients"], rate=spec["rate"],
                 duration=spec["duration"], max_requests=spec["max_requests"],
-                connection=spec["connection"], workload_params=spec["workload_params"],
-                timeout=spec["timeout"], on_server=on_server, bar=_bar(args.bar), stop=stop,
+                connection=spec["connection"], timeout=spec["timeout"], rounds=rounds,
+                on_server=on_server, bar=_bar(args.bar), stop=stop,
             ))
         except BaseException as exc:  # reported below, in the main thread
             outcome.append(exc)
         finally:
             finished.set()
 
-    threading.Thread(target=work, name="sockserve-compare", daemon=True).start()
+    threading.Thread(target=work_thread, name="sockserve-compare", daemon=True).start()
     interrupted = _wait_interruptibly(finished, stop.set)
     (got,) = outcome
     if isinstance(got, BaseException):
@@ -405,11 +421,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if interrupted:
         ran = [run.server for run in comparison.runs]
         print(f"incomplete: interrupted (Ctrl-C); measured {', '.join(ran) or 'nothing'} "
-              f"of {', '.join(servers)} (the last run cut short)")
+              f"of {', '.join(servers)} (marked {PARTIAL_MARK}: cut short)")
     if args.json and comparison.runs:
         data = comparison.to_dict()
         data["incomplete"] = interrupted
-        data["servers"] = servers
         _write_json(args.json, data)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot and comparison.runs:

@@ -60,7 +60,7 @@ from .args import (
     parse_params,
 )
 from ..measure.kinds import kind_names, resolve_kind
-from .load import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_load_args, cmd_compare, cmd_load
+from .load import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_compare_args, add_load_args, cmd_compare, cmd_load
 from .serve import GRACE, REQUEST_TIMEOUT, REQUEST_TIMEOUT_HELP, add_report_args, add_timeline_args, cmd_serve
 
 __all__ = ["main", "build_parser", "parse_address", "parse_params", "CliError", "OPEN_LOOP_CLIENTS"]
@@ -87,10 +87,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     handler: str | None = None
     payload = b"hello\n"
     if args.workload is not None:
-        check_workload(args.workload)
-        from ..measure.workloads import get_workload
+        from ..load.protocol import request_line
 
-        handler, payload = args.workload, get_workload(args.workload).request(0)
+        handler, payload = args.workload, request_line(args.workload, check_workload(args.workload), 0)
     from ..measure.trace import trace_request
 
     try:
@@ -233,14 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     load.set_defaults(func=cmd_load)
 
     comp = sub.add_parser(
-        "compare", help="the same load against several server kinds, one after another",
-        description="Start each server kind in its own process, drive it with the same "
-                    "load, and print a table (optionally JSON and a PNG plot).",
+        "compare", help="the same load against several server kinds, in interleaved rounds",
+        description="Start each server kind in its own process, drive them with the same "
+                    "load in interleaved rounds, and print a table (optionally JSON and a PNG plot).",
     )
     _add_workload_args(comp)
     comp.add_argument("--servers", "-s", default="plain,threading,forking",
                       help="comma-separated kinds (default plain,threading,forking)")
     add_load_args(comp)
+    add_compare_args(comp)
     comp.add_argument("--json", metavar="PATH", help="write the comparison as JSON")
     comp.add_argument("--plot", metavar="PATH.png", help="save latency, throughput and "
                                                          "concurrency plots (needs matplotlib)")

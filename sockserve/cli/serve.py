@@ -52,12 +52,12 @@ from .args import (
     MAX_SECONDS,
     CliError,
     check_port,
-    check_workload,
     is_local_address,
     kind_info,
     number,
     parse_params,
     resolve_host,
+    resolve_workload,
 )
 from ..core.errors import format_address
 from ..measure.kinds import kind_names, make_server
@@ -92,8 +92,7 @@ def _unix_sibling(name: str) -> str | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     info = kind_info(args.kind)
-    params = parse_params(args.param)
-    check_workload(args.workload, params)
+    work = resolve_workload(args.workload, parse_params(args.param))
     host, port = args.host, args.port
     if info.is_unix:
         if host != "127.0.0.1" or port != 0:
@@ -135,8 +134,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "request_timeout": args.request_timeout or None,
     }
     try:
-        server = make_server(info.name, args.workload, host=host, port=port, path=args.path,
-                             class_attributes=attributes, **params)
+        server = make_server(info, work, host=host, port=port, path=args.path,
+                             class_attributes=attributes)
     except (OSError, ValueError, OverflowError) as exc:
         raise CliError(str(exc)) from None
     socket_file = _socket_file_of(server)

@@ -403,13 +403,20 @@ class CompareModel:
             registry.untrack(self)
 
     def _on_server(self, name: str) -> None:
+        """Called before each round (compare runs the servers in turn, in rounds)."""
         self._current, self._run_fraction = name, 0.0
         self._done_servers += 1
 
+    def _steps(self) -> int:
+        from ..measure.experiment import default_rounds
+
+        running = self._running
+        return len(running.servers) * default_rounds(float(running.duration))
+
     def _on_progress(self, progress: Any) -> None:
-        self._run_fraction = min(1.0, float(progress.elapsed) / max(float(self._running.duration), 1e-9))
+        self._run_fraction = min(1.0, float(progress.elapsed) / max(float(progress.duration), 1e-9))
         self._progress_text = (
-            f"{self._current} ({self._done_servers}/{len(self._running.servers)}): "
+            f"{self._current} ({self._done_servers}/{self._steps()}): "
             f"{progress.elapsed:.1f} s, {progress.requests} requests, {progress.errors} errors"
         )
 
@@ -424,7 +431,7 @@ class CompareModel:
         if self._thread is None:
             return CompareStatus("idle", 0.0, "Press Run comparison.")
         done = max(0, self._done_servers - 1) + self._run_fraction
-        fraction = min(0.99, done / max(1, len(self._running.servers)))
+        fraction = min(0.99, done / max(1, self._steps()))
         if self._stop.is_set():
             if not self.running:
                 return CompareStatus("stopped", fraction, "Stopped before any server ran.")

@@ -25,6 +25,7 @@ __all__ = [
     "LoadSpec",
     "LoadResult",
     "Progress",
+    "merge_results",
 ]
 
 #: How a request can end. ``refused``: nothing listens (ECONNREFUSED, or no
@@ -204,6 +205,9 @@ class LoadResult:
     generator_cpu_s: float | None = None
     ended_by: str = ""
     abandoned: int = 0
+    busy_cpu_s: float | None = None
+    busy_cpus: int = 0
+    cpu_window_s: float = 0.0
 
     @property
     def ok(self) -> int:
@@ -241,6 +245,9 @@ class LoadResult:
             "generator_cpu_s": self.generator_cpu_s,
             "ended_by": self.ended_by,
             "abandoned": self.abandoned,
+            "busy_cpu_s": self.busy_cpu_s,
+            "busy_cpus": self.busy_cpus,
+            "cpu_window_s": self.cpu_window_s,
         }
 
     @classmethod
@@ -265,6 +272,9 @@ class LoadResult:
             generator_cpu_s=_maybe_float(data.get("generator_cpu_s")),
             ended_by=str(data.get("ended_by", "")),
             abandoned=int(data.get("abandoned", 0)),
+            busy_cpu_s=_maybe_float(data.get("busy_cpu_s")),
+            busy_cpus=int(data.get("busy_cpus", 0)),
+            cpu_window_s=float(data.get("cpu_window_s", 0.0)),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -311,6 +321,72 @@ class LoadResult:
         for outcome, message in self.examples.items():
             lines.append(f"first {outcome}: {message}")
         return "\n".join(lines)
+
+
+def _shifted(points: list[tuple[float, Any]], by: float) -> list[tuple[float, Any]]:
+    return [(round(t + by, 6), n) for t, n in points]
+
+
+def merge_results(results: list[LoadResult]) -> LoadResult:
+    """Several runs of one spec (the rounds of a comparison) as one result.
+
+    Counts, outcomes, elapsed and CPU seconds add up; the latency histograms
+    merge; the time series follow one another, each shifted by the elapsed
+    time of the runs before it. The spec is the first's, with the runs'
+    durations and request caps added up. ``started_at`` and
+    ``started_monotonic`` are the first run's, ``ended_by`` the last's.
+    A CPU figure is None when any run lacks it.
+    """
+    if not results:
+        raise ValueError("merge_results needs at least one result")
+    first, last = results[0], results[-1]
+    latency = Histogram()
+    outcomes = {name: 0 for name in OUTCOMES}
+    threads: list[tuple[float, int]] = []
+    children: list[tuple[float, int]] = []
+    timeline: list[tuple[float, float]] = []
+    offset = 0.0
+    examples: dict[str, str] = {}
+    for result in results:
+        latency.merge(result.latency)
+        for name, n in result.outcomes.items():
+            outcomes[name] = outcomes.get(name, 0) + n
+        threads += _shifted(result.threads, offset)
+        children += _shifted(result.children, offset)
+        timeline += _shifted(result.timeline, offset)
+        for name, text in result.examples.items():
+            examples.setdefault(name, text)
+        offset += result.elapsed
+
+    def total(values: list[float | None]) -> float | None:
+        return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
+
+    elapsed = sum(r.elapsed for r in results)
+    spec = LoadSpec.from_dict({**first.spec.to_dict(), "duration": sum(r.spec.duration for r in results),
+                               "max_requests": sum(r.spec.max_requests for r in results)})
+    return LoadResult(
+        spec=spec,
+        requests=sum(r.requests for r in results),
+        outcomes=outcomes,
+        elapsed=elapsed,
+        throughput_rps=outcomes.get("ok", 0) / elapsed if elapsed > 0 else 0.0,
+        latency=latency,
+        threads=threads,
+        children=children,
+        timeline=timeline,
+        unsent=sum(r.unsent for r in results),
+        cancelled=any(r.cancelled for r in results),
+        examples=examples,
+        started_at=first.started_at,
+        started_monotonic=first.started_monotonic,
+        server_cpu_s=total([r.server_cpu_s for r in results]),
+        generator_cpu_s=total([r.generator_cpu_s for r in results]),
+        ended_by=last.ended_by,
+        abandoned=sum(r.abandoned for r in results),
+        busy_cpu_s=total([r.busy_cpu_s for r in results]),
+        busy_cpus=first.busy_cpus,
+        cpu_window_s=sum(r.cpu_window_s for r in results),
+    )
 
 
 @dataclass(frozen=True, slots=True)

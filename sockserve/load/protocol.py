@@ -9,8 +9,9 @@ them. Everything both need lives here once:
 * lines are at most :data:`MAX_LINE` bytes; a longer one is answered with
   :data:`LINE_TOO_LONG`; a duration is at most :data:`MAX_MS`;
 * each workload's parameters, their defaults and ranges
-  (:data:`DEFAULTS`, :func:`workload_values`), and the line request number
-  *i* sends (:func:`request_line`).
+  (:data:`DEFAULTS`, :func:`workload_values`), the line request number
+  *i* sends (:func:`request_line`), and what one request asks of the server
+  on average (:func:`work_ms_per_request`, :func:`wait_ms_per_request`).
 
 Plain functions and data: no sockets, no handlers.
 """
@@ -32,6 +33,8 @@ __all__ = [
     "workload_values",
     "request_line",
     "trickle_seconds",
+    "work_ms_per_request",
+    "wait_ms_per_request",
 ]
 
 #: The longest request line a handler reads (bytes, newline included).
@@ -133,3 +136,28 @@ def request_line(name: str, values: Mapping[str, float], index: int) -> bytes:
 def trickle_seconds(values: Mapping[str, float]) -> float:
     """The client's pause between the bytes of a request (0: send it at once)."""
     return values.get("trickle_ms", 0.0) / 1000.0
+
+
+def work_ms_per_request(name: str, params: Mapping[str, float]) -> float:
+    """The mean CPU work (ms) one request of workload *name* asks of the
+    server with *params* (defaults filled in for missing ones); 0 for
+    workloads that do no counted work (echo, io, slow)."""
+    p = {**DEFAULTS.get(name, {}), **params}
+    if name == "cpu":
+        return float(p["work_ms"])
+    if name == "mixed":
+        every = max(1, int(p["heavy_every"]))
+        return (float(p["heavy_ms"]) + (every - 1) * float(p["light_ms"])) / every
+    return 0.0
+
+
+def wait_ms_per_request(name: str, params: Mapping[str, float]) -> float:
+    """The least time (ms) one request of workload *name* takes without
+    using the server's CPU: the io workload's sleep, the slow workload's
+    pauses between the bytes of its request; 0 for the others."""
+    p = {**DEFAULTS.get(name, {}), **params}
+    if name == "io":
+        return float(p["delay_ms"])
+    if name == "slow":
+        return (len(f"{name}\n") - 1) * float(p["trickle_ms"])
+    return 0.0

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.histogram import Histogram
+from ..kernel.cpustat import busy_seconds
 from .clients import Client, DatagramClient, StreamClient, classify
 from .data import OUTCOMES, TIMELINE_POINTS, LoadResult, LoadSpec, Progress
 from .protocol import request_line, trickle_seconds, workload_values
@@ -340,6 +341,17 @@ def server_cpu_seconds(pid: int) -> float | None:
     return own + sum(_stat_cpu(kid, reaped=True) or 0.0 for kid in kids)
 
 
+def _cpus_of(pid: int | None) -> set[int] | None:
+    """The CPUs process *pid* (None: this one) may run on (None if unknown)."""
+    getter = getattr(os, "sched_getaffinity", None)
+    if getter is None:
+        return None
+    try:
+        return set(getter(pid or 0))
+    except OSError:
+        return None
+
+
 def _children_by_scan(pid: int) -> int:
     """Fallback without /proc/<pid>/task/*/children: count by parent PID."""
     count = 0
@@ -495,14 +507,17 @@ def run(
     spec: LoadSpec,
     stop: threading.Event | None = None,
     progress: Callable[[Progress], None] | None = None,
+    source: tuple[Callable[[int], bytes], float] | None = None,
 ) -> LoadResult:
     """Run *spec* in this process (threads) and return the result.
 
     *stop* ends the run early when set; *progress* is called about every
-    PROGRESS_INTERVAL seconds from this thread.
+    PROGRESS_INTERVAL seconds from this thread. *source* is the spec's
+    requests and trickle pause when the caller has them already (see
+    :func:`main`), so the workload is read once per process.
     """
     stop = stop if stop is not None else threading.Event()
-    request, trickle_s = _workload_source(spec)
+    request, trickle_s = source if source is not None else _workload_source(spec)
     family, address = _address_family(spec)
     bind_dir = tempfile.mkdtemp(prefix="ssl-", dir="/tmp") if spec.transport == "unix-dgram" else None
     persistent = spec.connection == "persistent"
@@ -536,6 +551,9 @@ def run(
         threading.stack_size(previous_stack)
     started_at = time.time()
     server_cpu0 = server_cpu_seconds(spec.server_pid) if spec.server_pid else None
+    cpus = _cpus_of(spec.server_pid)
+    busy0 = busy_seconds(cpus)
+    window0 = time.perf_counter()
     generator_cpu0 = time.process_time()
     t0 = recorder.t0 = plan.start(since=began)
     started_monotonic = time.monotonic()
@@ -566,6 +584,8 @@ def run(
         generator_cpu = time.process_time() - generator_cpu0
         server_cpu1 = (server_cpu_seconds(spec.server_pid)
                        if server_cpu0 is not None and spec.server_pid else None)
+        busy1 = busy_seconds(cpus) if busy0 is not None else None
+        window = time.perf_counter() - window0
         if not ended_by:
             ended_by = _ended_early(stop, sampler, recorder) or (
                 "max_requests" if plan.capped else "duration")
@@ -605,6 +625,9 @@ def run(
         server_cpu_s=(server_cpu1 - server_cpu0
                       if server_cpu0 is not None and server_cpu1 is not None else None),
         generator_cpu_s=generator_cpu,
+        busy_cpu_s=busy1 - busy0 if busy0 is not None and busy1 is not None else None,
+        busy_cpus=len(cpus) if cpus is not None else (os.cpu_count() or 1),
+        cpu_window_s=window,
     )
 
 
@@ -701,7 +724,7 @@ def main() -> int:
         return 2
     try:
         spec = LoadSpec.from_dict(json.loads(line))
-        _workload_source(spec)
+        source = _workload_source(spec)  # checked before anything is sent, and used as it is
     except ValueError as exc:
         # A bad spec or workload: the parent raises it as a ValueError.
         emit("error", {"kind": "ValueError", "message": str(exc)})
@@ -711,7 +734,7 @@ def main() -> int:
         target=_watch_stdin, args=(stop, buffer), name="stdin-watch", daemon=True
     )
     watcher.start()
-    result = run(spec, stop, lambda p: emit("progress", p.to_dict()))
+    result = run(spec, stop, lambda p: emit("progress", p.to_dict()), source)
     emit("result", result.to_dict())
     os.close(out_fd)
     return 0

@@ -21,7 +21,8 @@ unix-dgram    -unix-dgram  ``plain-unix-dgram``
 
 Callers use: :func:`resolve_kind` (name -> :class:`KindInfo`),
 :func:`make_server` (a bound server, not yet serving), :func:`kind_names`
-(the short names, for menus) and :data:`KINDS` (name or alias -> class).
+(the short names, for menus), :func:`concurrency_bound` (how many requests
+a kind serves at once by design) and :data:`KINDS` (name or alias -> class).
 Kinds that are not a plain class (an asyncio server) are added with
 :func:`register_kind` and a ``factory``.
 """
@@ -36,11 +37,14 @@ import tempfile
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sockserve
 
 from ..core.servers import TCPServer
+
+if TYPE_CHECKING:  # annotations only: the handlers are imported on use
+    from .workloads import Workload
 
 __all__ = [
     "KindInfo",
@@ -52,6 +56,7 @@ __all__ = [
     "kind_names",
     "register_kind",
     "make_server",
+    "concurrency_bound",
     "is_loopback",
 ]
 
@@ -210,6 +215,21 @@ register_kind("asyncio-unix", None, transport="unix", concurrency="asyncio",
               description="AsyncioServer: Unix stream socket, one event loop, coroutines per connection")
 
 
+#: The class attribute that bounds how many requests a kind serves at once.
+_BOUND_ATTRIBUTE = {"threadpool": "pool_size", "prefork": "workers", "forking": "max_children"}
+
+
+def concurrency_bound(info: KindInfo) -> int | None:
+    """How many requests a server of this kind serves at once at most, from
+    its class (a thread pool's ``pool_size``, a pre-forked server's
+    ``workers``, a forking server's ``max_children``); None when nothing
+    bounds it but the clients (plain serves one: see
+    :func:`sockserve.measure.limits.throughput_limit`)."""
+    attribute = _BOUND_ATTRIBUTE.get(info.concurrency)
+    value = getattr(info.server_class, attribute, None) if attribute else None
+    return int(value) if isinstance(value, int) and value >= 1 else None
+
+
 def kind_names(transport: str | None = None) -> list[str]:
     """The short kind names (no class-name aliases), optionally of one transport."""
     names = [
@@ -225,11 +245,14 @@ def kind_names(transport: str | None = None) -> list[str]:
     return sorted(names, key=order)
 
 
-def resolve_kind(name: str | type) -> KindInfo:
-    """The :class:`KindInfo` for a kind name, a class-name alias, or a class.
+def resolve_kind(name: str | type | KindInfo) -> KindInfo:
+    """The :class:`KindInfo` for a kind name, a class-name alias, or a class
+    (a KindInfo is returned as it is: it was resolved already).
 
     Raises ValueError naming the valid kinds when *name* is unknown.
     """
+    if isinstance(name, KindInfo):
+        return name
     if isinstance(name, type):
         for info in _INFO.values():
             if info.server_class is name:
@@ -286,8 +309,8 @@ def _ipv6_variant(cls: type) -> type:
 
 
 def make_server(
-    kind: str | type,
-    workload: str | type = "echo",
+    kind: str | type | KindInfo,
+    workload: str | type | Workload = "echo",
     host: str = "127.0.0.1",
     port: int = 0,
     path: str | None = None,
@@ -307,14 +330,16 @@ def make_server(
     subclass of the kind's class (same name) before it binds; a kind built by
     a factory gets them as its ``class_attributes`` keyword if it takes one
     (the asyncio kinds do), else on the server it returns, after binding.
-    *params* go to the workload (e.g. ``delay_ms=10``). Bind errors are
+    *params* go to the workload (e.g. ``delay_ms=10``); a *workload* that is
+    already a :class:`~sockserve.measure.workloads.Workload` (and a *kind*
+    that is a :class:`KindInfo`) is used as it is, not resolved again. Bind errors are
     raised as the ``OSError`` the core explains; a bad kind or workload is a
     ``ValueError``.
 
     The caller runs ``serve_forever()`` and ends with ``shutdown()`` and
     ``server_close()`` (or ``with server:``).
     """
-    from .workloads import handler_for  # measurement layer, imported on use
+    from .workloads import get_workload  # handlers: imported on use
 
     info = resolve_kind(kind)
     if isinstance(workload, type):
@@ -323,7 +348,11 @@ def make_server(
                              f"not for the handler class {workload.__name__}")
         handler = workload
     else:
-        handler = handler_for(workload, **params)
+        if isinstance(workload, str):
+            workload = get_workload(workload, **params)
+        elif params:
+            raise ValueError("give the workload's parameters to get_workload, not with a Workload")
+        handler = workload.handler
     address: Any
     cleanup_dir: str | None = None
     if info.is_unix:

@@ -260,6 +260,9 @@ def throughput_limit(
     clients: int | None = None,
     rate: float | None = None,
     gil: bool = True,
+    bound: int | None = None,
+    sent: int | None = None,
+    rounds: int = 1,
 ) -> Limit:
     """The most requests per second a *concurrency* server can serve.
 
@@ -275,7 +278,14 @@ def throughput_limit(
       ``1000 / (work_ms + wait_ms)``;
     * clients: each closed-loop client has one request in flight, which
       takes at least ``work_ms + wait_ms``: ``clients * 1000 / (work_ms + wait_ms)``;
-    * the open loop never sends more than its *rate*.
+    * the server's own bound: a server that serves at most *bound* requests
+      at once (a pool's workers, see
+      :func:`sockserve.measure.kinds.concurrency_bound`) serves at most
+      ``bound * 1000 / (work_ms + wait_ms)``;
+    * the open loop never sends more than its *rate*; its *sent* requests
+      in *rounds* rounds, counted from each round's first send, span
+      ``(sent - rounds) / rate`` seconds of schedule, so at most
+      ``rate * sent / (sent - rounds)`` is measured.
     """
     bounds: list[tuple[float, str]] = []
     if work_ms > 0 and cores > 0:
@@ -293,8 +303,17 @@ def throughput_limit(
         if clients:
             bounds.append((clients * 1000.0 / each,
                            f"{clients} clients, one request each in flight, each at least {each:g} ms"))
+        if bound:
+            bounds.append((bound * 1000.0 / each,
+                           f"at most {bound} requests at once (the {concurrency} server's bound), "
+                           f"each at least {each:g} ms"))
     if rate is not None and rate > 0:
-        bounds.append((float(rate), f"the open loop's rate of {rate:g} requests per second"))
+        why = f"the open loop's rate of {rate:g} requests per second"
+        most = float(rate)
+        if sent is not None and sent > rounds:
+            most = rate * sent / (sent - rounds)
+            why += f" ({sent} requests from each round's first send: at most {most:.1f})"
+        bounds.append((most, why))
     if not bounds:
         return Limit(None, "no bound known")
     rps, reason = min(bounds)

@@ -24,7 +24,9 @@ import os
 import threading
 from typing import Any
 
+from ..core.timeline import Timeline
 from .kinds import KindInfo, make_server
+from .workloads import Workload, get_workload
 
 __all__ = ["LocalServer", "runs_here"]
 
@@ -44,23 +46,24 @@ class LocalServer:
     """A server of *kind* serving *workload* in a thread of this process.
 
     Callers use ``start()`` (returns self once it serves), ``address``,
-    ``pid``, ``stop()`` and ``timeline`` (``Timeline.to_dict()`` after
-    ``stop()`` when *timeline*, a cap, was given; None otherwise), or
-    ``with LocalServer(...) as server:``.
+    ``pid``, ``stop()`` and ``timeline`` (the recorded
+    :class:`~sockserve.core.timeline.Timeline` after ``stop()`` when
+    *timeline*, a cap, was given; None otherwise), or ``with
+    LocalServer(...) as server:``. *workload* is a name (with *params*) or a
+    resolved :class:`~sockserve.measure.workloads.Workload`.
     """
 
     #: Seconds requests in flight get to finish on stop.
     grace: float = 2.0
 
-    def __init__(self, kind: KindInfo, workload: str = "echo", *, timeline: int | None = None,
+    def __init__(self, kind: KindInfo, workload: str | Workload = "echo", *, timeline: int | None = None,
                  **params: float) -> None:
         if timeline is not None and timeline < 1:
             raise ValueError(f"timeline is a cap (requests to keep): at least 1, got {timeline!r}")
         self.kind = kind
-        self.workload = workload
-        self.params = dict(params)
+        self.workload = get_workload(workload, **params) if isinstance(workload, str) else workload
         self.timeline_cap = timeline
-        self.timeline: dict[str, Any] | None = None
+        self.timeline: Timeline | None = None
         self.address: Any = None
         self.server: Any = None
         self._thread: threading.Thread | None = None
@@ -74,9 +77,7 @@ class LocalServer:
         """Bind the server (127.0.0.1, a free port) and serve it in a daemon thread."""
         if self.server is not None:
             raise RuntimeError("this LocalServer was already started")
-        kind: Any = self.kind.server_class if self.kind.server_class is not None else self.kind.name
-        params: Any = self.params  # workload parameters only (floats)
-        self.server = make_server(kind, self.workload, "127.0.0.1", 0, **params)
+        self.server = make_server(self.kind, self.workload, "127.0.0.1", 0)
         address = self.server.server_address
         self.address = (str(address[0]), int(address[1])) if isinstance(address, tuple) else address
         if self.timeline_cap is not None:
@@ -100,8 +101,7 @@ class LocalServer:
                 self._thread.join(5.0)
         finally:
             if self.timeline_cap is not None:
-                recorded = server.stats.stop_timeline()
-                self.timeline = recorded.to_dict() if recorded is not None else None
+                self.timeline = server.stats.stop_timeline()
             server.server_close()
 
     def __enter__(self) -> LocalServer:
@@ -113,4 +113,4 @@ class LocalServer:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<LocalServer {self.kind.name} {self.workload} {self.address}>"
+        return f"<LocalServer {self.kind.name} {self.workload.name} {self.address}>"

@@ -28,18 +28,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..core.histogram import Histogram
-from .limits import Cores, Limit, throughput_limit, usable_cores
+from ..core.timeline import Timeline
+from ..load.protocol import wait_ms_per_request, work_ms_per_request
+from .limits import Cores, Limit, gil_enabled, throughput_limit, usable_cores
+from .table import GENERATOR_MARK, OVER_LIMIT_MARK, PARTIAL_MARK, comparison_table, table_notes
+from .usage import CpuUse, RoundFigures
 
-__all__ = ["RunResult", "Comparison", "OVER_LIMIT_MARK", "GENERATOR_MARK"]
+__all__ = ["RunResult", "Comparison", "OVER_LIMIT_MARK", "GENERATOR_MARK", "PARTIAL_MARK", "write_json", "read_json"]
 
-#: Marks a throughput above its physical limit, in tables and plots.
-OVER_LIMIT_MARK = "!"
-#: Marks a throughput the load generator, not the server, held down.
-GENERATOR_MARK = "~"
 
 # The generator is one Python process: about one core at most. It counts as
 # the bottleneck when it used this much of what it could use ...
@@ -58,7 +58,8 @@ def _pairs(points: Iterable[Sequence[float]]) -> list[list[float]]:
 
 
 #: Keys of to_dict() computed from the other fields (ignored by from_dict).
-_DERIVED = ("limit_rps", "limit_reason", "over_limit", "generator_bound", "flags")
+_DERIVED = ("limit_rps", "limit_reason", "over_limit", "generator_bound", "flags", "parallelism",
+            "requests_per_cpu_s", "generator_cores", "others_cores", "others_took")
 
 
 @dataclass
@@ -82,10 +83,21 @@ class RunResult:
     cpu calibration the server reported using) and ``load`` (the full
     LoadResult).
 
+    Who used the CPU (see :mod:`sockserve.measure.usage`): ``busy_cpu_s``,
+    every program's CPU seconds on the ``busy_cpus`` CPUs the server may run
+    on, over the ``cpu_window_s`` wall-clock seconds the CPU figures cover;
+    :meth:`cpu` turns them into the parallelism the server achieved, its
+    work per CPU second, the generator's share and what other programs
+    took. ``rounds`` holds each round's figures when the run was measured
+    in interleaved rounds (its figures are then the rounds' totals);
+    ``partial`` is True when a stop cut the run short. ``bound`` is the most
+    requests the server serves at once by its own design (a pool's workers;
+    None: no such bound).
+
     ``timeline``: when and where each request ran, if it was recorded
-    (``Timeline.to_dict()`` of :mod:`sockserve.core.timeline`, capped; None
-    otherwise); ``served_in_process``: the server ran in the process that
-    measured it (a kind defined in a notebook), sharing its cores.
+    (a :class:`~sockserve.core.timeline.Timeline`, capped; None otherwise);
+    ``served_in_process``: the server ran in the process that measured it
+    (a kind defined in a notebook), sharing its cores.
     """
 
     server: str
@@ -118,8 +130,14 @@ class RunResult:
     sample_interval: float = 0.05
     ended_by: str = ""
     server_iterations_per_ms: float | None = None
-    timeline: dict[str, Any] | None = None
+    timeline: Timeline | None = field(default=None, compare=False)  # a Timeline compares by identity
     served_in_process: bool = False
+    bound: int | None = None
+    busy_cpu_s: float | None = None
+    busy_cpus: int = 0
+    cpu_window_s: float = 0.0
+    rounds: list[RoundFigures] = field(default_factory=list)
+    partial: bool = False
 
     @classmethod
     def from_load(
@@ -127,27 +145,22 @@ class RunResult:
         server: str,
         result: Any,
         *,
+        server_class: str = "",
+        concurrency: str = "unknown",
+        bound: int | None = None,
         cores: Cores | None = None,
         gil: bool | None = None,
-        concurrency: str | None = None,
+        rounds: list[RoundFigures] | None = None,
     ) -> RunResult:
         """Build from a :class:`sockserve.load.LoadResult` of a run against *server*.
 
-        *server* is a kind name (its class and concurrency are looked up) or
-        any label (then pass *concurrency* if it is known). *cores* are the
-        cores the server could use (default: this process's).
+        *server* is a label (a kind name); *server_class*, *concurrency* and
+        *bound* describe the server, as far as they are known (the caller
+        resolved its kind). *cores* are the cores the server could use
+        (default: this process's); *rounds* the figures of each round when
+        *result* merges several (:func:`sockserve.load.data.merge_results`).
         """
-        from .kinds import resolve_kind
-        from .limits import gil_enabled
-        from .workloads import wait_ms_per_request, work_ms_per_request
-
         spec = result.spec
-        try:
-            info = resolve_kind(server)
-            server_class = info.server_class.__name__ if info.server_class else server
-            found = info.concurrency
-        except ValueError:
-            server_class, found = server, "unknown"
         params = dict(spec.workload_params)
         return cls(
             server=server,
@@ -159,9 +172,9 @@ class RunResult:
             threads=_pairs(result.threads),
             children=_pairs(result.children),
             load=result.to_dict(),
-            server_class=server_class,
+            server_class=server_class or server,
             transport=spec.transport,
-            concurrency=concurrency or found,
+            concurrency=concurrency,
             mode=spec.mode,
             clients=int(spec.clients),
             rate=spec.rate,
@@ -177,6 +190,12 @@ class RunResult:
             server_cpu_s=result.server_cpu_s,
             generator_cpu_s=result.generator_cpu_s,
             ended_by=str(getattr(result, "ended_by", "")),
+            bound=bound,
+            busy_cpu_s=result.busy_cpu_s,
+            busy_cpus=int(result.busy_cpus),
+            cpu_window_s=float(result.cpu_window_s),
+            rounds=list(rounds) if rounds is not None else [RoundFigures.of(result)],
+            partial=bool(result.cancelled),
         )
 
     # -- what it knows about its limits -----------------------------------
@@ -204,6 +223,17 @@ class RunResult:
             return None
         return self.generator_cpu_s * 1000.0 / self.requests
 
+    def cpu(self) -> CpuUse:
+        """Who used the CPU during the run: the server's parallelism and work
+        per CPU second, the generator's share, what other programs took."""
+        return CpuUse(self.cpu_window_s or self.elapsed, self.server_cpu_s, self.generator_cpu_s,
+                      self.busy_cpu_s, self.busy_cpus or int(self.cores.get("affinity", 0) or 0),
+                      self.usable_cores, self.ok)
+
+    def round_cpu(self) -> list[CpuUse]:
+        """:meth:`cpu` of each round."""
+        return [r.cpu(self.usable_cores) for r in self.rounds]
+
     @property
     def cpu_slowdown(self) -> float | None:
         """Server CPU per request over the calibrated work, for servers that
@@ -221,7 +251,8 @@ class RunResult:
         return throughput_limit(
             self.concurrency, cores, self.work_ms, wait_ms=self.wait_ms,
             clients=self.clients if self.mode == "closed" else None,
-            rate=self.rate if self.mode == "open" else None, gil=self.gil,
+            rate=self.rate if self.mode == "open" else None, gil=self.gil, bound=self.bound,
+            sent=self.requests if self.mode == "open" else None, rounds=max(1, len(self.rounds)),
         )
 
     @property
@@ -302,29 +333,43 @@ class RunResult:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, timeline=None))
+        data["timeline"] = self.timeline.to_dict() if self.timeline is not None else None
         limit = self.limit()
+        cpu = self.cpu()
         data.update(limit_rps=limit.rps, limit_reason=limit.reason, over_limit=self.over_limit,
-                    generator_bound=self.generator_bound, flags=self.flags())
+                    generator_bound=self.generator_bound, flags=self.flags(),
+                    parallelism=cpu.server_cores, requests_per_cpu_s=cpu.requests_per_cpu_s,
+                    generator_cores=cpu.generator_cores, others_cores=cpu.others_cores,
+                    others_took=cpu.others_took)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known and k not in _DERIVED})
+        values = {k: v for k, v in data.items() if k in known and k not in _DERIVED}
+        values["rounds"] = [RoundFigures.from_dict(r) for r in values.get("rounds", ())]
+        if isinstance(values.get("timeline"), dict):
+            values["timeline"] = Timeline.from_dict(values["timeline"])
+        return cls(**values)
 
 
 @dataclass
 class Comparison:
     """Several runs of one workload, one per server kind.
 
-    ``runs`` in the order they ran; ``table()`` for a text table (flags
-    below it); ``flags()`` for every warning; ``save(path)`` /
+    ``runs`` in the order of ``servers`` (the kinds asked for; a stopped
+    comparison has fewer runs); ``table()`` for a text table (flags below
+    it); ``flags()`` for every warning; ``save(path)`` /
     ``Comparison.load(path)`` for JSON; ``run(name)`` to find one run.
-    ``calibration`` (cpu and mixed workloads) holds the loop speed handed to
-    every server (``iterations_per_ms``), the clock it was measured with,
-    and the same measured again after the runs (``measured_after``).
-    ``cancelled`` is True when a stop ended the comparison early.
+    ``rounds`` is how many interleaved rounds each server was to run (see
+    :func:`sockserve.measure.experiment.compare`). ``calibration`` (cpu and
+    mixed workloads) holds the loop speed handed to every server
+    (``iterations_per_ms``), the clock it was measured with, and the same
+    measured again after the runs (``measured_after``). ``machine`` says
+    where it ran: ``cpus``, ``loadavg_before`` and ``loadavg_after`` (the
+    1-minute load average), ``python``. ``cancelled`` is True when a stop
+    ended the comparison early.
     """
 
     runs: list[RunResult] = field(default_factory=list)
@@ -333,6 +378,9 @@ class Comparison:
     created: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
     cancelled: bool = False
+    servers: list[str] = field(default_factory=list)
+    rounds: int = 1
+    machine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -342,6 +390,9 @@ class Comparison:
             "created": self.created,
             "calibration": dict(self.calibration),
             "cancelled": self.cancelled,
+            "servers": list(self.servers),
+            "rounds": self.rounds,
+            "machine": dict(self.machine),
             "flags": self.flags(),
         }
 
@@ -354,19 +405,19 @@ class Comparison:
             created=str(data.get("created", "")),
             calibration=dict(data.get("calibration", {})),
             cancelled=bool(data.get("cancelled", False)),
+            servers=[str(name) for name in data.get("servers", [])],
+            rounds=int(data.get("rounds", 1)),
+            machine=dict(data.get("machine", {})),
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the comparison as JSON to *path*."""
-        with open(path, "w", encoding="utf-8") as out:
-            json.dump(self.to_dict(), out, indent=1)
-            out.write("\n")
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Comparison:
         """Read a comparison written by :meth:`save`."""
-        with open(path, encoding="utf-8") as src:
-            return cls.from_dict(json.load(src))
+        return cls.from_dict(read_json(path))
 
     def run(self, server: str) -> RunResult:
         """The run against *server* (KeyError if there is none)."""
@@ -395,57 +446,77 @@ class Comparison:
                 "when it was calibrated, so runs late in the comparison did their work in "
                 "different time: measure again")
         if self.cancelled:
-            found.append("stopped before the end: the last run is partial and later servers did not run")
+            found.append(self._stopped_text())
         return found
 
+    def _stopped_text(self) -> str:
+        cut = []
+        for run in self.runs:
+            if not run.partial:
+                continue
+            text = f"{run.server}{PARTIAL_MARK} "
+            last_cut = bool(run.rounds) and run.rounds[-1].cancelled
+            if self.rounds <= 1:
+                cut.append(text + "was cut short")
+            else:
+                cut.append(text + f"ran {len(run.rounds)} of {self.rounds} rounds"
+                           + (", the last cut short" if last_cut else ""))
+        ran = {run.server for run in self.runs}
+        missing = [name for name in self.servers if name not in ran]
+        text = "stopped before the end: " + ("; ".join(cut) if cut else "no run was cut short")
+        if missing:
+            text += f"; {', '.join(missing)} did not run"
+        return text
+
+    def cpu(self) -> CpuUse | None:
+        """Who used the CPU over the whole comparison (every round of every
+        run added up): what other programs took, above all. None when no
+        run measured it."""
+        measured = [run for run in self.runs if run.busy_cpu_s is not None]
+        if not measured:
+            return None
+
+        def total(values: Iterable[float | None]) -> float | None:
+            found = list(values)
+            return None if any(v is None for v in found) else sum(v or 0.0 for v in found)
+
+        first = measured[0]
+        return CpuUse(sum(run.cpu_window_s or run.elapsed for run in measured),
+                      total(run.server_cpu_s for run in measured),
+                      total(run.generator_cpu_s for run in measured),
+                      total(run.busy_cpu_s for run in measured),
+                      first.busy_cpus or int(first.cores.get("affinity", 0) or 0),
+                      first.usable_cores, sum(run.ok for run in measured))
+
+    def others_range(self) -> tuple[float, float] | None:
+        """The least and the most of the usable cores other programs took in
+        any one round (None when unmeasured)."""
+        found = [cpu.others_took for run in self.runs for cpu in run.round_cpu()]
+        known = [value for value in found if value is not None]
+        return (min(known), max(known)) if known else None
+
     def notes(self) -> list[str]:
-        """What a reader needs to read the table: the work per request."""
-        lines = []
-        cal = self.calibration
-        if cal.get("iterations_per_ms") and self.runs:
-            work = self.runs[0].work_ms
-            ipms = float(cal["iterations_per_ms"])
-            lines.append(
-                f"cpu work: {work:g} ms per request = {round(work * ipms):,} loop iterations, the "
-                f"same in every server (calibrated once by {cal.get('clock', 'CPU time')}: "
-                f"{ipms:,.0f} per ms)")
-        if self.runs and self.runs[0].cores:
-            cores = Cores.from_dict(self.runs[0].cores)
-            lines.append(f"cores the servers could use: {cores.describe()}")
-        return lines
+        """What a reader needs to read the table: the work per request, the
+        cores, and what each column means (see :mod:`.table`)."""
+        return table_notes(self)
 
     def table(self) -> str:
         """A fixed-width text table, one row per run, then the notes and
-        any flags (a throughput marked ``!`` is above the physical limit,
-        ``~`` held down by the load generator)."""
-        header = ("server", "requests", "errors", "req/s", "p50 ms", "p90 ms",
-                  "p99 ms", "p99.9 ms", "max ms", "cpu ms/req", "threads", "children")
-        rows: list[tuple[str, ...]] = [header]
-        for r in self.runs:
-            lat = r.latency_ms
-            cpu = r.server_cpu_ms
-            rows.append((
-                r.server, str(r.requests), str(r.errors), r.throughput_text(),
-                *(f"{lat.get(k, 0.0):.2f}" for k in ("p50", "p90", "p99", "p999", "max")),
-                "-" if cpu is None else f"{cpu:.2f}",
-                str(r.peak("threads")), str(r.peak("children")),
-            ))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = []
-        for n, row in enumerate(rows):
-            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-            lines.append("  ".join(cells))
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths))
-        if any(r.sampling == "peak" for r in self.runs):
-            lines.append("threads, children: the most handler threads and child processes alive "
-                         "at once (counted by each server)")
-        lines += self.notes()
-        for text in self.flags():
-            mark = OVER_LIMIT_MARK if "not a valid measurement" in text else (
-                GENERATOR_MARK if "load generator was the bottleneck" in text else "*")
-            lines.append(f"{mark} {text}")
-        return "\n".join(lines)
+        any flags (see :func:`sockserve.measure.table.comparison_table`)."""
+        return comparison_table(self)
 
     def __str__(self) -> str:
         return self.table()
+
+
+def write_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
+    """Write *data* (a ``to_dict()``) to *path* as indented JSON."""
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=1)
+        out.write("\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """What :func:`write_json` wrote to *path*."""
+    with open(path, encoding="utf-8") as src:
+        return json.load(src)

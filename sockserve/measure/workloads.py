@@ -71,6 +71,8 @@ from ..load.protocol import (
     parse_ms,
     request_line,
     trickle_seconds,
+    wait_ms_per_request,
+    work_ms_per_request,
     workload_values,
 )
 
@@ -85,6 +87,7 @@ __all__ = [
     "Workload",
     "WORKLOAD_NAMES",
     "get_workload",
+    "fixed_work",
     "handler_for",
     "WorkloadHandler",
     "EchoHandler",
@@ -425,30 +428,11 @@ class Workload:
     def work_ms(self) -> float:
         return work_ms_per_request(self.name, self.params)
 
-
-def work_ms_per_request(name: str, params: Mapping[str, float]) -> float:
-    """The mean CPU work (ms) one request of workload *name* asks of the
-    server with *params* (defaults filled in for missing ones); 0 for
-    workloads that do no counted work (echo, io, slow)."""
-    p = {**DEFAULTS.get(name, {}), **params}
-    if name == "cpu":
-        return float(p["work_ms"])
-    if name == "mixed":
-        every = max(1, int(p["heavy_every"]))
-        return (float(p["heavy_ms"]) + (every - 1) * float(p["light_ms"])) / every
-    return 0.0
-
-
-def wait_ms_per_request(name: str, params: Mapping[str, float]) -> float:
-    """The least time (ms) one request of workload *name* takes without
-    using the server's CPU: the io workload's sleep, the slow workload's
-    pauses between the bytes of its request; 0 for the others."""
-    p = {**DEFAULTS.get(name, {}), **params}
-    if name == "io":
-        return float(p["delay_ms"])
-    if name == "slow":
-        return (len(f"{name}\n") - 1) * float(p["trickle_ms"])
-    return 0.0
+    @property
+    def wait_ms(self) -> float:
+        """The least time (ms) one request waits without using the server's
+        CPU (the io workload's sleep, the slow workload's pauses)."""
+        return wait_ms_per_request(self.name, self.params)
 
 
 def uses_calibration(name: str) -> bool:
@@ -502,6 +486,17 @@ def get_workload(name: str, **params: float) -> Workload:
         params=MappingProxyType(values),
         trickle_s=trickle_seconds(values),
     )
+
+
+def fixed_work(name: str, params: Mapping[str, float] | None = None) -> Workload:
+    """:func:`get_workload`, with this process's calibration handed in as
+    ``iterations_per_ms`` (a whole number) for the cpu and mixed workloads
+    when *params* name none: the workload every server of a comparison
+    serves, so that each does the same work per request."""
+    found = dict(params or {})
+    if uses_calibration(name) and "iterations_per_ms" not in found:
+        found["iterations_per_ms"] = float(round(calibrate()))
+    return get_workload(name, **found)
 
 
 def handler_for(name: str, **params: float) -> type[BaseRequestHandler]:

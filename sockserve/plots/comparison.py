@@ -14,14 +14,19 @@ The same functions serve the notebooks, the widgets and the command line:
     the three side by side; returns the Figure.
 ``save_comparison_plot(comparison, path)``
     draw and write a PNG (or any format matplotlib knows by the suffix).
+``describe_latency``, ``describe_throughput``, ``describe_concurrency``, ``describe_comparison``
+    each figure's one-line text alternative, computed from the same data:
+    print it after the figure, for a reader who cannot see it.
 
 *runs* may be a :class:`~sockserve.measure.experiment.Comparison`, a
 :class:`~sockserve.measure.experiment.RunResult`, a :class:`~sockserve.load.LoadResult`,
 a dict loaded from a comparison's JSON, or a list of any of these. Each
 ``plot_*`` draws into *ax* when given and returns it; without *ax* it makes
 a new figure inside ``plt.ioff()`` (so nothing pops up or is displayed twice
-in a notebook) and the caller shows or saves ``ax.figure``. Run *i* has
-colour ``C<i>`` in every plot, so the panels read together.
+in a notebook) and the caller shows or saves ``ax.figure``. Run *i* has the
+same look in every plot (:mod:`sockserve.plots.style`: a colour-blind-safe
+colour, and a marker, line style or hatch as well), so the panels read
+together in colour and in grey.
 
 ``import sockserve.plots`` costs nothing: matplotlib is imported inside the
 functions.
@@ -35,6 +40,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..measure.experiment import Comparison, RunResult
+from .style import bar_style, series_style
 
 if TYPE_CHECKING:  # only for annotations; never imported at run time here
     from matplotlib.axes import Axes
@@ -48,6 +54,10 @@ __all__ = [
     "save_comparison_plot",
     "as_runs",
     "percentile_curve",
+    "describe_latency",
+    "describe_throughput",
+    "describe_concurrency",
+    "describe_comparison",
 ]
 
 #: (fraction, label) ticks of the percentile axis.
@@ -122,13 +132,10 @@ def _new_axes(ax: Axes | None) -> Axes:
     return new
 
 
-#: One marker per run (with its colour ``C<i>``), so runs stay apart
-#: where their lines coincide, in colour or in grey print.
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-
-
 def _style(i: int) -> dict[str, Any]:
-    return {"color": f"C{i}", "marker": MARKERS[i % len(MARKERS)]}
+    """Run *i*'s colour and marker (its line style is the series' own)."""
+    look = series_style(i)
+    return {"color": look["color"], "marker": look["marker"]}
 
 
 def _legend_below(ax: Axes, entries: int, offset: float = -0.16) -> None:
@@ -150,8 +157,9 @@ def plot_latency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
             top = max(top, max(xs))
         # A marker every few steps: enough to tell coinciding lines apart.
         every = max(1, len(xs) // 8)
+        look: dict[str, Any] = series_style(i)
         ax.plot(xs, ys, label=_label(run), linewidth=1.8, markevery=(i % every, every),
-                markersize=5, **_style(i))
+                markersize=5, **look)
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
@@ -181,45 +189,89 @@ def _label(run: RunResult) -> str:
 def plot_throughput(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
     """Successful requests per second, one labelled bar per run.
 
-    A bar above its run's physical limit (see :mod:`sockserve.measure.results`) is
-    hatched and grey-edged, labelled with ``!``, and the limit is drawn over
-    it as a dashed line; a bar the load generator held down is labelled
-    ``~``. Errors are noted under the number.
+    Each bar has its run's colour and hatch. Its limit (the most its cores,
+    clients or workers allow, see :mod:`sockserve.measure.results`) is drawn
+    over it as a dashed line whenever it is known, and the axis reaches it;
+    the bar's label sits where no line strikes it through. A bar above its
+    limit is faded and labelled ``!`` and "above the limit"; a bar the load
+    generator held down is labelled ``~``. Errors are noted under the number.
     """
     ax = _new_axes(ax)
     runs = as_runs(runs_or_comparison)
     names = [run.server for run in runs]
     values = [run.throughput_rps for run in runs]
-    bars = ax.bar(range(len(runs)), values, color=[f"C{i}" for i in range(len(runs))],
-                  tick_label=names)
-    labels = []
-    for bar, run in zip(bars, runs):
+    bars = ax.bar(range(len(runs)), values, tick_label=names, linewidth=0.8)
+    limits = [run.limit().rps for run in runs]
+    for i, (bar, run) in enumerate(zip(bars, runs)):
+        look = bar_style(i)
+        bar.set_facecolor(str(look["color"]))
+        bar.set_hatch(str(look["hatch"]))
+        bar.set_edgecolor(str(look["edgecolor"]))
         bar.set_label(run.server)
-        text = f"{run.throughput_rps:.0f}" if run.throughput_rps >= 10 else f"{run.throughput_rps:.1f}"
-        text += run.throughput_text()[len(f"{run.throughput_rps:.1f}"):]  # the mark, if any
-        if run.errors:
-            text += f"\n{run.errors} errors"
         if run.over_limit:
-            bar.set_hatch("//")
-            bar.set_edgecolor("black")
             bar.set_alpha(0.45)
-            text += "\nabove the limit"
-        elif run.generator_bound:
-            text += "\ngenerator-bound"
-        limit = run.limit().rps
-        if limit is not None and (run.over_limit or limit < 1.6 * max(values or [0])):
+        limit = limits[i]
+        if limit is not None:
             x = bar.get_x()
             ax.hlines(limit, x - 0.05, x + bar.get_width() + 0.05, colors="black",
                       linestyles="dashed", linewidth=1.2)
-        labels.append(text)
-    ax.bar_label(bars, labels=labels, fontsize="small")
+    top = max([v for v in values] + [v for v in limits if v is not None] + [1.0])
+    ax.set_ylim(0, top * 1.3)
+    for bar, run, limit in zip(bars, runs, limits):
+        _label_bar(ax, bar, run, limit)
     ax.set_ylabel("requests per second (ok)")
     ax.set_title("Throughput")
-    ax.margins(y=0.2)
     ax.grid(True, axis="y", alpha=0.3)
-    if any(run.limit().rps is not None for run in runs):
-        ax.set_xlabel("dashed: the most the cores (or clients) allow", fontsize="small")
+    if any(limit is not None for limit in limits):
+        ax.set_xlabel("dashed: the most the cores, the clients or the server's workers allow", fontsize="small")
     return ax
+
+
+def _bar_text(run: RunResult) -> str:
+    value = run.throughput_rps
+    text = f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+    text += run.throughput_text()[len(f"{value:.1f}"):]  # the mark, if any
+    if run.errors:
+        text += f"\n{run.errors} errors"
+    if run.over_limit:
+        text += "\nabove the limit"
+    elif run.generator_bound:
+        text += "\ngenerator-bound"
+    return text
+
+
+#: Points between a bar (or a limit line) and the label above it.
+_LABEL_GAP = 3.0
+
+
+def _label_bar(ax: Axes, bar: Any, run: RunResult, limit: float | None) -> None:
+    """Label *bar* above its top, or above its limit line when the line
+    would strike the label through (the line runs just above the bar)."""
+    label_above(ax, bar.get_x() + bar.get_width() / 2, bar.get_height(), _bar_text(run), limit)
+
+
+def label_above(ax: Axes, x: float, top: float, text: str, line: float | None = None) -> None:
+    """Write *text* centred above *top* at *x*, in small type; when a
+    horizontal *line* runs just above *top*, where it would strike the text
+    through, above the line instead. Call it once the y limits are set."""
+    y = top
+    if line is not None and line >= top:
+        fig: Any = ax.figure
+        low, high = ax.get_ylim()
+        axes_px = ax.get_position().height * fig.get_figheight() * fig.dpi * 0.75  # layout shrinks it
+        lines = text.count("\n") + 1
+        label_pt = lines * 1.25 * _font_points() + _LABEL_GAP
+        needed = label_pt * fig.dpi / 72.0 / max(axes_px, 1.0) * (high - low)
+        if line - top < needed:
+            y = line
+    ax.annotate(text, (x, y), xytext=(0, _LABEL_GAP), textcoords="offset points", ha="center",
+                va="bottom", fontsize="small")
+
+
+def _font_points() -> float:
+    from matplotlib.font_manager import FontProperties
+
+    return float(FontProperties(size="small").get_size_in_points())
 
 
 def _offsets(count: int, step: float = 0.08) -> list[float]:
@@ -320,13 +372,9 @@ def plot_comparison(comparison: Any, fig: Figure | None = None) -> Figure:
     plot_latency(runs, lat)
     plot_throughput(runs, thr)
     plot_concurrency(runs, conc)
-    if runs:
-        first = runs[0]
-        how = (f"open loop, {first.rate:g} req/s" if first.mode == "open"
-               else f"closed loop, {first.clients} clients")
-        cores = first.usable_cores
-        where = f", {cores:g} core{'' if cores == 1 else 's'}" if cores else ""
-        fig.suptitle(f"{first.workload} workload, {how}, {first.duration:g} s per server{where}")
+    title = _title(runs)
+    if title:
+        fig.suptitle(title)
     flags = comparison.flags() if isinstance(comparison, Comparison) else [
         text for run in runs for text in run.flags()]
     if flags:
@@ -335,6 +383,19 @@ def plot_comparison(comparison: Any, fig: Figure | None = None) -> Figure:
         lines = [textwrap.fill(f"! {text}", 200) for text in flags]
         fig.supxlabel("\n".join(lines), fontsize="small", ha="left", x=0.01, color="#a00")
     return fig
+
+
+def _title(runs: list[RunResult]) -> str:
+    """The figure's title: the workload, the load, the cores."""
+    if not runs:
+        return ""
+    first = runs[0]
+    how = (f"open loop, {first.rate:g} req/s" if first.mode == "open"
+           else f"closed loop, {first.clients} clients")
+    cores = first.usable_cores
+    where = f", {cores:g} core{'' if cores == 1 else 's'}" if cores else ""
+    rounds = f" in {len(first.rounds)} rounds" if len(first.rounds) > 1 else ""
+    return f"{first.workload} workload, {how}, {first.duration:g} s per server{rounds}{where}"
 
 
 def save_comparison_plot(comparison: Any, path: str | os.PathLike[str], dpi: int = 100) -> None:
@@ -346,3 +407,56 @@ def save_comparison_plot(comparison: Any, path: str | os.PathLike[str], dpi: int
         fig.savefig(path, dpi=dpi)
     finally:
         plt.close(fig)
+
+
+# -- text alternatives: each figure in one line, from the same data ----------------
+
+
+def _ms_words(value: float) -> str:
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
+def describe_latency(runs_or_comparison: Any) -> str:
+    """The latency figure in one line: each run's median, p99 and slowest."""
+    parts = []
+    for run in as_runs(runs_or_comparison):
+        ms = run.latency_ms
+        if not ms or run.ok <= 0:
+            parts.append(f"{run.server} no reply")
+            continue
+        parts.append(f"{run.server} median {_ms_words(ms['p50'])}, p99 {_ms_words(ms.get('p99', ms['p50']))}, "
+                     f"slowest {_ms_words(ms.get('max', ms['p50']))}")
+    return "Latency by percentile: " + "; ".join(parts) + "."
+
+
+def describe_throughput(runs_or_comparison: Any) -> str:
+    """The throughput figure in one line: each bar's value, mark and limit."""
+    parts = []
+    for run in as_runs(runs_or_comparison):
+        limit = run.limit().rps
+        text = f"{run.server} {_bar_text(run).replace(chr(10), ', ')} req/s"
+        if limit is not None:
+            text += f" (limit {limit:.0f})"
+        parts.append(text)
+    return "Throughput: " + "; ".join(parts) + "."
+
+
+def describe_concurrency(runs_or_comparison: Any) -> str:
+    """The threads-and-children figure in one line: each run's peaks."""
+    runs = as_runs(runs_or_comparison)
+    what = "handler threads" if runs and all(r.sampling == "peak" for r in runs) else "threads"
+    parts = []
+    for run in runs:
+        text = f"{run.server} at most {run.peak('threads')} {what}"
+        if run.peak("children"):
+            text += f" and {run.peak('children')} children"
+        parts.append(text)
+    return "Server threads and child processes: " + "; ".join(parts) + "."
+
+
+def describe_comparison(comparison: Any) -> str:
+    """:func:`plot_comparison`'s figure in one line: its title, then each panel."""
+    runs = as_runs(comparison)
+    title = _title(runs)
+    return " ".join(part for part in (f"{title}." if title else "", describe_latency(runs),
+                                       describe_throughput(runs), describe_concurrency(runs)) if part)
