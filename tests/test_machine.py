@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from sockserve.measure.limits import Cores
-from sockserve.measure.machine import Busy, BusyMeter, CpuCounts, parse_proc_stat, tree_cpu_seconds
+from sockserve.kernel.cpustat import parse_proc_stat, tree_cpu_seconds
+from sockserve.measure.machine import Busy, BusyMeter, CpuCounts
 
 HZ = os.sysconf("SC_CLK_TCK")
 

@@ -32,6 +32,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from ..kernel.procfs import read_text
+
 __all__ = [
     "Cores",
     "Limit",
@@ -128,17 +130,9 @@ def parse_cfs_quota(quota_text: str, period_text: str) -> float | None:
     return quota / period
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _mounts(root: str, pid: str) -> list[tuple[str, str, str, str]]:
     """(fstype, mount root, mount point, super options) of cgroup mounts."""
-    text = _read(os.path.join(root, "proc", pid, "mountinfo")) or ""
+    text = read_text(os.path.join(root, "proc", pid, "mountinfo")) or ""
     found = []
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
@@ -173,7 +167,7 @@ def cgroup_cpu_quota(root: str = "/", pid: int | str = "self") -> tuple[float | 
     """
     pid = str(pid)
     groups: dict[str, str] = {}  # "v2" or a v1 controller -> group path
-    for line in (_read(os.path.join(root, "proc", pid, "cgroup")) or "").splitlines():
+    for line in (read_text(os.path.join(root, "proc", pid, "cgroup")) or "").splitlines():
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -198,12 +192,12 @@ def cgroup_cpu_quota(root: str = "/", pid: int | str = "self") -> tuple[float | 
     for version, directory in candidates:
         try:
             if version == "v2":
-                text = _read(os.path.join(directory, "cpu.max"))
+                text = read_text(os.path.join(directory, "cpu.max"))
                 quota = parse_cpu_max(text) if text is not None else None
                 path = os.path.join(directory, "cpu.max")
             else:
-                q = _read(os.path.join(directory, "cpu.cfs_quota_us"))
-                p = _read(os.path.join(directory, "cpu.cfs_period_us"))
+                q = read_text(os.path.join(directory, "cpu.cfs_quota_us"))
+                p = read_text(os.path.join(directory, "cpu.cfs_period_us"))
                 quota = parse_cfs_quota(q, p) if q is not None and p is not None else None
                 path = os.path.join(directory, "cpu.cfs_quota_us")
         except ValueError:

@@ -15,7 +15,8 @@ what other programs took beyond the CPUs the quota leaves free counts
 Callers use :class:`BusyMeter` (``start()``, then ``stop()`` returns a
 :class:`Busy`; or ``with BusyMeter() as meter: ...; meter.busy``), and
 :class:`Busy` (plain data: ``other_cores``, ``other_share``, ``describe()``,
-``to_dict()``). The pieces (:func:`parse_proc_stat`, :func:`tree_cpu_seconds`)
+``to_dict()``). The pieces (:func:`~sockserve.kernel.cpustat.busy_seconds`,
+:func:`~sockserve.kernel.cpustat.tree_cpu_seconds`)
 take the file system root as a parameter, so they are tested on fixture
 trees. ``notebooks/src/sync.py`` uses this to refuse saving lesson outputs
 measured on a busy machine.
@@ -32,83 +33,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..kernel.cpustat import busy_seconds, tree_cpu_seconds
+from ..kernel.procfs import read_text
 from .limits import Cores, usable_cores
+from .usage import taken_from_usable
 
-__all__ = ["Busy", "BusyMeter", "CpuCounts", "parse_proc_stat", "tree_cpu_seconds", "read_counts"]
-
-#: Jiffies per second in /proc (USER_HZ).
-_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as src:
-            return src.read()
-    except OSError:
-        return None
-
-
-def parse_proc_stat(text: str) -> dict[int, float]:
-    """CPU number -> seconds that CPU was busy since boot, from ``/proc/stat``.
-
-    Busy is every column but ``idle`` and ``iowait`` (user, nice, system,
-    irq, softirq, steal; guest time is already inside user)."""
-    busy: dict[int, float] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(" ")
-        if not (name.startswith("cpu") and name[3:].isdigit()):
-            continue
-        values = [int(v) for v in rest.split()]
-        values += [0] * (8 - len(values))
-        user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
-        busy[int(name[3:])] = (user + nice + system + irq + softirq + steal) / _HZ
-    return busy
-
-
-def _stat_fields(text: str) -> tuple[int, list[str]]:
-    """(ppid, fields after the command name) of a ``/proc/<pid>/stat`` line
-    (the name is in parentheses and may hold spaces and parentheses)."""
-    rest = text[text.rindex(")") + 2:].split()
-    return int(rest[1]), rest
-
-
-def tree_cpu_seconds(pid: int, root: str = "/") -> float:
-    """CPU seconds used so far by process *pid* and every process below it.
-
-    For each live process of the tree: its user and system time plus the
-    time of the children it has waited for (``cutime``, ``cstime``); a
-    child that was reaped is in its parent's figures, a live one in its own,
-    so nothing counts twice. A descendant nobody reaped whose parent died
-    (re-parented to init) is lost: it counts as another program."""
-    proc = os.path.join(root, "proc")
-    parents: dict[int, int] = {}
-    seconds: dict[int, float] = {}
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return 0.0
-    for name in names:
-        if not name.isdigit():
-            continue
-        text = _read(os.path.join(proc, name, "stat"))
-        if not text or ")" not in text:
-            continue
-        try:
-            ppid, rest = _stat_fields(text)
-            utime, stime, cutime, cstime = (int(v) for v in rest[11:15])
-        except (ValueError, IndexError):
-            continue
-        parents[int(name)] = ppid
-        seconds[int(name)] = (utime + stime + cutime + cstime) / _HZ
-    total = 0.0
-    for member in seconds:
-        node, seen = member, 0
-        while node and node != pid and seen < 256:
-            node, seen = parents.get(node, 0), seen + 1
-        if node == pid:
-            total += seconds[member]
-    return total
-
+__all__ = ["Busy", "BusyMeter", "CpuCounts", "read_counts"]
 
 def _cgroup_usage_seconds(where: str) -> float | None:
     """CPU seconds used by the control group whose quota file is *where*
@@ -116,12 +46,12 @@ def _cgroup_usage_seconds(where: str) -> float | None:
     if not where:
         return None
     directory = os.path.dirname(where)
-    text = _read(os.path.join(directory, "cpu.stat")) or ""
+    text = read_text(os.path.join(directory, "cpu.stat")) or ""
     for line in text.splitlines():
         key, _, value = line.partition(" ")
         if key == "usage_usec" and value.strip().isdigit():
             return int(value) / 1e6
-    usage = _read(os.path.join(directory, "cpuacct.usage"))
+    usage = read_text(os.path.join(directory, "cpuacct.usage"))
     if usage is not None and usage.strip().isdigit():
         return int(usage) / 1e9
     return None
@@ -140,11 +70,9 @@ class CpuCounts:
 
 def read_counts(pid: int, cpus: Iterable[int], cores: Cores, root: str = "/") -> CpuCounts:
     """A :class:`CpuCounts` for process *pid*'s tree on *cpus*, now."""
-    busy = parse_proc_stat(_read(os.path.join(root, "proc", "stat")) or "")
-    wanted = set(cpus)
     return CpuCounts(
         at=time.monotonic(),
-        cpus_busy=sum(seconds for cpu, seconds in busy.items() if cpu in wanted),
+        cpus_busy=busy_seconds(cpus, root) or 0.0,
         tree=tree_cpu_seconds(pid, root),
         cgroup=_cgroup_usage_seconds(cores.detail) if cores.source == "cgroup quota" else None,
     )
@@ -189,14 +117,11 @@ class Busy:
         seconds = max(after.at - before.at, 1e-9)
         own = max(0.0, after.tree - before.tree)
         on_cpus = max(0.0, after.cpus_busy - before.cpus_busy - own)
-        other = on_cpus
-        if cores.source == "cgroup quota":
-            spare = max(0.0, cores.affinity - cores.usable) * seconds
-            other = max(0.0, on_cpus - spare)
-            if before.cgroup is not None and after.cgroup is not None:
-                other = max(other, after.cgroup - before.cgroup - own)
-        other = min(other, cores.usable * seconds)  # cannot take more than there was
-        return cls(seconds, cores.usable, cores.source, own / seconds, other / seconds, loadavg)
+        other = taken_from_usable(on_cpus / seconds, cores.affinity, cores.usable)
+        if cores.source == "cgroup quota" and before.cgroup is not None and after.cgroup is not None:
+            in_group = max(0.0, after.cgroup - before.cgroup - own) / seconds
+            other = min(cores.usable, max(other, in_group))
+        return cls(seconds, cores.usable, cores.source, own / seconds, other, loadavg)
 
     def describe(self) -> str:
         """One sentence: what other programs took, of how many cores, over how long."""
@@ -236,7 +161,7 @@ def _allowed_cpus(pid: int) -> set[int]:
 
 
 def _loadavg(root: str) -> float | None:
-    text = _read(os.path.join(root, "proc", "loadavg"))
+    text = read_text(os.path.join(root, "proc", "loadavg"))
     try:
         return float(text.split()[0]) if text else None
     except ValueError:
@@ -263,7 +188,7 @@ class BusyMeter:
 
     @property
     def available(self) -> bool:
-        return _read(os.path.join(self.root, "proc", "stat")) is not None
+        return read_text(os.path.join(self.root, "proc", "stat")) is not None
 
     def start(self) -> BusyMeter:
         self._cores = usable_cores(None if self.pid == os.getpid() else self.pid, self.root)

@@ -35,7 +35,19 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CpuUse", "RoundFigures"]
+__all__ = ["CpuUse", "RoundFigures", "taken_from_usable"]
+
+
+def taken_from_usable(others: float, cpus: float, usable: float) -> float:
+    """How much of the *usable* cores other programs took, when they kept
+    *others* cores busy on the *cpus* CPUs a process may run on.
+
+    Without a quota (``usable == cpus``) that is all of it. Under a cgroup
+    quota smaller than the CPUs, the process may use only *usable* cores'
+    worth anyway, so other programs take from it only what leaves less than
+    that free: ``others - (cpus - usable)``. Between 0 and *usable*."""
+    spare = max(0.0, cpus - usable)
+    return min(usable, max(0.0, others - spare))
 
 
 @dataclass(frozen=True)
@@ -87,8 +99,7 @@ class CpuUse:
         others = self.others_cores
         if others is None or self.usable is None:
             return None
-        spare = max(0.0, self.cpus - self.usable)
-        return min(self.usable, max(0.0, others - spare))
+        return taken_from_usable(others, self.cpus, self.usable)
 
     @property
     def requests_per_cpu_s(self) -> float | None:
