@@ -61,6 +61,10 @@ def observed_hook_order() -> list[str]:
     lesson=LESSON,
     prompt="List, in order, the hooks a TCPServer with a StreamRequestHandler calls for one request, "
     "from get_request to close_request (server and handler hooks, as strings).",
+    stub="""\
+hook_order = []  # your answer: hook names, in order
+""",
+    difficulty=1,
 )
 def check_hook_order(answer: Any) -> str:
     if not isinstance(answer, (list, tuple)) or not all(isinstance(x, str) for x in answer):
@@ -113,6 +117,11 @@ def check_hook_order(answer: Any) -> str:
     prompt="Write CountingMixIn: a mixin that overrides process_request only, counts requests in "
     "self.count, and still lets the server handle each one (works with TCPServer and "
     "ThreadingTCPServer).",
+    stub="""\
+class CountingMixIn:
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_counting_mixin(mixin: Any) -> str:
     if not isinstance(mixin, type):

@@ -48,6 +48,12 @@ def _refused(server: Any, timeout: float = 3.0) -> bytes:
     prompt="Finish AllowlistServer (a ThreadingTCPServer): override verify_request so that only "
     "clients whose IP address is in the class attribute `allowed` (a set of strings) are served; "
     "every other connection is closed before a handler runs.",
+    stub="""\
+class AllowlistServer(sockserve.ThreadingTCPServer):
+    allowed = {"127.0.0.1"}
+    # your code here: verify_request
+""",
+    difficulty=1,
 )
 def check_allowlist(server_class: Any) -> str:
     cls = require_class(server_class, TCPServer, "a sockserve server class (ThreadingTCPServer)")
@@ -113,6 +119,11 @@ def _get(server: Any, path: str) -> tuple[int, str, dict[str, str], bytes]:
     prompt="Finish StatsHandler (an http.server.BaseHTTPRequestHandler): GET /stats answers 200 "
     "with the server's statistics (self.server.stats.snapshot()) as JSON (Content-Type "
     "application/json); any other path answers 404.",
+    stub="""\
+class StatsHandler(BaseHTTPRequestHandler):
+    pass  # your code here: do_GET
+""",
+    difficulty=2,
 )
 def check_http_stats(handler: Any) -> str:
     require_class(handler, http.server.BaseHTTPRequestHandler, "a BaseHTTPRequestHandler subclass")
@@ -167,6 +178,11 @@ DELAY_MS = 250
     lesson=LESSON,
     prompt=f"Write BoundedServer, a sockserve TCP server class that never runs more than {BOUND} "
     f"handlers at once, yet serves every client of a burst of {CLIENTS}.",
+    stub="""\
+class BoundedServer(sockserve.ThreadingTCPServer):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_bounded(server_class: Any) -> str:
     cls = require_class(server_class, TCPServer, "a sockserve TCP server class")

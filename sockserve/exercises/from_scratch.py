@@ -165,6 +165,11 @@ def _stops(name: str, server: Any) -> None:
     prompt="Write serve_blocking(listener, server): until server.stopping, wait up to "
     "server.poll_interval for a client, accept it, answer each request line with "
     "server.respond(line), and close the connection when the client is done.",
+    stub="""\
+def serve_blocking(listener, server):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_blocking(loop: Any) -> str:
     name = "scratch-blocking"
@@ -248,6 +253,11 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
     "with a selectors.DefaultSelector, answering each complete request line with "
     "server.respond(line), closing each connection when its client is done, and returning "
     "once server.stopping.",
+    stub="""\
+def serve_selectors(listener, server):
+    pass  # your code here
+""",
+    difficulty=3,
 )
 def check_selectors(loop: Any) -> str:
     name = "scratch-selectors"
@@ -322,6 +332,11 @@ def _run_asyncio(handler: Callable[..., Any], talk: Callable[[Any], None], timeo
     prompt="Write the coroutine echo_lines(reader, writer) that asyncio.start_server runs for "
     "each connection: answer each line with the line itself until the client closes, then "
     "close the writer.",
+    stub="""\
+async def echo_lines(reader, writer):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_asyncio(handler: Any) -> str:
     name = "scratch-asyncio"

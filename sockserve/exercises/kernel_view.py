@@ -67,6 +67,15 @@ def _serve(handler: type) -> tuple[Any, threading.Thread]:
     prompt="Write close_wait_count(server, clients=3) -> int: `server` is serving on 127.0.0.1; let `clients` "
     "clients each connect, send a line, read the reply and close, then return how many of the server's "
     "sockets the kernel holds in CLOSE-WAIT once they have all closed.",
+    stub="""\
+import time
+
+
+
+def close_wait_count(server, clients=3):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_close_wait(close_wait_count: Any) -> str:
     if not callable(close_wait_count):
@@ -122,6 +131,11 @@ def check_close_wait(close_wait_count: Any) -> str:
     lesson=LESSON,
     prompt="Write BacklogServer, a TCPServer subclass whose constructor takes a `backlog` keyword "
     "argument and whose server_activate() listens with that backlog.",
+    stub="""\
+class BacklogServer(sockserve.TCPServer):
+    pass  # your code here: __init__ with a backlog argument, and server_activate
+""",
+    difficulty=2,
 )
 def check_backlog(server_class: Any) -> str:
     require_class(server_class, TCPServer, "a TCPServer subclass")

@@ -39,6 +39,11 @@ _CASES: tuple[tuple[list[float], float, float, str], ...] = (
     prompt="Write percentile(samples, q): the nearest-rank q-th percentile (0 < q <= 100) of a "
     "non-empty list of latencies: the smallest sample such that at least q% of the samples are "
     "at or below it. Do not change the caller's list.",
+    stub="""\
+def percentile(samples, q):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_percentile(percentile: Any) -> str:
     if not callable(percentile):
@@ -92,6 +97,11 @@ WINDOW = 0.9
     prompt=f"Fix BurstServer, a subclass of the standard library's socketserver.TCPServer, so that "
     f"a burst of {BURST} clients connecting at once to it (one request of {DELAY_MS:g} ms each, "
     f"handled one at a time) all get their replies within {WINDOW:g} s.",
+    stub="""\
+class BurstServer(socketserver.TCPServer):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_burst_backlog(server_class: Any) -> str:
     if not isinstance(server_class, type) or not issubclass(
@@ -172,6 +182,14 @@ def _ask_all(address: Any, lines: list[bytes], together: bool) -> list[float]:
     prompt="Write TimingMixIn: a server mixin whose finish_request measures how long each handler "
     "took (time.perf_counter) and appends the seconds to self.durations (a list the server has), "
     "still running the handler.",
+    stub="""\
+import time
+
+
+class TimingMixIn:
+    pass  # your code here: the hook that runs the handler
+""",
+    difficulty=2,
 )
 def check_timing_mixin(mixin: Any) -> str:
     if not isinstance(mixin, type):

@@ -54,6 +54,11 @@ def _started(server: Any, count: int) -> None:
     lesson=LESSON,
     prompt="Write stop(server, thread): stop the serve_forever loop running in thread, wait for it, "
     "and release the server's socket, letting the request in flight finish.",
+    stub="""\
+def stop(server, thread):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_stop(stop: Any) -> str:
     if not callable(stop):
@@ -102,6 +107,11 @@ def check_stop(stop: Any) -> str:
     lesson=LESSON,
     prompt="Write QuickCloseServer, a ThreadingTCPServer whose server_close() does not wait for "
     "handlers still running, and whose handler threads cannot keep the interpreter alive.",
+    stub="""\
+class QuickCloseServer(sockserve.ThreadingTCPServer):
+    pass  # your code here: two class attributes
+""",
+    difficulty=1,
 )
 def check_quick_close(server_class: Any) -> str:
     require_class(server_class, ThreadingTCPServer, "a ThreadingTCPServer subclass")
@@ -141,6 +151,11 @@ def check_quick_close(server_class: Any) -> str:
     lesson=LESSON,
     prompt="Write stop_within(server, seconds) -> DrainReport: stop accepting, give requests in flight "
     "up to `seconds` to finish, cut off the rest, close the server, and return the drain's report.",
+    stub="""\
+def stop_within(server, seconds):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_drain(stop_within: Any) -> str:
     if not callable(stop_within):
@@ -221,6 +236,12 @@ def check_drain(stop_within: Any) -> str:
     lesson=LESSON,
     prompt="Write StopHandler (a StreamRequestHandler): it echoes every line, and on the line "
     "STOP it answers bye, stops its own server, and returns.",
+    stub="""\
+class StopHandler(sockserve.StreamRequestHandler):
+    def handle(self):
+        pass  # your code here
+""",
+    difficulty=2,
 )
 def check_stop_handler(handler: Any) -> str:
     require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")

@@ -20,6 +20,12 @@ LESSON = "03-udp-and-unix"
     "udp-reverse",
     lesson=LESSON,
     prompt="Finish Reverse (a DatagramRequestHandler): answer each datagram with its bytes reversed.",
+    stub="""\
+class Reverse(sockserve.DatagramRequestHandler):
+    def handle(self):
+        pass  # your code here
+""",
+    difficulty=1,
 )
 def check_reverse(handler: Any) -> str:
     require_class(handler, DatagramRequestHandler, "a DatagramRequestHandler subclass")
@@ -61,6 +67,11 @@ class _Length(DatagramRequestHandler):
     lesson=LESSON,
     prompt="Write BigDatagramServer, a UDPServer subclass whose handlers see datagrams of up to "
     "16 KiB whole (a 12000-byte datagram must arrive entire).",
+    stub="""\
+class BigDatagramServer(sockserve.UDPServer):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_big_datagrams(server_class: Any) -> str:
     require_class(server_class, UDPServer, "a UDPServer subclass")
@@ -95,6 +106,14 @@ class _Upper(DatagramRequestHandler):
     lesson=LESSON,
     prompt="Write ask_unix(server_path, payload, client_path) -> bytes: send one datagram to a Unix "
     "datagram server, return its reply, and leave no socket file behind.",
+    stub="""\
+def ask_unix(server_path, payload, client_path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(payload, server_path)
+        return sock.recv(65536)  # why does no reply ever come?
+""",
+    difficulty=2,
 )
 def check_unix_client(ask_unix: Any) -> str:
     if not callable(ask_unix):
