@@ -1,5 +1,7 @@
 """Reference answers for notebooks/06-shutting-down.ipynb (and the stubs it hands out)."""
 
+import threading
+
 import sockserve
 
 
@@ -10,8 +12,7 @@ def stop(server, thread):
 
 
 class QuickCloseServer(sockserve.ThreadingTCPServer):
-    block_on_close = False
-    daemon_threads = True
+    daemon_threads = True   # server_close() does not wait for daemon threads, and they never keep Python alive
 
 
 def stop_within(server, seconds):
@@ -25,7 +26,9 @@ class StopHandler(sockserve.StreamRequestHandler):
         for line in self.rfile:
             if line.strip() == b"STOP":
                 self.wfile.write(b"bye\n")
-                self.server.shutdown()   # sockserve: safe from a handler, even in the serving thread
+                # shutdown() waits for serve_forever to return, which (in a plain server) waits for this
+                # handler: ask from another thread, or socketserver would wait forever.
+                threading.Thread(target=self.server.shutdown).start()
                 return
             self.wfile.write(line)
 
@@ -36,7 +39,7 @@ def stop_stub(server, thread):
 
 
 class QuickCloseServerStub(sockserve.ThreadingTCPServer):
-    pass  # your code here: two class attributes
+    pass  # your code here: one class attribute
 
 
 def stop_within_stub(server, seconds):
@@ -63,7 +66,7 @@ EMPTY_ATTEMPTS = {
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {
     'shutdown-stop': ['shutdown()', 'server_close', 'join'],
-    'shutdown-quick-close': ['block_on_close', 'daemon_threads'],
+    'shutdown-quick-close': ['daemon_threads'],
     'shutdown-drain': ['drain('],
-    'shutdown-stop-handler': ['self.server.shutdown'],
+    'shutdown-stop-handler': ['threading.Thread(target=self.server.shutdown)'],
 }

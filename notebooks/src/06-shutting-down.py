@@ -160,7 +160,7 @@ check("shutdown-stop", stop)
 
 # %%
 class QuickCloseServer(sockserve.ThreadingTCPServer):
-    pass  # your code here: two class attributes
+    pass  # your code here: one class attribute
 
 
 check("shutdown-quick-close", QuickCloseServer)

@@ -178,9 +178,10 @@ def check_ideal_throughput(ideal_rps: Any) -> str:
                 "another is 1000 / ms requests per second; return a number in every case",
             )
         if not math.isclose(float(got), want, rel_tol=0.01):
+            judged = ("more than such a server can serve, even with no overhead at all" if got > want
+                      else "less than such a server can serve when nothing but the work itself costs time")
             raise ExerciseFailed(
-                f"{call} returned {got!r}, which is not the best such a server can do: "
-                f"{_HINT[(kind, workload)]}",
+                f"{call} returned {got!r}, which is {judged}: {_HINT[(kind, workload)]}",
                 fix=_WHY[(kind, workload)],
             )
     return f"all {len(_CASES)} cases match: plain 1000/ms; io scales with clients; cpu with cores only when forking"

@@ -156,7 +156,8 @@ def check_handle_error(server_class: Any) -> str:
             )
     if not alive:
         raise ExerciseFailed("after the failures the server stopped answering: handle_error must not raise "
-                             "or close the server")
+                             "or close the server",
+                             fix="in handle_error only append to self.failures; do not raise, close or shut down")
     return "a reset, a broken pipe and a handler's bug, each recorded with its client's address"
 
 
@@ -224,7 +225,8 @@ def check_idle_timeout(handler: Any) -> str:
                 "b'idle timeout\\n' before handle() returns.",
             )
         if closed_after < 0.2:
-            raise ExerciseFailed(f"the silent client was cut off after {closed_after:.2f} s: wait 0.3 s of silence")
+            raise ExerciseFailed(f"the silent client was cut off after {closed_after:.2f} s: wait 0.3 s of silence",
+                                 fix="set the handler's timeout class attribute to 0.3 (seconds)")
         with socket.create_connection(server.server_address, timeout=2) as busy:
             busy_reader = busy.makefile("rb")
             cut_early = False
@@ -357,9 +359,11 @@ def zombie_pids(pids):
 )
 def check_zombies(zombie_pids: Any) -> str:
     if not callable(zombie_pids):
-        raise ExerciseFailed(f"expected a function zombie_pids(pids); got {zombie_pids!r}")
+        raise ExerciseFailed(f"expected a function zombie_pids(pids); got {zombie_pids!r}",
+                             fix="pass the function itself: check(..., zombie_pids)")
     if not os.path.exists("/proc/self/stat"):
-        raise ExerciseFailed("this system has no /proc (not Linux): the exercise reads /proc/PID/stat")
+        raise ExerciseFailed("this system has no /proc (not Linux): the exercise reads /proc/PID/stat",
+                             fix="run this lesson on Linux (a Linux JupyterHub, Binder, or a Linux container)")
     actions = ["exit", "exit", "sleep", "tricky", "gone"]
     random.shuffle(actions)
     pids = [_fork("exit" if action == "gone" else action) for action in actions]
@@ -507,7 +511,8 @@ def ask_to_eof(address, data):
 )
 def check_half_close(ask_to_eof: Any) -> str:
     if not callable(ask_to_eof):
-        raise ExerciseFailed(f"expected a function ask_to_eof(address, data); got {ask_to_eof!r}")
+        raise ExerciseFailed(f"expected a function ask_to_eof(address, data); got {ask_to_eof!r}",
+                             fix="pass the function itself: check(..., ask_to_eof)")
     server: Any = _quiet(ThreadingTCPServer)((HOST, 0), _Digest)
     data = os.urandom(random.randint(50_000, 150_000))
     digest = hashlib.sha256(data).hexdigest().encode()
