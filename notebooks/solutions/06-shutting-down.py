@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/06-shutting-down.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/06-shutting-down.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import threading
 
@@ -33,35 +33,11 @@ class StopHandler(sockserve.StreamRequestHandler):
             self.wfile.write(line)
 
 
-# The stubs the notebook gives the learner.
-def stop_stub(server, thread):
-    pass  # your code here
-
-
-class QuickCloseServerStub(sockserve.ThreadingTCPServer):
-    pass  # your code here: one class attribute
-
-
-def stop_within_stub(server, seconds):
-    pass  # your code here
-
-
-class StopHandlerStub(sockserve.StreamRequestHandler):
-    def handle(self):
-        pass  # your code here
-
-
 SOLUTIONS = {
     "shutdown-stop": (stop,),
     "shutdown-quick-close": (QuickCloseServer,),
     "shutdown-drain": (stop_within,),
     "shutdown-stop-handler": (StopHandler,),
-}
-EMPTY_ATTEMPTS = {
-    "shutdown-stop": (stop_stub,),
-    "shutdown-quick-close": (QuickCloseServerStub,),
-    "shutdown-drain": (stop_within_stub,),
-    "shutdown-stop-handler": (StopHandlerStub,),
 }
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {

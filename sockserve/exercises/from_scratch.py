@@ -162,14 +162,14 @@ _SERVE_FIX = ("after listener.accept() gives you conn, read lines from it (for l
 def _conversation(name: str, server: Any, pieces: list[bytes], replies: list[bytes],
                   timeout: float = 1.5) -> None:
     """One client sends *pieces* (50 ms apart) and must get *replies*, then EOF once it closes."""
-    with _connect(server, timeout) as sock:
+    with _connect(server, timeout) as sock, sock.makefile("rb") as reader:
         for piece in pieces:
             sock.sendall(piece)
             time.sleep(0.05)
         got: list[bytes] = []
         for want in replies:
             try:
-                reply = _read_line(sock)
+                reply = reader.readline()
             except TimeoutError:
                 raise ExerciseFailed(
                     f"sent {b''.join(pieces)!r} and waited {timeout:g} s for reply line {len(got) + 1}: the "

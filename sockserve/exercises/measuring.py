@@ -19,6 +19,7 @@ LESSON = "05-measuring-honestly"
 #: (samples, q, nearest-rank percentile), each case teaching one point.
 _CASES: tuple[tuple[list[float], float, float, str], ...] = (
     ([5.0, 1.0, 3.0, 2.0, 4.0], 50, 3.0, "the samples come in any order"),
+    ([9.0, 1.0, 5.0, 3.0], 100, 9.0, "the samples come in any order: p100 is the largest"),
     ([float(i) for i in range(1, 101)], 99, 99.0,
      "99 of the 100 samples are at or below the 99th value"),
     ([float(i) for i in range(1, 101)], 99.9, 100.0,

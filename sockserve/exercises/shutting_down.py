@@ -86,9 +86,10 @@ def check_stop(stop: Any) -> str:
     def serve() -> None:
         server.serve_forever(0.05)
         loop_ended.set()
-        # The thread lives on a moment after the loop returned, as a thread
-        # with more to do would: only a join() waits for that.
-        time.sleep(0.3)
+        # The thread lives on a while after the loop returned, as a thread
+        # with more to do would (longer than server_close() waits for the
+        # request in flight): only a join() waits for that.
+        time.sleep(1.0)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -329,6 +330,14 @@ def check_stop_handler(handler: Any) -> str:
             raise ExerciseFailed(
                 f"the line b'STOP\\n' got {replies[1]!r}" + handler_errors_note(server),
                 fix="compare line.strip() == b'STOP' and write b'bye\\n'",
+            )
+        if "shutdown" not in calls:
+            raise ExerciseFailed(
+                f"with {cls.__name__}, the client got b'bye\\n' and the loop ended, but nothing asked it to "
+                "stop: its socket was closed under it. sockserve's loop gives up on a closed socket; the "
+                "standard library's keeps polling it and never ends",
+                fix="ask the loop to stop with the server's shutdown(), from another thread: "
+                "threading.Thread(target=self.server.shutdown).start()",
             )
         if any(in_loop):
             raise ExerciseFailed(

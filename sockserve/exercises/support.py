@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .. import TCPServer
 from . import ExerciseFailed
 
 __all__ = ["running", "converse", "handler_errors_note", "handler_error_fix", "require_class"]
@@ -63,8 +64,20 @@ def running(
     ``handler_errors`` lists what the handler raised, one line each;
     ``serving_thread_ident`` is the thread running ``serve_forever`` and
     ``handler_threads`` an empty list for a handler to note its thread in.
+    Every connection a stream server accepted is closed at the end, whether
+    or not the answer closed it.
     """
+    accepted: list[Any] = []
+
+    def get_request(self: Any) -> Any:
+        # Keep every accepted connection, to close what an answer forgets to.
+        request, client_address = super(cls, self).get_request()
+        accepted.append(request)
+        return request, client_address
+
     namespace: dict[str, Any] = {"handle_error": _record_error, **attrs}
+    if issubclass(server_class, TCPServer) and server_class.socket_type == socket.SOCK_STREAM:
+        namespace["get_request"] = get_request
     cls = type(f"Checked{server_class.__name__}", (server_class,), namespace)
     tmp = tempfile.mkdtemp(prefix="ssx-", dir="/tmp") if unix else None
     address: Any = os.path.join(tmp, "s.sock") if tmp else (HOST, 0)
@@ -83,6 +96,8 @@ def running(
             server.drain(2.0)
             thread.join(5.0)
             server.server_close()
+            for request in accepted:
+                request.close()
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
