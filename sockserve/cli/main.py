@@ -8,7 +8,8 @@ Subcommands (each has ``--help``)::
             [--duration S] [--json PATH] [--plot PATH.png]
     trace KIND [--workload W]
     kinds
-    lab [--dir DIR] [--port P] [--no-browser] [-- JUPYTER ARGS]
+    lab [--dir DIR] [--solutions] [--port P] [--no-browser] [-- JUPYTER ARGS]
+    teach course FOLDER [--lessons L1,L2] | teach progress FOLDER [--csv PATH]
 
 ``serve`` prints one line first, before serving, that says where it serves::
 
@@ -52,6 +53,7 @@ from .args import CliError, Parser, check_port, check_workload, kind_info, parse
 from ..measure.kinds import kind_names, resolve_kind
 from .load import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_load_args, cmd_compare, cmd_load
 from .serve import GRACE, REQUEST_TIMEOUT, add_report_args, add_timeline_args, cmd_serve
+from .teach import add_teach_parser
 
 __all__ = ["main", "build_parser", "parse_address", "parse_params", "CliError", "OPEN_LOOP_CLIENTS"]
 
@@ -257,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("jupyter_args", nargs="*", metavar="JUPYTER_ARGS",
                      help="after --: further arguments for jupyter lab")
     lab.set_defaults(func=cmd_lab)
+    add_teach_parser(sub)
     return parser
 
 

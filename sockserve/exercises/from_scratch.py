@@ -79,7 +79,7 @@ def serving_loop(loop: Callable[..., Any], workload: str = "echo") -> Iterator[S
 
     def recorded(line: bytes) -> bytes:
         server.responded.append(bytes(line))
-        return respond(line)
+        return bytes(respond(line))
 
     server.respond = recorded
 

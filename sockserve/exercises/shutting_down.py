@@ -38,7 +38,7 @@ def _server(cls: type, pause: float) -> Any:
     return server
 
 
-def _recording(cls: type, calls: list[str]) -> type:
+def _recording(cls: Any, calls: list[str]) -> Any:
     """A subclass of *cls* that notes in *calls* each call of shutdown() and server_close()."""
 
     def shutdown(self: Any) -> None:
@@ -293,7 +293,7 @@ def check_stop_handler(handler: Any) -> str:
         serving: list[int] = []
         in_loop: list[bool] = []
 
-        def shutdown(self: Any, recording: type = recording, in_loop: list[bool] = in_loop) -> None:
+        def shutdown(self: Any, recording: Any = recording, in_loop: list[bool] = in_loop) -> None:
             # socketserver's shutdown() would wait here forever for the loop
             # this very thread runs; sockserve's returns, and the check judges.
             in_loop.append(threading.get_ident() in serving)

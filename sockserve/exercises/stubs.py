@@ -71,7 +71,7 @@ def is_unchanged_stub(stub: str, answer: Sequence[Any]) -> bool:
     if not answer:
         return False
     try:
-        return fingerprint(answer[0]) == fingerprint(stub_answer(stub))
+        return bool(fingerprint(answer[0]) == fingerprint(stub_answer(stub)))
     except Exception:  # an answer we cannot compare is an answer: check it
         return False
 

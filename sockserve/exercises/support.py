@@ -71,7 +71,8 @@ def running(
 
     def get_request(self: Any) -> Any:
         # Keep every accepted connection, to close what an answer forgets to.
-        request, client_address = super(cls, self).get_request()
+        base: Any = server_class
+        request, client_address = base.get_request(self)
         accepted.append(request)
         return request, client_address
 

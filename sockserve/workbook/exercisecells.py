@@ -81,8 +81,9 @@ def split_cell(source: str, index: int = 0) -> ExerciseCell | None:
         stub = "".join(line for number, line in enumerate(lines[:node.lineno - 1], start=1)
                        if number not in dropped)
         answer = tuple(arg.id for arg in call.args[1:] if isinstance(arg, ast.Name))
-        name = call.args[0].value
-        assert isinstance(name, str)
+        first = call.args[0]
+        assert isinstance(first, ast.Constant) and isinstance(first.value, str)  # _check_call saw to it
+        name = first.value
         return ExerciseCell(name=name, index=index, source=source, stub=stub.strip("\n"),
                             check="".join(lines[node.lineno - 1:]).strip("\n"), answer=answer)
     return None
