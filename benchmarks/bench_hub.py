@@ -258,6 +258,7 @@ class Hub:
 _NEGATIVE = re.compile(r"cannot beat|can't beat|no faster|not faster|cannot be faster|no gain|slower than", re.I)
 _POSITIVE = re.compile(r"\bbeats?\b|\bfaster than\b|\bwins?\b", re.I)
 _RATIO = re.compile(r"(\d+(?:\.\d+)?)x\b")
+_AT_MOST = re.compile(r"(?:at most|up to) (\d+(?:\.\d+)?)x", re.I)
 
 
 def _figures(comparison: dict[str, Any]) -> dict[str, float]:
@@ -287,6 +288,9 @@ def judge(conclusion: dict[str, Any], comparison: dict[str, Any]) -> str:
         measured = throughput[servers[0]] / throughput[servers[1]]
         if isinstance(value, (int, float)) and abs(value - measured) > 0.01 * max(1.0, measured):
             problems.append(f"value {value:.3g} but the throughputs give {measured:.3g}")
+        for most in _AT_MOST.findall(text):
+            if measured > float(most):
+                problems.append(f"says at most {most}x but measured {measured:.2f}x")
         negated = _NEGATIVE.search(text)
         if negated and measured > 1.15:
             problems.append(f"says '{negated.group(0)}' but measured {measured:.2f}x")

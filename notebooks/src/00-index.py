@@ -21,9 +21,9 @@
 # ## What it needs
 #
 # **Linux** (any distribution, or WSL 2 on Windows), Python 3.10 or newer. The lessons use three things that only
-# Linux has together: `fork()` (the forking servers of lessons 01, 04 and 07), Unix sockets (lesson 03) and the
+# Linux has together: `fork()` (the forking servers of lessons 01, 04, 07 and 09), Unix sockets (lesson 03) and the
 # `/proc` file system, from which they read what the kernel knows: a server's threads, children and CPU time (the
-# comparisons of lessons 04, 05 and 07), TIME-WAIT sockets (lesson 02), zombie processes (lesson 09) and the
+# comparisons of lessons 04, 07 and 08), TIME-WAIT sockets (lesson 02), zombie processes (lesson 09) and the
 # kernel's socket tables (all of lesson 10).
 #
 # **macOS** has `fork()` and Unix sockets but no `/proc`: there the servers, clients and checks of lessons 01-03 and
