@@ -302,3 +302,30 @@ def test_every_lesson_has_an_exercise_where_the_student_writes_code() -> None:
                 or inspect.isfunction(answer[0]))
         ]
         assert writes, f"{lesson}: no exercise where the student writes a handler, hook, mixin or server"
+
+
+def _failure(exercise: str, why: str) -> ExerciseFailed:
+    (wrong,) = [w for w in BANK if w.exercise == exercise and w.why.startswith(why)]
+    try:
+        ex.describe(exercise).checker(*wrong.answer(CELLS[exercise].answer))
+    except ExerciseFailed as exc:
+        return exc
+    raise AssertionError(f"{exercise}: {why} passed")
+
+
+def test_the_hints_the_issue_found_misleading_are_reworded() -> None:
+    """Issue 25's list: each of these said something untrue or useless to the learner who made the mistake."""
+    finish = _failure("arch-counting-mixin", "overrides finish_request")
+    assert "overrides finish_request" in finish.hint and "does not define any hook" not in finish.hint
+    for exercise, why, wanted in (("tcp-upper-echo", "writes str", "bytes"),
+                                  ("tcp-calculator", "no except ValueError", "except ValueError")):
+        failure = _failure(exercise, why)
+        assert wanted in failure.fix and "loop over the lines" not in failure.fix, failure.fix
+    reverse = _failure("udp-reverse", "writes str")
+    assert "TypeError" in reverse.hint and "wrote nothing" not in reverse.hint
+    over = _failure("concurrency-ideal-throughput", "threads scale cpu work")
+    assert "more than such a server can serve" in over.hint and "not the best" not in over.hint
+    big = _failure("udp-big-datagrams", "max_packet_size = 12000")
+    assert "16384" not in big.hint and "16 KiB" not in big.hint  # the value that passes is named by the fix only
+    assert "16 KiB" in big.fix
+    assert "one class attribute" in ex.describe("shutdown-quick-close").stub
