@@ -50,7 +50,15 @@ def _require_function(answer: Any, what: str, *, coroutine: bool = False) -> Cal
 class _WatchedListener(ScratchListener):
     """The listener, noting when the loop calls a blocking ``accept()`` with
     no client waiting: that loop cannot look at ``server.stopping`` until a
-    client comes (``server.idle_accepts`` counts such calls)."""
+    client comes (``server.idle_accepts`` counts such calls). It also counts
+    ``fileno()`` calls (``server.listener_polls``): ``select.select`` makes one
+    each time it waits on the listener."""
+
+    def fileno(self) -> int:
+        server: Any = self._server
+        server.listener_polls += 1
+        sock: socket.socket = self._sock
+        return sock.fileno()
 
     def accept(self) -> tuple[Any, Any]:
         sock: socket.socket = self._sock
@@ -74,6 +82,7 @@ def serving_loop(loop: Callable[..., Any], workload: str = "echo") -> Iterator[S
     server.stop_timeout = 2.0
     server.listener = _WatchedListener(server.socket, server)
     server.idle_accepts = 0
+    server.listener_polls = 0
     server.responded = []
     respond = server.respond
 
@@ -209,11 +218,16 @@ _BLOCKING_HINT = ("a loop that blocks in accept() (or recv()) until a client com
 
 
 def _stops(name: str, server: Any) -> None:
-    # A loop that went back to a blocking accept() is idle there now (the
-    # watched listener saw it), and could not stop until a client came:
-    # judged from that, not from a race between shutdown() and the loop.
-    deadline = time.monotonic() + 0.5
-    while not server.idle_accepts and time.monotonic() < deadline:
+    # Before asking the loop to stop, wait until it is idle again: back in a
+    # blocking accept() (the watched listener saw it: such a loop cannot stop
+    # until a client comes), back in select() (it polls the listener), or
+    # with a listener that cannot block. Judged from that, not from a race
+    # between shutdown() and the loop's next look at server.stopping.
+    polls = server.listener_polls
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and not (
+            server.idle_accepts or server.listener_polls > polls + 1 or server.socket.gettimeout() == 0.0
+            or server._done.is_set()):
         time.sleep(0.01)
     if server.idle_accepts:
         raise ExerciseFailed(f"your loop waited in accept() with no client coming: {_BLOCKING_HINT}",
