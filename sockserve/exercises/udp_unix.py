@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from typing import Any
 
 from .. import DatagramRequestHandler, UDPServer, UnixDatagramServer
@@ -41,6 +42,12 @@ def check_reverse(handler: Any) -> str:
                     fix="write the reply to self.wfile in handle(); DatagramRequestHandler's "
                     "finish() sends it back as one datagram",
                 ) from None
+            if got != payload[::-1]:
+                # The datagram can come back before the server has reported
+                # the handler's exception: give the report a moment.
+                deadline = time.monotonic() + 0.5
+                while not server.handler_errors and time.monotonic() < deadline:
+                    time.sleep(0.01)
             if server.handler_errors:
                 raise ExerciseFailed(
                     f"sent {payload[:20]!r}; your handler raised {server.handler_errors[0]}, so the "
