@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -25,6 +26,14 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 HOST = "127.0.0.1"
+
+# Every check(...) writes to the learner's progress file (~/.sockserve by
+# default): the tests (and the notebook kernels nbval starts, which inherit
+# this environment) write theirs in a temporary folder instead.
+if "SOCKSERVE_PROGRESS" not in os.environ:
+    _progress = tempfile.mkdtemp(prefix="sockserve-progress-")
+    os.environ["SOCKSERVE_PROGRESS"] = os.path.join(_progress, "progress.json")
+    atexit.register(shutil.rmtree, _progress, True)
 
 #: Every concrete server class, as (class, is_stream, is_unix).
 SERVER_CLASSES: list[tuple[type, bool, bool]] = []

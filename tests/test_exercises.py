@@ -1,25 +1,32 @@
-"""Every workbook exercise passes with its reference solution and fails,
-with a specific message, on the stub the notebook hands the learner.
+"""Every workbook exercise passes with its reference solution, fails every
+answer in the bank of wrong answers (``tests/wrong_answers.py``) with a hint
+that gives nothing away and a fix for the next attempt, and does not count
+the lesson's unchanged stub as an attempt.
 
-Reference answers: ``notebooks/solutions/<lesson>.py`` with ``SOLUTIONS`` and
-``EMPTY_ATTEMPTS`` (exercise name -> tuple of answer arguments).
+Reference answers: ``notebooks/solutions/<lesson>.py`` with ``SOLUTIONS``
+(exercise name -> tuple of answer arguments) and ``GIVEAWAYS`` (exercise
+name -> words a first hint must not say).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import threading
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from wrong_answers import BANK, Wrong
 
 import sockserve.exercises as ex
 from sockserve.exercises import (
     FIX_PREFIX,
     GENERIC_PREFIXES,
+    STUB_MESSAGE,
     CheckResult,
     ExerciseFailed,
     check,
@@ -27,9 +34,12 @@ from sockserve.exercises import (
     failed_attempts,
     reset_attempts,
 )
+from sockserve.exercises.stubs import stub_answer
+from sockserve.workbook.exercisecells import exercise_cells
 
 SOLUTIONS_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "solutions"
 NOTEBOOKS_DIR = SOLUTIONS_DIR.parent
+PACKAGE = Path(ex.__file__).resolve().parent
 
 _loaded: dict[str, ModuleType] = {}
 
@@ -48,6 +58,8 @@ def solutions_for(lesson: str) -> ModuleType:
 
 
 ALL = exercises()
+#: Exercise name -> its cell in the lesson notebook.
+CELLS = {cell.name: cell for nb in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb")) for cell in exercise_cells(nb)}
 
 
 def test_there_are_exercises_for_every_lesson_with_a_solutions_file() -> None:
@@ -68,41 +80,102 @@ def test_reference_solution_passes(name: str) -> None:
     assert str(result).startswith(f"✔ {name}: ")
 
 
+# -- the stub the lesson hands out -----------------------------------------------------------
+
+
+def test_every_exercise_cell_of_every_lesson_is_registered_with_its_stub() -> None:
+    """The stub registered with each exercise is the lesson cell's code before its check (one source of
+    truth for what Run All runs, kept equal here), and every exercise has exactly one cell."""
+    assert sorted(CELLS) == ALL
+    for name in ALL:
+        exercise, cell = ex.describe(name), CELLS[name]
+        assert exercise.stub.strip() == cell.stub, (
+            f"{name}: the stub registered in sockserve/exercises differs from the cell in "
+            f"notebooks/{exercise.lesson}.ipynb:\n{exercise.stub}\n---\n{cell.stub}")
+        assert exercise.difficulty in ex.DIFFICULTIES
+
+
 @pytest.mark.parametrize("name", ALL)
-def test_empty_attempt_hints_first_and_points_at_the_fix_when_it_fails_again(name: str) -> None:
-    """The stub the notebook hands out fails with the checker's own words: the
-    first time a hint that does not give the answer away (none of the
-    solution's GIVEAWAYS for this exercise), the second time the same hint
-    and the fix."""
-    lesson = ex.describe(name).lesson
-    module = solutions_for(lesson)
-    assert name in module.EMPTY_ATTEMPTS, f"{lesson}.py has no EMPTY_ATTEMPTS[{name!r}]"
+def test_an_unchanged_stub_run_by_run_all_is_not_an_attempt(name: str) -> None:
+    """Run All checks the stub: that says so and spends nothing, so the first real attempt gets the hint
+    alone. The stub compiled anew (as a kernel does), with another comment, is still the stub; the same stub
+    with any change of code is an attempt."""
     reset_attempts(name)
-    first = check(name, *module.EMPTY_ATTEMPTS[name])
-    assert not first.passed, f"the empty attempt passed: {first}"
-    assert str(first).startswith(f"✘ {name}: ")
-    hint = first.message
-    assert len(hint) >= 30, f"message too short to help: {hint!r}"
-    assert not hint.startswith(GENERIC_PREFIXES), (
-        f"the checker should say what is wrong in its own words, not: {hint!r}"
-    )
-    assert FIX_PREFIX not in hint, f"the first failure already gives the fix: {hint!r}"
-    for word in module.GIVEAWAYS.get(name, ()):
-        assert word not in hint, f"the first failure gives the answer away ({word!r}): {hint!r}"
-    assert failed_attempts(name) == 1
-    second = check(name, *module.EMPTY_ATTEMPTS[name])
-    assert not second.passed
-    assert FIX_PREFIX in second.message and len(second.message) > len(FIX_PREFIX) + 20, second.message
-    fix = second.message.split(FIX_PREFIX, 1)[1]
-    assert fix not in hint, f"the fix was in the hint already: {second.message!r}"
+    stub = ex.describe(name).stub
+    fresh = Wrong(name, "the stub", stub.replace("# your code here", "# my notes")).answer(CELLS[name].answer)
+    for _ in range(2):
+        result = check(name, *fresh)
+        assert not result.passed and result.message == STUB_MESSAGE, result
+    assert failed_attempts(name) == 0
+    assert check(name, stub_answer(stub)).message == STUB_MESSAGE
+    spaced = Wrong(name, "spaced", "\n\n" + stub.rstrip() + "\n\n").answer(CELLS[name].answer)
+    assert check(name, *spaced).message == STUB_MESSAGE  # blank lines are not code
     reset_attempts(name)
+
+
+def test_a_stub_with_a_change_of_code_is_an_attempt() -> None:
+    stub = ex.describe("tcp-rebind").stub
+    reset_attempts("tcp-rebind")
+    changed = Wrong("tcp-rebind", "changed", stub.replace("pass", "request_queue_size = 7")).answer(
+        ("RestartableServer",))
+    result = check("tcp-rebind", *changed)
+    assert not result.passed and result.message != STUB_MESSAGE and failed_attempts("tcp-rebind") == 1
+    reset_attempts("tcp-rebind")
+
+
+# -- the bank of wrong answers -----------------------------------------------------------------
+
+
+def test_the_bank_holds_at_least_three_wrong_answers_per_exercise() -> None:
+    counts = Counter(wrong.exercise for wrong in BANK)
+    assert set(counts) == set(ALL), sorted(set(ALL) ^ set(counts))
+    thin = {name: n for name, n in counts.items() if n < 3}
+    assert not thin, f"fewer than three wrong answers: {thin}"
+    issue = [wrong for wrong in BANK if "(issue 25" in wrong.why]
+    assert len(issue) >= 15, len(issue)
+
+
+# A wrong answer's own thread may die of the handler's exception (that is what is wrong with it).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("wrong", BANK, ids=[f"{w.exercise}: {w.why}" for w in BANK])
+def test_every_wrong_answer_fails_with_a_hint_then_a_fix(wrong: Wrong) -> None:
+    """The checker itself (not the framework) rejects the answer: its hint says what the code did without
+    giving the answer away (no word of GIVEAWAYS that the answer does not already use), and its fix, shown
+    from the second failure on, says what to change."""
+    exercise = ex.describe(wrong.exercise)
+    answer = wrong.answer(CELLS[wrong.exercise].answer)
+    try:
+        note = exercise.checker(*answer)
+    except ExerciseFailed as exc:
+        failure = exc
+    else:
+        pytest.fail(f"the wrong answer ({wrong.why}) passed: {note}")
+    hint, fix = failure.hint, failure.fix
+    assert len(hint) >= 30 and not hint.startswith(GENERIC_PREFIXES), hint
+    assert FIX_PREFIX not in hint
+    for word in solutions_for(exercise.lesson).GIVEAWAYS[wrong.exercise]:
+        if word not in wrong.source:
+            assert word not in hint, f"the first hint gives the answer away ({word!r}): {hint!r}"
+    assert len(fix) >= 15, f"no fix for the second attempt: {fix!r}"
+    assert fix not in hint
+    assert failure.message(2).endswith(FIX_PREFIX + fix)
+
+
+def test_every_failure_a_checker_can_raise_carries_its_fix() -> None:
+    """Read from the source: every ExerciseFailed(...) in sockserve/exercises passes fix=, so no second
+    attempt repeats the hint alone."""
+    missing = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ExerciseFailed"
+                    and not any(keyword.arg == "fix" for keyword in node.keywords)):
+                missing.append(f"{path.name}:{node.lineno}")
+    assert not missing, f"ExerciseFailed without a fix: {missing}"
 
 
 def test_every_exercise_has_its_giveaways_listed_and_they_are_in_the_solution() -> None:
     """GIVEAWAYS (exercise -> words a first hint must not say) covers every
     exercise, and each word is really part of the reference answer."""
-    import inspect
-
     for name in ALL:
         module = solutions_for(ex.describe(name).lesson)
         assert name in module.GIVEAWAYS, f"{module.__name__} has no GIVEAWAYS[{name!r}]"
@@ -229,3 +302,30 @@ def test_every_lesson_has_an_exercise_where_the_student_writes_code() -> None:
                 or inspect.isfunction(answer[0]))
         ]
         assert writes, f"{lesson}: no exercise where the student writes a handler, hook, mixin or server"
+
+
+def _failure(exercise: str, why: str) -> ExerciseFailed:
+    (wrong,) = [w for w in BANK if w.exercise == exercise and w.why.startswith(why)]
+    try:
+        ex.describe(exercise).checker(*wrong.answer(CELLS[exercise].answer))
+    except ExerciseFailed as exc:
+        return exc
+    raise AssertionError(f"{exercise}: {why} passed")
+
+
+def test_the_hints_the_issue_found_misleading_are_reworded() -> None:
+    """Issue 25's list: each of these said something untrue or useless to the learner who made the mistake."""
+    finish = _failure("arch-counting-mixin", "overrides finish_request")
+    assert "overrides finish_request" in finish.hint and "does not define any hook" not in finish.hint
+    for exercise, why, wanted in (("tcp-upper-echo", "writes str", "bytes"),
+                                  ("tcp-calculator", "no except ValueError", "except ValueError")):
+        failure = _failure(exercise, why)
+        assert wanted in failure.fix and "loop over the lines" not in failure.fix, failure.fix
+    reverse = _failure("udp-reverse", "writes str")
+    assert "TypeError" in reverse.hint and "wrote nothing" not in reverse.hint
+    over = _failure("concurrency-ideal-throughput", "threads scale cpu work")
+    assert "more than such a server can serve" in over.hint and "not the best" not in over.hint
+    big = _failure("udp-big-datagrams", "max_packet_size = 12000")
+    assert "16384" not in big.hint and "16 KiB" not in big.hint  # the value that passes is named by the fix only
+    assert "16 KiB" in big.fix
+    assert "one class attribute" in ex.describe("shutdown-quick-close").stub

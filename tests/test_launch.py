@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -28,6 +30,7 @@ def shipped(tmp_path: Path) -> Path:
     (source / "solutions" / "01-a.py").write_text("answers v1")
     (source / "data").mkdir()
     (source / "data" / "costs.json").write_text("{}")
+    (source / "TEACHING.md").write_text("the guide")
     (source / "sanitize.cfg").write_text("not part of the workbook")
     (source / "src").mkdir()
     (source / "src" / "01-a.py").write_text("not part of the workbook")
@@ -39,27 +42,36 @@ def test_this_checkout_is_a_clone_and_its_notebooks_are_the_workbook() -> None:
     assert launch.shipped_workbook() is None  # sockserve/notebooks exists only in a wheel
 
 
-def test_first_copy_copies_the_lessons_solutions_and_their_data_only(tmp_path: Path) -> None:
+def test_first_copy_is_a_student_release_without_solutions(tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     report = launch.copy_workbook(shipped(tmp_path), folder)
-    assert report.copied == ["00-index.ipynb", "01-a.ipynb", "data/costs.json", "solutions/01-a.py"]
+    assert report.copied == ["00-index.ipynb", "01-a.ipynb", "TEACHING.md", "data/costs.json"]
     assert not (report.updated or report.kept or report.unchanged)
     assert (folder / "01-a.ipynb").read_text() == "lesson v1"
+    assert not (folder / "solutions").exists()
     assert not (folder / "sanitize.cfg").exists() and not (folder / "src").exists()
     manifest = json.loads((folder / launch.MANIFEST).read_text())
     assert sorted(manifest) == report.copied
-    assert report.lines()[1].startswith("copied 4 files: 00-index.ipynb, 01-a.ipynb, data/costs.json, solutions/01-a.py")
+    assert report.lines()[1].startswith("copied 4 files: 00-index.ipynb, 01-a.ipynb, TEACHING.md, data/costs.json")
+
+
+def test_a_teachers_copy_adds_the_solutions_only_when_asked(tmp_path: Path) -> None:
+    source, folder = shipped(tmp_path), tmp_path / "mine"
+    launch.copy_workbook(source, folder)
+    report = launch.copy_workbook(source, folder, solutions=True)
+    assert report.copied == ["solutions/01-a.py"] and len(report.unchanged) == 4
+    assert (folder / "solutions" / "01-a.py").read_text() == "answers v1"
 
 
 def test_a_changed_file_is_kept_an_untouched_one_updated_a_deleted_one_restored(tmp_path: Path) -> None:
     source = shipped(tmp_path)
     folder = tmp_path / "mine"
-    launch.copy_workbook(source, folder)
+    launch.copy_workbook(source, folder, solutions=True)
     (folder / "01-a.ipynb").write_text("my notes")            # the student's work
     (folder / "00-index.ipynb").unlink()                      # removed by the student
     (source / "01-a.ipynb").write_text("lesson v2")           # a newer release
     (source / "solutions" / "01-a.py").write_text("answers v2")
-    report = launch.copy_workbook(source, folder)
+    report = launch.copy_workbook(source, folder, solutions=True)
     assert report.kept == ["01-a.ipynb"] and (folder / "01-a.ipynb").read_text() == "my notes"
     assert report.updated == ["solutions/01-a.py"]
     assert (folder / "solutions" / "01-a.py").read_text() == "answers v2"
@@ -67,12 +79,12 @@ def test_a_changed_file_is_kept_an_untouched_one_updated_a_deleted_one_restored(
     text = "\n".join(report.lines())
     assert "kept 1 file you changed" in text and "01-a.ipynb" in text and "updated 1 file" in text
     # Still kept the next time (the manifest remembers what was shipped, not what is there) ...
-    assert launch.copy_workbook(source, folder).kept == ["01-a.ipynb"]
+    assert launch.copy_workbook(source, folder, solutions=True).kept == ["01-a.ipynb"]
     # ... until the student puts the shipped text back, which is then theirs to update.
     (folder / "01-a.ipynb").write_text("lesson v1")
-    assert launch.copy_workbook(source, folder).updated == ["01-a.ipynb"]
-    again = launch.copy_workbook(source, folder)
-    assert len(again.unchanged) == 4 and again.lines()[-1] == "all 4 files already up to date"
+    assert launch.copy_workbook(source, folder, solutions=True).updated == ["01-a.ipynb"]
+    again = launch.copy_workbook(source, folder, solutions=True)
+    assert len(again.unchanged) == 5 and again.lines()[-1] == "all 5 files already up to date"
 
 
 def test_a_file_that_was_there_before_any_copy_is_never_overwritten(tmp_path: Path) -> None:
@@ -132,3 +144,63 @@ def test_readme_and_index_start_the_lab_with_sockserve_lab() -> None:
     (command,) = [line for line in block.splitlines() if line and not line.startswith("```")]
     assert command == 'python3 -m venv .venv && .venv/bin/pip install -e ".[lab]" && .venv/bin/sockserve lab'
     assert command in (ROOT / "notebooks" / "src" / "00-index.py").read_text()
+
+
+# -- every link in a copied workbook resolves inside the copy --------------------------------------
+
+_MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_HTML_LINK = re.compile(r"""(?:href|src)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+
+
+def links_in(path: Path) -> list[str]:
+    """Every link target in a notebook (markdown cells, and HTML or markdown outputs) or a markdown file."""
+    if path.suffix == ".md":
+        texts = [path.read_text(encoding="utf-8")]
+    else:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        texts = []
+        for cell in nb["cells"]:
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            if cell["cell_type"] == "markdown":
+                texts.append(source)
+            for output in cell.get("outputs", []):
+                for kind in ("text/html", "text/markdown"):
+                    data = output.get("data", {}).get(kind)
+                    if data:
+                        texts.append("".join(data) if isinstance(data, list) else data)
+    return [target for text in texts for pattern in (_MARKDOWN_LINK, _HTML_LINK) for target in pattern.findall(text)]
+
+
+def broken_links(folder: Path) -> list[str]:
+    broken = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix not in (".ipynb", ".md") or not path.is_file():
+            continue
+        for target in links_in(path):
+            if re.match(r"^([a-z][a-z0-9+.-]*:|#|data:)", target, re.IGNORECASE):
+                continue  # a web address, a mail address, an anchor in the same page, inline data
+            local = unquote(target.split("#", 1)[0].split("?", 1)[0])
+            resolved = (path.parent / local).resolve()
+            if not resolved.exists() or folder.resolve() not in (resolved, *resolved.parents):
+                broken.append(f"{path.relative_to(folder)}: {target}")
+    return broken
+
+
+@pytest.mark.parametrize("solutions", [False, True], ids=["student", "teacher"])
+def test_every_link_in_a_copied_workbook_resolves_inside_the_copy(tmp_path: Path, solutions: bool) -> None:
+    folder = tmp_path / "copy"
+    source = launch.clone_workbook()
+    assert source is not None
+    launch.copy_workbook(source, folder, solutions=solutions)
+    assert (folder / launch.GUIDE).is_file() and (folder / launch.INDEX).is_file()
+    assert (folder / "solutions").is_dir() is solutions
+    assert sum(len(links_in(p)) for p in folder.glob("*.ipynb")) >= 10  # the index links every lesson
+    assert broken_links(folder) == []
+
+
+def test_the_link_check_finds_a_link_that_leaves_the_copy(tmp_path: Path) -> None:
+    """The detector itself: a link to a missing file, and one out of the folder, are both caught."""
+    (tmp_path / "a.md").write_text("[ok](b.md) [gone](solutions/x.py) [out](../elsewhere.md) [web](https://x.org)")
+    (tmp_path / "b.md").write_text("<a href='a.md#top'>back</a> <img src='missing.png'>")
+    (tmp_path.parent / "elsewhere.md").write_text("outside")
+    assert broken_links(tmp_path) == ["a.md: solutions/x.py", "a.md: ../elsewhere.md", "b.md: missing.png"]

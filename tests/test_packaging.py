@@ -1,6 +1,6 @@
 """Packaging: ``python -m build`` makes an sdist and a wheel without a warning,
 with an SPDX license and the LICENSE file, and the wheel ships the workbook
-(lessons and solutions) for ``sockserve lab`` to copy out."""
+(lessons, the teacher's guide and the solutions) for ``sockserve lab`` to copy out."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def test_wheel_holds_every_module_and_the_workbook_and_nothing_else_of_notebooks
         lessons = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
         solutions = {f"solutions/{p.name}" for p in (ROOT / "notebooks" / "solutions").glob("*.py")}
         solutions |= {f"data/{p.name}" for p in (ROOT / "notebooks" / "data").glob("*.json")}
+        solutions.add("TEACHING.md")
         assert "00-index.ipynb" in lessons and len(solutions) >= 7
         assert shipped == lessons | solutions, sorted(shipped ^ (lessons | solutions))
         for name in shipped:

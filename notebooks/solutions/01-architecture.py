@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/01-architecture.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/01-architecture.ipynb (the stubs it hands out are registered with each exercise)."""
 
 HOOK_ORDER = [
     "get_request",
@@ -21,21 +21,9 @@ class CountingMixIn:
         super().process_request(request, client_address)
 
 
-# The stubs the notebook gives the learner.
-HOOK_ORDER_STUB = []  # your answer: hook names, in order
-
-
-class CountingMixInStub:
-    pass  # your code here
-
-
 SOLUTIONS = {
     "arch-hook-order": (HOOK_ORDER,),
     "arch-counting-mixin": (CountingMixIn,),
-}
-EMPTY_ATTEMPTS = {
-    "arch-hook-order": (HOOK_ORDER_STUB,),
-    "arch-counting-mixin": (CountingMixInStub,),
 }
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {

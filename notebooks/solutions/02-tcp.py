@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/02-tcp.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/02-tcp.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import sockserve
 
@@ -28,30 +28,10 @@ class RestartableServer(sockserve.TCPServer):
     allow_reuse_address = True
 
 
-# The stubs the notebook gives the learner.
-class UpperEchoStub(sockserve.StreamRequestHandler):
-    def handle(self):
-        pass  # your code here: read lines from self.rfile, write replies to self.wfile
-
-
-class CalculatorStub(sockserve.StreamRequestHandler):
-    def handle(self):
-        pass  # your code here
-
-
-class RestartableServerStub(sockserve.TCPServer):
-    pass  # your code here: one class attribute
-
-
 SOLUTIONS = {
     "tcp-upper-echo": (UpperEcho,),
     "tcp-calculator": (Calculator,),
     "tcp-rebind": (RestartableServer,),
-}
-EMPTY_ATTEMPTS = {
-    "tcp-upper-echo": (UpperEchoStub,),
-    "tcp-calculator": (CalculatorStub,),
-    "tcp-rebind": (RestartableServerStub,),
 }
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {

@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/03-udp-and-unix.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/03-udp-and-unix.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import os
 import socket
@@ -26,32 +26,10 @@ def ask_unix(server_path, payload, client_path):
             os.unlink(client_path)
 
 
-# The stubs the notebook gives the learner.
-class ReverseStub(sockserve.DatagramRequestHandler):
-    def handle(self):
-        pass  # your code here
-
-
-class BigDatagramServerStub(sockserve.UDPServer):
-    pass  # your code here
-
-
-def ask_unix_stub(server_path, payload, client_path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(2)
-        sock.sendto(payload, server_path)
-        return sock.recv(65536)  # why does no reply ever come?
-
-
 SOLUTIONS = {
     "udp-reverse": (Reverse,),
     "udp-big-datagrams": (BigDatagramServer,),
     "unix-dgram-client": (ask_unix,),
-}
-EMPTY_ATTEMPTS = {
-    "udp-reverse": (ReverseStub,),
-    "udp-big-datagrams": (BigDatagramServerStub,),
-    "unix-dgram-client": (ask_unix_stub,),
 }
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {

@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/04-concurrency.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/04-concurrency.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import threading
 
@@ -33,29 +33,10 @@ class OwnThreadingMixIn:
         threading.Thread(target=work, daemon=True).start()     # and return to the loop at once
 
 
-# The stubs the notebook gives the learner.
-class MyThreadingServerStub(sockserve.TCPServer, sockserve.ThreadingMixIn):
-    pass
-
-
-class OwnThreadingMixInStub:
-    def process_request(self, request, client_address):
-        pass  # your code here: start a thread that handles the request
-
-
-def ideal_rps_stub(kind, workload, clients, ms, cores):
-    pass  # your code here
-
-
 SOLUTIONS = {
     "concurrency-mixin-order": (MyThreadingServer,),
     "concurrency-ideal-throughput": (ideal_rps,),
     "concurrency-own-threads": (OwnThreadingMixIn,),
-}
-EMPTY_ATTEMPTS = {
-    "concurrency-mixin-order": (MyThreadingServerStub,),
-    "concurrency-ideal-throughput": (ideal_rps_stub,),
-    "concurrency-own-threads": (OwnThreadingMixInStub,),
 }
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {

@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/05-measuring-honestly.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/05-measuring-honestly.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import math
 import socket
@@ -25,28 +25,10 @@ class TimingMixIn:
             self.durations.append(time.perf_counter() - began)
 
 
-# The stubs the notebook gives the learner.
-def percentile_stub(samples, q):
-    pass  # your code here
-
-
-class BurstServerStub(socketserver.TCPServer):
-    pass  # your code here
-
-
-class TimingMixInStub:
-    pass  # your code here: the hook that runs the handler
-
-
 SOLUTIONS = {
     "measuring-percentile": (percentile,),
     "measuring-burst-backlog": (BurstServer,),
     "measuring-timing-mixin": (TimingMixIn,),
-}
-EMPTY_ATTEMPTS = {
-    "measuring-percentile": (percentile_stub,),
-    "measuring-burst-backlog": (BurstServerStub,),
-    "measuring-timing-mixin": (TimingMixInStub,),
 }
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {

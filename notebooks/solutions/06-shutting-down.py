@@ -1,4 +1,6 @@
-"""Reference answers for notebooks/06-shutting-down.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/06-shutting-down.ipynb (the stubs it hands out are registered with each exercise)."""
+
+import threading
 
 import sockserve
 
@@ -10,8 +12,7 @@ def stop(server, thread):
 
 
 class QuickCloseServer(sockserve.ThreadingTCPServer):
-    block_on_close = False
-    daemon_threads = True
+    daemon_threads = True   # server_close() does not wait for daemon threads, and they never keep Python alive
 
 
 def stop_within(server, seconds):
@@ -25,27 +26,11 @@ class StopHandler(sockserve.StreamRequestHandler):
         for line in self.rfile:
             if line.strip() == b"STOP":
                 self.wfile.write(b"bye\n")
-                self.server.shutdown()   # sockserve: safe from a handler, even in the serving thread
+                # shutdown() waits for serve_forever to return, which (in a plain server) waits for this
+                # handler: ask from another thread, or socketserver would wait forever.
+                threading.Thread(target=self.server.shutdown).start()
                 return
             self.wfile.write(line)
-
-
-# The stubs the notebook gives the learner.
-def stop_stub(server, thread):
-    pass  # your code here
-
-
-class QuickCloseServerStub(sockserve.ThreadingTCPServer):
-    pass  # your code here: two class attributes
-
-
-def stop_within_stub(server, seconds):
-    pass  # your code here
-
-
-class StopHandlerStub(sockserve.StreamRequestHandler):
-    def handle(self):
-        pass  # your code here
 
 
 SOLUTIONS = {
@@ -54,16 +39,10 @@ SOLUTIONS = {
     "shutdown-drain": (stop_within,),
     "shutdown-stop-handler": (StopHandler,),
 }
-EMPTY_ATTEMPTS = {
-    "shutdown-stop": (stop_stub,),
-    "shutdown-quick-close": (QuickCloseServerStub,),
-    "shutdown-drain": (stop_within_stub,),
-    "shutdown-stop-handler": (StopHandlerStub,),
-}
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {
     'shutdown-stop': ['shutdown()', 'server_close', 'join'],
-    'shutdown-quick-close': ['block_on_close', 'daemon_threads'],
+    'shutdown-quick-close': ['daemon_threads'],
     'shutdown-drain': ['drain('],
-    'shutdown-stop-handler': ['self.server.shutdown'],
+    'shutdown-stop-handler': ['threading.Thread(target=self.server.shutdown)'],
 }

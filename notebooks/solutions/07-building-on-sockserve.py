@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/07-building-on-sockserve.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/07-building-on-sockserve.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import json
 from http.server import BaseHTTPRequestHandler
@@ -30,29 +30,10 @@ class BoundedServer(sockserve.ThreadPoolMixIn, sockserve.TCPServer):
     pool_size = 4
 
 
-# The stubs the notebook gives the learner.
-class AllowlistServerStub(sockserve.ThreadingTCPServer):
-    allowed = {"127.0.0.1"}
-    # your code here: verify_request
-
-
-class StatsHandlerStub(BaseHTTPRequestHandler):
-    pass  # your code here: do_GET
-
-
-class BoundedServerStub(sockserve.ThreadingTCPServer):
-    pass  # your code here
-
-
 SOLUTIONS = {
     "building-allowlist": (AllowlistServer,),
     "building-http-stats": (StatsHandler,),
     "building-bounded": (BoundedServer,),
-}
-EMPTY_ATTEMPTS = {
-    "building-allowlist": (AllowlistServerStub,),
-    "building-http-stats": (StatsHandlerStub,),
-    "building-bounded": (BoundedServerStub,),
 }
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {

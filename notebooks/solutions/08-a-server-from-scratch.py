@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/08-a-server-from-scratch.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/08-a-server-from-scratch.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import select
 import selectors
@@ -62,28 +62,10 @@ async def echo_lines(reader, writer):
         writer.close()
 
 
-# The stubs the notebook gives the learner.
-def serve_blocking_stub(listener, server):
-    pass  # your code here
-
-
-def serve_selectors_stub(listener, server):
-    pass  # your code here
-
-
-async def echo_lines_stub(reader, writer):
-    pass  # your code here
-
-
 SOLUTIONS = {
     "scratch-blocking": (serve_blocking,),
     "scratch-selectors": (serve_selectors,),
     "scratch-asyncio": (echo_lines,),
-}
-EMPTY_ATTEMPTS = {
-    "scratch-blocking": (serve_blocking_stub,),
-    "scratch-selectors": (serve_selectors_stub,),
-    "scratch-asyncio": (echo_lines_stub,),
 }
 # Words a first hint must not say (it would give the answer away).
 GIVEAWAYS = {

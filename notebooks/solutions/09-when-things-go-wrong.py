@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/09-when-things-go-wrong.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/09-when-things-go-wrong.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import socket
 import sys
@@ -85,31 +85,6 @@ def ask_to_eof(address, data):
     return b"".join(chunks)
 
 
-# The stubs the notebook gives the learner.
-class RecordingServerStub(sockserve.ThreadingTCPServer):
-    pass  # your code here: __init__ and handle_error
-
-
-class PatientStub(sockserve.StreamRequestHandler):
-    pass  # your code here
-
-
-class DeadlineStub(sockserve.StreamRequestHandler):
-    pass  # your code here
-
-
-def zombie_pids_stub(pids):
-    pass  # your code here
-
-
-class TwoLinesStub(sockserve.StreamRequestHandler):
-    pass  # your code here
-
-
-def ask_to_eof_stub(address, data):
-    pass  # your code here
-
-
 SOLUTIONS = {
     "wrong-handle-error": (RecordingServer,),
     "wrong-idle-timeout": (Patient,),
@@ -118,20 +93,12 @@ SOLUTIONS = {
     "wrong-nagle": (TwoLines,),
     "wrong-half-close": (ask_to_eof,),
 }
-EMPTY_ATTEMPTS = {
-    "wrong-handle-error": (RecordingServerStub,),
-    "wrong-idle-timeout": (PatientStub,),
-    "wrong-deadline": (DeadlineStub,),
-    "wrong-zombies": (zombie_pids_stub,),
-    "wrong-nagle": (TwoLinesStub,),
-    "wrong-half-close": (ask_to_eof_stub,),
-}
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {
     "wrong-handle-error": ["sys.exc_info", "self.failures = []", "self.failures.append"],
     "wrong-idle-timeout": ["timeout = 0.3", "except TimeoutError", "line.upper()"],
     "wrong-deadline": ["threading.Timer", "SHUT_RDWR", "line.upper()"],
-    "wrong-zombies": ['rsplit(")", 1)', "FileNotFoundError", "/proc/{pid}/stat"],
+    "wrong-zombies": ['rsplit(")", 1)', "except FileNotFoundError", "/proc/{pid}/stat"],
     "wrong-nagle": ["disable_nagle_algorithm = True", "len(line)"],
     "wrong-half-close": ["shutdown(socket.SHUT_WR)", "sock.recv("],
 }

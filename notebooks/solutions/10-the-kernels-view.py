@@ -1,4 +1,4 @@
-"""Reference answers for notebooks/10-the-kernels-view.ipynb (and the stubs it hands out)."""
+"""Reference answers for notebooks/10-the-kernels-view.ipynb (the stubs it hands out are registered with each exercise)."""
 
 import socket
 import time
@@ -26,22 +26,9 @@ class BacklogServer(sockserve.TCPServer):
         self.socket.listen(self.backlog)
 
 
-# The stubs the notebook gives the learner.
-def close_wait_count_stub(server, clients=3):
-    pass  # your code here
-
-
-class BacklogServerStub(sockserve.TCPServer):
-    pass  # your code here: __init__ with a backlog argument, and server_activate
-
-
 SOLUTIONS = {
     "kernel-close-wait": (close_wait_count,),
     "kernel-backlog": (BacklogServer,),
-}
-EMPTY_ATTEMPTS = {
-    "kernel-close-wait": (close_wait_count_stub,),
-    "kernel-backlog": (BacklogServerStub,),
 }
 # Words the first failure's hint must not say (it would give the answer away).
 GIVEAWAYS = {

@@ -15,6 +15,21 @@
 #   or, with sockserve installed from a wheel (`pip install "sockserve[lab]"`), `sockserve lab`, which copies these
 #   lessons into `./sockserve-workbook` first.
 # * **On Binder**: follow the *launch binder* badge in the README.
+# * **In a class**: the [teacher's guide](TEACHING.md) has each lesson's objectives, timings and exercises, a plan
+#   for two 90-minute sessions, and how to run the workbook on a JupyterHub.
+#
+# ## What it needs
+#
+# **Linux** (any distribution, or WSL 2 on Windows), Python 3.10 or newer. The lessons use three things that only
+# Linux has together: `fork()` (the forking servers of lessons 01, 04, 07 and 09), Unix sockets (lesson 03) and the
+# `/proc` file system, from which they read what the kernel knows: a server's threads, children and CPU time (the
+# comparisons of lessons 04, 07 and 08), TIME-WAIT sockets (lesson 02), zombie processes (lesson 09) and the
+# kernel's socket tables (all of lesson 10).
+#
+# **macOS** has `fork()` and Unix sockets but no `/proc`: there the servers, clients and checks of lessons 01-03 and
+# 05-08 run, but the comparisons show no thread, child or CPU figures, and lesson 02's TIME-WAIT count, lesson 09's
+# zombie exercise and lesson 10 do not work. (This is what the code reads; the workbook is tested on Linux only.)
+# **Windows** without WSL has none of the three.
 #
 # Run each lesson top to bottom (*Run → Run All Cells*). Every cell finishes in a few seconds; the measurements are
 # taken on your machine, so your numbers will differ from your neighbour's, and that is part of the lesson.
@@ -22,7 +37,9 @@
 # ## Lessons
 #
 # Each lesson asks one question, answers it with measurements taken live on your machine, and ends with exercises
-# that you check with `check(...)` (reference solutions in [`solutions/`](solutions/)).
+# that you check with `check(...)`. Running an exercise cell before you have changed it does not count as an
+# attempt; a first wrong answer gets a hint, a second one the hint and what to change. The reference solutions are
+# for teachers (`sockserve lab --solutions` copies them into `solutions/`).
 #
 # | | Lesson | The question it answers |
 # |---|---|---|

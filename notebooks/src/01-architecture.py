@@ -150,7 +150,7 @@ for cls in (sockserve.TCPServer, sockserve.UDPServer, sockserve.ThreadingTCPServ
 #
 # ## Exercises
 #
-# Reference solutions: `solutions/01-architecture.py`, in the `solutions` folder next to this notebook. A check
+# Reference solutions: `solutions/01-architecture.py` (a teacher's copy: `sockserve lab --solutions`). A check
 # first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
 # change.
 #

@@ -159,8 +159,8 @@ again.server_close()
 #
 # Change the stub in each cell and run it: the check at its end runs your code against a live server. A check
 # first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
-# change. The reference solutions are in `solutions/02-tcp.py`, in the `solutions` folder next to this notebook;
-# try first.
+# change. The reference solutions are in `solutions/02-tcp.py`
+# (a teacher's copy: `sockserve lab --solutions`); try first.
 #
 # **Exercise 1.** Finish `UpperEcho`: answer every line with the same line in upper case, until the client closes.
 

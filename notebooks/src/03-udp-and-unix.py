@@ -151,7 +151,7 @@ print("files left in the work directory:", sorted(os.listdir(workdir)))
 # %% [markdown]
 # ## Exercises
 #
-# Reference solutions: `solutions/03-udp-and-unix.py`, in the `solutions` folder next to this notebook. A check
+# Reference solutions: `solutions/03-udp-and-unix.py` (a teacher's copy: `sockserve lab --solutions`). A check
 # first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
 # change.
 #

@@ -221,7 +221,7 @@ else:
 #
 # ## Exercises
 #
-# Reference solutions: `solutions/04-concurrency.py`, in the `solutions` folder next to this notebook. A check
+# Reference solutions: `solutions/04-concurrency.py` (a teacher's copy: `sockserve lab --solutions`). A check
 # first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
 # change.
 #

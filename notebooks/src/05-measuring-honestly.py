@@ -189,7 +189,7 @@ print("enabled:", snapshot["enabled"], "| started:", snapshot["started"], "| com
 # %% [markdown]
 # ## Exercises
 #
-# Reference solutions: `solutions/05-measuring-honestly.py`, in the `solutions` folder next to this notebook. A
+# Reference solutions: `solutions/05-measuring-honestly.py` (a teacher's copy: `sockserve lab --solutions`). A
 # check first says what your code did and which idea it misses; if the same exercise fails again, it also says what
 # to change.
 #

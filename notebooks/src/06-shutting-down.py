@@ -141,7 +141,7 @@ print(f"the drain took {report.waited:.3f} s (the budget was 1 s: the stuck requ
 #
 # ## Exercises
 #
-# Reference solutions: `solutions/06-shutting-down.py`, in the `solutions` folder next to this notebook. A check
+# Reference solutions: `solutions/06-shutting-down.py` (a teacher's copy: `sockserve lab --solutions`). A check
 # first says what your code did and which idea it misses; if the same exercise fails again, it also says what to
 # change.
 #
@@ -165,7 +165,7 @@ check("shutdown-stop", stop)
 
 # %%
 class QuickCloseServer(sockserve.ThreadingTCPServer):
-    pass  # your code here: two class attributes
+    pass  # your code here: one class attribute
 
 
 check("shutdown-quick-close", QuickCloseServer)

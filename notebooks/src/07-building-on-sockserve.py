@@ -170,7 +170,7 @@ print(report(bounded, baseline="threading"))
 #
 # ## Exercises
 #
-# Reference solutions: `solutions/07-building-on-sockserve.py`, in the `solutions` folder next to this notebook.
+# Reference solutions: `solutions/07-building-on-sockserve.py` (a teacher's copy: `sockserve lab --solutions`).
 # A check first says what your code did and which idea it misses; if the same exercise fails again, it also says
 # what to change.
 #

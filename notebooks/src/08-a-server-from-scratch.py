@@ -222,4 +222,4 @@ for poll_interval in (0.25, 0.1, 0.02):
 # it in a new thread, and the loop stays the same. An event loop cannot be made that way: every connection's code
 # must give the thread back, which is why asyncio is a different library rather than one more mixin.
 #
-# Reference solutions: `notebooks/solutions/08-a-server-from-scratch.py`.
+# Reference solutions: `solutions/08-a-server-from-scratch.py` (a teacher's copy: `sockserve lab --solutions`).

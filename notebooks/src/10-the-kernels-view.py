@@ -156,7 +156,7 @@ display(live, TrafficPanel(live, clients=4, duration=3.0, connection="new"), Ker
 # %% [markdown]
 # ## Exercises
 #
-# Reference solutions: `notebooks/solutions/10-the-kernels-view.py`.
+# Reference solutions: `solutions/10-the-kernels-view.py` (a teacher's copy: `sockserve lab --solutions`).
 #
 # **Exercise 1.** A handler that forgets its clients leaves CLOSE-WAIT behind. Write `close_wait_count(server,
 # clients=3)`: `server` is already serving on `127.0.0.1`; let `clients` clients each connect, send a line, read the

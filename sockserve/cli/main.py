@@ -8,7 +8,8 @@ Subcommands (each has ``--help``)::
             [--duration S] [--json PATH] [--plot PATH.png]
     trace KIND [--workload W]
     kinds
-    lab [--dir DIR] [--port P] [--no-browser] [-- JUPYTER ARGS]
+    lab [--dir DIR] [--solutions] [--port P] [--no-browser] [-- JUPYTER ARGS]
+    teach course FOLDER [--lessons L1,L2] | teach progress FOLDER [--csv PATH]
 
 ``serve`` prints one line first, before serving, that says where it serves::
 
@@ -62,6 +63,7 @@ from .args import (
 from ..measure.kinds import kind_names, resolve_kind
 from .load import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_compare_args, add_load_args, cmd_compare, cmd_load
 from .serve import GRACE, REQUEST_TIMEOUT, REQUEST_TIMEOUT_HELP, add_report_args, add_timeline_args, cmd_serve
+from .teach import add_teach_parser
 
 __all__ = ["main", "build_parser", "parse_address", "parse_params", "CliError", "OPEN_LOOP_CLIENTS"]
 
@@ -126,7 +128,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     clone = launch.clone_workbook()
     if clone is not None and args.dir is None:
         folder = clone
-        _say(f"opening the workbook of this clone, {folder}")
+        _say(f"opening the workbook of this clone, {folder} (its solutions/ included; for a student's copy "
+             "without them: sockserve lab --dir FOLDER)")
     else:
         source = launch.shipped_workbook() or clone
         if source is None:
@@ -134,7 +137,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
                            f"reinstall it: {launch.install_command()}")
         folder = Path(args.dir or launch.DEFAULT_FOLDER).expanduser().resolve()
         try:
-            report = launch.copy_workbook(source, folder)
+            report = launch.copy_workbook(source, folder, solutions=args.solutions)
         except OSError as exc:
             raise CliError(f"cannot copy the workbook into {folder}: {exc.strerror or exc}") from None
         for line in report.lines():
@@ -267,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser(
         "lab", help="open JupyterLab on the workbook (needs the lab extra)",
         description="Open JupyterLab on the workbook's index, bound to 127.0.0.1. From a clone it "
-                    "opens notebooks/; installed from a wheel it first copies the shipped lessons "
-                    "and solutions into --dir (never overwriting a file you changed) and opens "
+                    "opens notebooks/; installed from a wheel (or with --dir) it first copies the lessons "
+                    "and the teacher's guide into --dir, without the reference solutions unless "
+                    "--solutions is given (never overwriting a file you changed), and opens "
                     "that copy. Arguments after -- go to jupyter lab.",
     )
     lab.add_argument("--dir", default=None, metavar="FOLDER",
@@ -277,9 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--port", type=int, default=None,
                      help="port for JupyterLab (default: 8888 or the next free one)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL")
+    lab.add_argument("--solutions", action="store_true",
+                     help="for a teacher: copy the reference solutions too, into solutions/ (a student's copy "
+                          "has none)")
     lab.add_argument("jupyter_args", nargs="*", metavar="JUPYTER_ARGS",
                      help="after --: further arguments for jupyter lab")
     lab.set_defaults(func=cmd_lab)
+    add_teach_parser(sub)
     return parser
 
 

@@ -39,8 +39,19 @@ the reference answers live in ``notebooks/solutions/<lesson>.py`` as
 ``SOLUTIONS`` and ``EMPTY_ATTEMPTS`` (exercise name -> tuple of answer
 arguments), which ``tests/test_exercises.py`` runs for every exercise.
 
+Run All is not an attempt: each exercise registers the *stub* its lesson
+hands out (the cell's code without its ``check(...)`` line), and an answer
+that is still that stub, unchanged (the same compiled code, see
+:mod:`sockserve.exercises.stubs`), gets a reminder instead of a verdict and
+does not count as a failure, so the first real attempt still gets the hint
+alone.
+
+Every verdict is also written to the learner's progress file
+(:mod:`sockserve.exercises.progress`), which a teacher without nbgrader
+collects with ``sockserve teach progress``.
+
 Lesson modules are found lazily: every module in this package whose name does
-not start with ``_`` (and is not ``support``) is imported the first time a
+not start with ``_`` (and is not one of the helper modules) is imported the first time a
 name is looked up and not yet known, so adding a lesson needs no registry edit.
 """
 
@@ -66,6 +77,8 @@ __all__ = [
     "failed_attempts",
     "GENERIC_PREFIXES",
     "FIX_PREFIX",
+    "STUB_MESSAGE",
+    "DIFFICULTIES",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,7 +99,14 @@ GENERIC_PREFIXES = (
 FIX_PREFIX = " Next step: "
 
 #: Modules in this package that hold helpers, not exercises.
-_NOT_LESSONS = frozenset({"support"})
+_NOT_LESSONS = frozenset({"support", "stubs", "progress"})
+
+#: What a check of an unchanged stub says (it is not an attempt).
+STUB_MESSAGE = ("this is still the stub the lesson hands out, so there is nothing to check yet (it does not "
+                "count as an attempt): write your answer in the cell, then run it again")
+
+#: The difficulties an exercise can have (the points nbgrader gives it, too).
+DIFFICULTIES = {1: "short", 2: "medium", 3: "hard"}
 
 
 class ExerciseFailed(AssertionError):
@@ -115,12 +135,16 @@ class ExerciseFailed(AssertionError):
 
 @dataclass(frozen=True)
 class Exercise:
-    """One registered exercise: its name, lesson, prompt and checker."""
+    """One registered exercise: its name, lesson, prompt and checker, the
+    stub its lesson hands out (source text) and its difficulty (a key of
+    :data:`DIFFICULTIES`)."""
 
     name: str
     lesson: str
     prompt: str
     checker: Callable[..., str | None]
+    stub: str = ""
+    difficulty: int = 1
 
 
 @dataclass(frozen=True)
@@ -175,21 +199,26 @@ def _failed(name: str) -> int:
         return _FAILURES[name]
 
 
-def exercise(name: str, lesson: str, prompt: str) -> Callable[[F], F]:
+def exercise(name: str, lesson: str, prompt: str, *, stub: str = "", difficulty: int = 1) -> Callable[[F], F]:
     """Register the decorated function as the checker of exercise *name*.
 
     The checker is called as ``fn(*answer, **kw)``; it raises
     :class:`ExerciseFailed` when the answer is wrong and returns ``None`` or
-    a short success note. Registering a name twice from different functions
-    is an error (two lessons must not fight over one name).
+    a short success note. *stub* is the code the lesson's exercise cell
+    holds before its ``check(...)`` line (tests/test_exercises.py keeps the
+    two equal); *difficulty* is 1 (short), 2 (medium) or 3 (hard).
+    Registering a name twice from different functions is an error (two
+    lessons must not fight over one name).
     """
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"exercise {name!r}: difficulty must be one of {sorted(DIFFICULTIES)}, not {difficulty!r}")
 
     def register(fn: F) -> F:
         with _LOCK:
             old = _REGISTRY.get(name)
             if old is not None and old.checker.__qualname__ != fn.__qualname__:
                 raise ValueError(f"exercise {name!r} is already registered by {old.lesson}")
-            _REGISTRY[name] = Exercise(name, lesson, prompt, fn)
+            _REGISTRY[name] = Exercise(name, lesson, prompt, fn, stub, difficulty)
         return fn
 
     return register
@@ -240,6 +269,11 @@ def _unknown(name: str) -> str:
     return f"no exercise named {name!r}; the exercises are: {known}"
 
 
+#: The fix for an answer that raised, shown from its second failure on.
+_RAISED_FIX = ("call your code by hand in a new cell with the same arguments to see the whole traceback, "
+               "and fix the line it names")
+
+
 def _describe_exception(exc: BaseException) -> str:
     """One line saying what the learner's code raised, and where."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -270,7 +304,14 @@ def check(name: str, *answer: Any, timeout: float = DEFAULT_TIMEOUT, **kw: Any) 
     found = _lookup(name)
     if found is None:
         return CheckResult(name, False, _unknown(name))
+    if found.stub and is_unchanged_stub(found.stub, answer):
+        result = CheckResult(name, False, STUB_MESSAGE)
+        progress.record(found.name, found.lesson, result, attempt=False)
+        return result
     outcome: list[CheckResult] = []
+
+    def failed(hint: str, fix: str) -> None:
+        outcome.append(CheckResult(name, False, ExerciseFailed(hint, fix=fix).message(_failed(name))))
 
     def run() -> None:
         try:
@@ -278,11 +319,9 @@ def check(name: str, *answer: Any, timeout: float = DEFAULT_TIMEOUT, **kw: Any) 
         except ExerciseFailed as exc:
             outcome.append(CheckResult(name, False, exc.message(_failed(name)) or "wrong answer"))
         except AssertionError as exc:
-            outcome.append(CheckResult(name, False, str(exc) or "an assertion failed"))
-        except Exception as exc:
-            outcome.append(CheckResult(name, False, _describe_exception(exc)))
-        except BaseException as exc:  # SystemExit from an answer, say
-            outcome.append(CheckResult(name, False, _describe_exception(exc)))
+            failed(str(exc) or "an assertion failed", _RAISED_FIX)
+        except BaseException as exc:  # SystemExit from an answer, too
+            failed(_describe_exception(exc), _RAISED_FIX)
         else:
             outcome.append(CheckResult(name, True, note or "correct"))
 
@@ -292,10 +331,17 @@ def check(name: str, *answer: Any, timeout: float = DEFAULT_TIMEOUT, **kw: Any) 
     worker.start()
     worker.join(timeout)
     if not outcome:
-        return CheckResult(
-            name,
-            False,
+        hung = ExerciseFailed(
             f"the check did not finish within {timeout:g} s: your code seems to wait "
             "forever (a read with no timeout? a loop that never ends?)",
+            fix="find the call that waits: every read needs a timeout or an end (b'' from recv, the end of "
+            "self.rfile), and every loop a way out",
         )
+        outcome.append(CheckResult(name, False, hung.message(_failed(name))))
+    progress.record(found.name, found.lesson, outcome[0], attempt=True)
     return outcome[0]
+
+
+# Imported last: both use the names defined above.
+from . import progress  # noqa: E402
+from .stubs import is_unchanged_stub  # noqa: E402

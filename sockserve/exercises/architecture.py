@@ -38,6 +38,18 @@ class _Echo(StreamRequestHandler):
         self.wfile.write(self.rfile.readline())
 
 
+class _Where(StreamRequestHandler):
+    """Echoes one line, noting the thread that ran it in ``server.handler_threads``."""
+
+    def setup(self) -> None:
+        super().setup()
+        server: Any = self.server
+        server.handler_threads.append(threading.get_ident())
+
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+
+
 def observed_hook_order() -> list[str]:
     """Serve one request with a TCPServer and StreamRequestHandler and return
     the hooks that ran, in order (measured, not typed in)."""
@@ -61,6 +73,10 @@ def observed_hook_order() -> list[str]:
     lesson=LESSON,
     prompt="List, in order, the hooks a TCPServer with a StreamRequestHandler calls for one request, "
     "from get_request to close_request (server and handler hooks, as strings).",
+    stub="""\
+hook_order = []  # your answer: hook names, in order
+""",
+    difficulty=1,
 )
 def check_hook_order(answer: Any) -> str:
     if not isinstance(answer, (list, tuple)) or not all(isinstance(x, str) for x in answer):
@@ -113,6 +129,11 @@ def check_hook_order(answer: Any) -> str:
     prompt="Write CountingMixIn: a mixin that overrides process_request only, counts requests in "
     "self.count, and still lets the server handle each one (works with TCPServer and "
     "ThreadingTCPServer).",
+    stub="""\
+class CountingMixIn:
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_counting_mixin(mixin: Any) -> str:
     if not isinstance(mixin, type):
@@ -120,15 +141,17 @@ def check_counting_mixin(mixin: Any) -> str:
             f"expected a class (the mixin); got {mixin!r}",
             fix="pass the class CountingMixIn itself",
         )
+    hooks = sorted(k for k, v in vars(mixin).items() if callable(v) and not k.startswith("__"))
     if "process_request" not in vars(mixin):
+        what = (f"{mixin.__name__} overrides {', '.join(hooks)}, but not the hook" if hooks
+                else f"{mixin.__name__} defines no hook of its own, and the exercise is about the hook")
         raise ExerciseFailed(
-            f"{mixin.__name__} does not define any hook itself: a concurrency mixin changes exactly "
-            "one hook, the one that decides what happens to a request once it is accepted and "
-            "verified",
-            fix="define process_request(self, request, client_address) in the mixin",
+            f"{what} that decides what happens to a request once it is accepted and verified: "
+            "a concurrency mixin such as ThreadingMixIn changes exactly that one",
+            fix="define process_request(self, request, client_address) in the mixin"
+            + (f", and remove {', '.join(hooks)}" if hooks else ""),
         )
-    others = sorted(k for k, v in vars(mixin).items() if callable(v) and not k.startswith("__")
-                    and k != "process_request")
+    others = [k for k in hooks if k != "process_request"]
     if others:
         raise ExerciseFailed(
             f"{mixin.__name__} also overrides {', '.join(others)}: a one-hook mixin combines with "
@@ -137,7 +160,8 @@ def check_counting_mixin(mixin: Any) -> str:
         )
     for base in (TCPServer, ThreadingTCPServer):
         combined = type(f"Counting{base.__name__}", (mixin, base), {})
-        with running(combined, _Echo) as server:
+        with running(combined, _Where) as server:
+            serving = server.serving_thread_ident
             for i in range(3):
                 with socket.create_connection(server.server_address, timeout=3) as client:
                     client.sendall(b"ping %d\n" % i)
@@ -155,6 +179,16 @@ def check_counting_mixin(mixin: Any) -> str:
                         "process_request in the MRO (the server's, or ThreadingMixIn's)",
                     )
             count = getattr(server, "count", None)
+            threads = set(server.handler_threads)
+        if base is ThreadingTCPServer and serving in threads:
+            raise ExerciseFailed(
+                "with ThreadingTCPServer every request was answered and counted, but its handler ran in "
+                "the serving thread: the mixin skipped ThreadingMixIn, so the threading server lost its "
+                "threads. Naming a class (TCPServer.process_request(self, ...)) calls that class's method "
+                "whatever comes after the mixin in the MRO",
+                fix="hand the request on with super().process_request(request, client_address): super() "
+                "finds the next class in the MRO of the server it is combined with",
+            )
         if count != 3:
             raise ExerciseFailed(
                 f"with {base.__name__}, every request was answered, but after 3 requests "

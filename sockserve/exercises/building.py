@@ -48,6 +48,12 @@ def _refused(server: Any, timeout: float = 3.0) -> bytes:
     prompt="Finish AllowlistServer (a ThreadingTCPServer): override verify_request so that only "
     "clients whose IP address is in the class attribute `allowed` (a set of strings) are served; "
     "every other connection is closed before a handler runs.",
+    stub="""\
+class AllowlistServer(sockserve.ThreadingTCPServer):
+    allowed = {"127.0.0.1"}
+    # your code here: verify_request
+""",
+    difficulty=1,
 )
 def check_allowlist(server_class: Any) -> str:
     cls = require_class(server_class, TCPServer, "a sockserve server class (ThreadingTCPServer)")
@@ -113,6 +119,11 @@ def _get(server: Any, path: str) -> tuple[int, str, dict[str, str], bytes]:
     prompt="Finish StatsHandler (an http.server.BaseHTTPRequestHandler): GET /stats answers 200 "
     "with the server's statistics (self.server.stats.snapshot()) as JSON (Content-Type "
     "application/json); any other path answers 404.",
+    stub="""\
+class StatsHandler(BaseHTTPRequestHandler):
+    pass  # your code here: do_GET
+""",
+    difficulty=2,
 )
 def check_http_stats(handler: Any) -> str:
     require_class(handler, http.server.BaseHTTPRequestHandler, "a BaseHTTPRequestHandler subclass")
@@ -147,9 +158,22 @@ def check_http_stats(handler: Any) -> str:
                 f"the JSON of GET /stats is not the server's statistics (got {str(data)[:120]})",
                 fix="serve self.server.stats.snapshot(), a dict with 'accepted', 'completed', ...",
             )
-        if data["accepted"] < 1:
-            raise ExerciseFailed("the JSON says accepted = 0, but this server has accepted a request",
-                                 fix="serve this server's live self.server.stats.snapshot()")
+        _, _, _, again = _get(server, "/stats")
+        try:
+            later = json.loads(again)
+        except ValueError:
+            later = {}
+        live = server.stats.snapshot()["accepted"]
+        moved = isinstance(later, dict) and isinstance(later.get("accepted"), int) and \
+            data["accepted"] < later["accepted"] <= live
+        if not moved:
+            raise ExerciseFailed(
+                f"two GET /stats in a row said accepted = {data['accepted']!r}, then "
+                f"{later.get('accepted') if isinstance(later, dict) else later!r}, while this server has "
+                f"accepted {live} connections: the statistics must be read when each request comes, from "
+                "the server that handles it",
+                fix="build the body inside do_GET from self.server.stats.snapshot(), each time",
+            )
         status, reason, _, _ = _get(server, "/nothing-here")
         if status != 404:
             raise ExerciseFailed(f"GET /nothing-here answered {status} {reason}, not 404 Not Found",
@@ -167,6 +191,11 @@ DELAY_MS = 250
     lesson=LESSON,
     prompt=f"Write BoundedServer, a sockserve TCP server class that never runs more than {BOUND} "
     f"handlers at once, yet serves every client of a burst of {CLIENTS}.",
+    stub="""\
+class BoundedServer(sockserve.ThreadingTCPServer):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_bounded(server_class: Any) -> str:
     cls = require_class(server_class, TCPServer, "a sockserve TCP server class")

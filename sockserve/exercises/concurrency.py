@@ -48,6 +48,11 @@ def _owner(cls: type, name: str) -> type:
     lesson=LESSON,
     prompt="Fix MyThreadingServer so that each request runs in its own thread: combine "
     "ThreadingMixIn and TCPServer in the right order.",
+    stub="""\
+class MyThreadingServer(sockserve.TCPServer, sockserve.ThreadingMixIn):
+    pass
+""",
+    difficulty=1,
 )
 def check_mixin_order(server_class: Any) -> str:
     cls = require_class(server_class, TCPServer, "a TCP server class (a TCPServer subclass)")
@@ -150,6 +155,11 @@ def ideal(kind: str, workload: str, clients: int, ms: float, cores: int) -> floa
     "'plain', 'threading' or 'forking' server can serve when `clients` closed-loop clients send "
     "'io' or 'cpu' requests of `ms` milliseconds each on a machine with `cores` cores "
     "(ignore every overhead).",
+    stub="""\
+def ideal_rps(kind, workload, clients, ms, cores):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_ideal_throughput(ideal_rps: Any) -> str:
     if not callable(ideal_rps):
@@ -168,9 +178,10 @@ def check_ideal_throughput(ideal_rps: Any) -> str:
                 "another is 1000 / ms requests per second; return a number in every case",
             )
         if not math.isclose(float(got), want, rel_tol=0.01):
+            judged = ("more than such a server can serve, even with no overhead at all" if got > want
+                      else "less than such a server can serve when nothing but the work itself costs time")
             raise ExerciseFailed(
-                f"{call} returned {got!r}, which is not the best such a server can do: "
-                f"{_HINT[(kind, workload)]}",
+                f"{call} returned {got!r}, which is {judged}: {_HINT[(kind, workload)]}",
                 fix=_WHY[(kind, workload)],
             )
     return f"all {len(_CASES)} cases match: plain 1000/ms; io scales with clients; cpu with cores only when forking"
@@ -213,6 +224,15 @@ def _overlap(spans: Sequence[tuple[int, float, float]]) -> int:
     prompt="Write OwnThreadingMixIn without ThreadingMixIn: its process_request starts a thread "
     "that handles the request (finish_request), reports a handler's exception (handle_error), and "
     "always ends the request (shutdown_request).",
+    stub="""\
+import threading
+
+
+class OwnThreadingMixIn:
+    def process_request(self, request, client_address):
+        pass  # your code here: start a thread that handles the request
+""",
+    difficulty=3,
 )
 def check_own_threads(mixin: Any) -> str:
     if not isinstance(mixin, type):

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..workbook.fromscratch import ScratchServer
+from ..workbook.fromscratch import ScratchListener, ScratchServer
 from ..measure.workloads import handler_for
 from . import ExerciseFailed, exercise
 
@@ -29,17 +31,41 @@ LESSON = "08-a-server-from-scratch"
 
 def _require_function(answer: Any, what: str, *, coroutine: bool = False) -> Callable[..., Any]:
     if not callable(answer) or isinstance(answer, type):
-        raise ExerciseFailed(f"expected {what}, a function; got {answer!r}")
+        raise ExerciseFailed(f"expected {what}, a function; got {answer!r}",
+                             fix="pass the function itself to check(), without calling it")
     if coroutine and not inspect.iscoroutinefunction(answer):
         raise ExerciseFailed(
             f"{getattr(answer, '__name__', answer)} is a plain function; asyncio calls it for each "
-            "connection and awaits what it returns, so it must be a coroutine function: `async def`")
+            "connection and awaits what it returns, so it must be a coroutine function",
+            fix="write it with `async def`, and `await` the reader's and writer's coroutines inside")
     if not coroutine and inspect.iscoroutinefunction(answer):
         raise ExerciseFailed(
             f"{answer.__name__} is an `async def` coroutine function; this loop is plain blocking "
-            "code, called once: write it with `def`")
+            "code, called once",
+            fix="write it with `def`; the loop blocks in select() and in the connection's reads")
     function: Callable[..., Any] = answer
     return function
+
+
+class _WatchedListener(ScratchListener):
+    """The listener, noting when the loop calls a blocking ``accept()`` with
+    no client waiting: that loop cannot look at ``server.stopping`` until a
+    client comes (``server.idle_accepts`` counts such calls). It also counts
+    ``fileno()`` calls (``server.listener_polls``): ``select.select`` makes one
+    each time it waits on the listener."""
+
+    def fileno(self) -> int:
+        server: Any = self._server
+        server.listener_polls += 1
+        sock: socket.socket = self._sock
+        return sock.fileno()
+
+    def accept(self) -> tuple[Any, Any]:
+        sock: socket.socket = self._sock
+        if sock.gettimeout() is None and not select.select([sock], [], [], 0)[0]:
+            server: Any = self._server
+            server.idle_accepts += 1
+        return super().accept()
 
 
 @contextmanager
@@ -47,18 +73,30 @@ def serving_loop(loop: Callable[..., Any], workload: str = "echo") -> Iterator[S
     """Serve *loop* (``loop(listener, server)``) in a
     :class:`~sockserve.workbook.fromscratch.ScratchServer` in a daemon thread, with a
     timeline recorded; stop it after the block. ``server.loop_error`` is what
-    the loop raised (None), ``server.loop_returned`` whether it returned by
-    itself."""
-    server = ScratchServer(("127.0.0.1", 0), handler_for(workload), loop)
+    the loop raised (None); ``server.responded`` every line the loop passed
+    to ``respond()``; ``server.idle_accepts`` how often it blocked in
+    ``accept()`` with no client waiting."""
+    server: Any = ScratchServer(("127.0.0.1", 0), handler_for(workload), loop)
     server.stats.record_timeline(1000)
-    server.loop_error = None  # type: ignore[attr-defined]
+    server.loop_error = None
     server.stop_timeout = 2.0
+    server.listener = _WatchedListener(server.socket, server)
+    server.idle_accepts = 0
+    server.listener_polls = 0
+    server.responded = []
+    respond = server.respond
+
+    def recorded(line: bytes) -> bytes:
+        server.responded.append(bytes(line))
+        return bytes(respond(line))
+
+    server.respond = recorded
 
     def run() -> None:
         try:
             server.serve_forever(0.05)
         except Exception as exc:
-            server.loop_error = exc  # type: ignore[attr-defined]
+            server.loop_error = exc
 
     thread = threading.Thread(target=run, name="scratch loop under check", daemon=True)
     thread.start()
@@ -77,12 +115,17 @@ def _loop_state(server: Any) -> str:
     return ""
 
 
+_LOOP_RAISED_FIX = ("run your loop's body by hand on one connection to see the whole traceback, and fix the "
+                    "line it names; a client that leaves (b'' or ConnectionResetError) must end only its own "
+                    "connection, never the loop")
+
+
 def _returned_early(name: str, server: Any) -> None:
     """Fail when the loop returned although nobody asked it to stop."""
     time.sleep(0.1)
     if server._done.is_set() and not server.stopping:
         if server.loop_error is not None:
-            raise ExerciseFailed(f"your loop stopped serving:{_loop_state(server)}")
+            raise ExerciseFailed(f"your loop stopped serving:{_loop_state(server)}", fix=_LOOP_RAISED_FIX)
         raise ExerciseFailed(
             "your loop returned at once, so nothing accepts the clients: a server's loop "
             "(serve_forever in BaseServer) runs until it is asked to stop.",
@@ -106,26 +149,51 @@ def _read_line(sock: socket.socket) -> bytes:
     return data
 
 
-def _conversation(name: str, server: Any, lines: list[bytes], timeout: float = 1.5) -> None:
-    """One client: each line answered by itself, then EOF once the client closes."""
-    with _connect(server, timeout) as sock:
-        for line in lines:
-            sock.sendall(line)
+_WHOLE_LINES_FIX = ("keep what recv() returns in a buffer (a bytearray per connection), and call "
+                    "server.respond() once per complete line in it, up to and including its b'\\n'; keep the "
+                    "rest for the next recv()")
+
+
+def _whole_lines(server: Any) -> None:
+    """Fail when the loop passed respond() anything but one whole line."""
+    for got in list(server.responded):
+        if got.count(b"\n") != 1 or not got.endswith(b"\n"):
+            raise ExerciseFailed(
+                f"your loop called server.respond({got[:40]!r}): that is not one request line. TCP delivers "
+                "a stream of bytes, not messages: one recv() may return half a line, or two lines.",
+                fix=_WHOLE_LINES_FIX)
+
+
+_SERVE_FIX = ("after listener.accept() gives you conn, read lines from it (for line in conn.makefile('rb'), or "
+              "recv and split at b'\\n') and conn.sendall(server.respond(line)) for each.")
+
+
+def _conversation(name: str, server: Any, pieces: list[bytes], replies: list[bytes],
+                  timeout: float = 1.5) -> None:
+    """One client sends *pieces* (50 ms apart) and must get *replies*, then EOF once it closes."""
+    with _connect(server, timeout) as sock, sock.makefile("rb") as reader:
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.05)
+        got: list[bytes] = []
+        for want in replies:
             try:
-                reply = _read_line(sock)
+                reply = reader.readline()
             except TimeoutError:
                 raise ExerciseFailed(
-                    f"sent {line!r} and waited {timeout:g} s without a reply line: the loop "
-                    "accepted the client (the kernel did, at least) but never answered. Serving "
-                    "a connection means reading its request lines and writing a reply to each "
-                    "(finish_request -> the handler's handle()).",
-                    fix="after listener.accept() gives you conn, read lines from it (for line in "
-                    "conn.makefile('rb'), or recv and split at b'\\n') and "
-                    "conn.sendall(server.respond(line)) for each." + _loop_state(server)) from None
-            if reply != line:
+                    f"sent {b''.join(pieces)!r} and waited {timeout:g} s for reply line {len(got) + 1}: the "
+                    "loop accepted the client (the kernel did, at least) but never answered it. Serving a "
+                    "connection means reading its request lines and writing a reply to each "
+                    "(finish_request -> the handler's handle())." + _loop_state(server),
+                    fix=_SERVE_FIX) from None
+            got.append(reply)
+            _whole_lines(server)
+            if reply != want:
                 raise ExerciseFailed(
-                    f"sent {line!r}, got back {reply!r}: reply with server.respond(line), which "
-                    "for this workload is the line itself (newline included)." + _loop_state(server))
+                    f"sent {b''.join(pieces)!r}, got back {b''.join(got)!r}: each request line gets "
+                    "server.respond(line) back, which for this workload is the line itself (newline "
+                    "included)." + _loop_state(server),
+                    fix="write exactly what server.respond(line) returns, with conn.sendall(), once per line")
         sock.shutdown(socket.SHUT_WR)
         try:
             rest = sock.recv(4096)
@@ -137,26 +205,42 @@ def _conversation(name: str, server: Any, lines: list[bytes], timeout: float = 1
                 fix="when reading gives end of file (b'' from recv, or the makefile loop ends), close "
                 "the connection: conn.close(), or serve it inside `with conn:`.") from None
         if rest:
-            raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}")
+            raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}",
+                                 fix="write one reply per request line, and nothing else")
+
+
+_BLOCKING_FIX = ("before accept(), wait with select.select([listener], [], [], server.poll_interval) (or a "
+                 "selector's select(timeout=server.poll_interval)) and go round the loop again, checking "
+                 "server.stopping, when nothing is ready.")
+_BLOCKING_HINT = ("a loop that blocks in accept() (or recv()) until a client comes can only look at the stop "
+                  "flag between clients. BaseServer.serve_forever waits in select() for at most "
+                  "poll_interval seconds, then checks whether it should stop.")
 
 
 def _stops(name: str, server: Any) -> None:
-    began = time.monotonic()
+    # Before asking the loop to stop, wait until it is idle again: back in a
+    # blocking accept() (the watched listener saw it: such a loop cannot stop
+    # until a client comes), back in select() (it polls the listener), or
+    # with a listener that cannot block. Judged from that, not from a race
+    # between shutdown() and the loop's next look at server.stopping.
+    polls = server.listener_polls
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline and not (
+            server.idle_accepts or server.listener_polls > polls + 1 or server.socket.gettimeout() == 0.0
+            or server._done.is_set()):
+        time.sleep(0.01)
+    if server.idle_accepts:
+        raise ExerciseFailed(f"your loop waited in accept() with no client coming: {_BLOCKING_HINT}",
+                             fix=_BLOCKING_FIX)
     try:
         server.shutdown()
     except TimeoutError:
         raise ExerciseFailed(
-            "shutdown() asked your loop to stop, and it did not return within 2 s: a loop that "
-            "blocks in accept() (or recv()) until a client comes can only look at the stop flag "
-            "between clients. BaseServer.serve_forever waits in select() for at most "
-            "poll_interval seconds, then checks whether it should stop.",
-            fix="before accept(), wait with select.select([listener], [], [], server.poll_interval) "
-            "(or a selector's select(timeout=server.poll_interval)) and go round the loop again, "
-            "checking server.stopping, when nothing is ready.") from None
+            f"shutdown() asked your loop to stop, and it did not return within 2 s: {_BLOCKING_HINT}",
+            fix=_BLOCKING_FIX) from None
     if server.loop_error is not None:
         raise ExerciseFailed(f"your loop raised {type(server.loop_error).__name__} while stopping: "
-                             f"{server.loop_error}")
-    del began
+                             f"{server.loop_error}", fix=_LOOP_RAISED_FIX)
 
 
 @exercise(
@@ -165,20 +249,27 @@ def _stops(name: str, server: Any) -> None:
     prompt="Write serve_blocking(listener, server): until server.stopping, wait up to "
     "server.poll_interval for a client, accept it, answer each request line with "
     "server.respond(line), and close the connection when the client is done.",
+    stub="""\
+def serve_blocking(listener, server):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_blocking(loop: Any) -> str:
     name = "scratch-blocking"
     _require_function(loop, "serve_blocking(listener, server)")
     with serving_loop(loop) as server:
         _returned_early(name, server)
-        _conversation(name, server, [b"hello\n", b"echo 2\n", b"bye\n"])
-        _conversation(name, server, [b"second client\n"])
+        _conversation(name, server, [b"hello\n"], [b"hello\n"])
+        _conversation(name, server, [b"in two ", b"pieces\n", b"echo 2\nbye\n"],
+                      [b"in two pieces\n", b"echo 2\n", b"bye\n"])
         _stops(name, server)
         spans = server.stats.timeline.spans() if server.stats.timeline else []
     if len(spans) < 2:
         raise ExerciseFailed(
             f"two clients were served, but only {len(spans)} connection(s) were closed by the "
-            "server: close each connection when its client is done")
+            "server: close each connection when its client is done",
+            fix="serve each connection inside `with conn:` (or call conn.close() when its client is done)")
     return "two clients served one after the other, each closed at its end; stops within poll_interval"
 
 
@@ -207,8 +298,11 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
                     "means accept() (then conn.setblocking(False) and register conn too); a "
                     "connection ready means one conn.recv() (b'' means the client closed: "
                     "unregister and close it)." + _loop_state(server)) from None
+            _whole_lines(server)
             if reply != line:
-                raise ExerciseFailed(f"client {CROWD - i} sent {line!r} and got {reply!r}" + _loop_state(server))
+                raise ExerciseFailed(f"client {CROWD - i} sent {line!r} and got {reply!r}" + _loop_state(server),
+                                     fix="write exactly what server.respond(line) returns, once per line, "
+                                     "to the connection the line came from")
         first = socks[0]
         first.sendall(b"in two ")
         time.sleep(0.05)
@@ -217,6 +311,7 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
             reply = _read_line(first)
         except TimeoutError:
             reply = b""
+        _whole_lines(server)
         if reply != b"in two pieces\n":
             raise ExerciseFailed(
                 f"a client sent b'in two ' and, 50 ms later, b'pieces\\n'; it got back {reply!r}. "
@@ -235,7 +330,8 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
                     "returns b'' the client is done (close_request in BaseServer).",
                     fix="when conn.recv() returns b'', selector.unregister(conn) and conn.close().") from None
             if rest:
-                raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}")
+                raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}",
+                                     fix="write one reply per request line, and nothing else")
     finally:
         for sock in socks:
             sock.close()
@@ -248,6 +344,11 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
     "with a selectors.DefaultSelector, answering each complete request line with "
     "server.respond(line), closing each connection when its client is done, and returning "
     "once server.stopping.",
+    stub="""\
+def serve_selectors(listener, server):
+    pass  # your code here
+""",
+    difficulty=3,
 )
 def check_selectors(loop: Any) -> str:
     name = "scratch-selectors"
@@ -276,10 +377,17 @@ def check_selectors(loop: Any) -> str:
             "together), lines split across reads put together; stops within poll_interval")
 
 
-def _run_asyncio(handler: Callable[..., Any], talk: Callable[[Any], None], timeout: float = 5.0) -> None:
-    """Serve *handler* with asyncio.start_server in a thread; call talk(address)."""
+def _run_asyncio(handler: Callable[..., Any], talk: Callable[[Any], None], timeout: float = 5.0) -> list[str]:
+    """Serve *handler* with asyncio.start_server in a thread; call talk(address).
+    Returns the blocking calls the event loop's thread made (``time.sleep``),
+    which stop every other connection while they last."""
     ready = threading.Event()
     box: dict[str, Any] = {}
+    blocking: list[str] = []
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call" and arg is time.sleep:
+            blocking.append("time.sleep()")
     writers: list[asyncio.StreamWriter] = []
 
     async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -298,22 +406,28 @@ def _run_asyncio(handler: Callable[..., Any], talk: Callable[[Any], None], timeo
                 writer.transport.abort()
 
     def run() -> None:
+        sys.setprofile(watch)  # this thread only: the event loop's
         try:
             asyncio.run(main())
         except BaseException as exc:
             box["error"] = exc
             ready.set()
+        finally:
+            sys.setprofile(None)
 
     thread = threading.Thread(target=run, name="scratch asyncio under check", daemon=True)
     thread.start()
     ready.wait(timeout)
     if "address" not in box:
-        raise ExerciseFailed(f"the asyncio server did not start: {box.get('error')!r}")
+        raise ExerciseFailed(f"the asyncio server did not start: {box.get('error')!r}",
+                             fix="run the cell that defines your coroutine again; if this repeats, restart "
+                             "the kernel (Kernel > Restart)")
     try:
         talk(box["address"])
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)
         thread.join(timeout)
+    return blocking
 
 
 @exercise(
@@ -322,34 +436,40 @@ def _run_asyncio(handler: Callable[..., Any], talk: Callable[[Any], None], timeo
     prompt="Write the coroutine echo_lines(reader, writer) that asyncio.start_server runs for "
     "each connection: answer each line with the line itself until the client closes, then "
     "close the writer.",
+    stub="""\
+async def echo_lines(reader, writer):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_asyncio(handler: Any) -> str:
     name = "scratch-asyncio"
     _require_function(handler, "echo_lines(reader, writer)", coroutine=True)
 
+    loop_fix = ("loop: `line = await reader.readline()`; stop when it is b''; else writer.write(line) and "
+                "`await writer.drain()`.")
+
     def talk(address: Any) -> None:
         socks = [socket.create_connection(address, timeout=1.0) for _ in range(CROWD)]
         try:
-            for i, sock in enumerate(reversed(socks)):
-                line = f"coroutine {CROWD - i}\n".encode()
-                sock.sendall(line)
-                try:
-                    reply = _read_line(sock)
-                except TimeoutError:
-                    raise ExerciseFailed(
-                        f"{CROWD} clients connected; the last one sent {line!r} and got no reply "
-                        "within 1 s. asyncio runs your coroutine once per connection; it must "
-                        "read lines until the client closes, and write each back.",
-                        fix="loop: `line = await reader.readline()`; stop when it is b''; else "
-                        "writer.write(line) and `await writer.drain()`.") from None
-                if not reply:
-                    raise ExerciseFailed(
-                        f"{CROWD} clients connected; the last one sent {line!r} and the connection "
-                        "closed without a reply: your coroutine ended before it answered.",
-                        fix="loop: `line = await reader.readline()`; stop when it is b''; else "
-                        "writer.write(line) and `await writer.drain()`.")
-                if reply != line:
-                    raise ExerciseFailed(f"sent {line!r}, got back {reply!r}: write the line itself back")
+            for round_ in ("coroutine", "again"):  # two lines each: answering one is not enough
+                for i, sock in enumerate(reversed(socks)):
+                    line = f"{round_} {CROWD - i}\n".encode()
+                    sock.sendall(line)
+                    try:
+                        reply = _read_line(sock)
+                    except TimeoutError:
+                        raise ExerciseFailed(
+                            f"{CROWD} clients connected; one sent {line!r} and got no reply within 1 s. "
+                            "asyncio runs your coroutine once per connection; it must read lines until the "
+                            "client closes, and write each back.", fix=loop_fix) from None
+                    if not reply:
+                        raise ExerciseFailed(
+                            f"{CROWD} clients connected; one sent {line!r} and the connection closed "
+                            "without a reply: your coroutine ended before it answered.", fix=loop_fix)
+                    if reply != line:
+                        raise ExerciseFailed(f"sent {line!r}, got back {reply!r}: the reply is the line itself",
+                                             fix="writer.write(line) with the very bytes readline() returned")
             for sock in socks:
                 sock.shutdown(socket.SHUT_WR)
             for sock in socks:
@@ -362,10 +482,18 @@ def check_asyncio(handler: Any) -> str:
                         fix="end the coroutine with writer.close() (in a finally: block, so it "
                         "runs whatever happens).") from None
                 if rest:
-                    raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}")
+                    raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}",
+                                         fix="write one reply per line, and nothing else")
         finally:
             for sock in socks:
                 sock.close()
 
-    _run_asyncio(handler, talk)
-    return f"{CROWD} connections served at once by coroutines on one event loop, each closed at its end"
+    blocking = _run_asyncio(handler, talk)
+    if blocking:
+        raise ExerciseFailed(
+            f"every line was answered, but your coroutine called {blocking[0]} on the event loop's thread: "
+            "while it sleeps, the whole loop sleeps, and no other connection is served. A coroutine may "
+            "only wait where it awaits.",
+            fix="await asyncio.sleep(seconds) instead of time.sleep(seconds)")
+    return (f"{CROWD} connections served at once by coroutines on one event loop, two lines each, each "
+            "closed at its end, and nothing blocked the loop")

@@ -74,6 +74,11 @@ class _Troubled(StreamRequestHandler):
     lesson=LESSON,
     prompt="Write RecordingServer, a ThreadingTCPServer whose handle_error appends (client_address, "
     "exception) to self.failures for every request that failed, instead of printing a traceback.",
+    stub="""\
+class RecordingServer(sockserve.ThreadingTCPServer):
+    pass  # your code here: __init__ and handle_error
+""",
+    difficulty=2,
 )
 def check_handle_error(server_class: Any) -> str:
     require_class(server_class, ThreadingTCPServer, "a ThreadingTCPServer subclass")
@@ -151,7 +156,8 @@ def check_handle_error(server_class: Any) -> str:
             )
     if not alive:
         raise ExerciseFailed("after the failures the server stopped answering: handle_error must not raise "
-                             "or close the server")
+                             "or close the server",
+                             fix="in handle_error only append to self.failures; do not raise, close or shut down")
     return "a reset, a broken pipe and a handler's bug, each recorded with its client's address"
 
 
@@ -184,6 +190,11 @@ def _read_until_close(sock: socket.socket, limit: float) -> tuple[bytes, float |
     lesson=LESSON,
     prompt="Write Patient, a StreamRequestHandler that answers each line in upper case and, when its "
     "client has been silent for more than 0.3 s, writes b'idle timeout\\n' and ends the connection.",
+    stub="""\
+class Patient(sockserve.StreamRequestHandler):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_idle_timeout(handler: Any) -> str:
     require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
@@ -214,7 +225,8 @@ def check_idle_timeout(handler: Any) -> str:
                 "b'idle timeout\\n' before handle() returns.",
             )
         if closed_after < 0.2:
-            raise ExerciseFailed(f"the silent client was cut off after {closed_after:.2f} s: wait 0.3 s of silence")
+            raise ExerciseFailed(f"the silent client was cut off after {closed_after:.2f} s: wait 0.3 s of silence",
+                                 fix="set the handler's timeout class attribute to 0.3 (seconds)")
         with socket.create_connection(server.server_address, timeout=2) as busy:
             busy_reader = busy.makefile("rb")
             cut_early = False
@@ -248,6 +260,11 @@ def check_idle_timeout(handler: Any) -> str:
     prompt="Write Deadline, a StreamRequestHandler that answers each line in upper case and ends every "
     "connection 0.5 s after it started, whatever the client does (a client dripping one byte every 50 ms "
     "included), so that a thread pool is never held by slow clients for long.",
+    stub="""\
+class Deadline(sockserve.StreamRequestHandler):
+    pass  # your code here
+""",
+    difficulty=3,
 )
 def check_deadline(handler: Any) -> str:
     require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
@@ -334,12 +351,19 @@ def _comm(pid: int) -> str:
     lesson=LESSON,
     prompt="Write zombie_pids(pids) -> list: those of the given process ids whose state in /proc/PID/stat "
     "is Z (zombie), in the order given.",
+    stub="""\
+def zombie_pids(pids):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_zombies(zombie_pids: Any) -> str:
     if not callable(zombie_pids):
-        raise ExerciseFailed(f"expected a function zombie_pids(pids); got {zombie_pids!r}")
+        raise ExerciseFailed(f"expected a function zombie_pids(pids); got {zombie_pids!r}",
+                             fix="pass the function itself: check(..., zombie_pids)")
     if not os.path.exists("/proc/self/stat"):
-        raise ExerciseFailed("this system has no /proc (not Linux): the exercise reads /proc/PID/stat")
+        raise ExerciseFailed("this system has no /proc (not Linux): the exercise reads /proc/PID/stat",
+                             fix="run this lesson on Linux (a Linux JupyterHub, Binder, or a Linux container)")
     actions = ["exit", "exit", "sleep", "tricky", "gone"]
     random.shuffle(actions)
     pids = [_fork("exit" if action == "gone" else action) for action in actions]
@@ -410,6 +434,11 @@ def check_zombies(zombie_pids: Any) -> str:
     prompt="Write TwoLines, a StreamRequestHandler that answers each line with two lines, "
     "b'length N\\n' (N: the line's length in bytes, newline included) and then the line itself, "
     "so that one request/reply exchange takes well under a millisecond on loopback.",
+    stub="""\
+class TwoLines(sockserve.StreamRequestHandler):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_nagle(handler: Any) -> str:
     require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
@@ -474,10 +503,16 @@ class _Digest(StreamRequestHandler):
     prompt="Write ask_to_eof(address, data) -> bytes: connect, send all of data, tell the server you have "
     "sent everything, and return the server's whole reply (it replies after reading to end of file, and "
     "closes when done).",
+    stub="""\
+def ask_to_eof(address, data):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_half_close(ask_to_eof: Any) -> str:
     if not callable(ask_to_eof):
-        raise ExerciseFailed(f"expected a function ask_to_eof(address, data); got {ask_to_eof!r}")
+        raise ExerciseFailed(f"expected a function ask_to_eof(address, data); got {ask_to_eof!r}",
+                             fix="pass the function itself: check(..., ask_to_eof)")
     server: Any = _quiet(ThreadingTCPServer)((HOST, 0), _Digest)
     data = os.urandom(random.randint(50_000, 150_000))
     digest = hashlib.sha256(data).hexdigest().encode()

@@ -24,7 +24,8 @@ HOST = "127.0.0.1"
 
 def _need_kernel_view() -> None:
     if not kernelview.available():
-        raise ExerciseFailed(kernelview.NOT_AVAILABLE + " This exercise reads them, so it needs Linux.")
+        raise ExerciseFailed(kernelview.NOT_AVAILABLE + " This exercise reads them, so it needs Linux.",
+                             fix="run this lesson on Linux (a Linux JupyterHub, Binder, or a Linux container)")
 
 
 class _Clean(StreamRequestHandler):
@@ -67,10 +68,20 @@ def _serve(handler: type) -> tuple[Any, threading.Thread]:
     prompt="Write close_wait_count(server, clients=3) -> int: `server` is serving on 127.0.0.1; let `clients` "
     "clients each connect, send a line, read the reply and close, then return how many of the server's "
     "sockets the kernel holds in CLOSE-WAIT once they have all closed.",
+    stub="""\
+import time
+
+
+
+def close_wait_count(server, clients=3):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_close_wait(close_wait_count: Any) -> str:
     if not callable(close_wait_count):
-        raise ExerciseFailed(f"expected a function close_wait_count(server, clients=3); got {close_wait_count!r}")
+        raise ExerciseFailed(f"expected a function close_wait_count(server, clients=3); got {close_wait_count!r}",
+                             fix="pass the function itself: check(..., close_wait_count)")
     _need_kernel_view()
     rng = random.Random()
     cases = [1, 2, 0]  # keep every connection, every second one, none
@@ -95,7 +106,8 @@ def check_close_wait(close_wait_count: Any) -> str:
                 fix="return kernelview.read(server).count('CLOSE-WAIT').",
             )
         if not isinstance(got, int) or isinstance(got, bool):
-            raise ExerciseFailed(f"close_wait_count should return a count (an int), not {got!r}")
+            raise ExerciseFailed(f"close_wait_count should return a count (an int), not {got!r}",
+                                 fix="return the number the kernel reports: kernelview.read(server).count('CLOSE-WAIT')")
         if seen < clients:
             raise ExerciseFailed(
                 f"only {seen} of the {clients} clients reached the handler: a connection the server "
@@ -122,11 +134,18 @@ def check_close_wait(close_wait_count: Any) -> str:
     lesson=LESSON,
     prompt="Write BacklogServer, a TCPServer subclass whose constructor takes a `backlog` keyword "
     "argument and whose server_activate() listens with that backlog.",
+    stub="""\
+class BacklogServer(sockserve.TCPServer):
+    pass  # your code here: __init__ with a backlog argument, and server_activate
+""",
+    difficulty=2,
 )
 def check_backlog(server_class: Any) -> str:
     require_class(server_class, TCPServer, "a TCPServer subclass")
     _need_kernel_view()
-    backlog = random.randint(1, 6)
+    # Never 5, socketserver's default request_queue_size: a server that
+    # listened with the default must not pass by luck.
+    backlog = random.choice([1, 2, 3, 4, 6, 7])
     try:
         server_class((HOST, 0), _Clean, backlog=3, bind_and_activate=False).server_close()
         server = server_class((HOST, 0), _Clean, backlog=backlog, bind_and_activate=False)
@@ -175,5 +194,21 @@ def check_backlog(server_class: Any) -> str:
             fix="in server_activate(), call self.socket.listen(self.backlog) instead of using "
             "request_queue_size.",
         )
+    # The usual way to make a server: the constructor binds and listens at once.
+    other = random.choice([b for b in (1, 2, 3, 4, 6, 7) if b != backlog])
+    made = server_class((HOST, 0), _Clean, backlog=other)
+    try:
+        listening = kernelview.read(made)
+    finally:
+        made.server_close()
+    if listening.queue_max != other:
+        raise ExerciseFailed(
+            f"{server_class.__name__}((host, port), handler, backlog={other}) listens with a queue of at most "
+            f"{listening.queue_max}: with bind_and_activate=True (the default) the constructor calls "
+            "server_activate() itself, inside super().__init__, so the backlog must be known before that call.",
+            fix="store self.backlog = backlog before calling super().__init__(server_address, handler, "
+            "bind_and_activate), and listen with self.backlog in server_activate().",
+        )
     return (f"backlog={backlog}: no LISTEN after server_bind(), LISTEN after server_activate(), and the "
-            f"kernel queued {reading.queue} of {backlog + 3} clients that connected at once")
+            f"kernel queued {reading.queue} of {backlog + 3} clients that connected at once; "
+            f"made in one step with backlog={other}, it listens with that backlog")

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from .. import StreamRequestHandler, TCPServer
+from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
 from ..workbook.backlog import run_backlog
 from . import ExerciseFailed, exercise
 from .support import handler_errors_note, running
@@ -19,6 +19,7 @@ LESSON = "05-measuring-honestly"
 #: (samples, q, nearest-rank percentile), each case teaching one point.
 _CASES: tuple[tuple[list[float], float, float, str], ...] = (
     ([5.0, 1.0, 3.0, 2.0, 4.0], 50, 3.0, "the samples come in any order"),
+    ([9.0, 1.0, 5.0, 3.0], 100, 9.0, "the samples come in any order: p100 is the largest"),
     ([float(i) for i in range(1, 101)], 99, 99.0,
      "99 of the 100 samples are at or below the 99th value"),
     ([float(i) for i in range(1, 101)], 99.9, 100.0,
@@ -39,6 +40,11 @@ _CASES: tuple[tuple[list[float], float, float, str], ...] = (
     prompt="Write percentile(samples, q): the nearest-rank q-th percentile (0 < q <= 100) of a "
     "non-empty list of latencies: the smallest sample such that at least q% of the samples are "
     "at or below it. Do not change the caller's list.",
+    stub="""\
+def percentile(samples, q):
+    pass  # your code here
+""",
+    difficulty=2,
 )
 def check_percentile(percentile: Any) -> str:
     if not callable(percentile):
@@ -92,6 +98,11 @@ WINDOW = 0.9
     prompt=f"Fix BurstServer, a subclass of the standard library's socketserver.TCPServer, so that "
     f"a burst of {BURST} clients connecting at once to it (one request of {DELAY_MS:g} ms each, "
     f"handled one at a time) all get their replies within {WINDOW:g} s.",
+    stub="""\
+class BurstServer(socketserver.TCPServer):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_burst_backlog(server_class: Any) -> str:
     if not isinstance(server_class, type) or not issubclass(
@@ -166,45 +177,71 @@ def _ask_all(address: Any, lines: list[bytes], together: bool) -> list[float]:
     return waited
 
 
+def _timed_right(server: Any, delays: tuple[int, ...], base: str) -> None:
+    """Send one request per delay, one after another; fail unless durations holds each handler's seconds."""
+    server.durations = []
+    waited = _ask_all(server.server_address, [b"%d\n" % d for d in delays], together=False)
+    note = handler_errors_note(server)
+    if any(w != w for w in waited):  # nan: no reply
+        raise ExerciseFailed(
+            f"with {base}, a client got no reply: the mixin's hook replaced the one that runs the handler" + note,
+            fix="call super().finish_request(request, client_address) inside your finish_request",
+        )
+    # The client sees its connection end at shutdown_request(); give the
+    # server's thread a moment to note what it timed after that.
+    deadline = time.monotonic() + 1.0
+    while len(server.durations) < len(delays) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    durations = list(server.durations)
+    if len(durations) != len(delays):
+        raise ExerciseFailed(
+            f"with {base}, after {len(delays)} requests, server.durations holds {len(durations)} values: "
+            "the hook that runs each request's handler is the place to time it",
+            fix="override finish_request(self, request, client_address): note "
+            "time.perf_counter() before and after super().finish_request(...), and append the "
+            "difference to self.durations",
+        )
+    for delay, seconds in zip(delays, durations):
+        if not isinstance(seconds, (int, float)) or not delay / 1000 <= seconds < delay / 1000 + 0.15:
+            raise ExerciseFailed(
+                f"with {base}, a handler that sleeps {delay} ms was recorded as {seconds!r}: the value should "
+                "be the seconds the handler ran (a threading server's process_request returns before the "
+                "handler has even started)",
+                fix="time finish_request, the hook that runs the handler: append time.perf_counter() - began, "
+                "where began = time.perf_counter() just before super().finish_request(...) (seconds, not "
+                "milliseconds)",
+            )
+
+
 @exercise(
     "measuring-timing-mixin",
     lesson=LESSON,
     prompt="Write TimingMixIn: a server mixin whose finish_request measures how long each handler "
     "took (time.perf_counter) and appends the seconds to self.durations (a list the server has), "
     "still running the handler.",
+    stub="""\
+import time
+
+
+class TimingMixIn:
+    pass  # your code here: the hook that runs the handler
+""",
+    difficulty=2,
 )
 def check_timing_mixin(mixin: Any) -> str:
     if not isinstance(mixin, type):
         raise ExerciseFailed(f"expected a class (the mixin); got {mixin!r}",
                              fix="pass the class TimingMixIn itself")
-    cls = type(f"Timing{TCPServer.__name__}", (mixin, TCPServer), {})
     delays = (20, 80)
+    # A threading server first: there the hook that runs the handler
+    # (finish_request) and the one that hands the request on
+    # (process_request, which returns at once) time different things.
+    threaded = type(f"Timing{ThreadingTCPServer.__name__}", (mixin, ThreadingTCPServer), {})
+    with running(threaded, _Sleep) as server:
+        _timed_right(server, delays, ThreadingTCPServer.__name__)
+    cls = type(f"Timing{TCPServer.__name__}", (mixin, TCPServer), {})
     with running(cls, _Sleep) as server:
-        server.durations = []
-        waited = _ask_all(server.server_address, [b"%d\n" % d for d in delays], together=False)
-        durations = list(server.durations)
-        note = handler_errors_note(server)
-        if any(w != w for w in waited):  # nan: no reply
-            raise ExerciseFailed(
-                "a client got no reply: the mixin's hook replaced the one that runs the handler" + note,
-                fix="call super().finish_request(request, client_address) inside your finish_request",
-            )
-        if len(durations) != len(delays):
-            raise ExerciseFailed(
-                f"after {len(delays)} requests, server.durations holds {len(durations)} values: "
-                "the hook that runs each request's handler is the place to time it",
-                fix="override finish_request(self, request, client_address): note "
-                "time.perf_counter() before and after super().finish_request(...), and append the "
-                "difference to self.durations",
-            )
-        for delay, seconds in zip(delays, durations):
-            if not isinstance(seconds, (int, float)) or not delay / 1000 <= seconds < delay / 1000 + 0.15:
-                raise ExerciseFailed(
-                    f"a handler that sleeps {delay} ms was recorded as {seconds!r}: the value should be "
-                    "the seconds the handler ran",
-                    fix="append time.perf_counter() - began, where began = time.perf_counter() just "
-                    "before super().finish_request(...) (seconds, not milliseconds)",
-                )
+        _timed_right(server, delays, TCPServer.__name__)
         # What server-side timing cannot see: the queue in front of a plain server.
         record: list[float] = []
         server.durations = record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -37,6 +38,20 @@ def _server(cls: type, pause: float) -> Any:
     return server
 
 
+def _recording(cls: Any, calls: list[str]) -> Any:
+    """A subclass of *cls* that notes in *calls* each call of shutdown() and server_close()."""
+
+    def shutdown(self: Any) -> None:
+        calls.append("shutdown")
+        cls.shutdown(self)
+
+    def server_close(self: Any) -> None:
+        calls.append("server_close")
+        cls.server_close(self)
+
+    return type(f"Recording{cls.__name__}", (cls,), {"shutdown": shutdown, "server_close": server_close})
+
+
 def _client(server: Any, timeout: float = 5.0) -> socket.socket:
     sock = socket.create_connection(server.server_address, timeout=timeout)
     sock.sendall(b"work\n")
@@ -54,13 +69,29 @@ def _started(server: Any, count: int) -> None:
     lesson=LESSON,
     prompt="Write stop(server, thread): stop the serve_forever loop running in thread, wait for it, "
     "and release the server's socket, letting the request in flight finish.",
+    stub="""\
+def stop(server, thread):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_stop(stop: Any) -> str:
     if not callable(stop):
         raise ExerciseFailed(f"expected a function stop(server, thread); got {stop!r}",
                              fix="pass the function itself: check(..., stop)")
-    server = _server(ThreadingTCPServer, 0.3)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    calls: list[str] = []
+    server = _server(_recording(ThreadingTCPServer, calls), 0.3)
+    loop_ended = threading.Event()
+
+    def serve() -> None:
+        server.serve_forever(0.05)
+        loop_ended.set()
+        # The thread lives on a while after the loop returned, as a thread
+        # with more to do would (longer than server_close() waits for the
+        # request in flight): only a join() waits for that.
+        time.sleep(1.0)
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     client = _client(server)
     try:
@@ -71,15 +102,30 @@ def check_stop(stop: Any) -> str:
         reply = client.recv(64)
     finally:
         client.close()
-        if thread.is_alive():
-            server.shutdown()
-            thread.join(5)
-        server.server_close()
+        if not loop_ended.is_set():
+            ThreadingTCPServer.shutdown(server)
+        thread.join(5)
+        ThreadingTCPServer.server_close(server)
+    if "shutdown" not in calls:
+        raise ExerciseFailed(
+            "stop() never asked the loop to stop" + (
+                ": it closed the socket under the running loop. sockserve's loop gives up on a closed "
+                "socket, but the standard library's keeps polling it, so on socketserver your stop() "
+                "would never end the loop" if "server_close" in calls else
+                ": serve_forever runs until another thread asks it to stop"),
+            fix="call server.shutdown() first (it returns once the loop has ended), then thread.join(), "
+            "then server.server_close()",
+        )
+    if calls.index("shutdown") > calls.index("server_close") if "server_close" in calls else False:
+        raise ExerciseFailed(
+            "stop() closed the socket before it asked the loop to stop: the loop was still using it",
+            fix="call server.shutdown() before server.server_close()",
+        )
     if running:
         raise ExerciseFailed(
-            "after stop() returned, serve_forever was still running in the thread: the loop "
-            "runs until another thread asks it to stop, and waits for nothing else",
-            fix="call server.shutdown() (it returns once the loop has ended), then thread.join()",
+            "after stop() returned, the thread that ran serve_forever was still alive: the loop "
+            "had returned, but nothing waited for its thread to end",
+            fix="after server.shutdown(), call thread.join()",
         )
     if not closed:
         raise ExerciseFailed(
@@ -102,6 +148,11 @@ def check_stop(stop: Any) -> str:
     lesson=LESSON,
     prompt="Write QuickCloseServer, a ThreadingTCPServer whose server_close() does not wait for "
     "handlers still running, and whose handler threads cannot keep the interpreter alive.",
+    stub="""\
+class QuickCloseServer(sockserve.ThreadingTCPServer):
+    pass  # your code here: one class attribute
+""",
+    difficulty=1,
 )
 def check_quick_close(server_class: Any) -> str:
     require_class(server_class, ThreadingTCPServer, "a ThreadingTCPServer subclass")
@@ -125,7 +176,8 @@ def check_quick_close(server_class: Any) -> str:
         raise ExerciseFailed(
             f"server_close() waited {waited:.1f} s for the handler still running: by default a "
             "threading server's close waits for every handler thread (section 3)",
-            fix="set the class attribute block_on_close = False",
+            fix="make the handler threads daemon threads (class attribute daemon_threads = True): "
+            "server_close() does not wait for those, and they cannot keep the interpreter alive either",
         )
     if not daemon:
         raise ExerciseFailed(
@@ -141,6 +193,11 @@ def check_quick_close(server_class: Any) -> str:
     lesson=LESSON,
     prompt="Write stop_within(server, seconds) -> DrainReport: stop accepting, give requests in flight "
     "up to `seconds` to finish, cut off the rest, close the server, and return the drain's report.",
+    stub="""\
+def stop_within(server, seconds):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_drain(stop_within: Any) -> str:
     if not callable(stop_within):
@@ -221,16 +278,39 @@ def check_drain(stop_within: Any) -> str:
     lesson=LESSON,
     prompt="Write StopHandler (a StreamRequestHandler): it echoes every line, and on the line "
     "STOP it answers bye, stops its own server, and returns.",
+    stub="""\
+class StopHandler(sockserve.StreamRequestHandler):
+    def handle(self):
+        pass  # your code here
+""",
+    difficulty=2,
 )
 def check_stop_handler(handler: Any) -> str:
     require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
     for cls in (TCPServer, ThreadingTCPServer):
-        server: Any = type(f"Checked{cls.__name__}", (cls,), {
+        calls: list[str] = []
+        recording = _recording(cls, calls)
+        serving: list[int] = []
+        in_loop: list[bool] = []
+
+        def shutdown(self: Any, recording: Any = recording, in_loop: list[bool] = in_loop) -> None:
+            # socketserver's shutdown() would wait here forever for the loop
+            # this very thread runs; sockserve's returns, and the check judges.
+            in_loop.append(threading.get_ident() in serving)
+            recording.shutdown(self)
+
+        server: Any = type(f"Checked{cls.__name__}", (recording,), {
+            "shutdown": shutdown,
             "handle_error": lambda self, request, address: self.handler_errors.append(
-                f"{type(__import__('sys').exc_info()[1]).__name__}: {__import__('sys').exc_info()[1]}"),
+                f"{type(sys.exc_info()[1]).__name__}: {sys.exc_info()[1]}"),
         })(("127.0.0.1", 0), handler)
         server.handler_errors = []
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+
+        def serve(server: Any = server, serving: list[int] = serving) -> None:
+            serving.append(threading.get_ident())
+            server.serve_forever(0.05)
+
+        thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         try:
             replies = converse(server, [b"hello\n", b"STOP\n"], expect_close=True)
@@ -238,7 +318,7 @@ def check_stop_handler(handler: Any) -> str:
             still = thread.is_alive()
         finally:
             if thread.is_alive():
-                server.shutdown()
+                cls.shutdown(server)
                 thread.join(5.0)
             server.server_close()
         if replies[0] != b"hello\n":
@@ -251,13 +331,31 @@ def check_stop_handler(handler: Any) -> str:
                 f"the line b'STOP\\n' got {replies[1]!r}" + handler_errors_note(server),
                 fix="compare line.strip() == b'STOP' and write b'bye\\n'",
             )
+        if "shutdown" not in calls:
+            raise ExerciseFailed(
+                f"with {cls.__name__}, the client got b'bye\\n' and the loop ended, but nothing asked it to "
+                "stop: its socket was closed under it. sockserve's loop gives up on a closed socket; the "
+                "standard library's keeps polling it and never ends",
+                fix="ask the loop to stop with the server's shutdown(), from another thread: "
+                "threading.Thread(target=self.server.shutdown).start()",
+            )
+        if any(in_loop):
+            raise ExerciseFailed(
+                f"with {cls.__name__}, your handler called shutdown() in the thread that runs serve_forever "
+                "(a plain server runs its handlers there). shutdown() waits until serve_forever has "
+                "returned, and serve_forever waits for the handler to return: on the standard library's "
+                "socketserver that waits forever. sockserve lets it pass, but what you write here should "
+                "work on both",
+                fix="let another thread ask: threading.Thread(target=self.server.shutdown).start(), then "
+                "return from handle()",
+            )
         if still:
             raise ExerciseFailed(
                 f"with {cls.__name__}, the client got b'bye\\n', but serve_forever was still "
                 "running 2 s later: the handler can reach the server that created it"
                 + handler_errors_note(server),
-                fix="call self.server.shutdown() before returning; sockserve allows it from a "
-                "handler, even one running in the serving thread (the standard library would "
-                "wait forever there)",
+                fix="start a thread that calls self.server.shutdown() (threading.Thread(target=...).start()) "
+                "before returning from handle()",
             )
-    return "echoes, says bye, and stops a TCPServer and a ThreadingTCPServer from inside a handler"
+    return ("echoes, says bye, and stops a TCPServer and a ThreadingTCPServer from inside a handler, "
+            "without waiting for itself")

@@ -21,9 +21,10 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .. import TCPServer
 from . import ExerciseFailed
 
-__all__ = ["running", "converse", "handler_errors_note", "require_class"]
+__all__ = ["running", "converse", "handler_errors_note", "handler_error_fix", "require_class"]
 
 HOST = "127.0.0.1"
 
@@ -60,25 +61,44 @@ def running(
     The address is ``("127.0.0.1", 0)`` or, with *unix*, a socket path in a
     new temporary directory (removed afterwards). *attrs* become class
     attributes of the subclass (``max_packet_size=64``, say). The server's
-    ``handler_errors`` lists what the handler raised, one line each.
+    ``handler_errors`` lists what the handler raised, one line each;
+    ``serving_thread_ident`` is the thread running ``serve_forever`` and
+    ``handler_threads`` an empty list for a handler to note its thread in.
+    Every connection a stream server accepted is closed at the end, whether
+    or not the answer closed it.
     """
+    accepted: list[Any] = []
+
+    def get_request(self: Any) -> Any:
+        # Keep every accepted connection, to close what an answer forgets to.
+        base: Any = server_class
+        request, client_address = base.get_request(self)
+        accepted.append(request)
+        return request, client_address
+
     namespace: dict[str, Any] = {"handle_error": _record_error, **attrs}
+    if issubclass(server_class, TCPServer) and server_class.socket_type == socket.SOCK_STREAM:
+        namespace["get_request"] = get_request
     cls = type(f"Checked{server_class.__name__}", (server_class,), namespace)
     tmp = tempfile.mkdtemp(prefix="ssx-", dir="/tmp") if unix else None
     address: Any = os.path.join(tmp, "s.sock") if tmp else (HOST, 0)
     try:
         server = cls(address, handler)
         server.handler_errors = []
+        server.handler_threads = []
         thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         thread.start()
+        server.serving_thread_ident = thread.ident
         try:
             yield server
         finally:
             server.drain(2.0)
             thread.join(5.0)
             server.server_close()
+            for request in accepted:
+                request.close()
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -90,6 +110,25 @@ def handler_errors_note(server: Any, whose: str = "Your handler") -> str:
     (``"The check's server"``, when the learner wrote a client)."""
     errors = getattr(server, "handler_errors", [])
     return f" {whose} raised: {errors[0]}." if errors else ""
+
+
+def handler_error_fix(server: Any, default: str) -> str:
+    """The fix for a failure: *default*, unless the handler raised, when the
+    fix is about what it raised (the default would tell the learner to do
+    what the code already does)."""
+    errors = getattr(server, "handler_errors", [])
+    if not errors:
+        return default
+    first = errors[0]
+    kind = first.split(":", 1)[0]
+    if kind == "TypeError" and ("bytes" in first or "str" in first):
+        return ("self.rfile gives bytes and self.wfile takes bytes: compare with b'...' literals and write "
+                "bytes (b'%d\\n' % number, or text.encode()), never str")
+    if kind == "ValueError":
+        return ("a line your code cannot parse must not end handle(): put the parsing in try: ... "
+                "except ValueError: and answer that line with an error line, then go on with the next")
+    return (f"handle() ended with that {kind}, and the connection with it: fix the line the error "
+            "names (run your handler's code on one line by hand to see it)")
 
 
 def converse(
@@ -118,22 +157,22 @@ def converse(
                         f"sent {line!r} and waited {timeout:g} s, but no reply line "
                         "came back: the client reads until it sees an end of line"
                         + handler_errors_note(server),
-                        fix="for every line handle() reads from self.rfile, write one reply "
-                        "line, ending in b'\\n', to self.wfile",
+                        fix=handler_error_fix(server, "for every line handle() reads from self.rfile, "
+                                              "write one reply line, ending in b'\\n', to self.wfile"),
                     ) from None
                 if not reply:
                     raise ExerciseFailed(
                         f"sent {line!r} but the server closed the connection without a "
                         "reply: the connection ends when handle() returns"
                         + handler_errors_note(server),
-                        fix="loop over the lines of self.rfile (for line in self.rfile: ...) "
-                        "and answer each one before handle() returns",
+                        fix=handler_error_fix(server, "loop over the lines of self.rfile (for line in "
+                                              "self.rfile: ...) and answer each one before handle() returns"),
                     )
                 if not reply.endswith(b"\n"):
                     raise ExerciseFailed(
                         f"sent {line!r}, got {reply!r} and then the connection closed: the "
                         "client reads a reply up to its end of line" + handler_errors_note(server),
-                        fix="end every reply with b'\\n'",
+                        fix=handler_error_fix(server, "end every reply with b'\\n'"),
                     )
                 replies.append(reply)
             if expect_close:

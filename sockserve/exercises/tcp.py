@@ -18,6 +18,12 @@ LESSON = "02-tcp"
     lesson=LESSON,
     prompt="Finish UpperEcho (a StreamRequestHandler): answer every line the client sends with the "
     "same line in upper case, until the client closes the connection.",
+    stub="""\
+class UpperEcho(sockserve.StreamRequestHandler):
+    def handle(self):
+        pass  # your code here: read lines from self.rfile, write replies to self.wfile
+""",
+    difficulty=1,
 )
 def check_upper_echo(handler: Any) -> str:
     require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
@@ -40,6 +46,12 @@ def check_upper_echo(handler: Any) -> str:
     lesson=LESSON,
     prompt="Finish Calculator: 'ADD a b' answers the sum, 'MUL a b' the product (integers), anything "
     "else a line starting with 'ERR'; a bad line must not end the connection.",
+    stub="""\
+class Calculator(sockserve.StreamRequestHandler):
+    def handle(self):
+        pass  # your code here
+""",
+    difficulty=2,
 )
 def check_calculator(handler: Any) -> str:
     require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
@@ -92,6 +104,11 @@ class _Echo(StreamRequestHandler):
     lesson=LESSON,
     prompt="Write RestartableServer, a TCPServer subclass that can bind its port again right after "
     "an earlier RestartableServer on that port closed (its connections still in TIME_WAIT).",
+    stub="""\
+class RestartableServer(sockserve.TCPServer):
+    pass  # your code here: one class attribute
+""",
+    difficulty=1,
 )
 def check_rebind(server_class: Any) -> str:
     require_class(server_class, TCPServer, "a TCPServer subclass")

@@ -6,12 +6,13 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from typing import Any
 
 from .. import DatagramRequestHandler, UDPServer, UnixDatagramServer
 from ..workbook.helpers import ask_datagram
 from . import ExerciseFailed, exercise
-from .support import handler_errors_note, require_class, running
+from .support import handler_error_fix, handler_errors_note, require_class, running
 
 LESSON = "03-udp-and-unix"
 
@@ -20,6 +21,12 @@ LESSON = "03-udp-and-unix"
     "udp-reverse",
     lesson=LESSON,
     prompt="Finish Reverse (a DatagramRequestHandler): answer each datagram with its bytes reversed.",
+    stub="""\
+class Reverse(sockserve.DatagramRequestHandler):
+    def handle(self):
+        pass  # your code here
+""",
+    difficulty=1,
 )
 def check_reverse(handler: Any) -> str:
     require_class(handler, DatagramRequestHandler, "a DatagramRequestHandler subclass")
@@ -35,10 +42,22 @@ def check_reverse(handler: Any) -> str:
                     fix="write the reply to self.wfile in handle(); DatagramRequestHandler's "
                     "finish() sends it back as one datagram",
                 ) from None
+            if got != payload[::-1]:
+                # The datagram can come back before the server has reported
+                # the handler's exception: give the report a moment.
+                deadline = time.monotonic() + 0.5
+                while not server.handler_errors and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            if server.handler_errors:
+                raise ExerciseFailed(
+                    f"sent {payload[:20]!r}; your handler raised {server.handler_errors[0]}, so the "
+                    f"datagram that went back ({got[:20]!r}) holds only what it wrote before that",
+                    fix=handler_error_fix(server, "fix the line the error names"),
+                )
             if got == b"":
                 raise ExerciseFailed(
                     f"sent {payload[:20]!r}, got an empty datagram back: the handler sends "
-                    "whatever handle() wrote, and it wrote nothing" + handler_errors_note(server),
+                    "whatever handle() wrote, and it wrote nothing",
                     fix="read the datagram (self.rfile.read() or self.packet) and write the "
                     "reply to self.wfile",
                 )
@@ -51,6 +70,10 @@ def check_reverse(handler: Any) -> str:
     return f"{len(samples)} datagrams answered reversed"
 
 
+#: The largest datagram the exercise asks for: 16 KiB.
+BIG = 16 * 1024
+
+
 class _Length(DatagramRequestHandler):
     def handle(self) -> None:
         self.wfile.write(str(len(self.packet)).encode())
@@ -60,29 +83,38 @@ class _Length(DatagramRequestHandler):
     "udp-big-datagrams",
     lesson=LESSON,
     prompt="Write BigDatagramServer, a UDPServer subclass whose handlers see datagrams of up to "
-    "16 KiB whole (a 12000-byte datagram must arrive entire).",
+    "16 KiB whole (a 12000-byte datagram, and a 16 KiB one, must arrive entire).",
+    stub="""\
+class BigDatagramServer(sockserve.UDPServer):
+    pass  # your code here
+""",
+    difficulty=1,
 )
 def check_big_datagrams(server_class: Any) -> str:
     require_class(server_class, UDPServer, "a UDPServer subclass")
-    size = 12000
-    with running(server_class, _Length) as server:
-        got = ask_datagram(server.server_address, b"z" * size, timeout=3)
-        seen = int(got or b"0")
-        truncated = server.stats.snapshot()["truncated"]
-        limit = server.max_packet_size
-    if seen != size:
+    limit = server_class.max_packet_size
+    if isinstance(limit, int) and limit > 65535:
         raise ExerciseFailed(
-            f"the handler saw {seen} of the {size} bytes sent (stats.truncated = {truncated}): the "
-            "server reads each datagram with one recvfrom() of a fixed size, and the kernel drops "
-            "the rest",
-            fix=f"that size is the class attribute max_packet_size ({limit} now): set it to 16384",
+            f"max_packet_size = {limit} is more than any datagram can carry: the server would "
+            "allocate that much for every datagram it reads",
+            fix="a UDP datagram carries at most 65507 bytes over IPv4; ask for what the exercise asks",
         )
-    if limit > 65535:
-        raise ExerciseFailed(
-            f"max_packet_size = {limit} is more than any datagram can carry",
-            fix="a UDP datagram carries at most 65507 bytes over IPv4; 16384 is what was asked",
-        )
-    return f"a {size}-byte datagram arrived whole (max_packet_size = {limit})"
+    # Every size up to the one asked for must arrive whole: a limit that fits
+    # only the smaller one fails, and the hint names no size that passes.
+    for size in (12000, BIG):
+        with running(server_class, _Length) as server:
+            got = ask_datagram(server.server_address, b"z" * size, timeout=3)
+            seen = int(got or b"0")
+            truncated = server.stats.snapshot()["truncated"]
+        if seen != size:
+            raise ExerciseFailed(
+                f"a datagram bigger than the server reads arrived cut: the handler saw {seen} bytes of it "
+                f"(stats.truncated = {truncated}). The server reads each datagram with one recvfrom() of a "
+                "fixed size, and the kernel drops the rest",
+                fix=f"that size is the class attribute max_packet_size ({limit} now): set it to the largest "
+                "datagram the exercise asks for, 16 KiB",
+            )
+    return f"datagrams of 12000 and {BIG} bytes arrived whole (max_packet_size = {limit})"
 
 
 class _Upper(DatagramRequestHandler):
@@ -95,6 +127,14 @@ class _Upper(DatagramRequestHandler):
     lesson=LESSON,
     prompt="Write ask_unix(server_path, payload, client_path) -> bytes: send one datagram to a Unix "
     "datagram server, return its reply, and leave no socket file behind.",
+    stub="""\
+def ask_unix(server_path, payload, client_path):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(payload, server_path)
+        return sock.recv(65536)  # why does no reply ever come?
+""",
+    difficulty=2,
 )
 def check_unix_client(ask_unix: Any) -> str:
     if not callable(ask_unix):

@@ -4,10 +4,18 @@ Where the workbook comes from:
 
 * **a clone** (the package runs from a source tree, as after
   ``pip install -e .``): the tree's own ``notebooks/`` is opened in place;
-* **an installed wheel**: the wheel ships the lessons and their solutions as
-  ``sockserve/notebooks``; :func:`copy_workbook` copies them into a folder of
-  the user's (``./sockserve-workbook`` by default) and JupyterLab opens that
-  copy, so the lessons a student edits and saves are their own files.
+* **an installed wheel**: the wheel ships the lessons, the teacher's guide
+  and the reference solutions as ``sockserve/notebooks``; :func:`copy_workbook`
+  copies them into a folder of the user's (``./sockserve-workbook`` by
+  default) and JupyterLab opens that copy, so the lessons a student edits and
+  saves are their own files.
+
+The copy is a **student release**: the lessons, the data they read and the
+teacher's guide (:data:`WORKBOOK_FILES`), without the reference solutions.
+A teacher asks for those explicitly (``sockserve lab --solutions``, or
+``copy_workbook(..., solutions=True)``), and they land in ``solutions/``
+(:data:`SOLUTION_FILES`). No lesson links to the solutions, so every link in
+either copy resolves inside it.
 
 Copying never overwrites a file the user changed. A manifest in the folder
 (:data:`MANIFEST`) records the hash of every file as it was shipped; on the
@@ -39,6 +47,8 @@ __all__ = [
     "DEFAULT_FOLDER",
     "LAB_MODULES",
     "WORKBOOK_FILES",
+    "SOLUTION_FILES",
+    "GUIDE",
     "CopyReport",
     "clone_workbook",
     "shipped_workbook",
@@ -50,6 +60,8 @@ __all__ = [
 
 #: The notebook JupyterLab opens first.
 INDEX = "00-index.ipynb"
+#: The teacher's guide, beside the lessons.
+GUIDE = "TEACHING.md"
 #: Written in the user's workbook folder: shipped path -> sha256 of the shipped content.
 MANIFEST = ".sockserve-workbook.json"
 #: Where an installed package copies the workbook, relative to the current directory.
@@ -115,17 +127,21 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-#: What the workbook is, relative to its folder (the wheel's package data, too).
-WORKBOOK_FILES = ("*.ipynb", "solutions/*.py", "data/*.json")
+#: What the student release is, relative to the workbook's folder (the wheel ships these, too).
+WORKBOOK_FILES = ("*.ipynb", "data/*.json", GUIDE)
+#: What only a teacher's copy adds: the reference solutions.
+SOLUTION_FILES = ("solutions/*.py",)
 
 
-def _shipped_files(source: Path) -> list[str]:
-    return sorted({p.relative_to(source).as_posix() for pattern in WORKBOOK_FILES for p in source.glob(pattern)})
+def _shipped_files(source: Path, solutions: bool) -> list[str]:
+    patterns = WORKBOOK_FILES + (SOLUTION_FILES if solutions else ())
+    return sorted({p.relative_to(source).as_posix() for pattern in patterns for p in source.glob(pattern)})
 
 
-def copy_workbook(source: Path, folder: Path) -> CopyReport:
+def copy_workbook(source: Path, folder: Path, *, solutions: bool = False) -> CopyReport:
     """Copy the workbook in *source* into *folder* (created if needed) without
-    overwriting a file the user changed; return what was done.
+    overwriting a file the user changed; return what was done. The reference
+    solutions are copied only with *solutions* (a teacher's copy).
 
     Raises ``OSError`` when the folder cannot be created or written (the
     caller reports it in one line).
@@ -140,7 +156,7 @@ def copy_workbook(source: Path, folder: Path) -> CopyReport:
         recorded = {}
     report = CopyReport(folder=folder)
     manifest = dict(recorded)
-    for name in _shipped_files(source):
+    for name in _shipped_files(source, solutions):
         shipped = source / name
         target = folder / name
         wanted = _digest(shipped)
