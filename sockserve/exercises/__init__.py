@@ -21,9 +21,12 @@ and judges what it does, so no message can be copied into a passing answer.
 Writing a checker (in ``sockserve/exercises/<lessonmodule>.py``)::
 
     from sockserve.exercises import ExerciseFailed, exercise
+    from sockserve.exercises.support import a_class
 
-    @exercise("tcp-upper-echo", lesson="02-tcp", prompt="Finish UpperEcho ...")
+    @exercise("tcp-upper-echo", lesson="02-tcp",
+              answer=a_class("UpperEcho", StreamRequestHandler, method="handle"))
     def _check_upper(handler: type) -> str | None:
+        \"\"\"Finish UpperEcho: answer every line ... (the exercise's prompt).\"\"\"
         ...   # when wrong: raise ExerciseFailed("what happened, and the idea", fix="what to change")
         return "3 lines answered in upper case"   # optional success detail
 
@@ -32,7 +35,11 @@ keyword arguments given to ``check``), raises :class:`ExerciseFailed` with a
 hint that names what went wrong (and a *fix* for the later attempts), and
 returns ``None`` or a short success note. Checkers start servers only on loopback or in a temporary directory,
 bound every wait, and clean up (:func:`running` and :func:`converse` in
-:mod:`sockserve.exercises.support` help).
+:mod:`sockserve.exercises.support` help). *answer* (``a_class`` or
+``a_function`` from :mod:`~sockserve.exercises.support`) says what the answer
+is: the stub the lesson hands out follows from it, and the first argument is
+checked against it before the checker sees it; an exercise whose answer is
+neither (a list, say) gives its *stub* as source text instead.
 
 *lesson* is the notebook's stem (``"02-tcp"`` for ``notebooks/02-tcp.ipynb``);
 the reference answers live in ``notebooks/solutions/<lesson>.py`` as
@@ -57,13 +64,14 @@ name is looked up and not yet known, so adding a lesson needs no registry edit.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "ExerciseFailed",
@@ -107,6 +115,17 @@ STUB_MESSAGE = ("this is still the stub the lesson hands out, so there is nothin
 
 #: The difficulties an exercise can have (the points nbgrader gives it, too).
 DIFFICULTIES = {1: "short", 2: "medium", 3: "hard"}
+
+
+class Answer(Protocol):
+    """What an exercise's answer is (``a_class``, ``a_function`` in :mod:`.support`)."""
+
+    @property
+    def stub(self) -> str:
+        """The source the lesson's exercise cell starts from."""
+
+    def require(self, answer: Any) -> Any:
+        """*answer* when it is what the exercise asks for; raises :class:`ExerciseFailed` otherwise."""
 
 
 class ExerciseFailed(AssertionError):
@@ -199,26 +218,45 @@ def _failed(name: str) -> int:
         return _FAILURES[name]
 
 
-def exercise(name: str, lesson: str, prompt: str, *, stub: str = "", difficulty: int = 1) -> Callable[[F], F]:
+def exercise(name: str, lesson: str, prompt: str = "", *, answer: Answer | None = None, stub: str = "",
+             difficulty: int = 1) -> Callable[[F], F]:
     """Register the decorated function as the checker of exercise *name*.
 
     The checker is called as ``fn(*answer, **kw)``; it raises
     :class:`ExerciseFailed` when the answer is wrong and returns ``None`` or
-    a short success note. *stub* is the code the lesson's exercise cell
-    holds before its ``check(...)`` line (tests/test_exercises.py keeps the
-    two equal); *difficulty* is 1 (short), 2 (medium) or 3 (hard).
-    Registering a name twice from different functions is an error (two
-    lessons must not fight over one name).
+    a short success note. *prompt* states the exercise (what the learner is
+    asked to write); without it, the checker's docstring does, as one
+    paragraph (as a click command's docstring is its help). *answer* says what the answer is: its stub is
+    the exercise's, and the registered checker first passes the answer's
+    first argument through ``answer.require``. Without it, *stub* is the
+    code the lesson's exercise cell holds before its ``check(...)`` line
+    (tests/test_exercises.py keeps the two equal). *difficulty* is 1
+    (short), 2 (medium) or 3 (hard). Registering a name twice from
+    different functions is an error (two lessons must not fight over one name).
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"exercise {name!r}: difficulty must be one of {sorted(DIFFICULTIES)}, not {difficulty!r}")
+    if answer is not None and stub:
+        raise ValueError(f"exercise {name!r}: give its answer or its stub, not both")
 
     def register(fn: F) -> F:
+        statement = prompt or " ".join((fn.__doc__ or "").split())
+        if not statement:
+            raise ValueError(f"exercise {name!r}: no prompt (give one, or a docstring to its checker)")
+        checker: Callable[..., str | None] = fn
+        if answer is not None:
+            kind = answer
+
+            @functools.wraps(fn)
+            def checker(first: Any, *rest: Any, **kw: Any) -> str | None:
+                return fn(kind.require(first), *rest, **kw)  # type: ignore[no-any-return]
+
         with _LOCK:
             old = _REGISTRY.get(name)
             if old is not None and old.checker.__qualname__ != fn.__qualname__:
                 raise ValueError(f"exercise {name!r} is already registered by {old.lesson}")
-            _REGISTRY[name] = Exercise(name, lesson, prompt, fn, stub, difficulty)
+            _REGISTRY[name] = Exercise(name, lesson, statement, checker, answer.stub if answer else stub,
+                                       difficulty)
         return fn
 
     return register

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
 from . import ExerciseFailed, exercise
-from .support import handler_errors_note, running
+from .support import a_class, handler_errors_note, running
 
 LESSON = "01-architecture"
 
@@ -68,17 +68,11 @@ def observed_hook_order() -> list[str]:
         return list(log)
 
 
-@exercise(
-    "arch-hook-order",
-    lesson=LESSON,
-    prompt="List, in order, the hooks a TCPServer with a StreamRequestHandler calls for one request, "
-    "from get_request to close_request (server and handler hooks, as strings).",
-    stub="""\
-hook_order = []  # your answer: hook names, in order
-""",
-    difficulty=1,
-)
+@exercise("arch-hook-order", lesson=LESSON, difficulty=1,
+          stub="hook_order = []  # your answer: hook names, in order\n")
 def check_hook_order(answer: Any) -> str:
+    """List, in order, the hooks a TCPServer with a StreamRequestHandler calls for one request, from
+    get_request to close_request (server and handler hooks, as strings)."""
     if not isinstance(answer, (list, tuple)) or not all(isinstance(x, str) for x in answer):
         raise ExerciseFailed(
             f"expected a list of hook names (strings); got {answer!r}",
@@ -123,24 +117,10 @@ def check_hook_order(answer: Any) -> str:
     return f"all {len(truth)} hooks in the order a live server called them"
 
 
-@exercise(
-    "arch-counting-mixin",
-    lesson=LESSON,
-    prompt="Write CountingMixIn: a mixin that overrides process_request only, counts requests in "
-    "self.count, and still lets the server handle each one (works with TCPServer and "
-    "ThreadingTCPServer).",
-    stub="""\
-class CountingMixIn:
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_counting_mixin(mixin: Any) -> str:
-    if not isinstance(mixin, type):
-        raise ExerciseFailed(
-            f"expected a class (the mixin); got {mixin!r}",
-            fix="pass the class CountingMixIn itself",
-        )
+@exercise("arch-counting-mixin", lesson=LESSON, answer=a_class("CountingMixIn"), difficulty=2)
+def check_counting_mixin(mixin: type) -> str:
+    """Write CountingMixIn: a mixin that overrides process_request only, counts requests in self.count, and
+    still lets the server handle each one (works with TCPServer and ThreadingTCPServer)."""
     hooks = sorted(k for k, v in vars(mixin).items() if callable(v) and not k.startswith("__"))
     if "process_request" not in vars(mixin):
         what = (f"{mixin.__name__} overrides {', '.join(hooks)}, but not the hook" if hooks

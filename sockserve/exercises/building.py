@@ -8,17 +8,13 @@ import json
 import socket
 from typing import Any
 
-from .. import BaseServer, TCPServer
+from .. import BaseServer, TCPServer, ThreadingTCPServer
 from ..measure.workloads import handler_for
 from . import ExerciseFailed, exercise
 from .concurrency import burst
-from .support import converse, handler_errors_note, require_class, running
+from .support import a_class, converse, defining_class, handler_errors_note, running
 
 LESSON = "07-building-on-sockserve"
-
-
-def _owner(cls: type, name: str) -> type:
-    return next(k for k in cls.__mro__ if name in vars(k))
 
 
 def _refused(server: Any, timeout: float = 3.0) -> bytes:
@@ -42,22 +38,15 @@ def _refused(server: Any, timeout: float = 3.0) -> bytes:
             return b""
 
 
-@exercise(
-    "building-allowlist",
-    lesson=LESSON,
-    prompt="Finish AllowlistServer (a ThreadingTCPServer): override verify_request so that only "
-    "clients whose IP address is in the class attribute `allowed` (a set of strings) are served; "
-    "every other connection is closed before a handler runs.",
-    stub="""\
-class AllowlistServer(sockserve.ThreadingTCPServer):
-    allowed = {"127.0.0.1"}
-    # your code here: verify_request
-""",
-    difficulty=1,
-)
-def check_allowlist(server_class: Any) -> str:
-    cls = require_class(server_class, TCPServer, "a sockserve server class (ThreadingTCPServer)")
-    if _owner(cls, "verify_request") is BaseServer:
+@exercise("building-allowlist", lesson=LESSON, difficulty=1,
+          answer=a_class("AllowlistServer", ThreadingTCPServer,
+                         body='allowed = {"127.0.0.1"}\n# your code here: verify_request',
+                         required=TCPServer, what="a sockserve server class (ThreadingTCPServer)"))
+def check_allowlist(cls: type) -> str:
+    """Finish AllowlistServer (a ThreadingTCPServer): override verify_request so that only clients whose IP
+    address is in the class attribute `allowed` (a set of strings) are served; every other connection is closed
+    before a handler runs."""
+    if defining_class(cls, "verify_request") is BaseServer:
         raise ExerciseFailed(
             f"{cls.__name__} does not override the hook that decides whether to serve an accepted "
             "connection, so BaseServer's, which accepts every client, decides",
@@ -113,23 +102,13 @@ def _get(server: Any, path: str) -> tuple[int, str, dict[str, str], bytes]:
         conn.close()
 
 
-@exercise(
-    "building-http-stats",
-    lesson=LESSON,
-    prompt="Finish StatsHandler (an http.server.BaseHTTPRequestHandler): GET /stats answers 200 "
-    "with the server's statistics (self.server.stats.snapshot()) as JSON (Content-Type "
-    "application/json); any other path answers 404.",
-    stub="""\
-class StatsHandler(BaseHTTPRequestHandler):
-    pass  # your code here: do_GET
-""",
-    difficulty=2,
-)
-def check_http_stats(handler: Any) -> str:
-    require_class(handler, http.server.BaseHTTPRequestHandler, "a BaseHTTPRequestHandler subclass")
+@exercise("building-http-stats", lesson=LESSON, difficulty=2,
+          answer=a_class("StatsHandler", http.server.BaseHTTPRequestHandler, note="do_GET"))
+def check_http_stats(handler: type) -> str:
+    """Finish StatsHandler (an http.server.BaseHTTPRequestHandler): GET /stats answers 200 with the server's
+    statistics (self.server.stats.snapshot()) as JSON (Content-Type application/json); any other path answers
+    404."""
     quiet = type(handler.__name__, (handler,), {"log_message": lambda self, *args: None})
-    from .. import ThreadingTCPServer
-
     with running(ThreadingTCPServer, quiet) as server:
         status, reason, headers, body = _get(server, "/stats")
         if status == 501:
@@ -186,19 +165,11 @@ BOUND = 4
 DELAY_MS = 250
 
 
-@exercise(
-    "building-bounded",
-    lesson=LESSON,
-    prompt=f"Write BoundedServer, a sockserve TCP server class that never runs more than {BOUND} "
-    f"handlers at once, yet serves every client of a burst of {CLIENTS}.",
-    stub="""\
-class BoundedServer(sockserve.ThreadingTCPServer):
-    pass  # your code here
-""",
-    difficulty=1,
-)
-def check_bounded(server_class: Any) -> str:
-    cls = require_class(server_class, TCPServer, "a sockserve TCP server class")
+@exercise("building-bounded", lesson=LESSON, difficulty=1,
+          answer=a_class("BoundedServer", ThreadingTCPServer, required=TCPServer, what="a sockserve TCP server class"),
+          prompt=f"Write BoundedServer, a sockserve TCP server class that never runs more than {BOUND} "
+          f"handlers at once, yet serves every client of a burst of {CLIENTS}.")
+def check_bounded(cls: type) -> str:
     line = f"io {DELAY_MS}\n".encode()
     with running(cls, handler_for("io", delay_ms=DELAY_MS)) as server:
         replies = burst(server.server_address, [line] * CLIENTS)

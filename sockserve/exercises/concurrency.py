@@ -7,14 +7,14 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import BaseServer, StreamRequestHandler, TCPServer, ThreadingMixIn
 from ..workbook.helpers import ask
 from ..measure.workloads import handler_for
 from . import ExerciseFailed, exercise
-from .support import handler_errors_note, require_class, running
+from .support import a_class, a_function, defining_class, handler_errors_note, running
 
 LESSON = "04-concurrency"
 
@@ -38,26 +38,14 @@ def burst(address: Any, lines: Sequence[bytes], timeout: float = 5.0) -> list[li
     return results
 
 
-def _owner(cls: type, name: str) -> type:
-    """The class in *cls*'s MRO whose own namespace defines *name*."""
-    return next(k for k in cls.__mro__ if name in vars(k))
-
-
-@exercise(
-    "concurrency-mixin-order",
-    lesson=LESSON,
-    prompt="Fix MyThreadingServer so that each request runs in its own thread: combine "
-    "ThreadingMixIn and TCPServer in the right order.",
-    stub="""\
-class MyThreadingServer(sockserve.TCPServer, sockserve.ThreadingMixIn):
-    pass
-""",
-    difficulty=1,
-)
-def check_mixin_order(server_class: Any) -> str:
-    cls = require_class(server_class, TCPServer, "a TCP server class (a TCPServer subclass)")
+@exercise("concurrency-mixin-order", lesson=LESSON, difficulty=1,
+          answer=a_class("MyThreadingServer", TCPServer, ThreadingMixIn, body="pass",
+                         what="a TCP server class (a TCPServer subclass)"))
+def check_mixin_order(cls: type) -> str:
+    """Fix MyThreadingServer so that each request runs in its own thread: combine ThreadingMixIn and TCPServer
+    in the right order."""
     bases = ", ".join(b.__name__ for b in cls.__bases__)
-    owner = _owner(cls, "process_request")
+    owner = defining_class(cls, "process_request")
     if owner is BaseServer:
         raise ExerciseFailed(
             f"{cls.__name__}.process_request is BaseServer's (the bases are {bases}): Python "
@@ -148,25 +136,12 @@ def ideal(kind: str, workload: str, clients: int, ms: float, cores: int) -> floa
     return min(clients, cores) * per_second
 
 
-@exercise(
-    "concurrency-ideal-throughput",
-    lesson=LESSON,
-    prompt="Write ideal_rps(kind, workload, clients, ms, cores): the most requests per second a "
-    "'plain', 'threading' or 'forking' server can serve when `clients` closed-loop clients send "
-    "'io' or 'cpu' requests of `ms` milliseconds each on a machine with `cores` cores "
-    "(ignore every overhead).",
-    stub="""\
-def ideal_rps(kind, workload, clients, ms, cores):
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_ideal_throughput(ideal_rps: Any) -> str:
-    if not callable(ideal_rps):
-        raise ExerciseFailed(
-            f"expected a function ideal_rps(kind, workload, clients, ms, cores); got {ideal_rps!r}",
-            fix="pass the function itself: check(..., ideal_rps)",
-        )
+@exercise("concurrency-ideal-throughput", lesson=LESSON, difficulty=2,
+          answer=a_function("ideal_rps(kind, workload, clients, ms, cores)"))
+def check_ideal_throughput(ideal_rps: Callable[..., Any]) -> str:
+    """Write ideal_rps(kind, workload, clients, ms, cores): the most requests per second a 'plain', 'threading'
+    or 'forking' server can serve when `clients` closed-loop clients send 'io' or 'cpu' requests of `ms`
+    milliseconds each on a machine with `cores` cores (ignore every overhead)."""
     for kind, workload, clients, ms, cores in _CASES:
         call = f"ideal_rps({kind!r}, {workload!r}, clients={clients}, ms={ms:g}, cores={cores})"
         got = ideal_rps(kind, workload, clients, ms, cores)
@@ -218,26 +193,14 @@ def _overlap(spans: Sequence[tuple[int, float, float]]) -> int:
     return most
 
 
-@exercise(
-    "concurrency-own-threads",
-    lesson=LESSON,
-    prompt="Write OwnThreadingMixIn without ThreadingMixIn: its process_request starts a thread "
-    "that handles the request (finish_request), reports a handler's exception (handle_error), and "
-    "always ends the request (shutdown_request).",
-    stub="""\
-import threading
-
-
-class OwnThreadingMixIn:
-    def process_request(self, request, client_address):
-        pass  # your code here: start a thread that handles the request
-""",
-    difficulty=3,
-)
-def check_own_threads(mixin: Any) -> str:
-    if not isinstance(mixin, type):
-        raise ExerciseFailed(f"expected a class (the mixin); got {mixin!r}",
-                             fix="pass the class OwnThreadingMixIn itself")
+@exercise("concurrency-own-threads", lesson=LESSON, difficulty=3,
+          answer=a_class("OwnThreadingMixIn", prelude="import threading\n\n\n",
+                         body="def process_request(self, request, client_address):\n"
+                         "    pass  # your code here: start a thread that handles the request"))
+def check_own_threads(mixin: type) -> str:
+    """Write OwnThreadingMixIn without ThreadingMixIn: its process_request starts a thread that handles the
+    request (finish_request), reports a handler's exception (handle_error), and always ends the request
+    (shutdown_request)."""
     if issubclass(mixin, ThreadingMixIn):
         raise ExerciseFailed(
             f"{mixin.__name__} derives from ThreadingMixIn, which does the work for it: this "
@@ -250,23 +213,8 @@ def check_own_threads(mixin: Any) -> str:
             "request is handled",
             fix="define process_request(self, request, client_address) in the mixin",
         )
-    accepted: list[socket.socket] = []
-
-    def get_request(self: Any) -> Any:
-        # Keep every accepted connection, to close what an answer forgets to.
-        request, address = TCPServer.get_request(self)
-        accepted.append(request)
-        return request, address
-
-    cls = type(f"Own{mixin.__name__}Server", (mixin, TCPServer), {"get_request": get_request})
-    try:
-        return _own_threads_verdict(cls)
-    finally:
-        for request in accepted:
-            request.close()
-
-
-def _own_threads_verdict(cls: type) -> str:
+    # running() closes every connection the server accepted, also those an answer forgets to.
+    cls = type(f"Own{mixin.__name__}Server", (mixin, TCPServer), {})
     line = b"work\n"
     with running(cls, _Timed) as server:
         server.spans = []

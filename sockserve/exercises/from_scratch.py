@@ -20,31 +20,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..workbook.fromscratch import ScratchListener, ScratchServer
 from ..measure.workloads import handler_for
+from ..workbook.fromscratch import ScratchListener, ScratchServer
+from ..workbook.helpers import wait_for
 from . import ExerciseFailed, exercise
+from .support import a_function
 
 __all__ = ["serving_loop"]
 
 LESSON = "08-a-server-from-scratch"
 
 
-def _require_function(answer: Any, what: str, *, coroutine: bool = False) -> Callable[..., Any]:
-    if not callable(answer) or isinstance(answer, type):
-        raise ExerciseFailed(f"expected {what}, a function; got {answer!r}",
-                             fix="pass the function itself to check(), without calling it")
-    if coroutine and not inspect.iscoroutinefunction(answer):
+def _require_blocking(loop: Callable[..., Any]) -> None:
+    """A serve loop is plain blocking code: fail on a coroutine function."""
+    if inspect.iscoroutinefunction(loop):
         raise ExerciseFailed(
-            f"{getattr(answer, '__name__', answer)} is a plain function; asyncio calls it for each "
-            "connection and awaits what it returns, so it must be a coroutine function",
-            fix="write it with `async def`, and `await` the reader's and writer's coroutines inside")
-    if not coroutine and inspect.iscoroutinefunction(answer):
-        raise ExerciseFailed(
-            f"{answer.__name__} is an `async def` coroutine function; this loop is plain blocking "
+            f"{loop.__name__} is an `async def` coroutine function; this loop is plain blocking "
             "code, called once",
             fix="write it with `def`; the loop blocks in select() and in the connection's reads")
-    function: Callable[..., Any] = answer
-    return function
 
 
 class _WatchedListener(ScratchListener):
@@ -120,7 +113,7 @@ _LOOP_RAISED_FIX = ("run your loop's body by hand on one connection to see the w
                     "connection, never the loop")
 
 
-def _returned_early(name: str, server: Any) -> None:
+def _returned_early(server: Any) -> None:
     """Fail when the loop returned although nobody asked it to stop."""
     time.sleep(0.1)
     if server._done.is_set() and not server.stopping:
@@ -168,8 +161,7 @@ _SERVE_FIX = ("after listener.accept() gives you conn, read lines from it (for l
               "recv and split at b'\\n') and conn.sendall(server.respond(line)) for each.")
 
 
-def _conversation(name: str, server: Any, pieces: list[bytes], replies: list[bytes],
-                  timeout: float = 1.5) -> None:
+def _conversation(server: Any, pieces: list[bytes], replies: list[bytes], timeout: float = 1.5) -> None:
     """One client sends *pieces* (50 ms apart) and must get *replies*, then EOF once it closes."""
     with _connect(server, timeout) as sock, sock.makefile("rb") as reader:
         for piece in pieces:
@@ -194,19 +186,29 @@ def _conversation(name: str, server: Any, pieces: list[bytes], replies: list[byt
                     "server.respond(line) back, which for this workload is the line itself (newline "
                     "included)." + _loop_state(server),
                     fix="write exactly what server.respond(line) returns, with conn.sendall(), once per line")
-        sock.shutdown(socket.SHUT_WR)
-        try:
-            rest = sock.recv(4096)
-        except TimeoutError:
-            raise ExerciseFailed(
+        _closed_after_replies(
+            [sock], ExerciseFailed(
                 f"after the client closed its side, the connection stayed open for {timeout:g} s: "
                 "a server closes its side when the client is done (shutdown_request and "
                 "close_request in BaseServer), or connections pile up until descriptors run out.",
                 fix="when reading gives end of file (b'' from recv, or the makefile loop ends), close "
-                "the connection: conn.close(), or serve it inside `with conn:`.") from None
+                "the connection: conn.close(), or serve it inside `with conn:`."))
+
+
+def _closed_after_replies(socks: list[socket.socket], still_open: ExerciseFailed, per: str = "request line") -> None:
+    """Each client closes its side after its last reply; the server must then close
+    each connection without another byte. *still_open* is the failure when one
+    stays open (its recv timed out); a reply too many names *per* what one reply goes."""
+    for sock in socks:
+        sock.shutdown(socket.SHUT_WR)
+    for sock in socks:
+        try:
+            rest = sock.recv(4096)
+        except TimeoutError:
+            raise still_open from None
         if rest:
             raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}",
-                                 fix="write one reply per request line, and nothing else")
+                                 fix=f"write one reply per {per}, and nothing else")
 
 
 _BLOCKING_FIX = ("before accept(), wait with select.select([listener], [], [], server.poll_interval) (or a "
@@ -217,18 +219,15 @@ _BLOCKING_HINT = ("a loop that blocks in accept() (or recv()) until a client com
                   "poll_interval seconds, then checks whether it should stop.")
 
 
-def _stops(name: str, server: Any) -> None:
+def _stops(server: Any) -> None:
     # Before asking the loop to stop, wait until it is idle again: back in a
     # blocking accept() (the watched listener saw it: such a loop cannot stop
     # until a client comes), back in select() (it polls the listener), or
     # with a listener that cannot block. Judged from that, not from a race
     # between shutdown() and the loop's next look at server.stopping.
     polls = server.listener_polls
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline and not (
-            server.idle_accepts or server.listener_polls > polls + 1 or server.socket.gettimeout() == 0.0
-            or server._done.is_set()):
-        time.sleep(0.01)
+    wait_for(lambda: bool(server.idle_accepts or server.listener_polls > polls + 1
+                          or server.socket.gettimeout() == 0.0 or server._done.is_set()), 3.0)
     if server.idle_accepts:
         raise ExerciseFailed(f"your loop waited in accept() with no client coming: {_BLOCKING_HINT}",
                              fix=_BLOCKING_FIX)
@@ -243,27 +242,18 @@ def _stops(name: str, server: Any) -> None:
                              f"{server.loop_error}", fix=_LOOP_RAISED_FIX)
 
 
-@exercise(
-    "scratch-blocking",
-    lesson=LESSON,
-    prompt="Write serve_blocking(listener, server): until server.stopping, wait up to "
-    "server.poll_interval for a client, accept it, answer each request line with "
-    "server.respond(line), and close the connection when the client is done.",
-    stub="""\
-def serve_blocking(listener, server):
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_blocking(loop: Any) -> str:
-    name = "scratch-blocking"
-    _require_function(loop, "serve_blocking(listener, server)")
+@exercise("scratch-blocking", lesson=LESSON, answer=a_function("serve_blocking(listener, server)"), difficulty=2)
+def check_blocking(loop: Callable[..., Any]) -> str:
+    """Write serve_blocking(listener, server): until server.stopping, wait up to server.poll_interval for a
+    client, accept it, answer each request line with server.respond(line), and close the connection when the
+    client is done."""
+    _require_blocking(loop)
     with serving_loop(loop) as server:
-        _returned_early(name, server)
-        _conversation(name, server, [b"hello\n"], [b"hello\n"])
-        _conversation(name, server, [b"in two ", b"pieces\n", b"echo 2\nbye\n"],
+        _returned_early(server)
+        _conversation(server, [b"hello\n"], [b"hello\n"])
+        _conversation(server, [b"in two ", b"pieces\n", b"echo 2\nbye\n"],
                       [b"in two pieces\n", b"echo 2\n", b"bye\n"])
-        _stops(name, server)
+        _stops(server)
         spans = server.stats.timeline.spans() if server.stats.timeline else []
     if len(spans) < 2:
         raise ExerciseFailed(
@@ -277,17 +267,29 @@ def check_blocking(loop: Any) -> str:
 CROWD = 12
 
 
-def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
+def _last_speaks_first(socks: list[socket.socket], label: str) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """Each of the connected *socks*, the last to connect first, sends the
+    line ``<label> <its number>`` and reads one reply line (up to its
+    socket's timeout); yields (number, line, reply), reply None when none
+    came in time. A loop that serves one connection at a time is stuck on
+    the first, which has not spoken yet."""
+    for i, sock in enumerate(reversed(socks)):
+        line = f"{label} {len(socks) - i}\n".encode()
+        sock.sendall(line)
+        try:
+            reply: bytes | None = _read_line(sock)
+        except TimeoutError:
+            reply = None
+        yield len(socks) - i, line, reply
+
+
+def _crowd(server: Any, timeout: float = 1.5) -> None:
     """CROWD clients connect; the last to connect speaks first, and one
     sends its line in two pieces."""
     socks = [_connect(server, timeout) for _ in range(CROWD)]
     try:
-        for i, sock in enumerate(reversed(socks)):
-            line = f"client {CROWD - i}\n".encode()
-            sock.sendall(line)
-            try:
-                reply = _read_line(sock)
-            except TimeoutError:
+        for number, line, reply in _last_speaks_first(socks, "client"):
+            if reply is None:
                 raise ExerciseFailed(
                     f"{CROWD} clients connected, then the last one sent a line first; it waited "
                     f"{timeout:g} s for a reply that never came. A blocking loop is stuck reading "
@@ -297,10 +299,10 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
                     "loop over selector.select(timeout=server.poll_interval): the listener ready "
                     "means accept() (then conn.setblocking(False) and register conn too); a "
                     "connection ready means one conn.recv() (b'' means the client closed: "
-                    "unregister and close it)." + _loop_state(server)) from None
+                    "unregister and close it)." + _loop_state(server))
             _whole_lines(server)
             if reply != line:
-                raise ExerciseFailed(f"client {CROWD - i} sent {line!r} and got {reply!r}" + _loop_state(server),
+                raise ExerciseFailed(f"client {number} sent {line!r} and got {reply!r}" + _loop_state(server),
                                      fix="write exactly what server.respond(line) returns, once per line, "
                                      "to the connection the line came from")
         first = socks[0]
@@ -319,49 +321,27 @@ def _crowd(name: str, server: Any, timeout: float = 1.5) -> None:
                 fix="keep a buffer per connection (the data= of selector.register is a good place): "
                 "add what recv() returns, and answer each complete line (up to b'\\n') that is "
                 "in it, keeping the rest for later.")
-        for sock in socks:
-            sock.shutdown(socket.SHUT_WR)
-        for sock in socks:
-            try:
-                rest = sock.recv(4096)
-            except TimeoutError:
-                raise ExerciseFailed(
-                    "after the clients closed their side, a connection stayed open: when recv() "
-                    "returns b'' the client is done (close_request in BaseServer).",
-                    fix="when conn.recv() returns b'', selector.unregister(conn) and conn.close().") from None
-            if rest:
-                raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}",
-                                     fix="write one reply per request line, and nothing else")
+        _closed_after_replies(
+            socks, ExerciseFailed(
+                "after the clients closed their side, a connection stayed open: when recv() "
+                "returns b'' the client is done (close_request in BaseServer).",
+                fix="when conn.recv() returns b'', selector.unregister(conn) and conn.close()."))
     finally:
         for sock in socks:
             sock.close()
 
 
-@exercise(
-    "scratch-selectors",
-    lesson=LESSON,
-    prompt="Write serve_selectors(listener, server): one thread serves many clients at once "
-    "with a selectors.DefaultSelector, answering each complete request line with "
-    "server.respond(line), closing each connection when its client is done, and returning "
-    "once server.stopping.",
-    stub="""\
-def serve_selectors(listener, server):
-    pass  # your code here
-""",
-    difficulty=3,
-)
-def check_selectors(loop: Any) -> str:
-    name = "scratch-selectors"
-    _require_function(loop, "serve_selectors(listener, server)")
+@exercise("scratch-selectors", lesson=LESSON, answer=a_function("serve_selectors(listener, server)"), difficulty=3)
+def check_selectors(loop: Callable[..., Any]) -> str:
+    """Write serve_selectors(listener, server): one thread serves many clients at once with a
+    selectors.DefaultSelector, answering each complete request line with server.respond(line), closing each
+    connection when its client is done, and returning once server.stopping."""
+    _require_blocking(loop)
     with serving_loop(loop) as server:
-        _returned_early(name, server)
-        _crowd(name, server)
-        deadline = time.monotonic() + 1.0
-        while server.stats.timeline is not None and len(server.stats.timeline) < CROWD:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
-        _stops(name, server)
+        _returned_early(server)
+        _crowd(server)
+        wait_for(lambda: server.stats.timeline is None or len(server.stats.timeline) >= CROWD, 1.0)
+        _stops(server)
         timeline = server.stats.timeline
         spans = timeline.spans() if timeline is not None else []
     workers = {(span.pid, span.tid) for span in spans}
@@ -430,21 +410,11 @@ def _run_asyncio(handler: Callable[..., Any], talk: Callable[[Any], None], timeo
     return blocking
 
 
-@exercise(
-    "scratch-asyncio",
-    lesson=LESSON,
-    prompt="Write the coroutine echo_lines(reader, writer) that asyncio.start_server runs for "
-    "each connection: answer each line with the line itself until the client closes, then "
-    "close the writer.",
-    stub="""\
-async def echo_lines(reader, writer):
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_asyncio(handler: Any) -> str:
-    name = "scratch-asyncio"
-    _require_function(handler, "echo_lines(reader, writer)", coroutine=True)
+@exercise("scratch-asyncio", lesson=LESSON, difficulty=2,
+          answer=a_function("echo_lines(reader, writer)", coroutine=True))
+def check_asyncio(handler: Callable[..., Any]) -> str:
+    """Write the coroutine echo_lines(reader, writer) that asyncio.start_server runs for each connection: answer
+    each line with the line itself until the client closes, then close the writer."""
 
     loop_fix = ("loop: `line = await reader.readline()`; stop when it is b''; else writer.write(line) and "
                 "`await writer.drain()`.")
@@ -453,16 +423,12 @@ def check_asyncio(handler: Any) -> str:
         socks = [socket.create_connection(address, timeout=1.0) for _ in range(CROWD)]
         try:
             for round_ in ("coroutine", "again"):  # two lines each: answering one is not enough
-                for i, sock in enumerate(reversed(socks)):
-                    line = f"{round_} {CROWD - i}\n".encode()
-                    sock.sendall(line)
-                    try:
-                        reply = _read_line(sock)
-                    except TimeoutError:
+                for _, line, reply in _last_speaks_first(socks, round_):
+                    if reply is None:
                         raise ExerciseFailed(
                             f"{CROWD} clients connected; one sent {line!r} and got no reply within 1 s. "
                             "asyncio runs your coroutine once per connection; it must read lines until the "
-                            "client closes, and write each back.", fix=loop_fix) from None
+                            "client closes, and write each back.", fix=loop_fix)
                     if not reply:
                         raise ExerciseFailed(
                             f"{CROWD} clients connected; one sent {line!r} and the connection closed "
@@ -470,20 +436,12 @@ def check_asyncio(handler: Any) -> str:
                     if reply != line:
                         raise ExerciseFailed(f"sent {line!r}, got back {reply!r}: the reply is the line itself",
                                              fix="writer.write(line) with the very bytes readline() returned")
-            for sock in socks:
-                sock.shutdown(socket.SHUT_WR)
-            for sock in socks:
-                try:
-                    rest = sock.recv(4096)
-                except TimeoutError:
-                    raise ExerciseFailed(
-                        "after the clients closed their side, a connection stayed open: when "
-                        "readline() returns b'' the client is done.",
-                        fix="end the coroutine with writer.close() (in a finally: block, so it "
-                        "runs whatever happens).") from None
-                if rest:
-                    raise ExerciseFailed(f"unexpected bytes after the last reply: {rest!r}",
-                                         fix="write one reply per line, and nothing else")
+            _closed_after_replies(
+                socks, ExerciseFailed(
+                    "after the clients closed their side, a connection stayed open: when "
+                    "readline() returns b'' the client is done.",
+                    fix="end the coroutine with writer.close() (in a finally: block, so it "
+                    "runs whatever happens)."), per="line")
         finally:
             for sock in socks:
                 sock.close()

@@ -17,33 +17,16 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 from .. import StreamRequestHandler, ThreadingTCPServer, ThreadPoolTCPServer
-from ..workbook.mishaps import process_state, reset
+from ..workbook.helpers import wait_for
+from ..workbook.mishaps import NO_EOF_REPLY, ReadToEof, process_state, reset
 from . import ExerciseFailed, exercise
-from .support import require_class
+from .support import a_class, a_function, running
 
 LESSON = "09-when-things-go-wrong"
-HOST = "127.0.0.1"
-
-
-@contextlib.contextmanager
-def _serving(server: Any) -> Iterator[Any]:
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.drain(1.0)
-        thread.join(5)
-        server.server_close()
-
-
-def _quiet(cls: type) -> type:
-    """A subclass of *cls* whose handle_error prints nothing (the checker judges by behaviour)."""
-    return type(cls.__name__, (cls,), {"handle_error": lambda self, request, address: None})
 
 
 # -- 1. handle_error -------------------------------------------------------------------------
@@ -69,19 +52,11 @@ class _Troubled(StreamRequestHandler):
             self.wfile.write(line)
 
 
-@exercise(
-    "wrong-handle-error",
-    lesson=LESSON,
-    prompt="Write RecordingServer, a ThreadingTCPServer whose handle_error appends (client_address, "
-    "exception) to self.failures for every request that failed, instead of printing a traceback.",
-    stub="""\
-class RecordingServer(sockserve.ThreadingTCPServer):
-    pass  # your code here: __init__ and handle_error
-""",
-    difficulty=2,
-)
-def check_handle_error(server_class: Any) -> str:
-    require_class(server_class, ThreadingTCPServer, "a ThreadingTCPServer subclass")
+@exercise("wrong-handle-error", lesson=LESSON, difficulty=2,
+          answer=a_class("RecordingServer", ThreadingTCPServer, note="__init__ and handle_error"))
+def check_handle_error(server_class: type[ThreadingTCPServer]) -> str:
+    """Write RecordingServer, a ThreadingTCPServer whose handle_error appends (client_address, exception) to
+    self.failures for every request that failed, instead of printing a traceback."""
     if server_class.handle_error is ThreadingTCPServer.handle_error:
         # Not overridden: running it would only print tracebacks; say so before that.
         raise ExerciseFailed(
@@ -90,9 +65,8 @@ def check_handle_error(server_class: Any) -> str:
             fix="define handle_error(self, request, client_address) in the class, appending to self.failures "
             "(a list made in __init__).",
         )
-    server: Any = server_class((HOST, 0), _Troubled)
     expected: dict[Any, type[Exception]] = {}
-    with _serving(server):
+    with running(server_class, _Troubled, record_errors=False) as server:
         # 1: resets while the handler waits for its next line
         client = socket.create_connection(server.server_address, timeout=3)
         client.sendall(b"wait\n")
@@ -109,11 +83,7 @@ def check_handle_error(server_class: Any) -> str:
             expected[client.getsockname()] = ValueError
             client.sendall(b"boom\n")
             client.recv(16)
-        deadline = time.monotonic() + 3
-        while server.stats.snapshot()["started"] - server.stats.snapshot()["active"] < 3:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        wait_for(lambda: server.stats.snapshot()["started"] - server.stats.snapshot()["active"] >= 3, 3.0)
         time.sleep(0.05)
         with socket.create_connection(server.server_address, timeout=3) as client:
             client.sendall(b"still there?\n")
@@ -161,12 +131,20 @@ def check_handle_error(server_class: Any) -> str:
     return "a reset, a broken pipe and a handler's bug, each recorded with its client's address"
 
 
-def _answer_hint(sent: bytes, got: bytes) -> ExerciseFailed:
-    return ExerciseFailed(
-        f"sent {sent!r} and got {got!r}, not {sent.upper()!r}: before it can go wrong, the handler has "
-        "to do its job, answering every line its client sends.",
-        fix="in handle(): for line in self.rfile: self.wfile.write(line.upper()).",
-    )
+def _answers_in_upper_case(sock: socket.socket, sent: bytes, size: int = 16) -> None:
+    """Send the line *sent* on *sock* (connected with a 2 s timeout) and read at most *size* bytes;
+    fail unless they are *sent* in upper case."""
+    sock.sendall(sent)
+    try:
+        got = sock.recv(size)
+    except TimeoutError:
+        got = b"(nothing within 2 s)"
+    if got != sent.upper():
+        raise ExerciseFailed(
+            f"sent {sent!r} and got {got!r}, not {sent.upper()!r}: before it can go wrong, the handler has "
+            "to do its job, answering every line its client sends.",
+            fix="in handle(): for line in self.rfile: self.wfile.write(line.upper()).",
+        )
 
 
 # -- 2. idle timeout ---------------------------------------------------------------------------
@@ -185,30 +163,13 @@ def _read_until_close(sock: socket.socket, limit: float) -> tuple[bytes, float |
     return data, time.monotonic() - began
 
 
-@exercise(
-    "wrong-idle-timeout",
-    lesson=LESSON,
-    prompt="Write Patient, a StreamRequestHandler that answers each line in upper case and, when its "
-    "client has been silent for more than 0.3 s, writes b'idle timeout\\n' and ends the connection.",
-    stub="""\
-class Patient(sockserve.StreamRequestHandler):
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_idle_timeout(handler: Any) -> str:
-    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
-    server: Any = _quiet(ThreadingTCPServer)((HOST, 0), handler)
-    with _serving(server):
+@exercise("wrong-idle-timeout", lesson=LESSON, answer=a_class("Patient", StreamRequestHandler), difficulty=2)
+def check_idle_timeout(handler: type) -> str:
+    """Write Patient, a StreamRequestHandler that answers each line in upper case and, when its client has been
+    silent for more than 0.3 s, writes b'idle timeout\\n' and ends the connection."""
+    with running(ThreadingTCPServer, handler) as server:
         with socket.create_connection(server.server_address, timeout=2) as idle:
-            idle.sendall(b"hello\n")
-            idle.settimeout(2)
-            try:
-                first = idle.recv(6)
-            except TimeoutError:
-                first = b"(nothing within 2 s)"
-            if first != b"HELLO\n":
-                raise _answer_hint(b"hello\n", first)
+            _answers_in_upper_case(idle, b"hello\n", size=6)  # the reply alone: then the idle timeout's words
             rest, closed_after = _read_until_close(idle, 1.5)
         if closed_after is None:
             raise ExerciseFailed(
@@ -254,34 +215,17 @@ def check_idle_timeout(handler: Any) -> str:
 # -- 3. a total deadline in a thread pool ----------------------------------------------------
 
 
-@exercise(
-    "wrong-deadline",
-    lesson=LESSON,
-    prompt="Write Deadline, a StreamRequestHandler that answers each line in upper case and ends every "
-    "connection 0.5 s after it started, whatever the client does (a client dripping one byte every 50 ms "
-    "included), so that a thread pool is never held by slow clients for long.",
-    stub="""\
-class Deadline(sockserve.StreamRequestHandler):
-    pass  # your code here
-""",
-    difficulty=3,
-)
-def check_deadline(handler: Any) -> str:
-    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
-    pool = _quiet(type("Pool", (ThreadPoolTCPServer,), {"pool_size": 2}))
-    server: Any = pool((HOST, 0), handler)
+@exercise("wrong-deadline", lesson=LESSON, answer=a_class("Deadline", StreamRequestHandler), difficulty=3)
+def check_deadline(handler: type) -> str:
+    """Write Deadline, a StreamRequestHandler that answers each line in upper case and ends every connection 0.5
+    s after it started, whatever the client does (a client dripping one byte every 50 ms included), so that a
+    thread pool is never held by slow clients for long."""
     stop = threading.Event()
     drippers: list[socket.socket] = []
-    with _serving(server):
+    with running(ThreadPoolTCPServer, handler, pool_size=2) as server:
         try:
             with socket.create_connection(server.server_address, timeout=2) as normal:
-                normal.sendall(b"ping\n")
-                try:
-                    answer = normal.recv(16)
-                except TimeoutError:
-                    answer = b"(nothing within 2 s)"
-            if answer != b"PING\n":
-                raise _answer_hint(b"ping\n", answer)
+                _answers_in_upper_case(normal, b"ping\n")
             for _ in range(4):
                 drippers.append(socket.create_connection(server.server_address, timeout=5))
 
@@ -346,21 +290,10 @@ def _comm(pid: int) -> str:
         return ""
 
 
-@exercise(
-    "wrong-zombies",
-    lesson=LESSON,
-    prompt="Write zombie_pids(pids) -> list: those of the given process ids whose state in /proc/PID/stat "
-    "is Z (zombie), in the order given.",
-    stub="""\
-def zombie_pids(pids):
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_zombies(zombie_pids: Any) -> str:
-    if not callable(zombie_pids):
-        raise ExerciseFailed(f"expected a function zombie_pids(pids); got {zombie_pids!r}",
-                             fix="pass the function itself: check(..., zombie_pids)")
+@exercise("wrong-zombies", lesson=LESSON, answer=a_function("zombie_pids(pids)"), difficulty=2)
+def check_zombies(zombie_pids: Callable[..., Any]) -> str:
+    """Write zombie_pids(pids) -> list: those of the given process ids whose state in /proc/PID/stat is Z
+    (zombie), in the order given."""
     if not os.path.exists("/proc/self/stat"):
         raise ExerciseFailed("this system has no /proc (not Linux): the exercise reads /proc/PID/stat",
                              fix="run this lesson on Linux (a Linux JupyterHub, Binder, or a Linux container)")
@@ -379,9 +312,7 @@ def check_zombies(zombie_pids: Any) -> str:
                     return False
             return True
 
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and not settled():
-            time.sleep(0.01)
+        wait_for(settled, 3.0)
         try:
             got = zombie_pids(list(pids))
         except OSError as exc:
@@ -428,23 +359,13 @@ def check_zombies(zombie_pids: Any) -> str:
 # -- 5. Nagle ------------------------------------------------------------------------------------
 
 
-@exercise(
-    "wrong-nagle",
-    lesson=LESSON,
-    prompt="Write TwoLines, a StreamRequestHandler that answers each line with two lines, "
-    "b'length N\\n' (N: the line's length in bytes, newline included) and then the line itself, "
-    "so that one request/reply exchange takes well under a millisecond on loopback.",
-    stub="""\
-class TwoLines(sockserve.StreamRequestHandler):
-    pass  # your code here
-""",
-    difficulty=1,
-)
-def check_nagle(handler: Any) -> str:
-    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
-    server: Any = _quiet(ThreadingTCPServer)((HOST, 0), handler)
+@exercise("wrong-nagle", lesson=LESSON, answer=a_class("TwoLines", StreamRequestHandler), difficulty=1)
+def check_nagle(handler: type) -> str:
+    """Write TwoLines, a StreamRequestHandler that answers each line with two lines, b'length N\\n' (N: the
+    line's length in bytes, newline included) and then the line itself, so that one request/reply exchange takes
+    well under a millisecond on loopback."""
     times: list[float] = []
-    with _serving(server):
+    with running(ThreadingTCPServer, handler) as server:
         with socket.create_connection(server.server_address, timeout=2) as client:
             reader = client.makefile("rb")
             try:
@@ -482,42 +403,27 @@ def check_nagle(handler: Any) -> str:
 # -- 6. half-close -------------------------------------------------------------------------------
 
 
-class _Digest(StreamRequestHandler):
+def _digest_report(data: bytes) -> bytes:
+    """A long reply about *data* (far more than one recv() returns)."""
+    digest = hashlib.sha256(data).hexdigest().encode()
+    return b"%d bytes %s\n" % (len(data), digest) + digest * 2000 + b"\n"
+
+
+class _Digest(ReadToEof):
     """Reads to end of file (1 s at most), then replies with a long report on what it got."""
 
-    timeout = 1.0
-
-    def handle(self) -> None:
-        try:
-            data = self.rfile.read()
-        except TimeoutError:
-            self.wfile.write(b"no end of file after 1 s\n")
-            return
-        digest = hashlib.sha256(data).hexdigest().encode()
-        self.wfile.write(b"%d bytes %s\n" % (len(data), digest) + digest * 2000 + b"\n")
+    def report(self, data: bytes) -> bytes:
+        return _digest_report(data)
 
 
-@exercise(
-    "wrong-half-close",
-    lesson=LESSON,
-    prompt="Write ask_to_eof(address, data) -> bytes: connect, send all of data, tell the server you have "
-    "sent everything, and return the server's whole reply (it replies after reading to end of file, and "
-    "closes when done).",
-    stub="""\
-def ask_to_eof(address, data):
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_half_close(ask_to_eof: Any) -> str:
-    if not callable(ask_to_eof):
-        raise ExerciseFailed(f"expected a function ask_to_eof(address, data); got {ask_to_eof!r}",
-                             fix="pass the function itself: check(..., ask_to_eof)")
-    server: Any = _quiet(ThreadingTCPServer)((HOST, 0), _Digest)
+@exercise("wrong-half-close", lesson=LESSON, answer=a_function("ask_to_eof(address, data)"), difficulty=2)
+def check_half_close(ask_to_eof: Callable[..., Any]) -> str:
+    """Write ask_to_eof(address, data) -> bytes: connect, send all of data, tell the server you have sent
+    everything, and return the server's whole reply (it replies after reading to end of file, and closes when
+    done)."""
     data = os.urandom(random.randint(50_000, 150_000))
-    digest = hashlib.sha256(data).hexdigest().encode()
-    expected = b"%d bytes %s\n" % (len(data), digest) + digest * 2000 + b"\n"
-    with _serving(server):
+    expected = _digest_report(data)
+    with running(ThreadingTCPServer, _Digest) as server:
         try:
             reply = ask_to_eof(server.server_address, data)
         except OSError as exc:
@@ -533,7 +439,7 @@ def check_half_close(ask_to_eof: Any) -> str:
             "ask_to_eof returned None: it should return the bytes the server sent back.",
             fix="collect the chunks of sock.recv() until it returns b'' and return them joined.",
         )
-    if reply == b"no end of file after 1 s\n" or not reply:
+    if reply == NO_EOF_REPLY or not reply:
         raise ExerciseFailed(
             f"the server was still waiting for the end of your data after 1 s (you got {reply[:40]!r}): "
             "it reads until end of file, and a connection's end is signalled only by the side that "

@@ -10,13 +10,14 @@ from __future__ import annotations
 import random
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
 from ..kernel import view as kernelview
-from ..workbook.kernelscenes import wait_for
+from ..workbook.helpers import wait_for
 from . import ExerciseFailed, exercise
-from .support import require_class
+from .support import a_class, a_function
 
 LESSON = "10-the-kernels-view"
 HOST = "127.0.0.1"
@@ -62,26 +63,12 @@ def _serve(handler: type) -> tuple[Any, threading.Thread]:
     return server, thread
 
 
-@exercise(
-    "kernel-close-wait",
-    lesson=LESSON,
-    prompt="Write close_wait_count(server, clients=3) -> int: `server` is serving on 127.0.0.1; let `clients` "
-    "clients each connect, send a line, read the reply and close, then return how many of the server's "
-    "sockets the kernel holds in CLOSE-WAIT once they have all closed.",
-    stub="""\
-import time
-
-
-
-def close_wait_count(server, clients=3):
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_close_wait(close_wait_count: Any) -> str:
-    if not callable(close_wait_count):
-        raise ExerciseFailed(f"expected a function close_wait_count(server, clients=3); got {close_wait_count!r}",
-                             fix="pass the function itself: check(..., close_wait_count)")
+@exercise("kernel-close-wait", lesson=LESSON, difficulty=2,
+          answer=a_function("close_wait_count(server, clients=3)", prelude="import time\n\n\n\n"))
+def check_close_wait(close_wait_count: Callable[..., Any]) -> str:
+    """Write close_wait_count(server, clients=3) -> int: `server` is serving on 127.0.0.1; let `clients` clients
+    each connect, send a line, read the reply and close, then return how many of the server's sockets the kernel
+    holds in CLOSE-WAIT once they have all closed."""
     _need_kernel_view()
     rng = random.Random()
     cases = [1, 2, 0]  # keep every connection, every second one, none
@@ -129,19 +116,11 @@ def check_close_wait(close_wait_count: Any) -> str:
     return "the kernel's CLOSE-WAIT count told each forgetful handler from the clean one"
 
 
-@exercise(
-    "kernel-backlog",
-    lesson=LESSON,
-    prompt="Write BacklogServer, a TCPServer subclass whose constructor takes a `backlog` keyword "
-    "argument and whose server_activate() listens with that backlog.",
-    stub="""\
-class BacklogServer(sockserve.TCPServer):
-    pass  # your code here: __init__ with a backlog argument, and server_activate
-""",
-    difficulty=2,
-)
-def check_backlog(server_class: Any) -> str:
-    require_class(server_class, TCPServer, "a TCPServer subclass")
+@exercise("kernel-backlog", lesson=LESSON, difficulty=2,
+          answer=a_class("BacklogServer", TCPServer, note="__init__ with a backlog argument, and server_activate"))
+def check_backlog(server_class: type) -> str:
+    """Write BacklogServer, a TCPServer subclass whose constructor takes a `backlog` keyword argument and whose
+    server_activate() listens with that backlog."""
     _need_kernel_view()
     # Never 5, socketserver's default request_queue_size: a server that
     # listened with the default must not pass by luck.

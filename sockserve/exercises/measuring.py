@@ -7,12 +7,14 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
 from ..workbook.backlog import run_backlog
 from . import ExerciseFailed, exercise
-from .support import handler_errors_note, running
+from ..workbook.helpers import wait_for
+from .support import a_class, a_function, handler_errors_note, running
 
 LESSON = "05-measuring-honestly"
 
@@ -34,22 +36,11 @@ _CASES: tuple[tuple[list[float], float, float, str], ...] = (
 )
 
 
-@exercise(
-    "measuring-percentile",
-    lesson=LESSON,
-    prompt="Write percentile(samples, q): the nearest-rank q-th percentile (0 < q <= 100) of a "
-    "non-empty list of latencies: the smallest sample such that at least q% of the samples are "
-    "at or below it. Do not change the caller's list.",
-    stub="""\
-def percentile(samples, q):
-    pass  # your code here
-""",
-    difficulty=2,
-)
-def check_percentile(percentile: Any) -> str:
-    if not callable(percentile):
-        raise ExerciseFailed(f"expected a function percentile(samples, q); got {percentile!r}",
-                             fix="pass the function itself: check(..., percentile)")
+@exercise("measuring-percentile", lesson=LESSON, answer=a_function("percentile(samples, q)"), difficulty=2)
+def check_percentile(percentile: Callable[..., Any]) -> str:
+    """Write percentile(samples, q): the nearest-rank q-th percentile (0 < q <= 100) of a non-empty list of
+    latencies: the smallest sample such that at least q% of the samples are at or below it. Do not change the
+    caller's list."""
     for samples, q, want, why in _CASES:
         given = list(samples)
         shown = repr(given) if len(given) <= 6 else _describe(given)
@@ -92,18 +83,11 @@ DELAY_MS = 10.0
 WINDOW = 0.9
 
 
-@exercise(
-    "measuring-burst-backlog",
-    lesson=LESSON,
-    prompt=f"Fix BurstServer, a subclass of the standard library's socketserver.TCPServer, so that "
-    f"a burst of {BURST} clients connecting at once to it (one request of {DELAY_MS:g} ms each, "
-    f"handled one at a time) all get their replies within {WINDOW:g} s.",
-    stub="""\
-class BurstServer(socketserver.TCPServer):
-    pass  # your code here
-""",
-    difficulty=1,
-)
+@exercise("measuring-burst-backlog", lesson=LESSON, difficulty=1,
+          stub="class BurstServer(socketserver.TCPServer):\n    pass  # your code here\n",
+          prompt=f"Fix BurstServer, a subclass of the standard library's socketserver.TCPServer, so that "
+          f"a burst of {BURST} clients connecting at once to it (one request of {DELAY_MS:g} ms each, "
+          f"handled one at a time) all get their replies within {WINDOW:g} s.")
 def check_burst_backlog(server_class: Any) -> str:
     if not isinstance(server_class, type) or not issubclass(
         server_class, (socketserver.TCPServer, TCPServer)
@@ -189,9 +173,7 @@ def _timed_right(server: Any, delays: tuple[int, ...], base: str) -> None:
         )
     # The client sees its connection end at shutdown_request(); give the
     # server's thread a moment to note what it timed after that.
-    deadline = time.monotonic() + 1.0
-    while len(server.durations) < len(delays) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: len(server.durations) >= len(delays), 1.0)
     durations = list(server.durations)
     if len(durations) != len(delays):
         raise ExerciseFailed(
@@ -213,25 +195,12 @@ def _timed_right(server: Any, delays: tuple[int, ...], base: str) -> None:
             )
 
 
-@exercise(
-    "measuring-timing-mixin",
-    lesson=LESSON,
-    prompt="Write TimingMixIn: a server mixin whose finish_request measures how long each handler "
-    "took (time.perf_counter) and appends the seconds to self.durations (a list the server has), "
-    "still running the handler.",
-    stub="""\
-import time
-
-
-class TimingMixIn:
-    pass  # your code here: the hook that runs the handler
-""",
-    difficulty=2,
-)
-def check_timing_mixin(mixin: Any) -> str:
-    if not isinstance(mixin, type):
-        raise ExerciseFailed(f"expected a class (the mixin); got {mixin!r}",
-                             fix="pass the class TimingMixIn itself")
+@exercise("measuring-timing-mixin", lesson=LESSON, difficulty=2,
+          answer=a_class("TimingMixIn", note="the hook that runs the handler", prelude="import time\n\n\n"))
+def check_timing_mixin(mixin: type) -> str:
+    """Write TimingMixIn: a server mixin whose finish_request measures how long each handler took
+    (time.perf_counter) and appends the seconds to self.durations (a list the server has), still running the
+    handler."""
     delays = (20, 80)
     # A threading server first: there the hook that runs the handler
     # (finish_request) and the one that hands the request on

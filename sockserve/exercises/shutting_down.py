@@ -6,12 +6,13 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
 from ..core.drain import DrainReport
 from . import ExerciseFailed, exercise
-from .support import converse, handler_errors_note, require_class
+from .support import a_class, a_function, converse, handler_errors_note
 
 LESSON = "06-shutting-down"
 
@@ -64,21 +65,10 @@ def _started(server: Any, count: int) -> None:
             raise RuntimeError("a request did not reach its handler within 5 s")
 
 
-@exercise(
-    "shutdown-stop",
-    lesson=LESSON,
-    prompt="Write stop(server, thread): stop the serve_forever loop running in thread, wait for it, "
-    "and release the server's socket, letting the request in flight finish.",
-    stub="""\
-def stop(server, thread):
-    pass  # your code here
-""",
-    difficulty=1,
-)
-def check_stop(stop: Any) -> str:
-    if not callable(stop):
-        raise ExerciseFailed(f"expected a function stop(server, thread); got {stop!r}",
-                             fix="pass the function itself: check(..., stop)")
+@exercise("shutdown-stop", lesson=LESSON, answer=a_function("stop(server, thread)"), difficulty=1)
+def check_stop(stop: Callable[..., Any]) -> str:
+    """Write stop(server, thread): stop the serve_forever loop running in thread, wait for it, and release the
+    server's socket, letting the request in flight finish."""
     calls: list[str] = []
     server = _server(_recording(ThreadingTCPServer, calls), 0.3)
     loop_ended = threading.Event()
@@ -143,19 +133,11 @@ def check_stop(stop: Any) -> str:
     return "loop stopped, thread joined, socket closed, and the request in flight was answered"
 
 
-@exercise(
-    "shutdown-quick-close",
-    lesson=LESSON,
-    prompt="Write QuickCloseServer, a ThreadingTCPServer whose server_close() does not wait for "
-    "handlers still running, and whose handler threads cannot keep the interpreter alive.",
-    stub="""\
-class QuickCloseServer(sockserve.ThreadingTCPServer):
-    pass  # your code here: one class attribute
-""",
-    difficulty=1,
-)
-def check_quick_close(server_class: Any) -> str:
-    require_class(server_class, ThreadingTCPServer, "a ThreadingTCPServer subclass")
+@exercise("shutdown-quick-close", lesson=LESSON, difficulty=1,
+          answer=a_class("QuickCloseServer", ThreadingTCPServer, note="one class attribute"))
+def check_quick_close(server_class: type) -> str:
+    """Write QuickCloseServer, a ThreadingTCPServer whose server_close() does not wait for handlers still
+    running, and whose handler threads cannot keep the interpreter alive."""
     server = _server(server_class, 1.0)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -188,22 +170,10 @@ def check_quick_close(server_class: Any) -> str:
     return "server_close() returned at once and handler threads are daemons"
 
 
-@exercise(
-    "shutdown-drain",
-    lesson=LESSON,
-    prompt="Write stop_within(server, seconds) -> DrainReport: stop accepting, give requests in flight "
-    "up to `seconds` to finish, cut off the rest, close the server, and return the drain's report.",
-    stub="""\
-def stop_within(server, seconds):
-    pass  # your code here
-""",
-    difficulty=1,
-)
-def check_drain(stop_within: Any) -> str:
-    if not callable(stop_within):
-        raise ExerciseFailed(f"expected a function stop_within(server, seconds); got {stop_within!r}",
-                             fix="pass the function itself: check(..., stop_within)")
-
+@exercise("shutdown-drain", lesson=LESSON, answer=a_function("stop_within(server, seconds)"), difficulty=1)
+def check_drain(stop_within: Callable[..., Any]) -> str:
+    """Write stop_within(server, seconds) -> DrainReport: stop accepting, give requests in flight up to
+    `seconds` to finish, cut off the rest, close the server, and return the drain's report."""
     class Mixed(StreamRequestHandler):
         def handle(self) -> None:
             line = self.rfile.readline()
@@ -273,20 +243,11 @@ def check_drain(stop_within: Any) -> str:
 # -- a handler that stops its own server ------------------------------------------------------
 
 
-@exercise(
-    "shutdown-stop-handler",
-    lesson=LESSON,
-    prompt="Write StopHandler (a StreamRequestHandler): it echoes every line, and on the line "
-    "STOP it answers bye, stops its own server, and returns.",
-    stub="""\
-class StopHandler(sockserve.StreamRequestHandler):
-    def handle(self):
-        pass  # your code here
-""",
-    difficulty=2,
-)
-def check_stop_handler(handler: Any) -> str:
-    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
+@exercise("shutdown-stop-handler", lesson=LESSON, difficulty=2,
+          answer=a_class("StopHandler", StreamRequestHandler, method="handle"))
+def check_stop_handler(handler: type) -> str:
+    """Write StopHandler (a StreamRequestHandler): it echoes every line, and on the line STOP it answers bye,
+    stops its own server, and returns."""
     for cls in (TCPServer, ThreadingTCPServer):
         calls: list[str] = []
         recording = _recording(cls, calls)

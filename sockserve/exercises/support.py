@@ -1,6 +1,10 @@
-"""Helpers for checkers: run a learner's server briefly and talk to it.
+"""Helpers for checkers: what an answer must be, run a learner's server briefly and talk to it.
 
-:func:`running` serves a server class with a handler on loopback (or a Unix
+:func:`a_class` and :func:`a_function` describe what an exercise's answer
+is: registered with ``@exercise(..., answer=...)``, one description gives
+both the stub the lesson hands out and the first check of every answer
+(a class derived from the right base, a function), so the two cannot
+disagree. :func:`running` serves a server class with a handler on loopback (or a Unix
 path in a fresh temporary directory) in a background thread, records what
 the handler raised instead of printing it, and always stops and closes the
 server (``drain`` cuts off a handler stuck in a read). :func:`converse` sends
@@ -11,6 +15,7 @@ silent or closed connection into an :class:`ExerciseFailed` that says so.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import socket
@@ -18,15 +23,20 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .. import TCPServer
 from . import ExerciseFailed
 
-__all__ = ["running", "converse", "handler_errors_note", "handler_error_fix", "require_class"]
+__all__ = ["a_class", "a_function", "ClassAnswer", "FunctionAnswer", "running", "converse", "handler_errors_note",
+           "handler_error_fix", "require_class", "defining_class"]
 
 HOST = "127.0.0.1"
+
+#: Where a stub asks for the learner's code.
+YOUR_CODE = "# your code here"
 
 
 def require_class(answer: Any, base: type, what: str) -> type:
@@ -45,6 +55,120 @@ def require_class(answer: Any, base: type, what: str) -> type:
     return answer
 
 
+def _spelled(base: type) -> str:
+    """*base* as a lesson's cell names it: ``sockserve.TCPServer``,
+    ``socketserver.TCPServer``, or a bare name the cell imported
+    (``BaseHTTPRequestHandler``); see :func:`~sockserve.exercises.stubs.stub_namespace`."""
+    if base.__module__ in ("sockserve", "socketserver"):
+        return f"{base.__module__}.{base.__name__}"
+    return base.__name__
+
+
+def _stub_body(body: str | None, note: str, method: str) -> str:
+    """The lines inside a stub's ``class`` or ``def``, not yet indented."""
+    if body is None:
+        body = f"pass  {YOUR_CODE}" + (f": {note}" if note else "")
+        if method:
+            body = f"def {method}(self):\n    {body}"
+    return body
+
+
+def _indented(body: str) -> str:
+    return "".join(f"    {line}\n" if line else "\n" for line in body.split("\n"))
+
+
+@dataclass(frozen=True)
+class ClassAnswer:
+    """The answer is a class: see :func:`a_class`."""
+
+    name: str
+    bases: tuple[type, ...]
+    body: str
+    prelude: str
+    required: type | None
+    what: str
+
+    @property
+    def stub(self) -> str:
+        """The source the lesson's exercise cell starts from."""
+        bases = f"({', '.join(_spelled(base) for base in self.bases)})" if self.bases else ""
+        return f"{self.prelude}class {self.name}{bases}:\n{_indented(self.body)}"
+
+    def require(self, answer: Any) -> type:
+        """*answer* itself when it is such a class; else :class:`ExerciseFailed`."""
+        if self.required is not None:
+            return require_class(answer, self.required, self.what)
+        if not isinstance(answer, type):
+            raise ExerciseFailed(f"expected a class ({self.what}); got {answer!r}",
+                                 fix=f"pass the class {self.name} itself")
+        return answer
+
+
+def a_class(
+    name: str, *bases: type, note: str = "", method: str = "", body: str | None = None, prelude: str = "",
+    required: type | None = None, what: str = "",
+) -> ClassAnswer:
+    """The answer is a class *name* derived from *bases* (none: a mixin).
+
+    Its stub is ``class name(bases):`` with *body* (default: ``pass  # your
+    code here``, followed by ``: note`` when given, inside ``def
+    method(self):`` when *method* is given), after *prelude* (imports the
+    cell makes). An answer must be a class derived from *required* (default:
+    the first of *bases*), which the failure calls *what* (default ``a
+    <required> subclass``; for a mixin ``the mixin``).
+    """
+    required = required or (bases[0] if bases else None)
+    if not what:
+        what = f"a {required.__name__} subclass" if required else "the mixin"
+    return ClassAnswer(name, bases, _stub_body(body, note, method), prelude, required, what)
+
+
+@dataclass(frozen=True)
+class FunctionAnswer:
+    """The answer is a function: see :func:`a_function`."""
+
+    signature: str
+    body: str
+    prelude: str
+    coroutine: bool
+
+    @property
+    def name(self) -> str:
+        return self.signature.partition("(")[0]
+
+    @property
+    def stub(self) -> str:
+        """The source the lesson's exercise cell starts from."""
+        define = "async def" if self.coroutine else "def"
+        return f"{self.prelude}{define} {self.signature}:\n{_indented(self.body)}"
+
+    def require(self, answer: Any) -> Callable[..., Any]:
+        """*answer* itself when it is such a function; else :class:`ExerciseFailed`."""
+        if not callable(answer) or isinstance(answer, type):
+            raise ExerciseFailed(f"expected a function {self.signature}; got {answer!r}",
+                                 fix=f"pass the function itself: check(..., {self.name})")
+        if self.coroutine and not inspect.iscoroutinefunction(answer):
+            raise ExerciseFailed(
+                f"{getattr(answer, '__name__', answer)} is a plain function; asyncio calls it for each "
+                "connection and awaits what it returns, so it must be a coroutine function",
+                fix="write it with `async def`, and `await` the reader's and writer's coroutines inside")
+        function: Callable[..., Any] = answer
+        return function
+
+
+def a_function(signature: str, *, body: str | None = None, prelude: str = "",
+               coroutine: bool = False) -> FunctionAnswer:
+    """The answer is a function written as ``def signature:`` (``async def``
+    with *coroutine*, and then it must be a coroutine function), whose stub
+    holds *body* (default ``pass  # your code here``) after *prelude*."""
+    return FunctionAnswer(signature, _stub_body(body, "", ""), prelude, coroutine)
+
+
+def defining_class(cls: type, name: str) -> type:
+    """The class in *cls*'s MRO whose own namespace defines *name*."""
+    return next(k for k in cls.__mro__ if name in vars(k))
+
+
 def _record_error(self: Any, request: Any, client_address: Any) -> None:
     exc = sys.exc_info()[1]
     frames = traceback.extract_tb(exc.__traceback__ if exc else None)
@@ -54,15 +178,17 @@ def _record_error(self: Any, request: Any, client_address: Any) -> None:
 
 @contextlib.contextmanager
 def running(
-    server_class: type, handler: type, *, unix: bool = False, **attrs: Any
+    server_class: type, handler: type, *, unix: bool = False, record_errors: bool = True, **attrs: Any
 ) -> Iterator[Any]:
     """Serve *handler* with a subclass of *server_class* while the block runs.
 
     The address is ``("127.0.0.1", 0)`` or, with *unix*, a socket path in a
     new temporary directory (removed afterwards). *attrs* become class
     attributes of the subclass (``max_packet_size=64``, say). The server's
-    ``handler_errors`` lists what the handler raised, one line each;
-    ``serving_thread_ident`` is the thread running ``serve_forever`` and
+    ``handler_errors`` lists what the handler raised, one line each, instead
+    of a printed traceback (unless *record_errors* is false: then
+    *server_class*'s own ``handle_error`` runs, the learner's answer in an
+    exercise about that hook); ``serving_thread_ident`` is the thread running ``serve_forever`` and
     ``handler_threads`` an empty list for a handler to note its thread in.
     Every connection a stream server accepted is closed at the end, whether
     or not the answer closed it.
@@ -76,7 +202,7 @@ def running(
         accepted.append(request)
         return request, client_address
 
-    namespace: dict[str, Any] = {"handle_error": _record_error, **attrs}
+    namespace: dict[str, Any] = {"handle_error": _record_error, **attrs} if record_errors else dict(attrs)
     if issubclass(server_class, TCPServer) and server_class.socket_type == socket.SOCK_STREAM:
         namespace["get_request"] = get_request
     cls = type(f"Checked{server_class.__name__}", (server_class,), namespace)

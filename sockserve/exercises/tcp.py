@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import errno
-from typing import Any
 
 from .. import StreamRequestHandler, TCPServer, ThreadingTCPServer
 from ..workbook.helpers import leave_time_wait, time_wait_sockets
 from . import ExerciseFailed, exercise
-from .support import converse, handler_errors_note, require_class, running
+from .support import a_class, converse, handler_errors_note, running
 
 LESSON = "02-tcp"
 
 
-@exercise(
-    "tcp-upper-echo",
-    lesson=LESSON,
-    prompt="Finish UpperEcho (a StreamRequestHandler): answer every line the client sends with the "
-    "same line in upper case, until the client closes the connection.",
-    stub="""\
-class UpperEcho(sockserve.StreamRequestHandler):
-    def handle(self):
-        pass  # your code here: read lines from self.rfile, write replies to self.wfile
-""",
-    difficulty=1,
-)
-def check_upper_echo(handler: Any) -> str:
-    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
+@exercise("tcp-upper-echo", lesson=LESSON, difficulty=1,
+          answer=a_class("UpperEcho", StreamRequestHandler, method="handle",
+                         note="read lines from self.rfile, write replies to self.wfile"))
+def check_upper_echo(handler: type) -> str:
+    """Finish UpperEcho (a StreamRequestHandler): answer every line the client sends with the same line in upper
+    case, until the client closes the connection."""
     lines = [b"hello\n", b"Mixed Case 123\n", b"already UPPER\n"]
     with running(ThreadingTCPServer, handler) as server:
         replies = converse(server, lines, expect_close=True)
@@ -41,20 +32,11 @@ def check_upper_echo(handler: Any) -> str:
     return f"{len(lines)} lines answered in upper case, then the connection closed"
 
 
-@exercise(
-    "tcp-calculator",
-    lesson=LESSON,
-    prompt="Finish Calculator: 'ADD a b' answers the sum, 'MUL a b' the product (integers), anything "
-    "else a line starting with 'ERR'; a bad line must not end the connection.",
-    stub="""\
-class Calculator(sockserve.StreamRequestHandler):
-    def handle(self):
-        pass  # your code here
-""",
-    difficulty=2,
-)
-def check_calculator(handler: Any) -> str:
-    require_class(handler, StreamRequestHandler, "a StreamRequestHandler subclass")
+@exercise("tcp-calculator", lesson=LESSON, difficulty=2,
+          answer=a_class("Calculator", StreamRequestHandler, method="handle"))
+def check_calculator(handler: type) -> str:
+    """Finish Calculator: 'ADD a b' answers the sum, 'MUL a b' the product (integers), anything else a line
+    starting with 'ERR'; a bad line must not end the connection."""
     script = [
         (b"ADD 2 3\n", b"5\n"),
         (b"MUL 4 -6\n", b"-24\n"),
@@ -99,19 +81,11 @@ class _Echo(StreamRequestHandler):
             self.wfile.write(line)
 
 
-@exercise(
-    "tcp-rebind",
-    lesson=LESSON,
-    prompt="Write RestartableServer, a TCPServer subclass that can bind its port again right after "
-    "an earlier RestartableServer on that port closed (its connections still in TIME_WAIT).",
-    stub="""\
-class RestartableServer(sockserve.TCPServer):
-    pass  # your code here: one class attribute
-""",
-    difficulty=1,
-)
-def check_rebind(server_class: Any) -> str:
-    require_class(server_class, TCPServer, "a TCPServer subclass")
+@exercise("tcp-rebind", lesson=LESSON, difficulty=1,
+          answer=a_class("RestartableServer", TCPServer, note="one class attribute"))
+def check_rebind(server_class: type) -> str:
+    """Write RestartableServer, a TCPServer subclass that can bind its port again right after an earlier
+    RestartableServer on that port closed (its connections still in TIME_WAIT)."""
     port = leave_time_wait(3, server_class)
     waiting = time_wait_sockets(port)
     try:

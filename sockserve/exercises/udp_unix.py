@@ -6,30 +6,21 @@ import os
 import shutil
 import socket
 import tempfile
-import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import DatagramRequestHandler, UDPServer, UnixDatagramServer
-from ..workbook.helpers import ask_datagram
+from ..workbook.helpers import ask_datagram, wait_for
 from . import ExerciseFailed, exercise
-from .support import handler_error_fix, handler_errors_note, require_class, running
+from .support import a_class, a_function, handler_error_fix, handler_errors_note, running
 
 LESSON = "03-udp-and-unix"
 
 
-@exercise(
-    "udp-reverse",
-    lesson=LESSON,
-    prompt="Finish Reverse (a DatagramRequestHandler): answer each datagram with its bytes reversed.",
-    stub="""\
-class Reverse(sockserve.DatagramRequestHandler):
-    def handle(self):
-        pass  # your code here
-""",
-    difficulty=1,
-)
-def check_reverse(handler: Any) -> str:
-    require_class(handler, DatagramRequestHandler, "a DatagramRequestHandler subclass")
+@exercise("udp-reverse", lesson=LESSON, difficulty=1,
+          answer=a_class("Reverse", DatagramRequestHandler, method="handle"))
+def check_reverse(handler: type) -> str:
+    """Finish Reverse (a DatagramRequestHandler): answer each datagram with its bytes reversed."""
     samples = [b"hello", b"a man a plan", b"x" * 100 + b"y"]
     with running(UDPServer, handler) as server:
         for payload in samples:
@@ -45,9 +36,7 @@ def check_reverse(handler: Any) -> str:
             if got != payload[::-1]:
                 # The datagram can come back before the server has reported
                 # the handler's exception: give the report a moment.
-                deadline = time.monotonic() + 0.5
-                while not server.handler_errors and time.monotonic() < deadline:
-                    time.sleep(0.01)
+                wait_for(lambda: bool(server.handler_errors), 0.5)
             if server.handler_errors:
                 raise ExerciseFailed(
                     f"sent {payload[:20]!r}; your handler raised {server.handler_errors[0]}, so the "
@@ -79,19 +68,10 @@ class _Length(DatagramRequestHandler):
         self.wfile.write(str(len(self.packet)).encode())
 
 
-@exercise(
-    "udp-big-datagrams",
-    lesson=LESSON,
-    prompt="Write BigDatagramServer, a UDPServer subclass whose handlers see datagrams of up to "
-    "16 KiB whole (a 12000-byte datagram, and a 16 KiB one, must arrive entire).",
-    stub="""\
-class BigDatagramServer(sockserve.UDPServer):
-    pass  # your code here
-""",
-    difficulty=1,
-)
-def check_big_datagrams(server_class: Any) -> str:
-    require_class(server_class, UDPServer, "a UDPServer subclass")
+@exercise("udp-big-datagrams", lesson=LESSON, answer=a_class("BigDatagramServer", UDPServer), difficulty=1)
+def check_big_datagrams(server_class: type[UDPServer]) -> str:
+    """Write BigDatagramServer, a UDPServer subclass whose handlers see datagrams of up to 16 KiB whole (a
+    12000-byte datagram, and a 16 KiB one, must arrive entire)."""
     limit = server_class.max_packet_size
     if isinstance(limit, int) and limit > 65535:
         raise ExerciseFailed(
@@ -122,24 +102,19 @@ class _Upper(DatagramRequestHandler):
         self.wfile.write(self.packet.upper())
 
 
-@exercise(
-    "unix-dgram-client",
-    lesson=LESSON,
-    prompt="Write ask_unix(server_path, payload, client_path) -> bytes: send one datagram to a Unix "
-    "datagram server, return its reply, and leave no socket file behind.",
-    stub="""\
-def ask_unix(server_path, payload, client_path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(2)
-        sock.sendto(payload, server_path)
-        return sock.recv(65536)  # why does no reply ever come?
-""",
-    difficulty=2,
-)
-def check_unix_client(ask_unix: Any) -> str:
-    if not callable(ask_unix):
-        raise ExerciseFailed(f"expected a function ask_unix(server_path, payload, client_path); got {ask_unix!r}",
-                             fix="pass the function itself: check(..., ask_unix)")
+#: The body of the client the exercise starts from: it sends, but no reply can reach it.
+_UNBOUND_CLIENT = """\
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+    sock.settimeout(2)
+    sock.sendto(payload, server_path)
+    return sock.recv(65536)  # why does no reply ever come?"""
+
+
+@exercise("unix-dgram-client", lesson=LESSON, difficulty=2,
+          answer=a_function("ask_unix(server_path, payload, client_path)", body=_UNBOUND_CLIENT))
+def check_unix_client(ask_unix: Callable[..., Any]) -> str:
+    """Write ask_unix(server_path, payload, client_path) -> bytes: send one datagram to a Unix datagram server,
+    return its reply, and leave no socket file behind."""
     tmp = tempfile.mkdtemp(prefix="ssx-", dir="/tmp")
     try:
         client_path = os.path.join(tmp, "client.sock")

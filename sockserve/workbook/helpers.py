@@ -4,7 +4,8 @@ Each function starts servers only on 127.0.0.1 (or in a temporary
 directory), bounds every wait, and cleans up; the notebooks stay short and
 the logic stays here, where it is tested (``tests/test_workbook.py``).
 
-* :func:`background` runs ``serve_forever`` in a thread for a ``with`` block.
+* :func:`background` runs ``serve_forever`` in a thread for a ``with`` block;
+  :func:`wait_for` waits, bounded, until something is true.
 * :func:`ask` / :func:`ask_datagram` talk to a server: lines over one
   stream connection, or one datagram.
 * :func:`time_wait_sockets` counts TCP sockets in TIME_WAIT on a port (Linux,
@@ -32,7 +33,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ __all__ = [
     "round_trip_seconds",
     "drain_demo",
     "where_handled",
+    "wait_for",
     "lines",
     "show",
     "shutdown_latencies",
@@ -73,9 +75,11 @@ HOST = "127.0.0.1"
 
 
 @contextlib.contextmanager
-def background(server: Any, poll_interval: float = 0.5) -> Iterator[Any]:
+def background(server: Any, poll_interval: float = 0.5, *, close: bool = True) -> Iterator[Any]:
     """Serve *server* in a thread while the block runs; then ``shutdown()``,
-    join the thread and ``server_close()``, whatever happened in the block."""
+    join the thread and ``server_close()``, whatever happened in the block.
+    With *close* false the server stays open (not serving), for a caller
+    that still reads its socket and closes it later."""
     thread = threading.Thread(
         target=server.serve_forever, args=(poll_interval,), name="workbook server", daemon=True
     )
@@ -85,7 +89,8 @@ def background(server: Any, poll_interval: float = 0.5) -> Iterator[Any]:
     finally:
         server.shutdown()
         thread.join(10)
-        server.server_close()
+        if close:
+            server.server_close()
 
 
 def _family(address: Any) -> int:
@@ -378,7 +383,8 @@ def where_handled(server_class: type) -> str:
     return f"handle() ran in {where_thread}, in {where_process}"
 
 
-def _wait_for(predicate: Any, seconds: float) -> bool:
+def wait_for(predicate: Callable[[], bool], seconds: float = 3.0) -> bool:
+    """Poll *predicate* every 10 ms for up to *seconds*; its last value."""
     deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > deadline:

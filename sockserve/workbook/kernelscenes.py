@@ -27,9 +27,7 @@ import contextlib
 import errno
 import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +35,9 @@ from ..kernel import view as kernelview
 from ..core.handlers import StreamRequestHandler
 from ..kernel.view import KernelReading, KernelSeries
 from ..core.servers import TCPServer
+from .helpers import background, wait_for
 
-__all__ = ["Scene", "construction", "burst", "reply_times", "handshake", "teardown", "forgotten_close", "states",
-           "wait_for"]
+__all__ = ["Scene", "construction", "burst", "reply_times", "handshake", "teardown", "forgotten_close", "states"]
 
 HOST = "127.0.0.1"
 
@@ -66,32 +64,11 @@ def _unavailable(title: str) -> Scene:
     return Scene(title, (kernelview.NOT_AVAILABLE,))
 
 
-def wait_for(predicate: Callable[[], bool], seconds: float = 3.0) -> bool:
-    """Poll *predicate* every 10 ms for up to *seconds*; its last value."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 class _Reply(StreamRequestHandler):
     """Replies to one line."""
 
     def handle(self) -> None:
         self.wfile.write(self.rfile.readline())
-
-
-@contextlib.contextmanager
-def _serving(server: Any) -> Iterator[Any]:
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 def _connect_nonblocking(address: Any) -> socket.socket:
@@ -219,7 +196,7 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
             if serve:
                 time.sleep(0.2)
                 accepting = time.monotonic() - began
-                with _serving(server):
+                with background(server, 0.05, close=False):
                     replies = _replies(socks, began)
                     time.sleep(0.2)
                 last = time.monotonic()
@@ -368,7 +345,7 @@ def teardown(closes_first: str = "client", connections: int = 3) -> Scene:
     handler = _ReplyThenWaitForEof if closes_first == "client" else _Reply
     server_class = type("Teardown", (TCPServer,), {})
     with server_class((HOST, 0), handler) as server:
-        with _serving(server):
+        with background(server, 0.05, close=False):
             for _ in range(connections):
                 with socket.create_connection(server.server_address, timeout=5) as client:
                     client.sendall(b"hi\n")
@@ -405,7 +382,7 @@ def forgotten_close(connections: int = 3) -> Scene:
     with _Forgetful((HOST, 0), _Reply) as server:
         server.forgotten = []
         try:
-            with _serving(server):
+            with background(server, 0.05, close=False):
                 for _ in range(connections):
                     with socket.create_connection(server.server_address, timeout=5) as client:
                         client.sendall(b"hi\n")

@@ -36,11 +36,12 @@ import statistics
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from ..core.combined import ForkingTCPServer, ThreadingTCPServer
 from ..core.handlers import StreamRequestHandler
 from ..core.servers import TCPServer
+from .helpers import background
 
 __all__ = [
     "Seen",
@@ -55,23 +56,18 @@ __all__ = [
     "exchange_times",
     "HalfCloseRun",
     "half_close",
+    "ReadToEof",
+    "NO_EOF_REPLY",
     "reset",
 ]
 
 HOST = "127.0.0.1"
 
 
-@contextlib.contextmanager
-def serving(server: Any) -> Iterator[Any]:
-    """Run *server*'s ``serve_forever`` in a daemon thread for the block; always stop and close it."""
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(5)
-        server.server_close()
+def _quiet(cls: type) -> type:
+    """A subclass of server class *cls* whose ``handle_error`` prints nothing: what the
+    handler met is the lesson's to show."""
+    return type(f"Quiet{cls.__name__}", (cls,), {"handle_error": lambda self, request, address: None})
 
 
 def reset(sock: socket.socket) -> None:
@@ -128,16 +124,13 @@ def client_mishaps() -> list[Seen]:
     3. sends its line and closes at once, reading the greeting first: the handler's first reply
        goes out (and is answered with a reset), a later one raises ``BrokenPipeError``.
     """
-    from ..core.combined import ThreadingTCPServer
-
     deeds = ("reset (SO_LINGER 0) while the server reads",
              "closed with the server's greeting unread",
              "sent its line, read the greeting, closed before the reply")
     results: list[Seen] = []
-    quiet = type("Quiet", (ThreadingTCPServer,), {"handle_error": lambda self, request, address: None})
-    server: Any = quiet((HOST, 0), _Watched)
+    server: Any = _quiet(ThreadingTCPServer)((HOST, 0), _Watched)
     server.seen = []
-    with serving(server):
+    with background(server, 0.05):
         for number, deed in enumerate(deeds):
             before = len(server.seen)
             client = socket.create_connection(server.server_address, timeout=5)
@@ -193,7 +186,7 @@ def slow_client(how: str = "silent", hold: float = 1.0, timeout: float | None = 
         attrs["request_timeout"] = request_timeout
     server: Any = type("Plain", (TCPServer,), attrs)((HOST, 0), handler)
     cut: list[float] = []
-    with serving(server):
+    with background(server, 0.05):
         slow = socket.create_connection(server.server_address, timeout=5)
         began = time.monotonic()
         stop = threading.Event()
@@ -256,7 +249,7 @@ def slow_crowd(server_class: type, slow_clients: int = 8, hold: float = 0.5, **a
     namespace = {"handle_error": lambda self, request, address: None, **attrs}
     server: Any = type(server_class.__name__, (server_class,), namespace)((HOST, 0), _HoldThenEcho)
     socks: list[socket.socket] = []
-    with serving(server):
+    with background(server, 0.05):
         try:
             for _ in range(slow_clients):
                 socks.append(socket.create_connection(server.server_address, timeout=5))
@@ -319,8 +312,6 @@ def zombies(children: int = 3) -> ZombieRun:
     """A ``ForkingTCPServer`` handles *children* requests, driven by hand (``get_request``,
     ``process_request``) so that no loop reaps them; each child replies and exits. Then
     ``collect_children()`` runs. Linux only (reads ``/proc``)."""
-    from ..core.combined import ForkingTCPServer
-
     server: Any = ForkingTCPServer((HOST, 0), _Reply)
     try:
         for _ in range(children):
@@ -363,7 +354,7 @@ def exchange_times(disable_nagle_algorithm: bool, exchanges: int = 20, handler: 
     cls = type(base.__name__, (base,), {"disable_nagle_algorithm": disable_nagle_algorithm})
     times: list[float] = []
     server: Any = TCPServer((HOST, 0), cls)
-    with serving(server):
+    with background(server, 0.05):
         with socket.create_connection(server.server_address, timeout=5) as client:
             reader = client.makefile("rb")
             try:
@@ -386,8 +377,13 @@ def median_ms(times: list[float]) -> float:
 # -- half-close -------------------------------------------------------------------------------
 
 
-class _CountToEof(StreamRequestHandler):
-    """Reads everything until end of file, then says how many bytes it got."""
+#: What :class:`ReadToEof` replies when its client sends no end of file.
+NO_EOF_REPLY = b"no end of file after 1 s\n"
+
+
+class ReadToEof(StreamRequestHandler):
+    """Reads everything until end of file (1 s at most, else replies
+    :data:`NO_EOF_REPLY`), then replies with :meth:`report` of what it got."""
 
     timeout = 1.0
 
@@ -395,9 +391,13 @@ class _CountToEof(StreamRequestHandler):
         try:
             data = self.rfile.read()
         except TimeoutError:
-            self.wfile.write(b"no end of file after 1 s\n")
+            self.wfile.write(NO_EOF_REPLY)
             return
-        self.wfile.write(b"%d bytes\n" % len(data))
+        self.wfile.write(self.report(data))
+
+    def report(self, data: bytes) -> bytes:
+        """The reply to *data*: here, how many bytes it holds."""
+        return b"%d bytes\n" % len(data)
 
 
 class HalfCloseRun(NamedTuple):
@@ -411,12 +411,9 @@ class HalfCloseRun(NamedTuple):
 def half_close() -> list[HalfCloseRun]:
     """Three clients send 1000 bytes to a server that reads to end of file, then replies:
     one calls ``shutdown(SHUT_WR)`` and reads, one calls ``close()``, one only waits."""
-    from ..core.combined import ThreadingTCPServer
-
     runs: list[HalfCloseRun] = []
-    server: Any = type("Quiet", (ThreadingTCPServer,), {"handle_error": lambda self, r, a: None})(
-        (HOST, 0), _CountToEof)
-    with serving(server):
+    server: Any = _quiet(ThreadingTCPServer)((HOST, 0), ReadToEof)
+    with background(server, 0.05):
         for how in ("shutdown(SHUT_WR), then read", "close()", "neither: wait for the reply"):
             client = socket.create_connection(server.server_address, timeout=3)
             client.sendall(b"x" * 1000)
@@ -458,13 +455,11 @@ def eof_seen(shutdown_first: bool, wait: float = 0.5) -> bool:
     """Does the client see end of file within *wait* seconds, when the handler left a
     duplicate of the connection open and the server's ``shutdown_request`` does
     (*shutdown_first*) or does not call ``shutdown(SHUT_WR)`` before closing?"""
-    from ..core.combined import ThreadingTCPServer
-
     bases = (ThreadingTCPServer,) if shutdown_first else (_CloseOnly, ThreadingTCPServer)
     server: Any = type("Server", bases, {})((HOST, 0), _KeepsACopy)
     server.copies = []
     try:
-        with serving(server):
+        with background(server, 0.05):
             with socket.create_connection(server.server_address, timeout=wait) as client:
                 client.sendall(b"hi\n")
                 client.recv(16)
