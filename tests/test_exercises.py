@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import inspect
 import threading
 from collections import Counter
@@ -21,6 +22,8 @@ from typing import Any
 
 import pytest
 from wrong_answers import BANK, Wrong
+
+import sockserve
 
 import sockserve.exercises as ex
 from sockserve.exercises import (
@@ -35,6 +38,7 @@ from sockserve.exercises import (
     reset_attempts,
 )
 from sockserve.exercises.stubs import stub_answer
+from sockserve.exercises.support import a_class, a_function
 from sockserve.workbook.exercisecells import exercise_cells
 
 SOLUTIONS_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "solutions"
@@ -283,6 +287,54 @@ def test_registering_one_name_from_two_checkers_is_refused(scratch: Any) -> None
 
     with pytest.raises(ValueError, match="already registered"):
         ex.exercise("scratch-twice", lesson="99-other", prompt="x")(other)
+
+
+def test_an_answer_of_the_wrong_kind_is_refused_before_its_checker_runs(scratch: Any) -> None:
+    """An exercise registered with answer= gets its stub from it, and its checker sees only an answer of
+    that kind: a class derived from the base, a function, a coroutine function."""
+    seen: list[Any] = []
+
+    def check_echo(cls: type) -> None:
+        """Finish Echo: answer every line
+        with itself."""
+        seen.append(cls)
+
+    ex.exercise("scratch-class", lesson="99-scratch",
+                answer=a_class("Echo", sockserve.StreamRequestHandler, method="handle"))(check_echo)
+    assert ex.describe("scratch-class").prompt == "Finish Echo: answer every line with itself."
+    with pytest.raises(ValueError, match="no prompt"):
+        ex.exercise("scratch-silent", lesson="99-scratch", answer=a_function("f(x)"))(lambda x: None)
+    ex.exercise("scratch-function", lesson="99-scratch", prompt="p", answer=a_function("f(x)"))(seen.append)
+    ex.exercise("scratch-coroutine", lesson="99-scratch", prompt="p",
+                answer=a_function("g(reader, writer)", coroutine=True))(seen.append)
+    assert ex.describe("scratch-class").stub == (
+        "class Echo(sockserve.StreamRequestHandler):\n    def handle(self):\n        pass  # your code here\n")
+    assert ex.describe("scratch-function").stub == "def f(x):\n    pass  # your code here\n"
+    assert ex.describe("scratch-coroutine").stub.startswith("async def g(reader, writer):\n")
+
+    class NotAHandler:
+        pass
+
+    async def coroutine(reader: Any, writer: Any) -> None:
+        pass
+
+    def plain(reader: Any, writer: Any) -> None:
+        pass
+
+    for name, wrong, said in (("scratch-class", plain, "expected a StreamRequestHandler subclass"),
+                              ("scratch-class", NotAHandler, "NotAHandler is not a StreamRequestHandler"),
+                              ("scratch-function", NotAHandler, "expected a function f(x)"),
+                              ("scratch-function", 3, "expected a function f(x)"),
+                              ("scratch-coroutine", plain, "plain is a plain function")):
+        with pytest.raises(ExerciseFailed, match=re.escape(said)):
+            ex.describe(name).checker(wrong)
+    assert seen == []
+    for name, right in (("scratch-class", type("Right", (sockserve.StreamRequestHandler,), {})),
+                        ("scratch-function", plain), ("scratch-coroutine", coroutine)):
+        ex.describe(name).checker(right)
+    assert [getattr(x, "__name__", x) for x in seen] == ["Right", "plain", "coroutine"]
+    for name in ("scratch-class", "scratch-function", "scratch-coroutine"):
+        ex._REGISTRY.pop(name, None)
 
 
 def test_every_lesson_has_an_exercise_where_the_student_writes_code() -> None:

@@ -20,10 +20,12 @@ import errno
 import math
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from ..load.protocol import workload_values
 from ..measure.kinds import resolve_kind
+from ..measure.workloads import fixed_work, get_workload
 
 __all__ = [
     "CliError",
@@ -56,6 +58,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+def add_command(sub: Any, name: str, run: Callable[[argparse.Namespace], int], summary: str,
+                description: str) -> argparse.ArgumentParser:
+    """Add the subcommand *name* to *sub* (what ``add_subparsers`` returned):
+    ``run(args)`` carries it out and returns the exit status; *summary* is its
+    line in the list of commands, *description* the top of its ``--help``.
+    Returns its parser, for its arguments."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=description)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def number(kind: type, most: float, unit: str) -> Any:
@@ -182,7 +195,7 @@ def check_plot_output(path: str, flag: str = "--plot") -> str:
     """:func:`check_output`, plus a file format matplotlib can write."""
     check_output(path, flag)
     try:
-        from matplotlib.backend_bases import FigureCanvasBase
+        from matplotlib.backend_bases import FigureCanvasBase  # matplotlib is optional: imported on use
     except ImportError:
         raise CliError(f"{flag} needs matplotlib: pip install 'sockserve[lab]'") from None
     formats = sorted(FigureCanvasBase.get_supported_filetypes())
@@ -199,8 +212,6 @@ def check_plot_output(path: str, flag: str = "--plot") -> str:
 def check_workload(name: str, params: dict[str, float] | None = None) -> dict[str, float]:
     """The values in effect for workload *name* with *params* (the wire
     protocol's check: no handler is built, nothing calibrated), or CliError."""
-    from ..load.protocol import workload_values
-
     try:
         return workload_values(name, params or {})
     except ValueError as exc:
@@ -212,8 +223,6 @@ def resolve_workload(name: str, params: dict[str, float] | None = None, *, fixed
     resolved once for the whole command (CliError when bad). With *fixed*,
     this process's cpu calibration is handed in
     (:func:`~sockserve.measure.workloads.fixed_work`), as a comparison does."""
-    from ..measure.workloads import fixed_work, get_workload
-
     try:
         return fixed_work(name, params) if fixed else get_workload(name, **(params or {}))
     except ValueError as exc:

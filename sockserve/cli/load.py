@@ -26,7 +26,8 @@ import os
 import socket
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .args import (
     MAX_SECONDS,
@@ -42,6 +43,8 @@ from .args import (
     resolve_workload,
 )
 from ..core.errors import format_address
+from ..load.data import LoadSpec
+from ..load.runner import LoadRun, LoadWorkerError
 from ..measure.results import PARTIAL_MARK
 
 __all__ = ["OPEN_LOOP_CLIENTS", "REMOTE_LIMITS", "REMOTE_HELP", "add_load_args", "add_compare_args", "cmd_load",
@@ -258,6 +261,37 @@ def _wait_interruptibly(done: threading.Event, on_interrupt: Any) -> bool:
             on_interrupt()
 
 
+T = TypeVar("T")
+
+
+def _in_background(work: Callable[[], T], name: str, on_interrupt: Callable[[], object],
+                   expected: tuple[type[BaseException], ...]) -> tuple[T, bool]:
+    """Run *work* in a daemon thread called *name* while this (main) thread
+    waits, so that Ctrl-C reaches it (see :func:`_wait_interruptibly`).
+    Returns what *work* returned and whether it was interrupted. What *work*
+    raised is raised here, in the main thread: an *expected* kind as a
+    one-line :class:`CliError`."""
+    finished = threading.Event()
+    returned: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            returned.append(work())
+        except BaseException as exc:  # reported below, in the main thread
+            failure.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    interrupted = _wait_interruptibly(finished, on_interrupt)
+    if failure:
+        if isinstance(failure[0], expected):
+            raise CliError(str(failure[0])) from None
+        raise failure[0]
+    return returned[0], interrupted
+
+
 def _write_json(path: str, data: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as out:
         json.dump(data, out, indent=1)
@@ -268,8 +302,6 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from ..load.runner import LoadRun, LoadSpec, LoadWorkerError
-
     check_workload(args.workload, parse_params(args.param))
     address = parse_address(args.address)
     transport = args.transport
@@ -299,25 +331,8 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise CliError(str(bad)) from None
     probe_target(address, transport, local)
     run = LoadRun(spec, bar=_bar(args.bar))
-    finished = threading.Event()
-    failure: list[BaseException] = []
-
-    def follow() -> None:
-        try:
-            run.run()
-        except BaseException as exc:  # reported below, in the main thread
-            failure.append(exc)
-        finally:
-            finished.set()
-
-    threading.Thread(target=follow, name="sockserve-load-follow", daemon=True).start()
-    interrupted = _wait_interruptibly(finished, run.cancel)
-    if failure:
-        exc = failure[0]
-        if isinstance(exc, (OSError, ValueError, LoadWorkerError)):
-            raise CliError(str(exc)) from None
-        raise exc
-    result = run.wait()
+    result, interrupted = _in_background(run.run, "sockserve-load-follow", run.cancel,
+                                         (OSError, ValueError, LoadWorkerError))
     print(result.summary())
     if interrupted:
         print(f"incomplete: interrupted (Ctrl-C) after {result.elapsed:.2f} s of {spec.duration:g} s")
@@ -364,8 +379,8 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    # Imported here: the comparison machinery (about 8 ms) is not for serve, load or trace.
     from ..measure.experiment import Comparison, ServerStartError, compare, default_rounds
-    from ..load.runner import LoadWorkerError
 
     servers = [name.strip() for name in args.servers.split(",") if name.strip()]
     if not servers:
@@ -392,30 +407,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"of {rounds}) ...", file=sys.stderr, flush=True)
 
     stop = threading.Event()
-    finished = threading.Event()
-    outcome: list[Any] = []
 
-    def work_thread() -> None:
-        try:
-            outcome.append(compare(
-                work, kinds, clients=spec["clients"], rate=spec["rate"],
-                duration=spec["duration"], max_requests=spec["max_requests"],
-                connection=spec["connection"], timeout=spec["timeout"], rounds=rounds,
-                on_server=on_server, bar=_bar(args.bar), stop=stop,
-            ))
-        except BaseException as exc:  # reported below, in the main thread
-            outcome.append(exc)
-        finally:
-            finished.set()
+    def run_comparison() -> Comparison:
+        return compare(
+            work, kinds, clients=spec["clients"], rate=spec["rate"],
+            duration=spec["duration"], max_requests=spec["max_requests"],
+            connection=spec["connection"], timeout=spec["timeout"], rounds=rounds,
+            on_server=on_server, bar=_bar(args.bar), stop=stop,
+        )
 
-    threading.Thread(target=work_thread, name="sockserve-compare", daemon=True).start()
-    interrupted = _wait_interruptibly(finished, stop.set)
-    (got,) = outcome
-    if isinstance(got, BaseException):
-        if isinstance(got, (OSError, ValueError, ServerStartError, LoadWorkerError)):
-            raise CliError(str(got)) from None
-        raise got
-    comparison: Comparison = got
+    comparison, interrupted = _in_background(run_comparison, "sockserve-compare", stop.set,
+                                             (OSError, ValueError, ServerStartError, LoadWorkerError))
     if comparison.runs:
         print(comparison.table())
     if interrupted:
@@ -428,7 +430,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _write_json(args.json, data)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot and comparison.runs:
-        from ..plots.comparison import save_comparison_plot
+        from ..plots.comparison import save_comparison_plot  # with --plot only, as compare's machinery above
 
         save_comparison_plot(comparison, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

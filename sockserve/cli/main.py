@@ -44,15 +44,19 @@ incomplete, and exits 130. The subcommands live in :mod:`.servecommand`,
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import __version__
 from .args import (
     MAX_SECONDS,
     CliError,
     Parser,
+    add_command,
     check_port,
     check_workload,
     kind_info,
@@ -60,6 +64,7 @@ from .args import (
     parse_address,
     parse_params,
 )
+from ..load.protocol import request_line
 from ..measure.kinds import kind_names, resolve_kind
 from .load import OPEN_LOOP_CLIENTS, REMOTE_HELP, add_compare_args, add_load_args, cmd_compare, cmd_load
 from .serve import GRACE, REQUEST_TIMEOUT, REQUEST_TIMEOUT_HELP, add_report_args, add_timeline_args, cmd_serve
@@ -89,10 +94,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     handler: str | None = None
     payload = b"hello\n"
     if args.workload is not None:
-        from ..load.protocol import request_line
-
         handler, payload = args.workload, request_line(args.workload, check_workload(args.workload), 0)
-    from ..measure.trace import trace_request
+    from ..measure.trace import trace_request  # only trace needs it (about 5 ms of every command's start)
 
     try:
         tree = trace_request(info.server_class, handler, payload)
@@ -114,9 +117,7 @@ def cmd_kinds(args: argparse.Namespace) -> int:
 
 def cmd_lab(args: argparse.Namespace) -> int:
     """Open JupyterLab on the workbook (see :mod:`sockserve.workbook.launch`); replaces this process."""
-    from pathlib import Path
-
-    from ..workbook import launch
+    from ..workbook import launch  # only lab needs the workbook (about 10 ms of every command's start)
 
     if args.port is not None:
         check_port(args.port, "--port", allow_zero=False)
@@ -157,9 +158,6 @@ def cmd_lab(args: argparse.Namespace) -> int:
 def _check_port_free(port: int) -> None:
     """CliError, before anything is copied, when JupyterLab could not bind
     127.0.0.1:*port* (it sets SO_REUSEADDR too, so TIME_WAIT is no obstacle)."""
-    import errno
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -187,13 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sockserve {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    serve = sub.add_parser(
-        "serve", help="run one server until Ctrl-C, SIGTERM or SIGHUP",
-        description="Run one server. The first line on stdout says where it serves "
-                    "(with --json: a JSON object with serving, kind, transport, workload, "
-                    "address, pid). SIGINT, SIGTERM or SIGHUP (its terminal closed) stop it "
-                    "cleanly (exit 0); its last line on stderr says how many requests it served.",
-    )
+    serve = add_command(
+        sub, "serve", cmd_serve, "run one server until Ctrl-C, SIGTERM or SIGHUP",
+        "Run one server. The first line on stdout says where it serves (with --json: a JSON object with "
+        "serving, kind, transport, workload, address, pid). SIGINT, SIGTERM or SIGHUP (its terminal closed) "
+        "stop it cleanly (exit 0); its last line on stderr says how many requests it served.")
     serve.add_argument("kind", help="server kind, e.g. plain, threading, forking, "
                                     "threading-udp, forking-unix (see: sockserve kinds)")
     _add_workload_args(serve)
@@ -214,13 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop when the process that started this one exits")
     add_report_args(serve)
     add_timeline_args(serve)
-    serve.set_defaults(func=cmd_serve)
 
-    load = sub.add_parser(
-        "load", help="drive a running server with load and print a summary",
-        description="Send requests to ADDRESS (HOST:PORT or a Unix socket path) from "
-                    "a separate process and print throughput and latency.",
-    )
+    load = add_command(
+        sub, "load", cmd_load, "drive a running server with load and print a summary",
+        "Send requests to ADDRESS (HOST:PORT or a Unix socket path) from a separate process and print "
+        "throughput and latency.")
     load.add_argument("address", help="HOST:PORT, [::1]:PORT or a Unix socket path")
     load.add_argument("--transport", "-t", choices=("tcp", "udp", "unix", "unix-dgram"),
                       default=None, help="default: tcp for HOST:PORT, unix for a path")
@@ -232,13 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--bar", action=argparse.BooleanOptionalAction, default=None,
                       help="draw a progress bar (default: when stderr is a terminal)")
     load.add_argument("--allow-remote", action="store_true", help=REMOTE_HELP)
-    load.set_defaults(func=cmd_load)
 
-    comp = sub.add_parser(
-        "compare", help="the same load against several server kinds, in interleaved rounds",
-        description="Start each server kind in its own process, drive them with the same "
-                    "load in interleaved rounds, and print a table (optionally JSON and a PNG plot).",
-    )
+    comp = add_command(
+        sub, "compare", cmd_compare, "the same load against several server kinds, in interleaved rounds",
+        "Start each server kind in its own process, drive them with the same load in interleaved rounds, "
+        "and print a table (optionally JSON and a PNG plot).")
     _add_workload_args(comp)
     comp.add_argument("--servers", "-s", default="plain,threading,forking",
                       help="comma-separated kinds (default plain,threading,forking)")
@@ -250,31 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--bar", action=argparse.BooleanOptionalAction, default=None,
                       help="draw a progress bar (default: when stderr is a terminal)")
     comp.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
-    comp.set_defaults(func=cmd_compare)
 
-    tr = sub.add_parser(
-        "trace", help="print the call-flow tree of one request",
-        description="Serve one request with a server of KIND and print the hooks "
-                    "it called, as a tree.",
-    )
+    tr = add_command(sub, "trace", cmd_trace, "print the call-flow tree of one request",
+                     "Serve one request with a server of KIND and print the hooks it called, as a tree.")
     tr.add_argument("kind", help="server kind, e.g. plain, threading, forking-udp")
     tr.add_argument("--workload", "-w", default=None,
                     help="serve one request of this workload (default: a plain echo "
                          "handler, the shortest tree)")
-    tr.set_defaults(func=cmd_trace)
 
-    kinds = sub.add_parser("kinds", help="list the server kinds",
-                           description="List the server kinds and what they are.")
-    kinds.set_defaults(func=cmd_kinds)
+    add_command(sub, "kinds", cmd_kinds, "list the server kinds", "List the server kinds and what they are.")
 
-    lab = sub.add_parser(
-        "lab", help="open JupyterLab on the workbook (needs the lab extra)",
-        description="Open JupyterLab on the workbook's index, bound to 127.0.0.1. From a clone it "
-                    "opens notebooks/; installed from a wheel (or with --dir) it first copies the lessons "
-                    "and the teacher's guide into --dir, without the reference solutions unless "
-                    "--solutions is given (never overwriting a file you changed), and opens "
-                    "that copy. Arguments after -- go to jupyter lab.",
-    )
+    lab = add_command(
+        sub, "lab", cmd_lab, "open JupyterLab on the workbook (needs the lab extra)",
+        "Open JupyterLab on the workbook's index, bound to 127.0.0.1. From a clone it opens notebooks/; "
+        "installed from a wheel (or with --dir) it first copies the lessons and the teacher's guide into "
+        "--dir, without the reference solutions unless --solutions is given (never overwriting a file you "
+        "changed), and opens that copy. Arguments after -- go to jupyter lab.")
     lab.add_argument("--dir", default=None, metavar="FOLDER",
                      help="copy the workbook here and open it (default when installed: "
                           "./sockserve-workbook; from a clone: the clone's notebooks/ itself)")
@@ -286,7 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
                           "has none)")
     lab.add_argument("jupyter_args", nargs="*", metavar="JUPYTER_ARGS",
                      help="after --: further arguments for jupyter lab")
-    lab.set_defaults(func=cmd_lab)
     add_teach_parser(sub)
     return parser
 

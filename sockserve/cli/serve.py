@@ -61,6 +61,7 @@ from .args import (
 )
 from ..core.errors import format_address
 from ..measure.kinds import kind_names, make_server
+from ..measure.serverfeed import StatsFeed
 from ..core.lifecycle import ServerState
 
 __all__ = ["cmd_serve", "GRACE", "REQUEST_TIMEOUT", "REQUEST_TIMEOUT_HELP", "ABORT_GRACE", "STOP_SIGNALS",
@@ -198,8 +199,6 @@ def stats_feed(server: Any, interval: float | None) -> Any:
     interval = check_report_every(interval)
     if interval is None:
         return None
-    from ..measure.serverfeed import StatsFeed
-
     return StatsFeed(server, interval)
 
 

@@ -16,13 +16,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .args import CliError
+from .args import CliError, add_command
 
 __all__ = ["add_teach_parser"]
 
 
+# The teacher's tools import the workbook and the exercises when they run: together about 50 ms
+# that no other command of the CLI should pay at its start.
+
+
 def _workbook() -> Path:
-    from ..workbook import launch
+    from ..workbook import launch  # on use: see above
 
     source = launch.clone_workbook() or launch.shipped_workbook()
     if source is None:
@@ -31,7 +35,7 @@ def _workbook() -> Path:
 
 
 def cmd_course(args: argparse.Namespace) -> int:
-    from ..workbook.course import build_course
+    from ..workbook.course import build_course  # on use: see above
 
     lessons = [name.strip() for name in args.lessons.split(",") if name.strip()] if args.lessons else None
     try:
@@ -46,8 +50,8 @@ def cmd_course(args: argparse.Namespace) -> int:
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
-    from ..exercises import exercises
-    from ..exercises.progress import collect
+    from ..exercises import exercises  # on use: see above
+    from ..exercises.progress import collect  # on use: see above
 
     try:
         table = collect(Path(args.folder).expanduser(), exercises())
@@ -69,21 +73,18 @@ def add_teach_parser(sub: Any) -> None:
     teach = sub.add_parser("teach", help="for teachers: an nbgrader course, the class's progress",
                            description="Tools for teaching a class with the workbook (see notebooks/TEACHING.md).")
     actions = teach.add_subparsers(dest="action", metavar="ACTION", required=True)
-    course = actions.add_parser(
-        "course", help="write an nbgrader course from the lessons",
-        description="Write an nbgrader course into FOLDER: one assignment per lesson, each exercise a "
-                    "solution cell (the lesson's stub, the reference hidden) and an autograded test cell "
-                    "worth its difficulty in points. Then: nbgrader generate_assignment LESSON.")
+    course = add_command(
+        actions, "course", cmd_course, "write an nbgrader course from the lessons",
+        "Write an nbgrader course into FOLDER: one assignment per lesson, each exercise a solution cell (the "
+        "lesson's stub, the reference hidden) and an autograded test cell worth its difficulty in points. "
+        "Then: nbgrader generate_assignment LESSON.")
     course.add_argument("folder", metavar="FOLDER")
     course.add_argument("--lessons", default="", help="comma-separated lessons (default: every lesson with "
                                                       "exercises), e.g. 02-tcp,04-concurrency")
     course.add_argument("--course-id", default="sockserve", help="nbgrader's course id (default sockserve)")
-    course.set_defaults(func=cmd_course)
-    progress = actions.add_parser(
-        "progress", help="collect the students' progress files into one table",
-        description="Read every progress file under FOLDER (each student's ~/.sockserve/progress.json, "
-                    "copied there, at any depth) and print one row per student: ✔ passed, ✘N failed N "
-                    "times, · not tried.")
+    progress = add_command(
+        actions, "progress", cmd_progress, "collect the students' progress files into one table",
+        "Read every progress file under FOLDER (each student's ~/.sockserve/progress.json, copied there, at "
+        "any depth) and print one row per student: ✔ passed, ✘N failed N times, · not tried.")
     progress.add_argument("folder", metavar="FOLDER")
     progress.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
-    progress.set_defaults(func=cmd_progress)

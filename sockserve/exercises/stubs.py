@@ -27,14 +27,14 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import sockserve
+
 __all__ = ["stub_namespace", "stub_answer", "is_unchanged_stub", "fingerprint"]
 
 
 def stub_namespace() -> dict[str, Any]:
     """What a stub's source may use without importing it: the modules the
     lessons import before their exercises."""
-    import sockserve
-
     return {"sockserve": sockserve, "socket": socket, "socketserver": socketserver, "threading": threading,
             "time": time, "BaseHTTPRequestHandler": BaseHTTPRequestHandler}
 

@@ -158,9 +158,10 @@ class FunctionAnswer:
 
 def a_function(signature: str, *, body: str | None = None, prelude: str = "",
                coroutine: bool = False) -> FunctionAnswer:
-    """The answer is a function written as ``def signature:`` (``async def``
-    with *coroutine*, and then it must be a coroutine function), whose stub
-    holds *body* (default ``pass  # your code here``) after *prelude*."""
+    """The answer is a function written as ``def signature:``, whose stub
+    holds *body* (default ``pass  # your code here``) after *prelude*. With
+    *coroutine* it is the connection callback of ``asyncio.start_server``,
+    written as ``async def signature:``, and must be a coroutine function."""
     return FunctionAnswer(signature, _stub_body(body, "", ""), prelude, coroutine)
 
 

@@ -15,6 +15,7 @@ Plain functions over text, so they can be tested on fixture text anywhere:
 from __future__ import annotations
 
 import collections
+import ipaddress
 import sys
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -64,8 +65,6 @@ STATE_MEANINGS: dict[str, str] = {
 
 def normal_address(host: str) -> str | None:
     """*host* as a normalised address, or None for "any address"."""
-    import ipaddress
-
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -106,8 +105,6 @@ def decode_address(text: str) -> tuple[str, int]:
     The kernel prints each 32-bit word of the address in this machine's byte
     order and the port as a plain hex number. A v4-mapped IPv6 address is
     written ``::ffff:a.b.c.d``."""
-    import ipaddress
-
     host, _, port = text.rpartition(":")
     if len(host) not in (8, 32) or not port:
         raise ValueError(f"not an address of /proc/net/tcp: {text!r}")

@@ -32,8 +32,10 @@ matplotlib.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..workbook.launch import install_command
 from .registry import stop_all
 
 if TYPE_CHECKING:
@@ -48,15 +50,11 @@ _PANELS = {"ServerPanel": "panels", "TrafficPanel": "panels", "ComparePanel": "p
 
 def __getattr__(name: str) -> Any:
     if name in _PANELS:
-        import importlib
-
         try:
             module = importlib.import_module(f".{_PANELS[name]}", __name__)
         except ModuleNotFoundError as exc:
             if exc.name not in ("ipywidgets", "matplotlib"):
                 raise
-            from ..workbook.launch import install_command
-
             raise ImportError(
                 f"sockserve.lab.{name} needs the lab extra ({exc.name} is not installed); "
                 f"install it with: {install_command()}",

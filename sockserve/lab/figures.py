@@ -20,6 +20,9 @@ import io
 import sys
 from typing import Any
 
+from ..plots import comparison as plots
+from ..plots import timeline as timelineplot
+
 __all__ = [
     "png", "comparison_png", "timeline_png", "blank_png", "release_fonts",
 ]
@@ -29,6 +32,7 @@ _DPI = 100
 
 
 def _figure(width: float = 5.0, height: float = 2.6) -> Any:
+    # matplotlib (the lab extra) is imported when a panel first draws, not when the lab is imported.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -53,7 +57,7 @@ def release_fonts() -> None:
     in reference cycles, hence the collection."""
     if "matplotlib.font_manager" not in sys.modules:
         return
-    from matplotlib import font_manager
+    from matplotlib import font_manager  # already imported (checked above): the lab extra's, on use
 
     cached = getattr(font_manager, "_get_font", None)
     if cached is not None and hasattr(cached, "cache_clear"):
@@ -76,8 +80,6 @@ def blank_png(title: str) -> bytes:
 
 def comparison_png(comparison: Any) -> bytes:
     """The side-by-side comparison figure from :mod:`sockserve.plots`."""
-    from ..plots import comparison as plots
-
     fig = plots.plot_comparison(comparison, fig=_figure(16, 4.8))
     try:
         return png(fig)
@@ -88,8 +90,6 @@ def comparison_png(comparison: Any) -> bytes:
 def timeline_png(timelines: Any, unit: str | None = None) -> bytes:
     """The request timelines (a comparison's, or ``{label: timeline}``) from
     :mod:`sockserve.plots.timeline` (*unit*: what a span is, see there)."""
-    from ..plots import timeline as timelineplot
-
     fig = timelineplot.plot_timelines(timelines, fig=_figure(), unit=unit)
     try:
         return png(fig)

@@ -36,7 +36,7 @@ from typing import Any
 from ..core.errors import format_address
 from ..core.lifecycle import ServerState
 from ..core.stats import CLIENT_GONE
-from ..measure.kinds import kind_names, make_server, resolve_kind
+from ..measure.kinds import is_loopback, kind_names, make_server, resolve_kind
 from . import registry
 from .settings import ServerSettings, settings_of
 
@@ -128,8 +128,6 @@ class ServerStatus:
 
 def exposure_warning(host: str) -> str:
     """A plain-words warning when *host* is not loopback-only, else ""."""
-    from ..measure.kinds import is_loopback
-
     if is_loopback(host or "127.0.0.1"):
         return ""
     return (

@@ -34,6 +34,7 @@ import ipywidgets as w  # type: ignore[import-untyped]
 
 from ..measure.kinds import kind_names, resolve_kind
 from ..measure.workloads import WORKLOAD_NAMES
+from ..plots.timeline import describe_timelines
 from . import figures, livecharts, registry
 from .models import FORK_NOTE, ServerModel, server_kinds
 from .runs import CompareModel, TrafficModel, default_servers
@@ -337,7 +338,7 @@ class TrafficPanel(_Panel):
             timelines = {"this run": self._timeline_shown}
             unit = self._unit()
             view.append(png(figures.timeline_png(timelines, unit), ""))
-            view.append(text(_describe_timelines(timelines, unit)))
+            view.append(text(describe_timelines(timelines, unit)))
         return view
 
     def _unit(self) -> str:
@@ -510,7 +511,7 @@ class ComparePanel(_Panel):
             view.append(text(status.text))
             if any(run.timeline for run in comparison.runs):
                 view.append(png(figures.timeline_png(comparison), ""))
-                view.append(text(_describe_timelines(comparison, None)))
+                view.append(text(describe_timelines(comparison, None)))
         else:
             view.append(text(status.text))
         return view
@@ -560,8 +561,3 @@ def _show_timeline(image: Any, timelines: Any, unit: str | None = None) -> None:
     image.value = figures.timeline_png(timelines, unit)
     image.layout.display = ""
 
-
-def _describe_timelines(timelines: Any, unit: str | None) -> str:
-    from ..plots.timeline import describe_timelines
-
-    return describe_timelines(timelines, unit)

@@ -20,6 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..load.data import LoadSpec
+from ..load.runner import LoadRun
+from ..measure.experiment import compare, default_rounds, timeline_cap
+from ..measure.kinds import kind_names
 from . import registry
 from .models import ServerModel, describe_error
 from .settings import CompareSettings, TrafficSettings, settings_of
@@ -104,14 +108,10 @@ class TrafficModel:
 
     @property
     def timeline_cap(self) -> int | None:
-        from ..measure.experiment import timeline_cap
-
         return timeline_cap(self.settings.timeline)
 
     def spec(self) -> Any:
         """The :class:`sockserve.load.LoadSpec` that :meth:`send` would use."""
-        from ..load.runner import LoadSpec
-
         target, settings = self.target, self.settings
         if isinstance(target, ServerModel):
             if target.address is None:
@@ -152,8 +152,6 @@ class TrafficModel:
                 return self.status()
             self.samples, self.result, self._message, self._note = [], None, "", ""
             try:
-                from ..load.runner import LoadRun
-
                 run = LoadRun(self.spec())
                 run.start()
             except Exception as exc:
@@ -376,8 +374,6 @@ class CompareModel:
                 self._waiting = False
                 if stop.is_set():
                     return
-                from ..measure.experiment import compare
-
                 settings = self._running
                 result = compare(
                     settings.workload,
@@ -408,8 +404,6 @@ class CompareModel:
         self._done_servers += 1
 
     def _steps(self) -> int:
-        from ..measure.experiment import default_rounds
-
         running = self._running
         return len(running.servers) * default_rounds(float(running.duration))
 
@@ -471,8 +465,6 @@ def _server_counts(stats: Any) -> tuple[int, int, str]:
 
 def default_servers() -> tuple[str, ...]:
     """plain, threading, forking, and every other TCP kind that exists."""
-    from ..measure.kinds import kind_names
-
     names = kind_names("tcp")
     first = [n for n in ("plain", "threading", "forking") if n in names]
     return tuple(first + [n for n in names if n not in first])

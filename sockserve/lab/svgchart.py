@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -208,8 +209,6 @@ def line_chart(
 def side_by_side(charts: Sequence[str], gap: int = 8) -> str:
     """Several SVG charts (from :func:`line_chart`) as one SVG, left to right:
     one picture to save where a panel showed them side by side."""
-    import re
-
     sizes = []
     for chart in charts:
         found = re.match(r'<svg[^>]* width="(\d+)" height="(\d+)"', chart)

@@ -12,5 +12,8 @@ beyond the wire: what a request looks like is in the ``LoadSpec``.
 
 from __future__ import annotations
 
+from . import data, runner
+from .data import *  # noqa: F403
 from .runner import *  # noqa: F403
-from .runner import __all__
+
+__all__ = data.__all__ + runner.__all__

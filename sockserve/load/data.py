@@ -10,6 +10,7 @@ round-trips through JSON with ``to_dict``/``from_dict``. Import them from
 from __future__ import annotations
 
 import math
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,8 +113,6 @@ class LoadSpec:
     def for_server(cls, server: Any, **fields: Any) -> LoadSpec:
         """A spec aimed at a bound sockserve (or socketserver) server object:
         its address and transport are read from it; other fields as given."""
-        import socket
-
         unix = server.address_family == getattr(socket, "AF_UNIX", None)
         stream = server.socket_type == socket.SOCK_STREAM
         transport = ("unix" if stream else "unix-dgram") if unix else ("tcp" if stream else "udp")

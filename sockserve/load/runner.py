@@ -10,10 +10,11 @@ sockserve.load.worker``, see :mod:`sockserve.load.worker`), never in the
 caller's process, so neither a notebook kernel's GIL nor a server running in
 the caller distorts the figures. The spec goes to the worker as one JSON line
 on its stdin; progress and the result come back as JSON lines on its stdout.
-Inside the worker each client is a thread. The pieces: :mod:`.loaddata`
-(the plain data classes, re-exported here), :mod:`.loadclients` (the
-TCP/UDP/Unix clients), :mod:`.loadworker` (pacing, recording, sampling and
-the worker's entry point) and this module (the caller's side).
+Inside the worker each client is a thread. The pieces: :mod:`.data`
+(the plain data classes), :mod:`.clients` (the TCP/UDP/Unix clients),
+:mod:`.worker` (pacing, recording, sampling and the worker's entry point)
+and this module (the caller's side); :mod:`sockserve.load` exports the
+names of this module and of :mod:`.data`.
 
 What is measured:
 
@@ -54,32 +55,9 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from .data import (
-    CONNECTIONS,
-    ENDINGS,
-    MODES,
-    OUTCOMES,
-    TIMELINE_POINTS,
-    TRANSPORTS,
-    LoadResult,
-    LoadSpec,
-    Progress,
-)
+from .data import LoadResult, LoadSpec, Progress
 
-__all__ = [
-    "OUTCOMES",
-    "TRANSPORTS",
-    "MODES",
-    "CONNECTIONS",
-    "TIMELINE_POINTS",
-    "ENDINGS",
-    "LoadSpec",
-    "LoadResult",
-    "Progress",
-    "LoadRun",
-    "run_load",
-    "LoadWorkerError",
-]
+__all__ = ["LoadRun", "run_load", "LoadWorkerError"]
 
 log = logging.getLogger("sockserve")
 

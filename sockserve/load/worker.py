@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -746,8 +747,6 @@ def entry() -> None:
     try:
         status = main()
     except BaseException:
-        import traceback
-
         traceback.print_exc()
         status = 1
     sys.stderr.flush()

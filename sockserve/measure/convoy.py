@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..load.data import LoadResult
+from ..load.runner import LoadRun
 from .conclusions import Conclusion, cores_text
 from .kinds import KindInfo, resolve_kind
 from .results import Comparison, RunResult, read_json, write_json
@@ -186,8 +187,6 @@ def _beside(one: Served, short_plan: RunPlan, heavy_plan: RunPlan,
             stop: threading.Event | None) -> tuple[LoadResult, LoadResult]:
     """One round: the heavy load in the background, the short requests once
     it is under way, then the heavy load stopped."""
-    from ..load.runner import LoadRun
-
     with LoadRun(one.spec(heavy_plan)) as heavy:
         heavy.start()
         time.sleep(LEAD_SECONDS)

@@ -30,6 +30,7 @@ Kinds that are not a plain class (an asyncio server) are added with
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import os
 import shutil
 import socket
@@ -37,14 +38,12 @@ import tempfile
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sockserve
 
 from ..core.servers import TCPServer
-
-if TYPE_CHECKING:  # annotations only: the handlers are imported on use
-    from .workloads import Workload
+from .workloads import Workload, get_workload
 
 __all__ = [
     "KindInfo",
@@ -278,8 +277,6 @@ def resolve_kind(name: str | type | KindInfo) -> KindInfo:
 
 def is_loopback(host: str) -> bool:
     """True when *host* names only loopback addresses (127.0.0.0/8, ::1)."""
-    import ipaddress
-
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
@@ -339,8 +336,6 @@ def make_server(
     The caller runs ``serve_forever()`` and ends with ``shutdown()`` and
     ``server_close()`` (or ``with server:``).
     """
-    from .workloads import get_workload  # handlers: imported on use
-
     info = resolve_kind(kind)
     if isinstance(workload, type):
         if params:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conclusions import BUSY, cores_text, report
-from .convoy import Convoy, convoy
+from .convoy import Convoy, convoy, convoy_report
 from .experiment import compare
 from .results import Comparison, read_json, write_json
 
@@ -60,8 +60,6 @@ class Reference:
 
     def report(self) -> str:
         """The sentences of the stored runs, about *its* cores, not the reader's."""
-        from .convoy import convoy_report
-
         text = report(self.cpu, owner="its")
         if self.convoy is not None:
             text += "\n" + convoy_report(self.convoy, owner="its")

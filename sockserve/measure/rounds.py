@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..load.data import LoadResult, LoadSpec, merge_results
+from ..load.runner import LoadRun, run_load
 from .kinds import KindInfo, concurrency_bound
 from .limits import gil_enabled, usable_cores
 from .localserver import LocalServer, runs_here
@@ -141,8 +142,6 @@ class Served:
 def load_round(spec: LoadSpec, progress: Callable[[Any], None] | None = None, bar: bool | None = False,
                stop: threading.Event | None = None) -> LoadResult:
     """One round of load; a set *stop* cancels it (the partial result is kept)."""
-    from ..load.runner import LoadRun, run_load
-
     if stop is None:
         return run_load(spec, progress=progress, bar=bar)
     with LoadRun(spec, progress=progress, bar=bool(bar)) as load:

@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from ..core.handlers import BaseRequestHandler, DatagramRequestHandler, StreamRequestHandler
+from .kinds import resolve_kind
+from .workloads import handler_for
 
 __all__ = [
     "Call",
@@ -503,8 +505,6 @@ def trace_request(
     if handler is None:
         handler = EchoStreamHandler if stream else EchoDatagramHandler
     elif isinstance(handler, str):
-        from .workloads import handler_for
-
         handler = handler_for(handler)
     directory = tempfile.mkdtemp(prefix="sstrace-")
     log_path = os.path.join(directory, "children.jsonl")
@@ -543,8 +543,6 @@ def trace_request(
 def _server_class(kind: type | str) -> type:
     if isinstance(kind, type):
         return kind
-    from .kinds import resolve_kind  # measurement layer, imported on use
-
     cls = resolve_kind(kind).server_class
     if cls is None:
         raise ValueError(f"kind {kind!r} has no server class with socketserver hooks to trace")

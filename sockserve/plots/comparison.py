@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +126,7 @@ def percentile_curve(run: RunResult) -> tuple[list[float], list[float]]:
 def _new_axes(ax: Axes | None) -> Axes:
     if ax is not None:
         return ax
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     with plt.ioff():
@@ -160,6 +162,7 @@ def plot_latency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
         look: dict[str, Any] = series_style(i)
         ax.plot(xs, ys, label=_label(run), linewidth=1.8, markevery=(i % every, every),
                 markersize=5, **look)
+    # matplotlib is optional: imported when drawing
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
@@ -269,6 +272,7 @@ def label_above(ax: Axes, x: float, top: float, text: str, line: float | None = 
 
 
 def _font_points() -> float:
+    # matplotlib is optional: imported when drawing
     from matplotlib.font_manager import FontProperties
 
     return float(FontProperties(size="small").get_size_in_points())
@@ -332,12 +336,11 @@ def plot_concurrency(runs_or_comparison: Any, ax: Axes | None = None) -> Axes:
             ax.plot(ts, [n + offsets[i] for n in ns], linestyle="--", drawstyle="steps-post",
                     markevery=every, markersize=4, markerfacecolor="none",
                     label=f"{run.server} children", **style)
-    import textwrap
-
     caption = textwrap.fill(concurrency_caption(runs), 64)
     ax.set_xlabel("time (s)\n" + caption, fontsize="small")
     ax.set_ylabel("count")
     ax.set_title("Server threads and child processes" + (" (peak per interval)" if peak else ""))
+    # matplotlib is optional: imported when drawing
     from matplotlib.ticker import MaxNLocator
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -361,6 +364,7 @@ def plot_comparison(comparison: Any, fig: Figure | None = None) -> Figure:
     The title names the workload, the load and the cores; any flag (a run
     above its physical limit, a generator that was the bottleneck, a
     stopped comparison) is printed under the panels."""
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     runs = as_runs(comparison)
@@ -378,8 +382,6 @@ def plot_comparison(comparison: Any, fig: Figure | None = None) -> Figure:
     flags = comparison.flags() if isinstance(comparison, Comparison) else [
         text for run in runs for text in run.flags()]
     if flags:
-        import textwrap
-
         lines = [textwrap.fill(f"! {text}", 200) for text in flags]
         fig.supxlabel("\n".join(lines), fontsize="small", ha="left", x=0.01, color="#a00")
     return fig
@@ -400,6 +402,7 @@ def _title(runs: list[RunResult]) -> str:
 
 def save_comparison_plot(comparison: Any, path: str | os.PathLike[str], dpi: int = 100) -> None:
     """Draw :func:`plot_comparison` and write it to *path* (format from the suffix)."""
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     fig = plot_comparison(comparison)

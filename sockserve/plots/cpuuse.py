@@ -43,6 +43,7 @@ def _usable(comparison: Comparison) -> float | None:
 def plot_cpu_use(comparison: Comparison, fig: Figure | None = None) -> Figure:
     """Cores kept busy (stacked: server, load generator, other programs) and
     requests per CPU second (with the rounds' range), one bar per server."""
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     runs = as_runs(comparison)
@@ -132,6 +133,7 @@ def plot_convoy(convoy: Convoy, fig: Figure | None = None) -> Figure:
     """The short requests' latency by percentile, per server, beside heavy
     ones; dotted lines mark a heavy request's duration and the GIL's switch
     interval."""
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     if fig is not None:

@@ -329,6 +329,7 @@ def draw_class_tree(
     the classes, numbered in the order Python looks a method up. Returns the
     Figure (made under ``plt.ioff()``: nothing is shown until displayed).
     """
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
@@ -444,6 +445,7 @@ def draw_lifecycle(ax: Any = None) -> Any:
     :data:`sockserve.core.lifecycle.TRANSITIONS`), the way back that lets
     ``serve_forever`` run again, and CLOSED, which ``server_close()`` reaches
     from every state. Returns the Figure."""
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     chain, (back_from, back_hook, back_to) = lifecycle_chain()

@@ -123,6 +123,7 @@ _STATE_ORDER = TCP_STATES + tuple(s for s in UNIX_STATES if s not in TCP_STATES)
 def _new_axes(ax: Axes | None, size: tuple[float, float] = (6, 3.5)) -> Axes:
     if ax is not None:
         return ax
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     with plt.ioff():
@@ -134,6 +135,7 @@ class _StatesArtists:
     """One step line per state on one side, made once; :meth:`update` sets their data."""
 
     def __init__(self, ax: Axes, side: str) -> None:
+        # matplotlib is optional: imported when drawing
         from matplotlib.ticker import MaxNLocator
 
         if side not in ("server", "client"):
@@ -192,6 +194,7 @@ class _QueueArtists:
     """The listen queue's line, its limit and the full moments, made once."""
 
     def __init__(self, ax: Axes) -> None:
+        # matplotlib is optional: imported when drawing
         from matplotlib.patches import Patch
         from matplotlib.ticker import MaxNLocator
 
@@ -289,6 +292,7 @@ def plot_kernel_view(series: Any, fig: Figure | None = None) -> Figure:
     """Server's side, client's side and the listen queue side by side (a
     new Figure, or *fig*: an empty Figure, e.g. one made without pyplot)."""
     if fig is None:
+        # matplotlib is optional: imported when drawing
         import matplotlib.pyplot as plt
 
         with plt.ioff():

@@ -36,6 +36,7 @@ def plot_latency_over_time(results: Mapping[str, Any], ax: Axes | None = None) -
     """One series of points per entry of *results* (label -> LoadResult or
     points); returns the Axes (a new figure, made under ``plt.ioff()``,
     without *ax*)."""
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     if ax is None:

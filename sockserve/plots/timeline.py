@@ -240,6 +240,7 @@ def _stack(spans: list[Span]) -> list[int]:
 def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     if ax is not None:
         return ax
+    # matplotlib is optional: imported when drawing
     import matplotlib.pyplot as plt
 
     with plt.ioff():
@@ -248,6 +249,7 @@ def _new_axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
 
 
 def _draw(ax: Axes, timeline: Timeline, origin: float, title: str | None, unit: str = "request") -> None:
+    # matplotlib is optional: imported when drawing
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -361,6 +363,7 @@ def plot_timelines(timelines: Any, share_time: bool = False, fig: Figure | None 
     ratios = [1.2 + size * 0.24 for size in sizes]
     size = (7.5, 0.8 + sum(ratios))
     if fig is None:
+        # matplotlib is optional: imported when drawing
         import matplotlib.pyplot as plt
 
         with plt.ioff():

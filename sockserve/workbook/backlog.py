@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.servers import TCPServer
+from ..measure.workloads import handler_for
+from ..plots.style import MIN_FONT_SIZE, REFERENCE, series_style
 
 if TYPE_CHECKING:  # annotations only; matplotlib is imported when drawing
     from matplotlib.axes import Axes
@@ -151,8 +153,6 @@ def run_backlog(
     ``clients * delay_ms`` to answer them all when none is dropped. Returns
     after every client ended or *wait* seconds, whichever is first.
     """
-    from ..measure.workloads import handler_for  # measurement layer, imported on use
-
     if clients < 1:
         raise ValueError(f"clients must be at least 1, got {clients!r}")
     if not (0 < window <= wait):
@@ -264,9 +264,7 @@ def plot_backlog(runs: BacklogRun | Sequence[BacklogRun], ax: Axes | None = None
     then; a run that stalls shows a flat stretch and a jump near 1 s (a SYN
     or data retransmit). Returns the Axes (a new figure without *ax*).
     """
-    import matplotlib.pyplot as plt
-
-    from ..plots.style import MIN_FONT_SIZE, REFERENCE, series_style
+    import matplotlib.pyplot as plt  # matplotlib is optional: imported when drawing
 
     if isinstance(runs, BacklogRun):
         runs = [runs]

@@ -30,14 +30,16 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.handlers import StreamRequestHandler
+from ..core.handlers import DatagramRequestHandler, StreamRequestHandler
 from ..core.servers import TCPServer
 from .shutdowns import (
     describe_shutdown_latencies,
@@ -258,8 +260,6 @@ def exit_with_handler_running(daemon_threads: bool, handler_seconds: float = 0.5
     """Run a Python process whose main thread ends while a handler thread is
     busy, with ``daemon_threads`` as given, and say what happened to the
     handler: it finished (the interpreter waited for it) or it was killed."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="ssw-") as tmp:
         marker = os.path.join(tmp, "finished")
         proc = subprocess.run(
@@ -343,11 +343,7 @@ def drain_demo(
 def where_handled(server_class: type) -> str:
     """Serve one request with *server_class* and say where its handler ran:
     in the serving thread or another, in the server's process or a child."""
-    import socket as _socket
-
-    from ..core.handlers import DatagramRequestHandler
-
-    stream = getattr(server_class, "socket_type", None) == _socket.SOCK_STREAM
+    stream = getattr(server_class, "socket_type", None) == socket.SOCK_STREAM
     base: type = StreamRequestHandler if stream else DatagramRequestHandler
 
     class Where(base):  # type: ignore[misc]
@@ -405,8 +401,8 @@ def show(figure: Any, description: str = "") -> None:
     ``plt.ioff()`` and show them with this. *description*, the figure's
     text alternative (a ``describe_*`` function of the module that drew
     it), is printed right under it."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    import matplotlib.pyplot as plt  # matplotlib is optional: imported when drawing
+    from IPython.display import display  # IPython is optional (a notebook has it): imported on use
 
     fig = getattr(figure, "figure", figure)
     display(fig)  # type: ignore[no-untyped-call]
@@ -443,8 +439,6 @@ def _resident_mib() -> float:
 
 def _fork_seconds(count: int) -> float:
     """Median seconds of ``fork()`` + the child's ``_exit`` + ``waitpid``."""
-    import warnings
-
     took: list[float] = []
     with warnings.catch_warnings():
         # fork() in a process with threads (a Jupyter kernel has some) warns; the

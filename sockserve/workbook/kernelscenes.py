@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import selectors
 import socket
 import time
 from dataclasses import dataclass, field
@@ -248,8 +249,6 @@ def _replies(socks: list[socket.socket], began: float, wait: float = 5.0) -> lis
     reads its reply, then the end of file), so the server always closes
     first, whatever the timing. Every client is closed by the end, and the
     whole takes at most *wait* seconds."""
-    import selectors
-
     replies: list[float | None] = [None] * len(socks)
     received = [b""] * len(socks)
     deadline = time.monotonic() + wait

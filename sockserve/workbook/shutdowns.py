@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.handlers import StreamRequestHandler
+from ..plots.style import MIN_FONT_SIZE, REFERENCE, bar_style, series_style
 
 __all__ = ["shutdown_latency", "shutdown_latencies", "plot_shutdown_latencies",
            "describe_shutdown_latencies", "shutdown_sentences"]
@@ -89,9 +90,7 @@ def plot_shutdown_latencies(results: Results) -> Any:
     ``shutdown()`` time (markers) and the median (a hatched bar) of each
     class, on a log scale, with the poll interval itself marked. Returns
     the Figure (made under ``plt.ioff()``)."""
-    import matplotlib.pyplot as plt
-
-    from ..plots.style import MIN_FONT_SIZE, REFERENCE, bar_style, series_style
+    import matplotlib.pyplot as plt  # matplotlib is optional: imported when drawing
 
     polls = sorted({poll for by_poll in results.values() for poll in by_poll})
     with plt.ioff():
