@@ -17,6 +17,11 @@ busy for half a minute or more), then in collection order, so that the long
 ones overlap everything else instead of queueing at the end. The order only
 changes how long the run takes, never what it checks.
 
+It also marks ``extras`` the tests that need more than the package (whose
+dependencies are the standard library) and pytest: CI runs every test on its
+main Python, and ``--without-extras`` (the others, without even importing
+the modules that need an extra) on the other Pythons (``.ci/other-pythons``).
+
 This file sits at the top of the repository, not in ``tests/``, so that it
 governs ``pytest notebooks/`` too. The fixtures are in ``tests/conftest.py``.
 """
@@ -49,6 +54,62 @@ LONG_FIRST = (
 #: Modules that run in the same unit as another (they share work in-process).
 SAME_UNIT = {"tests/test_packaging.py": "tests/test_binder.py"}
 
+#: Test modules that need an optional dependency throughout: the lab extra
+#: (JupyterLab, ipywidgets, matplotlib), a notebook tool (nbval, nbformat,
+#: nbclient, jupytext), Chromium or build. The lessons (nbval) are such too.
+EXTRAS_MODULES = (
+    "tests/test_browser.py",
+    "tests/test_browser_notebooks.py",
+    "tests/test_notebook_sources.py",
+    "tests/test_packaging.py",
+    "tests/test_plots.py",
+    "tests/test_kernelplot.py",
+    "tests/test_timelineplot.py",
+    "tests/test_lab_panels.py",
+    "tests/test_lab_kernel.py",
+    "tests/test_lab_fork_stress.py",
+)
+#: Single tests that need one (regular expressions matched at the start of node ids).
+EXTRAS_TESTS = tuple(re.compile(pattern) for pattern in (
+    r"tests/test_binder\.py::test_the_wheel_",
+    r"tests/test_typing\.py::test_mypy_",
+    r"tests/test_backlog\.py::test_plot_",
+    r"tests/test_diagrams\.py::test_drawings_",
+    r"tests/test_cli\.py::test_compare_writes_json_and_a_plot",
+    r"tests/test_cli\.py::test_bad_input_is_one_line_and_status_2\[.*image format",
+    r"tests/test_launch\.py::test_lab_without_the_extra_prints_the_install_command",
+    r"tests/test_workbook\.py::test_sync_replaces_saved_widget_outputs",
+    r"tests/test_workbook\.py::test_shutdown_latencies_measure_every_class_and_poll_and_the_plot_draws_them",
+    r"tests/test_workbook\.py::test_show_displays_a_figure_once_and_closes_it",
+    r"tests/test_timeline_runs\.py::test_recording_is_off_by_default_and_the_cap_is_said_when_reached",
+    r"tests/test_timeline_runs\.py::test_a_traffic_run_records_the_timeline_of_a_server_in_this_notebook",
+    r"tests/test_timeline_runs\.py::test_the_compare_panel_draws_the_timelines_it_was_asked_for",
+    r"tests/test_reliability_lifecycle\.py::test_everything_that_picks_a_host_defaults_to_loopback",
+))
+
+
+def needs_extras(nodeid: str) -> bool:
+    path = nodeid.split("::", 1)[0]
+    return (path.endswith(".ipynb") or path in EXTRAS_MODULES
+            or any(pattern.match(nodeid) for pattern in EXTRAS_TESTS))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--without-extras", action="store_true",
+        help="run only the tests that need nothing but the package and pytest (not those marked extras)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    """With --without-extras, modules that need an extra are not even imported."""
+    if config.getoption("--without-extras"):
+        relative = os.path.relpath(str(collection_path), str(config.rootpath))
+        if relative in EXTRAS_MODULES or relative.endswith(".ipynb"):
+            return True
+    return None
+
+
 _LESSON = re.compile(r"^tests/test_browser_notebooks\.py::.*\[(\d+)-")
 
 
@@ -74,7 +135,17 @@ def _rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long units first; collection order otherwise (a stable sort)."""
+    """Mark ``extras``; long units first, collection order otherwise (a stable sort)."""
+    kept = []
+    for item in items:
+        if needs_extras(item.nodeid):
+            item.add_marker(pytest.mark.extras)
+            if config.getoption("--without-extras"):
+                continue
+        kept.append(item)
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     if config.pluginmanager.hasplugin("xdist"):
         items.sort(key=_rank)
 
