@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,6 +52,19 @@ def served(*args: str) -> Iterator[tuple[dict[str, object], subprocess.Popen[str
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
+
+
+def wait_for_replies(server: subprocess.Popen[str], count: int = 3) -> None:
+    """Read the stats lines of a server started with ``--report-every`` until it
+    has answered *count* requests (so each of two clients has had a reply)."""
+    assert server.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        assert line, "the server ended before answering"
+        if json.loads(line).get("completed", 0) >= count:
+            return
+    pytest.fail(f"the server had not answered {count} requests after 60 s")
 
 
 def target(info: dict[str, object]) -> str:
@@ -138,10 +152,10 @@ def test_a_load_that_gets_no_reply_exits_1_and_says_why() -> None:
 
 
 def test_a_load_whose_server_dies_mid_run_exits_1() -> None:
-    with served("threading") as (info, server):
-        load = subprocess.Popen([sys.executable, "-m", "sockserve", "load", target(info), "-c", "2", "-d", "3",
+    with served("threading", "--report-every", "0.05") as (info, server):
+        load = subprocess.Popen([sys.executable, "-m", "sockserve", "load", target(info), "-c", "2", "-d", "5",
                                  "--no-bar"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
+        wait_for_replies(server)  # mid-run: the load is under way
         server.kill()  # dies, as a crash would: nothing listens any more
         server.wait(10)
         out, err = load.communicate(timeout=60)
@@ -175,11 +189,11 @@ def test_duration_holds_when_many_clients_wait_on_a_server_that_falls_behind() -
 
 def test_ctrl_c_during_load_prints_and_saves_the_partial_result(tmp_path: Path) -> None:
     out_json = tmp_path / "partial.json"
-    with served("threading") as (info, _):
+    with served("threading", "--report-every", "0.05") as (info, server):
         load = subprocess.Popen([sys.executable, "-m", "sockserve", "load", target(info), "-c", "2", "-d", "30",
                                  "--json", str(out_json), "--no-bar"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.0)
+        wait_for_replies(server)
         began = time.monotonic()
         load.send_signal(signal.SIGINT)
         out, err = load.communicate(timeout=30)
@@ -196,14 +210,17 @@ def test_ctrl_c_during_load_prints_and_saves_the_partial_result(tmp_path: Path) 
 def test_ctrl_c_during_compare_keeps_the_runs_so_far(tmp_path: Path) -> None:
     out_json = tmp_path / "partial.json"
     compare = subprocess.Popen([sys.executable, "-m", "sockserve", "compare", "-s", "plain,threading,forking",
-                                "-c", "2", "-d", "4", "--json", str(out_json), "--no-bar"],
+                                "-c", "2", "-d", "4", "--json", str(out_json), "--bar"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert compare.stderr is not None
+    # Into the second run: its progress bar ("... N req ...", redrawn after a carriage
+    # return) has counted a reply.
     seen = ""
     deadline = time.monotonic() + 60
-    while "[2/3] threading" not in seen and time.monotonic() < deadline:
-        seen += compare.stderr.readline()
-    time.sleep(1.5)  # into the second run
+    while not re.search(r"\[2/3\] threading.* [1-9]\d* req ", seen, re.S) and time.monotonic() < deadline:
+        chunk = os.read(compare.stderr.fileno(), 4096).decode(errors="replace")
+        assert chunk, f"compare ended early:\n{seen}"
+        seen += chunk
     compare.send_signal(signal.SIGINT)
     out, err = compare.communicate(timeout=60)
     assert compare.returncode == 130, (out, seen + err)
