@@ -20,27 +20,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import sockserve
-from conftest import ALL_CLASSES, HOST, address_for, class_id, exchange, serving
+from conftest import ALL_CLASSES, HOST, address_for, class_id, exchange, serving, wait_until
 from sockserve.core.errors import StaleUnixSocketError
 
 ROOT = Path(__file__).resolve().parent.parent
 AF_UNIX = getattr(socket, "AF_UNIX", None)
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return condition()
-        time.sleep(0.01)
-    return True
 
 
 # -- 6. the leak check itself ---------------------------------------------------------
