@@ -113,15 +113,24 @@ STREAM_CONCURRENT = [
 
 class SlowEcho(sockserve.BaseRequestHandler):
     """Read one chunk; ``long`` waits for a second chunk that never comes;
-    anything else is answered after 0.3 s."""
+    anything else is answered after ``nap`` seconds."""
+
+    nap = 0.3
 
     def handle(self) -> None:
         data = self.request.recv(1024)
         if data == b"long":
             self.request.recv(1024)
         else:
-            time.sleep(0.3)
+            time.sleep(self.nap)
         self.request.sendall(data)
+
+
+class SlowerEcho(SlowEcho):
+    """The first short request is still in flight when the last client is in,
+    however slowly a busy machine connects them."""
+
+    nap = 1.0
 
 
 def clients_in_threads(
@@ -226,12 +235,12 @@ def test_drain_answers_what_it_can_and_aborts_and_counts_the_rest(cls: type, soc
     if issubclass(cls, sockserve.PreForkMixIn):
         extra["workers"] = len(short) + len(long)
     Server = type(cls.__name__, (cls,), extra)
-    server = Server(address_for(cls, sock_dir), SlowEcho)
+    server = Server(address_for(cls, sock_dir), SlowerEcho)
     with serving(server, poll_interval=0.05):
         assert wait_until(lambda: server.state is sockserve.ServerState.SERVING)
         threads, replies = clients_in_threads(Server, server.server_address, short + long)
         assert wait_until(lambda: server.stats.started == len(short) + len(long)), server.stats.snapshot()
-        # Ample for the short ones, however slowly a busy machine runs them.
+        # Ample for the short ones (1 s), however slowly a busy machine runs them.
         report = server.drain(timeout=4.0)
     for thread in threads:
         thread.join(30)
