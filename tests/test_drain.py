@@ -116,12 +116,14 @@ def test_drain_aborts_what_outlives_the_timeout(cls: type, connect: Any) -> None
 def test_drain_reports_completed_and_aborted_apart(cls: type, connect: Any) -> None:
     server = make(cls)
     with serving(server, poll_interval=0.05):
-        quick = connect(server.server_address, b"nap 0.1\n")
+        # The nap outlasts the connecting of the other (it must be in flight when the
+        # drain begins) and the timeout outlasts the nap, however busy the machine.
+        quick = connect(server.server_address, b"nap 1.0\n")
         stuck = connect(server.server_address, b"hang\n")
         assert wait_until(lambda: server.stats.started == 2), server.stats.snapshot()
-        report = server.drain(timeout=1.0)
+        report = server.drain(timeout=4.0)
         assert (report.completed, report.aborted) == (1, 1), report
-        assert read_all(quick) == b"done nap 0.1\n"
+        assert read_all(quick) == b"done nap 1.0\n"
         assert read_all(stuck) == b""
     assert wait_until(lambda: (server.stats.completed, server.stats.aborted) == (1, 1))
     assert_accounted(server.stats)
@@ -144,13 +146,14 @@ def test_pool_requests_still_queued_are_aborted_and_counted(connect: Any) -> Non
 def test_pool_queue_is_served_during_the_drain(connect: Any) -> None:
     server = make(sockserve.ThreadPoolTCPServer, pool_size=1, queue_size=4)
     with serving(server, poll_interval=0.05):
-        clients = [connect(server.server_address, b"nap 0.1\n")]
+        # The first still naps when the drain begins, however slowly the others connect.
+        clients = [connect(server.server_address, b"nap 1.0\n")]
         assert wait_until(lambda: server.stats.active == 1)
         clients += [connect(server.server_address, b"nap 0.1\n") for _ in range(2)]
         assert wait_until(lambda: server.stats.accepted == 3)
         report = server.drain(timeout=10)
         assert (report.completed, report.aborted) == (3, 0), report
-        assert [read_all(sock) for sock in clients] == [b"done nap 0.1\n"] * 3
+        assert [read_all(sock) for sock in clients] == [b"done nap 1.0\n"] + [b"done nap 0.1\n"] * 2
     assert_accounted(server.stats)
 
 

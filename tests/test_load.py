@@ -292,7 +292,10 @@ def test_samples_threads_and_children_of_a_server_process(server_class: str, gau
     try:
         assert proc.stdout is not None and proc.stdin is not None
         port = int(proc.stdout.readline())
-        spec = LoadSpec(("127.0.0.1", port), clients=8, duration=0.8, server_pid=proc.pid, timeout=5)
+        # A count, not a duration: no request is cut off in flight by the end of the run,
+        # however slowly a busy machine forks.
+        spec = LoadSpec(("127.0.0.1", port), clients=8, max_requests=80, duration=60, server_pid=proc.pid,
+                        timeout=5)
         result = run_load(spec, bar=False)
     finally:
         if proc.stdin is not None:
@@ -449,14 +452,15 @@ def test_slow_workload_trickles_its_request() -> None:
     ByteTimer.spans = []
     with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), ByteTimer)) as server:
         spec = LoadSpec.for_server(
-            server, workload="slow", workload_params={"trickle_ms": 10}, clients=2, max_requests=4
+            server, workload="slow", workload_params={"trickle_ms": 50}, clients=2, max_requests=4
         )
         result = run_load(spec, bar=False)
         assert result.outcomes["ok"] == 4, result.summary()
-    # b"slow\n": five bytes, four pauses of 10 ms between them. The client
+    # b"slow\n": five bytes, four pauses of 50 ms between them. The client
     # waited for all of them; the server saw them spread out (a handler
     # thread that starts late on a busy machine finds the first bytes
-    # already there, so only one span needs to cover all four pauses).
+    # already there, so only one span needs to cover all four pauses, and
+    # the pauses are long enough for a thread started 150 ms late).
     assert result.latency.min >= 0.03
     assert len(ByteTimer.spans) == 4
     assert max(ByteTimer.spans) >= 0.03 and min(ByteTimer.spans) >= 0.01, ByteTimer.spans

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -53,6 +54,19 @@ def served(*args: str) -> Iterator[tuple[dict[str, object], subprocess.Popen[str
             proc.communicate()
 
 
+def wait_for_replies(server: subprocess.Popen[str], count: int = 3) -> None:
+    """Read the stats lines of a server started with ``--report-every`` until it
+    has answered *count* requests (so each of two clients has had a reply)."""
+    assert server.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        assert line, "the server ended before answering"
+        if json.loads(line).get("completed", 0) >= count:
+            return
+    pytest.fail(f"the server had not answered {count} requests after 60 s")
+
+
 def target(info: dict[str, object]) -> str:
     address = info["address"]
     if isinstance(address, list):
@@ -73,10 +87,10 @@ def test_a_udp_server_loaded_over_tcp_gets_the_hint_to_add_t_udp() -> None:
 def test_udp_load_where_only_tcp_listens_is_refused_before_sending() -> None:
     with served("threading") as (info, _):
         began = time.monotonic()
-        line = one_error_line(sockserve("load", target(info), "-t", "udp", "-d", "2"))
+        line = one_error_line(sockserve("load", target(info), "-t", "udp", "-d", "30"))
     assert f"nothing is bound to UDP {target(info)}" in line
     assert line.endswith("a TCP server listens there: leave out -t udp")
-    assert time.monotonic() - began < 2  # no load was run
+    assert time.monotonic() - began < 10  # no load was run (it would take 30 s)
 
 
 def test_udp_load_with_nothing_there_is_one_line_not_thousands_of_refusals() -> None:
@@ -98,7 +112,9 @@ def test_unix_socket_of_the_other_type_gets_the_right_transport_hint(tmp_path: P
 
 def test_a_udp_load_says_nothing_about_connections() -> None:
     with served("threading-udp") as (info, _):
-        result = sockserve("load", target(info), "-t", "udp", "-c", "2", "-d", "0.3", "--no-bar")
+        # Four replies, however long a busy machine takes to give them.
+        result = sockserve("load", target(info), "-t", "udp", "-c", "2", "-d", "30", "--max-requests", "4",
+                           "--no-bar")
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith("echo over udp, closed loop, 2 clients") and "connections" not in first
@@ -138,10 +154,10 @@ def test_a_load_that_gets_no_reply_exits_1_and_says_why() -> None:
 
 
 def test_a_load_whose_server_dies_mid_run_exits_1() -> None:
-    with served("threading") as (info, server):
-        load = subprocess.Popen([sys.executable, "-m", "sockserve", "load", target(info), "-c", "2", "-d", "3",
+    with served("threading", "--report-every", "0.05") as (info, server):
+        load = subprocess.Popen([sys.executable, "-m", "sockserve", "load", target(info), "-c", "2", "-d", "5",
                                  "--no-bar"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)
+        wait_for_replies(server)  # mid-run: the load is under way
         server.kill()  # dies, as a crash would: nothing listens any more
         server.wait(10)
         out, err = load.communicate(timeout=60)
@@ -159,15 +175,16 @@ def test_duration_holds_when_many_clients_wait_on_a_server_that_falls_behind() -
     """300 clients against a one-at-a-time server whose requests take 200 ms:
     nearly all are still waiting at the deadline. They get at most a quarter
     of a second more and count as timeouts; they used to get their whole
-    --timeout (5 s), so the run took the duration plus 5 s."""
+    --timeout, so the run took the duration plus the timeout (here 30 s, so
+    that the two cannot be mistaken for each other however busy the machine)."""
     with served("plain", "-w", "io") as (info, _):
         began = time.monotonic()
         result = sockserve("load", target(info), "-w", "io", "-p", "delay_ms=200", "-c", "300", "-d", "2",
-                           "--no-bar", timeout=120)
+                           "--timeout", "30", "--no-bar", timeout=120)
         wall = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     assert "first timeout: still in flight when the run ended" in result.stdout
-    assert wall < 2 + 3, f"load -c 300 -d 2 took {wall:.1f} s"
+    assert wall < 2 + 10, f"load -c 300 -d 2 --timeout 30 took {wall:.1f} s"
 
 
 # -- Ctrl-C keeps what was measured --------------------------------------------------
@@ -175,11 +192,11 @@ def test_duration_holds_when_many_clients_wait_on_a_server_that_falls_behind() -
 
 def test_ctrl_c_during_load_prints_and_saves_the_partial_result(tmp_path: Path) -> None:
     out_json = tmp_path / "partial.json"
-    with served("threading") as (info, _):
+    with served("threading", "--report-every", "0.05") as (info, server):
         load = subprocess.Popen([sys.executable, "-m", "sockserve", "load", target(info), "-c", "2", "-d", "30",
                                  "--json", str(out_json), "--no-bar"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.0)
+        wait_for_replies(server)
         began = time.monotonic()
         load.send_signal(signal.SIGINT)
         out, err = load.communicate(timeout=30)
@@ -196,14 +213,17 @@ def test_ctrl_c_during_load_prints_and_saves_the_partial_result(tmp_path: Path) 
 def test_ctrl_c_during_compare_keeps_the_runs_so_far(tmp_path: Path) -> None:
     out_json = tmp_path / "partial.json"
     compare = subprocess.Popen([sys.executable, "-m", "sockserve", "compare", "-s", "plain,threading,forking",
-                                "-c", "2", "-d", "4", "--rounds", "2", "--json", str(out_json), "--no-bar"],
+                                "-c", "2", "-d", "4", "--rounds", "2", "--json", str(out_json), "--bar"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert compare.stderr is not None
+    # Into the second run: its progress bar ("... N req ...", redrawn after a carriage
+    # return) has counted a reply.
     seen = ""
     deadline = time.monotonic() + 60
-    while "[2/6] threading (round 1 of 2)" not in seen and time.monotonic() < deadline:
-        seen += compare.stderr.readline()
-    time.sleep(1.0)  # into threading's first round (2 s)
+    while not re.search(r"\[2/6\] threading \(round 1 of 2\).* [1-9]\d* req ", seen, re.S) and time.monotonic() < deadline:
+        chunk = os.read(compare.stderr.fileno(), 4096).decode(errors="replace")
+        assert chunk, f"compare ended early:\n{seen}"
+        seen += chunk
     compare.send_signal(signal.SIGINT)
     out, err = compare.communicate(timeout=60)
     assert compare.returncode == 130, (out, seen + err)

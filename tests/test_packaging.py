@@ -118,3 +118,17 @@ def test_installed_without_the_lab_extra_the_lab_says_what_to_install(tmp_path: 
     version = subprocess.run([str(venv / "bin" / "sockserve"), "--version"], env=env, capture_output=True,
                              text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.strip() == f"sockserve {sockserve.__version__}"
+
+
+def test_the_pythons_claimed_are_the_ones_ci_tests() -> None:
+    """requires-python, the version classifiers and the Pythons .ci/other-pythons
+    looks for (beside the main one) say the same range."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    claimed = [c.rsplit(" :: ", 1)[1] for c in project["classifiers"]
+               if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    assert claimed, "no Programming Language :: Python :: 3.X classifier"
+    assert project["requires-python"] == f">={claimed[0]}"
+    minors = [int(version.split(".")[1]) for version in claimed]
+    assert minors == list(range(minors[0], minors[-1] + 1)), claimed
+    looked_for = re.search(r"^for version in ([\d. ]+); do$", (ROOT / ".ci" / "other-pythons").read_text(), re.M)
+    assert looked_for is not None and looked_for.group(1).split() == claimed

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,6 +32,7 @@ from conftest import (
     client_socket,
     exchange,
     serving,
+    wait_until,
 )
 
 AF_UNIX = getattr(socket, "AF_UNIX", None)
@@ -40,16 +40,6 @@ AF_UNIX = getattr(socket, "AF_UNIX", None)
 HANDLED_IN_CHILD = (sockserve.ForkingMixIn, sockserve.PreForkMixIn)
 THREADING_STREAM = [c for c in STREAM_CLASSES if issubclass(c, sockserve.ThreadingMixIn)]
 POOL_STREAM = [c for c in STREAM_CLASSES if issubclass(c, sockserve.ThreadPoolMixIn)]
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    """Poll *condition* until it holds or *seconds* pass; return its last value."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return condition()
-        time.sleep(0.01)
-    return True
 
 
 def connect(cls: type, address: Any, timeout: float = 10.0) -> socket.socket:

@@ -17,26 +17,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import sockserve
-from conftest import HOST, class_id, exchange, open_fds, serving
+from conftest import HOST, class_id, exchange, open_fds, serving, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AF_UNIX = getattr(socket, "AF_UNIX", None)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return condition()
-        time.sleep(0.01)
-    return True
 
 
 def cpu_seconds(pid: int) -> float:

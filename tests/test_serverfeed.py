@@ -16,7 +16,7 @@ import sockserve
 from sockserve.measure.serverfeed import FeedLine, StatsFeed, parse_feed
 from sockserve.measure.workloads import handler_for
 
-from conftest import serving
+from conftest import serving, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(sockserve.__file__)))
 
@@ -26,17 +26,23 @@ def test_the_feed_reports_threads_that_live_shorter_than_its_interval() -> None:
     with serving(sockserve.ThreadingTCPServer(("127.0.0.1", 0), handler_for("io", delay_ms=2))) as server:
         feed = StatsFeed(server, 0.2, written.append).start()
         clients = [socket.create_connection(server.server_address) for _ in range(3)]
+        # Three handler threads alive at once (each waits for its request line), however
+        # slowly a busy machine starts them; then each lives a few milliseconds more.
+        assert wait_until(lambda: server.stats.threads == 3)
         for sock in clients:
             sock.sendall(b"io 2\n")
         for sock in clients:
             assert sock.recv(100) == b"io 2\n"
             sock.close()
-        time.sleep(0.1)  # the handlers end well before the interval does
+        assert wait_until(lambda: server.stats.threads == 0)
+        # One whole interval after the handlers ended, so the last line's window saw none.
+        reported = len(written)
+        assert wait_until(lambda: len(written) > reported)
         feed.stop()
     lines = parse_feed(b"".join(written))
     assert lines and all(isinstance(line, FeedLine) for line in lines)
     assert max(line.threads for line in lines) == 3
-    assert lines[-1].threads == 0 or len(lines) == 1
+    assert lines[-1].threads == 0
     assert lines[-1].started == 3 and lines[-1].iterations_per_ms is None
     assert all(line.interval == 0.2 for line in lines)
 

@@ -1,0 +1,179 @@
+"""How one test run is spread over parallel workers (pytest-xdist).
+
+The suite mostly waits (on servers, subprocesses, kernels, a browser), so
+``-n auto`` (pyproject's addopts) starts two workers per usable core, and
+``--dist loadscope`` hands each worker whole *units*, refined here:
+
+* a test module (or test class) is one unit, so its module-scoped fixtures
+  are made once and its tests run in file order;
+* a lesson run by nbval is one unit (its cells share one kernel, in order);
+* ``test_packaging`` and ``test_binder`` are one unit: they share the wheel,
+  which ``packaging_support.build_distributions`` builds once per process;
+* ``test_browser_notebooks`` is two units (even and odd lessons), each with
+  its own JupyterLab and Chromium, so the longest module runs on two workers.
+
+Units are started longest first (``LONG_FIRST``: measured, each keeps a worker
+busy for half a minute or more), then in collection order, so that the long
+ones overlap everything else instead of queueing at the end. The order only
+changes how long the run takes, never what it checks.
+
+It also marks ``extras`` the tests that need more than the package (whose
+dependencies are the standard library) and pytest: CI runs every test on its
+main Python, and ``--without-extras`` (the others, without even importing
+the modules that need an extra) on the other Pythons (``.ci/other-pythons``).
+
+This file sits at the top of the repository, not in ``tests/``, so that it
+governs ``pytest notebooks/`` too. The fixtures are in ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import pytest
+
+#: Units that each keep a worker busy for half a minute or more, in the order
+#: they are started (prefixes of node ids).
+LONG_FIRST = (
+    "tests/test_browser_notebooks.py",
+    "tests/test_binder.py",
+    "tests/test_reliability_resources.py",
+    "tests/test_servecommand.py",
+    "tests/test_typing.py",
+    "tests/test_browser.py",
+    "notebooks/04-",
+    "notebooks/05-",
+    "notebooks/06-",
+    "tests/test_reliability_lifecycle.py",
+    "tests/test_hostile.py",
+    "tests/test_lab_fork_stress.py",
+)
+
+#: Modules that run in the same unit as another (they share work in-process).
+SAME_UNIT = {"tests/test_packaging.py": "tests/test_binder.py"}
+
+#: Test modules that need an optional dependency throughout: the lab extra
+#: (JupyterLab, ipywidgets, matplotlib), a notebook tool (nbval, nbformat,
+#: nbclient, jupytext), Chromium or build. The lessons (nbval) are such too.
+EXTRAS_MODULES = (
+    "tests/test_browser.py",
+    "tests/test_browser_notebooks.py",
+    "tests/test_notebook_sources.py",
+    "tests/test_packaging.py",
+    "tests/test_plots.py",
+    "tests/test_kernelplot.py",
+    "tests/test_timelineplot.py",
+    "tests/test_lab_panels.py",
+    "tests/test_lab_kernel.py",
+    "tests/test_lab_fork_stress.py",
+)
+#: Single tests that need one (regular expressions matched at the start of node ids).
+EXTRAS_TESTS = tuple(re.compile(pattern) for pattern in (
+    r"tests/test_binder\.py::test_the_wheel_",
+    r"tests/test_typing\.py::test_mypy_",
+    r"tests/test_backlog\.py::test_plot_",
+    r"tests/test_diagrams\.py::test_drawings_",
+    r"tests/test_cli\.py::test_compare_writes_json_and_a_plot",
+    r"tests/test_cli\.py::test_bad_input_is_one_line_and_status_2\[.*image format",
+    r"tests/test_launch\.py::test_lab_without_the_extra_prints_the_install_command",
+    r"tests/test_workbook\.py::test_sync_replaces_saved_widget_outputs",
+    r"tests/test_workbook\.py::test_shutdown_latencies_measure_every_class_and_poll_and_the_plot_draws_them",
+    r"tests/test_workbook\.py::test_show_displays_a_figure_once_and_closes_it",
+    r"tests/test_timeline_runs\.py::test_recording_is_off_by_default_and_the_cap_is_said_when_reached",
+    r"tests/test_timeline_runs\.py::test_a_traffic_run_records_the_timeline_of_a_server_in_this_notebook",
+    r"tests/test_timeline_runs\.py::test_the_compare_panel_draws_the_timelines_it_was_asked_for",
+    r"tests/test_reliability_lifecycle\.py::test_everything_that_picks_a_host_defaults_to_loopback",
+))
+
+
+def needs_extras(nodeid: str) -> bool:
+    path = nodeid.split("::", 1)[0]
+    return (path.endswith(".ipynb") or path in EXTRAS_MODULES
+            or any(pattern.match(nodeid) for pattern in EXTRAS_TESTS))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--without-extras", action="store_true",
+        help="run only the tests that need nothing but the package and pytest (not those marked extras)",
+    )
+    parser.addoption(
+        "--start-at", type=float, default=0.0, metavar="FRACTION",
+        help="start this far (0 to 1) through the run's order and wrap around: runs side by side "
+             "(CI's Pythons) then do not reach their heaviest tests at the same moment",
+    )
+
+
+def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
+    """With --without-extras, modules that need an extra are not even imported."""
+    if config.getoption("--without-extras"):
+        relative = os.path.relpath(str(collection_path), str(config.rootpath))
+        if relative in EXTRAS_MODULES or relative.endswith(".ipynb"):
+            return True
+    return None
+
+
+_LESSON = re.compile(r"^tests/test_browser_notebooks\.py::.*\[(\d+)-")
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit a test runs in: the same string for tests that must share a worker."""
+    path, _, rest = nodeid.partition("::")
+    if path in SAME_UNIT:
+        return SAME_UNIT[path]
+    lesson = _LESSON.match(nodeid)
+    if lesson:
+        return f"{path} ({'odd' if int(lesson.group(1)) % 2 else 'even'} lessons)"
+    if path.endswith(".ipynb"):
+        return path
+    cls = rest.split("::", 1)[0]
+    return f"{path}::{cls}" if "::" in rest and cls[:1].isupper() else path
+
+
+def _rank(item: pytest.Item) -> int:
+    for rank, prefix in enumerate(LONG_FIRST):
+        if item.nodeid.startswith(prefix):
+            return rank
+    return len(LONG_FIRST)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``extras``; long units first, collection order otherwise (a stable sort)."""
+    kept = []
+    for item in items:
+        if needs_extras(item.nodeid):
+            item.add_marker(pytest.mark.extras)
+            if config.getoption("--without-extras"):
+                continue
+        kept.append(item)
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+    if config.pluginmanager.hasplugin("xdist"):
+        items.sort(key=_rank)
+    start = round(config.getoption("--start-at") % 1.0 * len(items))
+    items[:] = items[start:] + items[:start]
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per usable core (PYTEST_XDIST_AUTO_NUM_WORKERS
+    overrides), since most tests spend most of their time waiting."""
+    given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if given:
+        return int(given)
+    return 2 * len(os.sched_getaffinity(0))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` with the units of :func:`unit_of`."""
+    if config.getvalue("dist") != "loadscope":
+        return None  # another --dist asked for: xdist's own scheduler
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    return UnitScheduling(config, log)
