@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve.core.mixins import HandlerThreads, NoThreads
+from sockserve.core.threads import HandlerThreads, NoThreads
 
 from conftest import HOST, exchange, serving
 
@@ -272,9 +272,9 @@ def test_each_outcome_and_handler_time_reaches_the_parent() -> None:
 def test_children_beyond_the_report_board_are_counted_by_exit_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import sockserve.core.mixins
+    import sockserve.core.forking
 
-    monkeypatch.setattr(sockserve.core.mixins, "_MIN_SLOTS", 1)
+    monkeypatch.setattr(sockserve.core.forking, "_MIN_SLOTS", 1)
 
     class Tiny(QuietForking):
         max_children = 1  # a board of 2 slots
@@ -282,7 +282,7 @@ def test_children_beyond_the_report_board_are_counted_by_exit_status(
     server = Tiny((HOST, 0), Outcomes)
     with serving(server, poll_interval=0.01):
         exchange(Tiny, server.server_address, b"0\n")  # the board is made
-        assert server._board is not None and server._board.slots == 2
+        assert server._children is not None and server._children.board.slots == 2
         server.max_children = 6  # grown past the board
         replies = parallel_requests(Tiny, server.server_address, [b"300\n"] * 4 + [b"error\n"])
         wait_until(lambda: server.stats.finished == 6)
@@ -293,11 +293,11 @@ def test_children_beyond_the_report_board_are_counted_by_exit_status(
 
 
 def test_a_parent_at_max_children_wakes_when_a_child_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sockserve.core.mixins
+    import sockserve.core.forking
 
     # Without the child's wake-up, the parent would look again only after
     # this long, and the clients (10 s timeouts) would give up first.
-    monkeypatch.setattr(sockserve.core.mixins, "_WAIT_STEP", 60.0)
+    monkeypatch.setattr(sockserve.core.forking, "_WAIT_STEP", 60.0)
 
     class One(QuietForking):
         max_children = 1

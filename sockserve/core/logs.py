@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["warning", "debug", "LOGGER_NAME"]
+__all__ = ["warning", "debug", "print_exception", "LOGGER_NAME"]
 
 LOGGER_NAME = "sockserve"
 _WARNING, _DEBUG = 30, 10
@@ -43,3 +43,16 @@ def _emit(level: int, message: str, args: tuple[object, ...]) -> None:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass  # no stderr left to complain to
+
+
+def print_exception() -> None:
+    """Print the exception being handled with its traceback, as the
+    standard library does (importing traceback on first use, as it does);
+    one line if even that fails (no descriptors left to read modules)."""
+    try:
+        import traceback
+
+        traceback.print_exc()
+    except (ImportError, OSError):
+        exc = sys.exc_info()[1]
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)

@@ -1,5 +1,5 @@
-"""What the process models share: a forked child's start, and its end as
-the parent sees it.
+"""What the process models share: a forked child's start, its end as the
+parent sees it, and the requests that wait for a free one.
 
 ``ForkingMixIn`` forks a child per request and ``PreForkMixIn`` a few
 long-lived workers. Both need the same things:
@@ -15,18 +15,25 @@ long-lived workers. Both need the same things:
 * one line, not a traceback, when a handler raises ``SystemExit`` or
   ``KeyboardInterrupt`` (:func:`report_escape`): the standard library's
   mixins do not pass those to ``handle_error``, and neither does sockserve,
-  but the request is still reported once, with its cause.
+  but the request is still reported once, with its cause;
+* in the parent, a place for the requests accepted while every child or
+  worker is busy (:class:`Parked`), and a way to end processes that a drain
+  cut off: SIGTERM, then SIGKILL after a grace period (:func:`end_processes`).
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable, Collection
 from typing import Any
 
 from . import logs
 from .errors import format_address
+from .stats import Outcome
 
 __all__ = [
     "own_std_streams",
@@ -36,9 +43,9 @@ __all__ = [
     "describe_status",
     "outcome_of_status",
     "report_escape",
+    "Parked",
+    "end_processes",
 ]
-
-_ERROR, _TIMEOUT = 1, 3  # Outcome values (stats imports nothing from here)
 
 
 class _ForkedStdStream:
@@ -151,8 +158,8 @@ def outcome_of_status(status: int) -> int:
     """The outcome of a request whose child ended (by *status*) without
     reporting: a timeout if SIGALRM ended it, an error otherwise."""
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
-        return _TIMEOUT
-    return _ERROR
+        return Outcome.TIMEOUT
+    return Outcome.ERROR
 
 
 def report_escape(server: Any, client_address: Any, exc: BaseException) -> None:
@@ -166,3 +173,88 @@ def report_escape(server: Any, client_address: Any, exc: BaseException) -> None:
         f"({exc})" if str(exc) else "",
         format_address(client_address),
     )
+
+
+#: A parked request: (request, client_address, accept time).
+ParkedEntry = tuple[Any, Any, float]
+
+
+class Parked:
+    """The requests a process server accepted while every child or worker
+    was busy, oldest first, until one is free.
+
+    Each is in the server's ledger from the moment it is parked, under its
+    one key (``id(request)``). At most *bound* wait: beyond that the oldest
+    is closed unhandled and counted as a timeout; one cut off meanwhile (a
+    drain) or older than the server's ``request_timeout`` is closed and
+    counted when it comes up (:meth:`next`). :meth:`drop` is the one way a
+    parked request ends without running.
+    """
+
+    def __init__(self, server: Any, bound: int) -> None:
+        self._server = server
+        self._queue: collections.deque[ParkedEntry] = collections.deque()
+        self.bound = bound
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def park(self, request: Any, client_address: Any, accepted: float) -> None:
+        """Hold a request (already in the ledger) until a worker is free."""
+        self._queue.append((request, client_address, accepted))
+        if len(self._queue) > self.bound:
+            self.drop(self._queue.popleft(), Outcome.TIMEOUT)
+
+    def next(self) -> ParkedEntry | None:
+        """The oldest parked request still to serve (not taken off: see
+        :meth:`take`); the ones cut off or past their deadline are dropped
+        on the way. None when none is left."""
+        queue = self._queue
+        server = self._server
+        limit = server.request_timeout
+        while queue:
+            entry = queue[0]
+            if id(entry[0]) not in server._ledger:
+                self.drop(queue.popleft(), Outcome.ABORTED)  # cut off: counted as it was
+            elif limit is not None and time.monotonic() - entry[2] > limit:
+                self.drop(queue.popleft(), Outcome.TIMEOUT)
+            else:
+                return entry
+        return None
+
+    def take(self) -> None:
+        """Take off the entry :meth:`next` returned (it is being served)."""
+        self._queue.popleft()
+
+    def drop(self, entry: ParkedEntry, outcome: int) -> None:
+        """Close a parked request unhandled, counted under *outcome* (or the
+        outcome it was cut off with)."""
+        request, _address, accepted = entry
+        self._server._ledger.drop(id(request), outcome, accepted)
+        self._server.shutdown_request(request)
+
+    def drop_all(self) -> None:
+        """Close every parked request, counted as aborted (nobody is left to
+        serve them)."""
+        while self._queue:
+            self.drop(self._queue.popleft(), Outcome.ABORTED)
+
+
+def end_processes(
+    pids: Collection[int], alive: Callable[[], Collection[int]], wait: Callable[[float], None],
+    grace: float,
+) -> None:
+    """End the processes *pids* (those still in *alive()*): SIGTERM, then
+    SIGKILL to those that are still alive *grace* seconds later (waiting up
+    to 5 s more for those). *wait(seconds)* waits a little and reaps."""
+    for sig, seconds in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        left = [pid for pid in pids if pid in alive()]
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + seconds
+        while left and time.monotonic() < deadline:
+            wait(0.02)
+            left = [pid for pid in left if pid in alive()]

@@ -306,14 +306,6 @@ class ServerStats:
             if running > self.peak_active:
                 self.peak_active = running
 
-    def children_here(self, alive: int) -> None:
-        """Child processes alive is now *alive* (serving thread only)."""
-        self.children = alive
-        if alive > self.peak_children:
-            self.peak_children = alive
-        if alive > self._children_window:
-            self._children_window = alive
-
     def set_threads(self, delta: int) -> None:
         """Handler threads alive changed by *delta*."""
         with self._lock:
