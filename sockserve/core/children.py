@@ -1,7 +1,9 @@
 """A forking server's children: who runs which request, and how each ended.
 
 ``ForkingMixIn`` keeps one :class:`Children` per server, made before its
-first fork. It forks (:meth:`Children.fork`), remembers which request each
+first fork. It forks a child per request (:meth:`Children.start`; while
+``max_children`` run, with ``request_timeout`` set, it parks the request
+instead and forks for it when a child ends), remembers which request each
 child runs, and, when a child ends, records that request's end in the
 server's ledger: from the child's report on the board
 (:mod:`sockserve.core.reportboard`: its handler times in shared memory, its
@@ -23,17 +25,18 @@ import time
 from typing import Any
 
 from . import logs
+from .logs import report_escape
 from .deadlines import arm_alarm
 from .errors import format_address
 from .processes import (
     _CHILD_STDERR,
     _CHILD_STDOUT,
     OPENED,
+    Parked,
     describe_status,
     flush_std_streams,
     outcome_of_status,
     prime_lookups,
-    report_escape,
 )
 from .reportboard import ReportBoard
 from .stats import Outcome, outcome_of
@@ -64,7 +67,7 @@ class Children:
     ended yet to ``(request, client_address, accept time or None, board
     slot)``; ``board`` is where children report (one slot each, -1 for a
     child forked when none was free: its exit status alone says how it
-    went).
+    went); ``parked`` holds the requests waiting for a child to end.
 
     Thread safety: the serving thread only (or a drain once the loop
     stopped).
@@ -75,6 +78,7 @@ class Children:
         self.alive = alive
         self.running: dict[int, tuple[Any, Any, float | None, int]] = {}
         self.board = ReportBoard(slots)
+        self.parked = Parked(server, server.max_children)
         self.scan_countdown = _SCAN_EVERY
         self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM  # see fork()
         # What every child will look up, looked up here once (see prime_lookups).
@@ -87,9 +91,52 @@ class Children:
 
     # -- forking ---------------------------------------------------------------
 
+    def start(self, request: Any, client_address: Any) -> None:
+        """Fork a child for *request* (in the ledger already), or, while
+        ``max_children`` run, park it (its accept time stays in the ledger,
+        for the deadline watchdog)."""
+        server = self.server
+        ledger = server._ledger
+        key = id(request)
+        if len(self.alive) < server.max_children:
+            self.fork(request, client_address, ledger.accepted.pop(key, None) if ledger.accepted else None)
+            return
+        parked = self.parked
+        parked.bound = server.max_children
+        parked.park(request, client_address, ledger.accepted.setdefault(key, _monotonic()))
+        loop = server._loop
+        if loop is not None:  # wake when a child ends
+            self.board.waiting(True)
+            loop.watch(self.board.wake[0], self.on_wake)
+
+    def start_parked(self) -> None:
+        """Fork for parked requests while fewer than ``max_children`` run
+        (closing those cut off or past their deadline)."""
+        parked = self.parked
+        server = self.server
+        while len(self.alive) < server.max_children:
+            entry = parked.next()
+            if entry is None:
+                break
+            parked.take()
+            request, client_address, accepted = entry
+            server._ledger.accepted.pop(id(request), None)  # the child keeps its deadline
+            self.fork(request, client_address, accepted)
+        if not parked:
+            self.board.waiting(False)
+            if server._loop is not None:
+                server._loop.unwatch(self.board.wake[0])
+
+    def on_wake(self) -> None:
+        """A child ended while requests are parked (the board's wake-up pipe)."""
+        self.board.drain_wake()
+        self.reap_all()
+        self.start_parked()
+
     def fork(self, request: Any, client_address: Any, accepted: float | None) -> None:
-        """Fork a child for *request* (in the ledger already). In the parent,
-        return; the child runs :func:`run_child` and never returns."""
+        """Fork a child for *request*. In the parent, close the parent's copy
+        of the request and return; the child runs :func:`run_child` and
+        never returns."""
         if _gc_count()[0] > self.gc_due > 0 and gc.isenabled():
             # A child inherits its parent's allocation count: one forked
             # near the threshold collects at its first allocations (costing
@@ -106,6 +153,7 @@ class Children:
         except BaseException:
             if slot >= 0:
                 free.append(slot)
+            server._ledger.forget(id(request))  # no child, never counted
             raise
         if pid:
             alive = self.alive
@@ -115,6 +163,7 @@ class Children:
             if slot >= 0:
                 board.owners[slot] = pid
             server._ledger.start_child(len(alive), len(running))
+            server.close_request(request)
             return
         run_child(server, request, client_address, accepted, board, slot)
 
@@ -208,12 +257,11 @@ class Children:
         began = ended if accepted is None else accepted
         server._ledger.end(key, outcome, began, ended, accepted, pid)
 
-    def wait(self, seconds: float, parked: bool, wakeup: int | None = None) -> bool:
+    def wait(self, seconds: float, wakeup: int | None = None) -> bool:
         """Wait up to *seconds* for a child to end (a child that reports
         while the board's ``want`` byte is set wakes this) or for the
-        descriptor *wakeup* to turn readable; reap. *parked*: requests wait
-        for a child (the board keeps asking for wake-ups). True when
-        *wakeup* turned readable."""
+        descriptor *wakeup* to turn readable; reap. True when *wakeup*
+        turned readable."""
         board = self.board
         board.waiting(True)
         watch = [board.wake[0]] if wakeup is None else [board.wake[0], wakeup]
@@ -225,7 +273,7 @@ class Children:
             readable, _, _ = select.select(watch, [], [], max(seconds, 0.0))
         except InterruptedError:
             readable = []
-        board.waiting(parked)
+        board.waiting(bool(self.parked))  # parked requests keep asking for wake-ups
         board.drain_wake()
         self.reap_all(False)
         return wakeup is not None and wakeup in readable

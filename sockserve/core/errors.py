@@ -1,10 +1,10 @@
 """Plain-words explanations for the errors a server meets when it binds.
 
-``server_bind`` and the constructors pass every ``OSError`` from ``bind()``
-through :func:`explain_bind_error`. The error that comes out has the same
-class and the same ``errno`` as the one that went in (so ``except OSError``
-and ``e.errno == errno.EADDRINUSE`` keep working), but its message says what
-happened and what to do about it.
+``server_bind`` and the constructors bind with :func:`bind_explained`, which
+passes every ``OSError`` from ``bind()`` through :func:`explain_bind_error`.
+The error that comes out has the same class and the same ``errno`` as the
+one that went in (so ``except OSError`` and ``e.errno == errno.EADDRINUSE``
+keep working), but its message says what happened and what to do about it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import socket
 from typing import Any
 
-__all__ = ["explain_bind_error", "format_address", "someone_listens", "StaleUnixSocketError"]
+__all__ = ["bind_explained", "explain_bind_error", "format_address", "someone_listens", "StaleUnixSocketError"]
 
 
 class StaleUnixSocketError(FileExistsError):
@@ -147,3 +147,16 @@ def someone_listens(address: Any, family: int) -> bool | None:
     finally:
         probe.close()
     return True
+
+
+def bind_explained(sock: socket.socket, address: Any, family: int) -> None:
+    """``sock.bind(address)``; an error explained as :func:`explain_bind_error`
+    does (for EADDRINUSE, after probing whether a server listens there)."""
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        listening = someone_listens(address, family) if exc.errno == errno.EADDRINUSE else None
+        better = explain_bind_error(exc, address, family, listening)
+        if better is exc:
+            raise
+        raise better from None

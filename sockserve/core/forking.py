@@ -4,9 +4,8 @@ Put the mixin first so its ``process_request`` wins::
 
     class ForkingTCPServer(ForkingMixIn, TCPServer): pass
 
-The children, their reports and the requests they run are kept by
-:class:`~sockserve.core.children.Children`; requests that wait for a free
-child by :class:`~sockserve.core.processes.Parked`.
+The children, their reports, the requests they run and those that wait for
+a free child are kept by :class:`~sockserve.core.children.Children`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .children import Children
 from .drain import abort_socket
-from .processes import Parked, end_processes
+from .processes import end_processes
 
 if TYPE_CHECKING:
     from .servers import BaseServer as _Server
@@ -81,7 +80,6 @@ class ForkingMixIn(_Server):
     child_timeout: float | None = None
 
     _children: Children | None = None
-    _parked: Parked | None = None
     _closing: bool = False
 
     def collect_children(self, *, blocking: bool = False) -> None:
@@ -95,18 +93,17 @@ class ForkingMixIn(_Server):
         if children is None:
             return
         alive = children.alive
-        parked = self._parked
         if alive:
             full = len(alive) >= self.max_children
             if full and not self._closing and self.request_timeout is None:
                 loop = self._loop
                 wakeup = None if loop is None else loop.wakeup_fd
                 while len(alive) >= self.max_children and not self._stopping():
-                    if children.wait(_WAIT_STEP, bool(parked), wakeup):
+                    if children.wait(_WAIT_STEP, wakeup):
                         self._woken()
-            children.reap(blocking, full or bool(parked))
-        if parked:
-            self._start_parked()
+            children.reap(blocking, full or bool(children.parked))
+        if children.parked:
+            children.start_parked()
 
     def handle_timeout(self) -> None:
         """Reap children while ``handle_request()`` is idle."""
@@ -119,107 +116,53 @@ class ForkingMixIn(_Server):
     def process_request(self, request: Any, client_address: Any) -> None:
         """Fork; the child handles the request and exits, the parent closes
         its copy of the request and returns to the loop."""
-        key = id(request)
-        ledger = self._ledger
-        ledger.enter(key, request)
+        self._ledger.enter(id(request), request)
         children = self._children or self._new_children()
-        if len(children.alive) >= self.max_children:
-            if self.request_timeout is None:
-                # Only service_actions() enforces the bound in the standard
-                # library; check here too so handle_request() loops obey it.
-                self.collect_children()
-            if len(children.alive) >= self.max_children:
-                self._park(request, client_address)
-                return
-        self._fork(children, request, client_address, ledger.accepted.pop(key, None) if ledger.accepted else None)
-
-    def _fork(self, children: Children, request: Any, client_address: Any, accepted: float | None) -> None:
-        try:
-            children.fork(request, client_address, accepted)
-        except BaseException:
-            self._ledger.forget(id(request))  # no child, never counted
-            raise
-        self.close_request(request)
+        if len(children.alive) >= self.max_children and self.request_timeout is None:
+            # Only service_actions() enforces the bound in the standard
+            # library; check here too so handle_request() loops obey it.
+            self.collect_children()
+        children.start(request, client_address)
 
     def _new_children(self) -> Children:
         if self.active_children is None:
             self.active_children = set()
-        self._parked = self._parked  # an instance attribute from now on (read per iteration)
-        self._children = Children(self, self.active_children, max(_MIN_SLOTS, 2 * self.max_children))
-        return self._children
-
-    def _park(self, request: Any, client_address: Any) -> None:
-        """Hold a request until a child ends (its accept time stays in the
-        ledger, for the deadline watchdog)."""
-        parked = self._parked
-        if parked is None:
-            parked = self._parked = Parked(self, self.max_children)
-        parked.bound = self.max_children
-        accepted = self._ledger.accepted.setdefault(id(request), time.monotonic())
-        parked.park(request, client_address, accepted)
-        children = self._children
-        loop = self._loop
-        if children is not None and loop is not None:
-            children.board.waiting(True)
-            loop.watch(children.board.wake[0], self._on_wake)  # wake when a child ends
-
-    def _on_wake(self) -> None:
-        """A child ended while requests are parked (the board's wake-up pipe)."""
-        children = self._children
-        if children is not None:
-            children.board.drain_wake()
-            children.reap_all()
-        self._start_parked()
-
-    def _start_parked(self) -> None:
-        """Fork for parked requests while the bound allows."""
-        parked, children = self._parked, self._children
-        if parked is None or children is None:
-            return
-        while len(children.alive) < self.max_children:
-            entry = parked.next()
-            if entry is None:
-                break
-            parked.take()
-            request, client_address, accepted = entry
-            self._ledger.accepted.pop(id(request), None)  # the child keeps its deadline
-            self._fork(children, request, client_address, accepted)
-        if not parked:
-            children.board.waiting(False)
-            if self._loop is not None:
-                self._loop.unwatch(children.board.wake[0])
+        self._closing = self._closing  # an instance attribute from now on (read per iteration)
+        children = self._children = Children(self, self.active_children, max(_MIN_SLOTS, 2 * self.max_children))
+        return children
 
     def _drain_wait(self, seconds: float) -> None:
         """drain(): reap children that ended and start parked requests,
         waiting for a child's wake-up at most *seconds*."""
         children = self._children
-        if children is not None and (children.alive or self._parked):
-            children.wait(min(seconds, _WAIT_STEP), bool(self._parked))
-        else:
+        if children is None or not (children.alive or children.parked):
             time.sleep(min(max(seconds, 0.0), 0.01))
-        self._start_parked()
+            return
+        children.wait(min(seconds, _WAIT_STEP))
+        children.start_parked()
 
     def _abort_inflight(self, items: list[Any]) -> None:
         """drain(): parked requests are closed; children get SIGTERM, then
         SIGKILL after abort_grace."""
         for item in items:
             abort_socket(item)  # a parked request (a child's is closed here)
-        self._start_parked()  # closes the aborted ones
         children = self._children
         if children is not None:
+            children.start_parked()  # closes the aborted ones
             end_processes(children.cut_off(), lambda: children.alive, self._drain_wait, self.abort_grace)
 
     def server_close(self) -> None:
         """Close the server, then reap children (waiting if block_on_close).
         Requests still parked are closed unhandled and counted aborted."""
         super().server_close()
-        if self._parked is not None:
-            self._parked.drop_all()
+        children = self._children
+        if children is not None:
+            children.parked.drop_all()
         self._closing = True  # never wait for a free slot now
         try:
             self.collect_children(blocking=self.block_on_close)
         finally:
             self._closing = False
-        children, self._children = self._children, None
+        self._children = None
         if children is not None:
             children.close()

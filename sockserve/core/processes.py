@@ -12,10 +12,6 @@ long-lived workers. Both need the same things:
   and the outcome to count for a request whose child died before it could
   report (:func:`outcome_of_status`): killed by ``SIGALRM`` is a timeout
   (``request_timeout`` or ``child_timeout``), any other death an error;
-* one line, not a traceback, when a handler raises ``SystemExit`` or
-  ``KeyboardInterrupt`` (:func:`report_escape`): the standard library's
-  mixins do not pass those to ``handle_error``, and neither does sockserve,
-  but the request is still reported once, with its cause;
 * in the parent, a place for the requests accepted while every child or
   worker is busy (:class:`Parked`), and a way to end processes that a drain
   cut off: SIGTERM, then SIGKILL after a grace period (:func:`end_processes`).
@@ -31,8 +27,6 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from . import logs
-from .errors import format_address
 from .stats import Outcome
 
 __all__ = [
@@ -42,7 +36,6 @@ __all__ = [
     "flush_std_streams",
     "describe_status",
     "outcome_of_status",
-    "report_escape",
     "Parked",
     "end_processes",
 ]
@@ -160,19 +153,6 @@ def outcome_of_status(status: int) -> int:
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
         return Outcome.TIMEOUT
     return Outcome.ERROR
-
-
-def report_escape(server: Any, client_address: Any, exc: BaseException) -> None:
-    """Say, in one line, that a handler raised *exc* (``SystemExit``,
-    ``KeyboardInterrupt``: what ``handle_error`` is not given)."""
-    logs.warning(
-        "%s: the handler raised %s%s on the request from %s; the request counts "
-        "as an error and the server goes on serving",
-        type(server).__name__,
-        type(exc).__name__,
-        f"({exc})" if str(exc) else "",
-        format_address(client_address),
-    )
 
 
 #: A parked request: (request, client_address, accept time).

@@ -38,11 +38,9 @@ Where sockserve differs from the standard library, on purpose:
 
 from __future__ import annotations
 
-import errno
 import os
 import selectors
 import socket
-import sys
 import threading
 import time
 from typing import Any, cast
@@ -50,11 +48,11 @@ from typing import Any, cast
 from . import logs, socketfiles
 from .deadlines import Watchdog
 from .drain import DrainReport, abort_socket, drain_server
-from .errors import explain_bind_error, format_address, someone_listens
+from .errors import bind_explained, format_address
 from .ledger import Ledger
 from .lifecycle import ServerState
 from .loop import Loop, accept_backoff
-from .stats import CLIENT_GONE, FOLD_MASK, ServerStats, outcome_of
+from .stats import FOLD_MASK, ServerStats, outcome_of
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
@@ -349,9 +347,7 @@ class BaseServer:
         timeline); start the deadline watchdog if it is not running."""
         self._ledger.accepted[id(request)] = _monotonic()
         if self.request_timeout is not None and self._watchdog is None:
-            with self._loop_lock:
-                if self._watchdog is None:
-                    self._watchdog = Watchdog(self)
+            self._watchdog = Watchdog(self)  # (the serving thread only comes here)
             self._watchdog.start()
 
     def handle_timeout(self) -> None:
@@ -423,25 +419,7 @@ class BaseServer:
         level; anything else is printed with its traceback to stderr. The
         server keeps serving either way. Override to log elsewhere.
         """
-        exc = sys.exc_info()[1]
-        if isinstance(exc, CLIENT_GONE + (TimeoutError,)):
-            logs.debug(
-                "client %s went away: %s: %s",
-                format_address(client_address),
-                type(exc).__name__,
-                exc,
-            )
-            return
-        handler = getattr(self.RequestHandlerClass, "__name__", repr(self.RequestHandlerClass))
-        rule = "-" * 60
-        print(rule, file=sys.stderr)
-        print(
-            f"{type(self).__name__}: {handler} failed on the request from "
-            f"{format_address(client_address)}; the server goes on serving.",
-            file=sys.stderr,
-        )
-        logs.print_exception()
-        print(rule, file=sys.stderr)
+        logs.handler_failed(self, client_address)
 
     # -- drain and deadlines ----------------------------------------------------
 
@@ -551,18 +529,7 @@ class TCPServer(BaseServer):
             )
             self._socket_path = self.server_address
         else:
-            try:
-                self.socket.bind(self.server_address)
-            except OSError as exc:
-                listening = None
-                if exc.errno == errno.EADDRINUSE:
-                    listening = someone_listens(self.server_address, self.address_family)
-                better = explain_bind_error(
-                    exc, self.server_address, self.address_family, listening
-                )
-                if better is exc:
-                    raise
-                raise better from None
+            bind_explained(self.socket, self.server_address, self.address_family)
         self.server_address = self.socket.getsockname()
         self._set_state(ServerState.BOUND)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .processes import report_escape
+from .logs import report_escape
 
 if TYPE_CHECKING:
     from .servers import BaseServer

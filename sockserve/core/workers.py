@@ -36,7 +36,8 @@ from typing import Any
 from . import logs
 from .deadlines import RequestTimeout, arm_alarm, disarm_alarm
 from .errors import format_address
-from .processes import Parked, describe_status, flush_std_streams, outcome_of_status, own_std_streams, report_escape
+from .logs import report_escape
+from .processes import Parked, describe_status, flush_std_streams, outcome_of_status, own_std_streams
 from .stats import Outcome, outcome_of
 
 __all__ = ["Pool"]

@@ -43,7 +43,7 @@ from typing import Any
 
 from ..core import socketfiles
 from ..core.drain import DrainReport
-from ..core.errors import explain_bind_error
+from ..core.errors import bind_explained
 from ..core.ledger import Ledger
 from ..core.stats import Outcome, ServerStats, outcome_of
 from ..load.protocol import LINE_TOO_LONG, MAX_LINE, parse_ms
@@ -102,10 +102,7 @@ class AsyncioServer:
             else:
                 if self.allow_reuse_address:
                     self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    self.socket.bind(server_address)
-                except OSError as exc:
-                    raise explain_bind_error(exc, server_address, family) from None
+                bind_explained(self.socket, server_address, family)
             self.socket.listen(self.request_queue_size)
         except BaseException:
             self.server_close()
