@@ -1,9 +1,9 @@
 """A forking server's children: who runs which request, and how each ended.
 
 ``ForkingMixIn`` keeps one :class:`Children` per server, made before its
-first fork. It forks a child per request (:meth:`Children.start`; while
-``max_children`` run, with ``request_timeout`` set, it parks the request
-instead and forks for it when a child ends), remembers which request each
+first fork. It forks a child per request (:meth:`Children.fork`; while
+``max_children`` run, with ``request_timeout`` set, the request is parked
+instead, and forked for when a child ends), remembers which request each
 child runs, and, when a child ends, records that request's end in the
 server's ledger: from the child's report on the board
 (:mod:`sockserve.core.reportboard`: its handler times in shared memory, its
@@ -50,7 +50,7 @@ _SCAN_EVERY = 16
 #: What servers and request handlers set on themselves (primed for
 #: children: see Children.__init__).
 #: A child is forked only with this many allocations left before the
-#: interpreter's next young-generation collection (see Children.fork).
+#: interpreter's next young-generation collection (see collect_garbage_if_due).
 _GC_HEADROOM = 100
 _gc_count = gc.get_count
 _INSTANCE_ATTRIBUTES = (
@@ -64,8 +64,8 @@ class Children:
 
     ``alive`` is the set of live child PIDs (the server's
     ``active_children``); ``running`` maps each child whose request has not
-    ended yet to ``(request, client_address, accept time or None, board
-    slot)``; ``board`` is where children report (one slot each, -1 for a
+    ended yet to ``(key, request, client_address, accept time or None,
+    board slot)`` (the request object kept, so its key stays unique); ``board`` is where children report (one slot each, -1 for a
     child forked when none was free: its exit status alone says how it
     went); ``parked`` holds the requests waiting for a child to end.
 
@@ -76,11 +76,11 @@ class Children:
     def __init__(self, server: Any, alive: set[int], slots: int) -> None:
         self.server = server
         self.alive = alive
-        self.running: dict[int, tuple[Any, Any, float | None, int]] = {}
+        self.running: dict[int, tuple[int, Any, Any, float | None, int]] = {}
         self.board = ReportBoard(slots)
         self.parked = Parked(server, server.max_children)
         self.scan_countdown = _SCAN_EVERY
-        self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM  # see fork()
+        self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
         # What every child will look up, looked up here once (see prime_lookups).
         # (Names only: vars(server) would give the server a real __dict__,
         # and the interpreter reads such an instance's attributes slower.)
@@ -88,22 +88,30 @@ class Children:
             type(server), getattr(server, "RequestHandlerClass", object), socket.socket,
             socket.SocketIO, ReportBoard, Children, instance_names=_INSTANCE_ATTRIBUTES,
         )
+        self.collect_garbage_if_due()
+
+    def collect_garbage_if_due(self) -> None:
+        """Collect the young generation now if fewer than ``_GC_HEADROOM``
+        allocations are left before the interpreter would.
+
+        A child inherits its parent's allocation count: one forked near the
+        threshold collects at its first allocations (costing more than its
+        whole request, for nothing: it is about to exit), and so does every
+        child after it until the parent collects. Looked at before the first
+        fork and at every poll of all children (every ``_SCAN_EVERY`` loop
+        iterations), the parent collects first, as it was about to."""
+        if _gc_count()[0] > self.gc_due > 0 and gc.isenabled():
+            gc.collect(0)
 
     # -- forking ---------------------------------------------------------------
 
-    def start(self, request: Any, client_address: Any) -> None:
-        """Fork a child for *request* (in the ledger already), or, while
-        ``max_children`` run, park it (its accept time stays in the ledger,
-        for the deadline watchdog)."""
+    def park(self, request: Any, client_address: Any) -> None:
+        """Hold *request* (in the ledger already) until a child ends; its
+        accept time stays in the ledger, for the deadline watchdog."""
         server = self.server
-        ledger = server._ledger
-        key = id(request)
-        if len(self.alive) < server.max_children:
-            self.fork(request, client_address, ledger.accepted.pop(key, None) if ledger.accepted else None)
-            return
         parked = self.parked
         parked.bound = server.max_children
-        parked.park(request, client_address, ledger.accepted.setdefault(key, _monotonic()))
+        parked.park(request, client_address, server._ledger.accepted.setdefault(id(request), _monotonic()))
         loop = server._loop
         if loop is not None:  # wake when a child ends
             self.board.waiting(True)
@@ -118,10 +126,11 @@ class Children:
             entry = parked.next()
             if entry is None:
                 break
-            parked.take()
+            parked.popleft()
             request, client_address, accepted = entry
-            server._ledger.accepted.pop(id(request), None)  # the child keeps its deadline
-            self.fork(request, client_address, accepted)
+            key = id(request)
+            server._ledger.accepted.pop(key, None)  # the child keeps its deadline
+            self.fork(key, request, client_address, accepted)
         if not parked:
             self.board.waiting(False)
             if server._loop is not None:
@@ -133,17 +142,10 @@ class Children:
         self.reap_all()
         self.start_parked()
 
-    def fork(self, request: Any, client_address: Any, accepted: float | None) -> None:
-        """Fork a child for *request*. In the parent, close the parent's copy
-        of the request and return; the child runs :func:`run_child` and
-        never returns."""
-        if _gc_count()[0] > self.gc_due > 0 and gc.isenabled():
-            # A child inherits its parent's allocation count: one forked
-            # near the threshold collects at its first allocations (costing
-            # more than its whole request, for nothing: it is about to exit),
-            # and so does every child after it until the parent collects.
-            # The parent collects now instead, which it was about to do.
-            gc.collect(0)
+    def fork(self, key: int, request: Any, client_address: Any, accepted: float | None) -> None:
+        """Fork a child for *request* (in the ledger under *key*). In the
+        parent, close the parent's copy of the request and return; the child
+        runs :func:`run_child` and never returns."""
         board = self.board
         free = board.free
         slot = free.pop() if free else -1
@@ -153,13 +155,13 @@ class Children:
         except BaseException:
             if slot >= 0:
                 free.append(slot)
-            server._ledger.forget(id(request))  # no child, never counted
+            server._ledger.forget(key)  # no child, never counted
             raise
         if pid:
             alive = self.alive
             alive.add(pid)
             running = self.running
-            running[pid] = (request, client_address, accepted, slot)
+            running[pid] = (key, request, client_address, accepted, slot)
             if slot >= 0:
                 board.owners[slot] = pid
             server._ledger.start_child(len(alive), len(running))
@@ -195,6 +197,7 @@ class Children:
         """Poll every live child (wait for each with *blocking*) and reap
         the ones that ended."""
         self.scan_countdown = _SCAN_EVERY
+        self.collect_garbage_if_due()
         flags = 0 if blocking else os.WNOHANG
         for pid in list(self.alive):
             try:
@@ -217,7 +220,7 @@ class Children:
         entry = self.running.pop(pid, None)
         if entry is None:
             return
-        slot = entry[3]
+        slot = entry[4]
         board = self.board
         if slot < 0 or not board.map[slot]:
             self._died(pid, status, entry)
@@ -230,16 +233,15 @@ class Children:
         # It reported, so it exited with its outcome as status (unless a
         # signal ended it just after: count how it ended then).
         outcome = status >> 8 if not status & 0x7F else outcome_of_status(status)
-        server._ledger.end(id(entry[0]), outcome, began, ended, entry[2], pid)
+        server._ledger.end(entry[0], outcome, began, ended, entry[3], pid)
 
-    def _died(self, pid: int, status: int, entry: tuple[Any, Any, float | None, int]) -> None:
+    def _died(self, pid: int, status: int, entry: tuple[int, Any, Any, float | None, int]) -> None:
         """Child *pid* ended without a report: say why, and record its
         request's end under the outcome its end implies."""
-        request, client_address, accepted, slot = entry
+        key, _request, client_address, accepted, slot = entry
         server = self.server
         if slot >= 0:
             self.board.release(slot)
-        key = id(request)
         if slot < 0 and os.WIFEXITED(status):
             # No slot (max_children grew past the board): it reports nothing,
             # and its exit status is its outcome.
@@ -281,7 +283,7 @@ class Children:
     def cut_off(self) -> list[int]:
         """The children whose request a drain or a deadline cut off."""
         ledger = self.server._ledger
-        return [pid for pid, entry in self.running.items() if id(entry[0]) not in ledger]
+        return [pid for pid, entry in self.running.items() if entry[0] not in ledger]
 
     def close(self) -> None:
         self.board.close()

@@ -101,7 +101,7 @@ class ForkingMixIn(_Server):
                 while len(alive) >= self.max_children and not self._stopping():
                     if children.wait(_WAIT_STEP, wakeup):
                         self._woken()
-            children.reap(blocking, full or bool(children.parked))
+            children.reap(blocking, full or len(children.parked) > 0)
         if children.parked:
             children.start_parked()
 
@@ -116,13 +116,19 @@ class ForkingMixIn(_Server):
     def process_request(self, request: Any, client_address: Any) -> None:
         """Fork; the child handles the request and exits, the parent closes
         its copy of the request and returns to the loop."""
-        self._ledger.enter(id(request), request)
+        key = id(request)
+        ledger = self._ledger
+        ledger.enter(key, request)
         children = self._children or self._new_children()
-        if len(children.alive) >= self.max_children and self.request_timeout is None:
-            # Only service_actions() enforces the bound in the standard
-            # library; check here too so handle_request() loops obey it.
-            self.collect_children()
-        children.start(request, client_address)
+        if len(children.alive) >= self.max_children:
+            if self.request_timeout is None:
+                # Only service_actions() enforces the bound in the standard
+                # library; check here too so handle_request() loops obey it.
+                self.collect_children()
+            if len(children.alive) >= self.max_children:
+                children.park(request, client_address)
+                return
+        children.fork(key, request, client_address, ledger.accepted.pop(key, None) if ledger.accepted else None)
 
     def _new_children(self) -> Children:
         if self.active_children is None:

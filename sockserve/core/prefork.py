@@ -149,7 +149,7 @@ class PreForkMixIn(_Server):
         accepted = ledger.accepted.pop(key, None) if ledger.accepted else None
         if accepted is None:
             accepted = time.monotonic()
-        if pool.parked or not pool.send(request, client_address, accepted):
+        if pool.parked or not pool.send(key, request, client_address, accepted):
             pool.parked.park(request, client_address, accepted)
             return
         self.close_request(request)

@@ -159,65 +159,59 @@ def outcome_of_status(status: int) -> int:
 ParkedEntry = tuple[Any, Any, float]
 
 
-class Parked:
+class Parked(collections.deque[ParkedEntry]):
     """The requests a process server accepted while every child or worker
-    was busy, oldest first, until one is free.
+    was busy, oldest first, until one is free: a deque of ``(request,
+    client_address, accept time)`` (its length and truth are the deque's,
+    read on every loop iteration).
 
     Each is in the server's ledger from the moment it is parked, under its
-    one key (``id(request)``). At most *bound* wait: beyond that the oldest
-    is closed unhandled and counted as a timeout; one cut off meanwhile (a
-    drain) or older than the server's ``request_timeout`` is closed and
-    counted when it comes up (:meth:`next`). :meth:`drop` is the one way a
-    parked request ends without running.
+    one key (``id(request)``). At most ``bound`` wait: beyond that the
+    oldest is closed unhandled and counted as a timeout; one cut off
+    meanwhile (a drain) or older than the server's ``request_timeout`` is
+    closed and counted when it comes up (:meth:`next`). :meth:`drop` is the
+    one way a parked request ends without running.
     """
 
     def __init__(self, server: Any, bound: int) -> None:
-        self._server = server
-        self._queue: collections.deque[ParkedEntry] = collections.deque()
+        super().__init__()
+        self.server = server
         self.bound = bound
-
-    def __len__(self) -> int:
-        return len(self._queue)
 
     def park(self, request: Any, client_address: Any, accepted: float) -> None:
         """Hold a request (already in the ledger) until a worker is free."""
-        self._queue.append((request, client_address, accepted))
-        if len(self._queue) > self.bound:
-            self.drop(self._queue.popleft(), Outcome.TIMEOUT)
+        self.append((request, client_address, accepted))
+        if len(self) > self.bound:
+            self.drop(self.popleft(), Outcome.TIMEOUT)
 
     def next(self) -> ParkedEntry | None:
-        """The oldest parked request still to serve (not taken off: see
-        :meth:`take`); the ones cut off or past their deadline are dropped
-        on the way. None when none is left."""
-        queue = self._queue
-        server = self._server
+        """The oldest parked request still to serve (left in place: take it
+        off with ``popleft()`` once served); the ones cut off or past their
+        deadline are dropped on the way. None when none is left."""
+        server = self.server
         limit = server.request_timeout
-        while queue:
-            entry = queue[0]
+        while self:
+            entry = self[0]
             if id(entry[0]) not in server._ledger:
-                self.drop(queue.popleft(), Outcome.ABORTED)  # cut off: counted as it was
+                self.drop(self.popleft(), Outcome.ABORTED)  # cut off: counted as it was
             elif limit is not None and time.monotonic() - entry[2] > limit:
-                self.drop(queue.popleft(), Outcome.TIMEOUT)
+                self.drop(self.popleft(), Outcome.TIMEOUT)
             else:
                 return entry
         return None
-
-    def take(self) -> None:
-        """Take off the entry :meth:`next` returned (it is being served)."""
-        self._queue.popleft()
 
     def drop(self, entry: ParkedEntry, outcome: int) -> None:
         """Close a parked request unhandled, counted under *outcome* (or the
         outcome it was cut off with)."""
         request, _address, accepted = entry
-        self._server._ledger.drop(id(request), outcome, accepted)
-        self._server.shutdown_request(request)
+        self.server._ledger.drop(id(request), outcome, accepted)
+        self.server.shutdown_request(request)
 
     def drop_all(self) -> None:
         """Close every parked request, counted as aborted (nobody is left to
         serve them)."""
-        while self._queue:
-            self.drop(self._queue.popleft(), Outcome.ABORTED)
+        while self:
+            self.drop(self.popleft(), Outcome.ABORTED)
 
 
 def end_processes(

@@ -92,10 +92,9 @@ class Pool:
             return
         _worker_main(self.server, self)
 
-    def send(self, request: Any, client_address: Any, accepted: float) -> bool:
-        """Put one connection (in the ledger already) on the channel; False
-        if the channel is full."""
-        key = id(request)
+    def send(self, key: int, request: Any, client_address: Any, accepted: float) -> bool:
+        """Put one connection (in the ledger under *key*) on the channel;
+        False if the channel is full."""
         payload = _HEADER.pack(key, accepted) + _encode_address(client_address)
         try:
             socket.send_fds(self.parent_end, [payload], [request.fileno()])
@@ -113,8 +112,8 @@ class Pool:
         those cut off or past their deadline)."""
         parked = self.parked
         entry = parked.next()
-        while entry is not None and self.send(*entry):
-            parked.take()
+        while entry is not None and self.send(id(entry[0]), *entry):
+            parked.popleft()
             self.server.close_request(entry[0])
             entry = parked.next()
 
