@@ -310,3 +310,23 @@ def test_a_parent_at_max_children_wakes_when_a_child_reports(monkeypatch: pytest
     assert replies == [b"ok\n"] * 3
     assert server.stats.peak_active == 1
     assert time.monotonic() - began < 10
+
+
+# -- what each mixin says it overrides ------------------------------------------------
+
+
+@pytest.mark.parametrize("mixin", [sockserve.ThreadingMixIn, sockserve.ForkingMixIn,
+                                   sockserve.ThreadPoolMixIn, sockserve.PreForkMixIn],
+                         ids=lambda m: m.__name__)
+def test_each_mixin_says_which_hooks_it_overrides(mixin: type) -> None:
+    """The docstring's "Overrides ..." sentence names exactly the server
+    methods the mixin defines again."""
+    server_methods = {name for klass in sockserve.TCPServer.__mro__ for name, value in vars(klass).items()
+                      if callable(value) and not name.startswith("__")}
+    overridden = {name for name, value in vars(mixin).items() if callable(value) and name in server_methods}
+    doc = mixin.__doc__ or ""
+    said = doc[doc.index("Overrides"):].split("\n\n")[0]
+    # Hooks are named bare (``process_request``); ``drain()`` is a mention.
+    named = {word.strip("`,.:;()") for word in said.split() if word.startswith("``") and "()" not in word}
+    assert overridden == named & server_methods, (overridden, named)
+    assert "process_request" in overridden

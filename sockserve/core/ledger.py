@@ -155,17 +155,14 @@ class Ledger:
         outcome, 0 if it ended on its own. Every model ends a request here."""
         if ended is None:
             ended = _monotonic()
-        live = self.live
-        if live.pop(key, _MISSING) is not _MISSING:
-            cut = 0
-            if self._waiters and not live:
+        cut = 0
+        if self.live.pop(key, _MISSING) is not _MISSING:
+            if self._waiters and not self.live:
                 with self._cond:
                     self._cond.notify_all()
         elif self._cut:
             with self._lock:
                 cut = self._cut.pop(key, 0)
-        else:
-            cut = 0
         if self.accepted:
             stamped = self.accepted.pop(key, None)
             if accepted is None:

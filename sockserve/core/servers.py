@@ -198,10 +198,10 @@ class BaseServer:
                 loop = self._loop = Loop(self.fileno(), poll_interval)  # type: ignore[attr-defined]
             loop.watch(loop.wakeup_fd, self._woken)
             self._loop_opened(loop)
-            listening, watched, poll = loop.listening, loop.watched, loop.poller.poll
+            listening, watched, poll, wait_ms = loop.listening, loop.watched, loop.poller.poll, loop.wait_ms
             self._set_state(ServerState.SERVING)
             while not self.__shutdown_request:
-                ready = poll(loop.wait_ms)
+                ready = poll(wait_ms)
                 if self.__shutdown_request:
                     break
                 for fd, _events in ready:
