@@ -19,7 +19,7 @@ from sockserve.core.ledger import Ledger
 from sockserve.core.stats import Outcome, ServerStats
 from sockserve.core.timeline import Span, Timeline
 
-from conftest import HOST, class_id
+from conftest import HOST, class_id, read_all
 
 THREAD_MODELS = [sockserve.TCPServer, sockserve.ThreadingTCPServer, sockserve.ThreadPoolTCPServer]
 PROCESS_MODELS = [sockserve.ForkingTCPServer, sockserve.PreForkTCPServer]
@@ -76,13 +76,7 @@ def send(address: Any, word: bytes) -> socket.socket:
 
 def ask(address: Any, word: bytes) -> bytes:
     with send(address, word) as sock:
-        chunks = []
-        try:
-            while chunk := sock.recv(64):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            pass
-        return b"".join(chunks)
+        return read_all(sock)
 
 
 class Serving:
