@@ -62,12 +62,17 @@ _INSTANCE_ATTRIBUTES = (
 class Children:
     """The children of one forking server and the requests they run.
 
+    ``ForkingMixIn.collect_children`` reaps the children that reported
+    (their board flags) and calls :meth:`reaped`, and :meth:`reap_all`
+    every ``scan_countdown`` iterations.
+
     ``alive`` is the set of live child PIDs (the server's
     ``active_children``); ``running`` maps each child whose request has not
     ended yet to ``(key, request, client_address, accept time or None,
-    board slot)`` (the request object kept, so its key stays unique); ``board`` is where children report (one slot each, -1 for a
-    child forked when none was free: its exit status alone says how it
-    went); ``parked`` holds the requests waiting for a child to end.
+    board slot)`` (the request object kept, so its key stays unique);
+    ``board`` is where children report (one slot each, -1 for a child
+    forked when none was free: its exit status alone says how it went);
+    ``parked`` holds the requests waiting for a child to end.
 
     Thread safety: the serving thread only (or a drain once the loop
     stopped).
@@ -86,7 +91,7 @@ class Children:
         # and the interpreter reads such an instance's attributes slower.)
         prime_lookups(
             type(server), getattr(server, "RequestHandlerClass", object), socket.socket,
-            socket.SocketIO, ReportBoard, Children, instance_names=_INSTANCE_ATTRIBUTES,
+            socket.SocketIO, ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
         )
         self.collect_garbage_if_due()
 
@@ -170,28 +175,6 @@ class Children:
         run_child(server, request, client_address, accepted, board, slot)
 
     # -- reaping -----------------------------------------------------------------
-
-    def reap(self, blocking: bool = False, scan: bool = False) -> None:
-        """Reap the children that reported (the ones still exiting are
-        reaped on a later call); every now and then, with *scan*, or with
-        *blocking* (wait for each), poll every child."""
-        board = self.board
-        flags = board.map
-        slot = flags.find(b"\x01", 0, board.slots)
-        while slot >= 0:
-            pid = board.owners[slot]
-            try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = pid, 0  # already reaped elsewhere
-            except InterruptedError:
-                done = 0
-            if done:
-                self.reaped(pid, status)
-            slot = flags.find(b"\x01", slot + 1, board.slots)
-        countdown = self.scan_countdown = self.scan_countdown - 1
-        if blocking or scan or countdown <= 0:
-            self.reap_all(blocking)
 
     def reap_all(self, blocking: bool = False) -> None:
         """Poll every live child (wait for each with *blocking*) and reap

@@ -10,6 +10,7 @@ a free child are kept by :class:`~sockserve.core.children.Children`.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -94,14 +95,33 @@ class ForkingMixIn(_Server):
             return
         alive = children.alive
         if alive:
-            full = len(alive) >= self.max_children
-            if full and not self._closing and self.request_timeout is None:
+            if len(alive) >= self.max_children and not self._closing and self.request_timeout is None:
                 loop = self._loop
                 wakeup = None if loop is None else loop.wakeup_fd
                 while len(alive) >= self.max_children and not self._stopping():
                     if children.wait(_WAIT_STEP, wakeup):
                         self._woken()
-            children.reap(blocking, full or len(children.parked) > 0)
+            # Reap the children that reported (those still exiting are
+            # reaped on a later call). Inlined: it runs every iteration.
+            board = children.board
+            flags = board.map
+            slot = flags.find(b"\x01", 0, board.slots)
+            while slot >= 0:
+                pid = board.owners[slot]
+                try:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done, status = pid, 0  # already reaped elsewhere
+                except InterruptedError:
+                    done = 0
+                if done:
+                    children.reaped(pid, status)
+                slot = flags.find(b"\x01", slot + 1, board.slots)
+            # Every now and then, poll every child (for those that died
+            # without reporting).
+            countdown = children.scan_countdown = children.scan_countdown - 1
+            if blocking or countdown <= 0 or children.parked or len(alive) >= self.max_children:
+                children.reap_all(blocking)
         if children.parked:
             children.start_parked()
 

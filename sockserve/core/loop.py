@@ -3,9 +3,10 @@ and the wake-up socket pair that makes ``shutdown()`` instant.
 
 ``BaseServer.serve_forever`` is the only serve loop. It makes a
 :class:`Loop`, lets the server add to it (``_loop_opened``: a prefork
-server watches its workers' reports and polls at least every 0.2 s), then
-waits in ``poll()`` for the listening socket, the wake-up socket or a
-watched descriptor, and calls ``service_actions()`` after each wait::
+server watches its workers' reports, supervises them after each wait and
+polls at least every 0.2 s), then waits in ``poll()`` for the listening
+socket, the wake-up socket or a watched descriptor, and after each wait
+calls the loop's ``tick`` (if one was set) and ``service_actions()``::
 
     listening socket readable  -> _handle_request_noblock()
     wake-up socket readable    -> a stop was asked for (shutdown(), from any
@@ -48,25 +49,28 @@ class Loop:
 
     ``listening`` is the server's descriptor, ``wait_ms`` the longest
     ``poll()`` wait (None: no limit), ``watched`` maps other descriptors to
-    their callbacks, ``thread`` and ``pid`` say where the loop runs.
+    their callbacks, ``tick`` is called after each wait (None: nothing),
+    ``thread`` and ``pid`` say where the loop runs, ``accepting`` whether
+    it polls the listening socket (see :meth:`accept`).
 
     Thread safety: :meth:`wake` from any thread or forked process; the rest
     from the serving thread (or, for ``watch``, while it waits).
     """
 
-    __slots__ = ("listening", "wait_ms", "watched", "thread", "pid", "poller", "_wakeup", "_accepting")
+    __slots__ = ("listening", "wait_ms", "watched", "tick", "thread", "pid", "poller", "accepting", "_wakeup")
 
     def __init__(self, listening: int, poll_interval: float | None) -> None:
         self.listening = listening
         self.wait_ms = None if poll_interval is None else max(0, math.ceil(poll_interval * 1000))
         self.watched: dict[int, Callable[[], Any]] = {}
+        self.tick: Callable[[], Any] | None = None
         self.thread = threading.get_ident()
         self.pid = os.getpid()
         reader, writer = socket.socketpair()
         reader.setblocking(False)
         writer.setblocking(False)
         self._wakeup = (reader, writer)
-        self._accepting = True
+        self.accepting = True
         self.poller = select.poll()
         self.poller.register(listening, _POLLIN)
 
@@ -91,12 +95,11 @@ class Loop:
         if self.watched.pop(fd, None) is not None:
             self.poller.unregister(fd)
 
-    def accepting(self, on: bool) -> None:
+    def accept(self, on: bool) -> None:
         """Poll the listening socket (*on*) or leave new connections in the
         kernel's backlog."""
-        if on != self._accepting:
-            self.poller.modify(self.listening, _POLLIN if on else 0)
-            self._accepting = on
+        self.poller.modify(self.listening, _POLLIN if on else 0)
+        self.accepting = on
 
     def wake(self) -> None:
         """Make the loop's ``poll()`` return (any thread, any process)."""

@@ -48,10 +48,10 @@ class PreForkMixIn(_Server):
     ``serve_forever`` (POSIX, stream servers only).
 
     Overrides ``process_request`` (pass the connection to a worker),
-    ``service_actions`` (supervise the workers: call super() when
-    overriding it), ``server_close``, the loop's ``_loop_opened`` and
-    ``_loop_closing`` (fork the workers, tell them to stop), and for
-    ``drain()``, ``_drain_wait`` and ``_abort_inflight``.
+    ``server_close``, the loop's ``_loop_opened`` and ``_loop_closing``
+    (fork the workers and supervise them after each wait of the loop, tell
+    them to stop), and for ``drain()``, ``_drain_wait`` and
+    ``_abort_inflight``.
 
     The parent supervises: it replaces a worker that dies (a request it was
     serving is logged with the cause and counted as an error, or a timeout
@@ -97,7 +97,8 @@ class PreForkMixIn(_Server):
     # -- the parent ----------------------------------------------------------
 
     def _loop_opened(self, loop: Loop) -> None:
-        """Fork the workers, and watch their reports."""
+        """Fork the workers, watch their reports, supervise them after each
+        wait (at least every 0.2 s: a worker that dies wakes nobody)."""
         super()._loop_opened(loop)
         if getattr(self, "socket_type", None) != socket.SOCK_STREAM:
             raise TypeError("PreForkMixIn serves stream sockets only")
@@ -110,23 +111,25 @@ class PreForkMixIn(_Server):
         for _ in range(self.workers):
             pool.spawn()
         loop.watch(pool.reports[0], pool.read_events)
+        loop.tick = self._supervise
         loop.wait_ms = _SUPERVISE_MS if loop.wait_ms is None else min(loop.wait_ms, _SUPERVISE_MS)
 
-    def service_actions(self) -> None:
-        """Replace dead workers, move parked connections to the channel, and
-        while it is full (and nothing has a deadline) leave new connections
-        in the kernel's backlog."""
-        super().service_actions()
+    def _supervise(self) -> None:
+        """After each wait of the loop: replace dead workers, move parked
+        connections to the channel, and while it is full (and nothing has a
+        deadline) leave new connections in the kernel's backlog."""
         pool = self._pool
         if pool is None:
             return
         pool.reap(respawn=True)
-        pool.send_parked()
+        if pool.parked:
+            pool.send_parked()
         if self._retired:
             self._finish_retired(wait=False)
         loop = self._loop
-        if loop is not None:
-            loop.accepting(not pool.parked or self.request_timeout is not None)
+        want = not pool.parked or self.request_timeout is not None
+        if loop is not None and want != loop.accepting:
+            loop.accept(want)
 
     def _loop_closing(self) -> None:
         """Tell the workers to stop (they serve what is queued first)."""

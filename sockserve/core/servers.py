@@ -198,7 +198,8 @@ class BaseServer:
                 loop = self._loop = Loop(self.fileno(), poll_interval)  # type: ignore[attr-defined]
             loop.watch(loop.wakeup_fd, self._woken)
             self._loop_opened(loop)
-            listening, watched, poll, wait_ms = loop.listening, loop.watched, loop.poller.poll, loop.wait_ms
+            listening, watched, poll, wait_ms, tick = (
+                loop.listening, loop.watched, loop.poller.poll, loop.wait_ms, loop.tick)
             self._set_state(ServerState.SERVING)
             while not self.__shutdown_request:
                 ready = poll(wait_ms)
@@ -211,6 +212,8 @@ class BaseServer:
                             loop.pause(self._accept_backoff)
                     else:
                         watched[fd]()
+                if tick is not None:
+                    tick()
                 self.service_actions()
         finally:
             try:
@@ -226,8 +229,9 @@ class BaseServer:
                 self.__is_shut_down.set()
 
     def _loop_opened(self, loop: Loop) -> None:
-        """``serve_forever`` set up *loop*: watch more descriptors, or wait
-        less (a prefork server forks its workers here). Call super()."""
+        """``serve_forever`` set up *loop*: watch more descriptors, work
+        after each wait (``loop.tick``), or wait less (a prefork server
+        forks and supervises its workers so). Call super()."""
 
     def _loop_closing(self) -> None:
         """``serve_forever`` is about to return. Call super()."""

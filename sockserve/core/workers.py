@@ -111,6 +111,8 @@ class Pool:
         """Move parked connections to the channel while it has room (closing
         those cut off or past their deadline)."""
         parked = self.parked
+        if not parked:
+            return
         entry = parked.next()
         while entry is not None and self.send(id(entry[0]), *entry):
             parked.popleft()
