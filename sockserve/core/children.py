@@ -25,9 +25,10 @@ import time
 from typing import Any
 
 from . import logs
-from .logs import report_escape
 from .deadlines import arm_alarm
 from .errors import format_address
+from .handlers import SocketWriter
+from .logs import report_escape
 from .processes import (
     _CHILD_STDERR,
     _CHILD_STDOUT,
@@ -89,9 +90,10 @@ class Children:
         # What every child will look up, looked up here once (see prime_lookups).
         # (Names only: vars(server) would give the server a real __dict__,
         # and the interpreter reads such an instance's attributes slower.)
+        # (SocketWriter: a stream handler's wfile, unless wbufsize is set.)
         prime_lookups(
             type(server), getattr(server, "RequestHandlerClass", object), socket.socket,
-            socket.SocketIO, ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
+            socket.SocketIO, SocketWriter, ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
         )
         self.collect_garbage_if_due()
 

@@ -95,7 +95,8 @@ class ForkingMixIn(_Server):
             return
         alive = children.alive
         if alive:
-            if len(alive) >= self.max_children and not self._closing and self.request_timeout is None:
+            limit = self.max_children
+            if len(alive) >= limit and not self._closing and self.request_timeout is None:
                 loop = self._loop
                 wakeup = None if loop is None else loop.wakeup_fd
                 while len(alive) >= self.max_children and not self._stopping():
@@ -120,7 +121,7 @@ class ForkingMixIn(_Server):
             # Every now and then, poll every child (for those that died
             # without reporting).
             countdown = children.scan_countdown = children.scan_countdown - 1
-            if blocking or countdown <= 0 or children.parked or len(alive) >= self.max_children:
+            if blocking or countdown <= 0 or children.parked or len(alive) >= limit:
                 children.reap_all(blocking)
         if children.parked:
             children.start_parked()

@@ -65,7 +65,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from .stats import Outcome, ServerStats
@@ -85,12 +84,12 @@ class Ledger:
     accept times; ``stats`` is the server's :class:`ServerStats`."""
 
     __slots__ = (
-        "stats", "start", "start_thread", "start_child", "live", "accepted", "_cut", "_lock",
-        "_cond", "_waiters", "_watching", "added", "aborted",
+        "stats", "live", "accepted", "_cut", "_lock", "_cond", "_waiters", "_watching", "added",
+        "aborted",
     )
 
     def __init__(self, stats: ServerStats) -> None:
-        self.count_in(stats)
+        self.stats = stats
         self.live: dict[int, Any] = {}
         self.accepted: dict[int, float] = {}
         self._cut: dict[int, int] = {}  # key -> the outcome it was cut off with
@@ -131,22 +130,18 @@ class Ledger:
         self.enter(key, item)
         self.start()
 
-    def count_in(self, stats: ServerStats) -> None:
-        """Count in *stats* from now on. The ``start`` calls are *stats*' own
-        methods (no extra call per request):
+    def start(self) -> None:
+        """A handler is about to run (any thread)."""
+        self.stats.request_started()
 
-        ``start()``
-            a handler is about to run (any thread);
-        ``start_thread()``
-            a handler thread began, and its request with it;
-        ``start_child(alive, running)``
-            a child was forked for a request: *alive* children now,
-            *running* of them with a request not yet ended (serving thread).
-        """
-        self.stats = stats
-        self.start: Callable[[], None] = stats.request_started
-        self.start_thread: Callable[[], None] = stats.thread_started
-        self.start_child: Callable[[int, int], None] = stats.child_started
+    def start_thread(self) -> None:
+        """A handler thread began, and its request with it (one lock for both)."""
+        self.stats.thread_started()
+
+    def start_child(self, alive: int, running: int) -> None:
+        """A child was forked for a request: *alive* children now, *running*
+        of them with a request not yet ended (serving thread only)."""
+        self.stats.child_started(alive, running)
 
     def end(
         self, key: int, outcome: int, began: float, ended: float | None = None,

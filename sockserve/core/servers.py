@@ -176,8 +176,7 @@ class BaseServer:
         self.__shutdown_request = False
         if bool(self.collect_stats) != self.stats.enabled:
             # collect_stats set on the instance before this ran
-            self.stats = ServerStats(enabled=bool(self.collect_stats))
-            self._ledger.count_in(self.stats)
+            self.stats = self._ledger.stats = ServerStats(enabled=bool(self.collect_stats))
         self.state = ServerState.CREATED
         self._loop_lock = threading.Lock()
 
