@@ -20,7 +20,7 @@ model           enter                      start                end
 ==============  =========================  ===================  ============================
 plain           ``begin_here`` (both, in the serving thread)    ``end`` (``BaseServer._finish``)
 threading       serving thread             ``start_thread``     ``end`` (``BaseServer._finish``)
-thread pool     serving thread             ``start`` (worker)   ``end``; ``drop`` if cut off
+thread pool     serving thread             ``start_queued``     ``end``; ``drop`` if cut off
 forking         at the fork or the park    ``start_child``      ``end``: the child's report
                                                                 or its exit status
 prefork         at the send or the park    ``start`` (the       ``end``: the worker's report
@@ -134,8 +134,21 @@ class Ledger:
         """A handler is about to run (any thread)."""
         self.stats.request_started()
 
-    def start_thread(self) -> None:
-        """A handler thread began, and its request with it (one lock for both)."""
+    def start_queued(self, key: int) -> bool:
+        """The request under *key* waited (a pool's queue) and its handler
+        is about to run: counted as started, True; or it was cut off while
+        it waited: False, and nothing counted (end it with :meth:`drop`)."""
+        if key not in self.live:
+            return False
+        self.stats.request_started()
+        return True
+
+    def start_thread(self, key: int, item: Any) -> None:
+        """A handler thread began, and its request with it (one lock for
+        both); entered now if whoever started the thread did not (a pool of
+        the caller's own)."""
+        if key not in self.live:
+            self.enter(key, item)
         self.stats.thread_started()
 
     def start_child(self, alive: int, running: int) -> None:

@@ -217,8 +217,7 @@ class ThreadPoolMixIn(_Server):
                 request, client_address = item
                 key = id(request)
                 try:
-                    if key in ledger:
-                        ledger.start()
+                    if ledger.start_queued(key):
                         serve_in_thread(self, request, client_address, key)
                     else:
                         # Cut off while it waited (a drain, or its deadline):

@@ -119,10 +119,7 @@ class ThreadingMixIn(_Server):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """Body of a handler thread: finish, report errors, shut down."""
         key = id(request)
-        ledger = self._ledger
-        if key not in ledger:
-            ledger.enter(key, request)  # called from someone else's thread pool
-        ledger.start_thread()
+        self._ledger.start_thread(key, request)
         try:
             serve_in_thread(self, request, client_address, key)
         finally:
