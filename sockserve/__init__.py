@@ -27,13 +27,14 @@ from __future__ import annotations
 from .core.combined import *  # noqa: F403
 from .core.combined import __all__ as _combined_all
 from .core.drain import DrainReport
+from .core.forking import ForkingMixIn
 from .core.handlers import BaseRequestHandler, DatagramRequestHandler, StreamRequestHandler
 from .core.lifecycle import ServerState
-from .core.mixins import ForkingMixIn, ThreadingMixIn
 from .core.prefork import PreForkMixIn
 from .core.servers import BaseServer, TCPServer, UDPServer
 from .core.stats import ServerStats
 from .core.threadpool import ThreadPoolMixIn
+from .core.threads import ThreadingMixIn
 from .core.unix import UnixDatagramServer, UnixStreamServer
 
 __version__ = "0.1.0"

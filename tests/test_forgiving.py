@@ -79,7 +79,7 @@ def test_hooks_work_on_a_server_whose_init_was_mocked_away(lib: Any) -> None:
     if lib is sockserve:
         assert server.stats.completed == 1
         assert server.stats.threads == 0
-        assert len(server._inflight) == 0
+        assert len(server._ledger) == 0
 
 
 @pytest.mark.parametrize("cls", [sockserve.TCPServer, sockserve.ThreadingTCPServer,
@@ -90,7 +90,7 @@ def test_state_made_on_first_use_is_the_instances_own(cls: type) -> None:
     first = cls.__new__(cls)
     second = cls.__new__(cls)
     assert first.stats is not second.stats
-    assert first._inflight is not second._inflight
+    assert first._ledger is not second._ledger
     assert first._BaseServer__is_shut_down is not second._BaseServer__is_shut_down
     assert first.stats is first.stats  # made once, then kept
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import sockserve
-from sockserve.core.mixins import HandlerThreads, NoThreads
+from sockserve.core.threads import HandlerThreads, NoThreads
 
 from conftest import HOST, exchange, serving
 
@@ -272,9 +272,9 @@ def test_each_outcome_and_handler_time_reaches_the_parent() -> None:
 def test_children_beyond_the_report_board_are_counted_by_exit_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import sockserve.core.mixins
+    import sockserve.core.forking
 
-    monkeypatch.setattr(sockserve.core.mixins, "_MIN_SLOTS", 1)
+    monkeypatch.setattr(sockserve.core.forking, "_MIN_SLOTS", 1)
 
     class Tiny(QuietForking):
         max_children = 1  # a board of 2 slots
@@ -282,7 +282,7 @@ def test_children_beyond_the_report_board_are_counted_by_exit_status(
     server = Tiny((HOST, 0), Outcomes)
     with serving(server, poll_interval=0.01):
         exchange(Tiny, server.server_address, b"0\n")  # the board is made
-        assert server._board is not None and server._board.slots == 2
+        assert server._children is not None and server._children.board.slots == 2
         server.max_children = 6  # grown past the board
         replies = parallel_requests(Tiny, server.server_address, [b"300\n"] * 4 + [b"error\n"])
         wait_until(lambda: server.stats.finished == 6)
@@ -293,11 +293,11 @@ def test_children_beyond_the_report_board_are_counted_by_exit_status(
 
 
 def test_a_parent_at_max_children_wakes_when_a_child_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sockserve.core.mixins
+    import sockserve.core.forking
 
     # Without the child's wake-up, the parent would look again only after
     # this long, and the clients (10 s timeouts) would give up first.
-    monkeypatch.setattr(sockserve.core.mixins, "_WAIT_STEP", 60.0)
+    monkeypatch.setattr(sockserve.core.forking, "_WAIT_STEP", 60.0)
 
     class One(QuietForking):
         max_children = 1
@@ -310,3 +310,23 @@ def test_a_parent_at_max_children_wakes_when_a_child_reports(monkeypatch: pytest
     assert replies == [b"ok\n"] * 3
     assert server.stats.peak_active == 1
     assert time.monotonic() - began < 10
+
+
+# -- what each mixin says it overrides ------------------------------------------------
+
+
+@pytest.mark.parametrize("mixin", [sockserve.ThreadingMixIn, sockserve.ForkingMixIn,
+                                   sockserve.ThreadPoolMixIn, sockserve.PreForkMixIn],
+                         ids=lambda m: m.__name__)
+def test_each_mixin_says_which_hooks_it_overrides(mixin: type) -> None:
+    """The docstring's "Overrides ..." sentence names exactly the server
+    methods the mixin defines again."""
+    server_methods = {name for klass in sockserve.TCPServer.__mro__ for name, value in vars(klass).items()
+                      if callable(value) and not name.startswith("__")}
+    overridden = {name for name, value in vars(mixin).items() if callable(value) and name in server_methods}
+    doc = mixin.__doc__ or ""
+    said = doc[doc.index("Overrides"):].split("\n\n")[0]
+    # Hooks are named bare (``process_request``); ``drain()`` is a mention.
+    named = {word.strip("`,.:;()") for word in said.split() if word.startswith("``") and "()" not in word}
+    assert overridden == named & server_methods, (overridden, named)
+    assert "process_request" in overridden

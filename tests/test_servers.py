@@ -15,7 +15,7 @@ import pytest
 
 import sockserve
 from sockserve import ServerState
-from sockserve.core.servers import RESOURCE_ERRNOS
+from sockserve.core.loop import RESOURCE_ERRNOS
 
 from conftest import (
     ALL_CLASSES,

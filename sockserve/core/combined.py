@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 
-from .mixins import ForkingMixIn, ThreadingMixIn
+from .forking import ForkingMixIn
 from .prefork import PreForkMixIn
-from .threadpool import ThreadPoolMixIn
 from .servers import TCPServer, UDPServer
+from .threadpool import ThreadPoolMixIn
+from .threads import ThreadingMixIn
 from .unix import UnixDatagramServer, UnixStreamServer
 
 __all__ = [

@@ -37,10 +37,9 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["RequestTimeout", "Watchdog", "arm_alarm", "disarm_alarm", "TIMEOUT"]
+from .stats import Outcome
 
-#: The Outcome value of a request that outlived its deadline.
-TIMEOUT = 3
+__all__ = ["RequestTimeout", "Watchdog", "arm_alarm", "disarm_alarm"]
 
 
 class RequestTimeout(TimeoutError):
@@ -51,8 +50,8 @@ class RequestTimeout(TimeoutError):
 class Watchdog:
     """Ends the requests of one server that outlive their deadline.
 
-    The server records when each request was accepted in ``accepted_at``
-    (a dict: key -> monotonic time) while ``request_timeout`` is set; the
+    The server's ledger records when each request was accepted (its
+    ``accepted``: key -> monotonic time) while ``request_timeout`` is set; the
     watchdog thread looks every *tick* seconds for entries older than the
     timeout, marks them expired in the in-flight ledger (so their owner
     counts a timeout) and shuts their sockets down. Scanning the live
@@ -92,11 +91,11 @@ class Watchdog:
     def expire_older_than(self, cutoff: float) -> int:
         """Expire every live request accepted before *cutoff*; how many."""
         server = self._server
-        ledger = server._inflight
+        ledger = server._ledger
         expired = 0
-        for key, accepted in list(server._accepted_at.items()):
+        for key, accepted in list(ledger.accepted.items()):
             if accepted < cutoff:
-                item = ledger.expire(key, TIMEOUT)
+                item = ledger.expire(key, Outcome.TIMEOUT)
                 if item is not None:
                     expired += 1
                     server._end_expired(item)

@@ -1,10 +1,10 @@
 """Plain-words explanations for the errors a server meets when it binds.
 
-``server_bind`` and the constructors pass every ``OSError`` from ``bind()``
-through :func:`explain_bind_error`. The error that comes out has the same
-class and the same ``errno`` as the one that went in (so ``except OSError``
-and ``e.errno == errno.EADDRINUSE`` keep working), but its message says what
-happened and what to do about it.
+``server_bind`` and the constructors bind with :func:`bind_explained`, which
+passes every ``OSError`` from ``bind()`` through :func:`explain_bind_error`.
+The error that comes out has the same class and the same ``errno`` as the
+one that went in (so ``except OSError`` and ``e.errno == errno.EADDRINUSE``
+keep working), but its message says what happened and what to do about it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import socket
 from typing import Any
 
-__all__ = ["explain_bind_error", "format_address", "StaleUnixSocketError"]
+__all__ = ["bind_explained", "explain_bind_error", "format_address", "someone_listens", "StaleUnixSocketError"]
 
 
 class StaleUnixSocketError(FileExistsError):
@@ -120,3 +120,43 @@ def explain_bind_error(
     if type(better) is not type(exc):
         better = type(exc)(exc.errno, text)
     return better
+
+
+def someone_listens(address: Any, family: int) -> bool | None:
+    """After EADDRINUSE: does a server listen on *address*? Probed with one
+    connect() over loopback only (a wildcard host is probed on loopback);
+    None when the address is not loopback, so nothing is sent anywhere."""
+    import ipaddress
+
+    host, port = address[0], address[1]
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+    host = wildcard.get(host, host)
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        return None if host != "localhost" else someone_listens(("127.0.0.1", port), family)
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect((host, port))
+    except ConnectionRefusedError:
+        return False
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return True
+
+
+def bind_explained(sock: socket.socket, address: Any, family: int) -> None:
+    """``sock.bind(address)``; an error explained as :func:`explain_bind_error`
+    does (for EADDRINUSE, after probing whether a server listens there)."""
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        listening = someone_listens(address, family) if exc.errno == errno.EADDRINUSE else None
+        better = explain_bind_error(exc, address, family, listening)
+        if better is exc:
+            raise
+        raise better from None

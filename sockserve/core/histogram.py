@@ -58,11 +58,6 @@ class Histogram:
         self.max = 0.0
 
     @staticmethod
-    def bucket_of(seconds: float) -> int:
-        """Index of the bucket that holds *seconds*."""
-        return _bucket_index(seconds)
-
-    @staticmethod
     def bucket_upper(index: int) -> float:
         """The largest duration bucket *index* holds (its upper edge)."""
         return float(_SMALLEST * 2.0 ** (index / _STEPS_PER_DOUBLING))

@@ -10,13 +10,23 @@ stderr, as ``logging``'s last-resort handler would, and a debug line is
 dropped, as it would be. Writing to stderr also works when the process is
 out of descriptors (no module file can be opened then), which is exactly
 when the accept loop has a warning to give.
+
+What a handler's failure looks like is said here too: :func:`handler_failed`
+(what ``BaseServer.handle_error`` prints) and :func:`report_escape` (one
+line when a handler raises ``SystemExit`` or ``KeyboardInterrupt``, which
+the standard library's mixins do not pass to ``handle_error``, and neither
+does sockserve; the request is still reported once, with its cause).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-__all__ = ["warning", "debug", "LOGGER_NAME"]
+from .errors import format_address
+from .stats import CLIENT_GONE
+
+__all__ = ["warning", "debug", "print_exception", "handler_failed", "report_escape", "LOGGER_NAME"]
 
 LOGGER_NAME = "sockserve"
 _WARNING, _DEBUG = 30, 10
@@ -43,3 +53,49 @@ def _emit(level: int, message: str, args: tuple[object, ...]) -> None:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass  # no stderr left to complain to
+
+
+def print_exception() -> None:
+    """Print the exception being handled with its traceback, as the
+    standard library does (importing traceback on first use, as it does);
+    one line if even that fails (no descriptors left to read modules)."""
+    try:
+        import traceback
+
+        traceback.print_exc()
+    except (ImportError, OSError):
+        exc = sys.exc_info()[1]
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def handler_failed(server: Any, client_address: Any) -> None:
+    """Report the exception being handled (``sys.exc_info()``), raised by
+    *server*'s handler: a client that went away (reset, broken pipe, a
+    timeout) as one debug line, anything else with its traceback on stderr."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, CLIENT_GONE + (TimeoutError,)):
+        debug("client %s went away: %s: %s", format_address(client_address), type(exc).__name__, exc)
+        return
+    handler = getattr(server.RequestHandlerClass, "__name__", repr(server.RequestHandlerClass))
+    rule = "-" * 60
+    print(rule, file=sys.stderr)
+    print(
+        f"{type(server).__name__}: {handler} failed on the request from "
+        f"{format_address(client_address)}; the server goes on serving.",
+        file=sys.stderr,
+    )
+    print_exception()
+    print(rule, file=sys.stderr)
+
+
+def report_escape(server: Any, client_address: Any, exc: BaseException) -> None:
+    """Say, in one line, that a handler raised *exc* (``SystemExit``,
+    ``KeyboardInterrupt``: what ``handle_error`` is not given)."""
+    warning(
+        "%s: the handler raised %s%s on the request from %s; the request counts "
+        "as an error and the server goes on serving",
+        type(server).__name__,
+        type(exc).__name__,
+        f"({exc})" if str(exc) else "",
+        format_address(client_address),
+    )

@@ -1,5 +1,5 @@
-"""What the process models share: a forked child's start, and its end as
-the parent sees it.
+"""What the process models share: a forked child's start, its end as the
+parent sees it, and the requests that wait for a free one.
 
 ``ForkingMixIn`` forks a child per request and ``PreForkMixIn`` a few
 long-lived workers. Both need the same things:
@@ -12,21 +12,22 @@ long-lived workers. Both need the same things:
   and the outcome to count for a request whose child died before it could
   report (:func:`outcome_of_status`): killed by ``SIGALRM`` is a timeout
   (``request_timeout`` or ``child_timeout``), any other death an error;
-* one line, not a traceback, when a handler raises ``SystemExit`` or
-  ``KeyboardInterrupt`` (:func:`report_escape`): the standard library's
-  mixins do not pass those to ``handle_error``, and neither does sockserve,
-  but the request is still reported once, with its cause.
+* in the parent, a place for the requests accepted while every child or
+  worker is busy (:class:`Parked`), and a way to end processes that a drain
+  cut off: SIGTERM, then SIGKILL after a grace period (:func:`end_processes`).
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable, Collection
 from typing import Any
 
-from . import logs
-from .errors import format_address
+from .stats import Outcome
 
 __all__ = [
     "own_std_streams",
@@ -35,10 +36,9 @@ __all__ = [
     "flush_std_streams",
     "describe_status",
     "outcome_of_status",
-    "report_escape",
+    "Parked",
+    "end_processes",
 ]
-
-_ERROR, _TIMEOUT = 1, 3  # Outcome values (stats imports nothing from here)
 
 
 class _ForkedStdStream:
@@ -151,18 +151,84 @@ def outcome_of_status(status: int) -> int:
     """The outcome of a request whose child ended (by *status*) without
     reporting: a timeout if SIGALRM ended it, an error otherwise."""
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
-        return _TIMEOUT
-    return _ERROR
+        return Outcome.TIMEOUT
+    return Outcome.ERROR
 
 
-def report_escape(server: Any, client_address: Any, exc: BaseException) -> None:
-    """Say, in one line, that a handler raised *exc* (``SystemExit``,
-    ``KeyboardInterrupt``: what ``handle_error`` is not given)."""
-    logs.warning(
-        "%s: the handler raised %s%s on the request from %s; the request counts "
-        "as an error and the server goes on serving",
-        type(server).__name__,
-        type(exc).__name__,
-        f"({exc})" if str(exc) else "",
-        format_address(client_address),
-    )
+#: A parked request: (request, client_address, accept time).
+ParkedEntry = tuple[Any, Any, float]
+
+
+class Parked(collections.deque[ParkedEntry]):
+    """The requests a process server accepted while every child or worker
+    was busy, oldest first, until one is free: a deque of ``(request,
+    client_address, accept time)`` (its length and truth are the deque's,
+    read on every loop iteration).
+
+    Each is in the server's ledger from the moment it is parked, under its
+    one key (``id(request)``). At most ``bound`` wait: beyond that the
+    oldest is closed unhandled and counted as a timeout; one cut off
+    meanwhile (a drain) or older than the server's ``request_timeout`` is
+    closed and counted when it comes up (:meth:`next`). :meth:`drop` is the
+    one way a parked request ends without running.
+    """
+
+    def __init__(self, server: Any, bound: int) -> None:
+        super().__init__()
+        self.server = server
+        self.bound = bound
+
+    def park(self, request: Any, client_address: Any, accepted: float) -> None:
+        """Hold a request (already in the ledger) until a worker is free."""
+        self.append((request, client_address, accepted))
+        if len(self) > self.bound:
+            self.drop(self.popleft(), Outcome.TIMEOUT)
+
+    def next(self) -> ParkedEntry | None:
+        """The oldest parked request still to serve (left in place: take it
+        off with ``popleft()`` once served); the ones cut off or past their
+        deadline are dropped on the way. None when none is left."""
+        server = self.server
+        limit = server.request_timeout
+        while self:
+            entry = self[0]
+            if id(entry[0]) not in server._ledger:
+                self.drop(self.popleft(), Outcome.ABORTED)  # cut off: counted as it was
+            elif limit is not None and time.monotonic() - entry[2] > limit:
+                self.drop(self.popleft(), Outcome.TIMEOUT)
+            else:
+                return entry
+        return None
+
+    def drop(self, entry: ParkedEntry, outcome: int) -> None:
+        """Close a parked request unhandled, counted under *outcome* (or the
+        outcome it was cut off with)."""
+        request, _address, accepted = entry
+        self.server._ledger.drop(id(request), outcome, accepted)
+        self.server.shutdown_request(request)
+
+    def drop_all(self) -> None:
+        """Close every parked request, counted as aborted (nobody is left to
+        serve them)."""
+        while self:
+            self.drop(self.popleft(), Outcome.ABORTED)
+
+
+def end_processes(
+    pids: Collection[int], alive: Callable[[], Collection[int]], wait: Callable[[float], None],
+    grace: float,
+) -> None:
+    """End the processes *pids* (those still in *alive()*): SIGTERM, then
+    SIGKILL to those that are still alive *grace* seconds later (waiting up
+    to 5 s more for those). *wait(seconds)* waits a little and reaps."""
+    for sig, seconds in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        left = [pid for pid in pids if pid in alive()]
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + seconds
+        while left and time.monotonic() < deadline:
+            wait(0.02)
+            left = [pid for pid in left if pid in alive()]

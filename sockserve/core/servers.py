@@ -2,8 +2,10 @@
 
 ``BaseServer`` is the loop and the hooks; ``TCPServer`` and ``UDPServer`` add
 a socket. The Unix variants (in :mod:`sockserve.core.unix`) change only the
-address family. Concurrency is added by the mixins in
-:mod:`sockserve.core.mixins`, which override one hook, ``process_request``.
+address family. Concurrency is added by the mixins (:mod:`.threads`,
+:mod:`.forking`, :mod:`.threadpool`, :mod:`.prefork`), which override
+``process_request`` and, to manage their threads or processes, a few more
+hooks (each says which).
 
 The call flow for one request, the same as the standard library's::
 
@@ -28,48 +30,33 @@ Where sockserve differs from the standard library, on purpose:
   off (10 ms, doubling to 0.5 s) instead of spinning, and resumes by itself.
 * ``request_queue_size`` defaults to ``socket.SOMAXCONN``, not 5.
 * a failed ``bind()`` says what happened and what to do (same type, same errno).
-* every server keeps live statistics in ``server.stats``.
+* every server keeps live statistics in ``server.stats``, recorded through
+  its ledger (:mod:`sockserve.core.ledger`).
 * ``handle_error`` reports a client that went away (reset, broken pipe) as one
   debug log line, not as a traceback.
 """
 
 from __future__ import annotations
 
-import errno
-import math
 import os
-import select
 import selectors
 import socket
-import sys
 import threading
 import time
 from typing import Any, cast
 
 from . import logs, socketfiles
 from .deadlines import Watchdog
-from .drain import DrainReport, InFlight, abort_socket, drain_server
-from .errors import explain_bind_error, format_address
+from .drain import DrainReport, abort_socket, drain_server
+from .errors import bind_explained, format_address
+from .ledger import Ledger
 from .lifecycle import ServerState
-from .stats import CLIENT_GONE, FOLD_MASK, ServerStats, outcome_of
+from .loop import Loop, accept_backoff
+from .stats import FOLD_MASK, ServerStats, outcome_of
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
-
-
-# poll() scales better than select() and, unlike epoll, costs no extra
-# descriptor to create, which matters when descriptors run out.
-if hasattr(selectors, "PollSelector"):
-    _Selector: type[selectors.BaseSelector] = selectors.PollSelector
-else:  # pragma: no cover - every POSIX system has poll
-    _Selector = selectors.SelectSelector
-
 _AF_UNIX = getattr(socket, "AF_UNIX", None)
-
-#: accept() errors that mean "out of resources": back off, do not spin.
-RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_BACKOFF_FIRST = 0.01
-_BACKOFF_MAX = 0.5
 
 
 class _PerInstance:
@@ -101,7 +88,6 @@ class _PerInstance:
 _first_use = threading.Lock()
 _UNSET: Any = object()
 _getdefaulttimeout = socket.getdefaulttimeout
-_POLLIN = select.POLLIN if hasattr(select, "POLLIN") else 1
 _monotonic = time.monotonic
 
 
@@ -117,6 +103,12 @@ class BaseServer:
     ``finish_request``, ``shutdown_request``, ``close_request``,
     ``handle_error``, ``handle_timeout``, ``service_actions``,
     ``server_close``. ``__init__`` may be extended (call it), not replaced.
+    Mixins also use: ``_finish`` (run the handler, record its end),
+    ``_ledger`` (the requests in flight), ``_loop`` (the running loop),
+    ``_loop_opened``/``_loop_closing`` (set up and tear down with the
+    loop), ``_stopping()``/``_wait_stopped()`` (the stop flag and event),
+    ``_drain_wait``/``_abort_inflight``/``_end_expired`` (for ``drain()``
+    and deadlines).
 
     Class attributes that tune it:
 
@@ -141,8 +133,8 @@ class BaseServer:
     ``serve_forever`` returns after the current iteration) and
     ``_BaseServer__is_shut_down`` (the event ``shutdown()`` waits on). An
     instance whose ``__init__`` never ran (a mock) still works: the state
-    every request touches (``stats``, the in-flight ledger) is made by
-    ``__new__``, the rest on first use.
+    every request touches (``stats``, the ledger) is made by ``__new__``,
+    the rest on first use.
 
     Thread safety: ``serve_forever`` runs in one thread; ``shutdown()`` may
     be called from any other, from a handler in any thread, and from a
@@ -164,21 +156,16 @@ class BaseServer:
     # interpreter does not specialize an attribute that a class-level
     # descriptor shadows, and these are read for every request).
     stats: ServerStats
-    _inflight: InFlight
-    _accepted_at: dict[int, float]
+    _ledger: Ledger
+    _accept_backoff: float
     _loop_lock = _PerInstance(lambda server: threading.Lock())
-    _wakeup: tuple[socket.socket, socket.socket] | None = None
-    _serving_thread: int | None = None
-    _serving_pid: int | None = None
-    _accept_backoff: float = 0.0
+    _loop: Loop | None = None
     _watchdog: Watchdog | None = None
-    _loop_watch: tuple[Any, dict[int, Any]] | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         server = super().__new__(cls)
         server.stats = ServerStats(enabled=bool(cls.collect_stats))
-        server._inflight = InFlight()
-        server._accepted_at = {}
+        server._ledger = Ledger(server.stats)
         server._accept_backoff = 0.0  # read for every request: the instance's own
         return server
 
@@ -189,7 +176,7 @@ class BaseServer:
         self.__shutdown_request = False
         if bool(self.collect_stats) != self.stats.enabled:
             # collect_stats set on the instance before this ran
-            self.stats = ServerStats(enabled=bool(self.collect_stats))
+            self.stats = self._ledger.stats = ServerStats(enabled=bool(self.collect_stats))
         self.state = ServerState.CREATED
         self._loop_lock = threading.Lock()
 
@@ -206,54 +193,55 @@ class BaseServer:
         """
         self.__is_shut_down.clear()
         try:
-            wake = self._open_wakeup()
-            poller = select.poll()
-            listening = self.fileno()  # type: ignore[attr-defined]
-            woken = wake.fileno()
-            poller.register(listening, _POLLIN)
-            poller.register(woken, _POLLIN)
-            extra: dict[int, Any] = {}
-            self._loop_watch = (poller, extra)
-            wait_ms = None if poll_interval is None else max(0, math.ceil(poll_interval * 1000))
+            with self._loop_lock:
+                loop = self._loop = Loop(self.fileno(), poll_interval)  # type: ignore[attr-defined]
+            loop.watch(loop.wakeup_fd, self._woken)
+            self._loop_opened(loop)
+            listening, watched, poll, wait_ms, tick = (
+                loop.listening, loop.watched, loop.poller.poll, loop.wait_ms, loop.tick)
             self._set_state(ServerState.SERVING)
             while not self.__shutdown_request:
-                ready = poller.poll(wait_ms)
+                ready = poll(wait_ms)
                 if self.__shutdown_request:
                     break
                 for fd, _events in ready:
                     if fd == listening:
                         self._handle_request_noblock()
                         if self._accept_backoff:
-                            self._sleep_unless_woken(wake, self._accept_backoff)
-                    elif fd == woken:
-                        self._take_wakeup(wake)
+                            loop.pause(self._accept_backoff)
                     else:
-                        extra[fd]()
+                        watched[fd]()
+                if tick is not None:
+                    tick()
                 self.service_actions()
         finally:
-            self._loop_watch = None
-            self.__shutdown_request = False
-            self._close_wakeup()
-            if self.state is not ServerState.CLOSED:
-                self.state = ServerState.LISTENING
-            self.__is_shut_down.set()
+            try:
+                self._loop_closing()
+            finally:
+                with self._loop_lock:
+                    ended, self._loop = self._loop, None
+                if ended is not None:
+                    ended.close()
+                self.__shutdown_request = False
+                if self.state is not ServerState.CLOSED:
+                    self.state = ServerState.LISTENING
+                self.__is_shut_down.set()
 
-    def _watch(self, fd: int, callback: Any) -> bool:
-        """While ``serve_forever`` runs: also wake for *fd* turning readable
-        and call *callback* then (None: stop watching it). False when no
-        loop runs. (ForkingMixIn watches its wake-up pipe while requests wait
-        for a free child.)"""
-        watch = self._loop_watch
-        if watch is None:
-            return False
-        poller, callbacks = watch
-        if callback is None:
-            if callbacks.pop(fd, None) is not None:
-                poller.unregister(fd)
-        elif fd not in callbacks:
-            callbacks[fd] = callback
-            poller.register(fd, _POLLIN)
-        return True
+    def _loop_opened(self, loop: Loop) -> None:
+        """``serve_forever`` set up *loop*: watch more descriptors, work
+        after each wait (``loop.tick``), or wait less (a prefork server
+        forks and supervises its workers so). Call super()."""
+
+    def _loop_closing(self) -> None:
+        """``serve_forever`` is about to return. Call super()."""
+
+    def _woken(self) -> None:
+        """The wake-up socket turned readable: a stop was asked for (this
+        process sets the flag too; a child process cannot)."""
+        loop = self._loop
+        if loop is not None:
+            loop.take_wakeup()
+        self.__shutdown_request = True
 
     def shutdown(self) -> None:
         """Stop ``serve_forever`` and wait until it has returned.
@@ -272,86 +260,33 @@ class BaseServer:
         caller must not wait: it is the serving thread itself, or a child
         process (whose request reaches the parent through the wake-up
         socket)."""
-        pid = self._serving_pid
-        if pid is not None and pid != os.getpid():
+        loop = self._loop
+        if loop is not None and loop.pid != os.getpid():
             # A forked child or prefork worker: no lock (one held by another
             # thread at fork time would never be released here).
-            self._wake(self._wakeup)
+            loop.wake()
             return True
         with self._loop_lock:
             self.__shutdown_request = True
             if self.state is ServerState.SERVING:
                 self.state = ServerState.STOPPING
-            self._wake(self._wakeup)
-            return self._serving_thread == threading.get_ident()
+            loop = self._loop
+            if loop is None:
+                return False
+            loop.wake()
+            return loop.thread == threading.get_ident()
 
-    @staticmethod
-    def _wake(pair: tuple[socket.socket, socket.socket] | None) -> None:
-        if pair is not None:
-            try:
-                pair[1].send(b"\0")
-            except OSError:
-                pass  # buffer full: a wake-up is already pending; or closed
+    def _stopping(self) -> bool:
+        """True once a stop was asked for and the loop has not yet returned."""
+        return self.__shutdown_request
 
-    def _take_wakeup(self, wake: socket.socket) -> None:
-        """The wake-up socket turned readable: someone asked the loop to
-        stop (this process sets the flag too; a child process cannot)."""
-        try:
-            while wake.recv(512):
-                pass
-        except OSError:
-            pass  # drained (BlockingIOError)
-        self.__shutdown_request = True
+    def _wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait up to *timeout* seconds for ``serve_forever`` to return."""
+        return bool(self.__is_shut_down.wait(timeout))
 
     def _loop_running(self) -> bool:
         """True while ``serve_forever`` runs (in this process)."""
-        return self._serving_thread is not None
-
-    def drain(self, timeout: float) -> DrainReport:
-        """Stop accepting, give requests in flight up to *timeout* seconds,
-        abort the rest, and report (see :mod:`sockserve.core.drain`).
-
-        Call it instead of, or after, ``shutdown()``, from another thread
-        than the serving one; then ``server_close()``. Tune with the class
-        attribute ``abort_grace`` (seconds an aborted request is given to
-        notice before the drain returns; processes get SIGKILL after it).
-        """
-        return drain_server(self, timeout)
-
-    def _drain_wait(self, seconds: float) -> None:
-        self._inflight.wait_empty(seconds)
-
-    def _abort_inflight(self, items: list[Any]) -> None:
-        for item in items:
-            abort_socket(item)
-
-    def _end_expired(self, item: Any) -> None:
-        """A request's deadline passed (the watchdog's thread): cut it off."""
-        abort_socket(item)
-
-    def _open_wakeup(self) -> socket.socket:
-        with self._loop_lock:
-            reader, writer = socket.socketpair()
-            reader.setblocking(False)
-            writer.setblocking(False)
-            self._wakeup = (reader, writer)
-            self._serving_thread = threading.get_ident()
-            self._serving_pid = os.getpid()
-            return reader
-
-    def _close_wakeup(self) -> None:
-        with self._loop_lock:
-            pair, self._wakeup = self._wakeup, None
-            self._serving_thread = None
-        if pair is not None:
-            for sock in pair:
-                sock.close()
-
-    def _sleep_unless_woken(self, wake: socket.socket, seconds: float) -> None:
-        """Pause accepting for *seconds*, but wake at once for shutdown()."""
-        with _Selector() as selector:
-            selector.register(wake, selectors.EVENT_READ)
-            selector.select(seconds)
+        return self._loop is not None
 
     def service_actions(self) -> None:
         """Called by ``serve_forever`` after each loop iteration. Override it
@@ -363,13 +298,14 @@ class BaseServer:
         Waits at most ``timeout`` (the smaller of the socket's and the
         server's) and calls ``handle_timeout()`` when none came.
         """
-        timeout = _socket_timeout(self)
+        sock = getattr(self, "socket", None)
+        timeout = sock.gettimeout() if sock is not None else None
         if timeout is None:
             timeout = self.timeout
         elif self.timeout is not None:
             timeout = min(timeout, self.timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with _Selector() as selector:
+        with selectors.PollSelector() as selector:
             selector.register(cast(Any, self), selectors.EVENT_READ)
             while True:
                 if selector.select(timeout):
@@ -384,7 +320,7 @@ class BaseServer:
         try:
             request, client_address = self.get_request()  # type: ignore[attr-defined]
         except OSError as exc:
-            self._accept_failed(exc)
+            self._accept_backoff = accept_backoff(self, exc, self._accept_backoff)
             return
         if self._accept_backoff:
             self._accept_backoff = 0.0
@@ -407,46 +343,16 @@ class BaseServer:
                 raise
         else:
             stats.note_rejected()
-            self._accepted_at.pop(id(request), None)
+            self._ledger.forget(id(request))
             self.shutdown_request(request)
 
     def _stamp_accepted(self, request: Any) -> None:
         """Remember when *request* was accepted (for its deadline and the
         timeline); start the deadline watchdog if it is not running."""
-        self._accepted_at[id(request)] = _monotonic()
+        self._ledger.accepted[id(request)] = _monotonic()
         if self.request_timeout is not None and self._watchdog is None:
-            with self._loop_lock:
-                if self._watchdog is None:
-                    self._watchdog = Watchdog(self)
+            self._watchdog = Watchdog(self)  # (the serving thread only comes here)
             self._watchdog.start()
-
-    def _accept_failed(self, exc: OSError) -> None:
-        if exc.errno == errno.EBADF:
-            # server_close() ran while serve_forever() was still running: the
-            # socket is gone and would stay "ready" forever; stop, do not spin.
-            logs.warning(
-                "%s was closed while serve_forever() was running; the loop stops "
-                "(call shutdown() before server_close())",
-                type(self).__name__,
-            )
-            self._request_stop()
-            return
-        if exc.errno not in RESOURCE_ERRNOS:
-            # Another process took the connection first, or the client gave
-            # up before we accepted: nothing to do.
-            return
-        self.stats.note_accept_error()
-        if not self._accept_backoff:
-            logs.warning(
-                "%s cannot accept a connection: %s (%s); pausing accept() and "
-                "retrying until descriptors or memory free up",
-                type(self).__name__,
-                exc.strerror,
-                errno.errorcode.get(exc.errno or 0, exc.errno),
-            )
-            self._accept_backoff = _BACKOFF_FIRST
-        else:
-            self._accept_backoff = min(self._accept_backoff * 2, _BACKOFF_MAX)
 
     def handle_timeout(self) -> None:
         """Called when ``handle_request()`` waited ``timeout`` in vain."""
@@ -460,37 +366,22 @@ class BaseServer:
         """Handle the request in this thread, then shut it down.
         Mixins override this to use a thread or a process."""
         key = id(request)
-        self._inflight.add(key, request)
-        stats = self.stats
-        if stats.enabled:
-            # The serving thread runs one handler at a time: it counts
-            # without the lock (see ServerStats).
-            stats.request_started_here()
+        # The serving thread runs one handler at a time: no lock (see Ledger).
+        self._ledger.begin_here(key, request)
+        self._finish(request, client_address, key)
+        self.shutdown_request(request)
+
+    def _finish(self, request: Any, client_address: Any, key: int) -> None:
+        """``finish_request``, and the request's end recorded in the ledger
+        (outcome, handler time, span) under *key*: the one place a handler
+        runs, in every model. What it raises is re-raised."""
         began = _monotonic()
         try:
             self.finish_request(request, client_address)
         except BaseException as exc:
-            self._request_ended(key, outcome_of(exc), began)
+            self._ledger.end(key, outcome_of(exc), began)
             raise
-        self._request_ended(key, 0, began)
-        self.shutdown_request(request)
-
-    def _request_ended(self, key: int, outcome: int, began: float) -> None:
-        """Record how the request under *key* ended: its outcome (or the one
-        a drain or its deadline cut it off with), its handler time, its span
-        on the timeline. Every model's handler path ends here."""
-        ended = _monotonic()
-        cut = self._inflight.discard(key)
-        accepted = self._accepted_at.pop(key, None) if self._accepted_at else None
-        stats = self.stats
-        if stats.enabled:
-            stats.request_finished(cut or outcome, ended - began)
-            timeline = stats.timeline
-            if timeline is not None:
-                timeline.record(
-                    began if accepted is None else accepted, began, ended,
-                    os.getpid(), threading.get_native_id(), cut or outcome,
-                )
+        self._ledger.end(key, 0, began)
 
     def server_close(self) -> None:
         """Release what the server holds. Safe to call more than once."""
@@ -532,25 +423,33 @@ class BaseServer:
         level; anything else is printed with its traceback to stderr. The
         server keeps serving either way. Override to log elsewhere.
         """
-        exc = sys.exc_info()[1]
-        if isinstance(exc, CLIENT_GONE + (TimeoutError,)):
-            logs.debug(
-                "client %s went away: %s: %s",
-                format_address(client_address),
-                type(exc).__name__,
-                exc,
-            )
-            return
-        handler = getattr(self.RequestHandlerClass, "__name__", repr(self.RequestHandlerClass))
-        rule = "-" * 60
-        print(rule, file=sys.stderr)
-        print(
-            f"{type(self).__name__}: {handler} failed on the request from "
-            f"{format_address(client_address)}; the server goes on serving.",
-            file=sys.stderr,
-        )
-        _print_exception()
-        print(rule, file=sys.stderr)
+        logs.handler_failed(self, client_address)
+
+    # -- drain and deadlines ----------------------------------------------------
+
+    def drain(self, timeout: float) -> DrainReport:
+        """Stop accepting, give requests in flight up to *timeout* seconds,
+        abort the rest, and report (see :mod:`sockserve.core.drain`).
+
+        Call it instead of, or after, ``shutdown()``, from another thread
+        than the serving one; then ``server_close()``. Tune with the class
+        attribute ``abort_grace`` (seconds an aborted request is given to
+        notice before the drain returns; processes get SIGKILL after it).
+        """
+        return drain_server(self, timeout)
+
+    def _drain_wait(self, seconds: float) -> None:
+        """drain(): wait up to *seconds* for requests to end."""
+        self._ledger.wait_empty(seconds)
+
+    def _abort_inflight(self, items: list[Any]) -> None:
+        """drain(): cut off the requests whose ledger items these are."""
+        for item in items:
+            abort_socket(item)
+
+    def _end_expired(self, item: Any) -> None:
+        """A request's deadline passed (the watchdog's thread): cut it off."""
+        abort_socket(item)
 
     def _set_state(self, new: ServerState) -> None:
         if self.state is not ServerState.CLOSED:
@@ -567,51 +466,6 @@ class BaseServer:
             f"<{type(self).__name__} {format_address(self.server_address)} "
             f"{self.state.value}>"
         )
-
-
-def _someone_listens(address: Any, family: int) -> bool | None:
-    """After EADDRINUSE: does a server listen on *address*? Probed with one
-    connect() over loopback only (a wildcard host is probed on loopback);
-    None when the address is not loopback, so nothing is sent anywhere."""
-    import ipaddress
-
-    host, port = address[0], address[1]
-    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
-    host = wildcard.get(host, host)
-    try:
-        if not ipaddress.ip_address(host).is_loopback:
-            return None
-    except ValueError:
-        return None if host != "localhost" else _someone_listens(("127.0.0.1", port), family)
-    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect((host, port))
-    except ConnectionRefusedError:
-        return False
-    except OSError:
-        return None
-    finally:
-        probe.close()
-    return True
-
-
-def _print_exception() -> None:
-    """Print the exception being handled with its traceback, as the
-    standard library does (importing traceback on first use, as it does);
-    one line if even that fails (no descriptors left to read modules)."""
-    try:
-        import traceback
-
-        traceback.print_exc()
-    except (ImportError, OSError):
-        exc = sys.exc_info()[1]
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-
-
-def _socket_timeout(server: BaseServer) -> float | None:
-    sock = getattr(server, "socket", None)
-    return sock.gettimeout() if sock is not None else None
 
 
 class TCPServer(BaseServer):
@@ -679,18 +533,7 @@ class TCPServer(BaseServer):
             )
             self._socket_path = self.server_address
         else:
-            try:
-                self.socket.bind(self.server_address)
-            except OSError as exc:
-                listening = None
-                if exc.errno == errno.EADDRINUSE:
-                    listening = _someone_listens(self.server_address, self.address_family)
-                better = explain_bind_error(
-                    exc, self.server_address, self.address_family, listening
-                )
-                if better is exc:
-                    raise
-                raise better from None
+            bind_explained(self.socket, self.server_address, self.address_family)
         self.server_address = self.socket.getsockname()
         self._set_state(ServerState.BOUND)
 

@@ -48,10 +48,11 @@ almost nothing while nobody reads:
 ``benchmarks/bench_callgrind.py`` counts what this costs per request. A
 server class can switch counting off with ``collect_stats = False``.
 
-Thread safety: every method may be called from any thread, except the
-``*_here`` fast paths, which only the serving thread calls (the plain
-server runs its handlers there; forking and prefork servers apply their
-children's reports there). A snapshot never sees a request counted as
+Thread safety: every method may be called from any thread, except
+``child_started``, which only the serving thread calls (a forking server
+forks there), as it does the plain server's request starts
+(``Ledger.begin_here``, which counts without the lock: the plain server
+runs its handlers there, one at a time). A snapshot never sees a request counted as
 started but in neither ``active`` nor a final outcome. Forking servers'
 children leave their results in shared memory (see ``ForkingMixIn`` and
 ``sockserve.core.reportboard``), so the parent's statistics include the
@@ -249,13 +250,6 @@ class ServerStats:
                 if active > self.peak_active:
                     self.peak_active = active
 
-    def request_started_here(self) -> None:
-        """A handler is about to run in the serving thread, which runs one
-        at a time: the plain server's fast path (no lock, no peak search)."""
-        self.started += 1
-        if not self.peak_active:
-            self.peak_active = 1
-
     def request_finished(self, outcome: int, seconds: float) -> None:
         """A handler that was counted as started has ended (any thread).
 
@@ -293,9 +287,9 @@ class ServerStats:
     def child_started(self, alive: int, running: int) -> None:
         """A child process was forked for a request; *alive* children now,
         *running* of them still handling their request (not yet counted
-        finished). Serving thread only (ForkingMixIn forks there): no lock,
-        like the other ``*_here`` writers. (A ``take_peaks`` running at that
-        very instant may see this child only in the next window.)"""
+        finished). Serving thread only (ForkingMixIn forks there): no lock.
+        (A ``take_peaks`` running at that very instant may see this child
+        only in the next window.)"""
         self.children = alive
         if alive > self.peak_children:
             self.peak_children = alive
@@ -305,14 +299,6 @@ class ServerStats:
             self.started += 1
             if running > self.peak_active:
                 self.peak_active = running
-
-    def children_here(self, alive: int) -> None:
-        """Child processes alive is now *alive* (serving thread only)."""
-        self.children = alive
-        if alive > self.peak_children:
-            self.peak_children = alive
-        if alive > self._children_window:
-            self._children_window = alive
 
     def set_threads(self, delta: int) -> None:
         """Handler threads alive changed by *delta*."""

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .processes import report_escape
-from .stats import outcome_of
+from .stats import Outcome
+from .threads import serve_in_thread
+
+if TYPE_CHECKING:
+    from .servers import BaseServer as _Server
+else:
+    _Server = object
 
 __all__ = ["ThreadPoolMixIn", "OVERFLOW_POLICIES"]
 
@@ -27,8 +31,6 @@ __all__ = ["ThreadPoolMixIn", "OVERFLOW_POLICIES"]
 #: close the new one (``"reject"``) or close the oldest one waiting and
 #: queue the new one (``"drop-oldest"``).
 OVERFLOW_POLICIES: tuple[str, ...] = ("block", "reject", "drop-oldest")
-
-_monotonic = time.monotonic
 
 
 class WorkQueue:
@@ -101,8 +103,12 @@ class WorkQueue:
         return len(self._items)
 
 
-class ThreadPoolMixIn:
+class ThreadPoolMixIn(_Server):
     """Handle requests in a fixed pool of worker threads.
+
+    Overrides ``process_request`` (queue the request), ``server_close``
+    (stop the workers), the loop's ``_loop_opened`` and ``_request_stop``
+    (a full queue never traps the loop).
 
     Class attributes that tune it:
 
@@ -160,103 +166,73 @@ class ThreadPoolMixIn:
             thread = threading.Thread(
                 target=self._pool_worker, args=(work,), name=f"{name} {number}", daemon=True
             )
-            getattr(self, "stats").set_threads(+1)
+            self.stats.set_threads(+1)
             thread.start()
             workers.append(thread)
         self._work, self._workers = work, workers
         return work
 
     def _overflow_policy(self) -> str:
-        if self.overflow == "block" and getattr(self, "request_timeout", None) is not None:
+        if self.overflow == "block" and self.request_timeout is not None:
             return "drop-oldest"
         return self.overflow
 
     def process_request(self, request: Any, client_address: Any) -> None:
         """Queue the request for a worker (starting the pool the first time);
         apply ``overflow`` when the queue is full."""
-        server: Any = self
         work = self._work if self._work is not None else self._start_pool()
-        server._inflight.add(id(request), request)
+        key = id(request)
+        self._ledger.enter(key, request)
         try:
             left_out = work.put((request, client_address), self._overflow_policy())
         except BaseException:
-            server._inflight.discard(id(request))
+            self._ledger.forget(key)
             raise
         if left_out is not None:
-            self._overflowed(*left_out)
-
-    def _overflowed(self, request: Any, client_address: Any) -> None:
-        """A request the full queue left out: closed unhandled, counted."""
-        server: Any = self
-        key = id(request)
-        server._accepted_at.pop(key, None)
-        server._inflight.discard(key)
-        server.stats.note_overflow()
-        server.shutdown_request(request)
+            # Closed unhandled: counted as an overflow, not as a request.
+            self._ledger.forget(id(left_out[0]))
+            self.stats.note_overflow()
+            self.shutdown_request(left_out[0])
 
     def _request_stop(self) -> bool:
         work = self._work
         if work is not None:
             work.interrupt()
-        return bool(super()._request_stop())  # type: ignore[misc]
+        return super()._request_stop()
 
-    def serve_forever(self, poll_interval: float = 0.5) -> None:
+    def _loop_opened(self, loop: Any) -> None:
+        super()._loop_opened(loop)
         if self._work is not None:
             self._work.resume()
-        super().serve_forever(poll_interval)  # type: ignore[misc]
 
     def _pool_worker(self, work: WorkQueue) -> None:
         """Body of a worker thread: serve queued requests until the queue
         closes. Nothing a handler does ends it."""
-        server: Any = self
+        ledger = self._ledger
         try:
             while True:
                 item = work.get()
                 if item is None:
                     return
                 request, client_address = item
+                key = id(request)
                 try:
-                    self._serve_queued(server, request, client_address)
+                    if ledger.start_queued(key):
+                        serve_in_thread(self, request, client_address, key)
+                    else:
+                        # Cut off while it waited (a drain, or its deadline):
+                        # counted under that outcome, never run.
+                        ledger.drop(key, Outcome.ABORTED)
+                        self.shutdown_request(request)
                 except BaseException:
-                    pass  # _serve_queued reports; the worker must live on
+                    pass  # said by serve_in_thread; the worker must live on
         finally:
-            server.stats.set_threads(-1)
-
-    @staticmethod
-    def _serve_queued(server: Any, request: Any, client_address: Any) -> None:
-        key = id(request)
-        stats = server.stats
-        try:
-            if key not in server._inflight:
-                # Cut off while it waited (a drain, or its deadline): count
-                # it under that outcome, never run it.
-                if stats.enabled:
-                    stats.request_started()
-                server._request_ended(key, 4, _monotonic())
-                return
-            if stats.enabled:
-                stats.request_started()
-            began = _monotonic()
-            try:
-                server.finish_request(request, client_address)
-            except Exception as exc:
-                server._request_ended(key, outcome_of(exc), began)
-                server.handle_error(request, client_address)
-            except BaseException as exc:
-                server._request_ended(key, 1, began)
-                report_escape(server, client_address, exc)
-            else:
-                server._request_ended(key, 0, began)
-        finally:
-            server.shutdown_request(request)
-
-    def _drain_wait(self, seconds: float) -> None:
-        getattr(self, "_inflight").wait_empty(seconds)
+            self.stats.set_threads(-1)
 
     def server_close(self) -> None:
         """Close the server, then stop the workers (see block_on_close).
         Requests already queued are still served before the workers stop."""
-        super().server_close()  # type: ignore[misc]
+        super().server_close()
         work, workers = self._work, self._workers or []
         self._work = self._workers = None
         if work is None:

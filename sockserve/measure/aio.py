@@ -43,7 +43,8 @@ from typing import Any
 
 from ..core import socketfiles
 from ..core.drain import DrainReport
-from ..core.errors import explain_bind_error
+from ..core.errors import bind_explained
+from ..core.ledger import Ledger
 from ..core.stats import Outcome, ServerStats, outcome_of
 from ..load.protocol import LINE_TOO_LONG, MAX_LINE, parse_ms
 from .workloads import burn_cpu
@@ -80,6 +81,9 @@ class AsyncioServer:
         self.default_ms: float = float(getattr(RequestHandlerClass, "default_ms", 0.0))
         self.iterations_per_ms: float | None = getattr(RequestHandlerClass, "iterations_per_ms", None)
         self.stats = ServerStats()
+        # The connections open now (each task under its id), and where each
+        # one's start and end are recorded, as in every sockserve server.
+        self._ledger = Ledger(self.stats)
         unix = isinstance(server_address, (str, bytes, os.PathLike))
         family = _AF_UNIX if unix else socket.AF_INET
         if not unix and ":" in str(server_address[0]):
@@ -98,10 +102,7 @@ class AsyncioServer:
             else:
                 if self.allow_reuse_address:
                     self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    self.socket.bind(server_address)
-                except OSError as exc:
-                    raise explain_bind_error(exc, server_address, family) from None
+                bind_explained(self.socket, server_address, family)
             self.socket.listen(self.request_queue_size)
         except BaseException:
             self.server_close()
@@ -111,7 +112,6 @@ class AsyncioServer:
         self._stop: asyncio.Event | None = None
         self._done = threading.Event()
         self._done.set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._writers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._aborted: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -147,9 +147,10 @@ class AsyncioServer:
             await self._stop.wait()
         finally:
             server.close()
-            for task in list(self._tasks):
+            tasks = self._ledger.items()
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _call(self, coro: Any) -> Any:
         loop = self._loop
@@ -185,7 +186,7 @@ class AsyncioServer:
     async def _drain(self, timeout: float) -> tuple[int, int]:
         if self._server is not None:
             self._server.close()  # stop accepting; the backlog waits for server_close
-        pending = set(self._tasks)
+        pending = set(self._ledger.items())
         if pending:
             _, late = await asyncio.wait(pending, timeout=timeout)
         else:
@@ -217,13 +218,11 @@ class AsyncioServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
         self._writers[task] = writer
-        stats = self.stats
-        stats.note_accepted()
-        stats.request_started()
-        accepted = time.monotonic()
-        began = time.perf_counter()
+        self.stats.note_accepted()
+        key = id(task)
+        self._ledger.begin(key, task)
+        began = time.monotonic()
         error: BaseException | None = None
         try:
             await self._serve_lines(reader, writer)
@@ -232,18 +231,14 @@ class AsyncioServer:
         except OSError as exc:  # CLIENT_GONE among them
             error = exc
         finally:
-            self._tasks.discard(task)
             self._writers.pop(task, None)
             if task in self._aborted or isinstance(error, asyncio.CancelledError):
                 self._aborted.discard(task)
                 outcome = Outcome.ABORTED
             else:
                 outcome = outcome_of(error)
-            stats.request_finished(outcome, time.perf_counter() - began)
-            timeline = stats.timeline
-            if timeline is not None:  # one connection, from its accept to its close, on the loop's thread
-                timeline.record(accepted, accepted, time.monotonic(), os.getpid(),
-                                threading.get_native_id(), outcome)
+            # One connection, from its accept to its close, on the loop's thread.
+            self._ledger.end(key, outcome, began)
             if outcome is Outcome.ABORTED:
                 writer.transport.abort()
             else:

@@ -43,7 +43,6 @@ so.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -51,6 +50,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.drain import DrainReport
+from ..core.ledger import Ledger
 from ..core.stats import Outcome, ServerStats
 
 __all__ = ["ScratchServer", "ScratchConnection", "ScratchListener", "scratch_kind", "ScratchFactory",
@@ -188,9 +188,10 @@ class ScratchServer:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._done.set()
-        self._open: set[ScratchConnection] = set()
+        # The connections open now, and where each one's start and end are
+        # recorded, as in every sockserve server.
+        self._ledger = Ledger(self.stats)
         self._aborted_on_return = 0
-        self._lock = threading.Lock()
         self.socket = socket.socket(socket.AF_INET6 if ":" in str(server_address[0]) else socket.AF_INET,
                                     socket.SOCK_STREAM)
         try:
@@ -225,8 +226,7 @@ class ScratchServer:
         try:
             self.loop(self.listener, self)
         finally:
-            with self._lock:
-                left = list(self._open)
+            left = self._ledger.items()
             self._aborted_on_return = len(left)
             for conn in left:  # the loop forgot them: cut off
                 conn.outcome = Outcome.ABORTED
@@ -245,8 +245,7 @@ class ScratchServer:
     def drain(self, timeout: float) -> DrainReport:
         """Stop the loop (connections it still held are closed, counted as aborted)."""
         began = time.monotonic()
-        with self._lock:
-            open_before = len(self._open)
+        open_before = len(self._ledger)
         self.shutdown()
         aborted = self._aborted_on_return
         return DrainReport(completed=max(0, open_before - aborted), aborted=aborted,
@@ -265,22 +264,13 @@ class ScratchServer:
 
     def _accepted(self, sock: socket.socket) -> ScratchConnection:
         conn = ScratchConnection(sock, self, time.monotonic())
-        with self._lock:
-            self._open.add(conn)
         self.stats.note_accepted()
-        self.stats.request_started()
+        self._ledger.begin(id(conn), conn)
         return conn
 
     def _ended(self, conn: ScratchConnection) -> None:
         ended = time.monotonic()
-        with self._lock:
-            self._open.discard(conn)
-        started = conn.started or ended
-        self.stats.request_finished(conn.outcome, ended - started)
-        timeline = self.stats.timeline
-        if timeline is not None:
-            timeline.record(conn.accepted, started, ended, os.getpid(), threading.get_native_id(),
-                            conn.outcome)
+        self._ledger.end(id(conn), conn.outcome, conn.started or ended, ended, conn.accepted)
 
     def __repr__(self) -> str:
         name = getattr(self.loop, "__name__", "loop")

@@ -1,0 +1,329 @@
+"""A forking server's children: who runs which request, and how each ended.
+
+``ForkingMixIn`` keeps one :class:`Children` per server, made before its
+first fork. It forks a child per request (:meth:`Children.fork`; while
+``max_children`` run, with ``request_timeout`` set, the request is parked
+instead, and forked for when a child ends), remembers which request each
+child runs, and, when a child ends, records that request's end in the
+server's ledger: from the child's report on the board
+(:mod:`sockserve.core.reportboard`: its handler times in shared memory, its
+outcome as exit status), or, for a child that died before it reported,
+from how it ended (logged with its cause). :func:`run_child` is a child's
+whole life.
+
+Only this server's own children are ever waited for.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import socket
+import sys
+import time
+from typing import Any
+
+from . import logs
+from .deadlines import arm_alarm
+from .errors import format_address
+from .handlers import SocketWriter
+from .logs import report_escape
+from .processes import (
+    _CHILD_STDERR,
+    _CHILD_STDOUT,
+    OPENED,
+    Parked,
+    describe_status,
+    flush_std_streams,
+    outcome_of_status,
+    prime_lookups,
+)
+from .reportboard import ReportBoard
+from .stats import Outcome, outcome_of
+
+__all__ = ["Children", "run_child"]
+
+_monotonic = time.monotonic
+#: Loop iterations between polls of every child (for those that die
+#: without reporting).
+_SCAN_EVERY = 16
+#: What servers and request handlers set on themselves (primed for
+#: children: see Children.__init__).
+#: A child is forked only with this many allocations left before the
+#: interpreter's next young-generation collection (see collect_garbage_if_due).
+_GC_HEADROOM = 100
+_gc_count = gc.get_count
+_INSTANCE_ATTRIBUTES = (
+    "server_address", "RequestHandlerClass", "socket",
+    "request", "client_address", "server", "connection", "rfile", "wfile", "packet",
+)
+
+
+class Children:
+    """The children of one forking server and the requests they run.
+
+    ``ForkingMixIn.collect_children`` reaps the children that reported
+    (their board flags) and calls :meth:`reaped`, and :meth:`reap_all`
+    every ``scan_countdown`` iterations.
+
+    ``alive`` is the set of live child PIDs (the server's
+    ``active_children``); ``running`` maps each child whose request has not
+    ended yet to ``(key, request, client_address, accept time or None,
+    board slot)`` (the request object kept, so its key stays unique);
+    ``board`` is where children report (one slot each, -1 for a child
+    forked when none was free: its exit status alone says how it went);
+    ``parked`` holds the requests waiting for a child to end.
+
+    Thread safety: the serving thread only (or a drain once the loop
+    stopped).
+    """
+
+    def __init__(self, server: Any, alive: set[int], slots: int) -> None:
+        self.server = server
+        self.alive = alive
+        self.running: dict[int, tuple[int, Any, Any, float | None, int]] = {}
+        self.board = ReportBoard(slots)
+        self.parked = Parked(server, server.max_children)
+        self.scan_countdown = _SCAN_EVERY
+        self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
+        # What every child will look up, looked up here once (see prime_lookups).
+        # (Names only: vars(server) would give the server a real __dict__,
+        # and the interpreter reads such an instance's attributes slower.)
+        # (SocketWriter: a stream handler's wfile, unless wbufsize is set.)
+        prime_lookups(
+            type(server), getattr(server, "RequestHandlerClass", object), socket.socket,
+            socket.SocketIO, SocketWriter, ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
+        )
+        self.collect_garbage_if_due()
+
+    def collect_garbage_if_due(self) -> None:
+        """Collect the young generation now if fewer than ``_GC_HEADROOM``
+        allocations are left before the interpreter would.
+
+        A child inherits its parent's allocation count: one forked near the
+        threshold collects at its first allocations (costing more than its
+        whole request, for nothing: it is about to exit), and so does every
+        child after it until the parent collects. Looked at before the first
+        fork and at every poll of all children (every ``_SCAN_EVERY`` loop
+        iterations), the parent collects first, as it was about to."""
+        if _gc_count()[0] > self.gc_due > 0 and gc.isenabled():
+            gc.collect(0)
+
+    # -- forking ---------------------------------------------------------------
+
+    def park(self, request: Any, client_address: Any) -> None:
+        """Hold *request* (in the ledger already) until a child ends; its
+        accept time stays in the ledger, for the deadline watchdog."""
+        server = self.server
+        parked = self.parked
+        parked.bound = server.max_children
+        parked.park(request, client_address, server._ledger.accepted.setdefault(id(request), _monotonic()))
+        loop = server._loop
+        if loop is not None:  # wake when a child ends
+            self.board.waiting(True)
+            loop.watch(self.board.wake[0], self.on_wake)
+
+    def start_parked(self) -> None:
+        """Fork for parked requests while fewer than ``max_children`` run
+        (closing those cut off or past their deadline)."""
+        parked = self.parked
+        server = self.server
+        while len(self.alive) < server.max_children:
+            entry = parked.next()
+            if entry is None:
+                break
+            parked.popleft()
+            request, client_address, accepted = entry
+            key = id(request)
+            server._ledger.accepted.pop(key, None)  # the child keeps its deadline
+            self.fork(key, request, client_address, accepted)
+        if not parked:
+            self.board.waiting(False)
+            if server._loop is not None:
+                server._loop.unwatch(self.board.wake[0])
+
+    def on_wake(self) -> None:
+        """A child ended while requests are parked (the board's wake-up pipe)."""
+        self.board.drain_wake()
+        self.reap_all()
+        self.start_parked()
+
+    def fork(self, key: int, request: Any, client_address: Any, accepted: float | None) -> None:
+        """Fork a child for *request* (in the ledger under *key*). In the
+        parent, close the parent's copy of the request and return; the child
+        runs :func:`run_child` and never returns."""
+        board = self.board
+        free = board.free
+        slot = free.pop() if free else -1
+        server = self.server
+        try:
+            pid = os.fork()
+        except BaseException:
+            if slot >= 0:
+                free.append(slot)
+            server._ledger.forget(key)  # no child, never counted
+            raise
+        if pid:
+            alive = self.alive
+            alive.add(pid)
+            running = self.running
+            running[pid] = (key, request, client_address, accepted, slot)
+            if slot >= 0:
+                board.owners[slot] = pid
+            server._ledger.start_child(len(alive), len(running))
+            server.close_request(request)
+            return
+        run_child(server, request, client_address, accepted, board, slot)
+
+    # -- reaping -----------------------------------------------------------------
+
+    def reap_all(self, blocking: bool = False) -> None:
+        """Poll every live child (wait for each with *blocking*) and reap
+        the ones that ended."""
+        self.scan_countdown = _SCAN_EVERY
+        self.collect_garbage_if_due()
+        flags = 0 if blocking else os.WNOHANG
+        for pid in list(self.alive):
+            try:
+                done, status = os.waitpid(pid, flags)
+            except ChildProcessError:
+                done, status = pid, 0  # already reaped elsewhere
+            except InterruptedError:
+                continue
+            if done:
+                self.reaped(pid, status)
+
+    def reaped(self, pid: int, status: int) -> None:
+        """Child *pid* ended with *status*: record its request's end, from
+        its report (its times on the board, its outcome as exit status), or
+        from how it ended if it never reported."""
+        alive = self.alive
+        alive.discard(pid)
+        server = self.server
+        server.stats.children = len(alive)  # fewer: no peak to update
+        entry = self.running.pop(pid, None)
+        if entry is None:
+            return
+        slot = entry[4]
+        board = self.board
+        if slot < 0 or not board.map[slot]:
+            self._died(pid, status, entry)
+            return
+        times = board.times
+        began = times[slot + slot]
+        ended = times[slot + slot + 1]
+        board.map[slot] = 0  # board.release(), inlined (this runs per request)
+        board.free.append(slot)
+        # It reported, so it exited with its outcome as status (unless a
+        # signal ended it just after: count how it ended then).
+        outcome = status >> 8 if not status & 0x7F else outcome_of_status(status)
+        server._ledger.end(entry[0], outcome, began, ended, entry[3], pid)
+
+    def _died(self, pid: int, status: int, entry: tuple[int, Any, Any, float | None, int]) -> None:
+        """Child *pid* ended without a report: say why, and record its
+        request's end under the outcome its end implies."""
+        key, _request, client_address, accepted, slot = entry
+        server = self.server
+        if slot >= 0:
+            self.board.release(slot)
+        if slot < 0 and os.WIFEXITED(status):
+            # No slot (max_children grew past the board): it reports nothing,
+            # and its exit status is its outcome.
+            outcome = os.WEXITSTATUS(status)
+        else:
+            outcome = outcome_of_status(status)
+            if key in server._ledger:  # a drain's abort is not news
+                logs.warning(
+                    "%s: the child %d handling the request from %s %s before it finished%s",
+                    type(server).__name__, pid, format_address(client_address), describe_status(status),
+                    " (its time was up: request_timeout or child_timeout)"
+                    if outcome == Outcome.TIMEOUT else "",
+                )
+        ended = _monotonic()
+        began = ended if accepted is None else accepted
+        server._ledger.end(key, outcome, began, ended, accepted, pid)
+
+    def wait(self, seconds: float, wakeup: int | None = None) -> bool:
+        """Wait up to *seconds* for a child to end (a child that reports
+        while the board's ``want`` byte is set wakes this) or for the
+        descriptor *wakeup* to turn readable; reap. True when *wakeup*
+        turned readable."""
+        board = self.board
+        board.waiting(True)
+        watch = [board.wake[0]] if wakeup is None else [board.wake[0], wakeup]
+        if board.map.find(b"\x01", 0, board.slots) >= 0:
+            # A child reported (perhaps before ``want`` was set): it is
+            # exiting, and sends no further wake-up.
+            seconds = min(seconds, 0.001)
+        try:
+            readable, _, _ = select.select(watch, [], [], max(seconds, 0.0))
+        except InterruptedError:
+            readable = []
+        board.waiting(bool(self.parked))  # parked requests keep asking for wake-ups
+        board.drain_wake()
+        self.reap_all(False)
+        return wakeup is not None and wakeup in readable
+
+    def cut_off(self) -> list[int]:
+        """The children whose request a drain or a deadline cut off."""
+        ledger = self.server._ledger
+        return [pid for pid, entry in self.running.items() if entry[0] not in ledger]
+
+    def close(self) -> None:
+        self.board.close()
+
+
+def run_child(
+    server: Any, request: Any, client_address: Any, accepted: float | None, board: ReportBoard, slot: int,
+) -> None:
+    """A child's whole life: handle, report, ``os._exit``. Never returns.
+
+    It exits with its request's outcome (0: handled; 1: an error, as in
+    the standard library; other ``Outcome`` values: a timeout, a
+    disconnect) after leaving its times on the board.
+
+    Kept short on purpose: this code runs only in children, where it is
+    always "cold" (never specialized by the interpreter), so every extra
+    call or lookup costs about three times what it would in the parent."""
+    outcome = 1
+    sys.stdout = _CHILD_STDOUT  # see processes.own_std_streams
+    sys.stderr = _CHILD_STDERR
+    timed = server.stats.enabled
+    began = ended = _monotonic() if timed else 0.0  # (times: for stats only)
+    try:
+        limit = server.request_timeout
+        if limit is not None or server.child_timeout is not None:
+            now = began if timed else _monotonic()
+            arm_alarm(
+                None if limit is None else (now if accepted is None else accepted) + limit - now,
+                server.child_timeout, float(server.abort_grace),
+            )
+        try:
+            server.finish_request(request, client_address)
+            outcome = 0
+        except Exception as exc:
+            outcome = outcome_of(exc)
+            server.handle_error(request, client_address)
+        except BaseException as exc:
+            # As in the standard library, not handle_error's; said once.
+            report_escape(server, client_address, exc)
+        if timed:
+            ended = _monotonic()
+    finally:
+        try:
+            server.shutdown_request(request)
+            if slot >= 0:
+                if timed:
+                    times = board.times
+                    times[slot + slot] = began
+                    times[slot + slot + 1] = ended
+                flags = board.map
+                flags[slot] = 1  # after the times: see reportboard
+                if flags[board.want]:
+                    os.write(board.wake[1], b"\0")
+        except BaseException:
+            pass  # nothing may keep the child alive
+        if OPENED:
+            flush_std_streams()
+        os._exit(outcome)
