@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import re
+import socket
 import socketserver
 from pathlib import Path
 
@@ -50,8 +51,14 @@ def test_ask_datagram_over_udp_and_unix(sock_dir: str) -> None:
     assert not Path(client).exists()
 
 
+class ReplyOnce(sockserve.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+
+
 def test_time_wait_blocks_a_rebind_unless_both_servers_reuse_the_address() -> None:
     port = workbook.leave_time_wait(2)
+    assert isinstance(port, int) and len(port.clients) == 2
     assert workbook.time_wait_sockets(port) == 2
     with pytest.raises(OSError) as info:
         sockserve.TCPServer(("127.0.0.1", port), Upper)
@@ -62,6 +69,23 @@ def test_time_wait_blocks_a_rebind_unless_both_servers_reuse_the_address() -> No
 
     port = workbook.leave_time_wait(2, Reusing)
     Reusing(("127.0.0.1", port), Upper).server_close()
+
+
+def test_time_wait_sockets_of_a_served_port_are_its_own_connections_only() -> None:
+    """Another server on the same port number leaves its own TIME_WAIT there:
+    the port as a plain number counts them all, the served port its own."""
+
+    class Reusing(sockserve.TCPServer):
+        allow_reuse_address = True
+
+    port = workbook.leave_time_wait(2, Reusing)
+    with workbook.background(Reusing(("127.0.0.1", port), ReplyOnce)) as later:
+        with socket.create_connection(later.server_address, timeout=5) as client:
+            client.sendall(b"hi\n")
+            while client.recv(1024):  # to the server's end of file: it closed first
+                pass
+    assert workbook.time_wait_sockets(port) == 2
+    assert workbook.time_wait_sockets(int(port)) >= 3  # and any other program's on this port number
 
 
 def test_shutdown_latency_sockserve_is_prompt_whatever_the_poll_interval() -> None:
