@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import socket
 import socketserver
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +113,25 @@ def test_close_timing_follows_block_on_close() -> None:
 def test_exit_with_handler_running_follows_daemon_threads() -> None:
     assert "waited" in workbook.exit_with_handler_running(False, handler_seconds=0.2)
     assert "killed" in workbook.exit_with_handler_running(True, handler_seconds=0.2)
+
+
+def test_exit_with_handler_running_works_from_a_source_tree(tmp_path: Path) -> None:
+    """A Python without sockserve installed, which finds it in the source
+    tree (as a notebook opened in a clone does): the demo's own child process
+    imports the same sockserve. (From a wheel: test_packaging.)"""
+    python = getattr(sys, "_base_executable", sys.executable)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    alone = subprocess.run([python, "-c", "import sockserve"], cwd=tmp_path, env=env, capture_output=True,
+                           timeout=60)
+    if alone.returncode == 0:
+        pytest.skip(f"{python} has sockserve installed: a source tree alone cannot be tried with it")
+    code = (f"import sys; sys.path.insert(0, {str(NOTEBOOKS.parent)!r}); "
+            "from sockserve.workbook import exit_with_handler_running as demo; "
+            "print(demo(False, 0.2)); print(demo(True, 0.2))")
+    run = subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    waited, killed = run.stdout.splitlines()
+    assert "waited" in waited and "killed" in killed
 
 
 def test_drain_demo_completes_the_quick_and_aborts_the_stuck() -> None:

@@ -44,6 +44,7 @@ from typing import Any
 from ..core.handlers import DatagramRequestHandler, StreamRequestHandler
 from ..core.servers import TCPServer
 from ..kernel import view as kernelview
+from ..measure.serverprocess import child_environment
 from .shutdowns import (
     describe_shutdown_latencies,
     plot_shutdown_latencies,
@@ -284,7 +285,8 @@ def exit_with_handler_running(daemon_threads: bool, handler_seconds: float = 0.5
             capture_output=True,
             text=True,
             timeout=30,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            cwd=tmp,  # nothing in the caller's folder shadows a module
+            env=child_environment(),  # this sockserve, installed or a source tree
         )
         if proc.returncode != 0:
             raise RuntimeError(f"the demo process failed: {proc.stderr.strip()}")
