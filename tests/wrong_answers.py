@@ -392,6 +392,13 @@ class BurstServer(socketserver.TCPServer):
 class BurstServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
 """),
+        ("a deep backlog asked for, a short one given to listen()", """
+class BurstServer(socketserver.TCPServer):
+    request_queue_size = 128
+
+    def server_activate(self):
+        self.socket.listen(5)
+"""),
     ),
     *_bank(
         "measuring-timing-mixin",
