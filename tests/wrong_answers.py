@@ -858,6 +858,17 @@ class Patient(sockserve.StreamRequestHandler):
         for line in self.rfile:
             self.wfile.write(line.upper())
 """),
+        ("a timeout ten times too short", """
+class Patient(sockserve.StreamRequestHandler):
+    timeout = 0.03
+
+    def handle(self):
+        try:
+            for line in self.rfile:
+                self.wfile.write(line.upper())
+        except TimeoutError:
+            self.wfile.write(b"idle timeout\\n")
+"""),
         ("a deadline for the whole connection", """
 class Patient(sockserve.StreamRequestHandler):
     def handle(self):
