@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -81,6 +82,8 @@ def test_targets_from_ports_addresses_paths_and_servers() -> None:
             kv.target_of(bad)
     with pytest.raises(ValueError, match="either a TCP port"):
         kv.target_of(0)
+    with pytest.raises(ValueError, match="peers are TCP client ports"):
+        kv.Target(path="/tmp/x.sock", peers=frozenset({40000}))
 
 
 def test_a_system_without_proc_net_says_not_available(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,6 +170,16 @@ class _Reply(sockserve.StreamRequestHandler):
         self.wfile.write(self.rfile.readline())
 
 
+def _ours(target: Any, clients: list[socket.socket] | list[int]) -> kv.Target:
+    """*target* read with only the listener and the connections of *clients*
+    (sockets or their ports): other programs on this busy machine use the
+    same port numbers, and earlier servers on a reused port leave TIME-WAIT."""
+    resolved = kv.target_of(target)
+    assert resolved is not None
+    ports = frozenset(c if isinstance(c, int) else c.getsockname()[1] for c in clients)
+    return dataclasses.replace(resolved, peers=ports)
+
+
 @linux_only
 def test_a_small_backlog_fills_and_the_rest_wait_in_syn_sent_or_syn_recv() -> None:
     class Small(sockserve.TCPServer):
@@ -177,8 +190,9 @@ def test_a_small_backlog_fills_and_the_rest_wait_in_syn_sent_or_syn_recv() -> No
         try:
             for _ in range(6):
                 clients.append(_connect_nonblocking(server.server_address))
-            assert _wait_for(lambda: kv.read(server).queue == 3)
-            reading = kv.read(server)
+            target = _ours(server, clients)
+            assert _wait_for(lambda: kv.read(target).queue == 3)
+            reading = kv.read(target)
             assert reading.queue_max == 2  # from sock_diag: the backlog asked for
             assert reading.queue_full  # Linux holds backlog + 1
             assert reading.count("LISTEN") == 1
@@ -209,13 +223,14 @@ def test_syn_recv_is_counted() -> None:
         listener.listen(8)
         port = listener.getsockname()[1]
         clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
-        assert _wait_for(lambda: kv.read(port).count("SYN-RECV") == 3)
-        reading = kv.read(port)
+        target = _ours(port, clients)
+        assert _wait_for(lambda: kv.read(target).count("SYN-RECV") == 3)
+        reading = kv.read(target)
         assert reading.count("ESTABLISHED", "client") == 3 and reading.queue == 0
         assert reading.queue_max == 8
         clients[0].sendall(b"x")
-        assert _wait_for(lambda: kv.read(port).queue == 1)
-        assert kv.read(port).count("SYN-RECV") == 2
+        assert _wait_for(lambda: kv.read(target).queue == 1)
+        assert kv.read(target).count("SYN-RECV") == 2
     finally:
         for sock in clients:
             sock.close()
@@ -232,13 +247,16 @@ def test_the_side_that_closes_first_keeps_time_wait() -> None:
 
     with sockserve.ThreadingTCPServer(("127.0.0.1", 0), ReplyThenWaitForEof) as server:
         with serving(server, poll_interval=0.05):
+            ports = []
             for i in range(3):
                 with socket.create_connection(server.server_address, timeout=5) as client:
+                    ports.append(client.getsockname()[1])
                     client.sendall(b"hi\n")
                     assert client.recv(16) == b"hi\n"
             assert _wait_for(lambda: server.stats.snapshot()["completed"] == 3)
-            assert _wait_for(lambda: kv.read(server).count("TIME-WAIT", "client") == 3)
-            reading = kv.read(server)
+            target = _ours(server, ports)
+            assert _wait_for(lambda: kv.read(target).count("TIME-WAIT", "client") == 3)
+            reading = kv.read(target)
             assert reading.count("TIME-WAIT") == 0
             assert reading.server == {"LISTEN": 1}
 
@@ -261,14 +279,17 @@ def test_a_server_that_does_not_close_keeps_close_wait() -> None:
     with _ForgetfulServer(("127.0.0.1", 0), _Reply) as server:
         try:
             with serving(server, poll_interval=0.05):
+                ports = []
                 for _ in range(2):
                     with socket.create_connection(server.server_address, timeout=5) as client:
+                        ports.append(client.getsockname()[1])
                         client.sendall(b"hi\n")
                         assert client.recv(16) == b"hi\n"
-                assert _wait_for(lambda: kv.read(server).count("CLOSE-WAIT") == 2)
+                target = _ours(server, ports)
+                assert _wait_for(lambda: kv.read(target).count("CLOSE-WAIT") == 2)
                 # the clients' FIN is acknowledged (the ACK may be delayed a little)
-                assert _wait_for(lambda: kv.read(server).count("FIN-WAIT-2", "client") == 2)
-                reading = kv.read(server)
+                assert _wait_for(lambda: kv.read(target).count("FIN-WAIT-2", "client") == 2)
+                reading = kv.read(target)
                 assert reading.count("CLOSE-WAIT") == 2
                 assert reading.count("TIME-WAIT", "client") == 0
         finally:
@@ -299,7 +320,7 @@ def test_established_counts_match_open_connections(host: str) -> None:
                     sock.sendall(b"x\n")
                     clients.append(sock)
                 assert _wait_for(lambda: server.stats.snapshot()["active"] == 4)
-                reading = kv.read(server)
+                reading = kv.read(_ours(server, clients))
                 assert reading.count("ESTABLISHED") == 4 and reading.count("ESTABLISHED", "client") == 4
                 assert reading.queue == 0
                 assert reading.queue_max == min(server.request_queue_size, effective_somaxconn())

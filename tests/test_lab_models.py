@@ -17,6 +17,8 @@ from sockserve.lab import registry
 from sockserve.lab.models import FORK_NOTE, ServerModel, server_kinds
 from sockserve.lab.runs import CompareModel, TrafficModel, default_servers
 
+from conftest import DID_NOT_WAIT_FOR_THE_RUN
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -393,9 +395,9 @@ def test_binding_beyond_loopback_is_flagged_in_plain_words() -> None:
     assert status.line().endswith("Warning: " + warning)
 
 
-# -- Stop: bounded, keeps what was measured (user-facing promises, so the
-# timing assertions are bounded ones with a generous margin: 1 s promised,
-# under 2 s asserted) ------------------------------------------------------------
+# -- Stop: bounded, keeps what was measured (user-facing promises, "within
+# about a second", timed by benchmarks/bench_lab.py; here, what Stop does and
+# that it did not wait for the run: DID_NOT_WAIT_FOR_THE_RUN, conftest.py) ------
 
 
 def test_compare_stop_returns_within_a_second_and_keeps_the_partial_result() -> None:
@@ -406,7 +408,7 @@ def test_compare_stop_returns_within_a_second_and_keeps_the_partial_result() -> 
         began = time.monotonic()
         model.stop()
         took = time.monotonic() - began
-        assert took < 2.0, took
+        assert took < DID_NOT_WAIT_FOR_THE_RUN, took
         assert model.status().state in ("stopping", "stopped")
         comparison = model.wait(30)
         assert comparison is not None and comparison.cancelled
@@ -429,7 +431,7 @@ def test_a_new_comparison_waits_for_the_stopped_one_without_blocking_the_caller(
         began = time.monotonic()
         first.stop()  # what running the panel's cell again does to the old panel
         second.run()
-        assert time.monotonic() - began < 2.0
+        assert time.monotonic() - began < DID_NOT_WAIT_FOR_THE_RUN
         assert wait_for(lambda: second.status().state == "done", 60), second.status().text
         assert first.comparison is not None and first.comparison.cancelled
     finally:
@@ -448,7 +450,8 @@ def test_traffic_stop_is_bounded_and_a_stopped_server_ends_the_run() -> None:
         assert wait_for(lambda: traffic.poll().state == "running" and traffic.samples, 30)
         began = time.monotonic()
         traffic.stop()
-        assert time.monotonic() - began < 2.0
+        assert time.monotonic() - began < DID_NOT_WAIT_FOR_THE_RUN
+        assert not traffic.running
         status = traffic.poll()
         assert status.state == "stopped" and status.text.startswith("Stopped.")
         assert traffic.result.ok > 0 and traffic.result.ended_by == "cancelled"

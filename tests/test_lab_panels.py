@@ -17,6 +17,8 @@ from sockserve.lab import ComparePanel, ServerPanel, TrafficPanel, registry, sto
 from sockserve.lab.saved import static_views  # noqa: E402
 from sockserve.lab.settings import CompareSettings, ServerSettings  # noqa: E402
 
+from conftest import DID_NOT_WAIT_FOR_THE_RUN  # noqa: E402
+
 PNG = b"\x89PNG"
 
 # matplotlib keeps its font files open once it has drawn text: draw once here,
@@ -223,7 +225,9 @@ def test_traffic_panel_aimed_at_an_address_in_open_loop() -> None:
 
 
 # Stop and re-running a cell are user-facing promises ("within 1 s", "never
-# blocks the kernel for more than 2 s"): bounded timing assertions, with margin.
+# blocks the kernel for more than 2 s"), timed by benchmarks/bench_lab.py. Here:
+# what they do (the run is over and its partial result kept), and that they did
+# not wait for the run (DID_NOT_WAIT_FOR_THE_RUN, conftest.py).
 
 
 @pytest.mark.allow_leaks
@@ -237,14 +241,14 @@ def test_compare_panel_stop_rerun_and_stale_figure() -> None:
         assert first.startswith(PNG) and not panel.stale
         # A new, long comparison: the old figure is greyed and labelled.
         panel._ui_workload.value = "io"
-        panel._ui_duration.value = 10.0
+        panel._ui_duration.value = 30.0
         buttons(panel)["Run comparison"].click()
         assert panel.stale and "Previous comparison" in panel._ui_stale.value
         assert not buttons(panel)["Stop"].disabled
         assert wait_for(lambda: "requests" in panel.model.status().text, 30)
         began = time.monotonic()
         buttons(panel)["Stop"].click()
-        assert time.monotonic() - began < 2.0
+        assert time.monotonic() - began < DID_NOT_WAIT_FOR_THE_RUN
         assert wait_for(lambda: panel.model.status().state == "stopped", 30)
         assert wait_for(lambda: not panel.stale and bytes(panel._ui_figure.value) != first, 30)
         assert "Stopped: the partial result" in panel._ui_table.value
@@ -253,7 +257,9 @@ def test_compare_panel_stop_rerun_and_stale_figure() -> None:
         assert wait_for(lambda: "requests" in panel.model.status().text, 30)
         began = time.monotonic()
         again = ComparePanel(workload="echo", servers=("plain",), key="t-stale")
-        assert time.monotonic() - began < 2.0
+        assert time.monotonic() - began < DID_NOT_WAIT_FOR_THE_RUN
+        assert wait_for(lambda: panel.model.status().state == "stopped", 30)
+        assert panel.model.comparison is not None and panel.model.comparison.cancelled
         again.close()
     finally:
         panel.close()
@@ -270,7 +276,8 @@ def test_traffic_panel_stop_button() -> None:
         assert wait_for(lambda: traffic.model.samples, 30)
         began = time.monotonic()
         buttons(traffic)["Stop"].click()
-        assert time.monotonic() - began < 2.0
+        assert time.monotonic() - began < DID_NOT_WAIT_FOR_THE_RUN
+        assert not traffic.model.running  # the run is over when Stop returns
         assert traffic.model.status().state == "stopped"
         assert "Stopped." in traffic._ui_summary.value
         assert buttons(traffic)["Stop"].disabled and not buttons(traffic)["Send"].disabled
@@ -279,8 +286,8 @@ def test_traffic_panel_stop_button() -> None:
         assert wait_for(lambda: traffic.model.samples, 30)
         began = time.monotonic()
         again = TrafficPanel(server, key="t-tstop")
-        assert time.monotonic() - began < 2.0
-        assert not traffic.model.running
+        assert time.monotonic() - began < DID_NOT_WAIT_FOR_THE_RUN
+        assert not traffic.model.running and traffic.model.status().state == "stopped"
         again.close()
     finally:
         traffic.close()

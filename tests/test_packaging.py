@@ -13,6 +13,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -90,10 +92,10 @@ def test_sdist_holds_the_license_and_the_workbook() -> None:
         assert email.message_from_bytes(extracted.read())["License-Expression"] == "MIT"
 
 
-def test_installed_without_the_lab_extra_the_lab_says_what_to_install(tmp_path: Path) -> None:
-    """The wheel alone (no extra) in a fresh venv: the core works, ``sockserve
-    lab`` and the panels name the exact command that installs the extra."""
-    venv = tmp_path / "venv"
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """A fresh venv with the wheel alone (no extra): its python and the environment to run it in."""
+    venv = tmp_path_factory.mktemp("wheel") / "venv"
     env = clean_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(venv))
     base_python = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
@@ -102,6 +104,16 @@ def test_installed_without_the_lab_extra_the_lab_says_what_to_install(tmp_path: 
                               str(build_distributions().wheel)], env=env, capture_output=True, text=True,
                              timeout=300)
     assert install.returncode == 0 and "DEPRECATION" not in install.stdout + install.stderr, install
+    return python, env
+
+
+def test_installed_without_the_lab_extra_the_lab_says_what_to_install(
+    tmp_path: Path, wheel_venv: tuple[str, dict[str, str]]
+) -> None:
+    """The wheel alone (no extra) in a fresh venv: the core works, ``sockserve
+    lab`` and the panels name the exact command that installs the extra."""
+    python, env = wheel_venv
+    venv = Path(python).parent.parent
     expected = f"{python} -m pip install 'sockserve[lab]'"
     for command in ([str(venv / "bin" / "sockserve"), "lab"], [python, "-m", "sockserve", "lab", "--no-browser"]):
         lab = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -119,6 +131,20 @@ def test_installed_without_the_lab_extra_the_lab_says_what_to_install(tmp_path: 
                              text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.strip() == f"sockserve {sockserve.__version__}"
 
+
+
+def test_installed_from_the_wheel_the_workbook_runs_its_child_processes(
+    tmp_path: Path, wheel_venv: tuple[str, dict[str, str]]
+) -> None:
+    """The lessons' helpers that start a Python of their own (lesson 06's
+    exit demo) import the installed sockserve in it, from any folder."""
+    python, env = wheel_venv
+    code = ("from sockserve.workbook import exit_with_handler_running as demo; "
+            "print(demo(False, 0.2)); print(demo(True, 0.2))")
+    run = subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    waited, killed = run.stdout.splitlines()
+    assert "waited" in waited and "killed" in killed
 
 def test_the_pythons_claimed_are_the_ones_ci_tests() -> None:
     """requires-python, the version classifiers and the Pythons .ci/other-pythons

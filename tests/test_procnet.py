@@ -71,6 +71,20 @@ def test_a_host_keeps_only_the_sockets_of_that_address() -> None:
     assert count_tcp(rows, 8000, "::") == count_tcp(rows, 8000, "localhost") == count_tcp(rows, 8000)
 
 
+
+@little_endian
+def test_peers_keep_only_the_connections_with_those_client_ports() -> None:
+    rows = parse_tcp(TCP_FIXTURE)
+    # the server's side of client port 0xC006 (TIME-WAIT) and the clients at 0xD001, 0xD003:
+    # the listener always, nothing else of the port (other clients, the other TIME-WAITs)
+    server, client, queue = count_tcp(rows, 8000, peers={0xC006, 0xD001, 0xD003})
+    assert server == {"LISTEN": 1, "TIME-WAIT": 1} and queue == 3
+    assert client == {"TIME-WAIT": 1, "ESTABLISHED": 1}
+    # no peers at all: the listener alone
+    assert count_tcp(rows, 8000, peers=()) == ({"LISTEN": 1}, {}, 3)
+    # a peer port of another server's connection is not this server's
+    assert count_tcp(rows, 8000, peers={0xE000}) == ({"LISTEN": 1}, {}, 3)
+
 def test_unix_rows_count_the_listener_the_queue_and_the_accepted() -> None:
     rows = parse_unix(UNIX_FIXTURE)
     assert len(rows) == 8

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
+import socket
 import socketserver
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,8 +54,14 @@ def test_ask_datagram_over_udp_and_unix(sock_dir: str) -> None:
     assert not Path(client).exists()
 
 
+class ReplyOnce(sockserve.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(self.rfile.readline())
+
+
 def test_time_wait_blocks_a_rebind_unless_both_servers_reuse_the_address() -> None:
     port = workbook.leave_time_wait(2)
+    assert isinstance(port, int) and len(port.clients) == 2
     assert workbook.time_wait_sockets(port) == 2
     with pytest.raises(OSError) as info:
         sockserve.TCPServer(("127.0.0.1", port), Upper)
@@ -62,6 +72,23 @@ def test_time_wait_blocks_a_rebind_unless_both_servers_reuse_the_address() -> No
 
     port = workbook.leave_time_wait(2, Reusing)
     Reusing(("127.0.0.1", port), Upper).server_close()
+
+
+def test_time_wait_sockets_of_a_served_port_are_its_own_connections_only() -> None:
+    """Another server on the same port number leaves its own TIME_WAIT there:
+    the port as a plain number counts them all, the served port its own."""
+
+    class Reusing(sockserve.TCPServer):
+        allow_reuse_address = True
+
+    port = workbook.leave_time_wait(2, Reusing)
+    with workbook.background(Reusing(("127.0.0.1", port), ReplyOnce)) as later:
+        with socket.create_connection(later.server_address, timeout=5) as client:
+            client.sendall(b"hi\n")
+            while client.recv(1024):  # to the server's end of file: it closed first
+                pass
+    assert workbook.time_wait_sockets(port) == 2
+    assert workbook.time_wait_sockets(int(port)) >= 3  # and any other program's on this port number
 
 
 def test_shutdown_latency_sockserve_is_prompt_whatever_the_poll_interval() -> None:
@@ -86,6 +113,25 @@ def test_close_timing_follows_block_on_close() -> None:
 def test_exit_with_handler_running_follows_daemon_threads() -> None:
     assert "waited" in workbook.exit_with_handler_running(False, handler_seconds=0.2)
     assert "killed" in workbook.exit_with_handler_running(True, handler_seconds=0.2)
+
+
+def test_exit_with_handler_running_works_from_a_source_tree(tmp_path: Path) -> None:
+    """A Python without sockserve installed, which finds it in the source
+    tree (as a notebook opened in a clone does): the demo's own child process
+    imports the same sockserve. (From a wheel: test_packaging.)"""
+    python = getattr(sys, "_base_executable", sys.executable)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    alone = subprocess.run([python, "-c", "import sockserve"], cwd=tmp_path, env=env, capture_output=True,
+                           timeout=60)
+    if alone.returncode == 0:
+        pytest.skip(f"{python} has sockserve installed: a source tree alone cannot be tried with it")
+    code = (f"import sys; sys.path.insert(0, {str(NOTEBOOKS.parent)!r}); "
+            "from sockserve.workbook import exit_with_handler_running as demo; "
+            "print(demo(False, 0.2)); print(demo(True, 0.2))")
+    run = subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    waited, killed = run.stdout.splitlines()
+    assert "waited" in waited and "killed" in killed
 
 
 def test_drain_demo_completes_the_quick_and_aborts_the_stuck() -> None:

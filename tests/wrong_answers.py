@@ -392,6 +392,13 @@ class BurstServer(socketserver.TCPServer):
 class BurstServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
 """),
+        ("a deep backlog asked for, a short one given to listen()", """
+class BurstServer(socketserver.TCPServer):
+    request_queue_size = 128
+
+    def server_activate(self):
+        self.socket.listen(5)
+"""),
     ),
     *_bank(
         "measuring-timing-mixin",
@@ -850,6 +857,17 @@ class Patient(sockserve.StreamRequestHandler):
     def handle(self):
         for line in self.rfile:
             self.wfile.write(line.upper())
+"""),
+        ("a timeout ten times too short", """
+class Patient(sockserve.StreamRequestHandler):
+    timeout = 0.03
+
+    def handle(self):
+        try:
+            for line in self.rfile:
+                self.wfile.write(line.upper())
+        except TimeoutError:
+            self.wfile.write(b"idle timeout\\n")
 """),
         ("a deadline for the whole connection", """
 class Patient(sockserve.StreamRequestHandler):

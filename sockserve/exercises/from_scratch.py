@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from ..measure.workloads import handler_for
@@ -98,6 +98,13 @@ def serving_loop(loop: Callable[..., Any], workload: str = "echo") -> Iterator[S
     finally:
         server._stop.set()
         thread.join(2.0)
+        if thread.is_alive():
+            # A loop blocked in accept() (a wrong answer) would stay there
+            # for good: closing the socket does not wake it, shutting it
+            # down does (accept() raises), and the thread ends.
+            with suppress(OSError):
+                server.socket.shutdown(socket.SHUT_RDWR)
+            thread.join(2.0)
         server.server_close()
 
 

@@ -81,6 +81,8 @@ def _describe(samples: list[float]) -> str:
 BURST = 30
 DELAY_MS = 10.0
 WINDOW = 0.9
+#: Seconds the check waits for the burst's replies: ample on a busy machine.
+BURST_WAIT = 10.0
 
 
 @exercise("measuring-burst-backlog", lesson=LESSON, difficulty=1,
@@ -107,9 +109,23 @@ def check_burst_backlog(server_class: Any) -> str:
             fix=f"that number is the class attribute request_queue_size, which server_activate() "
             "passes to listen(): set it to socket.SOMAXCONN",
         )
-    run = run_backlog(None, clients=BURST, delay_ms=DELAY_MS, window=WINDOW, wait=WINDOW + 0.6,
+    # Judged by what the kernel did, not by the clock (a busy machine serves
+    # a correct answer late too): a client dropped by a full queue had to
+    # send its SYN or its request again, which its TCP_INFO counts. The wait
+    # is long enough for a busy machine; a correct answer ends far sooner.
+    run = run_backlog(None, clients=BURST, delay_ms=DELAY_MS, window=WINDOW, wait=BURST_WAIT,
                       server_class=server_class, label=f"{server_class.__name__} (backlog {backlog})")
-    if run.in_window < BURST:
+    dropped = run.dropped
+    if run.ok < BURST or dropped:
+        lost = (f"{dropped} of the {BURST} were dropped by a full queue and had to send again" if dropped
+                else f"{BURST - run.ok} got no reply")
+        raise ExerciseFailed(
+            f"{run.ok} of the {BURST} clients were served ({run.summary()}); {lost}, although "
+            f"request_queue_size is {backlog}: something else keeps the burst out",
+            fix="change nothing but request_queue_size: leave server_activate() and the socket "
+            "as TCPServer makes them",
+        )
+    if dropped is None and run.in_window < BURST:  # no TCP_INFO here: only the clock can tell
         raise ExerciseFailed(
             f"{run.in_window} of the {BURST} clients were served within {WINDOW:g} s "
             f"({run.summary()}) although request_queue_size is {backlog}: something else keeps "
@@ -117,7 +133,7 @@ def check_burst_backlog(server_class: Any) -> str:
             fix="change nothing but request_queue_size: leave server_activate() and the socket "
             "as TCPServer makes them",
         )
-    return run.summary()
+    return run.summary() + ("" if dropped is None else "; no client was dropped")
 
 
 # -- a server that times its own handlers ----------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
 __all__ = [
@@ -173,21 +173,31 @@ def _unique(rows: Iterable[TcpRow]) -> list[TcpRow]:
 
 
 def count_tcp(
-    rows: Iterable[TcpRow], port: int, host: str = ""
+    rows: Iterable[TcpRow], port: int, host: str = "", peers: Collection[int] | None = None
 ) -> tuple[dict[str, int], dict[str, int], int | None]:
     """(server side, client side, listen queue now) of *port* among *rows*;
-    with *host*, only sockets whose address on the server's end matches it."""
+    with *host*, only sockets whose address on the server's end matches it.
+
+    With *peers* (the port numbers of the client ends), only the listener
+    and the connections between *port* and those ports are counted, on both
+    sides: the connections one program made, told apart from everything
+    else on this machine that uses the port number (other programs'
+    clients that happen to get it as their own port, connections of an
+    earlier server on the same port still in TIME-WAIT)."""
     server: collections.Counter[str] = collections.Counter()
     client: collections.Counter[str] = collections.Counter()
     queue: int | None = None
     wanted = normal_address(host)
     for row in _unique(rows):
         if row.local_port == port and (wanted is None or normal_address(row.local) == wanted):
-            server[row.state] += 1
             if row.state == "LISTEN":
                 queue = (queue or 0) + row.rx_queue
+            elif peers is not None and row.remote_port not in peers:
+                continue
+            server[row.state] += 1
         elif row.remote_port == port and (wanted is None or normal_address(row.remote) == wanted):
-            client[row.state] += 1
+            if peers is None or row.local_port in peers:
+                client[row.state] += 1
     return dict(server), dict(client), queue
 
 

@@ -37,6 +37,9 @@ What a reading counts, for a TCP port P:
   teardown states of the side that closes first: FIN-WAIT-2, TIME-WAIT).
   Only the port is compared, not the address: on a machine that also talks
   to port P elsewhere, those sockets are counted too.
+* with a target's *peers* (the clients' port numbers), only the listener and
+  the connections between P and those ports, on both sides: what a program
+  that made the clients itself reads, exact on a busy machine too.
 * the tables are not an atomic snapshot: the kernel writes them a page at
   a time while connections come and go, so a reading may miss a socket or
   list one twice (duplicates of a connection are merged, its later line
@@ -180,18 +183,30 @@ class Target:
     *backlog* is the ``listen()`` backlog the server asked for, when known
     (a server object's ``request_queue_size``): the fallback for the
     queue's maximum where sock_diag cannot be asked.
+
+    *peers* (TCP only), the port numbers of the client ends of the
+    connections to look at: the listener and those connections are counted,
+    nothing else that uses the port number. A program that made the clients
+    itself knows their ports (``getsockname()``, known from ``bind()`` on),
+    and on a busy machine needs them: other programs' clients may get the
+    same number as their own port, and an earlier server on the same port
+    may have left connections in TIME-WAIT. None (the default) counts every
+    connection of the port.
     """
 
     port: int = 0
     path: str = ""
     backlog: int | None = None
     host: str = ""
+    peers: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
         if bool(self.path) == bool(self.port):
             raise ValueError("a kernel view target is either a TCP port (1-65535) or a Unix socket path")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"a port is a whole number from 1 to 65535, not {self.port!r}")
+        if self.peers is not None and self.path:
+            raise ValueError("peers are TCP client ports: a Unix socket target has none")
 
     @property
     def is_unix(self) -> bool:
@@ -371,7 +386,7 @@ def read(target: object, *, proc_net: str | None = None) -> KernelReading:
             rows.extend(parse_tcp(text))
     if not found:
         raise KernelViewUnavailable()
-    server, client, queue = count_tcp(rows, resolved.port, resolved.host)
+    server, client, queue = count_tcp(rows, resolved.port, resolved.host, resolved.peers)
     queue_max = None
     if queue is not None:
         listeners = sockdiag.tcp_listen_queues(resolved.port) if real else None

@@ -28,9 +28,29 @@ from .kinds import KindInfo, resolve_kind
 from .serverfeed import FeedLine, parse_feed
 from .workloads import Workload, fixed_work
 
-__all__ = ["ServerProcess", "ServerStartError"]
+__all__ = ["ServerProcess", "ServerStartError", "child_environment"]
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def _package_parent() -> str:
+    """The directory that holds this sockserve package: a source tree's
+    root, or site-packages. As many levels above this file as its module
+    name has parts (sockserve.measure.serverprocess: three), so it stays
+    right wherever the module moves inside the package."""
+    path = os.path.abspath(__file__)
+    for _ in __name__.split("."):
+        path = os.path.dirname(path)
+    return path
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment with the directory that holds this
+    sockserve package first on ``PYTHONPATH``: a child Python started with
+    it imports this very sockserve, whether it is installed (a wheel, an
+    editable install) or only a source tree on this process's path, and
+    whatever the child's working directory."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_parent(), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 class ServerStartError(RuntimeError):
@@ -180,10 +200,7 @@ class ServerProcess:
             self.path = os.path.join(self._tmpdir, "server.sock")
         self._stdout = tempfile.TemporaryFile()
         self._stderr = tempfile.TemporaryFile()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p
-        )
+        env = child_environment()
         env["PYTHONUNBUFFERED"] = "1"
         self._popen = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=self._stdout,

@@ -29,6 +29,8 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -77,7 +79,11 @@ class BacklogRun:
     ``replies[i]`` is the time in seconds from the burst's start to client
     *i*'s reply (None if none came); ``outcomes[i]`` says how client *i*
     ended (one of :data:`BACKLOG_OUTCOMES`). ``window`` is the time the
-    counts ``in_window``/``late`` are measured against.
+    counts ``in_window``/``late`` are measured against. ``retransmits[i]``
+    is how many segments client *i*'s kernel had to send again (its SYN,
+    or its request, dropped by a full queue), from Linux's ``TCP_INFO``;
+    empty where the system cannot say. Unlike the clock, it tells a dropped
+    client from a slow server on a busy machine.
     """
 
     label: str
@@ -87,6 +93,7 @@ class BacklogRun:
     window: float
     replies: tuple[float | None, ...]
     outcomes: tuple[str, ...]
+    retransmits: tuple[int, ...] = ()
 
     @property
     def ok(self) -> int:
@@ -102,6 +109,14 @@ class BacklogRun:
     def late(self) -> int:
         """Clients answered, but only after ``window`` (a retransmit stall)."""
         return sum(1 for t in self.replies if t is not None and t > self.window)
+
+    @property
+    def dropped(self) -> int | None:
+        """Clients that had to send something again (part of their connection
+        was dropped); None where the system cannot say (no ``TCP_INFO``)."""
+        if not self.retransmits:
+            return None
+        return sum(1 for n in self.retransmits if n > 0)
 
     def silence(self) -> tuple[float, float]:
         """The longest stretch (from, to: seconds since the burst) in which no
@@ -166,7 +181,7 @@ def run_backlog(
     )
     thread.start()
     try:
-        replies, outcomes = _burst(server.server_address, clients, delay_ms, wait)
+        replies, outcomes, retransmits = _burst(server.server_address, clients, delay_ms, wait)
     finally:
         server.shutdown()
         thread.join(10)
@@ -179,13 +194,36 @@ def run_backlog(
         window=float(window),
         replies=tuple(replies),
         outcomes=tuple(outcomes),
+        retransmits=tuple(n for n in retransmits if n is not None) if None not in retransmits else (),
     )
+
+
+#: ``struct tcp_info`` (Linux): ``tcpi_total_retrans``, a u32 after 8 bytes and 23 u32 fields.
+_TOTAL_RETRANS = struct.Struct("=I")
+_TOTAL_RETRANS_OFFSET = 100
+
+
+def _retransmits(sock: socket.socket) -> int | None:
+    """Segments *sock*'s kernel sent again over the connection's life (its
+    SYN included); None where ``TCP_INFO`` cannot say (not Linux)."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None or not sys.platform.startswith("linux"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, _TOTAL_RETRANS_OFFSET + _TOTAL_RETRANS.size)
+    except OSError:
+        return None
+    if len(info) < _TOTAL_RETRANS_OFFSET + _TOTAL_RETRANS.size:
+        return None
+    count: int = _TOTAL_RETRANS.unpack_from(info, _TOTAL_RETRANS_OFFSET)[0]
+    return count
 
 
 def _burst(
     address: tuple[str, int], clients: int, delay_ms: float, wait: float
-) -> tuple[list[float | None], list[str]]:
-    """Open *clients* connections at once and follow each to its reply."""
+) -> tuple[list[float | None], list[str], list[int | None]]:
+    """Open *clients* connections at once and follow each to its reply;
+    also how many segments each client had to send again."""
     request = f"io {delay_ms:g}\n".encode("ascii")
     replies: list[float | None] = [None] * clients
     outcomes = ["timeout"] * clients
@@ -235,9 +273,10 @@ def _burst(
                     selector.unregister(conn)
                     pending -= 1
         finally:
+            retransmits = [_retransmits(sock) for sock in socks]
             for sock in socks:
                 sock.close()
-    return replies, outcomes
+    return replies, outcomes, retransmits
 
 
 def _failure(code: int) -> str:

@@ -9,7 +9,9 @@ the logic stays here, where it is tested (``tests/test_workbook.py``).
 * :func:`ask` / :func:`ask_datagram` talk to a server: lines over one
   stream connection, or one datagram.
 * :func:`time_wait_sockets` counts TCP sockets in TIME_WAIT on a port (Linux,
-  from ``/proc/net/tcp``); :func:`leave_time_wait` makes some.
+  from ``/proc/net/tcp``); :func:`leave_time_wait` makes some, and returns
+  the port as a :class:`ServedPort`, whose own connections alone are then
+  counted.
 * :func:`shutdown_latency` times ``shutdown()`` of any TCPServer-like class
   (these three live in :mod:`.shutdowns`).
 * :func:`close_timing` and :func:`exit_with_handler_running` show what
@@ -35,12 +37,14 @@ import textwrap
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.handlers import DatagramRequestHandler, StreamRequestHandler
 from ..core.servers import TCPServer
+from ..kernel import view as kernelview
+from ..measure.serverprocess import child_environment
 from .shutdowns import (
     describe_shutdown_latencies,
     plot_shutdown_latencies,
@@ -55,6 +59,7 @@ __all__ = [
     "ask_datagram",
     "time_wait_sockets",
     "leave_time_wait",
+    "ServedPort",
     "shutdown_latency",
     "CloseTiming",
     "close_timing",
@@ -141,24 +146,33 @@ def ask_datagram(
                     os.unlink(client_path)
 
 
-_TIME_WAIT = "06"  # the state code in /proc/net/tcp
+class ServedPort(int):
+    """A port number (it is an ``int``) that also names the connections a
+    server had on it: ``clients``, the port numbers of their client ends
+    (what :func:`leave_time_wait` returns)."""
+
+    clients: frozenset[int]
+
+    def __new__(cls, port: int, clients: Iterable[int] = ()) -> ServedPort:
+        served = super().__new__(cls, port)
+        served.clients = frozenset(clients)
+        return served
 
 
 def time_wait_sockets(port: int) -> int:
-    """How many TCP sockets with local port *port* are in TIME_WAIT (Linux)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as rows:
-                next(rows, None)
-                for row in rows:
-                    fields = row.split()
-                    local, state = fields[1], fields[3]
-                    if state == _TIME_WAIT and int(local.rsplit(":", 1)[1], 16) == port:
-                        count += 1
-        except FileNotFoundError:
-            continue
-    return count
+    """How many TCP sockets with local port *port* are in TIME_WAIT (Linux,
+    read from ``/proc/net/tcp`` and ``tcp6``).
+
+    For a :class:`ServedPort` (what :func:`leave_time_wait` returns), only
+    the server's side of its own connections: on a busy machine other
+    programs use the same port number too (a client whose own port it
+    happens to be, an earlier server's connections on it still waiting)."""
+    peers = port.clients if isinstance(port, ServedPort) else None
+    try:
+        reading = kernelview.read(kernelview.Target(port=int(port), peers=peers))
+    except kernelview.KernelViewUnavailable:
+        return 0
+    return reading.count("TIME-WAIT")
 
 
 class _ReplyOnce(StreamRequestHandler):
@@ -166,21 +180,24 @@ class _ReplyOnce(StreamRequestHandler):
         self.wfile.write(self.rfile.readline())
 
 
-def leave_time_wait(connections: int = 3, server_class: type = TCPServer) -> int:
+def leave_time_wait(connections: int = 3, server_class: type = TCPServer) -> ServedPort:
     """Serve *connections* one-line requests on a fresh port and close the
     server. The server closed each connection first, so its side of each
-    stays in TIME_WAIT (about a minute on Linux). Returns the port."""
+    stays in TIME_WAIT (about a minute on Linux). Returns the port, as a
+    :class:`ServedPort` that knows the connections' client ports."""
     server = server_class((HOST, 0), _ReplyOnce)
     port: int = server.server_address[1]
+    clients: list[int] = []
     with background(server, poll_interval=0.05):
         for i in range(connections):
             with socket.create_connection(server.server_address, timeout=5) as client:
+                clients.append(client.getsockname()[1])
                 client.sendall(f"hello {i}\n".encode())
                 # Read to EOF before closing: the server closes first, so
                 # the TIME_WAIT is on its side (its port), not the client's.
                 while client.recv(1024):
                     pass
-    return port
+    return ServedPort(port, clients)
 
 
 @dataclass(frozen=True)
@@ -268,7 +285,8 @@ def exit_with_handler_running(daemon_threads: bool, handler_seconds: float = 0.5
             capture_output=True,
             text=True,
             timeout=30,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            cwd=tmp,  # nothing in the caller's folder shadows a module
+            env=child_environment(),  # this sockserve, installed or a source tree
         )
         if proc.returncode != 0:
             raise RuntimeError(f"the demo process failed: {proc.stderr.strip()}")

@@ -19,16 +19,23 @@ whose only line is :data:`~sockserve.kernel.view.NOT_AVAILABLE`, having
 started nothing. Every wait is bounded (a few seconds at most); each
 function takes well under two seconds on loopback except :func:`burst`
 with *serve* (about one second more: a dropped SYN is retried after 1 s).
+
+A scene reads only its own connections: the listener and the connections
+of the clients it made (a :class:`~sockserve.kernel.view.Target` with their
+ports as *peers*), so other programs' sockets that use the same port
+number, or an earlier server's TIME-WAIT on it, never enter its counts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import selectors
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,9 +79,26 @@ class _Reply(StreamRequestHandler):
         self.wfile.write(self.rfile.readline())
 
 
-def _connect_nonblocking(address: Any) -> socket.socket:
+def _ours(server: Any, clients: Iterable[socket.socket | int]) -> kernelview.Target:
+    """The kernel view's target for *server* (a server or a port on
+    :data:`HOST`) that counts only the listener and the connections of
+    *clients* (sockets, or their port numbers)."""
+    target = kernelview.target_of(server)
+    assert target is not None
+    ports = frozenset(c if isinstance(c, int) else c.getsockname()[1] for c in clients)
+    return dataclasses.replace(target, host=HOST, peers=ports)
+
+
+def _client() -> socket.socket:
+    """A non-blocking client socket whose port is known before it connects."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((HOST, 0))
     sock.setblocking(False)
+    return sock
+
+
+def _connect_nonblocking(address: Any, sock: socket.socket | None = None) -> socket.socket:
+    sock = _client() if sock is None else sock
     code = sock.connect_ex(address)
     if code not in (0, errno.EINPROGRESS):
         sock.close()
@@ -97,21 +121,22 @@ def construction(request_queue_size: int = 5) -> Scene:
     server_class = type("Server", (TCPServer,), {"request_queue_size": request_queue_size})
     lines: list[str] = []
     readings: list[KernelReading] = []
+    clients: list[int] = []
     server = server_class((HOST, 0), _Reply, bind_and_activate=False)
     try:
         lines.append(f"constructed with bind_and_activate=False: a socket with no port yet "
                      f"(server_address is {server.server_address!r})")
         server.server_bind()
         port = server.server_address[1]
-        reading = kernelview.read(port)
+        reading = kernelview.read(_ours(port, clients))
         readings.append(reading)
         lines.append(f"after server_bind(): port {port} is ours; the kernel's table: {reading.summary()}")
-        lines.append(f"  a client connecting now: {_try_connect(server.server_address)}")
+        lines.append(f"  a client connecting now: {_try_connect(server.server_address, clients)}")
         server.server_activate()
-        reading = kernelview.read(server)
+        reading = kernelview.read(_ours(server, clients))
         readings.append(reading)
         lines.append(f"after server_activate(): {reading.summary()}")
-        lines.append(f"  a client connecting now: {_try_connect(server.server_address)}")
+        lines.append(f"  a client connecting now: {_try_connect(server.server_address, clients)}")
         fd = server.fileno()
         link = os.readlink(f"/proc/self/fd/{fd}")
         inode = int(link.strip("socket:[]"))
@@ -123,7 +148,7 @@ def construction(request_queue_size: int = 5) -> Scene:
     finally:
         server.server_close()
     with contextlib.suppress(kernelview.KernelViewUnavailable):
-        after = kernelview.read(port)
+        after = kernelview.read(_ours(port, clients))
         readings.append(after)
         lines.append(f"after server_close(): {after.summary()}")
     return Scene(title, tuple(lines), tuple(readings), facts={"port": port})
@@ -141,12 +166,17 @@ def states(reading: KernelReading) -> str:
     return "; ".join(parts)
 
 
-def _try_connect(address: Any) -> str:
-    try:
-        with socket.create_connection(address, timeout=2):
-            return "connected (the kernel completed the handshake; nobody has called accept() yet)"
-    except ConnectionRefusedError as exc:
-        return f"refused ({exc.strerror}): nothing listens on a port that is only bound"
+def _try_connect(address: Any, ports: list[int]) -> str:
+    """Connect to *address* and close; say what happened. The client's port goes to *ports*."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        sock.bind((HOST, 0))
+        ports.append(sock.getsockname()[1])
+        try:
+            sock.connect(address)
+        except ConnectionRefusedError as exc:
+            return f"refused ({exc.strerror}): nothing listens on a port that is only bound"
+        return "connected (the kernel completed the handshake; nobody has called accept() yet)"
 
 
 def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
@@ -178,18 +208,25 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
     accepting = 0.0
     began = time.monotonic()
     with server_class((HOST, 0), _Reply) as server:
-        sampler = kernelview.KernelSampler(server, rate=50, max_seconds=10)
+        try:
+            socks.extend(_client() for _ in range(clients))  # bound: their ports are known
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
+        target = _ours(server, socks)
+        sampler = kernelview.KernelSampler(target, rate=50, max_seconds=10)
         try:
             if serve:
                 sampler.start()
                 wait_for(lambda: bool(sampler.series().readings), 1.0)
                 time.sleep(0.1)  # a quiet moment first: the listener alone
             began = time.monotonic()
-            for _ in range(clients):
-                socks.append(_connect_nonblocking(server.server_address))
-            wait_for(lambda: (kernelview.read(server).queue or 0) >= min(clients, backlog + 1))
-            wait_for(lambda: kernelview.read(server).count("SYN-SENT", "client") >= clients - backlog - 1, 1.0)
-            reading = kernelview.read(server)
+            for sock in socks:
+                _connect_nonblocking(server.server_address, sock)
+            wait_for(lambda: (kernelview.read(target).queue or 0) >= min(clients, backlog + 1))
+            wait_for(lambda: kernelview.read(target).count("SYN-SENT", "client") >= clients - backlog - 1, 1.0)
+            reading = kernelview.read(target)
             readings.append(reading)
             lines.append(f"{clients} clients connect at once to a server with request_queue_size = {backlog}, "
                          "before it accepts anything:")
@@ -206,7 +243,7 @@ def burst(backlog: int = 2, clients: int = 6, *, serve: bool = True) -> Scene:
                          if sampler.series().readings else False, 1.0)
                 series = sampler.stop()
                 if not series.readings or series.readings[-1].at < last:
-                    series = KernelSeries(series.target, (*series.readings, kernelview.read(server)),
+                    series = KernelSeries(series.target, (*series.readings, kernelview.read(target)),
                                           series.dropped, series.stopped_by)
                 served = sum(1 for t in replies if t is not None)
                 lines.append(f"served one at a time: {served} of {clients} clients got their reply; the listen "
@@ -300,16 +337,18 @@ def handshake() -> Scene:
         listener.listen(0)
         port = listener.getsockname()[1]
         clients.append(socket.create_connection((HOST, port), timeout=2))
-        wait_for(lambda: kernelview.read(port).count("SYN-RECV") == 1)
-        reading = kernelview.read(port)
+        target = _ours(port, clients)
+        wait_for(lambda: kernelview.read(target).count("SYN-RECV") == 1)
+        reading = kernelview.read(target)
         readings.append(reading)
         lines.append("a client connected but has sent nothing yet (TCP_DEFER_ACCEPT holds it back):")
         lines.append(f"  {reading.summary()}")
         clients[0].sendall(b"hi\n")
-        wait_for(lambda: kernelview.read(port).queue == 1)
+        wait_for(lambda: kernelview.read(target).queue == 1)
         clients.append(_connect_nonblocking((HOST, port)))
-        wait_for(lambda: kernelview.read(port).count("SYN-SENT", "client") == 1, 1.0)
-        reading = kernelview.read(port)
+        target = _ours(port, clients)
+        wait_for(lambda: kernelview.read(target).count("SYN-SENT", "client") == 1, 1.0)
+        reading = kernelview.read(target)
         readings.append(reading)
         lines.append("it sends a line (now ready to accept), and a second client tries while the queue is full:")
         lines.append(f"  {reading.summary()}")
@@ -343,18 +382,21 @@ def teardown(closes_first: str = "client", connections: int = 3) -> Scene:
         return _unavailable(title)
     handler = _ReplyThenWaitForEof if closes_first == "client" else _Reply
     server_class = type("Teardown", (TCPServer,), {})
+    ports: list[int] = []
     with server_class((HOST, 0), handler) as server:
         with background(server, 0.05, close=False):
             for _ in range(connections):
                 with socket.create_connection(server.server_address, timeout=5) as client:
+                    ports.append(client.getsockname()[1])
                     client.sendall(b"hi\n")
                     client.recv(16)
                     if closes_first == "server":
                         client.recv(16)  # b"": the server's FIN came first
             wait_for(lambda: server.stats.snapshot()["completed"] == connections)
             side = "client" if closes_first == "client" else "server"
-            wait_for(lambda: kernelview.read(server).count("TIME-WAIT", side) == connections)
-            reading = kernelview.read(server)
+            target = _ours(server, ports)
+            wait_for(lambda: kernelview.read(target).count("TIME-WAIT", side) == connections)
+            reading = kernelview.read(target)
     lines = (f"{connections} exchanges, each closed first by the {closes_first}:", f"  {states(reading)}")
     return Scene(title, lines, (reading,))
 
@@ -378,21 +420,24 @@ def forgotten_close(connections: int = 3) -> Scene:
     title = "forgotten close"
     if not kernelview.available():
         return _unavailable(title)
+    ports: list[int] = []
     with _Forgetful((HOST, 0), _Reply) as server:
         server.forgotten = []
         try:
             with background(server, 0.05, close=False):
                 for _ in range(connections):
                     with socket.create_connection(server.server_address, timeout=5) as client:
+                        ports.append(client.getsockname()[1])
                         client.sendall(b"hi\n")
                         client.recv(16)
-                wait_for(lambda: kernelview.read(server).count("CLOSE-WAIT") == connections)
-                wait_for(lambda: kernelview.read(server).count("FIN-WAIT-2", "client") == connections)
-                before = kernelview.read(server)
+                target = _ours(server, ports)
+                wait_for(lambda: kernelview.read(target).count("CLOSE-WAIT") == connections)
+                wait_for(lambda: kernelview.read(target).count("FIN-WAIT-2", "client") == connections)
+                before = kernelview.read(target)
             for request in server.forgotten:
                 request.close()
-            wait_for(lambda: kernelview.read(server).count("CLOSE-WAIT") == 0)
-            after = kernelview.read(server)
+            wait_for(lambda: kernelview.read(target).count("CLOSE-WAIT") == 0)
+            after = kernelview.read(target)
         finally:
             for request in server.forgotten:
                 request.close()
