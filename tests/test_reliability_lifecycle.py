@@ -418,7 +418,10 @@ def test_everything_that_picks_a_host_defaults_to_loopback() -> None:
         from sockserve.lab import models
     except ImportError as exc:  # the lab needs the optional [lab] extras
         pytest.skip(f"lab extras not installed: {exc}")
-    assert inspect.signature(models.ServerModel).parameters["host"].default == "127.0.0.1"
+    from sockserve.lab import settings
+
+    assert inspect.signature(settings.ServerSettings).parameters["host"].default == "127.0.0.1"
+    assert models.ServerModel().settings.host == "127.0.0.1"
 
 
 def test_cli_warns_before_binding_beyond_loopback(
