@@ -145,7 +145,8 @@ for cls in (sockserve.TCPServer, sockserve.UDPServer, sockserve.ThreadingTCPServ
     print(f"{cls.__name__:20} {where_handled(cls)}")
 
 # %% [markdown]
-# One hook, three behaviours: that is the whole trick of the mixin design. The lessons on concurrency (04) measure
+# One hook on a request's path, three behaviours: that is the whole trick of the mixin design (`ForkingMixIn` also
+# uses `service_actions()`, a hook of the loop, to reap its children). The lessons on concurrency (04) measure
 # what each costs.
 #
 # ## Exercises
