@@ -76,7 +76,7 @@ def test_one_quiet_core_threading_and_forking_gain_nothing_and_say_why() -> None
     assert found[0].text == ("A quiet machine: other programs took 0.00 of your 1 core during the comparison "
                              "(0.00 to 0.00 in its rounds); the load generator used 0.05 of a core.")
     threading = by_key(found, "throughput", "threading")
-    assert threading == ("threading and plain served requests at the same rate, within noise: 0.99x "
+    assert threading == ("threading and plain served requests at rates the noise cannot tell apart: 0.99x "
                          "(95 vs 96 req/s; 0.97x to 1.01x over 3 rounds).")
     work = by_key(found, "work", "threading")
     assert work.startswith("threading is one process, so the GIL lets it run Python on at most one core")
@@ -132,7 +132,7 @@ def test_two_busy_cores_say_who_took_the_second_one() -> None:
     forking = run("forking", [82, 90, 79], cores=2, busy=1.0, others=0.8, generator=0.2)
     found = conclusions(comparison(plain, forking))
     assert found[0].text.startswith("A busy machine: other programs took 0.80 of your 2 cores")
-    assert "within noise: 1.00x (84 vs 84 req/s; 0.94x to 1.02x over 3 rounds)" in by_key(
+    assert "the noise cannot tell apart: 1.00x (84 vs 84 req/s; 0.94x to 1.02x over 3 rounds)" in by_key(
         found, "throughput", "forking")
     work = by_key(found, "work", "forking")
     assert ("Of your 2 cores, other programs took 0.80 and the load generator 0.20, "
@@ -145,7 +145,7 @@ def test_noise_covering_one_is_never_called_a_difference() -> None:
     assert spread.covers_one and spread.direction() == 0
     assert (spread.low, spread.high) == (pytest.approx(0.94), pytest.approx(1.12))
     text = by_key(conclusions(cmp), "throughput", "forking")
-    assert "within noise: 1.03x (103 vs 100 req/s; 0.94x to 1.12x over 3 rounds)" in text
+    assert "the noise cannot tell apart: 1.03x (103 vs 100 req/s; 0.94x to 1.12x over 3 rounds)" in text
     assert "more" not in text and "fewer" not in text
 
 
@@ -174,7 +174,7 @@ def test_more_work_per_cpu_second_under_the_gil_is_called_a_measurement_fault() 
     plain = run("plain", [90, 91, 92], busy=0.95, work_ms=5.0)
     threading = run("threading", [120, 121, 122], busy=0.95, work_ms=5.0)
     work = by_key(conclusions(comparison(plain, threading)), "work", "threading")
-    assert "is what the GIL rules out: the machine's speed changed between rounds; measure again." in work
+    assert "is what the GIL rules out: a CPU second bought less work in some turns than in others" in work
 
 
 # -- other workloads, flags, words -----------------------------------------------------
@@ -222,7 +222,7 @@ def test_unmeasured_cpu_claims_nothing_about_it() -> None:
             for name, rps in (("plain", 90.0), ("threading", 91.0))]
     found = conclusions(Comparison(runs=bare))
     assert [c.key for c in found] == ["throughput"]
-    assert "within noise: 1.01x (91 vs 90 req/s; one round: no spread measured)" in found[0].text
+    assert "the noise cannot tell apart: 1.01x (91 vs 90 req/s; one round: no spread measured)" in found[0].text
 
 
 def test_expected_speedup_before_measuring() -> None:

@@ -248,7 +248,7 @@ def _served(run: RunResult, base: RunResult, spread: Spread) -> str:
     figures = f"{run.throughput_rps:.0f} vs {base.throughput_rps:.0f} req/s"
     way = spread.direction()
     if way == 0:
-        return (f"{run.server} and {base.server} served requests at the same rate, within noise: "
+        return (f"{run.server} and {base.server} served requests at rates the noise cannot tell apart: "
                 f"{times(spread.value)} ({figures}; {spread.range_text()}).")
     more = "more" if way > 0 else "fewer"
     return (f"{run.server} served {times(spread.value)} {base.server}'s requests per second, {more} in "
@@ -304,8 +304,9 @@ def _cpu_work(run: RunResult, base: RunResult, spread: Spread, owner: str) -> Co
         text = (f"{run.server} is one process, so the GIL lets it run Python on at most one core, and "
                 f"its threads add no CPU to work with: {per_cpu}.")
         if work.direction() > 0:
-            text += (f" More work per CPU second than {base.server} is what the GIL rules out: the "
-                     "machine's speed changed between rounds; measure again.")
+            text += (f" More work per CPU second than {base.server} is what the GIL rules out: a CPU "
+                     "second bought less work in some turns than in others (other programs sharing the "
+                     "processor, or its clock changing); measure again.")
         elif spread.direction() > 0:
             text += (f" It served more only because it won more of the CPU{busy}: the scheduler gives "
                      "each runnable thread its turn.")

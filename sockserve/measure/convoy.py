@@ -238,8 +238,9 @@ def convoy_conclusions(result: Convoy, owner: str = "your") -> list[Conclusion]:
         else:
             text += "."
         if run.ok < run.requests:
-            text += (f" The other {run.requests - run.ok} were still waiting when their round ended, so "
-                     "these figures are the lucky ones'.")
+            left = run.requests - run.ok
+            who = "one was still waiting when its" if left == 1 else f"{left} were still waiting when their"
+            text += f" The other {who} round ended, so these figures are the lucky ones'."
         found.append(Conclusion("latency", text, (run.server,), median))
     for i, slow in enumerate(runs):
         for fast in runs[i + 1:]:
