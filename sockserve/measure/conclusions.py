@@ -273,7 +273,10 @@ def _against(run: RunResult, base: RunResult, owner: str) -> list[Conclusion]:
         if spread.direction() > 0:
             text += " The waits overlap."
         if allowed is not None:
-            text += f" At most {allowed:g}x is possible with {run.clients} clients."
+            # A bound on the limits, not on the measured ratio: a plain server
+            # that falls short of its own limit can make the ratio exceed it.
+            text += (f" With {run.clients} clients, {run.server}'s limit is {allowed:g}x "
+                     f"{base.server}'s (at most {allowed:g} requests wait at once).")
         return [Conclusion("throughput", text, names, spread.value)]
     text = f"On tiny requests: {served}"
     mine, theirs = run.server_cpu_ms, base.server_cpu_ms
