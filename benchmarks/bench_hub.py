@@ -261,14 +261,46 @@ _RATIO = re.compile(r"(\d+(?:\.\d+)?)x\b")
 _AT_MOST = re.compile(r"(?:at most|up to) (\d+(?:\.\d+)?)x", re.I)
 
 
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    """The numeric entries of *values*, and the work per CPU second where it has the CPU."""
+    found = {key: float(value) for key, value in values.items()
+             if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    if found.get("server_cpu_s") and "requests" in found:
+        found.setdefault("requests_per_cpu_s", found["requests"] / found["server_cpu_s"])
+    return found
+
+
 def _figures(comparison: dict[str, Any]) -> dict[str, float]:
-    """Every server's throughput (and any other per-run number) by name."""
+    """Every server's totals (and any other per-run number) by name."""
     figures: dict[str, float] = {}
     for run in comparison.get("runs", []):
-        for key, value in run.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                figures[f"{run.get('server')}.{key}"] = float(value)
+        for key, value in _numbers(run).items():
+            figures[f"{run.get('server')}.{key}"] = value
     return figures
+
+
+def _ratios(comparison: dict[str, Any]) -> list[float]:
+    """Every ratio a sentence may quote: of two totals, or of two servers'
+    figures in the same interleaved round (the spreads are made of those)."""
+    totals = list(_figures(comparison).values())
+    ratios = [a / b for a in totals for b in totals if b]
+    runs = comparison.get("runs", [])
+    for index in range(max((len(run.get("rounds") or ()) for run in runs), default=0)):
+        same_round = [value for run in runs if index < len(run.get("rounds") or ())
+                      for value in _numbers(run["rounds"][index]).values()]
+        ratios += [a / b for a in same_round for b in same_round if b]
+    return ratios
+
+
+def _round_ratios(comparison: dict[str, Any], server: str, base: str) -> list[float]:
+    """*server*'s throughput over *base*'s, round by round."""
+    by_server = {run.get("server"): run.get("rounds") or [] for run in comparison.get("runs", [])}
+    return [a["throughput_rps"] / b["throughput_rps"]
+            for a, b in zip(by_server.get(server, []), by_server.get(base, [])) if b.get("throughput_rps")]
+
+
+def _span(ratios: list[float]) -> str:
+    return f"{min(ratios):.2f}x to {max(ratios):.2f}x"
 
 
 def judge(conclusion: dict[str, Any], comparison: dict[str, Any]) -> str:
@@ -276,7 +308,7 @@ def judge(conclusion: dict[str, Any], comparison: dict[str, Any]) -> str:
     text = str(conclusion.get("text", ""))
     figures = _figures(comparison)
     throughput = {k.split(".")[0]: v for k, v in figures.items() if k.endswith(".throughput_rps")}
-    ratios = [a / b for a in figures.values() for b in figures.values() if b]
+    ratios = _ratios(comparison)
     problems = []
     for shown in _RATIO.findall(text):
         digits = len(shown.split(".")[1]) if "." in shown else 0
@@ -286,11 +318,22 @@ def judge(conclusion: dict[str, Any], comparison: dict[str, Any]) -> str:
     value = conclusion.get("value")
     if len(servers) >= 2 and throughput.get(servers[1]):
         measured = throughput[servers[0]] / throughput[servers[1]]
-        if isinstance(value, (int, float)) and abs(value - measured) > 0.01 * max(1.0, measured):
+        # Only a throughput conclusion's value is the throughput ratio (a work
+        # conclusion's is the cores the server kept busy).
+        if (conclusion.get("key") == "throughput" and isinstance(value, (int, float))
+                and abs(value - measured) > 0.01 * max(1.0, measured)):
             problems.append(f"value {value:.3g} but the throughputs give {measured:.3g}")
         for most in _AT_MOST.findall(text):
             if measured > float(most):
                 problems.append(f"says at most {most}x but measured {measured:.2f}x")
+        rounds = _round_ratios(comparison, servers[0], servers[1])
+        if rounds and "in every round" in text:
+            if " more in every round" in text and not all(r > 1 for r in rounds):
+                problems.append(f"says more in every round but the rounds gave {_span(rounds)}")
+            if " fewer in every round" in text and not all(r < 1 for r in rounds):
+                problems.append(f"says fewer in every round but the rounds gave {_span(rounds)}")
+        if rounds and "cannot tell apart" in text and not min(rounds) <= 1 <= max(rounds):
+            problems.append(f"says the noise cannot tell them apart but the rounds gave {_span(rounds)}")
         negated = _NEGATIVE.search(text)
         if negated and measured > 1.15:
             problems.append(f"says '{negated.group(0)}' but measured {measured:.2f}x")
