@@ -20,6 +20,7 @@ import errno
 import importlib.util
 import io
 import os
+import select
 import selectors
 import socket
 import socketserver
@@ -500,3 +501,27 @@ def test_serve_forever_works_under_eventlet(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", EVENTLET_SCRIPT, module], capture_output=True,
                             text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 0 and result.stdout.strip() == "served 3", result.stderr[-2000:]
+
+
+def test_the_loops_wait_with_select_when_poll_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``eventlet.monkey_patch()`` does to ``select`` and ``selectors``
+    after sockserve was imported, without eventlet: both loops then wait
+    with ``selectors.SelectSelector`` (looked up when they start). (The
+    stdlib's would fail here: its ``_ServerSelector`` is PollSelector,
+    bound at import.)"""
+    recording, made = _patched_selector(sockserve)
+    monkeypatch.delattr(select, "poll")
+    monkeypatch.delattr(selectors, "PollSelector")
+    monkeypatch.setattr(selectors, "SelectSelector", recording)
+    with sockserve.TCPServer(("127.0.0.1", 0), Echo) as server:
+        server.timeout = 5
+        with socket.create_connection(server.server_address, timeout=5) as client:
+            client.sendall(b"a")
+            server.handle_request()
+            assert client.recv(10) == b"A"
+        assert len(made) == 1
+        with serving(server, poll_interval=0.05):
+            with socket.create_connection(server.server_address, timeout=5) as client:
+                client.sendall(b"b")
+                assert client.recv(10) == b"B"
+        assert len(made) == 2
