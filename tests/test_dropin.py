@@ -460,6 +460,21 @@ def test_a_udp_server_works_with_a_socket_that_offers_only_recvfrom(cls: type) -
             assert client.recv(100) == word.upper()
 
 
+def test_a_socket_replaced_after_the_first_datagram_is_asked_for_recvfrom() -> None:
+    server = sockserve.UDPServer(("127.0.0.1", 0), Echo)
+    server.timeout = 5
+    with server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+        for word, wrap in ((b"one", False), (b"two", True), (b"three", False)):
+            if wrap:
+                server.socket = OnlyRecvfrom(server.socket)
+            elif isinstance(server.socket, OnlyRecvfrom):
+                server.socket = server.socket._real
+            client.sendto(word, server.server_address)
+            server.handle_request()
+            assert client.recv(100) == word.upper()
+
+
 EVENTLET_SCRIPT = textwrap.dedent(
     """
     import sys, warnings

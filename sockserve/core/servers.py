@@ -44,6 +44,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from typing import Any, cast
 
 from . import logs, socketfiles
@@ -100,6 +101,23 @@ class _PerInstance:
 
 _first_use = threading.Lock()
 _UNSET: Any = object()
+
+
+def _class_default(target: Any) -> Any:
+    """*target*'s attributes (methods bound to it) in a
+    ``types.SimpleNamespace``: what a server made by ``object.__new__`` (a
+    test double: no ``__new__``, no ``__init__``) finds as its ``stats``
+    and ledger. Not *target* itself: while a class attribute of that name
+    is an instance of a Python class, the interpreter (3.11) does not
+    specialize the instance's own lookup of the name, which every request
+    makes; a SimpleNamespace is of a built-in type, so it does."""
+    return types.SimpleNamespace(**{
+        name: getattr(target, name) for name in dir(target) if not name.startswith("__")
+    })
+
+
+#: A bare server counts nothing (statistics off), and records its requests
+#: in one ledger that all bare servers share.
 _BARE_STATS = ServerStats(enabled=False)
 _BARE_LEDGER = Ledger(_BARE_STATS)
 _getdefaulttimeout = socket.getdefaulttimeout
@@ -174,8 +192,8 @@ class BaseServer:
     # made by object.__new__ (a test double) gets these plain class-level
     # defaults instead: statistics that count nothing, and a ledger shared
     # by all such servers.
-    stats: ServerStats = _BARE_STATS
-    _ledger: Ledger = _BARE_LEDGER
+    stats: ServerStats = _class_default(_BARE_STATS)
+    _ledger: Ledger = _class_default(_BARE_LEDGER)
     _accept_backoff: float = 0.0
     _loop_lock = _PerInstance(lambda server: threading.Lock())
     _loop: Loop | None = None
@@ -627,7 +645,10 @@ class UDPServer(TCPServer):
     allow_reuse_port: bool = False
     socket_type: int = socket.SOCK_DGRAM
     max_packet_size: int = 8192
-    _datagram_buffer: memoryview | None = None
+    # get_request's buffer (at least max_packet_size bytes), and the plain
+    # socket it was made for (None: none yet).
+    _datagram_buffer: memoryview = memoryview(b"")
+    _datagram_socket: socket.socket | None = None
 
     def get_request(self) -> tuple[Any, Any]:
         """Read one datagram: ``((data, self.socket), client_address)``.
@@ -642,13 +663,21 @@ class UDPServer(TCPServer):
         the standard library does."""
         sock = self.socket
         size = self.max_packet_size
-        if type(sock) is not _PLAIN_SOCKET:
-            data, client_address = sock.recvfrom(size)
-            return (data, sock), client_address
+        if sock is not self._datagram_socket:
+            if type(sock) is not _PLAIN_SOCKET:
+                data, client_address = sock.recvfrom(size)
+                return (data, sock), client_address
+            self._datagram_buffer = memoryview(bytearray(size))
+            self._datagram_socket = sock
         buffer = self._datagram_buffer
-        if buffer is None or len(buffer) != size:
+        try:
+            length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
+        except ValueError:
+            if size <= len(buffer):
+                raise
+            # max_packet_size grew past the buffer (nothing was received).
             buffer = self._datagram_buffer = memoryview(bytearray(size))
-        length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
+            length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
         if length > size:
             self.stats.note_truncated()
             length = size
