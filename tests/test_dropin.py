@@ -88,6 +88,15 @@ def test_the_module_names_are_the_same_modules() -> None:
     assert getattr(sockserve, "BufferedIOBase", None) is io.BufferedIOBase
 
 
+def _handle_one_request(server: Any, word: bytes) -> None:
+    """Send *word* to *server* and have ``handle_request()`` echo it upper-cased."""
+    server.timeout = 5
+    with socket.create_connection(server.server_address, timeout=5) as client:
+        client.sendall(word)
+        server.handle_request()
+        assert client.recv(10) == word.upper()
+
+
 def _patched_selector(module: Any) -> tuple[type, list[Any]]:
     made: list[Any] = []
 
@@ -112,11 +121,7 @@ def test_a_patched_server_selector_is_the_one_the_loops_use(module: Any,
     recording, made = _patched_selector(module)
     monkeypatch.setattr(module, "_ServerSelector", recording)
     with module.TCPServer(("127.0.0.1", 0), Echo) as server:
-        server.timeout = 5
-        with socket.create_connection(server.server_address, timeout=5) as client:
-            client.sendall(b"a")
-            server.handle_request()
-            assert client.recv(10) == b"A"
+        _handle_one_request(server, b"a")
         assert made, "handle_request did not use the patched _ServerSelector"
         made.clear()
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -529,11 +534,7 @@ def test_the_loops_wait_with_select_when_poll_is_gone(monkeypatch: pytest.Monkey
     monkeypatch.delattr(selectors, "PollSelector")
     monkeypatch.setattr(selectors, "SelectSelector", recording)
     with sockserve.TCPServer(("127.0.0.1", 0), Echo) as server:
-        server.timeout = 5
-        with socket.create_connection(server.server_address, timeout=5) as client:
-            client.sendall(b"a")
-            server.handle_request()
-            assert client.recv(10) == b"A"
+        _handle_one_request(server, b"a")
         assert len(made) == 1
         with serving(server, poll_interval=0.05):
             with socket.create_connection(server.server_address, timeout=5) as client:
