@@ -104,7 +104,7 @@ _UNSET: Any = object()
 
 
 def _class_default(target: Any) -> Any:
-    """*target*'s attributes (methods bound to it) in a
+    """*target*'s public attributes (methods bound to it) in a
     ``types.SimpleNamespace``: what a server made by ``object.__new__`` (a
     test double: no ``__new__``, no ``__init__``) finds as its ``stats``
     and ledger. Not *target* itself: while a class attribute of that name
@@ -112,7 +112,7 @@ def _class_default(target: Any) -> Any:
     specialize the instance's own lookup of the name, which every request
     makes; a SimpleNamespace is of a built-in type, so it does."""
     return types.SimpleNamespace(**{
-        name: getattr(target, name) for name in dir(target) if not name.startswith("__")
+        name: getattr(target, name) for name in dir(target) if not name.startswith("_")
     })
 
 
