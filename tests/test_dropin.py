@@ -9,9 +9,9 @@ written from the issue's description, and most run the same code against
 the standard library's module first (``MODULES``), so a test that the
 stdlib fails is a wrong test, not a finding.
 
-The ones marked ``xfail(strict=True)`` fail on today's core (``sockserve/core``
-is being restructured; the core fix removes the marker). Where the fix is
-names on the package itself, they belong in ``sockserve/__init__.py``.
+The names themselves live in ``sockserve/__init__.py``; the servers read
+``socket`` and ``_ServerSelector`` from the package when they make a socket
+or start a loop.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import errno
 import importlib.util
 import io
 import os
+import select
 import selectors
 import socket
 import socketserver
@@ -37,8 +38,6 @@ import pytest
 import sockserve
 
 from conftest import serving
-
-CORE_23 = pytest.mark.xfail(strict=True, reason="issue 23: core fix pending")
 
 MODULES = [pytest.param(socketserver, id="stdlib"), pytest.param(sockserve, id="sockserve")]
 
@@ -76,19 +75,26 @@ def test_the_list_covers_this_python() -> None:
     assert here <= STDLIB_NAMES, sorted(here - STDLIB_NAMES)
 
 
-@CORE_23
 def test_every_stdlib_top_level_name_exists_on_sockserve() -> None:
     missing = sorted(name for name in STDLIB_NAMES if not hasattr(sockserve, name))
     assert missing == []
 
 
-@CORE_23
 def test_the_module_names_are_the_same_modules() -> None:
     for name in ("os", "selectors", "socket", "sys", "threading"):
         assert getattr(sockserve, name, None) is sys.modules[name], name
     # The stdlib's ``time`` is time.monotonic (``from time import monotonic as time``).
     assert getattr(sockserve, "time", None) is time.monotonic
     assert getattr(sockserve, "BufferedIOBase", None) is io.BufferedIOBase
+
+
+def _handle_one_request(server: Any, word: bytes) -> None:
+    """Send *word* to *server* and have ``handle_request()`` echo it upper-cased."""
+    server.timeout = 5
+    with socket.create_connection(server.server_address, timeout=5) as client:
+        client.sendall(word)
+        server.handle_request()
+        assert client.recv(10) == word.upper()
 
 
 def _patched_selector(module: Any) -> tuple[type, list[Any]]:
@@ -104,7 +110,7 @@ def _patched_selector(module: Any) -> tuple[type, list[Any]]:
 
 @pytest.mark.parametrize("module", [
     pytest.param(socketserver, id="stdlib"),
-    pytest.param(sockserve, id="sockserve", marks=CORE_23),
+    pytest.param(sockserve, id="sockserve"),
 ])
 def test_a_patched_server_selector_is_the_one_the_loops_use(module: Any,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,11 +121,7 @@ def test_a_patched_server_selector_is_the_one_the_loops_use(module: Any,
     recording, made = _patched_selector(module)
     monkeypatch.setattr(module, "_ServerSelector", recording)
     with module.TCPServer(("127.0.0.1", 0), Echo) as server:
-        server.timeout = 5
-        with socket.create_connection(server.server_address, timeout=5) as client:
-            client.sendall(b"a")
-            server.handle_request()
-            assert client.recv(10) == b"A"
+        _handle_one_request(server, b"a")
         assert made, "handle_request did not use the patched _ServerSelector"
         made.clear()
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -134,7 +136,6 @@ def test_a_patched_server_selector_is_the_one_the_loops_use(module: Any,
         assert made, "serve_forever did not use the patched _ServerSelector"
 
 
-@CORE_23
 def test_socket_writer_is_the_stdlibs_writer() -> None:
     """``socketserver._SocketWriter(conn)`` in a handler: a writable binary
     stream that sends everything it is given and says how much."""
@@ -151,7 +152,6 @@ def test_socket_writer_is_the_stdlibs_writer() -> None:
         assert right.recv(10) == b"hello"
 
 
-@CORE_23
 def test_threads_and_no_threads_are_what_threading_mixin_keeps() -> None:
     assert isinstance(sockserve.ThreadingMixIn._threads, sockserve._NoThreads)  # type: ignore[attr-defined]
     no_threads = sockserve._NoThreads()  # type: ignore[attr-defined]
@@ -217,13 +217,11 @@ def test_the_stdlib_sees_socketserver_socket_patched(cls: type, tmp_path: Any) -
     _construct_under_a_patched_socket(cls, "socketserver.socket", _address(cls, tmp_path))
 
 
-@CORE_23
 @pytest.mark.parametrize("cls", PATCHABLE, ids=lambda cls: cls.__name__)
 def test_patching_sockserve_socket_reaches_every_server_made_afterwards(cls: type, tmp_path: Any) -> None:
     _construct_under_a_patched_socket(cls, "sockserve.socket", _address(cls, tmp_path))
 
 
-@CORE_23
 @pytest.mark.parametrize("cls", PATCHABLE, ids=lambda cls: cls.__name__)
 def test_patching_socketserver_socket_after_the_swap_reaches_every_server(
         cls: type, tmp_path: Any, swapped: None) -> None:
@@ -231,7 +229,6 @@ def test_patching_socketserver_socket_after_the_swap_reaches_every_server(
     _construct_under_a_patched_socket(cls, "socketserver.socket", _address(cls, tmp_path))
 
 
-@CORE_23
 def test_sliplibs_slipserver_test_passes_after_the_swap(swapped: None) -> None:
     """tests/unit/test_slipserver.py of sliplib, reduced to what it does:
     a TCPServer subclass that wraps ``self.socket`` after ``__init__``,
@@ -274,7 +271,7 @@ def _pending_connection(listener: socket.socket) -> bool:
 
 @pytest.mark.parametrize("module", [
     pytest.param(socketserver, id="stdlib"),
-    pytest.param(sockserve, id="sockserve", marks=CORE_23),
+    pytest.param(sockserve, id="sockserve"),
 ])
 @pytest.mark.parametrize("host", ["127.0.0.1", ""])
 def test_a_failed_tcp_bind_connects_to_nobody(module: Any, host: str) -> None:
@@ -290,7 +287,7 @@ def test_a_failed_tcp_bind_connects_to_nobody(module: Any, host: str) -> None:
 
 @pytest.mark.parametrize("module", [
     pytest.param(socketserver, id="stdlib"),
-    pytest.param(sockserve, id="sockserve", marks=CORE_23),
+    pytest.param(sockserve, id="sockserve"),
 ])
 def test_a_failed_unix_bind_connects_to_nobody(module: Any, sock_dir: str) -> None:
     path = os.path.join(sock_dir, "held.sock")
@@ -309,7 +306,7 @@ UNIX_CLASSES = [cls for cls in PATCHABLE if cls.address_family == socket.AF_UNIX
 @pytest.mark.parametrize("cls", [
     pytest.param(getattr(socketserver, name), id=f"stdlib-{name}")
     for name in ("UnixStreamServer", "UnixDatagramServer", "ThreadingUnixStreamServer")
-] + [pytest.param(cls, id=cls.__name__, marks=CORE_23) for cls in UNIX_CLASSES])
+] + [pytest.param(cls, id=cls.__name__) for cls in UNIX_CLASSES])
 @pytest.mark.parametrize("served", [False, True], ids=["unused", "served"])
 def test_unlinking_the_socket_file_after_server_close_never_fails(cls: type, served: bool,
                                                                   sock_dir: str) -> None:
@@ -391,7 +388,6 @@ BARE_CLASSES = ["TCPServer", "UDPServer", "ThreadingTCPServer", "UnixStreamServe
 
 @pytest.mark.parametrize("how", ["object.__new__", "mocked __init__"])
 @pytest.mark.parametrize("name", BARE_CLASSES)
-@CORE_23
 def test_every_hook_of_a_server_whose_init_never_ran_works_as_on_the_stdlib(
         name: str, how: str, capsys: pytest.CaptureFixture[str]) -> None:
     """handle_error, repr and the other hooks on a bare server: whatever
@@ -413,7 +409,6 @@ def test_every_hook_of_a_server_whose_init_never_ran_works_as_on_the_stdlib(
     assert worse == {}, f"hooks that work on the stdlib's bare server and fail on sockserve's: {worse}"
 
 
-@CORE_23
 @pytest.mark.parametrize("how", ["object.__new__", "mocked __init__"])
 def test_repr_and_handle_error_of_a_bare_server_say_something(
         how: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -456,9 +451,9 @@ class OnlyRecvfrom:
 @pytest.mark.parametrize("cls", [
     pytest.param(socketserver.UDPServer, id="stdlib-UDPServer"),
     pytest.param(socketserver.ThreadingUDPServer, id="stdlib-ThreadingUDPServer"),
-    pytest.param(sockserve.UDPServer, id="UDPServer", marks=CORE_23),
-    pytest.param(sockserve.ThreadingUDPServer, id="ThreadingUDPServer", marks=CORE_23),
-    pytest.param(sockserve.ThreadPoolUDPServer, id="ThreadPoolUDPServer", marks=CORE_23),
+    pytest.param(sockserve.UDPServer, id="UDPServer"),
+    pytest.param(sockserve.ThreadingUDPServer, id="ThreadingUDPServer"),
+    pytest.param(sockserve.ThreadPoolUDPServer, id="ThreadPoolUDPServer"),
 ])
 def test_a_udp_server_works_with_a_socket_that_offers_only_recvfrom(cls: type) -> None:
     server = cls(("127.0.0.1", 0), Echo)
@@ -467,6 +462,21 @@ def test_a_udp_server_works_with_a_socket_that_offers_only_recvfrom(cls: type) -
         client.settimeout(5)
         for word in (b"one", b"two"):
             client.sendto(word, server.server_address)
+            assert client.recv(100) == word.upper()
+
+
+def test_a_socket_replaced_after_the_first_datagram_is_asked_for_recvfrom() -> None:
+    server = sockserve.UDPServer(("127.0.0.1", 0), Echo)
+    server.timeout = 5
+    with server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+        for word, wrap in ((b"one", False), (b"two", True), (b"three", False)):
+            if wrap:
+                server.socket = OnlyRecvfrom(server.socket)
+            elif isinstance(server.socket, OnlyRecvfrom):
+                server.socket = server.socket._real
+            client.sendto(word, server.server_address)
+            server.handle_request()
             assert client.recv(100) == word.upper()
 
 
@@ -501,7 +511,7 @@ EVENTLET_SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("module", [
     pytest.param("socketserver", id="stdlib"),
-    pytest.param("sockserve", id="sockserve", marks=CORE_23),
+    pytest.param("sockserve", id="sockserve"),
 ])
 def test_serve_forever_works_under_eventlet(module: str) -> None:
     # Looked up, not imported: importing eventlet here would install its
@@ -511,3 +521,23 @@ def test_serve_forever_works_under_eventlet(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", EVENTLET_SCRIPT, module], capture_output=True,
                             text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert result.returncode == 0 and result.stdout.strip() == "served 3", result.stderr[-2000:]
+
+
+def test_the_loops_wait_with_select_when_poll_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``eventlet.monkey_patch()`` does to ``select`` and ``selectors``
+    after sockserve was imported, without eventlet: both loops then wait
+    with ``selectors.SelectSelector`` (looked up when they start). (The
+    stdlib's would fail here: its ``_ServerSelector`` is PollSelector,
+    bound at import.)"""
+    recording, made = _patched_selector(sockserve)
+    monkeypatch.delattr(select, "poll")
+    monkeypatch.delattr(selectors, "PollSelector")
+    monkeypatch.setattr(selectors, "SelectSelector", recording)
+    with sockserve.TCPServer(("127.0.0.1", 0), Echo) as server:
+        _handle_one_request(server, b"a")
+        assert len(made) == 1
+        with serving(server, poll_interval=0.05):
+            with socket.create_connection(server.server_address, timeout=5) as client:
+                client.sendall(b"b")
+                assert client.recv(10) == b"B"
+        assert len(made) == 2

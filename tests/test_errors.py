@@ -7,7 +7,17 @@ import socket
 
 import pytest
 
-from sockserve.core.errors import StaleUnixSocketError, explain_bind_error, format_address
+import sockserve
+from sockserve.core import errors
+from sockserve.core.errors import (
+    BOUND,
+    LISTENING,
+    TIME_WAIT,
+    StaleUnixSocketError,
+    explain_bind_error,
+    format_address,
+    port_holder,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,3 +61,54 @@ def test_unknown_errors_pass_through_unchanged() -> None:
 def test_stale_socket_error_is_an_eaddrinuse_oserror() -> None:
     exc = StaleUnixSocketError(errno.EADDRINUSE, "stale")
     assert isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+
+
+# -- what the kernel lists on a port (read after EADDRINUSE, no connection made) ----------
+
+
+def test_port_holder_reads_a_listener_a_bound_datagram_socket_and_nothing() -> None:
+    with socket.socket() as listener, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagram, \
+            socket.socket() as bound_only:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        datagram.bind(("127.0.0.1", 0))
+        bound_only.bind(("127.0.0.1", 0))  # the port is ours, and not in the kernel's table
+        assert port_holder(listener.getsockname()[1], socket.SOCK_STREAM) == LISTENING
+        assert port_holder(datagram.getsockname()[1], socket.SOCK_DGRAM) == BOUND
+        assert port_holder(bound_only.getsockname()[1], socket.SOCK_STREAM) is None
+
+
+def test_an_unreadable_kernel_table_gives_the_plain_advice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(errors, "PROC_NET", {socket.SOCK_STREAM: ("/nonexistent/tcp",)})
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert port_holder(port, socket.SOCK_STREAM) is None
+        with socket.socket() as second, pytest.raises(OSError) as caught:
+            errors.bind_explained(second, ("127.0.0.1", port), socket.AF_INET)
+    assert caught.value.errno == errno.EADDRINUSE
+    message = str(caught.value)
+    assert f"127.0.0.1:{port} is already in use (EADDRINUSE)" in message
+    assert "port 0" in message and "allow_reuse_address" in message
+
+
+@pytest.mark.parametrize(
+    "holder, phrase",
+    [(LISTENING, "a server listens on that port"), (TIME_WAIT, "TIME_WAIT"),
+     (BOUND, "another socket is bound"), (None, "another socket holds it")],
+)
+def test_eaddrinuse_advice_follows_what_the_kernel_lists(holder: str | None, phrase: str) -> None:
+    better = explain_bind_error(OSError(errno.EADDRINUSE, "raw"), ("127.0.0.1", 8000), socket.AF_INET, holder)
+    assert type(better) is OSError and better.errno == errno.EADDRINUSE
+    assert "127.0.0.1:8000" in str(better) and phrase in str(better)
+
+
+def test_a_failed_udp_bind_says_the_port_is_bound() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        with pytest.raises(OSError) as caught:
+            sockserve.UDPServer(("127.0.0.1", port), sockserve.DatagramRequestHandler)
+    assert caught.value.errno == errno.EADDRINUSE
+    assert "another socket is bound to that port" in str(caught.value)

@@ -362,6 +362,29 @@ def test_datagram_longer_than_max_packet_size_is_cut_and_counted(cls: type, sock
         assert server.stats.truncated == 1  # exactly max_packet_size is not truncated
 
 
+def test_max_packet_size_changed_between_datagrams_holds_for_the_next_one() -> None:
+    """get_request keeps one buffer: a larger max_packet_size set on the
+    server (or its class) after a datagram was read still gets whole datagrams
+    of the new size, a smaller one cuts and counts as before."""
+    server = sockserve.UDPServer(("127.0.0.1", 0), PacketLength)
+    server.timeout = 5
+    with server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+
+        def length_of(size: int) -> bytes:
+            client.sendto(b"x" * size, server.server_address)
+            server.handle_request()
+            return client.recv(100)
+
+        assert length_of(100) == b"100\n"
+        server.max_packet_size = 20_000
+        assert length_of(15_000) == b"15000\n"
+        assert server.stats.truncated == 0
+        server.max_packet_size = 50
+        assert length_of(100) == b"50\n"
+        assert server.stats.truncated == 1
+
+
 @pytest.mark.parametrize("cls", STREAM_CLASSES, ids=class_id)
 def test_binary_garbage_does_not_stop_a_stream_server(cls: type, sock_dir: str) -> None:
     rng = random.Random(7)

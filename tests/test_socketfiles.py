@@ -1,5 +1,7 @@
 """Unix socket files: a mode set without a race, concurrent starts on a stale
-path, and removal of nothing but the file a server created.
+path, stale files told from the kernel's list without connecting to anyone,
+the file kept on close by default (as the standard library does) and, with
+``remove_socket_file = True``, removal of nothing but the file a server created.
 
 Parametrized over every Unix server class (stream and datagram; plain,
 threading, forking, thread-pool and prefork variants) and AsyncioServer.
@@ -151,7 +153,7 @@ def test_socket_mode_is_the_files_mode_whatever_the_umask(
 ) -> None:
     umask(mask)
     path = os.path.join(sock_dir, "moded.sock")
-    server = make(cls, path, socket_mode=requested)
+    server = make(cls, path, socket_mode=requested, remove_socket_file=True)
     umask(0o022)
     with serving(server, poll_interval=0.05):
         assert stat.S_IMODE(os.lstat(path).st_mode) == requested
@@ -189,8 +191,8 @@ def test_two_servers_starting_at_once_on_a_stale_path(
         leave_stale_file(path, cls)
         first_probed = threading.Event()
 
-        def slow_first_probe(address: Any, sock_type: int) -> bool:
-            stale = real_is_stale(address, sock_type)
+        def slow_first_probe(address: Any, info: os.stat_result) -> bool | None:
+            stale = real_is_stale(address, info)
             if not first_probed.is_set():
                 first_probed.set()
                 time.sleep(0.3)
@@ -202,7 +204,7 @@ def test_two_servers_starting_at_once_on_a_stale_path(
 
         def start() -> None:
             try:
-                servers.append(make(cls, path, replace_stale_socket=True))
+                servers.append(make(cls, path, replace_stale_socket=True, remove_socket_file=True))
             except OSError as exc:
                 errors.append(exc)
 
@@ -292,13 +294,63 @@ def test_the_directory_lock_serialises_binds(sock_dir: str) -> None:
     assert released and bound_at >= released[0]
 
 
-# -- removal ---------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", UNIX_PLAIN, ids=class_id)
+def test_staleness_is_read_from_the_kernel_without_connecting(
+    cls: type, sock_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = os.path.join(sock_dir, "looked-up.sock")
+    leave_stale_file(path, cls)
+
+    def no_connect(sock: socket.socket, address: Any) -> None:
+        raise AssertionError(f"connected to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_connect)
+    with pytest.raises(StaleUnixSocketError):
+        make(cls, path)
+    monkeypatch.setattr(socketfiles, "PROC_NET_UNIX", os.path.join(sock_dir, "no-such-list"))
+    with pytest.raises(OSError) as caught:  # no list to read: not called stale
+        make(cls, path, replace_stale_socket=True)
+    assert caught.value.errno == errno.EADDRINUSE
+    assert not isinstance(caught.value, StaleUnixSocketError)
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)  # nothing removed
+
+
+def test_a_socket_listed_under_a_relative_path_of_that_name_is_never_taken_for_stale(
+    sock_dir: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bound as "same.sock" from another directory: the kernel lists the
+    # relative name only, which may be this file, so it is left alone.
+    path = os.path.join(sock_dir, "same.sock")
+    leave_stale_file(path, sockserve.UnixStreamServer)
+    monkeypatch.chdir(tmp_path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as elsewhere:
+        elsewhere.bind("same.sock")
+        with pytest.raises(OSError) as caught:
+            make(sockserve.UnixStreamServer, path, replace_stale_socket=True)
+    assert not isinstance(caught.value, StaleUnixSocketError)
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+# -- on close ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [c for c in UNIX_CLASSES if c is not AsyncioServer], ids=class_id)
+def test_close_keeps_the_socket_file_by_default(cls: type, sock_dir: str) -> None:
+    """As the standard library does: code written for it removes the file
+    itself after server_close(), and must not find it gone."""
+    path = os.path.join(sock_dir, "kept.sock")
+    server = make(cls, path)
+    made = identity(path)
+    with serving(server, poll_interval=0.05):
+        assert talk(cls, path, sock_dir) == b"ping\n"
+    assert identity(path) == made
+    os.unlink(path)
 
 
 @pytest.mark.parametrize("cls", UNIX_CLASSES, ids=class_id)
 def test_close_removes_the_socket_file_it_created(cls: type, sock_dir: str) -> None:
     path = os.path.join(sock_dir, "own.sock")
-    server = make(cls, path)
+    server = make(cls, path, remove_socket_file=True)
     with serving(server, poll_interval=0.05):
         assert talk(cls, path, sock_dir) == b"ping\n"
     assert not os.path.lexists(path)
@@ -307,7 +359,7 @@ def test_close_removes_the_socket_file_it_created(cls: type, sock_dir: str) -> N
 @pytest.mark.parametrize("cls", UNIX_CLASSES, ids=class_id)
 def test_close_never_removes_a_regular_file_at_its_path(cls: type, sock_dir: str) -> None:
     path = os.path.join(sock_dir, "replaced.sock")
-    server = make(cls, path)
+    server = make(cls, path, remove_socket_file=True)
     try:
         os.unlink(path)
         with open(path, "w") as f:
@@ -321,9 +373,9 @@ def test_close_never_removes_a_regular_file_at_its_path(cls: type, sock_dir: str
 @pytest.mark.parametrize("cls", UNIX_CLASSES, ids=class_id)
 def test_close_never_removes_another_servers_socket_file(cls: type, sock_dir: str) -> None:
     path = os.path.join(sock_dir, "taken.sock")
-    first = make(cls, path)
+    first = make(cls, path, remove_socket_file=True)
     os.unlink(path)  # someone removed it; another server binds the path
-    second = make(cls, path)
+    second = make(cls, path, remove_socket_file=True)
     try:
         first.server_close()
         assert identity(path) == tuple(second._socket_file[:2])
@@ -341,7 +393,7 @@ def test_close_never_removes_a_symlink_at_its_path(cls: type, sock_dir: str) -> 
     target = os.path.join(sock_dir, "elsewhere")
     with open(target, "w") as f:
         f.write("kept")
-    server = make(cls, path)
+    server = make(cls, path, remove_socket_file=True)
     try:
         os.unlink(path)
         os.symlink(target, path)
@@ -353,7 +405,7 @@ def test_close_never_removes_a_symlink_at_its_path(cls: type, sock_dir: str) -> 
 @pytest.mark.parametrize("cls", UNIX_CLASSES, ids=class_id)
 def test_a_forked_process_closing_the_server_leaves_the_file(cls: type, sock_dir: str) -> None:
     path = os.path.join(sock_dir, "inherited.sock")
-    server = make(cls, path)
+    server = make(cls, path, remove_socket_file=True)
     try:
         pid = os.fork()
         if pid == 0:  # the child: close its copy of the server, as a handler might

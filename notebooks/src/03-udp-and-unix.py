@@ -96,18 +96,18 @@ with background(sockserve.UnixStreamServer(path, Echo)) as server:
 print("file still there after server_close():", os.path.exists(path))
 
 # %% [markdown]
-# sockserve removes the socket file it created when the server closes. The standard library leaves it behind, and
-# then the next run cannot bind:
+# `server_close()` closed the socket but left the file, as the standard library does (code written for it removes
+# the file itself afterwards, and must find it there). The next run on that path then cannot bind; here is the
+# standard library's server trying:
 
 # %% tags=["raises-exception"]
-old = socketserver.UnixStreamServer(path, socketserver.StreamRequestHandler)
-old.server_close()
-print("file left behind by socketserver:", os.path.exists(path))
-socketserver.UnixStreamServer(path, socketserver.StreamRequestHandler)   # the second run
+socketserver.UnixStreamServer(path, socketserver.StreamRequestHandler)   # the next run
 
 # %% [markdown]
-# A bare `Address already in use`, although nothing listens. sockserve recognises such a *stale* file (it tries to
-# connect: nobody answers) and says so; set `replace_stale_socket = True` on the class to remove it and bind:
+# A bare `Address already in use`, although nothing listens. sockserve recognises such a *stale* file (the kernel's
+# list of Unix sockets, `/proc/net/unix`, has no socket bound to it; nobody is connected to, to find out) and says
+# so. Set `replace_stale_socket = True` on the class to remove a stale file and bind, and `remove_socket_file = True`
+# to have `server_close()` remove the file the server made:
 
 # %%
 try:
@@ -118,10 +118,12 @@ except OSError as exc:
 
 class Restartable(sockserve.UnixStreamServer):
     replace_stale_socket = True
+    remove_socket_file = True
 
 
 with background(Restartable(path, Echo)) as server:
     print(ask(path, b"bound over the stale file\n"))
+print("file still there after server_close():", os.path.exists(path))
 
 # %% [markdown]
 # **Is a Unix socket faster than TCP on loopback?** Here is the median time of one small round trip on one open
@@ -143,10 +145,11 @@ with background(tcp), background(unix):
 
 # %%
 server_path = os.path.join(workdir, "shout.sock")
+client_path = os.path.join(workdir, "client.sock")
 with background(sockserve.UnixDatagramServer(server_path, Shout)) as server:
-    reply = ask_datagram(server_path, b"hello", client_path=os.path.join(workdir, "client.sock"))
+    reply = ask_datagram(server_path, b"hello", client_path=client_path)
     print("reply:", reply)
-print("files left in the work directory:", sorted(os.listdir(workdir)))
+print("client's socket file left behind:", os.path.exists(client_path))
 
 # %% [markdown]
 # ## Exercises

@@ -14,7 +14,10 @@ import os
 import socket
 from typing import Any
 
-__all__ = ["bind_explained", "explain_bind_error", "format_address", "someone_listens", "StaleUnixSocketError"]
+__all__ = [
+    "bind_explained", "explain_bind_error", "format_address", "port_holder", "StaleUnixSocketError",
+    "LISTENING", "TIME_WAIT", "BOUND",
+]
 
 
 class StaleUnixSocketError(FileExistsError):
@@ -43,25 +46,37 @@ def format_address(address: Any) -> str:
     return repr(address)
 
 
-def _advice(code: int | None, where: str, family: int, listening: bool | None) -> str | None:
+def _advice(code: int | None, where: str, family: int, holder: str | None) -> str | None:
     unix = family == getattr(socket, "AF_UNIX", object())
     if code == errno.EADDRINUSE:
-        if not unix and listening is False:
-            return (
-                f"{where} is still in use (EADDRINUSE) although no server listens "
-                "there: connections of a server that stopped moments ago wait in "
-                "TIME_WAIT for about a minute; set allow_reuse_address = True on the "
-                "server class (the old one too, on Linux), or pass port 0 for a free port"
-            )
         if unix:
             return (
                 f"{where} is already in use (EADDRINUSE): a file exists at that "
                 "path; stop the server that owns it, remove the file, or choose "
                 "another path"
             )
+        if holder == LISTENING:
+            return (
+                f"{where} is already in use (EADDRINUSE): a server listens on that port; "
+                "pass port 0 for a free port, or stop the other server"
+            )
+        if holder == TIME_WAIT:
+            return (
+                f"{where} is still in use (EADDRINUSE) although no server listens "
+                "there: connections of a server that stopped moments ago wait in "
+                "TIME_WAIT for about a minute; set allow_reuse_address = True on the "
+                "server class (the old one too, on Linux), or pass port 0 for a free port"
+            )
+        if holder == BOUND:
+            return (
+                f"{where} is already in use (EADDRINUSE): another socket is bound to that "
+                "port; pass port 0 for a free port, or stop the program that holds it"
+            )
         return (
-            f"{where} is already in use (EADDRINUSE): another server holds it; "
-            "pass port 0 for a free port, or stop the other server"
+            f"{where} is already in use (EADDRINUSE): another socket holds it (a server, "
+            "or connections of one that stopped moments ago, in TIME_WAIT); pass port 0 "
+            "for a free port, stop the other server, or set allow_reuse_address = True "
+            "on the server class"
         )
     if code == errno.EADDRNOTAVAIL:
         return (
@@ -94,14 +109,16 @@ def _advice(code: int | None, where: str, family: int, listening: bool | None) -
 
 
 def explain_bind_error(
-    exc: OSError, address: Any, family: int, listening: bool | None = None
+    exc: OSError, address: Any, family: int, holder: str | None = None
 ) -> OSError:
     """Return an error like *exc* whose message tells the reader what to do.
 
     The result is of the same type as *exc* and carries the same ``errno``;
-    errors this module has no advice for come back unchanged. *listening*
-    (for EADDRINUSE) says whether a server was found listening on the
-    address: False means the port is held only by connections in TIME_WAIT.
+    errors this module has no advice for come back unchanged. *holder* (for
+    EADDRINUSE on a port) is what the kernel lists on that port, as
+    :func:`port_holder` says: :data:`LISTENING`, :data:`TIME_WAIT` (only
+    connections in TIME_WAIT), :data:`BOUND` (a datagram socket), or None
+    (nothing read: the message names the likely causes).
     """
     where = format_address(address)
     if isinstance(exc, socket.gaierror):
@@ -111,7 +128,7 @@ def explain_bind_error(
             f"machine can resolve ({exc.strerror}); use 127.0.0.1 for loopback only"
         )
         return socket.gaierror(exc.errno, message)
-    text = _advice(exc.errno, where, family, listening)
+    text = _advice(exc.errno, where, family, holder)
     if text is None:
         return exc
     # OSError(errno, text) picks the matching subclass (PermissionError for
@@ -122,41 +139,61 @@ def explain_bind_error(
     return better
 
 
-def someone_listens(address: Any, family: int) -> bool | None:
-    """After EADDRINUSE: does a server listen on *address*? Probed with one
-    connect() over loopback only (a wildcard host is probed on loopback);
-    None when the address is not loopback, so nothing is sent anywhere."""
-    import ipaddress
+#: What :func:`port_holder` finds on a port.
+LISTENING, TIME_WAIT, BOUND = "listening", "time-wait", "bound"
 
-    host, port = address[0], address[1]
-    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
-    host = wildcard.get(host, host)
-    try:
-        if not ipaddress.ip_address(host).is_loopback:
-            return None
-    except ValueError:
-        return None if host != "localhost" else someone_listens(("127.0.0.1", port), family)
-    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect((host, port))
-    except ConnectionRefusedError:
-        return False
-    except OSError:
+#: The kernel's tables of this network namespace's sockets, by socket type.
+PROC_NET: dict[int, tuple[str, ...]] = {
+    socket.SOCK_STREAM: ("/proc/net/tcp", "/proc/net/tcp6"),
+    socket.SOCK_DGRAM: ("/proc/net/udp", "/proc/net/udp6"),
+}
+_TCP_LISTEN, _TCP_TIME_WAIT = "0A", "06"
+
+
+def port_holder(port: int, sock_type: int) -> str | None:
+    """After EADDRINUSE: what the kernel lists on local *port*, read from
+    its socket tables (``/proc/net/tcp`` and friends), without sending
+    anything to anyone. For a stream socket :data:`LISTENING` (a socket
+    listens on the port, at some address), else :data:`TIME_WAIT` (only
+    connections in TIME_WAIT); for a datagram socket :data:`BOUND`; None
+    when the tables cannot be read or list nothing that tells (a socket
+    bound but not listening, say)."""
+    states: set[str] = set()
+    for table in PROC_NET.get(sock_type, ()):
+        try:
+            with open(table, encoding="ascii") as lines:
+                next(lines, None)  # the header
+                for line in lines:
+                    # sl local_address rem_address st ...; the address is HEX:PORT
+                    fields = line.split(None, 4)
+                    if len(fields) > 3 and int(fields[1].rpartition(":")[2], 16) == port:
+                        states.add(fields[3])
+        except (OSError, ValueError):
+            continue
+    if not states:
         return None
-    finally:
-        probe.close()
-    return True
+    if sock_type != socket.SOCK_STREAM:
+        return BOUND
+    if _TCP_LISTEN in states:
+        return LISTENING
+    if states == {_TCP_TIME_WAIT}:
+        return TIME_WAIT
+    return None
 
 
 def bind_explained(sock: socket.socket, address: Any, family: int) -> None:
     """``sock.bind(address)``; an error explained as :func:`explain_bind_error`
-    does (for EADDRINUSE, after probing whether a server listens there)."""
+    does (for EADDRINUSE on a port, with what :func:`port_holder` reads)."""
     try:
         sock.bind(address)
     except OSError as exc:
-        listening = someone_listens(address, family) if exc.errno == errno.EADDRINUSE else None
-        better = explain_bind_error(exc, address, family, listening)
+        holder = None
+        if exc.errno == errno.EADDRINUSE and isinstance(address, tuple) and len(address) >= 2:
+            try:
+                holder = port_holder(int(address[1]), int(sock.type))
+            except (TypeError, ValueError):
+                pass
+        better = explain_bind_error(exc, address, family, holder)
         if better is exc:
             raise
         raise better from None

@@ -76,7 +76,8 @@ def handler_failed(server: Any, client_address: Any) -> None:
     if isinstance(exc, CLIENT_GONE + (TimeoutError,)):
         debug("client %s went away: %s: %s", format_address(client_address), type(exc).__name__, exc)
         return
-    handler = getattr(server.RequestHandlerClass, "__name__", repr(server.RequestHandlerClass))
+    handler_class = getattr(server, "RequestHandlerClass", None)  # None: a server whose __init__ never ran
+    handler = "its handler" if handler_class is None else getattr(handler_class, "__name__", repr(handler_class))
     rule = "-" * 60
     print(rule, file=sys.stderr)
     print(

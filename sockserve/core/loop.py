@@ -13,6 +13,12 @@ calls the loop's ``tick`` (if one was set) and ``service_actions()``::
                                   thread, a forked child or a worker)
     a watched descriptor       -> its callback
 
+The loop waits with ``select.poll()`` itself, unless the package's
+``_ServerSelector`` (the standard library's name) was replaced, or ``poll``
+is gone (green-thread libraries such as eventlet remove it): then it waits
+with that selector class, or ``selectors.SelectSelector``, through
+:class:`SelectorPoll`.
+
 This module also says how the loop reacts to ``accept()`` failing
 (:func:`accept_backoff`): out of descriptors or memory it pauses accepting
 (10 ms, doubling to 0.5 s) instead of spinning, and resumes by itself.
@@ -24,6 +30,7 @@ import errno
 import math
 import os
 import select
+import selectors
 import socket
 import threading
 from collections.abc import Callable
@@ -31,11 +38,66 @@ from typing import Any
 
 from . import logs
 
-__all__ = ["Loop", "accept_backoff", "RESOURCE_ERRNOS"]
+__all__ = ["Loop", "ServerSelector", "SelectorPoll", "selector_class", "accept_backoff", "RESOURCE_ERRNOS"]
 
 # poll() scales better than select() and, unlike epoll, costs no extra
 # descriptor to create, which matters when descriptors run out.
-_POLLIN = select.POLLIN
+_POLLIN = getattr(select, "POLLIN", 1)
+
+#: The selector class the standard library's socketserver waits with (its
+#: ``_ServerSelector``, which the package re-exports under that name): poll
+#: where the system offers it, else select.
+ServerSelector: type[selectors.BaseSelector] = getattr(selectors, "PollSelector", selectors.SelectSelector)
+
+
+def selector_class(chosen: type[selectors.BaseSelector]) -> type[selectors.BaseSelector]:
+    """The class to wait with when *chosen* is the package's
+    ``_ServerSelector``: *chosen* itself, unless it is the default and
+    ``poll`` has gone since import (eventlet's ``monkey_patch()``), then
+    ``selectors.SelectSelector`` (green under eventlet)."""
+    if chosen is ServerSelector and not hasattr(select, "poll"):
+        return selectors.SelectSelector
+    return chosen
+
+
+class SelectorPoll:
+    """``select.poll``'s interface (what :class:`Loop` uses of it) over a
+    selector: ``register``/``modify``/``unregister`` a descriptor for
+    POLLIN (0: not watched for now), ``poll(ms)`` returns ``[(fd, POLLIN)]``."""
+
+    __slots__ = ("_selector",)
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+
+    def register(self, fd: Any, events: int) -> None:
+        if events:
+            self._selector.register(fd, selectors.EVENT_READ)
+
+    def modify(self, fd: Any, events: int) -> None:
+        self.unregister(fd)
+        self.register(fd, events)
+
+    def unregister(self, fd: Any) -> None:
+        try:
+            self._selector.unregister(fd)
+        except KeyError:
+            pass  # not watched (modify with 0 events took it out)
+
+    def poll(self, timeout_ms: int | None = None) -> list[tuple[int, int]]:
+        ready = self._selector.select(None if timeout_ms is None else timeout_ms / 1000)
+        return [(key.fd, _POLLIN) for key, _events in ready]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+def _poller(chosen: type[selectors.BaseSelector]) -> Any:
+    """``select.poll()`` (no selector keys to build per wait) when *chosen*
+    is the default and poll exists; else a :class:`SelectorPoll`."""
+    if chosen is ServerSelector and hasattr(select, "poll"):
+        return select.poll()
+    return SelectorPoll(selector_class(chosen)())
 
 #: accept() errors that mean "out of resources": back off, do not spin.
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -51,15 +113,19 @@ class Loop:
     ``poll()`` wait (None: no limit), ``watched`` maps other descriptors to
     their callbacks, ``tick`` is called after each wait (None: nothing),
     ``thread`` and ``pid`` say where the loop runs, ``accepting`` whether
-    it polls the listening socket (see :meth:`accept`).
+    it polls the listening socket (see :meth:`accept`). *selector* is the
+    package's ``_ServerSelector`` when ``serve_forever`` started (see
+    :func:`selector_class`).
 
     Thread safety: :meth:`wake` from any thread or forked process; the rest
     from the serving thread (or, for ``watch``, while it waits).
     """
 
-    __slots__ = ("listening", "wait_ms", "watched", "tick", "thread", "pid", "poller", "accepting", "_wakeup")
+    __slots__ = ("listening", "wait_ms", "watched", "tick", "thread", "pid", "poller", "accepting", "_wakeup",
+                 "_selector")
 
-    def __init__(self, listening: int, poll_interval: float | None) -> None:
+    def __init__(self, listening: int, poll_interval: float | None,
+                 selector: type[selectors.BaseSelector] = ServerSelector) -> None:
         self.listening = listening
         self.wait_ms = None if poll_interval is None else max(0, math.ceil(poll_interval * 1000))
         self.watched: dict[int, Callable[[], Any]] = {}
@@ -71,7 +137,8 @@ class Loop:
         writer.setblocking(False)
         self._wakeup = (reader, writer)
         self.accepting = True
-        self.poller = select.poll()
+        self._selector = selector
+        self.poller = _poller(selector)
         self.poller.register(listening, _POLLIN)
 
     @property
@@ -118,11 +185,15 @@ class Loop:
 
     def pause(self, seconds: float) -> None:
         """Sleep *seconds*, but return at once when woken."""
-        poller = select.poll()
+        poller = _poller(self._selector)
         poller.register(self._wakeup[0], _POLLIN)
         poller.poll(math.ceil(seconds * 1000))
+        if isinstance(poller, SelectorPoll):
+            poller.close()
 
     def close(self) -> None:
+        if isinstance(self.poller, SelectorPoll):
+            self.poller.close()
         for sock in self._wakeup:
             sock.close()
 

@@ -41,8 +41,10 @@ from __future__ import annotations
 import os
 import selectors
 import socket
+import sys
 import threading
 import time
+import types
 from typing import Any, cast
 
 from . import logs, socketfiles
@@ -51,12 +53,24 @@ from .drain import DrainReport, abort_socket, drain_server
 from .errors import bind_explained, format_address
 from .ledger import Ledger
 from .lifecycle import ServerState
-from .loop import Loop, accept_backoff
+from .loop import Loop, accept_backoff, selector_class
 from .stats import FOLD_MASK, ServerStats, outcome_of
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
 _AF_UNIX = getattr(socket, "AF_UNIX", None)
+
+#: The package (``sockserve``, or whatever code that swapped it in calls it:
+#: ``sys.modules["socketserver"] = sockserve``). Its ``socket`` and
+#: ``_ServerSelector`` are read from it when a server makes its socket and
+#: when a loop starts, as the standard library reads its module's globals,
+#: so ``mock.patch("sockserve.socket")`` (or ``"socketserver.socket"``
+#: after the swap) reaches every server made afterwards. Code that runs
+#: per request uses the real module: only sockets that are exactly
+#: ``socket.socket`` take its fast paths.
+_PACKAGE = sys.modules[__name__.partition(".")[0]]
+#: The socket class whose private accept and receive-into paths are used.
+_PLAIN_SOCKET = socket.socket
 
 
 class _PerInstance:
@@ -87,6 +101,25 @@ class _PerInstance:
 
 _first_use = threading.Lock()
 _UNSET: Any = object()
+
+
+def _class_default(target: Any) -> Any:
+    """*target*'s public attributes (methods bound to it) in a
+    ``types.SimpleNamespace``: what a server made by ``object.__new__`` (a
+    test double: no ``__new__``, no ``__init__``) finds as its ``stats``
+    and ledger. Not *target* itself: while a class attribute of that name
+    is an instance of a Python class, the interpreter (3.11) does not
+    specialize the instance's own lookup of the name, which every request
+    makes; a SimpleNamespace is of a built-in type, so it does."""
+    return types.SimpleNamespace(**{
+        name: getattr(target, name) for name in dir(target) if not name.startswith("_")
+    })
+
+
+#: A bare server counts nothing (statistics off), and records its requests
+#: in one ledger that all bare servers share.
+_BARE_STATS = ServerStats(enabled=False)
+_BARE_LEDGER = Ledger(_BARE_STATS)
 _getdefaulttimeout = socket.getdefaulttimeout
 _monotonic = time.monotonic
 
@@ -134,7 +167,8 @@ class BaseServer:
     ``_BaseServer__is_shut_down`` (the event ``shutdown()`` waits on). An
     instance whose ``__init__`` never ran (a mock) still works: the state
     every request touches (``stats``, the ledger) is made by ``__new__``,
-    the rest on first use.
+    the rest on first use; one made by ``object.__new__`` (no ``__new__``
+    either) counts nothing (its ``stats`` are disabled).
 
     Thread safety: ``serve_forever`` runs in one thread; ``shutdown()`` may
     be called from any other, from a handler in any thread, and from a
@@ -154,10 +188,13 @@ class BaseServer:
     state: ServerState = ServerState.CREATED
     # Made by __new__ (not class-level defaults made on first use: the
     # interpreter does not specialize an attribute that a class-level
-    # descriptor shadows, and these are read for every request).
-    stats: ServerStats
-    _ledger: Ledger
-    _accept_backoff: float
+    # descriptor shadows, and these are read for every request). A server
+    # made by object.__new__ (a test double) gets these plain class-level
+    # defaults instead: statistics that count nothing, and a ledger shared
+    # by all such servers.
+    stats: ServerStats = _class_default(_BARE_STATS)
+    _ledger: Ledger = _class_default(_BARE_LEDGER)
+    _accept_backoff: float = 0.0
     _loop_lock = _PerInstance(lambda server: threading.Lock())
     _loop: Loop | None = None
     _watchdog: Watchdog | None = None
@@ -194,7 +231,8 @@ class BaseServer:
         self.__is_shut_down.clear()
         try:
             with self._loop_lock:
-                loop = self._loop = Loop(self.fileno(), poll_interval)  # type: ignore[attr-defined]
+                loop = self._loop = Loop(
+                    self.fileno(), poll_interval, _PACKAGE._ServerSelector)  # type: ignore[attr-defined]
             loop.watch(loop.wakeup_fd, self._woken)
             self._loop_opened(loop)
             listening, watched, poll, wait_ms, tick = (
@@ -305,7 +343,7 @@ class BaseServer:
         elif self.timeout is not None:
             timeout = min(timeout, self.timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with selectors.PollSelector() as selector:
+        with selector_class(_PACKAGE._ServerSelector)() as selector:
             selector.register(cast(Any, self), selectors.EVENT_READ)
             while True:
                 if selector.select(timeout):
@@ -462,10 +500,9 @@ class BaseServer:
         self.server_close()
 
     def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} {format_address(self.server_address)} "
-            f"{self.state.value}>"
-        )
+        address = getattr(self, "server_address", None)  # None: __init__ never ran
+        where = "(no address)" if address is None else format_address(address)
+        return f"<{type(self).__name__} {where} {self.state.value}>"
 
 
 class TCPServer(BaseServer):
@@ -503,7 +540,7 @@ class TCPServer(BaseServer):
         self, server_address: Any, RequestHandlerClass: Any, bind_and_activate: bool = True
     ) -> None:
         BaseServer.__init__(self, server_address, RequestHandlerClass)
-        self.socket = socket.socket(self.address_family, self.socket_type)
+        self.socket: socket.socket = _PACKAGE.socket.socket(self.address_family, self.socket_type)
         if bind_and_activate:
             try:
                 self.server_bind()
@@ -543,10 +580,12 @@ class TCPServer(BaseServer):
         self._set_state(ServerState.LISTENING)
 
     def server_close(self) -> None:
-        """Close the listening socket (and remove a Unix socket file we made)."""
+        """Close the listening socket. A Unix socket file stays, as in the
+        standard library, unless the class sets ``remove_socket_file``."""
         self.socket.close()
         identity, self._socket_file = self._socket_file, None
-        socketfiles.release_path(self._socket_path, identity)
+        if identity is not None and getattr(self, "remove_socket_file", False):
+            socketfiles.release_path(self._socket_path, identity)
         BaseServer.server_close(self)
 
     def fileno(self) -> int:
@@ -562,7 +601,7 @@ class TCPServer(BaseServer):
         socket of another class (an ``ssl.SSLSocket``, say) is asked to
         accept as usual."""
         listener = self.socket
-        if type(listener) is not socket.socket:
+        if type(listener) is not _PLAIN_SOCKET:
             return listener.accept()
         shape = self._accept_shape
         if shape is None or shape[0] is not listener:
@@ -570,7 +609,7 @@ class TCPServer(BaseServer):
                 listener, int(listener.family), int(listener.type), listener.proto
             )
         fd, address = listener._accept()  # type: ignore[attr-defined]
-        connection = socket.socket(shape[1], shape[2], shape[3], fd)
+        connection = _PLAIN_SOCKET(shape[1], shape[2], shape[3], fd)
         if _getdefaulttimeout() is None and listener.gettimeout():
             connection.setblocking(True)  # as socket.accept() does
         return connection, address
@@ -606,7 +645,10 @@ class UDPServer(TCPServer):
     allow_reuse_port: bool = False
     socket_type: int = socket.SOCK_DGRAM
     max_packet_size: int = 8192
-    _datagram_buffer: memoryview | None = None
+    # get_request's buffer (at least max_packet_size bytes), and the plain
+    # socket it was made for (None: none yet).
+    _datagram_buffer: memoryview = memoryview(b"")
+    _datagram_socket: socket.socket | None = None
 
     def get_request(self) -> tuple[Any, Any]:
         """Read one datagram: ``((data, self.socket), client_address)``.
@@ -616,16 +658,30 @@ class UDPServer(TCPServer):
         ``max_packet_size`` is counted in ``stats.truncated``; that costs
         about half of what ``recvmsg`` would (the standard library's
         ``recvfrom`` cannot tell). Linux reports the real length; where the
-        kernel does not, truncation goes uncounted."""
+        kernel does not, truncation goes uncounted. A socket of another
+        class (a wrapper, a test double) is asked for ``recvfrom`` only, as
+        the standard library does."""
+        sock = self.socket
         size = self.max_packet_size
+        if sock is not self._datagram_socket:
+            if type(sock) is not _PLAIN_SOCKET:
+                data, client_address = sock.recvfrom(size)
+                return (data, sock), client_address
+            self._datagram_buffer = memoryview(bytearray(size))
+            self._datagram_socket = sock
         buffer = self._datagram_buffer
-        if buffer is None or len(buffer) != size:
+        try:
+            length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
+        except ValueError:
+            if size <= len(buffer):
+                raise
+            # max_packet_size grew past the buffer (nothing was received).
             buffer = self._datagram_buffer = memoryview(bytearray(size))
-        length, client_address = self.socket.recvfrom_into(buffer, size, _MSG_TRUNC)
+            length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
         if length > size:
             self.stats.note_truncated()
             length = size
-        return (buffer[:length].tobytes(), self.socket), client_address
+        return (buffer[:length].tobytes(), sock), client_address
 
     def server_activate(self) -> None:
         """Nothing to do: a datagram socket does not listen."""

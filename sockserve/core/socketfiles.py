@@ -1,23 +1,28 @@
 """The file a Unix socket server binds: stale files, permissions, cleanup.
 
 A Unix stream or datagram server binds to a path and the kernel creates a
-socket file there. The standard library leaves that file behind when the
-server closes, and a second run then fails with a bare EADDRINUSE. The
-servers call :func:`bind_path` instead of ``socket.bind`` and
-:func:`release_path` on close; nothing else needs to.
+socket file there. As in the standard library, ``server_close()`` leaves
+that file where it is (code written for the standard library removes it
+itself afterwards, and must not find it gone); a server with
+``remove_socket_file = True`` removes it on close. The servers call
+:func:`bind_path` instead of ``socket.bind`` and, when asked to remove the
+file, :func:`release_path` on close; nothing else needs to.
 
 What they promise, and how:
 
-* **Stale files.** Before bind, a file at the path is probed. It is *stale*
-  only when no socket at all is bound to it: a connect of the server's own
-  socket type is refused *and* one of the other type is refused too (a
-  socket that is bound but not listening yet, say a server starting up this
-  very moment, refuses the first and answers the second with EPROTOTYPE, so
-  it is never taken for stale). A stale file raises
+* **Stale files.** Before bind, a socket file at the path is looked up in
+  the kernel's list of Unix sockets (``/proc/net/unix``), without
+  connecting to anyone. It is *stale* when no socket there is bound to
+  that very file (a socket bound but not listening yet, say a server
+  starting up this very moment, is listed too, so it is never taken for
+  stale). A stale file raises
   :class:`~sockserve.core.errors.StaleUnixSocketError`, or, with
   ``replace_stale_socket = True``, is removed before bind. Anything else
-  (a live server, a regular file, a file we may not probe) is left for
-  ``bind()`` to refuse with EADDRINUSE.
+  (a live server, a regular file, a list we cannot read, a socket listed
+  under a relative path with the file's name, which may be this file) is
+  left for ``bind()`` to refuse with EADDRINUSE. The list shows the
+  sockets of this network namespace only: a file bound by a process in
+  another namespace that shares the file system looks stale.
 * **Two servers starting at once.** The probe, the removal and the bind run
   under an exclusive ``flock`` on the socket's directory, which every
   sockserve server in every process takes (and drops right after bind). The
@@ -44,11 +49,12 @@ What they promise, and how:
   reach it. Nothing stops whoever may write the directory from replacing
   the file later: a socket meant to be private belongs in a directory only
   its user can write to.
-* **Cleanup.** ``server_close()`` removes the file only if it is still the
-  socket file this server created (same device and inode, still a socket),
-  under the same directory lock, and only in the process that created it: a
-  regular file, a symlink, another server's socket file, or (closing a copy
-  of the server in a forked child) the parent's file is never removed.
+* **Cleanup** (``remove_socket_file = True``). ``server_close()`` removes
+  the file only if it is still the socket file this server created (same
+  device and inode, still a socket), under the same directory lock, and
+  only in the process that created it: a regular file, a symlink, another
+  server's socket file, or (closing a copy of the server in a forked child)
+  the parent's file is never removed.
 
 Abstract-namespace addresses (starting with a NUL byte) and unnamed ones
 have no file and are bound as they are.
@@ -98,30 +104,36 @@ def is_path_address(address: Any) -> bool:
     return bool(path) and not path.startswith(b"\0")
 
 
-def _refused(path: Any, sock_type: int) -> bool | None:
-    """Connect a probe of *sock_type*: True if refused, False if it
-    connected, None if it said anything else (EPROTOTYPE, EACCES, a timeout)."""
-    probe = socket.socket(socket.AF_UNIX, sock_type)
+#: The kernel's list of Unix sockets (one line each; the path, if bound, last).
+PROC_NET_UNIX = "/proc/net/unix"
+
+
+def _is_stale(path: Any, info: os.stat_result) -> bool | None:
+    """True when the kernel lists no socket bound to the socket file at
+    *path* (whose ``lstat`` is *info*), False when it lists one, None when
+    that cannot be told (see the module docstring)."""
+    name = os.path.basename(os.fsencode(path))
     try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except ConnectionRefusedError:
-        return True
+        with open(PROC_NET_UNIX, "rb") as listing:
+            lines = listing.read().splitlines()[1:]
     except OSError:
-        return None
-    finally:
-        probe.close()
-    return False
-
-
-def _is_stale(path: Any, sock_type: int) -> bool:
-    """True when no socket at all is bound to the socket file at *path*."""
-    if _refused(path, sock_type) is not True:
-        return False  # it answers, or says something we cannot read as "nobody"
-    other = socket.SOCK_DGRAM if sock_type == socket.SOCK_STREAM else socket.SOCK_STREAM
-    # Bound but not listening (yet) refuses a probe of its own type; a probe
-    # of another type then gets EPROTOTYPE, which only a bound socket gives.
-    return _refused(path, other) is True
+        return None  # no list to read
+    for line in lines:
+        fields = line.split(None, 7)  # Num RefCount Protocol Flags Type St Inode Path
+        if len(fields) < 8:
+            continue  # unbound
+        bound = fields[7]
+        if os.path.basename(bound) != name or bound.startswith(b"@"):
+            continue  # another name, or an abstract one
+        if not bound.startswith(b"/"):
+            return None  # relative to its binder's directory: maybe this file
+        try:
+            there = os.stat(bound)
+        except OSError:
+            continue
+        if (there.st_dev, there.st_ino) == (info.st_dev, info.st_ino):
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -162,25 +174,26 @@ def _directory_lock(path: Any, wait: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _clear_stale(path: Any, sock_type: int, replace_stale: bool) -> bool:
+def _clear_stale(path: Any, replace_stale: bool) -> bool:
     """Before bind: remove a stale socket file if allowed, else explain it.
-    True when a socket is bound to the file there (bind() will refuse)."""
+    True when the kernel lists a socket bound to the file there (bind() will refuse)."""
     try:
         info = os.lstat(path)
     except OSError:
         return False  # nothing there (or unreadable: bind will say why)
     if not stat.S_ISSOCK(info.st_mode):
         return False  # a regular file: bind() reports EADDRINUSE
-    if not _is_stale(path, sock_type):
-        return True
+    stale = _is_stale(path, info)
+    if stale is not True:
+        return stale is False  # bound, or cannot tell: bind() reports EADDRINUSE
     if replace_stale:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return False
     raise StaleUnixSocketError(
         errno.EADDRINUSE,
-        f"{os.fsdecode(path)} is a stale socket file (EADDRINUSE): no server listens on it, "
-        "probably one crashed and left it behind; remove the file, or set "
+        f"{os.fsdecode(path)} is a stale socket file (EADDRINUSE): the kernel lists no socket "
+        "bound to it, so a server that stopped or crashed left it behind; remove the file, or set "
         "replace_stale_socket = True on the server class to replace it",
     )
 
@@ -266,6 +279,9 @@ def bind_path(
     from under the bind, and the errors of ``bind()`` explained as
     :func:`~sockserve.core.errors.explain_bind_error` does (EADDRINUSE for a path
     in use, a server starting at the same moment included).
+
+    A *sock* that made no file (a test double standing in for a socket)
+    gets None, as an abstract address does: there is nothing to remove.
     """
     if not is_path_address(address):
         try:
@@ -274,11 +290,16 @@ def bind_path(
             raise explain_bind_error(exc, address, socket.AF_UNIX) from None
         return None
     with _directory_lock(address, LOCK_WAIT):
-        bound_there = _clear_stale(address, sock.type, replace_stale)
+        bound_there = _clear_stale(address, replace_stale)
         try:
             if mode is None:
                 sock.bind(address)
-                info = os.lstat(address)
+                try:
+                    info = os.lstat(address)
+                except FileNotFoundError:
+                    if type(sock) is socket.socket:
+                        raise
+                    return None  # a test double: it bound nothing
                 _check_created(address, info)
             else:
                 info = _bind_with_mode(sock, address, mode)
@@ -288,9 +309,9 @@ def bind_path(
             if exc.errno == errno.EADDRINUSE and bound_there:
                 raise OSError(
                     errno.EADDRINUSE,
-                    f"{os.fsdecode(address)} is already in use (EADDRINUSE): a server is bound "
-                    "to it (maybe one that started at the same moment); stop that server "
-                    "or choose another path",
+                    f"{os.fsdecode(address)} is already in use (EADDRINUSE): a socket is bound "
+                    "to it (a server, maybe one that started at the same moment); stop that "
+                    "server or choose another path",
                 ) from None
             raise explain_bind_error(exc, address, socket.AF_UNIX) from None
     return SocketFile(info.st_dev, info.st_ino, os.getpid())

@@ -10,9 +10,14 @@ Class attributes they add (see :mod:`sockserve.core.socketfiles`):
 ``socket_mode`` (None)
     permission bits the socket file is created with, e.g. ``0o600`` so only
     this user can connect; None keeps what the umask gives.
+``remove_socket_file`` (False)
+    ``server_close()`` removes the socket file the server created (and
+    nothing else). False, the default, leaves it, as the standard library
+    does: code written for it removes the file itself after
+    ``server_close()``, and must not find it gone. A file left so is
+    *stale* for the next server on the path (see ``replace_stale_socket``).
 
-``server_close()`` removes the socket file the server created, and nothing
-else; two servers starting at once on one path leave one serving.
+Two servers starting at once on one path leave one serving.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ if hasattr(socket, "AF_UNIX"):
         address_family: int = socket.AF_UNIX
         replace_stale_socket: bool = False
         socket_mode: int | None = None
+        remove_socket_file: bool = False
 
     class UnixDatagramServer(UDPServer):
         """A datagram server on a Unix socket path."""
@@ -38,3 +44,4 @@ if hasattr(socket, "AF_UNIX"):
         address_family: int = socket.AF_UNIX
         replace_stale_socket: bool = False
         socket_mode: int | None = None
+        remove_socket_file: bool = False

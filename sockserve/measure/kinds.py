@@ -320,9 +320,11 @@ def make_server(
     in a notebook, say), served as it is.
 
     TCP/UDP kinds bind ``(host, port)``; an IPv6 host (``"::1"``) gives the
-    AF_INET6 variant of the class. Unix kinds bind *path*; with no path, a
-    fresh private temporary directory is made and removed again when the
-    server object is garbage collected or the interpreter exits.
+    AF_INET6 variant of the class. Unix kinds bind *path*, and
+    ``server_close()`` removes the socket file (``remove_socket_file`` is set
+    on the server); with no path, a fresh private temporary directory is made
+    and removed again when the server object is garbage collected or the
+    interpreter exits.
     *class_attributes* (e.g. ``{"allow_reuse_address": True}``) are set on a
     subclass of the kind's class (same name) before it binds; a kind built by
     a factory gets them as its ``class_attributes`` keyword if it takes one
@@ -374,6 +376,8 @@ def make_server(
             if class_attributes:
                 cls = type(cls.__name__, (cls,), {"__module__": cls.__module__, **class_attributes})
             server = cls(address, handler)
+            if info.is_unix:
+                server.remove_socket_file = True  # read by server_close()
     except BaseException:
         if cleanup_dir is not None:
             shutil.rmtree(cleanup_dir, ignore_errors=True)
