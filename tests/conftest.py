@@ -101,7 +101,16 @@ def serving(server: Any, poll_interval: float = 0.5) -> Iterator[Any]:
         server.shutdown()
         thread.join(10)
         server.server_close()
+        remove_socket_file(server)
         assert not thread.is_alive(), "serve_forever did not return after shutdown()"
+
+
+def remove_socket_file(server: Any) -> None:
+    """What code written for the stdlib does after ``server_close()``: a Unix
+    server keeps its socket file (as the stdlib's does), so remove it."""
+    if getattr(socket, "AF_UNIX", None) == server.address_family and isinstance(server.server_address, str):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(server.server_address)
 
 
 def client_socket(cls: type, sock_dir: str | None = None) -> socket.socket:
