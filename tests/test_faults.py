@@ -486,7 +486,7 @@ def test_an_outside_reaper_does_not_turn_errors_into_completions(
 
 @pytest.mark.parametrize("module", [
     pytest.param(socketserver, id="stdlib"),
-    pytest.param(sockserve, id="sockserve", marks=CORE_24),
+    pytest.param(sockserve, id="sockserve"),
 ])
 def test_two_serve_forever_loops_on_one_server_both_serve(module: Any) -> None:
     """The second loop replaced the wake-up socket pair and both stopped
