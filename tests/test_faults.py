@@ -223,7 +223,6 @@ def forks_fail() -> Iterator[None]:
         os.fork = real
 
 
-@CORE_24
 @pytest.mark.parametrize("model", ["threading", "forking"])
 def test_a_request_whose_thread_or_fork_cannot_start_is_counted(model: str,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -253,7 +252,6 @@ class ExitsAsTold(sockserve.StreamRequestHandler):
         self.wfile.write(line)
 
 
-@CORE_24
 def test_raising_max_children_at_run_time_never_stops_the_loop(capsys: pytest.CaptureFixture[str]) -> None:
     """Children beyond the report board (sized on the first fork) were judged
     by their exit status: ``os._exit(3)`` counted as a timeout, ``os._exit(7)``
@@ -306,7 +304,7 @@ def slow_after_reply(base: type) -> Any:
 
 
 @pytest.mark.parametrize("base", [
-    pytest.param(sockserve.ForkingTCPServer, id="forking", marks=CORE_24),
+    pytest.param(sockserve.ForkingTCPServer, id="forking"),
     pytest.param(sockserve.PreForkTCPServer, id="prefork"),
     pytest.param(sockserve.ThreadingTCPServer, id="threading"),
     pytest.param(sockserve.ThreadPoolTCPServer, id="threadpool"),
@@ -466,7 +464,6 @@ def outside_reaper(how: str) -> Iterator[None]:
         reaper.join()
 
 
-@CORE_24
 @pytest.mark.parametrize("how", ["SIGCHLD handler", "os.wait thread"])
 def test_an_outside_reaper_does_not_turn_errors_into_completions(
         how: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from . import logs
-from .deadlines import arm_alarm
+from .deadlines import arm_alarm, disarm_alarm
 from .errors import format_address
 from .handlers import SocketWriter
 from .logs import report_escape
@@ -33,6 +33,7 @@ from .processes import (
     _CHILD_STDERR,
     _CHILD_STDOUT,
     OPENED,
+    REAPED_ELSEWHERE,
     Parked,
     describe_status,
     flush_std_streams,
@@ -54,6 +55,10 @@ _SCAN_EVERY = 16
 #: interpreter's next young-generation collection (see collect_garbage_if_due).
 _GC_HEADROOM = 100
 _gc_count = gc.get_count
+#: A child forked without a board slot (``max_children`` raised past the
+#: board) exits with this plus its outcome, so that an exit status a handler
+#: chose (``os._exit(3)``) is never taken for an outcome: see Children._died.
+UNSLOTTED_EXIT = 80
 _INSTANCE_ATTRIBUTES = (
     "server_address", "RequestHandlerClass", "socket",
     "request", "client_address", "server", "connection", "rfile", "wfile", "packet",
@@ -137,7 +142,13 @@ class Children:
             request, client_address, accepted = entry
             key = id(request)
             server._ledger.accepted.pop(key, None)  # the child keeps its deadline
-            self.fork(key, request, client_address, accepted)
+            try:
+                self.fork(key, request, client_address, accepted, parked=True)
+            except Exception:
+                # No child (fork failed: EAGAIN, ENOMEM): said, counted as an
+                # error, closed; the loop serves on.
+                server.handle_error(request, client_address)
+                parked.drop(entry, Outcome.ERROR)
         if not parked:
             self.board.waiting(False)
             if server._loop is not None:
@@ -149,10 +160,14 @@ class Children:
         self.reap_all()
         self.start_parked()
 
-    def fork(self, key: int, request: Any, client_address: Any, accepted: float | None) -> None:
+    def fork(
+        self, key: int, request: Any, client_address: Any, accepted: float | None, parked: bool = False,
+    ) -> None:
         """Fork a child for *request* (in the ledger under *key*). In the
         parent, close the parent's copy of the request and return; the child
-        runs :func:`run_child` and never returns."""
+        runs :func:`run_child` and never returns. If fork() fails, the
+        request is counted as an error (its caller closes it), unless it was
+        *parked* (then its caller drops it from there), and the error raised."""
         board = self.board
         free = board.free
         slot = free.pop() if free else -1
@@ -162,7 +177,8 @@ class Children:
         except BaseException:
             if slot >= 0:
                 free.append(slot)
-            server._ledger.forget(key)  # no child, never counted
+            if not parked:
+                server._ledger.drop(key, Outcome.ERROR)  # no child: it ends here, unserved
             raise
         if pid:
             alive = self.alive
@@ -188,7 +204,7 @@ class Children:
             try:
                 done, status = os.waitpid(pid, flags)
             except ChildProcessError:
-                done, status = pid, 0  # already reaped elsewhere
+                done, status = pid, REAPED_ELSEWHERE  # by other code: its status is lost
             except InterruptedError:
                 continue
             if done:
@@ -216,8 +232,14 @@ class Children:
         board.map[slot] = 0  # board.release(), inlined (this runs per request)
         board.free.append(slot)
         # It reported, so it exited with its outcome as status (unless a
-        # signal ended it just after: count how it ended then).
-        outcome = status >> 8 if not status & 0x7F else outcome_of_status(status)
+        # signal ended it just after: count how it ended then; or someone
+        # else reaped it: its outcome is on the board too).
+        if not status & 0x7F:
+            outcome = status >> 8
+        elif status == REAPED_ELSEWHERE:
+            outcome = board.map[board.want + 1 + slot]
+        else:
+            outcome = outcome_of_status(status)
         server._ledger.end(entry[0], outcome, began, ended, entry[3], pid)
 
     def _died(self, pid: int, status: int, entry: tuple[int, Any, Any, float | None, int]) -> None:
@@ -227,10 +249,11 @@ class Children:
         server = self.server
         if slot >= 0:
             self.board.release(slot)
-        if slot < 0 and os.WIFEXITED(status):
-            # No slot (max_children grew past the board): it reports nothing,
-            # and its exit status is its outcome.
-            outcome = os.WEXITSTATUS(status)
+        code = os.WEXITSTATUS(status) - UNSLOTTED_EXIT if status >= 0 and os.WIFEXITED(status) else -1
+        if slot < 0 and 0 <= code < len(Outcome):
+            # No slot (max_children grew past the board): it reported its
+            # outcome in its exit status, shifted (see run_child).
+            outcome = code
         else:
             outcome = outcome_of_status(status)
             if key in server._ledger:  # a drain's abort is not news
@@ -281,7 +304,11 @@ def run_child(
 
     It exits with its request's outcome (0: handled; 1: an error, as in
     the standard library; other ``Outcome`` values: a timeout, a
-    disconnect) after leaving its times on the board.
+    disconnect) after leaving its times and outcome on the board; a child
+    without a slot exits with ``UNSLOTTED_EXIT`` plus its outcome. Its
+    deadline's alarm is cancelled as soon as the handler returns: what
+    follows (``shutdown_request``, the report) never turns a request whose
+    handler ended in time into a timeout or an unreported death.
 
     Kept short on purpose: this code runs only in children, where it is
     always "cold" (never specialized by the interpreter), so every extra
@@ -291,10 +318,12 @@ def run_child(
     sys.stderr = _CHILD_STDERR
     timed = server.stats.enabled
     began = ended = _monotonic() if timed else 0.0  # (times: for stats only)
+    armed = False
     try:
         limit = server.request_timeout
         if limit is not None or server.child_timeout is not None:
             now = began if timed else _monotonic()
+            armed = True
             arm_alarm(
                 None if limit is None else (now if accepted is None else accepted) + limit - now,
                 server.child_timeout, float(server.abort_grace),
@@ -312,6 +341,13 @@ def run_child(
             ended = _monotonic()
     finally:
         try:
+            if armed:
+                # (Should the alarm fire just before this, what it raises
+                # ends here: the outcome stands.)
+                disarm_alarm()
+        except BaseException:
+            pass
+        try:
             server.shutdown_request(request)
             if slot >= 0:
                 if timed:
@@ -319,9 +355,12 @@ def run_child(
                     times[slot + slot] = began
                     times[slot + slot + 1] = ended
                 flags = board.map
-                flags[slot] = 1  # after the times: see reportboard
+                flags[board.want + 1 + slot] = outcome
+                flags[slot] = 1  # after the times and outcome: see reportboard
                 if flags[board.want]:
                     os.write(board.wake[1], b"\0")
+            else:
+                outcome += UNSLOTTED_EXIT
         except BaseException:
             pass  # nothing may keep the child alive
         if OPENED:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .children import Children
 from .drain import abort_socket
-from .processes import end_processes
+from .processes import REAPED_ELSEWHERE, end_processes
 
 if TYPE_CHECKING:
     from .servers import BaseServer as _Server
@@ -112,7 +112,7 @@ class ForkingMixIn(_Server):
                 try:
                     done, status = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
-                    done, status = pid, 0  # already reaped elsewhere
+                    done, status = pid, REAPED_ELSEWHERE  # by other code: the board has its outcome
                 except InterruptedError:
                     done = 0
                 if done:

@@ -36,6 +36,7 @@ __all__ = [
     "flush_std_streams",
     "describe_status",
     "outcome_of_status",
+    "REAPED_ELSEWHERE",
     "Parked",
     "end_processes",
 ]
@@ -137,9 +138,16 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+#: The status of a child that someone else reaped (a SIGCHLD handler, an
+#: ``os.wait()`` thread): unknown to this server.
+REAPED_ELSEWHERE = -1
+
+
 def describe_status(status: int) -> str:
     """``os.waitpid``'s status as words: "exited with status 3",
     "was killed by SIGSEGV"."""
+    if status == REAPED_ELSEWHERE:
+        return "ended and was reaped by other code (os.wait or a SIGCHLD handler), its status unknown,"
     if os.WIFSIGNALED(status):
         return f"was killed by {_signal_name(os.WTERMSIG(status))}"
     if os.WIFEXITED(status):
@@ -150,7 +158,7 @@ def describe_status(status: int) -> str:
 def outcome_of_status(status: int) -> int:
     """The outcome of a request whose child ended (by *status*) without
     reporting: a timeout if SIGALRM ended it, an error otherwise."""
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
+    if status != REAPED_ELSEWHERE and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
         return Outcome.TIMEOUT
     return Outcome.ERROR
 

@@ -262,7 +262,8 @@ class ServerStats:
             if not seconds > 0.0:
                 seconds = 0.0  # a clock quirk or NaN must not poison the histogram
             with self._lock:
-                field = OUTCOME_NAMES[outcome]
+                # (An outcome from outside, out of range, is an error.)
+                field = OUTCOME_NAMES[outcome] if 0 < outcome < len(OUTCOME_NAMES) else "errors"
                 setattr(self, field, getattr(self, field) + 1)
                 self._histogram.add(seconds)
 
