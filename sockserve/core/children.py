@@ -89,7 +89,7 @@ class Children:
         self.alive = alive
         self.running: dict[int, tuple[int, Any, Any, float | None, int]] = {}
         self.board = ReportBoard(slots)
-        self.parked = Parked(server, server.max_children)
+        self.parked = Parked(server, server.max_waiting)
         self.scan_countdown = _SCAN_EVERY
         self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
         # What every child will look up, looked up here once (see prime_lookups).
@@ -122,7 +122,7 @@ class Children:
         accept time stays in the ledger, for the deadline watchdog."""
         server = self.server
         parked = self.parked
-        parked.bound = server.max_children
+        parked.bound = server.max_waiting
         parked.park(request, client_address, server._ledger.accepted.setdefault(id(request), _monotonic()))
         loop = server._loop
         if loop is not None:  # wake when a child ends

@@ -38,6 +38,7 @@ __all__ = [
     "outcome_of_status",
     "REAPED_ELSEWHERE",
     "Parked",
+    "MAX_WAITING",
     "end_processes",
 ]
 
@@ -163,6 +164,12 @@ def outcome_of_status(status: int) -> int:
     return Outcome.ERROR
 
 
+#: The default ``max_waiting`` of the forking, prefork and thread-pool
+#: servers: with ``request_timeout`` set, at most this many accepted
+#: requests wait for a free child, worker or thread (each holds a
+#: descriptor; the usual limit is 1,024 per process).
+MAX_WAITING = 512
+
 #: A parked request: (request, client_address, accept time).
 ParkedEntry = tuple[Any, Any, float]
 
@@ -174,11 +181,13 @@ class Parked(collections.deque[ParkedEntry]):
     read on every loop iteration).
 
     Each is in the server's ledger from the moment it is parked, under its
-    one key (``id(request)``). At most ``bound`` wait: beyond that the
-    oldest is closed unhandled and counted as a timeout; one cut off
-    meanwhile (a drain) or older than the server's ``request_timeout`` is
-    closed and counted when it comes up (:meth:`next`). :meth:`drop` is the
-    one way a parked request ends without running.
+    one key (``id(request)``), and waits until it is served or its own
+    deadline passes. At most ``bound`` wait: beyond that the oldest is
+    closed unserved and counted in ``stats.overflows`` (refused, not a
+    timeout: it never ran out of time); one cut off meanwhile (a drain) or
+    older than the server's ``request_timeout`` is closed and counted when
+    it comes up (:meth:`next`). :meth:`drop` is the one way a parked request
+    ends without running.
     """
 
     def __init__(self, server: Any, bound: int) -> None:
@@ -190,7 +199,7 @@ class Parked(collections.deque[ParkedEntry]):
         """Hold a request (already in the ledger) until a worker is free."""
         self.append((request, client_address, accepted))
         if len(self) > self.bound:
-            self.drop(self.popleft(), Outcome.TIMEOUT)
+            self.refuse(self.popleft())
 
     def next(self) -> ParkedEntry | None:
         """The oldest parked request still to serve (left in place: take it
@@ -214,6 +223,14 @@ class Parked(collections.deque[ParkedEntry]):
         request, _address, accepted = entry
         self.server._ledger.drop(id(request), outcome, accepted)
         self.server.shutdown_request(request)
+
+    def refuse(self, entry: ParkedEntry) -> None:
+        """Close a parked request unserved because too many wait: counted
+        in ``stats.overflows``, not as a request."""
+        server = self.server
+        server._ledger.forget(id(entry[0]))
+        server.stats.note_overflow()
+        server.shutdown_request(entry[0])
 
     def drop_all(self) -> None:
         """Close every parked request, counted as aborted (nobody is left to

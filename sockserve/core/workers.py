@@ -77,7 +77,7 @@ class Pool:
         self.stop = os.pipe()
         self.busy: dict[int, tuple[int, float]] = {}
         self.queued: dict[int, tuple[Any, float, Any]] = {}
-        self.parked = Parked(server, server.workers * 16)
+        self.parked = Parked(server, server.max_waiting)
         self.pids: set[int] = set()
         self.stopping = False
 
