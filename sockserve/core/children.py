@@ -12,6 +12,18 @@ from how it ended (logged with its cause). :func:`run_child` is a child's
 whole life.
 
 Only this server's own children are ever waited for.
+
+**Noticing a child that dies without reporting.** Where ``os.pidfd_open``
+works (Linux 5.3+), the end of every child that has not reported wakes the
+parent: :meth:`Children.watch_exits` opens a pidfd for it, watched by the
+serve loop's poller (an idle loop wakes at once, whatever its
+``poll_interval``) and by :meth:`Children.wait` (a loop at ``max_children``
+frees the slot at once). They are opened only when an iteration of the
+loop found no report (a child that reports is reaped through the board,
+for no system call at all), and closed as their child is reaped.
+Elsewhere every child is polled every ``_SCAN_EVERY`` iterations, on every
+iteration that found no report, and every ``_WAIT_STEP`` seconds at
+``max_children``.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from .stats import Outcome, outcome_of
 __all__ = ["Children", "run_child"]
 
 _monotonic = time.monotonic
+_pidfd_open = getattr(os, "pidfd_open", None)
 #: Loop iterations between polls of every child (for those that die
 #: without reporting).
 _SCAN_EVERY = 16
@@ -91,6 +104,8 @@ class Children:
         self.board = ReportBoard(slots)
         self.parked = Parked(server, server.max_waiting)
         self.scan_countdown = _SCAN_EVERY
+        self.exits: dict[int, int] = {}  # pid -> a pidfd, for running children (see watch_exits)
+        self._exits_loop: Any = None  # the loop whose poller watches them
         self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
         # What every child will look up, looked up here once (see prime_lookups).
         # (Names only: vars(server) would give the server a real __dict__,
@@ -194,6 +209,44 @@ class Children:
 
     # -- reaping -----------------------------------------------------------------
 
+    def watch_exits(self) -> bool:
+        """Make the end of every running child wake the parent (see the
+        module docstring): a pidfd each, watched by the serve loop if one
+        runs. False where pidfds are missing (the children must be polled)."""
+        global _pidfd_open
+        if _pidfd_open is None:
+            return False
+        exits = self.exits
+        loop = self.server._loop
+        if loop is not self._exits_loop:  # a new loop: it watches them all
+            self._exits_loop = loop
+            if loop is not None:
+                for fd in exits.values():
+                    loop.watch(fd, self.on_exit)
+        if len(exits) < len(self.running):
+            for pid in self.running:
+                if pid not in exits:
+                    try:
+                        fd = exits[pid] = _pidfd_open(pid)
+                    except OSError:  # ENOSYS (an older kernel), EMFILE
+                        return False
+                    if loop is not None:
+                        loop.watch(fd, self.on_exit)
+        return True
+
+    def on_exit(self) -> None:
+        """A watched child ended (its pidfd turned readable): reap."""
+        self.reap_all()
+        if self.parked:
+            self.start_parked()
+
+    def _unwatch_exit(self, pid: int) -> None:
+        fd = self.exits.pop(pid, None)
+        if fd is not None:
+            if self._exits_loop is not None:
+                self._exits_loop.unwatch(fd)
+            os.close(fd)
+
     def reap_all(self, blocking: bool = False) -> None:
         """Poll every live child (wait for each with *blocking*) and reap
         the ones that ended."""
@@ -216,6 +269,8 @@ class Children:
         from how it ended if it never reported."""
         alive = self.alive
         alive.discard(pid)
+        if self.exits:
+            self._unwatch_exit(pid)
         server = self.server
         server.stats.children = len(alive)  # fewer: no peak to update
         entry = self.running.pop(pid, None)
@@ -275,7 +330,9 @@ class Children:
         board = self.board
         board.waiting(True)
         watch = [board.wake[0]] if wakeup is None else [board.wake[0], wakeup]
-        if board.map.find(b"\x01", 0, board.slots) >= 0:
+        if self.watch_exits():
+            watch.extend(self.exits.values())  # a child's end, reported or not
+        elif board.map.find(b"\x01", 0, board.slots) >= 0:
             # A child reported (perhaps before ``want`` was set): it is
             # exiting, and sends no further wake-up.
             seconds = min(seconds, 0.001)
@@ -294,6 +351,8 @@ class Children:
         return [pid for pid, entry in self.running.items() if entry[0] not in ledger]
 
     def close(self) -> None:
+        for pid in list(self.exits):
+            self._unwatch_exit(pid)
         self.board.close()
 
 

@@ -114,6 +114,9 @@ class ForkingMixIn(_Server):
             board = children.board
             flags = board.map
             slot = flags.find(b"\x01", 0, board.slots)
+            if slot < 0 and children.running and not children.watch_exits():
+                # No report, and no pidfd to tell when a child ends: poll.
+                children.scan_countdown = 0
             while slot >= 0:
                 pid = board.owners[slot]
                 try:
@@ -125,8 +128,7 @@ class ForkingMixIn(_Server):
                 if done:
                     children.reaped(pid, status)
                 slot = flags.find(b"\x01", slot + 1, board.slots)
-            # Every now and then, poll every child (for those that died
-            # without reporting).
+            # Every now and then, poll every child anyway.
             countdown = children.scan_countdown = children.scan_countdown - 1
             if blocking or countdown <= 0 or children.parked or len(alive) >= limit:
                 children.reap_all(blocking)

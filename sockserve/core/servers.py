@@ -215,7 +215,11 @@ class BaseServer:
                         if self._accept_backoff:
                             loop.pause(self._accept_backoff)
                     else:
-                        watched[fd]()
+                        try:
+                            callback = watched[fd]
+                        except KeyError:
+                            continue  # unwatched by a callback earlier in this round
+                        callback()
                 if tick is not None:
                     tick()
                 self.service_actions()
