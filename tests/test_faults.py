@@ -6,10 +6,11 @@ requests sent = handled + errors + disconnects + timeouts + refused, with
 nothing left in flight, and a burst that the server can serve within its
 deadline is served.
 
-Those marked ``xfail(strict=True)`` fail on today's core; the core fix
-removes the marker. If the fix adds a counter for requests that are refused
-(a thread or a fork that cannot start, a queue that is full), add its name
-to :data:`FINAL`.
+Most failed on main before issue 24's core fix (the prefork burst, three of
+the deadline boundaries and the stdlib's two loops passed already: they
+hold the other models to the same promise). A request refused
+because too many wait (``max_waiting``) or a queue is full counts in
+``overflows``; one whose thread or fork cannot start is an error.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ import pytest
 import sockserve
 
 from conftest import serving
-
-CORE_24 = pytest.mark.xfail(strict=True, reason="issue 24: core fix pending")
 
 #: The counters in which a request accepted by a server ends, exactly once.
 FINAL = ("completed", "errors", "disconnects", "timeouts", "aborted", "overflows", "rejected")
@@ -410,7 +409,6 @@ class RunsOutOfDescriptors(sockserve.StreamRequestHandler):
         self.wfile.write(line)
 
 
-@CORE_24
 def test_prefork_counts_a_request_its_worker_could_not_take(capsys: pytest.CaptureFixture[str]) -> None:
     """A worker out of descriptors has the passed connection dropped by the
     kernel; it took that for "channel closed" and exited silently: the

@@ -15,14 +15,25 @@ message (the request's key, its accept time, the client's address, and the
 connection's descriptor as ancillary data) goes to exactly one worker, the
 first one free, so the channel is the pool's queue (a few hundred deep, the
 kernel's limit). Each worker reports each request twice on a pipe, as it
-starts and as it ends; the parent records both in the server's ledger under
-the request's one key (``id(request)``). A worker that dies while serving a
-request is replaced, and that request's end recorded from how it died.
+starts (at once, as it takes the message) and as it ends; the parent
+records both in the server's ledger under the request's one key
+(``id(request)``). A worker that dies while serving a request is replaced,
+and that request's end recorded from how it died.
+
+**No request is lost without a count.** A worker that takes a message whose
+descriptor the kernel dropped (the worker is out of descriptors:
+``MSG_CTRUNC``) reports that request as an error and exits (a new worker
+replaces it). A request sent but never reported by any worker (its worker
+was killed between taking it and reporting it) is found when the channel is
+empty after a worker died, and counted as an error (:meth:`Pool.reconcile`),
+as is every request still sent but unreported once all workers are gone; a
+report that comes later for such a request is ignored (counted once).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import selectors
@@ -30,6 +41,7 @@ import signal
 import socket
 import stat
 import struct
+import termios
 import time
 from typing import Any
 
@@ -50,6 +62,7 @@ _HEADER = struct.Struct("=Qd")
 # one write of 30 bytes, far below PIPE_BUF, so reports never interleave.
 _EVENT = struct.Struct("=iBQBdd")
 _STARTED, _FINISHED = 0, 1
+_TIMEOUT = int(Outcome.TIMEOUT)
 _ANCILLARY = socket.CMSG_LEN(struct.calcsize("i"))
 #: send errors that mean "the channel is full" (Linux says ETOOMANYREFS when
 #: too many descriptors are in flight).
@@ -80,6 +93,7 @@ class Pool:
         self.parked = Parked(server, server.max_waiting)
         self.pids: set[int] = set()
         self.stopping = False
+        self.suspect = False  # a worker died: a request it took may be lost
 
     # -- the parent ------------------------------------------------------------
 
@@ -133,6 +147,8 @@ class Pool:
                 return  # closed
             usable = len(data) - len(data) % _EVENT.size
             for pid, event, key, outcome, began, ended in _EVENT.iter_unpack(data[:usable]):
+                if key not in queued:
+                    continue  # counted already, as lost (see reconcile)
                 if event == _STARTED:
                     busy[pid] = (key, began)
                     ledger.start()
@@ -162,6 +178,7 @@ class Pool:
                 continue
             self.read_events()  # its last report, if any, is in the pipe
             self.pids.discard(pid)
+            self.suspect = True
             server._count_children()
             serving = self.busy.pop(pid, None)
             if serving is not None:
@@ -177,6 +194,32 @@ class Pool:
                 server._ledger.end(key, outcome, began, None, accepted, pid)
             if respawn and not self.stopping:
                 self.spawn()
+        if self.suspect:
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        """After a worker died: once nothing waits on the channel, every
+        request sent and not reported started by a worker was lost with a
+        worker that took it and died before it could say so; each is counted
+        as an error. (With workers left, one that has just taken a message
+        and not yet reported it would be counted so too: its own reports
+        are then ignored. The window is a few instructions wide.)"""
+        if self.pids and _waiting_on(self.worker_end):
+            return  # some are still on the channel: look again later
+        self.suspect = False
+        serving = {key for key, _began in self.busy.values()}
+        lost = [key for key in self.queued if key not in serving]
+        if not lost:
+            return
+        server = self.server
+        for key in lost:
+            _request, accepted, client_address = self.queued.pop(key)
+            if key in server._ledger:  # a drain's abort is not news
+                logs.warning(
+                    "%s: the request from %s was lost by a worker that ended before it reported it",
+                    type(server).__name__, format_address(client_address),
+                )
+            server._ledger.drop(key, Outcome.ERROR, accepted)
 
     def finish(self, wait: bool) -> bool:
         """Read reports and reap the workers (all of them, if *wait*); True
@@ -191,6 +234,7 @@ class Pool:
             select.select([self.reports[0]], [], [], 0.05)
         if self.pids:
             return False
+        self.reconcile()  # sent, and no worker left to report them
         self.parked.drop_all()  # nobody is left to serve them
         self.close()
         return True
@@ -235,7 +279,7 @@ def _worker_main(server: Any, pool: Pool) -> None:
             stopping = False
             while True:
                 try:
-                    message, fds = _receive(channel)
+                    message, fds, truncated = _receive(channel)
                 except (BlockingIOError, InterruptedError):
                     if stopping:
                         break  # told to stop, and nothing is queued
@@ -243,8 +287,22 @@ def _worker_main(server: Any, pool: Pool) -> None:
                         if key.fileobj == stop:
                             stopping = True
                     continue
-                if not fds:
+                if len(message) < _HEADER.size:
                     break  # the channel closed
+                if not fds or truncated:
+                    # The kernel dropped the connection: this worker is out
+                    # of descriptors. Count the request, and make way for a
+                    # fresh worker.
+                    for fd in fds:
+                        os.close(fd)
+                    now = _monotonic()
+                    key = _HEADER.unpack_from(message)[0]
+                    os.write(report, _EVENT.pack(os.getpid(), _FINISHED, key, Outcome.ERROR, now, now))
+                    logs.warning(
+                        "%s: worker %d could not take a connection (out of descriptors?); "
+                        "it exits and a new worker replaces it", type(server).__name__, os.getpid(),
+                    )
+                    return  # (status 1)
                 _serve_message(server, message, fds, report)
         status = 0
     finally:
@@ -257,22 +315,23 @@ def _serve_message(server: Any, message: bytes, fds: list[int], report: int) -> 
     for extra in fds[1:]:
         os.close(extra)
     key, accepted = _HEADER.unpack_from(message)
+    pid = os.getpid()
+    began = _monotonic()
+    os.write(report, _EVENT.pack(pid, _STARTED, key, 0, began, 0.0))  # first: see reconcile
     client_address = _decode_address(message[_HEADER.size:])
     request = socket.socket(server.address_family, server.socket_type, 0, fds[0])
-    pid = os.getpid()
     limit = server.request_timeout
-    began = _monotonic()
     if limit is not None and began - accepted > limit:
         os.write(report, _EVENT.pack(pid, _FINISHED, key, Outcome.TIMEOUT, began, began))
         _quietly(server.shutdown_request, request)
         return
-    os.write(report, _EVENT.pack(pid, _STARTED, key, 0, began, 0.0))
-    outcome = 0
+    outcome = _TIMEOUT  # until the handler says otherwise (the alarm may fire first)
     try:
         if limit is not None:
             arm_alarm(accepted + limit - began, None, float(server.abort_grace))
         try:
             server.finish_request(request, client_address)
+            outcome = 0
         except Exception as exc:
             outcome = outcome_of(exc)
             server.handle_error(request, client_address)
@@ -283,7 +342,7 @@ def _serve_message(server: Any, message: bytes, fds: list[int], report: int) -> 
             if limit is not None:
                 disarm_alarm()
     except RequestTimeout:
-        outcome = Outcome.TIMEOUT  # the alarm went off between the handler and disarming it
+        pass  # the alarm went off after the handler ended: its outcome stands
     finally:
         ended = _monotonic()
         _quietly(server.shutdown_request, request)
@@ -297,16 +356,26 @@ def _quietly(call: Any, *args: Any) -> None:
         pass
 
 
-def _receive(channel: socket.socket) -> tuple[bytes, list[int]]:
-    """One message from the channel, without waiting: (payload, fds).
+def _waiting_on(channel: socket.socket) -> bool:
+    """True if a message waits on the channel (``FIONREAD`` on a
+    ``SOCK_SEQPACKET`` socket: the size of the first one)."""
+    try:
+        return bool(struct.unpack("i", fcntl.ioctl(channel.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0] > 0)
+    except OSError:
+        return True  # cannot tell: assume some wait
+
+
+def _receive(channel: socket.socket) -> tuple[bytes, list[int], bool]:
+    """One message from the channel, without waiting: (payload, fds,
+    whether the kernel dropped descriptors: ``MSG_CTRUNC``).
     (``socket.recv_fds`` drops its *flags* argument on some versions.)"""
-    message, ancillary, _flags, _address = channel.recvmsg(4096, _ANCILLARY, socket.MSG_DONTWAIT)
+    message, ancillary, flags, _address = channel.recvmsg(4096, _ANCILLARY, socket.MSG_DONTWAIT)
     fds: list[int] = []
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(data) - len(data) % 4
             fds.extend(struct.unpack(f"{usable // 4}i", data[:usable]))
-    return message, fds
+    return message, fds, bool(flags & socket.MSG_CTRUNC)
 
 
 def _blank_inherited_sockets(keep: set[int]) -> None:
