@@ -28,6 +28,7 @@ iteration that found no report, and every ``_WAIT_STEP`` seconds at
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import select
@@ -228,7 +229,9 @@ class Children:
                 if pid not in exits:
                     try:
                         fd = exits[pid] = _pidfd_open(pid)
-                    except OSError:  # ENOSYS (an older kernel), EMFILE
+                    except OSError as exc:  # ESRCH (reaped elsewhere), EMFILE...
+                        if exc.errno in (errno.ENOSYS, errno.EPERM):  # an older kernel, a sandbox
+                            _pidfd_open = None
                         return False
                     if loop is not None:
                         loop.watch(fd, self.on_exit)
