@@ -24,9 +24,10 @@ once). The parent finds reported slots with one ``find()`` over the flags
 (a C ``memchr``, no system call), reaps those children, and reads a slot's
 times only after its child was reaped: the child is gone by then, so the
 times are complete on any CPU. A child that dies without reporting (a
-crash, a signal, ``os._exit`` in a handler) leaves its flag clear; the
-parent finds it by polling every child now and then, and learns why from
-its exit status.
+crash, a signal, ``os._exit`` in a handler) leaves its flag clear; its
+end wakes the parent through a pidfd (or, where there are none, the parent
+polls every child), which learns why from its exit status (see
+:mod:`sockserve.core.children`).
 
 The times are ``time.monotonic()``: one clock for every process.
 """
