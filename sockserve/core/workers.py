@@ -11,12 +11,13 @@ How a connection travels::
       read the workers' reports  <== a pipe ====  report started / finished
 
 The channel is a ``SOCK_SEQPACKET`` socket pair shared by all workers: each
-message (the request's key, its accept time, the client's address, and the
+message (the request's ticket, its accept time, the client's address, and the
 connection's descriptor as ancillary data) goes to exactly one worker, the
 first one free, so the channel is the pool's queue (a few hundred deep, the
 kernel's limit). Each worker reports each request twice on a pipe, as it
-starts (at once, as it takes the message) and as it ends; the parent
-records both in the server's ledger under the request's one key
+starts (at once, as it takes the message) and as it ends, by the ticket
+the parent gave it when it sent it (a number never used twice by a pool);
+the parent records both in the server's ledger under the request's one key
 (``id(request)``). A worker that dies while serving a request is replaced,
 and that request's end recorded from how it died.
 
@@ -24,10 +25,11 @@ and that request's end recorded from how it died.
 descriptor the kernel dropped (the worker is out of descriptors:
 ``MSG_CTRUNC``) reports that request as an error and exits (a new worker
 replaces it). A request sent but never reported by any worker (its worker
-was killed between taking it and reporting it) is found when the channel is
-empty after a worker died, and counted as an error (:meth:`Pool.reconcile`),
-as is every request still sent but unreported once all workers are gone; a
-report that comes later for such a request is ignored (counted once).
+was killed between taking it and reporting it) is found after a worker
+died: off the channel and still unreported ``_LOST_AFTER`` seconds later,
+it is counted as an error (:meth:`Pool.reconcile`), as is every request
+still sent but unreported once all workers are gone; a report that comes
+later for such a request is ignored (counted once).
 """
 
 from __future__ import annotations
@@ -55,13 +57,17 @@ from .stats import Outcome, outcome_of
 __all__ = ["Pool"]
 
 _monotonic = time.monotonic
-# A message on the channel: request key, accept time; then the client's
+# A message on the channel: request ticket, accept time; then the client's
 # address (see _encode_address) and, as ancillary data, the connection's descriptor.
 _HEADER = struct.Struct("=Qd")
-# A worker reports each event as (pid, event, key, outcome, began, ended) in
+# A worker reports each event as (pid, event, ticket, outcome, began, ended) in
 # one write of 30 bytes, far below PIPE_BUF, so reports never interleave.
 _EVENT = struct.Struct("=iBQBdd")
 _STARTED, _FINISHED = 0, 1
+#: A request off the channel that no live worker has reported this long
+#: after a worker died was lost with it (a live worker reports a request
+#: a few microseconds after it takes it).
+_LOST_AFTER = 0.5
 _TIMEOUT = int(Outcome.TIMEOUT)
 _ANCILLARY = socket.CMSG_LEN(struct.calcsize("i"))
 #: send errors that mean "the channel is full" (Linux says ETOOMANYREFS when
@@ -72,9 +78,11 @@ _FULL = (errno.ENOBUFS, errno.ETOOMANYREFS)
 class Pool:
     """What one ``serve_forever`` of a prefork server holds: the channel,
     the report and stop pipes, its workers (``pids``), the requests sent to
-    them (``queued``: key -> (request, accept time, client address), the
-    parent's copy of the request kept until its end so the key stays unique),
-    which worker serves which (``busy``: pid -> (key, start time)) and the
+    them (``queued``: ticket -> (key, request, accept time, client
+    address), the parent's copy of the request kept until its end so the
+    key stays unique; a ticket is never used twice, so a late report of a
+    request counted already is known as such), which worker serves which
+    (``busy``: pid -> (ticket, start time)) and the
     requests waiting for room on the channel (``parked``).
 
     Thread safety: the serving thread only (or a drain once the loop stopped).
@@ -89,11 +97,13 @@ class Pool:
         os.set_blocking(self.reports[0], False)
         self.stop = os.pipe()
         self.busy: dict[int, tuple[int, float]] = {}
-        self.queued: dict[int, tuple[Any, float, Any]] = {}
+        self.queued: dict[int, tuple[int, Any, float, Any]] = {}
+        self.tickets = 0  # the last ticket given
         self.parked = Parked(server, server.max_waiting)
         self.pids: set[int] = set()
         self.stopping = False
         self.suspect = False  # a worker died: a request it took may be lost
+        self.unreported: dict[int, float] = {}  # ticket -> when first seen off the channel, unreported
 
     # -- the parent ------------------------------------------------------------
 
@@ -109,7 +119,8 @@ class Pool:
     def send(self, key: int, request: Any, client_address: Any, accepted: float) -> bool:
         """Put one connection (in the ledger under *key*) on the channel;
         False if the channel is full."""
-        payload = _HEADER.pack(key, accepted) + _encode_address(client_address)
+        ticket = self.tickets + 1
+        payload = _HEADER.pack(ticket, accepted) + _encode_address(client_address)
         try:
             socket.send_fds(self.parent_end, [payload], [request.fileno()])
         except (BlockingIOError, InterruptedError):
@@ -118,7 +129,8 @@ class Pool:
             if exc.errno in _FULL:
                 return False
             raise
-        self.queued[key] = (request, accepted, client_address)
+        self.tickets = ticket
+        self.queued[ticket] = (key, request, accepted, client_address)
         return True
 
     def send_parked(self) -> None:
@@ -146,20 +158,20 @@ class Pool:
             except OSError:
                 return  # closed
             usable = len(data) - len(data) % _EVENT.size
-            for pid, event, key, outcome, began, ended in _EVENT.iter_unpack(data[:usable]):
-                if key not in queued:
+            for pid, event, ticket, outcome, began, ended in _EVENT.iter_unpack(data[:usable]):
+                if ticket not in queued:
                     continue  # counted already, as lost (see reconcile)
                 if event == _STARTED:
-                    busy[pid] = (key, began)
+                    busy[pid] = (ticket, began)
                     ledger.start()
                     continue
                 serving = busy.get(pid)
-                if serving is not None and serving[0] == key:
+                if serving is not None and serving[0] == ticket:
                     del busy[pid]
                 else:
                     ledger.start()  # ended before it ran (its deadline passed)
-                entry = queued.pop(key, None)
-                ledger.end(key, outcome, began, ended, None if entry is None else entry[1], pid)
+                key, _request, accepted, _address = queued.pop(ticket)
+                ledger.end(key, outcome, began, ended, accepted, pid)
             if len(data) < size:
                 return
 
@@ -182,8 +194,8 @@ class Pool:
             server._count_children()
             serving = self.busy.pop(pid, None)
             if serving is not None:
-                key, began = serving
-                request, accepted, client_address = self.queued.pop(key, (None, None, "?"))
+                ticket, began = serving
+                key, _request, accepted, client_address = self.queued.pop(ticket)
                 outcome = outcome_of_status(status)
                 if key in server._ledger:  # a drain's abort is not news
                     logs.warning(
@@ -198,22 +210,33 @@ class Pool:
             self.reconcile()
 
     def reconcile(self) -> None:
-        """After a worker died: once nothing waits on the channel, every
-        request sent and not reported started by a worker was lost with a
-        worker that took it and died before it could say so; each is counted
-        as an error. (With workers left, one that has just taken a message
-        and not yet reported it would be counted so too: its own reports
-        are then ignored. The window is a few instructions wide.)"""
+        """After a worker died: a request sent, off the channel and not
+        reported by any worker was taken by a worker that died before it
+        could say so. With no worker left, every such request is lost; with
+        workers left, one still unreported ``_LOST_AFTER`` seconds after it
+        was first seen so (a live worker reports a request as it takes it).
+        Each lost request is counted as an error; looked at again after each
+        reap until none is in doubt."""
         if self.pids and _waiting_on(self.worker_end):
             return  # some are still on the channel: look again later
-        self.suspect = False
-        serving = {key for key, _began in self.busy.values()}
-        lost = [key for key in self.queued if key not in serving]
+        self.read_events()
+        serving = {ticket for ticket, _began in self.busy.values()}
+        unreported = [ticket for ticket in self.queued if ticket not in serving]
+        if self.pids:
+            now = _monotonic()
+            seen = self.unreported
+            self.unreported = seen = {ticket: seen.get(ticket, now) for ticket in unreported}
+            lost = [ticket for ticket, since in seen.items() if now - since >= _LOST_AFTER]
+            for ticket in lost:
+                del seen[ticket]
+        else:
+            lost, self.unreported = unreported, {}
+        self.suspect = bool(self.unreported)
         if not lost:
             return
         server = self.server
-        for key in lost:
-            _request, accepted, client_address = self.queued.pop(key)
+        for ticket in lost:
+            key, _request, accepted, client_address = self.queued.pop(ticket)
             if key in server._ledger:  # a drain's abort is not news
                 logs.warning(
                     "%s: the request from %s was lost by a worker that ended before it reported it",
@@ -296,8 +319,8 @@ def _worker_main(server: Any, pool: Pool) -> None:
                     for fd in fds:
                         os.close(fd)
                     now = _monotonic()
-                    key = _HEADER.unpack_from(message)[0]
-                    os.write(report, _EVENT.pack(os.getpid(), _FINISHED, key, Outcome.ERROR, now, now))
+                    ticket = _HEADER.unpack_from(message)[0]
+                    os.write(report, _EVENT.pack(os.getpid(), _FINISHED, ticket, Outcome.ERROR, now, now))
                     logs.warning(
                         "%s: worker %d could not take a connection (out of descriptors?); "
                         "it exits and a new worker replaces it", type(server).__name__, os.getpid(),
@@ -314,15 +337,15 @@ def _serve_message(server: Any, message: bytes, fds: list[int], report: int) -> 
     """Serve one connection from the channel, reporting its start and end."""
     for extra in fds[1:]:
         os.close(extra)
-    key, accepted = _HEADER.unpack_from(message)
+    ticket, accepted = _HEADER.unpack_from(message)
     pid = os.getpid()
     began = _monotonic()
-    os.write(report, _EVENT.pack(pid, _STARTED, key, 0, began, 0.0))  # first: see reconcile
+    os.write(report, _EVENT.pack(pid, _STARTED, ticket, 0, began, 0.0))  # first: see reconcile
     client_address = _decode_address(message[_HEADER.size:])
     request = socket.socket(server.address_family, server.socket_type, 0, fds[0])
     limit = server.request_timeout
     if limit is not None and began - accepted > limit:
-        os.write(report, _EVENT.pack(pid, _FINISHED, key, Outcome.TIMEOUT, began, began))
+        os.write(report, _EVENT.pack(pid, _FINISHED, ticket, Outcome.TIMEOUT, began, began))
         _quietly(server.shutdown_request, request)
         return
     outcome = _TIMEOUT  # until the handler says otherwise (the alarm may fire first)
@@ -346,7 +369,7 @@ def _serve_message(server: Any, message: bytes, fds: list[int], report: int) -> 
     finally:
         ended = _monotonic()
         _quietly(server.shutdown_request, request)
-        os.write(report, _EVENT.pack(pid, _FINISHED, key, outcome, began, ended))
+        os.write(report, _EVENT.pack(pid, _FINISHED, ticket, outcome, began, ended))
 
 
 def _quietly(call: Any, *args: Any) -> None:
