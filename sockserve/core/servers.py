@@ -161,6 +161,7 @@ class BaseServer:
     _loop_lock = _PerInstance(lambda server: threading.Lock())
     _loop: Loop | None = None  # the newest running loop (mixins watch descriptors in it)
     _loops: tuple[Loop, ...] = ()  # every running loop
+    _socket_shared = False  # the socket was made non-blocking for a second loop
     _watchdog: Watchdog | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -200,6 +201,8 @@ class BaseServer:
                 # has its own wake-up pair, and a stop wakes every one.
                 loop = self._loop = Loop(self.fileno(), poll_interval)  # type: ignore[attr-defined]
                 self._loops = (*self._loops, loop)
+                if len(self._loops) == 2:
+                    self._share_socket(True)
             loop.watch(loop.wakeup_fd, self._woken)
             self._loop_opened(loop)
             listening, watched, poll, wait_ms, tick = (
@@ -231,6 +234,8 @@ class BaseServer:
                     others = self._loops = tuple(other for other in self._loops if other is not loop)
                     if self._loop is loop:
                         self._loop = others[-1] if others else None
+                    if len(others) == 1:
+                        self._share_socket(False)
                 if loop is not None:
                     loop.close()
                 if not others:  # the last loop to return
@@ -238,6 +243,22 @@ class BaseServer:
                     if self.state is not ServerState.CLOSED:
                         self.state = ServerState.LISTENING
                     self.__is_shut_down.set()
+
+    def _share_socket(self, shared: bool) -> None:
+        """Two loops wait on one socket (*shared*) or one again: while they
+        share it, it does not block, so that the loop that loses the race
+        for a connection goes back to waiting instead of blocking in
+        ``accept()`` (where no ``shutdown()`` could reach it)."""
+        sock = getattr(self, "socket", None)
+        try:
+            if shared and sock is not None and sock.gettimeout() is None:
+                sock.setblocking(False)
+                self._socket_shared = True
+            elif not shared and self._socket_shared and sock is not None:
+                sock.setblocking(True)
+                self._socket_shared = False
+        except OSError:
+            pass  # closed meanwhile
 
     def _loop_opened(self, loop: Loop) -> None:
         """``serve_forever`` set up *loop*: watch more descriptors, work
