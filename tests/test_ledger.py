@@ -161,15 +161,7 @@ def test_a_request_past_its_deadline_is_recorded_once_run_or_not(cls: type) -> N
         assert_recorded_once(server, run.timeline, {Outcome.TIMEOUT: 2})
 
 
-LOST_ON_THE_CHANNEL = pytest.mark.xfail(
-    strict=True, reason="issue 24: a request still on the channel when the workers are gone is never "
-    "counted (its place: workers.Pool.finish)")
-
-
-@pytest.mark.parametrize("cls", [
-    *THREAD_MODELS, sockserve.ForkingTCPServer,
-    pytest.param(sockserve.PreForkTCPServer, marks=LOST_ON_THE_CHANNEL),
-], ids=class_id)
+@pytest.mark.parametrize("cls", [*THREAD_MODELS, *PROCESS_MODELS], ids=class_id)
 def test_requests_a_drain_cuts_off_are_recorded_once(cls: type) -> None:
     """One request runs, one waits for a free worker (queued, parked or on
     the channel; request_timeout makes a forking server park it rather than

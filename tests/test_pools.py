@@ -84,20 +84,27 @@ def test_pool_serves_and_counts(cls: type, sock_dir: str) -> None:
     assert snap["active"] == 0 and snap["threads"] == 0 and snap["children"] == 0
 
 
+def threads_of(server: Any) -> list[threading.Thread]:
+    """The live pool workers of *server* (only its own: other tests' pools
+    may run in this process; a thread keeps its target while it runs)."""
+    return [thread for thread in threading.enumerate()
+            if getattr(getattr(thread, "_target", None), "__self__", None) is server
+            and "worker" in thread.name]
+
+
 @pytest.mark.parametrize("cls", THREADPOOL_CLASSES, ids=class_id)
 def test_threadpool_starts_workers_once(cls: type, sock_dir: str) -> None:
     Small = type("Small", (cls,), {"pool_size": 3})
     server = Small(address_for(cls, sock_dir), WhoHandler)
-    before = threading.active_count()
     with serving(server, poll_interval=0.05):
         exchange(cls, server.server_address, b"hi\n", sock_dir)
         assert server.stats.threads == 3
-        workers = {t for t in threading.enumerate() if "worker" in t.name}
+        workers = set(threads_of(server))
         assert len(workers) == 3
         for _ in range(10):
             exchange(cls, server.server_address, b"hi\n", sock_dir)
-        assert {t for t in threading.enumerate() if "worker" in t.name} == workers
-        assert threading.active_count() == before + 1 + 3  # serving thread + pool
+        assert set(threads_of(server)) == workers  # the same three, none added
+        assert server.stats.threads == 3
     assert server.stats.threads == 0
     assert not any(t.is_alive() for t in workers)
 

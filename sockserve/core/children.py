@@ -12,10 +12,23 @@ from how it ended (logged with its cause). :func:`run_child` is a child's
 whole life.
 
 Only this server's own children are ever waited for.
+
+**Noticing a child that dies without reporting.** Where ``os.pidfd_open``
+works (Linux 5.3+), the end of every child that has not reported wakes the
+parent: :meth:`Children.watch_exits` opens a pidfd for it, watched by the
+serve loop's poller (an idle loop wakes at once, whatever its
+``poll_interval``) and by :meth:`Children.wait` (a loop at ``max_children``
+frees the slot at once). They are opened only when an iteration of the
+loop found no report (a child that reports is reaped through the board,
+for no system call at all), and closed as their child is reaped.
+Elsewhere every child is polled every ``_SCAN_EVERY`` iterations, on every
+iteration that found no report, and every ``_WAIT_STEP`` seconds at
+``max_children``.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import select
@@ -25,7 +38,7 @@ import time
 from typing import Any
 
 from . import logs
-from .deadlines import arm_alarm
+from .deadlines import arm_alarm, disarm_alarm
 from .errors import format_address
 from .handlers import SocketWriter
 from .logs import report_escape
@@ -33,6 +46,7 @@ from .processes import (
     _CHILD_STDERR,
     _CHILD_STDOUT,
     OPENED,
+    REAPED_ELSEWHERE,
     Parked,
     describe_status,
     flush_std_streams,
@@ -45,6 +59,7 @@ from .stats import Outcome, outcome_of
 __all__ = ["Children", "run_child"]
 
 _monotonic = time.monotonic
+_pidfd_open = getattr(os, "pidfd_open", None)
 #: Loop iterations between polls of every child (for those that die
 #: without reporting).
 _SCAN_EVERY = 16
@@ -54,6 +69,10 @@ _SCAN_EVERY = 16
 #: interpreter's next young-generation collection (see collect_garbage_if_due).
 _GC_HEADROOM = 100
 _gc_count = gc.get_count
+#: A child forked without a board slot (``max_children`` raised past the
+#: board) exits with this plus its outcome, so that an exit status a handler
+#: chose (``os._exit(3)``) is never taken for an outcome: see Children._died.
+UNSLOTTED_EXIT = 80
 _INSTANCE_ATTRIBUTES = (
     "server_address", "RequestHandlerClass", "socket",
     "request", "client_address", "server", "connection", "rfile", "wfile", "packet",
@@ -84,8 +103,10 @@ class Children:
         self.alive = alive
         self.running: dict[int, tuple[int, Any, Any, float | None, int]] = {}
         self.board = ReportBoard(slots)
-        self.parked = Parked(server, server.max_children)
+        self.parked = Parked(server, server.max_waiting)
         self.scan_countdown = _SCAN_EVERY
+        self.exits: dict[int, int] = {}  # pid -> a pidfd, for running children (see watch_exits)
+        self._exits_loop: Any = None  # the loop whose poller watches them
         self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
         # What every child will look up, looked up here once (see prime_lookups).
         # (Names only: vars(server) would give the server a real __dict__,
@@ -117,7 +138,7 @@ class Children:
         accept time stays in the ledger, for the deadline watchdog."""
         server = self.server
         parked = self.parked
-        parked.bound = server.max_children
+        parked.bound = server.max_waiting
         parked.park(request, client_address, server._ledger.accepted.setdefault(id(request), _monotonic()))
         loop = server._loop
         if loop is not None:  # wake when a child ends
@@ -137,7 +158,13 @@ class Children:
             request, client_address, accepted = entry
             key = id(request)
             server._ledger.accepted.pop(key, None)  # the child keeps its deadline
-            self.fork(key, request, client_address, accepted)
+            try:
+                self.fork(key, request, client_address, accepted, parked=True)
+            except Exception:
+                # No child (fork failed: EAGAIN, ENOMEM): said, counted as an
+                # error, closed; the loop serves on.
+                server.handle_error(request, client_address)
+                parked.drop(entry, Outcome.ERROR)
         if not parked:
             self.board.waiting(False)
             if server._loop is not None:
@@ -149,10 +176,14 @@ class Children:
         self.reap_all()
         self.start_parked()
 
-    def fork(self, key: int, request: Any, client_address: Any, accepted: float | None) -> None:
+    def fork(
+        self, key: int, request: Any, client_address: Any, accepted: float | None, parked: bool = False,
+    ) -> None:
         """Fork a child for *request* (in the ledger under *key*). In the
         parent, close the parent's copy of the request and return; the child
-        runs :func:`run_child` and never returns."""
+        runs :func:`run_child` and never returns. If fork() fails, the
+        request is counted as an error (its caller closes it), unless it was
+        *parked* (then its caller drops it from there), and the error raised."""
         board = self.board
         free = board.free
         slot = free.pop() if free else -1
@@ -162,7 +193,8 @@ class Children:
         except BaseException:
             if slot >= 0:
                 free.append(slot)
-            server._ledger.forget(key)  # no child, never counted
+            if not parked:
+                server._ledger.drop(key, Outcome.ERROR)  # no child: it ends here, unserved
             raise
         if pid:
             alive = self.alive
@@ -178,6 +210,46 @@ class Children:
 
     # -- reaping -----------------------------------------------------------------
 
+    def watch_exits(self) -> bool:
+        """Make the end of every running child wake the parent (see the
+        module docstring): a pidfd each, watched by the serve loop if one
+        runs. False where pidfds are missing (the children must be polled)."""
+        global _pidfd_open
+        if _pidfd_open is None:
+            return False
+        exits = self.exits
+        loop = self.server._loop
+        if loop is not self._exits_loop:  # a new loop: it watches them all
+            self._exits_loop = loop
+            if loop is not None:
+                for fd in exits.values():
+                    loop.watch(fd, self.on_exit)
+        if len(exits) < len(self.running):
+            for pid in self.running:
+                if pid not in exits:
+                    try:
+                        fd = exits[pid] = _pidfd_open(pid)
+                    except OSError as exc:  # ESRCH (reaped elsewhere), EMFILE...
+                        if exc.errno in (errno.ENOSYS, errno.EPERM):  # an older kernel, a sandbox
+                            _pidfd_open = None
+                        return False
+                    if loop is not None:
+                        loop.watch(fd, self.on_exit)
+        return True
+
+    def on_exit(self) -> None:
+        """A watched child ended (its pidfd turned readable): reap."""
+        self.reap_all()
+        if self.parked:
+            self.start_parked()
+
+    def _unwatch_exit(self, pid: int) -> None:
+        fd = self.exits.pop(pid, None)
+        if fd is not None:
+            if self._exits_loop is not None:
+                self._exits_loop.unwatch(fd)
+            os.close(fd)
+
     def reap_all(self, blocking: bool = False) -> None:
         """Poll every live child (wait for each with *blocking*) and reap
         the ones that ended."""
@@ -188,7 +260,7 @@ class Children:
             try:
                 done, status = os.waitpid(pid, flags)
             except ChildProcessError:
-                done, status = pid, 0  # already reaped elsewhere
+                done, status = pid, REAPED_ELSEWHERE  # by other code: its status is lost
             except InterruptedError:
                 continue
             if done:
@@ -200,6 +272,8 @@ class Children:
         from how it ended if it never reported."""
         alive = self.alive
         alive.discard(pid)
+        if self.exits:
+            self._unwatch_exit(pid)
         server = self.server
         server.stats.children = len(alive)  # fewer: no peak to update
         entry = self.running.pop(pid, None)
@@ -216,8 +290,14 @@ class Children:
         board.map[slot] = 0  # board.release(), inlined (this runs per request)
         board.free.append(slot)
         # It reported, so it exited with its outcome as status (unless a
-        # signal ended it just after: count how it ended then).
-        outcome = status >> 8 if not status & 0x7F else outcome_of_status(status)
+        # signal ended it just after: count how it ended then; or someone
+        # else reaped it: its outcome is on the board too).
+        if not status & 0x7F:
+            outcome = status >> 8
+        elif status == REAPED_ELSEWHERE:
+            outcome = board.map[board.want + 1 + slot]
+        else:
+            outcome = outcome_of_status(status)
         server._ledger.end(entry[0], outcome, began, ended, entry[3], pid)
 
     def _died(self, pid: int, status: int, entry: tuple[int, Any, Any, float | None, int]) -> None:
@@ -227,10 +307,11 @@ class Children:
         server = self.server
         if slot >= 0:
             self.board.release(slot)
-        if slot < 0 and os.WIFEXITED(status):
-            # No slot (max_children grew past the board): it reports nothing,
-            # and its exit status is its outcome.
-            outcome = os.WEXITSTATUS(status)
+        code = os.WEXITSTATUS(status) - UNSLOTTED_EXIT if status >= 0 and os.WIFEXITED(status) else -1
+        if slot < 0 and 0 <= code < len(Outcome):
+            # No slot (max_children grew past the board): it reported its
+            # outcome in its exit status, shifted (see run_child).
+            outcome = code
         else:
             outcome = outcome_of_status(status)
             if key in server._ledger:  # a drain's abort is not news
@@ -252,7 +333,9 @@ class Children:
         board = self.board
         board.waiting(True)
         watch = [board.wake[0]] if wakeup is None else [board.wake[0], wakeup]
-        if board.map.find(b"\x01", 0, board.slots) >= 0:
+        if self.watch_exits():
+            watch.extend(self.exits.values())  # a child's end, reported or not
+        elif board.map.find(b"\x01", 0, board.slots) >= 0:
             # A child reported (perhaps before ``want`` was set): it is
             # exiting, and sends no further wake-up.
             seconds = min(seconds, 0.001)
@@ -271,6 +354,8 @@ class Children:
         return [pid for pid, entry in self.running.items() if entry[0] not in ledger]
 
     def close(self) -> None:
+        for pid in list(self.exits):
+            self._unwatch_exit(pid)
         self.board.close()
 
 
@@ -281,7 +366,11 @@ def run_child(
 
     It exits with its request's outcome (0: handled; 1: an error, as in
     the standard library; other ``Outcome`` values: a timeout, a
-    disconnect) after leaving its times on the board.
+    disconnect) after leaving its times and outcome on the board; a child
+    without a slot exits with ``UNSLOTTED_EXIT`` plus its outcome. Its
+    deadline's alarm is cancelled as soon as the handler returns: what
+    follows (``shutdown_request``, the report) never turns a request whose
+    handler ended in time into a timeout or an unreported death.
 
     Kept short on purpose: this code runs only in children, where it is
     always "cold" (never specialized by the interpreter), so every extra
@@ -291,10 +380,12 @@ def run_child(
     sys.stderr = _CHILD_STDERR
     timed = server.stats.enabled
     began = ended = _monotonic() if timed else 0.0  # (times: for stats only)
+    armed = False
     try:
         limit = server.request_timeout
         if limit is not None or server.child_timeout is not None:
             now = began if timed else _monotonic()
+            armed = True
             arm_alarm(
                 None if limit is None else (now if accepted is None else accepted) + limit - now,
                 server.child_timeout, float(server.abort_grace),
@@ -312,6 +403,13 @@ def run_child(
             ended = _monotonic()
     finally:
         try:
+            if armed:
+                # (Should the alarm fire just before this, what it raises
+                # ends here: the outcome stands.)
+                disarm_alarm()
+        except BaseException:
+            pass
+        try:
             server.shutdown_request(request)
             if slot >= 0:
                 if timed:
@@ -319,9 +417,12 @@ def run_child(
                     times[slot + slot] = began
                     times[slot + slot + 1] = ended
                 flags = board.map
-                flags[slot] = 1  # after the times: see reportboard
+                flags[board.want + 1 + slot] = outcome
+                flags[slot] = 1  # after the times and outcome: see reportboard
                 if flags[board.want]:
                     os.write(board.wake[1], b"\0")
+            else:
+                outcome += UNSLOTTED_EXIT
         except BaseException:
             pass  # nothing may keep the child alive
         if OPENED:

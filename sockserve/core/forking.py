@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .children import Children
 from .drain import abort_socket
-from .processes import end_processes
+from .processes import MAX_WAITING, REAPED_ELSEWHERE, end_processes
 
 if TYPE_CHECKING:
     from .servers import BaseServer as _Server
@@ -55,12 +55,18 @@ class ForkingMixIn(_Server):
         sockserve only: seconds a child may run before it is ended by
         SIGALRM (a hung handler cannot pin a slot forever); None: no limit.
 
+    ``max_waiting`` (512)
+        with ``request_timeout`` set, at most this many requests are parked
+        (see below).
+
     With ``request_timeout`` set (see :class:`~sockserve.core.servers.BaseServer`),
     a request that finds ``max_children`` busy is *parked* instead: the loop
     goes on accepting (so every request's age is known), parked requests
-    start as children end, and one that waited past its deadline is closed
-    unhandled and counted as a timeout. At most ``max_children`` requests
-    are parked; beyond that the oldest parked one is dropped.
+    start as children end, in order, and a burst is served as long as each
+    request starts within its own deadline; one that waited past it is
+    closed unhandled and counted as a timeout. Beyond ``max_waiting``
+    parked requests, the oldest is closed unserved and counted in
+    ``stats.overflows``.
 
     ``active_children`` is the set of live child PIDs (None before the first
     fork). Children are reaped by ``collect_children()``, which runs after
@@ -77,6 +83,7 @@ class ForkingMixIn(_Server):
     timeout: float | None = 300
     active_children: set[int] | None = None
     max_children: int = 40
+    max_waiting: int = MAX_WAITING
     block_on_close: bool = True
     child_timeout: float | None = None
 
@@ -107,19 +114,21 @@ class ForkingMixIn(_Server):
             board = children.board
             flags = board.map
             slot = flags.find(b"\x01", 0, board.slots)
+            if slot < 0 and children.running and not children.watch_exits():
+                # No report, and no pidfd to tell when a child ends: poll.
+                children.scan_countdown = 0
             while slot >= 0:
                 pid = board.owners[slot]
                 try:
                     done, status = os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
-                    done, status = pid, 0  # already reaped elsewhere
+                    done, status = pid, REAPED_ELSEWHERE  # by other code: the board has its outcome
                 except InterruptedError:
                     done = 0
                 if done:
                     children.reaped(pid, status)
                 slot = flags.find(b"\x01", slot + 1, board.slots)
-            # Every now and then, poll every child (for those that died
-            # without reporting).
+            # Every now and then, poll every child anyway.
             countdown = children.scan_countdown = children.scan_countdown - 1
             if blocking or countdown <= 0 or children.parked or len(alive) >= limit:
                 children.reap_all(blocking)

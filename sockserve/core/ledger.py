@@ -11,9 +11,12 @@ request's life::
     end(key, outcome, ...)  it ended: outcome and handler time counted, its
                             span recorded on the timeline (if one is)
     drop(key, outcome)      it ended without running (cut off or past its
-                            deadline while it waited): started and ended at once
-    forget(key)             it leaves uncounted (refused by verify_request,
-                            shed by a full queue, its thread never started)
+                            deadline while it waited, its thread or child
+                            could not start, its worker lost it): started
+                            and ended at once
+    forget(key)             it leaves uncounted as a request (refused by
+                            verify_request or shed by a full queue: counted
+                            in ``rejected`` or ``overflows`` instead)
 
 ==============  =========================  ===================  ============================
 model           enter                      start                end

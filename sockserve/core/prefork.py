@@ -11,8 +11,10 @@ to a worker over a channel that is the pool's queue (see
 :mod:`sockserve.core.workers`). When the channel is full the parent stops
 accepting and the kernel's listen backlog holds the rest, as for any
 socketserver; with ``request_timeout`` set it keeps accepting instead and
-parks the surplus (up to ``workers * 16``, dropping the oldest), so that
-every request's deadline counts from its real arrival. Because the parent
+parks the surplus until each one's own deadline (up to ``max_waiting``;
+beyond that the oldest is closed unserved and counted in
+``stats.overflows``), so that every request's deadline counts from its real
+arrival. Because the parent
 accepts, ``get_request`` and ``verify_request`` run in the parent and the
 handler in a worker, as with ``ForkingMixIn``.
 
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .drain import abort_socket
 from .loop import Loop
-from .processes import end_processes
+from .processes import MAX_WAITING, end_processes
 from .workers import Pool
 
 if TYPE_CHECKING:
@@ -69,6 +71,9 @@ class PreForkMixIn(_Server):
         and queued requests; False: it returns at once.
     ``abort_grace`` (1.0)
         seconds between SIGTERM and SIGKILL when ``drain()`` aborts workers.
+    ``max_waiting`` (512)
+        with ``request_timeout`` set, at most this many accepted requests
+        wait for room on the channel (parked).
 
     ``shutdown()`` returns at once: the workers are told to stop, serve what
     they hold and what is queued, and exit; ``drain(timeout)`` bounds that,
@@ -81,6 +86,7 @@ class PreForkMixIn(_Server):
     """
 
     workers: int = 4
+    max_waiting: int = MAX_WAITING
     block_on_close: bool = True
     _pool: Pool | None = None
     _retired: tuple[Pool, ...] = ()  # pools of earlier loops still finishing

@@ -36,7 +36,9 @@ __all__ = [
     "flush_std_streams",
     "describe_status",
     "outcome_of_status",
+    "REAPED_ELSEWHERE",
     "Parked",
+    "MAX_WAITING",
     "end_processes",
 ]
 
@@ -137,9 +139,16 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+#: The status of a child that someone else reaped (a SIGCHLD handler, an
+#: ``os.wait()`` thread): unknown to this server.
+REAPED_ELSEWHERE = -1
+
+
 def describe_status(status: int) -> str:
     """``os.waitpid``'s status as words: "exited with status 3",
     "was killed by SIGSEGV"."""
+    if status == REAPED_ELSEWHERE:
+        return "ended and was reaped by other code (os.wait or a SIGCHLD handler), its status unknown,"
     if os.WIFSIGNALED(status):
         return f"was killed by {_signal_name(os.WTERMSIG(status))}"
     if os.WIFEXITED(status):
@@ -150,10 +159,16 @@ def describe_status(status: int) -> str:
 def outcome_of_status(status: int) -> int:
     """The outcome of a request whose child ended (by *status*) without
     reporting: a timeout if SIGALRM ended it, an error otherwise."""
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
+    if status != REAPED_ELSEWHERE and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM:
         return Outcome.TIMEOUT
     return Outcome.ERROR
 
+
+#: The default ``max_waiting`` of the forking, prefork and thread-pool
+#: servers: with ``request_timeout`` set, at most this many accepted
+#: requests wait for a free child, worker or thread (each holds a
+#: descriptor; the usual limit is 1,024 per process).
+MAX_WAITING = 512
 
 #: A parked request: (request, client_address, accept time).
 ParkedEntry = tuple[Any, Any, float]
@@ -166,11 +181,13 @@ class Parked(collections.deque[ParkedEntry]):
     read on every loop iteration).
 
     Each is in the server's ledger from the moment it is parked, under its
-    one key (``id(request)``). At most ``bound`` wait: beyond that the
-    oldest is closed unhandled and counted as a timeout; one cut off
-    meanwhile (a drain) or older than the server's ``request_timeout`` is
-    closed and counted when it comes up (:meth:`next`). :meth:`drop` is the
-    one way a parked request ends without running.
+    one key (``id(request)``), and waits until it is served or its own
+    deadline passes. At most ``bound`` wait: beyond that the oldest is
+    closed unserved and counted in ``stats.overflows`` (refused, not a
+    timeout: it never ran out of time); one cut off meanwhile (a drain) or
+    older than the server's ``request_timeout`` is closed and counted when
+    it comes up (:meth:`next`). :meth:`drop` is the one way a parked request
+    ends without running.
     """
 
     def __init__(self, server: Any, bound: int) -> None:
@@ -182,7 +199,7 @@ class Parked(collections.deque[ParkedEntry]):
         """Hold a request (already in the ledger) until a worker is free."""
         self.append((request, client_address, accepted))
         if len(self) > self.bound:
-            self.drop(self.popleft(), Outcome.TIMEOUT)
+            self.refuse(self.popleft())
 
     def next(self) -> ParkedEntry | None:
         """The oldest parked request still to serve (left in place: take it
@@ -206,6 +223,14 @@ class Parked(collections.deque[ParkedEntry]):
         request, _address, accepted = entry
         self.server._ledger.drop(id(request), outcome, accepted)
         self.server.shutdown_request(request)
+
+    def refuse(self, entry: ParkedEntry) -> None:
+        """Close a parked request unserved because too many wait: counted
+        in ``stats.overflows``, not as a request."""
+        server = self.server
+        server._ledger.forget(id(entry[0]))
+        server.stats.note_overflow()
+        server.shutdown_request(entry[0])
 
     def drop_all(self) -> None:
         """Close every parked request, counted as aborted (nobody is left to

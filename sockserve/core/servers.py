@@ -196,7 +196,9 @@ class BaseServer:
     _ledger: Ledger = _class_default(_BARE_LEDGER)
     _accept_backoff: float = 0.0
     _loop_lock = _PerInstance(lambda server: threading.Lock())
-    _loop: Loop | None = None
+    _loop: Loop | None = None  # the newest running loop (mixins watch descriptors in it)
+    _loops: tuple[Loop, ...] = ()  # every running loop
+    _socket_shared = False  # the socket was made non-blocking for a second loop
     _watchdog: Watchdog | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -229,10 +231,16 @@ class BaseServer:
         *poll_interval* seconds. ``shutdown()`` does not wait for that tick.
         """
         self.__is_shut_down.clear()
+        loop: Loop | None = None
         try:
             with self._loop_lock:
+                # Another serve_forever of this server may run too: each loop
+                # has its own wake-up pair, and a stop wakes every one.
                 loop = self._loop = Loop(
                     self.fileno(), poll_interval, _PACKAGE._ServerSelector)  # type: ignore[attr-defined]
+                self._loops = (*self._loops, loop)
+                if len(self._loops) == 2:
+                    self._share_socket(True)
             loop.watch(loop.wakeup_fd, self._woken)
             self._loop_opened(loop)
             listening, watched, poll, wait_ms, tick = (
@@ -248,7 +256,11 @@ class BaseServer:
                         if self._accept_backoff:
                             loop.pause(self._accept_backoff)
                     else:
-                        watched[fd]()
+                        try:
+                            callback = watched[fd]
+                        except KeyError:
+                            continue  # unwatched by a callback earlier in this round
+                        callback()
                 if tick is not None:
                     tick()
                 self.service_actions()
@@ -257,13 +269,34 @@ class BaseServer:
                 self._loop_closing()
             finally:
                 with self._loop_lock:
-                    ended, self._loop = self._loop, None
-                if ended is not None:
-                    ended.close()
-                self.__shutdown_request = False
-                if self.state is not ServerState.CLOSED:
-                    self.state = ServerState.LISTENING
-                self.__is_shut_down.set()
+                    others = self._loops = tuple(other for other in self._loops if other is not loop)
+                    if self._loop is loop:
+                        self._loop = others[-1] if others else None
+                    if len(others) == 1:
+                        self._share_socket(False)
+                if loop is not None:
+                    loop.close()
+                if not others:  # the last loop to return
+                    self.__shutdown_request = False
+                    if self.state is not ServerState.CLOSED:
+                        self.state = ServerState.LISTENING
+                    self.__is_shut_down.set()
+
+    def _share_socket(self, shared: bool) -> None:
+        """Two loops wait on one socket (*shared*) or one again: while they
+        share it, it does not block, so that the loop that loses the race
+        for a connection goes back to waiting instead of blocking in
+        ``accept()`` (where no ``shutdown()`` could reach it)."""
+        sock = getattr(self, "socket", None)
+        try:
+            if shared and sock is not None and sock.gettimeout() is None:
+                sock.setblocking(False)
+                self._socket_shared = True
+            elif not shared and self._socket_shared and sock is not None:
+                sock.setblocking(True)
+                self._socket_shared = False
+        except OSError:
+            pass  # closed meanwhile
 
     def _loop_opened(self, loop: Loop) -> None:
         """``serve_forever`` set up *loop*: watch more descriptors, work
@@ -308,11 +341,13 @@ class BaseServer:
             self.__shutdown_request = True
             if self.state is ServerState.SERVING:
                 self.state = ServerState.STOPPING
-            loop = self._loop
-            if loop is None:
+            loops = self._loops
+            if not loops:
                 return False
-            loop.wake()
-            return loop.thread == threading.get_ident()
+            here = threading.get_ident()
+            for loop in loops:
+                loop.wake()
+            return any(loop.thread == here for loop in loops)
 
     def _stopping(self) -> bool:
         """True once a stop was asked for and the loop has not yet returned."""

@@ -13,12 +13,16 @@ rejected            ``verify_request`` said no
 started             the handler is about to run (``finish_request`` is called)
 completed           the handler returned normally
 errors              the handler raised (a bug, ``SystemExit``, a child that
-                    crashed or was killed by a signal)
+                    crashed or was killed by a signal), or the request could
+                    not be served (its thread or child could not start, its
+                    worker lost it)
 disconnects         the client reset the connection or closed it early
 timeouts            a read or write hit ``StreamRequestHandler.timeout``, or
                     the request outlived the server's ``request_timeout``
 aborted             the request was cut off by ``drain()``
-overflows           a thread pool's queue was full and the connection was closed
+overflows           closed unserved because too many waited: a thread pool's
+                    queue was full, or more than ``max_waiting`` requests
+                    waited for a child, worker or thread under a deadline
 accept_errors       accept() failed for lack of descriptors or memory
 truncated           a datagram was longer than ``max_packet_size``
 active / peak       handlers running now / at most so far
@@ -262,7 +266,8 @@ class ServerStats:
             if not seconds > 0.0:
                 seconds = 0.0  # a clock quirk or NaN must not poison the histogram
             with self._lock:
-                field = OUTCOME_NAMES[outcome]
+                # (An outcome from outside, out of range, is an error.)
+                field = OUTCOME_NAMES[outcome] if 0 < outcome < len(OUTCOME_NAMES) else "errors"
                 setattr(self, field, getattr(self, field) + 1)
                 self._histogram.add(seconds)
 

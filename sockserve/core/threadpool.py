@@ -17,6 +17,8 @@ import collections
 import threading
 from typing import TYPE_CHECKING, Any
 
+from . import logs
+from .processes import MAX_WAITING
 from .stats import Outcome
 from .threads import serve_in_thread
 
@@ -51,12 +53,13 @@ class WorkQueue:
         self._interrupted = False
         self._closed = False
 
-    def put(self, item: Any, policy: str) -> Any:
-        """Queue *item*. Returns None, or the item that did not fit (the new
-        one under "reject", the oldest waiting under "drop-oldest")."""
+    def put(self, item: Any, policy: str, size: int = 0) -> Any:
+        """Queue *item*, with room for *size* items (0: ``size``). Returns
+        None, or the item that did not fit (the new one under "reject", the
+        oldest waiting under "drop-oldest")."""
         with self._cond:
             items = self._items
-            if len(items) >= self.size and not self._interrupted:
+            if len(items) >= (size or self.size) and not self._interrupted:
                 if policy == "reject":
                     return item
                 if policy == "drop-oldest":
@@ -125,11 +128,16 @@ class ThreadPoolMixIn(_Server):
         ``"reject"`` closes the new connection (a datagram is dropped);
         ``"drop-oldest"`` closes the request that waited longest and queues
         the new one. Both count in ``stats.overflows``. With
-        ``request_timeout`` set, ``"block"`` acts as ``"drop-oldest"``: a
+        ``request_timeout`` set, ``"block"`` keeps accepting instead and
+        lets the queue grow to ``max_waiting``, then drops the oldest: a
         request left waiting in the kernel's backlog would start its
         deadline only once accepted, so floods of slow clients would starve
-        everyone; accepting at once and dropping the oldest keeps every age
-        known (a request that waits past its deadline is closed unhandled).
+        everyone; accepting at once keeps every age known. A burst is
+        served as long as each request starts within its own deadline; one
+        that waits past it is closed unhandled and counted as a timeout.
+    ``max_waiting`` (512)
+        with ``request_timeout`` set and ``overflow = "block"``, at most
+        this many requests wait in the queue (at least ``queue_size``).
     ``block_on_close`` (True)
         ``server_close()`` lets the workers finish every queued request and
         waits for them; False: it asks them to stop and returns at once.
@@ -147,6 +155,7 @@ class ThreadPoolMixIn(_Server):
     pool_size: int = 8
     queue_size: int = 32
     overflow: str = "block"
+    max_waiting: int = MAX_WAITING
     block_on_close: bool = True
 
     _work: WorkQueue | None = None
@@ -160,33 +169,47 @@ class ThreadPoolMixIn(_Server):
         if self.overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {self.overflow!r}")
         work = WorkQueue(self.queue_size)
-        workers = []
+        workers: list[threading.Thread] = []
         name = f"{type(self).__name__} worker"
         for number in range(self.pool_size):
             thread = threading.Thread(
                 target=self._pool_worker, args=(work,), name=f"{name} {number}", daemon=True
             )
             self.stats.set_threads(+1)
-            thread.start()
+            try:
+                thread.start()
+            except BaseException as exc:
+                # (RuntimeError "can't start new thread": RLIMIT_NPROC, memory.)
+                self.stats.set_threads(-1)
+                if not workers:
+                    raise
+                logs.warning(
+                    "%s could start only %d of its %d workers (%s); it serves with those",
+                    type(self).__name__, len(workers), self.pool_size, exc,
+                )
+                break
             workers.append(thread)
         self._work, self._workers = work, workers
         return work
 
-    def _overflow_policy(self) -> str:
-        if self.overflow == "block" and self.request_timeout is not None:
-            return "drop-oldest"
-        return self.overflow
-
     def process_request(self, request: Any, client_address: Any) -> None:
         """Queue the request for a worker (starting the pool the first time);
         apply ``overflow`` when the queue is full."""
-        work = self._work if self._work is not None else self._start_pool()
         key = id(request)
-        self._ledger.enter(key, request)
+        ledger = self._ledger
+        ledger.enter(key, request)
+        work = self._work
         try:
-            left_out = work.put((request, client_address), self._overflow_policy())
+            if work is None:
+                work = self._start_pool()
+            policy, size = self.overflow, 0
+            if policy == "block" and self.request_timeout is not None:
+                policy, size = "drop-oldest", max(self.max_waiting, work.size)
+            left_out = work.put((request, client_address), policy, size)
         except BaseException:
-            self._ledger.forget(key)
+            # No worker could start (the next request tries again), or a
+            # bad setting: the request ends here, an error.
+            ledger.drop(key, Outcome.ERROR)
             raise
         if left_out is not None:
             # Closed unhandled: counted as an overflow, not as a request.

@@ -16,6 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .logs import report_escape
+from .stats import Outcome
 
 if TYPE_CHECKING:
     from .servers import BaseServer
@@ -38,6 +39,11 @@ class HandlerThreads(list):  # type: ignore[type-arg]
         if not thread.daemon:
             super().append(thread)
 
+    def discard(self, thread: threading.Thread) -> None:
+        """Forget *thread* (it never started)."""
+        if thread in self:
+            self.remove(thread)
+
     def pop_all(self) -> list[threading.Thread]:
         """Remove and return every thread, atomically enough for one writer."""
         taken, self[:] = self[:], []
@@ -57,6 +63,9 @@ class NoThreads:
     """Null object used when the server need not wait for its threads."""
 
     def append(self, thread: threading.Thread) -> None:
+        pass
+
+    def discard(self, thread: threading.Thread) -> None:
         pass
 
     def join(self) -> None:
@@ -142,7 +151,10 @@ class ThreadingMixIn(_Server):
         try:
             thread.start()
         except BaseException:
-            self._ledger.forget(key)  # never started, never counted
+            # No thread (RLIMIT_NPROC, memory): the request ends here,
+            # unserved, counted as an error; the loop says why and closes it.
+            threads.discard(thread)
+            self._ledger.drop(key, Outcome.ERROR)
             raise
 
     def server_close(self) -> None:

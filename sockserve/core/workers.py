@@ -11,18 +11,31 @@ How a connection travels::
       read the workers' reports  <== a pipe ====  report started / finished
 
 The channel is a ``SOCK_SEQPACKET`` socket pair shared by all workers: each
-message (the request's key, its accept time, the client's address, and the
+message (the request's ticket, its accept time, the client's address, and the
 connection's descriptor as ancillary data) goes to exactly one worker, the
 first one free, so the channel is the pool's queue (a few hundred deep, the
 kernel's limit). Each worker reports each request twice on a pipe, as it
-starts and as it ends; the parent records both in the server's ledger under
-the request's one key (``id(request)``). A worker that dies while serving a
-request is replaced, and that request's end recorded from how it died.
+starts (at once, as it takes the message) and as it ends, by the ticket
+the parent gave it when it sent it (a number never used twice by a pool);
+the parent records both in the server's ledger under the request's one key
+(``id(request)``). A worker that dies while serving a request is replaced,
+and that request's end recorded from how it died.
+
+**No request is lost without a count.** A worker that takes a message whose
+descriptor the kernel dropped (the worker is out of descriptors:
+``MSG_CTRUNC``) reports that request as an error and exits (a new worker
+replaces it). A request sent but never reported by any worker (its worker
+was killed between taking it and reporting it) is found after a worker
+died: off the channel and still unreported ``_LOST_AFTER`` seconds later,
+it is counted as an error (:meth:`Pool.reconcile`), as is every request
+still sent but unreported once all workers are gone; a report that comes
+later for such a request is ignored (counted once).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import selectors
@@ -30,6 +43,7 @@ import signal
 import socket
 import stat
 import struct
+import termios
 import time
 from typing import Any
 
@@ -43,13 +57,18 @@ from .stats import Outcome, outcome_of
 __all__ = ["Pool"]
 
 _monotonic = time.monotonic
-# A message on the channel: request key, accept time; then the client's
+# A message on the channel: request ticket, accept time; then the client's
 # address (see _encode_address) and, as ancillary data, the connection's descriptor.
 _HEADER = struct.Struct("=Qd")
-# A worker reports each event as (pid, event, key, outcome, began, ended) in
+# A worker reports each event as (pid, event, ticket, outcome, began, ended) in
 # one write of 30 bytes, far below PIPE_BUF, so reports never interleave.
 _EVENT = struct.Struct("=iBQBdd")
 _STARTED, _FINISHED = 0, 1
+#: A request off the channel that no live worker has reported this long
+#: after a worker died was lost with it (a live worker reports a request
+#: a few microseconds after it takes it).
+_LOST_AFTER = 0.5
+_TIMEOUT = int(Outcome.TIMEOUT)
 _ANCILLARY = socket.CMSG_LEN(struct.calcsize("i"))
 #: send errors that mean "the channel is full" (Linux says ETOOMANYREFS when
 #: too many descriptors are in flight).
@@ -59,9 +78,11 @@ _FULL = (errno.ENOBUFS, errno.ETOOMANYREFS)
 class Pool:
     """What one ``serve_forever`` of a prefork server holds: the channel,
     the report and stop pipes, its workers (``pids``), the requests sent to
-    them (``queued``: key -> (request, accept time, client address), the
-    parent's copy of the request kept until its end so the key stays unique),
-    which worker serves which (``busy``: pid -> (key, start time)) and the
+    them (``queued``: ticket -> (key, request, accept time, client
+    address), the parent's copy of the request kept until its end so the
+    key stays unique; a ticket is never used twice, so a late report of a
+    request counted already is known as such), which worker serves which
+    (``busy``: pid -> (ticket, start time)) and the
     requests waiting for room on the channel (``parked``).
 
     Thread safety: the serving thread only (or a drain once the loop stopped).
@@ -76,10 +97,13 @@ class Pool:
         os.set_blocking(self.reports[0], False)
         self.stop = os.pipe()
         self.busy: dict[int, tuple[int, float]] = {}
-        self.queued: dict[int, tuple[Any, float, Any]] = {}
-        self.parked = Parked(server, server.workers * 16)
+        self.queued: dict[int, tuple[int, Any, float, Any]] = {}
+        self.tickets = 0  # the last ticket given
+        self.parked = Parked(server, server.max_waiting)
         self.pids: set[int] = set()
         self.stopping = False
+        self.suspect = False  # a worker died: a request it took may be lost
+        self.unreported: dict[int, float] = {}  # ticket -> when first seen off the channel, unreported
 
     # -- the parent ------------------------------------------------------------
 
@@ -95,7 +119,8 @@ class Pool:
     def send(self, key: int, request: Any, client_address: Any, accepted: float) -> bool:
         """Put one connection (in the ledger under *key*) on the channel;
         False if the channel is full."""
-        payload = _HEADER.pack(key, accepted) + _encode_address(client_address)
+        ticket = self.tickets + 1
+        payload = _HEADER.pack(ticket, accepted) + _encode_address(client_address)
         try:
             socket.send_fds(self.parent_end, [payload], [request.fileno()])
         except (BlockingIOError, InterruptedError):
@@ -104,7 +129,8 @@ class Pool:
             if exc.errno in _FULL:
                 return False
             raise
-        self.queued[key] = (request, accepted, client_address)
+        self.tickets = ticket
+        self.queued[ticket] = (key, request, accepted, client_address)
         return True
 
     def send_parked(self) -> None:
@@ -132,18 +158,20 @@ class Pool:
             except OSError:
                 return  # closed
             usable = len(data) - len(data) % _EVENT.size
-            for pid, event, key, outcome, began, ended in _EVENT.iter_unpack(data[:usable]):
+            for pid, event, ticket, outcome, began, ended in _EVENT.iter_unpack(data[:usable]):
+                if ticket not in queued:
+                    continue  # counted already, as lost (see reconcile)
                 if event == _STARTED:
-                    busy[pid] = (key, began)
+                    busy[pid] = (ticket, began)
                     ledger.start()
                     continue
                 serving = busy.get(pid)
-                if serving is not None and serving[0] == key:
+                if serving is not None and serving[0] == ticket:
                     del busy[pid]
                 else:
                     ledger.start()  # ended before it ran (its deadline passed)
-                entry = queued.pop(key, None)
-                ledger.end(key, outcome, began, ended, None if entry is None else entry[1], pid)
+                key, _request, accepted, _address = queued.pop(ticket)
+                ledger.end(key, outcome, began, ended, accepted, pid)
             if len(data) < size:
                 return
 
@@ -162,11 +190,12 @@ class Pool:
                 continue
             self.read_events()  # its last report, if any, is in the pipe
             self.pids.discard(pid)
+            self.suspect = True
             server._count_children()
             serving = self.busy.pop(pid, None)
             if serving is not None:
-                key, began = serving
-                request, accepted, client_address = self.queued.pop(key, (None, None, "?"))
+                ticket, began = serving
+                key, _request, accepted, client_address = self.queued.pop(ticket)
                 outcome = outcome_of_status(status)
                 if key in server._ledger:  # a drain's abort is not news
                     logs.warning(
@@ -177,6 +206,43 @@ class Pool:
                 server._ledger.end(key, outcome, began, None, accepted, pid)
             if respawn and not self.stopping:
                 self.spawn()
+        if self.suspect:
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        """After a worker died: a request sent, off the channel and not
+        reported by any worker was taken by a worker that died before it
+        could say so. With no worker left, every such request is lost; with
+        workers left, one still unreported ``_LOST_AFTER`` seconds after it
+        was first seen so (a live worker reports a request as it takes it).
+        Each lost request is counted as an error; looked at again after each
+        reap until none is in doubt."""
+        if self.pids and _waiting_on(self.worker_end):
+            return  # some are still on the channel: look again later
+        self.read_events()
+        serving = {ticket for ticket, _began in self.busy.values()}
+        unreported = [ticket for ticket in self.queued if ticket not in serving]
+        if self.pids:
+            now = _monotonic()
+            seen = self.unreported
+            self.unreported = seen = {ticket: seen.get(ticket, now) for ticket in unreported}
+            lost = [ticket for ticket, since in seen.items() if now - since >= _LOST_AFTER]
+            for ticket in lost:
+                del seen[ticket]
+        else:
+            lost, self.unreported = unreported, {}
+        self.suspect = bool(self.unreported)
+        if not lost:
+            return
+        server = self.server
+        for ticket in lost:
+            key, _request, accepted, client_address = self.queued.pop(ticket)
+            if key in server._ledger:  # a drain's abort is not news
+                logs.warning(
+                    "%s: the request from %s was lost by a worker that ended before it reported it",
+                    type(server).__name__, format_address(client_address),
+                )
+            server._ledger.drop(key, Outcome.ERROR, accepted)
 
     def finish(self, wait: bool) -> bool:
         """Read reports and reap the workers (all of them, if *wait*); True
@@ -191,6 +257,7 @@ class Pool:
             select.select([self.reports[0]], [], [], 0.05)
         if self.pids:
             return False
+        self.reconcile()  # sent, and no worker left to report them
         self.parked.drop_all()  # nobody is left to serve them
         self.close()
         return True
@@ -235,7 +302,7 @@ def _worker_main(server: Any, pool: Pool) -> None:
             stopping = False
             while True:
                 try:
-                    message, fds = _receive(channel)
+                    message, fds, truncated = _receive(channel)
                 except (BlockingIOError, InterruptedError):
                     if stopping:
                         break  # told to stop, and nothing is queued
@@ -243,8 +310,22 @@ def _worker_main(server: Any, pool: Pool) -> None:
                         if key.fileobj == stop:
                             stopping = True
                     continue
-                if not fds:
+                if len(message) < _HEADER.size:
                     break  # the channel closed
+                if not fds or truncated:
+                    # The kernel dropped the connection: this worker is out
+                    # of descriptors. Count the request, and make way for a
+                    # fresh worker.
+                    for fd in fds:
+                        os.close(fd)
+                    now = _monotonic()
+                    ticket = _HEADER.unpack_from(message)[0]
+                    os.write(report, _EVENT.pack(os.getpid(), _FINISHED, ticket, Outcome.ERROR, now, now))
+                    logs.warning(
+                        "%s: worker %d could not take a connection (out of descriptors?); "
+                        "it exits and a new worker replaces it", type(server).__name__, os.getpid(),
+                    )
+                    return  # (status 1)
                 _serve_message(server, message, fds, report)
         status = 0
     finally:
@@ -256,23 +337,24 @@ def _serve_message(server: Any, message: bytes, fds: list[int], report: int) -> 
     """Serve one connection from the channel, reporting its start and end."""
     for extra in fds[1:]:
         os.close(extra)
-    key, accepted = _HEADER.unpack_from(message)
+    ticket, accepted = _HEADER.unpack_from(message)
+    pid = os.getpid()
+    began = _monotonic()
+    os.write(report, _EVENT.pack(pid, _STARTED, ticket, 0, began, 0.0))  # first: see reconcile
     client_address = _decode_address(message[_HEADER.size:])
     request = socket.socket(server.address_family, server.socket_type, 0, fds[0])
-    pid = os.getpid()
     limit = server.request_timeout
-    began = _monotonic()
     if limit is not None and began - accepted > limit:
-        os.write(report, _EVENT.pack(pid, _FINISHED, key, Outcome.TIMEOUT, began, began))
+        os.write(report, _EVENT.pack(pid, _FINISHED, ticket, Outcome.TIMEOUT, began, began))
         _quietly(server.shutdown_request, request)
         return
-    os.write(report, _EVENT.pack(pid, _STARTED, key, 0, began, 0.0))
-    outcome = 0
+    outcome = _TIMEOUT  # until the handler says otherwise (the alarm may fire first)
     try:
         if limit is not None:
             arm_alarm(accepted + limit - began, None, float(server.abort_grace))
         try:
             server.finish_request(request, client_address)
+            outcome = 0
         except Exception as exc:
             outcome = outcome_of(exc)
             server.handle_error(request, client_address)
@@ -283,11 +365,11 @@ def _serve_message(server: Any, message: bytes, fds: list[int], report: int) -> 
             if limit is not None:
                 disarm_alarm()
     except RequestTimeout:
-        outcome = Outcome.TIMEOUT  # the alarm went off between the handler and disarming it
+        pass  # the alarm went off after the handler ended: its outcome stands
     finally:
         ended = _monotonic()
         _quietly(server.shutdown_request, request)
-        os.write(report, _EVENT.pack(pid, _FINISHED, key, outcome, began, ended))
+        os.write(report, _EVENT.pack(pid, _FINISHED, ticket, outcome, began, ended))
 
 
 def _quietly(call: Any, *args: Any) -> None:
@@ -297,16 +379,26 @@ def _quietly(call: Any, *args: Any) -> None:
         pass
 
 
-def _receive(channel: socket.socket) -> tuple[bytes, list[int]]:
-    """One message from the channel, without waiting: (payload, fds).
+def _waiting_on(channel: socket.socket) -> bool:
+    """True if a message waits on the channel (``FIONREAD`` on a
+    ``SOCK_SEQPACKET`` socket: the size of the first one)."""
+    try:
+        return bool(struct.unpack("i", fcntl.ioctl(channel.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0] > 0)
+    except OSError:
+        return True  # cannot tell: assume some wait
+
+
+def _receive(channel: socket.socket) -> tuple[bytes, list[int], bool]:
+    """One message from the channel, without waiting: (payload, fds,
+    whether the kernel dropped descriptors: ``MSG_CTRUNC``).
     (``socket.recv_fds`` drops its *flags* argument on some versions.)"""
-    message, ancillary, _flags, _address = channel.recvmsg(4096, _ANCILLARY, socket.MSG_DONTWAIT)
+    message, ancillary, flags, _address = channel.recvmsg(4096, _ANCILLARY, socket.MSG_DONTWAIT)
     fds: list[int] = []
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(data) - len(data) % 4
             fds.extend(struct.unpack(f"{usable // 4}i", data[:usable]))
-    return message, fds
+    return message, fds, bool(flags & socket.MSG_CTRUNC)
 
 
 def _blank_inherited_sockets(keep: set[int]) -> None:
