@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import select
 import socket
 import sys
 import time
@@ -52,6 +51,7 @@ from .processes import (
     flush_std_streams,
     outcome_of_status,
     prime_lookups,
+    wait_readable,
 )
 from .reportboard import ReportBoard
 from .stats import Outcome, outcome_of
@@ -339,10 +339,7 @@ class Children:
             # A child reported (perhaps before ``want`` was set): it is
             # exiting, and sends no further wake-up.
             seconds = min(seconds, 0.001)
-        try:
-            readable, _, _ = select.select(watch, [], [], max(seconds, 0.0))
-        except InterruptedError:
-            readable = []
+        readable = wait_readable(watch, max(seconds, 0.0))
         board.waiting(bool(self.parked))  # parked requests keep asking for wake-ups
         board.drain_wake()
         self.reap_all(False)
@@ -428,3 +425,4 @@ def run_child(
         if OPENED:
             flush_std_streams()
         os._exit(outcome)
+

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import os
+import select
 import signal
 import sys
 import time
@@ -30,6 +31,7 @@ from typing import Any
 from .stats import Outcome
 
 __all__ = [
+    "wait_readable",
     "own_std_streams",
     "prime_lookups",
     "OPENED",
@@ -257,3 +259,19 @@ def end_processes(
         while left and time.monotonic() < deadline:
             wait(0.02)
             left = [pid for pid in left if pid in alive()]
+
+
+def wait_readable(fds: list[int], seconds: float) -> list[int]:
+    """Those of *fds* that turn readable within *seconds* (poll, which takes
+    any descriptor number: select() refuses those of 1024 and above, which a
+    server with many clients hands out; select where poll is gone)."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            return [fd for fd, _events in poller.poll(seconds * 1000.0)]
+        readable, _, _ = select.select(fds, [], [], seconds)
+        return list(readable)
+    except InterruptedError:
+        return []

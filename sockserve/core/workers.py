@@ -37,7 +37,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import select
 import selectors
 import signal
 import socket
@@ -51,7 +50,7 @@ from . import logs
 from .deadlines import RequestTimeout, arm_alarm, disarm_alarm
 from .errors import format_address
 from .logs import report_escape
-from .processes import Parked, describe_status, flush_std_streams, outcome_of_status, own_std_streams
+from .processes import Parked, describe_status, wait_readable, flush_std_streams, outcome_of_status, own_std_streams
 from .stats import Outcome, outcome_of
 
 __all__ = ["Pool"]
@@ -254,7 +253,7 @@ class Pool:
             self.send_parked()
             if not self.pids or not wait:
                 break
-            select.select([self.reports[0]], [], [], 0.05)
+            wait_readable([self.reports[0]], 0.05)
         if self.pids:
             return False
         self.reconcile()  # sent, and no worker left to report them
@@ -264,7 +263,7 @@ class Pool:
 
     def wait(self, seconds: float) -> None:
         """Wait up to *seconds* for a report, then read them and reap."""
-        select.select([self.reports[0]], [], [], max(seconds, 0.0))
+        wait_readable([self.reports[0]], max(seconds, 0.0))
         self.read_events()
         self.reap(respawn=False)
         self.send_parked()
