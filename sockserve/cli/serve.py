@@ -19,8 +19,9 @@ in flight at the stop ended.
 The deadline (``--request-timeout``) is off by default, as in the standard
 library: a burst larger than what the server holds at once waits its turn
 and is served. With a deadline, time spent waiting for a free child, worker
-or thread counts toward it, and a server that cannot hold the whole burst
-closes the surplus unserved (counted as timeouts); see README "Deadlines".
+or thread counts toward it: a request still waiting at its own deadline is
+cut off (a timeout), and beyond ``max_waiting`` waiting requests the oldest
+is closed (an overflow); see the README, section "Measuring".
 The server class is a same-named subclass with ``allow_reuse_address`` (a
 restart binds at once, even with this run's connections in TIME_WAIT, as
 ``http.server`` does), ``abort_grace`` and ``request_timeout``
@@ -76,7 +77,7 @@ REQUEST_TIMEOUT_HELP = (
     "the longest one request (for a stream server: one connection) may take, idle or not, "
     "waiting for a free worker included, before it is cut off and counted as a timeout "
     "(default 0: no limit, as in the standard library, so a burst waits its turn and is served; "
-    "with a limit, a burst larger than the server holds at once has its surplus closed unserved)"
+    "with a limit, a request of a burst waits for a free worker until its own deadline)"
 )
 #: The signals that stop the server cleanly (SIGHUP: its terminal closed).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
