@@ -514,7 +514,20 @@ def test_two_serve_forever_loops_on_one_server_both_serve(module: Any) -> None:
             stopper = threading.Thread(target=server.shutdown, daemon=True)
             stopper.start()
             stopper.join(0.5)
+        stopped_by_shutdown = not any(loop.is_alive() for loop in loops)
+        if not stopped_by_shutdown and module is socketserver:
+            # The stdlib's listening socket blocks: the loop that lost a race
+            # for a connection both saw waits in accept() (seen on 3.10), and
+            # only another connection frees it. Not sockserve's to promise.
+            while any(loop.is_alive() for loop in loops) and time.monotonic() < deadline + 5:
+                with contextlib.suppress(OSError):
+                    socket.create_connection(server.server_address, timeout=1).close()
+                stopper = threading.Thread(target=server.shutdown, daemon=True)
+                stopper.start()
+                stopper.join(0.5)
         server.server_close()
     assert replies == [b"%d\n" % n for n in range(10)]
     assert still_running == [True, True]
-    assert not any(loop.is_alive() for loop in loops), "shutdown() did not stop both loops"
+    if module is sockserve:
+        assert stopped_by_shutdown, "shutdown() did not stop both loops"
+    assert not any(loop.is_alive() for loop in loops)
