@@ -51,3 +51,14 @@ def test_a_run_over_connections_counts_lines_and_connections() -> None:
     assert sentences.lines_and_connections(run) == (
         "plain: 31 request lines answered over 8 connections, half of them within 21.2 ms, "
         "the slowest after 505.0 ms")
+
+
+def test_connections_are_counted_from_a_timeline_object_over_every_round() -> None:
+    # lesson 08 after the rounds came: two rounds of 8 persistent connections
+    # drew 16 spans while the sentence said "over 8 connections" (the clients).
+    timeline = Timeline(100, origin=0.0)
+    for i in range(16):
+        timeline.record(i * 0.01, i * 0.01, 0.5, 1, 1, 0)
+    run = RunResult("plain", "slow", 38, 0, 62.0, {"p50": 21.2, "max": 253.3}, clients=8,
+                    outcomes={"ok": 38}, timeline=timeline)
+    assert "38 request lines answered over 16 connections" in sentences.lines_and_connections(run)

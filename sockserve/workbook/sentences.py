@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..plots.timeline import as_timeline
+
 __all__ = ["failures", "slowest_against_work", "lines_and_connections", "outcome_words"]
 
 
@@ -64,9 +66,11 @@ def lines_and_connections(run: Any) -> str:
     """What a run over connections answered, counted twice: request lines
     (what the load generator counts) and connections (what the server's
     timeline counts, one span per connection: socketserver's "request")."""
-    timeline = run.timeline or {}
-    spans = timeline.get("spans") if isinstance(timeline, Mapping) else None
-    connections = len(spans) + int(timeline.get("dropped", 0)) if spans is not None else run.clients
+    if run.timeline:  # a Timeline or its dict: one span per connection, every round's
+        timeline = as_timeline(run.timeline)
+        connections = len(timeline.spans()) + timeline.dropped
+    else:
+        connections = run.clients
     lat = run.latency_ms
     return (f"{run.server}: {run.ok} request lines answered over {connections} connections, half of them "
             f"within {lat['p50']:.1f} ms, the slowest after {lat['max']:.1f} ms")
