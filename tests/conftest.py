@@ -101,7 +101,6 @@ def serving(server: Any, poll_interval: float = 0.5) -> Iterator[Any]:
         server.shutdown()
         thread.join(10)
         server.server_close()
-        remove_socket_file(server)
         assert not thread.is_alive(), "serve_forever did not return after shutdown()"
 
 

@@ -22,7 +22,7 @@ import pytest
 import sockserve
 from sockserve.load import LoadResult, LoadRun, LoadSpec, Progress, run_load
 from sockserve.load.worker import Plan, Recorder, classify
-from conftest import address_for, serving
+from conftest import address_for, remove_socket_file, serving
 
 
 class LineEcho(sockserve.BaseRequestHandler):
@@ -71,6 +71,7 @@ def test_closed_loop_counts_exactly_the_requests_it_sent(cls: type, sock_dir: st
         assert settle(lambda: server.stats.completed, 60) == 60
         assert server.stats.errors == 0
     if cls is sockserve.UnixDatagramServer:
+        remove_socket_file(server)  # the server's own, kept by server_close() as the stdlib keeps it
         # The clients' bound socket files (and their directory) are gone.
         assert os.listdir(sock_dir) == []
 

@@ -25,7 +25,8 @@ from sockserve.measure.workloads import (
     handler_for,
 )
 
-from conftest import ALL_CLASSES, DGRAM_CLASSES, STREAM_CLASSES, address_for, class_id, client_socket, serving
+from conftest import (ALL_CLASSES, DGRAM_CLASSES, STREAM_CLASSES, address_for, class_id, client_socket,
+                      remove_socket_file, serving)
 
 # Small durations keep the whole module fast on a busy machine.
 FAST = {"io": {"delay_ms": 5.0}, "cpu": {"work_ms": 5.0}, "mixed": {"heavy_ms": 5.0}}
@@ -83,12 +84,15 @@ class Client:
 def running(cls: type, handler: type, sock_dir: str) -> Iterator[Client]:
     """Serve *handler* on a *cls* server; yield a connected client."""
     server = cls(address_for(cls, sock_dir), handler)
-    with serving(server, poll_interval=0.05):
-        client = Client(cls, server.server_address, sock_dir)
-        try:
-            yield client
-        finally:
-            client.close()
+    try:
+        with serving(server, poll_interval=0.05):
+            client = Client(cls, server.server_address, sock_dir)
+            try:
+                yield client
+            finally:
+                client.close()
+    finally:
+        remove_socket_file(server)  # kept by server_close(), as the stdlib keeps it
 
 
 @pytest.mark.parametrize("name", WORKLOAD_NAMES)
