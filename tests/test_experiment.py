@@ -220,7 +220,13 @@ def test_open_loop_above_fork_rate_drives_the_tail_up() -> None:
     assert opened.peak("children") >= 1 and opened.mode == "open"
     p50_closed = closed.latency_ms["p50"]
     p99_open = opened.latency_ms["p99"]
-    assert p99_open > 5 * p50_closed, (closed.latency_ms, opened.latency_ms, opened.outcomes)
+    # 2,000 forks a second is more than the server manages: it falls behind,
+    # the queue grows, and the tail with it: far above the closed loop's
+    # median, or (a busy machine, where that median is already high) past the
+    # client's timeout, which is where an open loop's tail ends up.
+    assert opened.throughput_rps < 0.9 * 2000, opened.throughput_rps
+    tail_grew = p99_open > 5 * p50_closed or opened.outcomes.get("timeout", 0) > 0
+    assert tail_grew, (closed.latency_ms, opened.latency_ms, opened.outcomes)
 
 
 def test_stop_event_cancels_the_current_run_and_skips_the_rest() -> None:
