@@ -6,6 +6,7 @@ start adds a fraction of a second on top.
 
 from __future__ import annotations
 
+import errno
 import glob
 import io
 import json
@@ -505,6 +506,7 @@ def test_classify() -> None:
     assert classify(ConnectionRefusedError()) == "refused"
     assert classify(ConnectionResetError()) == "reset"
     assert classify(BrokenPipeError()) == "reset"
+    assert classify(OSError(errno.ENOTCONN, "Transport endpoint is not connected")) == "reset"
     assert classify(socket.timeout()) == "timeout"
     assert classify(OSError(24, "Too many open files")) == "error"
 

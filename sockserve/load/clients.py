@@ -11,6 +11,7 @@ Thread safety: a client belongs to one thread (one per simulated client).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -38,6 +39,10 @@ def classify(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
     if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+        return "reset"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOTCONN:
+        # The connection is gone before this call (the server reset it while
+        # the client was still writing, seen under load): a reset too.
         return "reset"
     if isinstance(exc, TimeoutError):
         return "timeout"
