@@ -4,13 +4,17 @@ The suite mostly waits (on servers, subprocesses, kernels, a browser), so
 ``-n auto`` (pyproject's addopts) starts two workers per usable core, and
 ``--dist loadscope`` hands each worker whole *units*, refined here:
 
-* a test module (or test class) is one unit, so its module-scoped fixtures
-  are made once and its tests run in file order;
+* a test (one parametrized case) is one unit, so the long modules and the
+  long parametrized tests spread over the workers; a module listed in ``WHOLE_MODULES``
+  (it has a module-scoped fixture: tests/test_units.py finds them) or a
+  test class is one unit, so such a fixture is made once and its tests run
+  in file order;
 * a lesson run by nbval is one unit (its cells share one kernel, in order);
-* ``test_packaging`` and ``test_binder`` are one unit: they share the wheel,
-  which ``packaging_support.build_distributions`` builds once per process;
 * ``test_browser_notebooks`` is two units (even and odd lessons), each with
-  its own JupyterLab and Chromium, so the longest module runs on two workers.
+  its own JupyterLab (from the Binder environment, pinned to its own core)
+  and Chromium, so the longest module runs on two workers. The wheel and the
+  Binder environment are made once per run, by whichever worker asks first
+  (``packaging_support``).
 
 Units are started longest first (``LONG_FIRST``: measured, each keeps a worker
 busy for half a minute or more), then in collection order, so that the long
@@ -38,7 +42,7 @@ import pytest
 #: they are started (prefixes of node ids).
 LONG_FIRST = (
     "tests/test_browser_notebooks.py",
-    "tests/test_binder.py",
+    "tests/test_course.py",
     "tests/test_reliability_resources.py",
     "tests/test_servecommand.py",
     "tests/test_typing.py",
@@ -51,8 +55,17 @@ LONG_FIRST = (
     "tests/test_lab_fork_stress.py",
 )
 
-#: Modules that run in the same unit as another (they share work in-process).
-SAME_UNIT = {"tests/test_packaging.py": "tests/test_binder.py"}
+#: Modules run whole by one worker: their tests share a module-scoped fixture
+#: (made once per worker that runs any of them).
+WHOLE_MODULES = frozenset({
+    "tests/test_bench_callgrind.py",
+    "tests/test_browser_notebooks.py",
+    "tests/test_course.py",
+    "tests/test_lesson_concurrency.py",
+    "tests/test_packaging.py",
+    "tests/test_plots.py",
+    "tests/test_timeline_runs.py",
+})
 
 #: Test modules that need an optional dependency throughout: the lab extra
 #: (JupyterLab, ipywidgets, matplotlib), a notebook tool (nbval, nbformat,
@@ -126,15 +139,15 @@ _LESSON = re.compile(r"^tests/test_browser_notebooks\.py::.*\[(\d+)-")
 def unit_of(nodeid: str) -> str:
     """The unit a test runs in: the same string for tests that must share a worker."""
     path, _, rest = nodeid.partition("::")
-    if path in SAME_UNIT:
-        return SAME_UNIT[path]
     lesson = _LESSON.match(nodeid)
     if lesson:
         return f"{path} ({'odd' if int(lesson.group(1)) % 2 else 'even'} lessons)"
-    if path.endswith(".ipynb"):
+    if path.endswith(".ipynb") or path in WHOLE_MODULES or not rest:
         return path
-    cls = rest.split("::", 1)[0]
-    return f"{path}::{cls}" if "::" in rest and cls[:1].isupper() else path
+    first = rest.split("::", 1)[0]
+    if "::" in rest and first[:1].isupper():
+        return f"{path}::{first}"  # a test class
+    return nodeid  # a test (one parametrized case)
 
 
 def _rank(item: pytest.Item) -> int:

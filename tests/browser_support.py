@@ -77,18 +77,28 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def jupyterlab(home: str, root: str) -> Iterator[LabURL]:
+def jupyterlab(
+    home: str, root: str, python: str = sys.executable, env: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
+) -> Iterator[LabURL]:
     """Run JupyterLab serving *root*, with its runtime, workspace and settings
     directories under *home* (``home/.settings`` may be prepared beforehand;
     *home* should be private to this user, as ``tempfile.mkdtemp`` makes it:
     the runtime folder holds the token); yield its base URL with its token;
-    stop it by PID (SIGTERM, then SIGKILL of its group)."""
+    stop it by PID (SIGTERM, then SIGKILL of its group).
+
+    By default the lab is this venv's, with this checkout first on PYTHONPATH;
+    given *python* and *env*, it is that environment's, run in *env* as it is.
+    Given *cpus*, the lab (and so every kernel it starts) runs on those cores."""
     token = secrets.token_urlsafe(32)
-    env = dict(os.environ)
+    if env is None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    else:
+        env = dict(env)
     env.pop("PYTEST_CURRENT_TEST", None)
     env.update(
         JUPYTER_TOKEN=token,
-        PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
         JUPYTER_RUNTIME_DIR=os.path.join(home, ".runtime"),
         JUPYTERLAB_WORKSPACES_DIR=os.path.join(home, ".workspaces"),
         JUPYTERLAB_SETTINGS_DIR=os.path.join(home, ".settings"),
@@ -98,7 +108,7 @@ def jupyterlab(home: str, root: str) -> Iterator[LabURL]:
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+            python, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
             "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
             "--ServerApp.password=",
             f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
@@ -106,6 +116,7 @@ def jupyterlab(home: str, root: str) -> Iterator[LabURL]:
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=None if cpus is None else (lambda: os.sched_setaffinity(0, cpus)),
     )
     url = f"http://127.0.0.1:{port}"
     try:

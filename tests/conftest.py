@@ -201,3 +201,29 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     assert fds_after <= fds_before, (
         f"descriptor leak: {fds_before} open before the test, {fds_after} after"
     )
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A folder every worker of this test run shares (pytest-xdist gives each
+    worker its own base folder inside the run's): for work done once per run."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def distributions(run_dir: Any) -> Any:
+    """The sdist and the wheel of the working tree (packaging_support.Built),
+    built once per test run."""
+    from packaging_support import build_distributions
+
+    return build_distributions(run_dir)
+
+
+@pytest.fixture(scope="session")
+def binder_env(run_dir: Any) -> Any:
+    """The Binder environment with the wheel (packaging_support.BinderEnv),
+    made once per test run."""
+    from packaging_support import binder_environment
+
+    return binder_environment(run_dir)

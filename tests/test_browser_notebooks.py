@@ -1,8 +1,12 @@
 """Every lesson notebook, run top to bottom in JupyterLab in headless Chromium.
 
-One JupyterLab serves a temporary copy of ``notebooks/`` (outputs stripped, so
-nothing stale can pass for a fresh result, and the committed notebooks are
-never touched). For each ``notebooks/NN-*.ipynb`` the test opens it, runs all
+The lessons run as a student on Binder runs them: JupyterLab from the Binder
+environment with the wheel installed (``packaging_support.binder_environment``,
+made once per test run), pinned to one core as on a one-core Binder pod. The
+lessons are shared by two labs (even and odd, each on its own worker, core
+and Chromium: see the root conftest.py), each serving a temporary copy of
+``notebooks/`` (outputs stripped, so nothing stale can pass for a fresh
+result, and the committed notebooks are never touched). For each ``notebooks/NN-*.ipynb`` the test opens it, runs all
 cells, waits until every code cell has run (in order, in one fresh kernel) and
 checks what a learner would see: no error output, and no traceback printed to
 stderr (say by a server thread's ``handle_error``; plain warnings are fine),
@@ -25,6 +29,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,12 +43,15 @@ from browser_support import (
     jupyterlab,
     need_browser,
 )
+from packaging_support import BinderEnv, locked
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+# A test's time includes its fixtures': the first of a lab waits for the Binder
+# environment (made once per run, bounded in packaging_support) and the lab.
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
 
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "[0-9][0-9]-*.ipynb")))
 ARTIFACTS = os.path.join(ROOT, "test-artifacts", "browser", "notebooks")
-RUN_TIMEOUT = 120.0  # seconds for one notebook's run-all, kernel start included
+RUN_TIMEOUT = 180.0  # seconds for one notebook's run-all on one core, kernel start included
 MAX_SHOT_HEIGHT = 30_000  # pixels; Chromium cannot capture much taller pages
 
 # Windowing off: every cell is in the DOM, so the DOM checks and the screenshot see all of
@@ -112,9 +120,22 @@ def _api(lab: LabURL, path: str) -> Any:
     return json.loads(body) if body else None
 
 
+def _claim_core(run_dir: Path) -> int:
+    """A core for this lab: the first lab of the run gets the first usable core,
+    the next the next (so the two labs of a run do not share one)."""
+    cores = sorted(os.sched_getaffinity(0))
+    counter = run_dir / "browser-lab-cores"
+    with locked(run_dir / "browser-lab-cores.lock"):
+        taken = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(taken + 1))
+    return cores[taken % len(cores)]
+
+
 @pytest.fixture(scope="module")
-def lab() -> Iterator[LabURL]:
-    """JupyterLab serving a stripped temporary copy of notebooks/; yields its base URL."""
+def lab(binder_env: BinderEnv, run_dir: Path) -> Iterator[LabURL]:
+    """JupyterLab from the Binder environment (the wheel, packaging_support),
+    pinned to one core as on a one-core Binder pod, serving a stripped temporary
+    copy of notebooks/; yields its base URL."""
     need_browser()
     home = tempfile.mkdtemp(prefix="sockserve-nb-browser-")
     root = os.path.join(home, "notebooks")
@@ -130,7 +151,7 @@ def lab() -> Iterator[LabURL]:
         with open(target, "w", encoding="utf-8") as f:
             json.dump(values, f)
     try:
-        with jupyterlab(home, root) as url:
+        with jupyterlab(home, root, str(binder_env.python), binder_env.env, {_claim_core(run_dir)}) as url:
             yield url
     finally:
         shutil.rmtree(home, ignore_errors=True)

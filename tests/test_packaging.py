@@ -21,7 +21,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 import sockserve
-from packaging_support import ROOT, build_distributions, clean_env
+from packaging_support import ROOT, Built, clean_env
 
 #: Lines the machine's own configuration makes every pip print (an extra
 #: index that is not there) and setuptools' note that PYTHONDONTWRITEBYTECODE
@@ -32,8 +32,8 @@ ENVIRONMENT_NOISE = [
 ]
 
 
-def test_build_prints_no_warning_and_no_deprecation() -> None:
-    built = build_distributions()
+def test_build_prints_no_warning_and_no_deprecation(distributions: Built) -> None:
+    built = distributions
     flagged = [line for line in built.output.splitlines()
                if re.search(r"warn|deprecat|!!", line, re.IGNORECASE)
                and not any(noise.search(line) for noise in ENVIRONMENT_NOISE)]
@@ -51,8 +51,8 @@ def test_pyproject_declares_an_spdx_license_and_a_backend_that_supports_it() -> 
     assert not any(c.startswith("License ::") for c in config["project"]["classifiers"])
 
 
-def test_wheel_metadata_has_the_license_expression_and_file() -> None:
-    with zipfile.ZipFile(build_distributions().wheel) as wheel:
+def test_wheel_metadata_has_the_license_expression_and_file(distributions: Built) -> None:
+    with zipfile.ZipFile(distributions.wheel) as wheel:
         names = wheel.namelist()
         (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         metadata = email.message_from_bytes(wheel.read(metadata_name))
@@ -63,8 +63,8 @@ def test_wheel_metadata_has_the_license_expression_and_file() -> None:
         assert licence and wheel.read(licence[0]) == (ROOT / "LICENSE").read_bytes()
 
 
-def test_wheel_holds_every_module_and_the_workbook_and_nothing_else_of_notebooks() -> None:
-    with zipfile.ZipFile(build_distributions().wheel) as wheel:
+def test_wheel_holds_every_module_and_the_workbook_and_nothing_else_of_notebooks(distributions: Built) -> None:
+    with zipfile.ZipFile(distributions.wheel) as wheel:
         names = set(wheel.namelist())
         modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "sockserve").rglob("*.py")}
         assert modules <= names, f"missing from the wheel: {sorted(modules - names)}"
@@ -80,8 +80,8 @@ def test_wheel_holds_every_module_and_the_workbook_and_nothing_else_of_notebooks
             assert wheel.read(f"sockserve/notebooks/{name}") == (ROOT / "notebooks" / name).read_bytes(), name
 
 
-def test_sdist_holds_the_license_and_the_workbook() -> None:
-    with tarfile.open(build_distributions().sdist) as sdist:
+def test_sdist_holds_the_license_and_the_workbook(distributions: Built) -> None:
+    with tarfile.open(distributions.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
         for needed in ("LICENSE", "pyproject.toml", "README.md", "notebooks/00-index.ipynb",
                        "notebooks/solutions/02-tcp.py", "sockserve/__init__.py"):
@@ -93,7 +93,7 @@ def test_sdist_holds_the_license_and_the_workbook() -> None:
 
 
 @pytest.fixture(scope="module")
-def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory, distributions: Built) -> tuple[str, dict[str, str]]:
     """A fresh venv with the wheel alone (no extra): its python and the environment to run it in."""
     venv = tmp_path_factory.mktemp("wheel") / "venv"
     env = clean_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(venv))
@@ -101,7 +101,7 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str,
     subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     install = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
-                              str(build_distributions().wheel)], env=env, capture_output=True, text=True,
+                              str(distributions.wheel)], env=env, capture_output=True, text=True,
                              timeout=300)
     assert install.returncode == 0 and "DEPRECATION" not in install.stdout + install.stderr, install
     return python, env
