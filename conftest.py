@@ -117,11 +117,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--without-extras", action="store_true",
         help="run only the tests that need nothing but the package and pytest (not those marked extras)",
     )
-    parser.addoption(
-        "--start-at", type=float, default=0.0, metavar="FRACTION",
-        help="start this far (0 to 1) through the run's order and wrap around: runs side by side "
-             "(CI's Pythons) then do not reach their heaviest tests at the same moment",
-    )
 
 
 def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
@@ -171,8 +166,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
     if config.pluginmanager.hasplugin("xdist"):
         items.sort(key=_rank)
-    start = round(config.getoption("--start-at") % 1.0 * len(items))
-    items[:] = items[start:] + items[:start]
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
