@@ -10,6 +10,7 @@ layer).
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,37 @@ def test_public_names_report_the_package(name: str) -> None:
     public = getattr(sockserve, name)
     assert public.__module__ == "sockserve"
     assert getattr(sys.modules[public.__module__], public.__qualname__) is public
+
+
+# The heavy general-purpose modules the core does without (issue 26: a forking
+# server pays for its size on every fork): typing alone is ~0.9 MB of private
+# memory; dataclasses brings inspect and ast; logging and contextlib are not needed.
+NOT_LOADED = ("typing", "dataclasses", "inspect", "ast", "logging", "contextlib")
+
+
+def test_import_sockserve_loads_no_heavy_stdlib_module() -> None:
+    code = f"import sys, sockserve\nprint([m for m in {NOT_LOADED!r} if m in sys.modules])\n"
+    # -S: no site packages (whose .pth hooks may import anything themselves).
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)}).stdout
+    assert out.strip() == "[]", f"import sockserve loaded {out.strip()}"
+
+
+def test_records_behave_as_typing_namedtuples() -> None:
+    from sockserve.core.records import NamedTuple
+
+    class Pair(NamedTuple):
+        """Two numbers."""
+
+        left: int
+        right: int = 2
+
+        @property
+        def total(self) -> int:
+            return self.left + self.right
+
+    pair = Pair(1)
+    assert pair == (1, 2) and pair.total == 3 and pair._replace(right=5).total == 6
+    assert Pair._fields == ("left", "right") and Pair.__doc__ == "Two numbers."
+    assert repr(pair) == "Pair(left=1, right=2)" and isinstance(pair, tuple)
+    assert Pair.__qualname__.endswith("test_records_behave_as_typing_namedtuples.<locals>.Pair")

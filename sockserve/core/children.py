@@ -34,7 +34,6 @@ import os
 import socket
 import sys
 import time
-from typing import Any
 
 from . import logs
 from .deadlines import arm_alarm, disarm_alarm
@@ -55,6 +54,10 @@ from .processes import (
 )
 from .reportboard import ReportBoard
 from .stats import Outcome, outcome_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Children", "run_child"]
 

@@ -35,9 +35,12 @@ import math
 import signal
 import threading
 import time
-from typing import Any
 
 from .stats import Outcome
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["RequestTimeout", "Watchdog", "arm_alarm", "disarm_alarm"]
 

@@ -28,7 +28,12 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, NamedTuple
+
+from .records import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["DrainReport", "drain_server", "abort_socket"]
 

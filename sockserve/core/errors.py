@@ -12,7 +12,10 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "bind_explained", "explain_bind_error", "format_address", "port_holder", "StaleUnixSocketError",

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
 
 from .children import Children
 from .drain import abort_socket
 from .processes import MAX_WAITING, REAPED_ELSEWHERE, end_processes
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from .servers import BaseServer as _Server
 else:
     _Server = object

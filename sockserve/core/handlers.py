@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import io
 import socket
-from typing import TYPE_CHECKING, Any, cast
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from .servers import BaseServer
 
 __all__ = [
@@ -137,7 +138,7 @@ class StreamRequestHandler(BaseRequestHandler):
         if self.wbufsize == 0:
             self.wfile = SocketWriter(self.connection)
         else:
-            self.wfile = cast(io.BufferedIOBase, self.connection.makefile("wb", self.wbufsize))
+            self.wfile = self.connection.makefile("wb", self.wbufsize)  # type: ignore[assignment]
 
     def finish(self) -> None:
         """Flush what ``wfile`` still buffers, then close both streams."""

@@ -18,7 +18,10 @@ import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Histogram", "PERCENTILES"]
 

@@ -68,9 +68,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
 
 from .stats import Outcome, ServerStats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Ledger", "Watch"]
 

@@ -21,10 +21,13 @@ does sockserve; the request is still reported once, with its cause).
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from .errors import format_address
 from .stats import CLIENT_GONE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["warning", "debug", "print_exception", "handler_failed", "report_escape", "LOGGER_NAME"]
 

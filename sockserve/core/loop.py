@@ -34,9 +34,12 @@ import selectors
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from . import logs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Loop", "ServerSelector", "SelectorPoll", "selector_class", "accept_backoff", "RESOURCE_ERRNOS"]
 

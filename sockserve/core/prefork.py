@@ -26,14 +26,15 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
 
 from .drain import abort_socket
 from .loop import Loop
 from .processes import MAX_WAITING, end_processes
 from .workers import Pool
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from .servers import BaseServer as _Server
 else:
     _Server = object

@@ -26,9 +26,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Collection
-from typing import Any
 
 from .stats import Outcome
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "wait_readable",
@@ -173,7 +176,7 @@ def outcome_of_status(status: int) -> int:
 MAX_WAITING = 512
 
 #: A parked request: (request, client_address, accept time).
-ParkedEntry = tuple[Any, Any, float]
+ParkedEntry = tuple["Any", "Any", float]  # quoted: typing is imported for the checker only
 
 
 class Parked(collections.deque[ParkedEntry]):

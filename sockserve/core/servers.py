@@ -45,7 +45,6 @@ import sys
 import threading
 import time
 import types
-from typing import Any, cast
 
 from . import logs, socketfiles
 from .deadlines import Watchdog
@@ -55,6 +54,10 @@ from .ledger import Ledger
 from .lifecycle import ServerState
 from .loop import Loop, accept_backoff, selector_class
 from .stats import FOLD_MASK, ServerStats, outcome_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
@@ -379,7 +382,7 @@ class BaseServer:
             timeout = min(timeout, self.timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with selector_class(_PACKAGE._ServerSelector)() as selector:
-            selector.register(cast(Any, self), selectors.EVENT_READ)
+            selector.register(self, selectors.EVENT_READ)  # type: ignore[arg-type]
             while True:
                 if selector.select(timeout):
                     return self._handle_request_noblock()

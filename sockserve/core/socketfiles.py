@@ -62,18 +62,21 @@ have no file and are bound as they are.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import socket
 import stat
 import time
-from collections.abc import Iterator
-from typing import Any, NamedTuple
+
+from .records import NamedTuple
 
 from . import logs
 from .errors import StaleUnixSocketError, explain_bind_error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["SocketFile", "is_path_address", "bind_path", "release_path"]
 
@@ -136,42 +139,58 @@ def _is_stale(path: Any, info: os.stat_result) -> bool | None:
     return True
 
 
-@contextlib.contextmanager
-def _directory_lock(path: Any, wait: float) -> Iterator[None]:
-    """Hold an exclusive flock on the directory of *path* (see the module
-    docstring); go on unlocked if the directory cannot be opened or locked,
-    or stays locked for *wait* seconds."""
-    directory = os.path.dirname(os.fsdecode(path)) or "."
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        yield  # bind() will say what is wrong with the directory, if anything
-        return
-    locked = False
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                locked = True
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    logs.warning(
-                        "%s: its directory stayed locked for %.1f s; going on without the lock",
-                        os.fsdecode(path), wait,
-                    )
-                    break
-                time.sleep(0.005)
-            except OSError:
-                break  # no flock on this file system (some NFS mounts)
-        yield
-    finally:
-        if locked:
-            # Unlock explicitly: a child forked meanwhile shares this open
-            # file description, and closing our copy alone would not unlock.
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+class _DirectoryLock:
+    """``with _DirectoryLock(path, wait):`` holds an exclusive flock on the
+    directory of *path* (see the module docstring); it goes on unlocked if the
+    directory cannot be opened or locked, or stays locked for *wait* seconds.
+    (A class rather than a contextlib generator: the core does not import
+    contextlib.)"""
+
+    def __init__(self, path: Any, wait: float) -> None:
+        self.path = path
+        self.wait = wait
+        self.fd = -1
+        self.locked = False
+
+    def __enter__(self) -> None:
+        directory = os.path.dirname(os.fsdecode(self.path)) or "."
+        try:
+            self.fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return  # bind() will say what is wrong with the directory, if anything
+        try:
+            deadline = time.monotonic() + self.wait
+            while True:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self.locked = True
+                    return
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        logs.warning(
+                            "%s: its directory stayed locked for %.1f s; going on without the lock",
+                            os.fsdecode(self.path), self.wait,
+                        )
+                        return
+                    time.sleep(0.005)
+                except OSError:
+                    return  # no flock on this file system (some NFS mounts)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd < 0:
+            return
+        try:
+            if self.locked:
+                # Unlock explicitly: a child forked meanwhile shares this open
+                # file description, and closing our copy alone would not unlock.
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self.fd)
+            self.fd = -1
+            self.locked = False
 
 
 def _clear_stale(path: Any, replace_stale: bool) -> bool:
@@ -187,8 +206,10 @@ def _clear_stale(path: Any, replace_stale: bool) -> bool:
     if stale is not True:
         return stale is False  # bound, or cannot tell: bind() reports EADDRINUSE
     if replace_stale:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(path)
+        except FileNotFoundError:
+            pass
         return False
     raise StaleUnixSocketError(
         errno.EADDRINUSE,
@@ -259,9 +280,11 @@ def _bind_and_widen(sock: socket.socket, path: Any, mode: int) -> os.stat_result
             os.chmod(f"/proc/self/fd/{fd}", mode)
             return os.fstat(fd)
         except OSError:
-            with contextlib.suppress(OSError):
+            try:
                 if os.lstat(path).st_ino == info.st_ino:
                     os.unlink(path)
+            except OSError:
+                pass
             raise
     finally:
         os.close(fd)
@@ -289,7 +312,7 @@ def bind_path(
         except OSError as exc:
             raise explain_bind_error(exc, address, socket.AF_UNIX) from None
         return None
-    with _directory_lock(address, LOCK_WAIT):
+    with _DirectoryLock(address, LOCK_WAIT):
         bound_there = _clear_stale(address, replace_stale)
         try:
             if mode is None:
@@ -322,11 +345,13 @@ def release_path(address: Any, created: SocketFile | None) -> None:
     describes, and this is the process that created it."""
     if created is None or not is_path_address(address) or created.pid != os.getpid():
         return
-    with _directory_lock(address, RELEASE_LOCK_WAIT):
+    with _DirectoryLock(address, RELEASE_LOCK_WAIT):
         try:
             info = os.lstat(address)
         except OSError:
             return
         if (info.st_dev, info.st_ino) == created[:2] and stat.S_ISSOCK(info.st_mode):
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(address)
+            except OSError:
+                pass

@@ -71,10 +71,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from .histogram import Histogram
 from .timeline import DEFAULT_CAP, Timeline
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "Outcome",

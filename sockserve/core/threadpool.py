@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .processes import MAX_WAITING
 from .stats import Outcome
 from .threads import serve_in_thread
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from .servers import BaseServer as _Server
 else:
     _Server = object

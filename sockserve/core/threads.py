@@ -13,12 +13,13 @@ thread that is not the serving one; the thread pool
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
 
 from .logs import report_escape
 from .stats import Outcome
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
     from .servers import BaseServer
     from .servers import BaseServer as _Server
 else:

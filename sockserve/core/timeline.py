@@ -28,7 +28,12 @@ list is atomic in CPython); readers get copies.
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple
+
+from .records import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Span", "Timeline", "DEFAULT_CAP"]
 

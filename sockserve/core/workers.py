@@ -44,7 +44,6 @@ import stat
 import struct
 import termios
 import time
-from typing import Any
 
 from . import logs
 from .deadlines import RequestTimeout, arm_alarm, disarm_alarm
@@ -52,6 +51,10 @@ from .errors import format_address
 from .logs import report_escape
 from .processes import Parked, describe_status, wait_readable, flush_std_streams, outcome_of_status, own_std_streams
 from .stats import Outcome, outcome_of
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Pool"]
 
