@@ -86,11 +86,11 @@ class SocketWriter(io.BufferedIOBase):
         return self._sock.fileno()
 
 
-_SocketIO: Any = socket.SocketIO
+_SocketIO = socket.SocketIO
 _blocking_errnos = frozenset(getattr(socket, "_blocking_errnos", ()))
 
 
-class SocketReader(_SocketIO):  # type: ignore[misc]
+class SocketReader(socket.SocketIO):
     """The raw layer of ``rfile`` on a plain socket: a ``socket.SocketIO``
     opened "rb" (what ``makefile("rb")`` makes), whose ``readinto`` checks
     less while it is open and has not timed out.
@@ -102,15 +102,18 @@ class SocketReader(_SocketIO):  # type: ignore[misc]
     then, and after a timeout, the full checks run and raise as
     ``SocketIO``'s do."""
 
+    _sock: socket.socket | None
+    _timeout_occurred: bool
+
     def __init__(self, sock: socket.socket) -> None:
         _SocketIO.__init__(self, sock, "rb")
 
     def readinto(self, b: Any) -> int | None:
         sock = self._sock
         if sock is None or self._timeout_occurred:
-            return int(_SocketIO.readinto(self, b))  # raises
+            return _SocketIO.readinto(self, b)  # raises
         try:
-            return int(sock.recv_into(b))
+            return sock.recv_into(b)
         except TimeoutError:
             self._timeout_occurred = True
             raise
