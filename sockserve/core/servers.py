@@ -54,7 +54,7 @@ from .errors import bind_explained, format_address
 from .ledger import Ledger
 from .lifecycle import ServerState
 from .loop import Loop, accept_backoff, selector_class
-from .stats import FOLD_MASK, ServerStats, outcome_of
+from .stats import FOLD_MASK, ServerStats
 
 __all__ = ["BaseServer", "TCPServer", "UDPServer"]
 
@@ -136,8 +136,8 @@ class BaseServer:
     ``finish_request``, ``shutdown_request``, ``close_request``,
     ``handle_error``, ``handle_timeout``, ``service_actions``,
     ``server_close``. ``__init__`` may be extended (call it), not replaced.
-    Mixins also use: ``_finish`` (run the handler, record its end),
-    ``_ledger`` (the requests in flight), ``_loop`` (the running loop),
+    Mixins also use: ``_ledger`` (the requests in flight; its ``run``
+    runs a handler and records its end), ``_loop`` (the running loop),
     ``_loop_opened``/``_loop_closing`` (set up and tear down with the
     loop), ``_stopping()``/``_wait_stopped()`` (the stop flag and event),
     ``_drain_wait``/``_abort_inflight``/``_end_expired`` (for ``drain()``
@@ -438,23 +438,10 @@ class BaseServer:
     def process_request(self, request: Any, client_address: Any) -> None:
         """Handle the request in this thread, then shut it down.
         Mixins override this to use a thread or a process."""
-        key = id(request)
-        # The serving thread runs one handler at a time: no lock (see Ledger).
-        self._ledger.begin_here(key, request)
-        self._finish(request, client_address, key)
+        # Entered, started, run and ended in the ledger (the serving thread
+        # runs one handler at a time: no lock, see Ledger.run).
+        self._ledger.run(id(request), self.finish_request, request, client_address, True)
         self.shutdown_request(request)
-
-    def _finish(self, request: Any, client_address: Any, key: int) -> None:
-        """``finish_request``, and the request's end recorded in the ledger
-        (outcome, handler time, span) under *key*: the one place a handler
-        runs, in every model. What it raises is re-raised."""
-        began = _monotonic()
-        try:
-            self.finish_request(request, client_address)
-        except BaseException as exc:
-            self._ledger.end(key, outcome_of(exc), began)
-            raise
-        self._ledger.end(key, 0, began)
 
     def server_close(self) -> None:
         """Release what the server holds. Safe to call more than once."""

@@ -215,6 +215,9 @@ class ServerStats:
         self._histogram = Histogram()
         # Handler seconds of requests that completed normally, not yet folded.
         self._done: deque[float] = deque()
+        #: ``request_finished(Outcome.OK, seconds)`` of an enabled instance,
+        #: as one C call (the ledger's for every normal end): queue it.
+        self.note_completed: Callable[[float], None] = self._done.append
         #: A :class:`~sockserve.core.timeline.Timeline` while one is recorded.
         self.timeline: Timeline | None = None
 
