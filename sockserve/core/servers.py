@@ -667,43 +667,21 @@ class UDPServer(TCPServer):
     allow_reuse_port: bool = False
     socket_type: int = socket.SOCK_DGRAM
     max_packet_size: int = 8192
-    # get_request's buffer (at least max_packet_size bytes), and the plain
-    # socket it was made for (None: none yet).
-    _datagram_buffer: memoryview = memoryview(b"")
-    _datagram_socket: socket.socket | None = None
 
     def get_request(self) -> tuple[Any, Any]:
         """Read one datagram: ``((data, self.socket), client_address)``.
 
-        Reads into a buffer kept for the purpose, asking the kernel for the
-        datagram's real length (``MSG_TRUNC``), so a datagram longer than
-        ``max_packet_size`` is counted in ``stats.truncated``; that costs
-        about half of what ``recvmsg`` would (the standard library's
-        ``recvfrom`` cannot tell). Linux reports the real length; where the
-        kernel does not, truncation goes uncounted. A socket of another
-        class (a wrapper, a test double) is asked for ``recvfrom`` only, as
-        the standard library does."""
+        Asks for one byte more than ``max_packet_size``: a datagram that
+        fills it was longer than the limit, so it is cut to the limit (as
+        the standard library's ``recvfrom(max_packet_size)`` would cut it)
+        and counted in ``stats.truncated``."""
         sock = self.socket
         size = self.max_packet_size
-        if sock is not self._datagram_socket:
-            if type(sock) is not _PLAIN_SOCKET:
-                data, client_address = sock.recvfrom(size)
-                return (data, sock), client_address
-            self._datagram_buffer = memoryview(bytearray(size))
-            self._datagram_socket = sock
-        buffer = self._datagram_buffer
-        try:
-            length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
-        except ValueError:
-            if size <= len(buffer):
-                raise
-            # max_packet_size grew past the buffer (nothing was received).
-            buffer = self._datagram_buffer = memoryview(bytearray(size))
-            length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
-        if length > size:
+        data, client_address = sock.recvfrom(size + 1)
+        if len(data) > size:
             self.stats.note_truncated()
-            length = size
-        return (buffer[:length].tobytes(), sock), client_address
+            data = data[:size]
+        return (data, sock), client_address
 
     def server_activate(self) -> None:
         """Nothing to do: a datagram socket does not listen."""
@@ -716,5 +694,3 @@ class UDPServer(TCPServer):
     def close_request(self, request: Any) -> None:
         """Nothing to close per datagram."""
 
-
-_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)
