@@ -25,10 +25,31 @@ datagrams). Models that exist only in sockserve are set against the closest
 standard-library model (ThreadPool* against Threading*, PreFork* against
 Forking*), and the table says so.
 
+The floor: each row also runs, under the same conditions in the same run, a
+server hand-written with the ``socket`` module and no framework (``FLOOR``),
+in the shape of the row's model (``FLOORS`` says which, and the output
+repeats it): accept, ``recv`` a line, ``sendall`` it, close; in a new
+thread per connection for threading, a forked child per connection for
+forking (reaped with ``waitpid(WNOHANG)``), ``recvfrom``/``sendto`` for
+datagrams, the same over AF_UNIX for Unix sockets. Pool and prefork have no
+exact floor: the closest are 8 threads fed by a ``queue.SimpleQueue``, and
+4 processes forked once, each blocking in ``accept()`` on the shared socket
+(sockserve's prefork parent accepts and passes each connection on).
+
+Structural costs: a ``StreamRequestHandler`` must give ``handle()`` an
+``rfile`` (a buffered reader over the socket) and a ``wfile`` (a writer),
+and the echo reads lines until EOF through them. Stream rows run the floor a
+second time that way (``floor+streams``: ``makefile("rb")``, a writer, both
+closed); the ``streams`` column is what that costs over the bare floor,
+which no server honouring that contract escapes (about 44,000 Ir/req on
+TCP, most of sockserve/floor).
+
 Columns:
 
 * ``stdlib``, ``sockserve``: Ir/req, the mean of ``--repeat`` estimates;
 * ``ratio``: sockserve / stdlib (below 1.00: sockserve is leaner);
+* ``floor``, ``sockserve/floor``: the floor's Ir/req and sockserve's over it;
+* ``streams``: the structural cost of a stream handler's rfile/wfile (above);
 * ``stats off``: sockserve with ``collect_stats = False`` on the server class,
   and ``stats cost`` the difference (statistics on minus off). "n/a" where
   the measured sockserve has no ``BaseServer.collect_stats`` yet;

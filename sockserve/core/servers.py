@@ -71,6 +71,8 @@ _AF_UNIX = getattr(socket, "AF_UNIX", None)
 _PACKAGE = sys.modules[__name__.partition(".")[0]]
 #: The socket class whose private accept and receive-into paths are used.
 _PLAIN_SOCKET = socket.socket
+#: What ``socket.close()`` calls once no file object holds the socket.
+_close_socket: Any = vars(socket.socket.__mro__[1])["close"]
 
 
 class _PerInstance:
@@ -645,8 +647,16 @@ class TCPServer(BaseServer):
         self.close_request(request)
 
     def close_request(self, request: Any) -> None:
-        """Close the connection's socket."""
-        request.close()
+        """Close the connection's socket.
+
+        A plain socket that no file object holds any more (the handler
+        closed its streams) is closed as ``socket.close()`` would close it,
+        without its two Python-level calls; any other is asked to close."""
+        if type(request) is _PLAIN_SOCKET and request._io_refs <= 0:  # type: ignore[attr-defined]
+            request._closed = True  # type: ignore[attr-defined]
+            _close_socket(request)
+        else:
+            request.close()
 
 
 class UDPServer(TCPServer):
