@@ -62,8 +62,7 @@ and wake a waiter only when :meth:`wait_empty` has one. What a drain
 reports is tallied only while a drain watches (:meth:`watch`).
 
 Thread safety: every method may be called from any thread, except
-``begin_here`` and ``run(here=True)`` (the serving thread only: they count
-without the lock).
+``run(here=True)`` (the serving thread only: it counts without the lock).
 """
 
 from __future__ import annotations
@@ -115,22 +114,6 @@ class Ledger:
             with self._lock:
                 self.added += 1
 
-    def begin_here(self, key: int, item: Any) -> None:
-        """``enter`` and start at once, in the serving thread (the plain
-        server runs its handlers there, one at a time: no lock)."""
-        self.live[key] = item
-        if self._watching:
-            with self._lock:
-                self.added += 1
-        stats = self.stats
-        if stats.enabled:
-            # What ServerStats.request_started does, without the lock and the
-            # peak search (one handler at a time here), inlined: it runs for
-            # every request of the plain server.
-            stats.started += 1
-            if not stats.peak_active:
-                stats.peak_active = 1
-
     def run(
         self, key: int, finish: Any, request: Any, client_address: Any, here: bool = False
     ) -> None:
@@ -138,8 +121,10 @@ class Ledger:
         ``finish(request, client_address)`` (the server's
         ``finish_request``), timed, then :meth:`end` it with the outcome of
         what it raised (re-raised). *here*: the request is also entered and
-        started now (:meth:`begin_here`, done inline: the plain server comes
-        here for every request, and a call less is a tenth of its cost)."""
+        started now, in the serving thread (the plain server, which runs
+        its handlers there one at a time: ``enter`` and what
+        ``ServerStats.request_started`` does, inline, without the lock and
+        the peak search; this runs for every request of the plain server)."""
         if here:
             self.live[key] = request
             if self._watching:

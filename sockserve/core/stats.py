@@ -55,7 +55,7 @@ server class can switch counting off with ``collect_stats = False``.
 Thread safety: every method may be called from any thread, except
 ``child_started``, which only the serving thread calls (a forking server
 forks there), as it does the plain server's request starts
-(``Ledger.begin_here``, which counts without the lock: the plain server
+(``Ledger.run(here=True)``, which counts without the lock: the plain server
 runs its handlers there, one at a time). A snapshot never sees a request counted as
 started but in neither ``active`` nor a final outcome. Forking servers'
 children leave their results in shared memory (see ``ForkingMixIn`` and
