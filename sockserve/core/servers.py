@@ -38,6 +38,7 @@ Where sockserve differs from the standard library, on purpose:
 
 from __future__ import annotations
 
+import _socket
 import os
 import selectors
 import socket
@@ -71,8 +72,13 @@ _AF_UNIX = getattr(socket, "AF_UNIX", None)
 _PACKAGE = sys.modules[__name__.partition(".")[0]]
 #: The socket class whose private accept and receive-into paths are used.
 _PLAIN_SOCKET = socket.socket
-#: What ``socket.close()`` calls once no file object holds the socket.
-_close_socket: Any = vars(socket.socket.__mro__[1])["close"]
+#: What ``socket.close()`` calls once no file object holds the socket, and
+#: the class whose instances close_request closes so (None: the socket
+#: module was replaced, by eventlet say: every socket is asked to close).
+_close_socket: Any = _socket.socket.close
+_FAST_CLOSE: Any = (
+    _PLAIN_SOCKET if issubclass(_PLAIN_SOCKET, _socket.socket) and hasattr(_PLAIN_SOCKET, "_real_close") else None
+)
 
 
 class _PerInstance:
@@ -652,8 +658,8 @@ class TCPServer(BaseServer):
         A plain socket that no file object holds any more (the handler
         closed its streams) is closed as ``socket.close()`` would close it,
         without its two Python-level calls; any other is asked to close."""
-        if type(request) is _PLAIN_SOCKET and request._io_refs <= 0:  # type: ignore[attr-defined]
-            request._closed = True  # type: ignore[attr-defined]
+        if type(request) is _FAST_CLOSE and request._io_refs <= 0:
+            request._closed = True
             _close_socket(request)
         else:
             request.close()
