@@ -25,10 +25,31 @@ datagrams). Models that exist only in sockserve are set against the closest
 standard-library model (ThreadPool* against Threading*, PreFork* against
 Forking*), and the table says so.
 
+The floor: each row also runs, under the same conditions in the same run, a
+server hand-written with the ``socket`` module and no framework (``FLOOR``),
+in the shape of the row's model (``FLOORS`` says which, and the output
+repeats it): accept, ``recv`` a line, ``sendall`` it, close; in a new
+thread per connection for threading, a forked child per connection for
+forking (reaped with ``waitpid(WNOHANG)``), ``recvfrom``/``sendto`` for
+datagrams, the same over AF_UNIX for Unix sockets. Pool and prefork have no
+exact floor: the closest are 8 threads fed by a ``queue.SimpleQueue``, and
+4 processes forked once, each blocking in ``accept()`` on the shared socket
+(sockserve's prefork parent accepts and passes each connection on).
+
+Structural costs: a ``StreamRequestHandler`` must give ``handle()`` an
+``rfile`` (a buffered reader over the socket) and a ``wfile`` (a writer),
+and the echo reads lines until EOF through them. Stream rows run the floor a
+second time that way (``floor+streams``: ``makefile("rb")``, a writer, both
+closed); the ``streams`` column is what that costs over the bare floor,
+which no server honouring that contract escapes (about 44,000 Ir/req on
+TCP, most of sockserve/floor).
+
 Columns:
 
 * ``stdlib``, ``sockserve``: Ir/req, the mean of ``--repeat`` estimates;
 * ``ratio``: sockserve / stdlib (below 1.00: sockserve is leaner);
+* ``floor``, ``sockserve/floor``: the floor's Ir/req and sockserve's over it;
+* ``streams``: the structural cost of a stream handler's rfile/wfile (above);
 * ``stats off``: sockserve with ``collect_stats = False`` on the server class,
   and ``stats cost`` the difference (statistics on minus off). "n/a" where
   the measured sockserve has no ``BaseServer.collect_stats`` yet;
@@ -149,8 +170,154 @@ SERVER = textwrap.dedent(
     """
 )
 
+#: The floor: the same echo with the ``socket`` module and no framework, in
+#: the shape of each model (see ``FLOORS``). It reads one line with
+#: ``recv`` and sends it back, then closes: no handler object, no streams,
+#: no statistics, no shutdown().
+FLOOR = textwrap.dedent(
+    """
+    import io, json, os, resource, signal, socket, sys
+    config = json.loads(sys.argv[1])
+    shape, family, persistent = config["floor"], config["family"], config["persistent"]
+    af = socket.AF_UNIX if family.startswith("unix") else socket.AF_INET
+    stream = family in ("tcp", "unix")
+    address = config["address"] if isinstance(config["address"], str) else tuple(config["address"])
+
+    class Stop(BaseException):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+
+    class Writer(io.BufferedIOBase):
+        # what wfile must be: a binary stream whose write() sends at once
+        def __init__(self, sock):
+            self._sock = sock
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            self._sock.sendall(data)
+            return len(data)
+
+    def echo_streams(conn):
+        # StreamRequestHandler's contract: rfile a buffered reader, wfile a
+        # writer, read line by line until EOF, both closed at the end.
+        rfile = conn.makefile("rb", -1)
+        wfile = Writer(conn)
+        for line in rfile:
+            wfile.write(line)
+        wfile.close()
+        rfile.close()
+        conn.close()
+
+    def echo(conn):
+        # one line, or (--persistent) every line until the client closes
+        data = b""
+        while True:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+            if data.endswith(b"\\n"):
+                conn.sendall(data)
+                data = b""
+                if not persistent:
+                    break
+        conn.close()
+
+    if config["streams"]:
+        echo = echo_streams
+    listener = socket.socket(af, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
+    listener.bind(address)
+    if stream:
+        listener.listen(socket.SOMAXCONN)
+    signal.signal(signal.SIGTERM, stop)
+    children = []
+    if shape == "prefork":
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    while True:
+                        echo(listener.accept()[0])
+                except Stop:
+                    pass
+                os._exit(0)
+            children.append(pid)
+    elif shape == "pool":
+        import queue, threading
+        work = queue.SimpleQueue()
+        def worker():
+            while True:
+                echo(work.get())
+        for _ in range(8):
+            threading.Thread(target=worker, daemon=True).start()
+    elif shape == "threading":
+        import threading
+    print(json.dumps(listener.getsockname()), flush=True)
+    try:
+        while True:
+            if shape == "prefork":
+                signal.pause()
+            elif not stream:
+                data, client = listener.recvfrom(8192)
+                listener.sendto(data, client)
+            elif shape == "plain":
+                echo(listener.accept()[0])
+            elif shape == "threading":
+                threading.Thread(target=echo, args=(listener.accept()[0],), daemon=True).start()
+            elif shape == "pool":
+                work.put(listener.accept()[0])
+            elif shape == "forking":
+                conn = listener.accept()[0]
+                pid = os.fork()
+                if pid == 0:
+                    echo(conn)
+                    os._exit(0)
+                conn.close()
+                try:
+                    while os.waitpid(-1, os.WNOHANG)[0]:
+                        pass
+                except ChildProcessError:
+                    pass
+    except Stop:
+        pass
+    for pid in children:
+        os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        os.waitpid(pid, 0)
+    if shape == "forking":
+        try:
+            while os.wait():
+                pass
+        except ChildProcessError:
+            pass
+    listener.close()
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    with open(config["usage"], "w") as f:
+        json.dump({"faults": sum(u.ru_minflt + u.ru_majflt for u in usage)}, f)
+    """
+)
+
 
 # -- models -----------------------------------------------------------------
+
+#: The floor's two variants, run as a third and fourth "library": the bare
+#: echo, and (stream models) the echo through the streams that
+#: StreamRequestHandler must give its ``handle()``.
+FLOOR_LIB = "floor"
+FLOOR_STREAMS = "floor+streams"
+#: What each floor is (the closest hand-written server to a model).
+FLOORS = {
+    "plain": "accept, recv a line, sendall, close, in one thread (datagrams: recvfrom, sendto)",
+    "threading": "the same in a new threading.Thread per connection",
+    "forking": "the same in a forked child per connection (os.fork, os._exit; reaped with waitpid WNOHANG)",
+    "pool": "8 threads taking the accepted connections from a queue.SimpleQueue (closest to ThreadPool*)",
+    "prefork": "4 processes forked once, each blocking in accept() on the shared socket "
+               "(closest to PreFork*, whose parent accepts and passes each connection to a worker)",
+}
 
 
 @dataclass(frozen=True)
@@ -164,6 +331,15 @@ class Model:
     @property
     def stream(self) -> bool:
         return self.family in ("tcp", "unix")
+
+    @property
+    def floor(self) -> str:
+        """The shape of this row's floor (a key of ``FLOORS``)."""
+        for part, shape in (("ThreadPool", "pool"), ("PreFork", "prefork"), ("Threading", "threading"),
+                            ("Forking", "forking")):
+            if part in self.name:
+                return shape
+        return "plain"
 
     @property
     def label(self) -> str:
@@ -374,13 +550,18 @@ def run_server(
             address = ["127.0.0.1", 0]
         config = {
             "module": library,
-            "cls": row.stdlib if library == "socketserver" else row.name,
+            "cls": {"socketserver": row.stdlib, "sockserve": row.name}.get(library, library),
+            "floor": row.floor,
+            "family": family,
+            "streams": library == FLOOR_STREAMS,
+            "persistent": persistent,
             "stats_off": stats_off,
             "stream": row.stream,
             "address": address,
             "usage": str(workdir / "usage.json"),
         }
-        command = [python, "-S", "-c", SERVER, json.dumps(config)]
+        script = SERVER if library in ("socketserver", "sockserve") else FLOOR
+        command = [python, "-S", "-c", script, json.dumps(config)]
         if valgrind:
             command = [
                 "valgrind",
@@ -390,8 +571,12 @@ def run_server(
                 *command,
             ]
         stderr = open(workdir / "stderr.txt", "wb")
+        # In the run's own folder: ``python -c`` puts the working directory
+        # first on sys.path, so a ``sockserve`` folder there would shadow
+        # PYTHONPATH's, and a crowded one (/tmp) makes start-up cost vary.
         proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr, env=server_env(cache), start_new_session=True
+            command, stdout=subprocess.PIPE, stderr=stderr, env=server_env(cache), start_new_session=True,
+            cwd=workdir,
         )
         try:
             bound = json.loads(_read_line(proc, time.monotonic() + START_TIMEOUT))
@@ -410,13 +595,13 @@ def run_server(
             proc.stdout.close()
         if proc.returncode != 0:
             tail = (workdir / "stderr.txt").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{library}.{config['cls']} exited with {proc.returncode}:\n{tail}")
+            raise RuntimeError(f"{library} {config['cls']} exited with {proc.returncode}:\n{tail}")
         run = Run(requests)
         if valgrind:
             run.instructions = callgrind_total(workdir)
             if keep is not None:
                 off = "-statsoff" if stats_off else ""
-                target = keep / f"{config['cls']}-{library}{off}-{requests}"
+                target = keep / f"{row.name}-{library}{off}-{requests}"
                 suffix = 2
                 while target.exists():
                     target, suffix = target.with_name(f"{target.name.split('~')[0]}~{suffix}"), suffix + 1
@@ -451,16 +636,31 @@ class Row:
     stats_off_ir: list[float] | None = None
     stdlib_faults: list[float] = field(default_factory=list)
     sockserve_faults: list[float] = field(default_factory=list)
+    floor: str = "plain"
+    floor_ir: list[float] = field(default_factory=list)
+    streams_ir: list[float] | None = None  # the floor with rfile/wfile (stream models)
 
     def ratio(self) -> float | None:
         if not self.stdlib_ir or not self.sockserve_ir:
             return None
         return statistics.fmean(self.sockserve_ir) / statistics.fmean(self.stdlib_ir)
 
+    def over_floor(self) -> float | None:
+        if not self.floor_ir or not self.sockserve_ir:
+            return None
+        return statistics.fmean(self.sockserve_ir) / statistics.fmean(self.floor_ir)
+
+    def structural(self) -> float | None:
+        """What the handler's streams cost over the bare floor (Ir/req)."""
+        if not self.streams_ir or not self.floor_ir:
+            return None
+        return statistics.fmean(self.streams_ir) - statistics.fmean(self.floor_ir)
+
     def spread(self) -> float:
         """Largest relative spread (max - min) / mean among the Ir estimates."""
         worst = 0.0
-        for values in (self.stdlib_ir, self.sockserve_ir, self.stats_off_ir or []):
+        for values in (self.stdlib_ir, self.sockserve_ir, self.stats_off_ir or [], self.floor_ir,
+                       self.streams_ir or []):
             if len(values) > 1 and statistics.fmean(values):
                 worst = max(worst, (max(values) - min(values)) / abs(statistics.fmean(values)))
         return worst
@@ -486,7 +686,8 @@ def measure(
     log: Any = None,
 ) -> Row:
     """Every figure of one row."""
-    result = Row(row.name, row.stdlib, requests, stats_off_ir=[] if stats_off else None)
+    result = Row(row.name, row.stdlib, requests, stats_off_ir=[] if stats_off else None, floor=row.floor,
+                 streams_ir=[] if row.stream else None)
 
     def note(text: str) -> None:
         if log is not None:
@@ -500,7 +701,7 @@ def measure(
         ]
         return per_request(runs[0], runs[1], "instructions" if under_valgrind else "faults")
 
-    for library in ("socketserver", "sockserve"):  # compile and cache the byte code once
+    for library in ("socketserver", "sockserve", FLOOR_LIB):  # compile and cache the byte code once
         run_server(python, library, row, 1, valgrind=False, persistent=persistent, cache=cache)
     if faults:
         for _ in range(repeat):
@@ -513,8 +714,11 @@ def measure(
             result.sockserve_ir.append(slope("sockserve", requests, True))
             if result.stats_off_ir is not None:
                 result.stats_off_ir.append(slope("sockserve", requests, True, off=True))
+            result.floor_ir.append(slope(FLOOR_LIB, requests, True))
+            if result.streams_ir is not None:
+                result.streams_ir.append(slope(FLOOR_STREAMS, requests, True))
             note(f"  {row.name}: Ir/req stdlib {result.stdlib_ir} sockserve {result.sockserve_ir}"
-                 f" stats-off {result.stats_off_ir}")
+                 f" stats-off {result.stats_off_ir} floor {result.floor_ir} floor+streams {result.streams_ir}")
     return result
 
 
@@ -523,15 +727,16 @@ def _fmt(value: float | None, spec: str = ",.0f") -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("model", "stdlib Ir/req", "sockserve Ir/req", "ratio", "stats off Ir/req", "stats cost",
-            "spread", "faults/req stdlib", "faults/req sockserve")
+    head = ("model", "stdlib Ir/req", "sockserve Ir/req", "ratio", "floor Ir/req", "sockserve/floor",
+            "streams", "stats off Ir/req", "stats cost", "spread", "faults/req stdlib", "faults/req sockserve")
     lines = []
     for r in rows:
         on, off = _mean(r.sockserve_ir), _mean(r.stats_off_ir)
         cost = on - off if on is not None and off is not None else None
         label = r.model if r.model == r.stdlib_model else f"{r.model} (vs {r.stdlib_model})"
         lines.append((
-            label, _fmt(_mean(r.stdlib_ir)), _fmt(on), _fmt(r.ratio(), ".2f"), _fmt(off), _fmt(cost),
+            label, _fmt(_mean(r.stdlib_ir)), _fmt(on), _fmt(r.ratio(), ".2f"), _fmt(_mean(r.floor_ir)),
+            _fmt(r.over_floor(), ".2f"), _fmt(r.structural()), _fmt(off), _fmt(cost),
             f"{r.spread():.2%}", _fmt(_mean(r.stdlib_faults), ".1f"), _fmt(_mean(r.sockserve_faults), ".1f"),
         ))
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
@@ -602,6 +807,15 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(forking per request: {args.fork_requests[0]},{args.fork_requests[1]}), {args.repeat} estimates each; "
           f"page faults from {args.fault_requests[0]},{args.fault_requests[1]} requests without valgrind")
     print(table(results))
+    print("floor: the same echo hand-written with the socket module, no framework, measured in this run:")
+    for shape in dict.fromkeys(r.floor for r in results):
+        print(f"  {shape}: {FLOORS[shape]}")
+    streams = [r for r in results if r.structural() is not None]
+    if streams:
+        print("streams: structural, what any StreamRequestHandler pays: the floor's echo through an rfile made "
+              "by makefile('rb') (a BufferedReader over a SocketIO, read line by line to EOF) and a writer "
+              "wfile, both closed; Ir/req over the bare floor: "
+              + ", ".join(f"{r.model} {r.structural():,.0f}" for r in streams))
     if not stats_off:
         print("stats off: n/a (this sockserve has no BaseServer.collect_stats)")
     print(f"took {time.monotonic() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}")

@@ -69,6 +69,14 @@ def test_per_request_is_the_slope_between_two_runs(bench: ModuleType) -> None:
         ("TCPServer", "socketserver", False),
         ("ForkingTCPServer", "sockserve", False),
         ("UnixStreamServer", "socketserver", True),
+        ("TCPServer", "floor", False),
+        ("TCPServer", "floor+streams", True),
+        ("ThreadingTCPServer", "floor", True),
+        ("ForkingTCPServer", "floor", False),
+        ("UDPServer", "floor", False),
+        ("UnixStreamServer", "floor+streams", False),
+        ("ThreadPoolTCPServer", "floor", False),
+        ("PreForkTCPServer", "floor", True),
     ],
 )
 def test_a_server_run_serves_every_request_and_reports_its_page_faults(
@@ -92,7 +100,21 @@ def test_a_row_and_its_table(bench: ModuleType, tmp_path: Path) -> None:
         fault_requests=(2, 5), persistent=False, cache=tmp_path, valgrind=False,
     )
     assert len(row.stdlib_faults) == len(row.sockserve_faults) == 1
-    assert row.stdlib_ir == row.sockserve_ir == [] and row.stats_off_ir is None
+    assert row.stdlib_ir == row.sockserve_ir == row.floor_ir == [] and row.stats_off_ir is None
+    assert row.floor == "threading" and row.over_floor() is None and row.structural() is None
     text = bench.table([row])
     assert text.splitlines()[0].split(" | ")[0].strip() == "model"
     assert "ThreadingTCPServer" in text and "n/a" in text
+    assert "floor Ir/req" in text and "sockserve/floor" in text
+
+
+def test_every_model_has_a_floor_that_says_what_it_is(bench: ModuleType) -> None:
+    shapes = {name: bench.model(name).floor for name in bench.DEFAULT_MODELS}
+    assert shapes == {
+        "TCPServer": "plain", "ThreadingTCPServer": "threading", "ForkingTCPServer": "forking",
+        "UDPServer": "plain", "UnixStreamServer": "plain", "ThreadPoolTCPServer": "pool",
+        "PreForkTCPServer": "prefork",
+    }
+    assert set(shapes.values()) <= set(bench.FLOORS)
+    row = bench.Row("TCPServer", "TCPServer", (1, 2), sockserve_ir=[300.0], floor_ir=[100.0], streams_ir=[250.0])
+    assert row.over_floor() == 3.0 and row.structural() == 150.0

@@ -132,3 +132,46 @@ def test_datagram_handler_streams() -> None:
     _, reply = run_one(sockserve.UDPServer, Upper, b"shout\n")
     assert reply == b"SHOUT\n"
     assert seen == {"packet": b"shout\n", "socket_is_server": True}
+
+
+def test_rfile_reads_like_makefiles_reader_and_fails_like_it() -> None:
+    """rfile on a plain socket: a BufferedReader over a socket.SocketIO (the
+    objects makefile("rb") makes), reading lines to EOF; its raw layer,
+    closed or timed out, raises as SocketIO's does."""
+    from sockserve.core.handlers import _reader
+
+    left, right = socket.socketpair()
+    with left, right:
+        rfile = _reader(left, -1)
+        assert isinstance(rfile, io.BufferedReader) and isinstance(rfile.raw, socket.SocketIO)
+        assert rfile.raw.readable() and rfile.raw.mode == "rb"
+        right.sendall(b"one\ntwo\n")
+        right.shutdown(socket.SHUT_WR)
+        assert list(rfile) == [b"one\n", b"two\n"]
+        raw = rfile.raw
+        rfile.close()
+        with pytest.raises(ValueError):
+            raw.readinto(bytearray(4))
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(0.01)
+        timed = _reader(left, 0)
+        with pytest.raises(TimeoutError):
+            timed.readinto(bytearray(4))
+        with pytest.raises(OSError, match="timed out object"):
+            timed.readinto(bytearray(4))
+        timed.close()
+        left.setblocking(False)
+        idle = _reader(left, 0)
+        assert idle.readinto(bytearray(4)) is None  # would block: None, as SocketIO says
+        idle.close()
+
+
+def test_socket_writer_reports_what_it_wrote() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        writer = SocketWriter(left)
+        assert writer.write(b"abc") == 3
+        assert writer.write(bytearray(b"de")) == 2
+        assert writer.write(memoryview(b"fghi").cast("B")[1:]) == 3
+        assert right.recv(16) == b"abcdeghi"

@@ -465,3 +465,28 @@ def test_importing_sockserve_does_not_import_logging() -> None:
     code = "import sys, sockserve; print(sorted({'logging', 'traceback'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_close_request_closes_a_plain_socket_and_leaves_one_a_stream_holds() -> None:
+    """close_request on a socket.socket: closed at once (fileno -1, the peer
+    sees EOF); while a file object made from it is open, the descriptor
+    stays open until that closes, as socket.close() does."""
+    import socket as socket_module
+
+    server = sockserve.TCPServer(("127.0.0.1", 0), sockserve.BaseRequestHandler, bind_and_activate=False)
+    try:
+        left, right = socket_module.socketpair()
+        with right:
+            server.close_request(left)
+            assert left.fileno() == -1 and right.recv(1) == b""
+        left, right = socket_module.socketpair()
+        with right:
+            reader = left.makefile("rb")
+            server.close_request(left)
+            assert left._closed and reader.raw._sock is left  # type: ignore[attr-defined]
+            right.sendall(b"x")
+            assert reader.read(1) == b"x"
+            reader.close()
+            assert left.fileno() == -1
+    finally:
+        server.server_close()

@@ -78,11 +78,50 @@ class SocketWriter(io.BufferedIOBase):
 
     def write(self, data: Any) -> int:
         self._sock.sendall(data)
+        if type(data) is bytes:
+            return len(data)  # what the view below says, without making one
         with memoryview(data) as view:
             return view.nbytes
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+
+_SocketIO = socket.SocketIO
+_blocking_errnos = frozenset(getattr(socket, "_blocking_errnos", ()))
+
+
+class SocketReader(socket.SocketIO):
+    """The raw layer of ``rfile`` on a plain socket: a ``socket.SocketIO``
+    opened "rb" (what ``makefile("rb")`` makes), whose ``readinto`` checks
+    less while it is open and has not timed out.
+
+    ``SocketIO.readinto`` asks, for every read, whether the object is
+    closed and whether it is readable (a call of Python's ``readable()``,
+    which asks ``closed`` again); for a reader that is open, neither can
+    change. A closed reader has no socket (``SocketIO.close`` drops it):
+    then, and after a timeout, the full checks run and raise as
+    ``SocketIO``'s do."""
+
+    _sock: socket.socket | None
+    _timeout_occurred: bool
+
+    def __init__(self, sock: socket.socket) -> None:
+        _SocketIO.__init__(self, sock, "rb")
+
+    def readinto(self, b: Any) -> int | None:
+        sock = self._sock
+        if sock is None or self._timeout_occurred:
+            return _SocketIO.readinto(self, b)  # raises
+        try:
+            return sock.recv_into(b)
+        except TimeoutError:
+            self._timeout_occurred = True
+            raise
+        except OSError as exc:
+            if exc.errno in _blocking_errnos:
+                return None
+            raise
 
 
 def _reader(sock: socket.socket, size: int) -> Any:
@@ -91,7 +130,7 @@ def _reader(sock: socket.socket, size: int) -> Any:
     connection); any other socket class is asked as usual."""
     if type(sock) is not socket.socket:
         return sock.makefile("rb", size)
-    raw = socket.SocketIO(sock, "rb")
+    raw = SocketReader(sock)
     sock._io_refs += 1  # type: ignore[attr-defined]  # as makefile() does: close() waits for it
     if size == 0:
         return raw
@@ -142,13 +181,15 @@ class StreamRequestHandler(BaseRequestHandler):
 
     def finish(self) -> None:
         """Flush what ``wfile`` still buffers, then close both streams."""
-        if not self.wfile.closed:
+        wfile = self.wfile
+        # (A SocketWriter holds nothing back: its flush() would do nothing.)
+        if type(wfile) is not SocketWriter and not wfile.closed:
             try:
-                self.wfile.flush()
+                wfile.flush()
             except OSError:
                 # The client is gone; there is nobody left to flush to.
                 pass
-        self.wfile.close()
+        wfile.close()
         self.rfile.close()
 
 

@@ -8,6 +8,8 @@ request's life::
     enter(key, item)        accepted and kept: queued, parked, or handed to
                             a thread, a child process or a prefork worker
     start*()                its handler is about to run (``stats.started``)
+    run(key, finish, ...)   its handler runs in this thread (timed), then
+                            ``end``: the one place a handler runs in a thread
     end(key, outcome, ...)  it ended: outcome and handler time counted, its
                             span recorded on the timeline (if one is)
     drop(key, outcome)      it ended without running (cut off or past its
@@ -21,8 +23,8 @@ request's life::
 ==============  =========================  ===================  ============================
 model           enter                      start                end
 ==============  =========================  ===================  ============================
-plain           ``begin_here`` (both, in the serving thread)    ``end`` (``BaseServer._finish``)
-threading       serving thread             ``start_thread``     ``end`` (``BaseServer._finish``)
+plain           ``run(here=True)`` (both, in the serving thread) ``end`` (by ``run``)
+threading       serving thread             ``start_thread``     ``end`` (by ``run``)
 thread pool     serving thread             ``start_queued``     ``end``; ``drop`` if cut off
 forking         at the fork or the park    ``start_child``      ``end``: the child's report
                                                                 or its exit status
@@ -54,13 +56,13 @@ deadline (the :class:`~sockserve.core.deadlines.Watchdog` scans it). A model
 that hands a request to another process takes its time out of ``accepted``
 (that process keeps the deadline) and passes it back to :meth:`end`.
 
-Cost: every request passes through ``enter`` (or ``begin_here``) and
+Cost: every request passes through ``enter`` (or ``run(here=True)``) and
 ``end``; they take no lock on the common path (a dict store, a dict pop)
 and wake a waiter only when :meth:`wait_empty` has one. What a drain
 reports is tallied only while a drain watches (:meth:`watch`).
 
 Thread safety: every method may be called from any thread, except
-``begin_here`` (the serving thread only: it counts without the lock).
+``run(here=True)`` (the serving thread only: it counts without the lock).
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ import os
 import threading
 import time
 
-from .stats import Outcome, ServerStats
+from .stats import Outcome, ServerStats, outcome_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -115,21 +117,46 @@ class Ledger:
             with self._lock:
                 self.added += 1
 
-    def begin_here(self, key: int, item: Any) -> None:
-        """``enter`` and start at once, in the serving thread (the plain
-        server runs its handlers there, one at a time: no lock)."""
-        self.live[key] = item
-        if self._watching:
-            with self._lock:
-                self.added += 1
+    def run(
+        self, key: int, finish: Any, request: Any, client_address: Any, here: bool = False
+    ) -> None:
+        """Run the handler of the request under *key*: call
+        ``finish(request, client_address)`` (the server's
+        ``finish_request``), timed, then :meth:`end` it with the outcome of
+        what it raised (re-raised). *here*: the request is also entered and
+        started now, in the serving thread (the plain server, which runs
+        its handlers there one at a time: ``enter`` and what
+        ``ServerStats.request_started`` does, inline, without the lock and
+        the peak search; this runs for every request of the plain server)."""
+        if here:
+            self.live[key] = request
+            if self._watching:
+                with self._lock:
+                    self.added += 1
+            stats = self.stats
+            if stats.enabled:
+                stats.started += 1
+                if not stats.peak_active:
+                    stats.peak_active = 1
+        began = _monotonic()
+        try:
+            finish(request, client_address)
+        except BaseException as exc:
+            self.end(key, outcome_of(exc), began)
+            raise
+        # end(key, 0, began), with its common case inline (a call less).
+        ended = _monotonic()
+        if self.live.pop(key, _MISSING) is _MISSING:
+            self.end(key, 0, began, ended)  # cut off while it ran: end finds how
+            return
+        if self._waiters and not self.live:
+            with self._cond:
+                self._cond.notify_all()
         stats = self.stats
-        if stats.enabled:
-            # What ServerStats.request_started does, without the lock and the
-            # peak search (one handler at a time here), inlined: it runs for
-            # every request of the plain server.
-            stats.started += 1
-            if not stats.peak_active:
-                stats.peak_active = 1
+        if self.accepted or stats.timeline is not None:
+            self._count(key, 0, began, ended, None, 0)
+        elif stats.enabled:
+            stats.note_completed(ended - began)
 
     def begin(self, key: int, item: Any) -> None:
         """``enter`` and start at once, from any thread."""
@@ -182,22 +209,30 @@ class Ledger:
         elif self._cut:
             with self._lock:
                 cut = self._cut.pop(key, 0)
+        self._count(key, cut or outcome, began, ended, accepted, pid)
+        return cut
+
+    def _count(
+        self, key: int, outcome: int, began: float, ended: float, accepted: float | None, pid: int
+    ) -> None:
+        """``end``'s second half: the request under *key*, out of ``live``,
+        counted with *outcome* and its span recorded."""
         if self.accepted:
             stamped = self.accepted.pop(key, None)
             if accepted is None:
                 accepted = stamped
         stats = self.stats
         if stats.enabled:
-            if cut:
-                outcome = cut
-            stats.request_finished(outcome, ended - began)
+            if outcome == 0:
+                stats.note_completed(ended - began)  # request_finished's common case, one C call
+            else:
+                stats.request_finished(outcome, ended - began)
             timeline = stats.timeline
             if timeline is not None:
                 timeline.record(
                     began if accepted is None else accepted, began, ended,
                     pid or _getpid(), pid or _native_id(), outcome,
                 )
-        return cut
 
     def drop(self, key: int, outcome: int, accepted: float | None = None) -> int:
         """The request under *key* ends without running (closed while it

@@ -38,6 +38,7 @@ Where sockserve differs from the standard library, on purpose:
 
 from __future__ import annotations
 
+import _socket
 import os
 import selectors
 import socket
@@ -53,7 +54,7 @@ from .errors import bind_explained, format_address
 from .ledger import Ledger
 from .lifecycle import ServerState
 from .loop import Loop, accept_backoff, selector_class
-from .stats import FOLD_MASK, ServerStats, outcome_of
+from .stats import FOLD_MASK, ServerStats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,6 +75,13 @@ _AF_UNIX = getattr(socket, "AF_UNIX", None)
 _PACKAGE = sys.modules[__name__.partition(".")[0]]
 #: The socket class whose private accept and receive-into paths are used.
 _PLAIN_SOCKET = socket.socket
+#: What ``socket.close()`` calls once no file object holds the socket, and
+#: the class whose instances close_request closes so (None: the socket
+#: module was replaced, by eventlet say: every socket is asked to close).
+_close_socket: Any = _socket.socket.close
+_FAST_CLOSE: Any = (
+    _PLAIN_SOCKET if issubclass(_PLAIN_SOCKET, _socket.socket) and hasattr(_PLAIN_SOCKET, "_real_close") else None
+)
 
 
 class _PerInstance:
@@ -139,8 +147,8 @@ class BaseServer:
     ``finish_request``, ``shutdown_request``, ``close_request``,
     ``handle_error``, ``handle_timeout``, ``service_actions``,
     ``server_close``. ``__init__`` may be extended (call it), not replaced.
-    Mixins also use: ``_finish`` (run the handler, record its end),
-    ``_ledger`` (the requests in flight), ``_loop`` (the running loop),
+    Mixins also use: ``_ledger`` (the requests in flight; its ``run``
+    runs a handler and records its end), ``_loop`` (the running loop),
     ``_loop_opened``/``_loop_closing`` (set up and tear down with the
     loop), ``_stopping()``/``_wait_stopped()`` (the stop flag and event),
     ``_drain_wait``/``_abort_inflight``/``_end_expired`` (for ``drain()``
@@ -441,23 +449,10 @@ class BaseServer:
     def process_request(self, request: Any, client_address: Any) -> None:
         """Handle the request in this thread, then shut it down.
         Mixins override this to use a thread or a process."""
-        key = id(request)
-        # The serving thread runs one handler at a time: no lock (see Ledger).
-        self._ledger.begin_here(key, request)
-        self._finish(request, client_address, key)
+        # Entered, started, run and ended in the ledger (the serving thread
+        # runs one handler at a time: no lock, see Ledger.run).
+        self._ledger.run(id(request), self.finish_request, request, client_address, True)
         self.shutdown_request(request)
-
-    def _finish(self, request: Any, client_address: Any, key: int) -> None:
-        """``finish_request``, and the request's end recorded in the ledger
-        (outcome, handler time, span) under *key*: the one place a handler
-        runs, in every model. What it raises is re-raised."""
-        began = _monotonic()
-        try:
-            self.finish_request(request, client_address)
-        except BaseException as exc:
-            self._ledger.end(key, outcome_of(exc), began)
-            raise
-        self._ledger.end(key, 0, began)
 
     def server_close(self) -> None:
         """Release what the server holds. Safe to call more than once."""
@@ -661,8 +656,16 @@ class TCPServer(BaseServer):
         self.close_request(request)
 
     def close_request(self, request: Any) -> None:
-        """Close the connection's socket."""
-        request.close()
+        """Close the connection's socket.
+
+        A plain socket that no file object holds any more (the handler
+        closed its streams) is closed as ``socket.close()`` would close it,
+        without its two Python-level calls; any other is asked to close."""
+        if type(request) is _FAST_CLOSE and request._io_refs <= 0:
+            request._closed = True
+            _close_socket(request)
+        else:
+            request.close()
 
 
 class UDPServer(TCPServer):
@@ -683,43 +686,21 @@ class UDPServer(TCPServer):
     allow_reuse_port: bool = False
     socket_type: int = socket.SOCK_DGRAM
     max_packet_size: int = 8192
-    # get_request's buffer (at least max_packet_size bytes), and the plain
-    # socket it was made for (None: none yet).
-    _datagram_buffer: memoryview = memoryview(b"")
-    _datagram_socket: socket.socket | None = None
 
     def get_request(self) -> tuple[Any, Any]:
         """Read one datagram: ``((data, self.socket), client_address)``.
 
-        Reads into a buffer kept for the purpose, asking the kernel for the
-        datagram's real length (``MSG_TRUNC``), so a datagram longer than
-        ``max_packet_size`` is counted in ``stats.truncated``; that costs
-        about half of what ``recvmsg`` would (the standard library's
-        ``recvfrom`` cannot tell). Linux reports the real length; where the
-        kernel does not, truncation goes uncounted. A socket of another
-        class (a wrapper, a test double) is asked for ``recvfrom`` only, as
-        the standard library does."""
+        Asks for one byte more than ``max_packet_size``: a datagram that
+        fills it was longer than the limit, so it is cut to the limit (as
+        the standard library's ``recvfrom(max_packet_size)`` would cut it)
+        and counted in ``stats.truncated``."""
         sock = self.socket
         size = self.max_packet_size
-        if sock is not self._datagram_socket:
-            if type(sock) is not _PLAIN_SOCKET:
-                data, client_address = sock.recvfrom(size)
-                return (data, sock), client_address
-            self._datagram_buffer = memoryview(bytearray(size))
-            self._datagram_socket = sock
-        buffer = self._datagram_buffer
-        try:
-            length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
-        except ValueError:
-            if size <= len(buffer):
-                raise
-            # max_packet_size grew past the buffer (nothing was received).
-            buffer = self._datagram_buffer = memoryview(bytearray(size))
-            length, client_address = sock.recvfrom_into(buffer, size, _MSG_TRUNC)
-        if length > size:
+        data, client_address = sock.recvfrom(size + 1)
+        if len(data) > size:
             self.stats.note_truncated()
-            length = size
-        return (buffer[:length].tobytes(), sock), client_address
+            data = data[:size]
+        return (data, sock), client_address
 
     def server_activate(self) -> None:
         """Nothing to do: a datagram socket does not listen."""
@@ -732,5 +713,3 @@ class UDPServer(TCPServer):
     def close_request(self, request: Any) -> None:
         """Nothing to close per datagram."""
 
-
-_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)

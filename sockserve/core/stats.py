@@ -55,7 +55,7 @@ server class can switch counting off with ``collect_stats = False``.
 Thread safety: every method may be called from any thread, except
 ``child_started``, which only the serving thread calls (a forking server
 forks there), as it does the plain server's request starts
-(``Ledger.begin_here``, which counts without the lock: the plain server
+(``Ledger.run(here=True)``, which counts without the lock: the plain server
 runs its handlers there, one at a time). A snapshot never sees a request counted as
 started but in neither ``active`` nor a final outcome. Forking servers'
 children leave their results in shared memory (see ``ForkingMixIn`` and
@@ -218,6 +218,9 @@ class ServerStats:
         self._histogram = Histogram()
         # Handler seconds of requests that completed normally, not yet folded.
         self._done: deque[float] = deque()
+        #: ``request_finished(Outcome.OK, seconds)`` of an enabled instance,
+        #: as one C call (the ledger's for every normal end): queue it.
+        self.note_completed: Callable[[float], None] = self._done.append
         #: A :class:`~sockserve.core.timeline.Timeline` while one is recorded.
         self.timeline: Timeline | None = None
 

@@ -86,7 +86,7 @@ def serve_in_thread(server: BaseServer, request: Any, client_address: Any, key: 
     line and re-raised (it ends this thread only); ``shutdown_request``
     always runs last."""
     try:
-        server._finish(request, client_address, key)
+        server._ledger.run(key, server.finish_request, request, client_address)
     except Exception:
         server.handle_error(request, client_address)
     except BaseException as exc:
