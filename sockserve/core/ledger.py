@@ -128,12 +128,12 @@ class Ledger:
         its handlers there one at a time: ``enter`` and what
         ``ServerStats.request_started`` does, inline, without the lock and
         the peak search; this runs for every request of the plain server)."""
+        stats = self.stats
         if here:
             self.live[key] = request
             if self._watching:
                 with self._lock:
                     self.added += 1
-            stats = self.stats
             if stats.enabled:
                 stats.started += 1
                 if not stats.peak_active:
@@ -152,7 +152,6 @@ class Ledger:
         if self._waiters and not self.live:
             with self._cond:
                 self._cond.notify_all()
-        stats = self.stats
         if self.accepted or stats.timeline is not None:
             self._count(key, 0, began, ended, None, 0)
         elif stats.enabled:

@@ -206,6 +206,7 @@ class BaseServer:
     stats: ServerStats = _class_default(_BARE_STATS)
     _ledger: Ledger = _class_default(_BARE_LEDGER)
     _accept_backoff: float = 0.0
+    _read_per_request: tuple[str, ...] = ("request_timeout",)
     _loop_lock = _PerInstance(lambda server: threading.Lock())
     _loop: Loop | None = None  # the newest running loop (mixins watch descriptors in it)
     _loops: tuple[Loop, ...] = ()  # every running loop
@@ -217,6 +218,11 @@ class BaseServer:
         server.stats = ServerStats(enabled=bool(cls.collect_stats))
         server._ledger = Ledger(server.stats)
         server._accept_backoff = 0.0  # read for every request: the instance's own
+        # Class-level settings read for every request, copied to the instance
+        # (which the interpreter reads faster): set them on the class before
+        # making a server, or on the server itself.
+        for name in cls._read_per_request:
+            setattr(server, name, getattr(cls, name))
         return server
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
@@ -686,6 +692,7 @@ class UDPServer(TCPServer):
     allow_reuse_port: bool = False
     socket_type: int = socket.SOCK_DGRAM
     max_packet_size: int = 8192
+    _read_per_request = (*BaseServer._read_per_request, "max_packet_size")
 
     def get_request(self) -> tuple[Any, Any]:
         """Read one datagram: ``((data, self.socket), client_address)``.
