@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import select
 import socket
 import sys
 import time
@@ -106,7 +107,13 @@ class Children:
         self.parked = Parked(server, server.max_waiting)
         self.scan_countdown = _SCAN_EVERY
         self.exits: dict[int, int] = {}  # pid -> a pidfd, for running children (see watch_exits)
+        self.exit_pids: dict[int, int] = {}  # the same, pidfd -> pid
         self._exits_loop: Any = None  # the loop whose poller watches them
+        # wait()'s own poller: every pidfd in exits, and the wake-up
+        # descriptor of its last call (see wait).
+        self._poller = select.poll()
+        self._poller_wakeup: int | None = None
+        self.deaths = logs.Throttled("children that died before they finished")
         self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
         # What every child will look up, looked up here once (see prime_lookups).
         # (Names only: vars(server) would give the server a real __dict__,
@@ -233,6 +240,8 @@ class Children:
                         if exc.errno in (errno.ENOSYS, errno.EPERM):  # an older kernel, a sandbox
                             _pidfd_open = None
                         return False
+                    self.exit_pids[fd] = pid
+                    self._poller.register(fd, select.POLLIN)
                     if loop is not None:
                         loop.watch(fd, self.on_exit)
         return True
@@ -246,6 +255,8 @@ class Children:
     def _unwatch_exit(self, pid: int) -> None:
         fd = self.exits.pop(pid, None)
         if fd is not None:
+            del self.exit_pids[fd]
+            self._poller.unregister(fd)
             if self._exits_loop is not None:
                 self._exits_loop.unwatch(fd)
             os.close(fd)
@@ -314,8 +325,10 @@ class Children:
             outcome = code
         else:
             outcome = outcome_of_status(status)
-            if key in server._ledger:  # a drain's abort is not news
-                logs.warning(
+            # Said with its cause, unless a drain's abort (not news); at
+            # most one line a second (see logs.Throttled).
+            if key in server._ledger and self.deaths.due():
+                self.deaths.warning(
                     "%s: the child %d handling the request from %s %s before it finished%s",
                     type(server).__name__, pid, format_address(client_address), describe_status(status),
                     " (its time was up: request_timeout or child_timeout)"
@@ -326,16 +339,49 @@ class Children:
         server._ledger.end(key, outcome, began, ended, accepted, pid)
 
     def wait(self, seconds: float, wakeup: int | None = None) -> bool:
-        """Wait up to *seconds* for a child to end (a child that reports
-        while the board's ``want`` byte is set wakes this) or for the
-        descriptor *wakeup* to turn readable; reap. True when *wakeup*
-        turned readable."""
+        """Wait up to *seconds* for a child to end or for the descriptor
+        *wakeup* to turn readable; reap. True when *wakeup* turned readable.
+
+        Where every live child has a pidfd (see :meth:`watch_exits`), this
+        is one ``poll()`` on them and *wakeup* (with a poller kept from call
+        to call) and a ``waitpid()`` for each child that ended: a child's
+        end, reported or not, is noticed at once, for about what the
+        standard library's blocking ``waitpid(-1)`` costs, and *wakeup*
+        (``shutdown()``) still ends the wait, which the standard library's
+        does not. Elsewhere a child that reports while the board's ``want``
+        byte is set wakes it, and every child is polled after it."""
+        if self.watch_exits() and len(self.exits) >= len(self.alive):
+            poller = self._poller
+            exit_pids = self.exit_pids
+            if wakeup is not None:
+                poller.register(wakeup, select.POLLIN)
+            try:
+                ready = poller.poll(max(seconds, 0.0) * 1000.0)
+            except InterruptedError:
+                ready = []
+            finally:
+                if wakeup is not None:
+                    poller.unregister(wakeup)
+            woken = False
+            for fd, _events in ready:
+                pid = exit_pids.get(fd)
+                if pid is None:
+                    woken = True  # (the only other descriptor polled)
+                    continue
+                try:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done, status = pid, REAPED_ELSEWHERE  # by other code
+                except InterruptedError:
+                    continue
+                if done:
+                    self.reaped(pid, status)
+            return woken
         board = self.board
         board.waiting(True)
         watch = [board.wake[0]] if wakeup is None else [board.wake[0], wakeup]
-        if self.watch_exits():
-            watch.extend(self.exits.values())  # a child's end, reported or not
-        elif board.map.find(b"\x01", 0, board.slots) >= 0:
+        watch.extend(self.exits.values())  # those children's ends, reported or not
+        if board.map.find(b"\x01", 0, board.slots) >= 0:
             # A child reported (perhaps before ``want`` was set): it is
             # exiting, and sends no further wake-up.
             seconds = min(seconds, 0.001)
@@ -354,6 +400,7 @@ class Children:
         for pid in list(self.exits):
             self._unwatch_exit(pid)
         self.board.close()
+        self.deaths.flush()
 
 
 def run_child(
