@@ -393,6 +393,27 @@ def test_a_child_that_dies_at_max_children_frees_its_place_at_once(
     assert snapshot["errors"] == 20 and snapshot["completed"] == 1, snapshot
 
 
+def test_a_flood_of_dead_children_is_logged_once_and_counted_in_full(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Every child that died unreported wrote a warning of its own, on the
+    way of the next request (a flood of deaths, a flood of lines). The
+    first is said at once with its cause; the others are counted as errors
+    all the same, and their number said (here, at server_close, since the
+    interval between two lines is made an hour long)."""
+    from sockserve.core import children
+    monkeypatch.setattr(children, "_DEATH_LINES_EVERY", NEVER)
+    server = make(sockserve.ForkingTCPServer, ExitsAsTold, max_children=1)
+    with serving(server, poll_interval=0.05):
+        replies = [ask(server.server_address, b"exit 1\n") for _ in range(10)]
+        snapshot = settle(server, 10)
+    assert replies == [b""] * 10
+    assert snapshot["errors"] == 10, snapshot
+    lines = [record.getMessage() for record in caplog.records if record.name == "sockserve"]
+    assert [line for line in lines if "exited with status 1 before it finished" in line] == lines[:1], lines
+    assert "9 more children that died before they finished" in lines[-1], lines
+    assert len(lines) == 2, lines
+
+
 # -- item 6: prefork loses no request ---------------------------------------------------
 
 

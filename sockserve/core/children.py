@@ -8,7 +8,9 @@ child runs, and, when a child ends, records that request's end in the
 server's ledger: from the child's report on the board
 (:mod:`sockserve.core.reportboard`: its handler times in shared memory, its
 outcome as exit status), or, for a child that died before it reported,
-from how it ended (logged with its cause). :func:`run_child` is a child's
+from how it ended (logged with its cause, at most one line a second: the
+deaths between two lines are counted all the same, and their number said
+with the next line or when the server closes). :func:`run_child` is a child's
 whole life.
 
 Only this server's own children are ever waited for.
@@ -64,6 +66,9 @@ _pidfd_open = getattr(os, "pidfd_open", None)
 #: Loop iterations between polls of every child (for those that die
 #: without reporting).
 _SCAN_EVERY = 16
+#: At most one line per this many seconds about children that died before
+#: they reported (each is counted; see logs.Throttled).
+_DEATH_LINES_EVERY = 1.0
 #: What servers and request handlers set on themselves (primed for
 #: children: see Children.__init__).
 #: A child is forked only with this many allocations left before the
@@ -113,7 +118,7 @@ class Children:
         # descriptor of its last call (see wait).
         self._poller = select.poll()
         self._poller_wakeup: int | None = None
-        self.deaths = logs.Throttled("children that died before they finished")
+        self.deaths = logs.Throttled("children that died before they finished", _DEATH_LINES_EVERY)
         self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
         # What every child will look up, looked up here once (see prime_lookups).
         # (Names only: vars(server) would give the server a real __dict__,
