@@ -40,10 +40,8 @@ import time
 from typing import Any
 
 from . import logs
-from .deadlines import arm_alarm, disarm_alarm
 from .errors import format_address
 from .handlers import SocketWriter
-from .logs import report_escape
 from .processes import (
     _CHILD_STDERR,
     _CHILD_STDOUT,
@@ -54,10 +52,11 @@ from .processes import (
     flush_std_streams,
     outcome_of_status,
     prime_lookups,
+    run_handler,
     wait_readable,
 )
 from .reportboard import ReportBoard
-from .stats import Outcome, outcome_of
+from .stats import Outcome
 
 __all__ = ["Children", "run_child"]
 
@@ -416,10 +415,12 @@ def run_child(
     It exits with its request's outcome (0: handled; 1: an error, as in
     the standard library; other ``Outcome`` values: a timeout, a
     disconnect) after leaving its times and outcome on the board; a child
-    without a slot exits with ``UNSLOTTED_EXIT`` plus its outcome. Its
-    deadline's alarm is cancelled as soon as the handler returns: what
-    follows (``shutdown_request``, the report) never turns a request whose
-    handler ended in time into a timeout or an unreported death.
+    without a slot exits with ``UNSLOTTED_EXIT`` plus its outcome. The
+    handler runs under its deadline by :func:`~.processes.run_handler`,
+    as in a prefork worker, whose alarm is cancelled as soon as the handler
+    returns: what follows (``shutdown_request``, the report) never turns a
+    request whose handler ended in time into a timeout or an unreported
+    death.
 
     Kept short on purpose: this code runs only in children, where it is
     always "cold" (never specialized by the interpreter), so every extra
@@ -429,35 +430,14 @@ def run_child(
     sys.stderr = _CHILD_STDERR
     timed = server.stats.enabled
     began = ended = _monotonic() if timed else 0.0  # (times: for stats only)
-    armed = False
     try:
-        limit = server.request_timeout
-        if limit is not None or server.child_timeout is not None:
-            now = began if timed else _monotonic()
-            armed = True
-            arm_alarm(
-                None if limit is None else (now if accepted is None else accepted) + limit - now,
-                server.child_timeout, float(server.abort_grace),
-            )
-        try:
-            server.finish_request(request, client_address)
-            outcome = 0
-        except Exception as exc:
-            outcome = outcome_of(exc)
-            server.handle_error(request, client_address)
-        except BaseException as exc:
-            # As in the standard library, not handle_error's; said once.
-            report_escape(server, client_address, exc)
+        soft = server.request_timeout
+        if soft is not None and accepted is not None:
+            soft += accepted - (began if timed else _monotonic())  # what is left of it
+        outcome = run_handler(server, request, client_address, soft, server.child_timeout)
         if timed:
             ended = _monotonic()
     finally:
-        try:
-            if armed:
-                # (Should the alarm fire just before this, what it raises
-                # ends here: the outcome stands.)
-                disarm_alarm()
-        except BaseException:
-            pass
         try:
             server.shutdown_request(request)
             if slot >= 0:
