@@ -111,12 +111,11 @@ class Children:
         self.parked = Parked(server, server.max_waiting)
         self.scan_countdown = _SCAN_EVERY
         self.exits: dict[int, int] = {}  # pid -> a pidfd, for running children (see watch_exits)
-        self.exit_pids: dict[int, int] = {}  # the same, pidfd -> pid
+        self.exit_pids: dict[int, int] = {}  # pidfd -> pid, for those wait() polls
         self._exits_loop: Any = None  # the loop whose poller watches them
-        # wait()'s own poller: every pidfd in exits, and the wake-up
-        # descriptor of its last call (see wait).
+        # wait()'s own poller: the pidfds in exit_pids (and, while it
+        # waits, the wake-up descriptor it was given).
         self._poller = select.poll()
-        self._poller_wakeup: int | None = None
         self.deaths = logs.Throttled("children that died before they finished", _DEATH_LINES_EVERY)
         self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
         # What every child will look up, looked up here once (see prime_lookups).
@@ -244,8 +243,6 @@ class Children:
                         if exc.errno in (errno.ENOSYS, errno.EPERM):  # an older kernel, a sandbox
                             _pidfd_open = None
                         return False
-                    self.exit_pids[fd] = pid
-                    self._poller.register(fd, select.POLLIN)
                     if loop is not None:
                         loop.watch(fd, self.on_exit)
         return True
@@ -259,8 +256,8 @@ class Children:
     def _unwatch_exit(self, pid: int) -> None:
         fd = self.exits.pop(pid, None)
         if fd is not None:
-            del self.exit_pids[fd]
-            self._poller.unregister(fd)
+            if self.exit_pids.pop(fd, None) is not None:
+                self._poller.unregister(fd)
             if self._exits_loop is not None:
                 self._exits_loop.unwatch(fd)
             os.close(fd)
@@ -357,6 +354,11 @@ class Children:
         if self.watch_exits() and len(self.exits) >= len(self.alive):
             poller = self._poller
             exit_pids = self.exit_pids
+            if len(exit_pids) < len(self.exits):  # registered here only: most children are never waited for
+                for child, fd in self.exits.items():
+                    if fd not in exit_pids:
+                        exit_pids[fd] = child
+                        poller.register(fd, select.POLLIN)
             if wakeup is not None:
                 poller.register(wakeup, select.POLLIN)
             try:
