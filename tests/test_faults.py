@@ -327,6 +327,50 @@ def test_a_request_whose_handler_returned_in_time_is_completed(base: type,
     assert "before it finished" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGALRM, signal.SIGKILL], ids=["SIGALRM", "SIGKILL"])
+def test_a_child_killed_after_it_reported_counts_by_its_report(sig: int) -> None:
+    """The report/exit race at the deadline: a child whose handler returned
+    in time left its outcome on the board, and a signal ended it before it
+    could exit (an alarm that fired as it was being cancelled, a drain's
+    SIGKILL). Its request was counted by how the process ended, a timeout
+    or an error, though the handler had finished. Its report decides."""
+    server = make(sockserve.ForkingTCPServer, ExitsAsTold)
+    try:
+        children = server._new_children()
+        request = object()
+        key = id(request)
+        server._ledger.enter(key, request)
+        ready, told = os.pipe()
+        pid = os.fork()
+        if not pid:  # a child that has reported, and lingers until the signal
+            try:
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)  # (pytest's handlers are inherited)
+                os.write(told, b"x")
+                time.sleep(30)
+            finally:
+                os._exit(0)
+        os.close(told)
+        assert os.read(ready, 1) == b"x"
+        os.close(ready)
+        slot = children.board.free.pop()
+        children.alive.add(pid)
+        children.running[pid] = (key, request, ("127.0.0.1", 1), None, slot)
+        board = children.board
+        board.owners[slot] = pid
+        board.times[2 * slot] = board.times[2 * slot + 1] = time.monotonic()
+        board.map[board.want + 1 + slot] = 0  # handled
+        board.map[slot] = 1  # reported
+        os.kill(pid, sig)
+        _done, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status)
+        children.reaped(pid, status)
+        snapshot = server.stats.snapshot()
+    finally:
+        server.server_close()
+    assert (snapshot["completed"], snapshot["errors"], snapshot["timeouts"]) == (1, 0, 0), snapshot
+    assert key not in server._ledger
+
+
 # -- item 5: children that die without reporting -------------------------------------
 
 

@@ -301,15 +301,14 @@ class Children:
         ended = times[slot + slot + 1]
         board.map[slot] = 0  # board.release(), inlined (this runs per request)
         board.free.append(slot)
-        # It reported, so it exited with its outcome as status (unless a
-        # signal ended it just after: count how it ended then; or someone
-        # else reaped it: its outcome is on the board too).
+        # It reported, so it exited with its outcome as status, unless
+        # someone else reaped it or a signal ended it after it reported (a
+        # drain's, an alarm's: its handler had ended by then, and how the
+        # process ended is not how its request did). Then the board says.
         if not status & 0x7F:
             outcome = status >> 8
-        elif status == REAPED_ELSEWHERE:
-            outcome = board.map[board.want + 1 + slot]
         else:
-            outcome = outcome_of_status(status)
+            outcome = board.map[board.want + 1 + slot]
         server._ledger.end(entry[0], outcome, began, ended, entry[3], pid)
 
     def _died(self, pid: int, status: int, entry: tuple[int, Any, Any, float | None, int]) -> None:
