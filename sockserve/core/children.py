@@ -126,6 +126,9 @@ class Children:
             type(server), getattr(server, "RequestHandlerClass", object), socket.socket,
             socket.SocketIO, SocketWriter, ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
         )
+        # (A module's attribute is looked up on its type first: what a child
+        # sets or calls on sys and os, see run_child.)
+        prime_lookups(type(sys), instance_names=("stdout", "stderr", "_exit", "write"))
         self.collect_garbage_if_due()
 
     def collect_garbage_if_due(self) -> None:
