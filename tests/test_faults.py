@@ -327,6 +327,50 @@ def test_a_request_whose_handler_returned_in_time_is_completed(base: type,
     assert "before it finished" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGALRM, signal.SIGKILL], ids=["SIGALRM", "SIGKILL"])
+def test_a_child_killed_after_it_reported_counts_by_its_report(sig: int) -> None:
+    """The report/exit race at the deadline: a child whose handler returned
+    in time left its outcome on the board, and a signal ended it before it
+    could exit (an alarm that fired as it was being cancelled, a drain's
+    SIGKILL). Its request was counted by how the process ended, a timeout
+    or an error, though the handler had finished. Its report decides."""
+    server = make(sockserve.ForkingTCPServer, ExitsAsTold)
+    try:
+        children = server._new_children()
+        request = object()
+        key = id(request)
+        server._ledger.enter(key, request)
+        ready, told = os.pipe()
+        pid = os.fork()
+        if not pid:  # a child that has reported, and lingers until the signal
+            try:
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)  # (pytest's handlers are inherited)
+                os.write(told, b"x")
+                time.sleep(30)
+            finally:
+                os._exit(0)
+        os.close(told)
+        assert os.read(ready, 1) == b"x"
+        os.close(ready)
+        slot = children.board.free.pop()
+        children.alive.add(pid)
+        children.running[pid] = (key, request, ("127.0.0.1", 1), None, slot)
+        board = children.board
+        board.owners[slot] = pid
+        board.times[2 * slot] = board.times[2 * slot + 1] = time.monotonic()
+        board.map[board.want + 1 + slot] = 0  # handled
+        board.map[slot] = 1  # reported
+        os.kill(pid, sig)
+        _done, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status)
+        children.reaped(pid, status)
+        snapshot = server.stats.snapshot()
+    finally:
+        server.server_close()
+    assert (snapshot["completed"], snapshot["errors"], snapshot["timeouts"]) == (1, 0, 0), snapshot
+    assert key not in server._ledger
+
+
 # -- item 5: children that die without reporting -------------------------------------
 
 
@@ -391,6 +435,27 @@ def test_a_child_that_dies_at_max_children_frees_its_place_at_once(
         snapshot = settle(server, 21)
     assert replies == [b""] * 20
     assert snapshot["errors"] == 20 and snapshot["completed"] == 1, snapshot
+
+
+def test_a_flood_of_dead_children_is_logged_once_and_counted_in_full(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Every child that died unreported wrote a warning of its own, on the
+    way of the next request (a flood of deaths, a flood of lines). The
+    first is said at once with its cause; the others are counted as errors
+    all the same, and their number said (here, at server_close, since the
+    interval between two lines is made an hour long)."""
+    from sockserve.core import children
+    monkeypatch.setattr(children, "_DEATH_LINES_EVERY", NEVER)
+    server = make(sockserve.ForkingTCPServer, ExitsAsTold, max_children=1)
+    with serving(server, poll_interval=0.05):
+        replies = [ask(server.server_address, b"exit 1\n") for _ in range(10)]
+        snapshot = settle(server, 10)
+    assert replies == [b""] * 10
+    assert snapshot["errors"] == 10, snapshot
+    lines = [record.getMessage() for record in caplog.records if record.name == "sockserve"]
+    assert [line for line in lines if "exited with status 1 before it finished" in line] == lines[:1], lines
+    assert "9 more children that died before they finished" in lines[-1], lines
+    assert len(lines) == 2, lines
 
 
 # -- item 6: prefork loses no request ---------------------------------------------------

@@ -8,7 +8,9 @@ child runs, and, when a child ends, records that request's end in the
 server's ledger: from the child's report on the board
 (:mod:`sockserve.core.reportboard`: its handler times in shared memory, its
 outcome as exit status), or, for a child that died before it reported,
-from how it ended (logged with its cause). :func:`run_child` is a child's
+from how it ended (logged with its cause, at most one line a second: the
+deaths between two lines are counted all the same, and their number said
+with the next line or when the server closes). :func:`run_child` is a child's
 whole life.
 
 Only this server's own children are ever waited for.
@@ -31,15 +33,14 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import select
 import socket
 import sys
 import time
 
 from . import logs
-from .deadlines import arm_alarm, disarm_alarm
 from .errors import format_address
 from .handlers import SocketWriter
-from .logs import report_escape
 from .processes import (
     _CHILD_STDERR,
     _CHILD_STDOUT,
@@ -50,10 +51,11 @@ from .processes import (
     flush_std_streams,
     outcome_of_status,
     prime_lookups,
+    run_handler,
     wait_readable,
 )
 from .reportboard import ReportBoard
-from .stats import Outcome, outcome_of
+from .stats import Outcome
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,6 +68,9 @@ _pidfd_open = getattr(os, "pidfd_open", None)
 #: Loop iterations between polls of every child (for those that die
 #: without reporting).
 _SCAN_EVERY = 16
+#: At most one line per this many seconds about children that died before
+#: they reported (each is counted; see logs.Throttled).
+_DEATH_LINES_EVERY = 1.0
 #: What servers and request handlers set on themselves (primed for
 #: children: see Children.__init__).
 #: A child is forked only with this many allocations left before the
@@ -109,7 +114,12 @@ class Children:
         self.parked = Parked(server, server.max_waiting)
         self.scan_countdown = _SCAN_EVERY
         self.exits: dict[int, int] = {}  # pid -> a pidfd, for running children (see watch_exits)
+        self.exit_pids: dict[int, int] = {}  # pidfd -> pid, for those wait() polls
         self._exits_loop: Any = None  # the loop whose poller watches them
+        # wait()'s own poller: the pidfds in exit_pids (and, while it
+        # waits, the wake-up descriptor it was given).
+        self._poller = select.poll()
+        self.deaths = logs.Throttled("children that died before they finished", _DEATH_LINES_EVERY)
         self.gc_due = gc.get_threshold()[0] - _GC_HEADROOM
         # What every child will look up, looked up here once (see prime_lookups).
         # (Names only: vars(server) would give the server a real __dict__,
@@ -119,6 +129,9 @@ class Children:
             type(server), getattr(server, "RequestHandlerClass", object), socket.socket,
             socket.SocketIO, SocketWriter, ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
         )
+        # (A module's attribute is looked up on its type first: what a child
+        # sets or calls on sys and os, see run_child.)
+        prime_lookups(type(sys), instance_names=("stdout", "stderr", "_exit", "write"))
         self.collect_garbage_if_due()
 
     def collect_garbage_if_due(self) -> None:
@@ -249,6 +262,8 @@ class Children:
     def _unwatch_exit(self, pid: int) -> None:
         fd = self.exits.pop(pid, None)
         if fd is not None:
+            if self.exit_pids.pop(fd, None) is not None:
+                self._poller.unregister(fd)
             if self._exits_loop is not None:
                 self._exits_loop.unwatch(fd)
             os.close(fd)
@@ -292,15 +307,14 @@ class Children:
         ended = times[slot + slot + 1]
         board.map[slot] = 0  # board.release(), inlined (this runs per request)
         board.free.append(slot)
-        # It reported, so it exited with its outcome as status (unless a
-        # signal ended it just after: count how it ended then; or someone
-        # else reaped it: its outcome is on the board too).
+        # It reported, so it exited with its outcome as status, unless
+        # someone else reaped it or a signal ended it after it reported (a
+        # drain's, an alarm's: its handler had ended by then, and how the
+        # process ended is not how its request did). Then the board says.
         if not status & 0x7F:
             outcome = status >> 8
-        elif status == REAPED_ELSEWHERE:
-            outcome = board.map[board.want + 1 + slot]
         else:
-            outcome = outcome_of_status(status)
+            outcome = board.map[board.want + 1 + slot]
         server._ledger.end(entry[0], outcome, began, ended, entry[3], pid)
 
     def _died(self, pid: int, status: int, entry: tuple[int, Any, Any, float | None, int]) -> None:
@@ -317,8 +331,10 @@ class Children:
             outcome = code
         else:
             outcome = outcome_of_status(status)
-            if key in server._ledger:  # a drain's abort is not news
-                logs.warning(
+            # Said with its cause, unless a drain's abort (not news); at
+            # most one line a second (see logs.Throttled).
+            if key in server._ledger and self.deaths.due():
+                self.deaths.warning(
                     "%s: the child %d handling the request from %s %s before it finished%s",
                     type(server).__name__, pid, format_address(client_address), describe_status(status),
                     " (its time was up: request_timeout or child_timeout)"
@@ -329,16 +345,54 @@ class Children:
         server._ledger.end(key, outcome, began, ended, accepted, pid)
 
     def wait(self, seconds: float, wakeup: int | None = None) -> bool:
-        """Wait up to *seconds* for a child to end (a child that reports
-        while the board's ``want`` byte is set wakes this) or for the
-        descriptor *wakeup* to turn readable; reap. True when *wakeup*
-        turned readable."""
+        """Wait up to *seconds* for a child to end or for the descriptor
+        *wakeup* to turn readable; reap. True when *wakeup* turned readable.
+
+        Where every live child has a pidfd (see :meth:`watch_exits`), this
+        is one ``poll()`` on them and *wakeup* (with a poller kept from call
+        to call) and a ``waitpid()`` for each child that ended: a child's
+        end, reported or not, is noticed at once, for about what the
+        standard library's blocking ``waitpid(-1)`` costs, and *wakeup*
+        (``shutdown()``) still ends the wait, which the standard library's
+        does not. Elsewhere a child that reports while the board's ``want``
+        byte is set wakes it, and every child is polled after it."""
+        if self.watch_exits() and len(self.exits) >= len(self.alive):
+            poller = self._poller
+            exit_pids = self.exit_pids
+            if len(exit_pids) < len(self.exits):  # registered here only: most children are never waited for
+                for child, fd in self.exits.items():
+                    if fd not in exit_pids:
+                        exit_pids[fd] = child
+                        poller.register(fd, select.POLLIN)
+            if wakeup is not None:
+                poller.register(wakeup, select.POLLIN)
+            try:
+                ready = poller.poll(max(seconds, 0.0) * 1000.0)
+            except InterruptedError:
+                ready = []
+            finally:
+                if wakeup is not None:
+                    poller.unregister(wakeup)
+            woken = False
+            for fd, _events in ready:
+                pid = exit_pids.get(fd)
+                if pid is None:
+                    woken = True  # (the only other descriptor polled)
+                    continue
+                try:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done, status = pid, REAPED_ELSEWHERE  # by other code
+                except InterruptedError:
+                    continue
+                if done:
+                    self.reaped(pid, status)
+            return woken
         board = self.board
         board.waiting(True)
         watch = [board.wake[0]] if wakeup is None else [board.wake[0], wakeup]
-        if self.watch_exits():
-            watch.extend(self.exits.values())  # a child's end, reported or not
-        elif board.map.find(b"\x01", 0, board.slots) >= 0:
+        watch.extend(self.exits.values())  # those children's ends, reported or not
+        if board.map.find(b"\x01", 0, board.slots) >= 0:
             # A child reported (perhaps before ``want`` was set): it is
             # exiting, and sends no further wake-up.
             seconds = min(seconds, 0.001)
@@ -357,6 +411,7 @@ class Children:
         for pid in list(self.exits):
             self._unwatch_exit(pid)
         self.board.close()
+        self.deaths.flush()
 
 
 def run_child(
@@ -367,10 +422,12 @@ def run_child(
     It exits with its request's outcome (0: handled; 1: an error, as in
     the standard library; other ``Outcome`` values: a timeout, a
     disconnect) after leaving its times and outcome on the board; a child
-    without a slot exits with ``UNSLOTTED_EXIT`` plus its outcome. Its
-    deadline's alarm is cancelled as soon as the handler returns: what
-    follows (``shutdown_request``, the report) never turns a request whose
-    handler ended in time into a timeout or an unreported death.
+    without a slot exits with ``UNSLOTTED_EXIT`` plus its outcome. The
+    handler runs under its deadline by :func:`~.processes.run_handler`,
+    as in a prefork worker, whose alarm is cancelled as soon as the handler
+    returns: what follows (``shutdown_request``, the report) never turns a
+    request whose handler ended in time into a timeout or an unreported
+    death.
 
     Kept short on purpose: this code runs only in children, where it is
     always "cold" (never specialized by the interpreter), so every extra
@@ -380,35 +437,14 @@ def run_child(
     sys.stderr = _CHILD_STDERR
     timed = server.stats.enabled
     began = ended = _monotonic() if timed else 0.0  # (times: for stats only)
-    armed = False
     try:
-        limit = server.request_timeout
-        if limit is not None or server.child_timeout is not None:
-            now = began if timed else _monotonic()
-            armed = True
-            arm_alarm(
-                None if limit is None else (now if accepted is None else accepted) + limit - now,
-                server.child_timeout, float(server.abort_grace),
-            )
-        try:
-            server.finish_request(request, client_address)
-            outcome = 0
-        except Exception as exc:
-            outcome = outcome_of(exc)
-            server.handle_error(request, client_address)
-        except BaseException as exc:
-            # As in the standard library, not handle_error's; said once.
-            report_escape(server, client_address, exc)
+        soft = server.request_timeout
+        if soft is not None and accepted is not None:
+            soft += accepted - (began if timed else _monotonic())  # what is left of it
+        outcome = run_handler(server, request, client_address, soft, server.child_timeout)
         if timed:
             ended = _monotonic()
     finally:
-        try:
-            if armed:
-                # (Should the alarm fire just before this, what it raises
-                # ends here: the outcome stands.)
-                disarm_alarm()
-        except BaseException:
-            pass
         try:
             server.shutdown_request(request)
             if slot >= 0:

@@ -77,7 +77,9 @@ class ForkingMixIn(_Server):
     memory, which the parent reads when it reaps the child, so
     ``server.stats`` in the parent counts the children's requests. A child
     that dies before it reports (a crash, a signal, ``os._exit``) is logged
-    with its cause and counted as an error (a timeout if SIGALRM ended it).
+    with its cause and counted as an error (a timeout if SIGALRM ended it);
+    at most one such line a second, the next line (or ``server_close()``)
+    saying how many more died meanwhile.
     A handler that calls ``shutdown()`` in the child stops the parent's loop.
     """
 

@@ -21,6 +21,7 @@ does sockserve; the request is still reported once, with its cause).
 from __future__ import annotations
 
 import sys
+import time
 
 from .errors import format_address
 from .stats import CLIENT_GONE
@@ -29,7 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["warning", "debug", "print_exception", "handler_failed", "report_escape", "LOGGER_NAME"]
+__all__ = ["warning", "debug", "Throttled", "print_exception", "handler_failed", "report_escape", "LOGGER_NAME"]
 
 LOGGER_NAME = "sockserve"
 _WARNING, _DEBUG = 30, 10
@@ -56,6 +57,55 @@ def _emit(level: int, message: str, args: tuple[object, ...]) -> None:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass  # no stderr left to complain to
+
+
+class Throttled:
+    """At most one line per *interval* seconds about one kind of event that
+    can come in floods (children that die one after another, each logged
+    with its cause): the first is said at once; those held back meanwhile
+    are counted, and their number said with the next line, or by
+    :meth:`flush` (when the server closes). Nothing is lost from the
+    server's counts: this only keeps the log (and the time spent writing
+    it) proportional to time, not to the flood.
+
+    Use: ``if throttled.due(): throttled.warning(message, *args)``, so that
+    the arguments are only worked out for a line that is said.
+
+    Thread safety: one thread (the serving thread)."""
+
+    __slots__ = ("what", "interval", "next_at", "held")
+
+    def __init__(self, what: str, interval: float = 1.0) -> None:
+        self.what = what
+        self.interval = interval
+        self.next_at = 0.0
+        self.held = 0
+
+    def due(self) -> bool:
+        """True if a line may be said now (say it with :meth:`warning`);
+        False: this event is counted as held back."""
+        now = time.monotonic()
+        if now < self.next_at:
+            self.held += 1
+            return False
+        self.next_at = now + self.interval
+        return True
+
+    def warning(self, message: str, *args: object) -> None:
+        """Say *message* % *args* at WARNING level, with the number of
+        events held back since the last line, if any."""
+        held, self.held = self.held, 0
+        if held:
+            message += " (and %d more %s since the last such line, counted but not logged)"
+            args = (*args, held, self.what)
+        warning(message, *args)
+
+    def flush(self) -> None:
+        """Say how many events were held back since the last line, if any."""
+        held, self.held = self.held, 0
+        if held:
+            warning("%d more %s, counted but not logged (at most one line every %g s)",
+                    held, self.what, self.interval)
 
 
 def print_exception() -> None:

@@ -46,11 +46,17 @@ import termios
 import time
 
 from . import logs
-from .deadlines import RequestTimeout, arm_alarm, disarm_alarm
 from .errors import format_address
-from .logs import report_escape
-from .processes import Parked, describe_status, wait_readable, flush_std_streams, outcome_of_status, own_std_streams
-from .stats import Outcome, outcome_of
+from .processes import (
+    Parked,
+    describe_status,
+    flush_std_streams,
+    outcome_of_status,
+    own_std_streams,
+    run_handler,
+    wait_readable,
+)
+from .stats import Outcome
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,7 +76,6 @@ _STARTED, _FINISHED = 0, 1
 #: after a worker died was lost with it (a live worker reports a request
 #: a few microseconds after it takes it).
 _LOST_AFTER = 0.5
-_TIMEOUT = int(Outcome.TIMEOUT)
 _ANCILLARY = socket.CMSG_LEN(struct.calcsize("i"))
 #: send errors that mean "the channel is full" (Linux says ETOOMANYREFS when
 #: too many descriptors are in flight).
@@ -345,33 +350,17 @@ def _serve_message(server: Any, message: bytes, fds: list[int], report: int) -> 
     os.write(report, _EVENT.pack(pid, _STARTED, ticket, 0, began, 0.0))  # first: see reconcile
     client_address = _decode_address(message[_HEADER.size:])
     request = socket.socket(server.address_family, server.socket_type, 0, fds[0])
-    limit = server.request_timeout
-    if limit is not None and began - accepted > limit:
-        os.write(report, _EVENT.pack(pid, _FINISHED, ticket, Outcome.TIMEOUT, began, began))
-        _quietly(server.shutdown_request, request)
-        return
-    outcome = _TIMEOUT  # until the handler says otherwise (the alarm may fire first)
-    try:
-        if limit is not None:
-            arm_alarm(accepted + limit - began, None, float(server.abort_grace))
-        try:
-            server.finish_request(request, client_address)
-            outcome = 0
-        except Exception as exc:
-            outcome = outcome_of(exc)
-            server.handle_error(request, client_address)
-        except BaseException as exc:
-            outcome = Outcome.ERROR
-            report_escape(server, client_address, exc)
-        finally:
-            if limit is not None:
-                disarm_alarm()
-    except RequestTimeout:
-        pass  # the alarm went off after the handler ended: its outcome stands
-    finally:
-        ended = _monotonic()
-        _quietly(server.shutdown_request, request)
-        os.write(report, _EVENT.pack(pid, _FINISHED, ticket, outcome, began, ended))
+    soft = server.request_timeout
+    if soft is not None:
+        soft += accepted - began  # what is left of it
+        if soft < 0:
+            os.write(report, _EVENT.pack(pid, _FINISHED, ticket, Outcome.TIMEOUT, began, began))
+            _quietly(server.shutdown_request, request)
+            return
+    outcome = run_handler(server, request, client_address, soft, None)
+    ended = _monotonic()
+    _quietly(server.shutdown_request, request)
+    os.write(report, _EVENT.pack(pid, _FINISHED, ticket, outcome, began, ended))
 
 
 def _quietly(call: Any, *args: Any) -> None:
