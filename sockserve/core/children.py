@@ -40,7 +40,7 @@ import time
 
 from . import logs
 from .errors import format_address
-from .handlers import SocketWriter
+from .handlers import SocketReader, SocketWriter
 from .processes import (
     _CHILD_STDERR,
     _CHILD_STDOUT,
@@ -124,10 +124,11 @@ class Children:
         # What every child will look up, looked up here once (see prime_lookups).
         # (Names only: vars(server) would give the server a real __dict__,
         # and the interpreter reads such an instance's attributes slower.)
-        # (SocketWriter: a stream handler's wfile, unless wbufsize is set.)
+        # (SocketReader and SocketWriter: a stream handler's rfile's raw layer
+        # and its wfile, unless wbufsize is set.)
         prime_lookups(
             type(server), getattr(server, "RequestHandlerClass", object), socket.socket,
-            socket.SocketIO, SocketWriter, ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
+            socket.SocketIO, SocketReader, SocketWriter, ReportBoard, instance_names=_INSTANCE_ATTRIBUTES,
         )
         # (A module's attribute is looked up on its type first: what a child
         # sets or calls on sys and os, see run_child.)
