@@ -490,3 +490,27 @@ def test_close_request_closes_a_plain_socket_and_leaves_one_a_stream_holds() -> 
             assert left.fileno() == -1
     finally:
         server.server_close()
+
+
+def test_settings_read_per_request_may_be_class_values_instance_values_or_properties() -> None:
+    """request_timeout and max_packet_size are copied to a new server when they are
+    plain class values; a property in a subclass keeps working as on the stdlib."""
+
+    class Plain(sockserve.UDPServer):
+        max_packet_size = 10
+
+    class Computed(sockserve.UDPServer):
+        @property
+        def max_packet_size(self) -> int:  # type: ignore[override]
+            return 20
+
+        @property
+        def request_timeout(self) -> float:  # type: ignore[override]
+            return 1.5
+
+    with Plain(("127.0.0.1", 0), sockserve.DatagramRequestHandler) as plain:
+        assert plain.max_packet_size == 10 and plain.request_timeout is None
+        plain.max_packet_size = 30
+        assert plain.max_packet_size == 30
+    with Computed(("127.0.0.1", 0), sockserve.DatagramRequestHandler) as computed:
+        assert (computed.max_packet_size, computed.request_timeout) == (20, 1.5)

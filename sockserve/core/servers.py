@@ -221,8 +221,12 @@ class BaseServer:
         # Class-level settings read for every request, copied to the instance
         # (which the interpreter reads faster): set them on the class before
         # making a server, or on the server itself.
+        # (A plain value only: a property or other descriptor is left to work
+        # as it does on the class.)
         for name in cls._read_per_request:
-            setattr(server, name, getattr(cls, name))
+            value = getattr(cls, name)
+            if not hasattr(type(value), "__get__"):
+                setattr(server, name, value)
         return server
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
