@@ -1,7 +1,7 @@
 """How one test run is spread over parallel workers (pytest-xdist).
 
 The suite mostly waits (on servers, subprocesses, kernels, a browser), so
-``-n auto`` (pyproject's addopts) starts three workers per usable core, and
+``-n auto`` (pyproject's addopts) starts two workers per usable core, and
 ``--dist loadscope`` hands each worker whole *units*, refined here:
 
 * a test (one parametrized case) is one unit, so the long modules and the
@@ -169,12 +169,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: three workers per usable core (PYTEST_XDIST_AUTO_NUM_WORKERS
+    """``-n auto``: two workers per usable core (PYTEST_XDIST_AUTO_NUM_WORKERS
     overrides), since most tests spend most of their time waiting."""
     given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if given:
         return int(given)
-    return 3 * len(os.sched_getaffinity(0))
+    return 2 * len(os.sched_getaffinity(0))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
