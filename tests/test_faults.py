@@ -31,7 +31,7 @@ import pytest
 
 import sockserve
 
-from conftest import serving
+from conftest import serving, wait_until
 
 #: The counters in which a request accepted by a server ends, exactly once.
 FINAL = ("completed", "errors", "disconnects", "timeouts", "aborted", "overflows", "rejected")
@@ -596,3 +596,48 @@ def test_two_serve_forever_loops_on_one_server_both_serve(module: Any) -> None:
     if module is sockserve:
         assert stopped_by_shutdown, "shutdown() did not stop both loops"
     assert not any(loop.is_alive() for loop in loops)
+
+
+def test_a_loop_that_lost_the_race_for_a_connection_still_stops_after_the_other_left() -> None:
+    """Both loops see one connection; the first takes it and leaves with a
+    shutdown() while the second has yet to call accept(). The socket must not
+    block again under the loop that stays (it did: that loop then waited in
+    accept() for ever and shutdown() with it; seen once in a CI run)."""
+    arrived, released = threading.Event(), threading.Event()
+    loops: list[threading.Thread] = []
+
+    class Racing(sockserve.TCPServer):
+        def _handle_request_noblock(self) -> None:
+            if threading.current_thread() is loops[1] and not arrived.is_set():
+                arrived.set()  # the second loop saw the connection...
+                released.wait(10)  # ...and takes it only after the first has left
+            elif threading.current_thread() is loops[0]:
+                arrived.wait(5)  # the first takes it once the second saw it too
+            super()._handle_request_noblock()
+
+    server = Racing(("127.0.0.1", 0), Echo)
+    loops.extend(threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+                 for _ in range(2))
+    try:
+        for loop in loops:
+            loop.start()
+        assert wait_until(lambda: server.state is sockserve.ServerState.SERVING)
+        time.sleep(0.1)  # both loops waiting
+        assert ask(server.server_address, b"raced\n") == b"raced\n"
+        assert arrived.is_set(), "the second loop never saw the connection"
+        stopper = threading.Thread(target=server.shutdown, daemon=True)
+        stopper.start()
+        loops[0].join(5)
+        assert not loops[0].is_alive(), "the first loop did not stop"
+        released.set()  # the second loop now calls accept() with nothing waiting
+        stopper.join(5)
+        assert not loops[1].is_alive(), "the loop that lost the race waits in accept() for ever"
+        assert not stopper.is_alive()
+        # The last loop gone, the socket blocks again, as the stdlib's does.
+        assert server.socket.gettimeout() is None
+    finally:
+        released.set()
+        if any(loop.is_alive() for loop in loops):
+            with contextlib.suppress(OSError):
+                socket.create_connection(server.server_address, timeout=1).close()
+        server.server_close()

@@ -293,7 +293,10 @@ class BaseServer:
                     others = self._loops = tuple(other for other in self._loops if other is not loop)
                     if self._loop is loop:
                         self._loop = others[-1] if others else None
-                    if len(others) == 1:
+                    # Blocking again only once no loop is left: a loop that stays
+                    # may have seen the socket ready for a connection the one that
+                    # left accepted, and would then wait in accept() for ever.
+                    if not others:
                         self._share_socket(False)
                 if loop is not None:
                     loop.close()
@@ -304,10 +307,11 @@ class BaseServer:
                     self.__is_shut_down.set()
 
     def _share_socket(self, shared: bool) -> None:
-        """Two loops wait on one socket (*shared*) or one again: while they
-        share it, it does not block, so that the loop that loses the race
-        for a connection goes back to waiting instead of blocking in
-        ``accept()`` (where no ``shutdown()`` could reach it)."""
+        """Two loops wait on one socket (*shared*), or none does any more:
+        from the second loop's start to the last loop's return it does not
+        block, so that a loop that loses the race for a connection goes back
+        to waiting instead of blocking in ``accept()`` (where no
+        ``shutdown()`` could reach it)."""
         sock = getattr(self, "socket", None)
         try:
             if shared and sock is not None and sock.gettimeout() is None:
