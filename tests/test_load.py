@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 
 import sockserve
 from sockserve.load import LoadResult, LoadRun, LoadSpec, Progress, run_load
+from sockserve.load import worker
 from sockserve.load.worker import Plan, Recorder, classify
 from conftest import address_for, remove_socket_file, serving
 
@@ -511,12 +513,24 @@ def test_classify() -> None:
     assert classify(OSError(24, "Too many open files")) == "error"
 
 
-def test_no_stray_client_socket_dirs_left() -> None:
-    before = set(glob.glob("/tmp/ssl-*"))
+def test_no_stray_client_socket_dirs_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The run's own directories, not a glob of /tmp: other tests (and other
+    # Pythons' runs beside this one) make and remove theirs meanwhile. So the
+    # worker's run is called here, in this process, where mkdtemp is watched.
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(*args: Any, **kwargs: Any) -> str:
+        path = real_mkdtemp(*args, **kwargs)
+        made.append(path)
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
     spec = LoadSpec("/tmp/ss-nothing-here.sock", transport="unix-dgram", clients=2, max_requests=4)
-    result = run_load(spec, bar=False)
+    result = worker.run(spec)
     assert result.outcomes["refused"] == 4
-    assert set(glob.glob("/tmp/ssl-*")) <= before
+    assert [os.path.basename(path)[:4] for path in made] == ["ssl-"]
+    assert not any(os.path.exists(path) for path in made)
 
 
 # -- ending early: a stop, a server that went away, the cap -------------------
