@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import socketserver
+import struct
 import subprocess
 import sys
 import threading
@@ -293,25 +294,90 @@ def attack_boundary(scale: float) -> None:
             cls(sockserve, name, **attrs)(("127.0.0.1", 0), Boundary), drive, 0.05)
 
 
-def ratio(attack: str, stdlib: float, ours: float) -> None:
+def ratio(attack: str, stdlib: float, ours: float, unit: str = "s") -> None:
     """One line: sockserve's time over the stdlib's, measured side by side
     in this run (issue 24's promise: no more than the stdlib's, 1.00)."""
     value = ours / stdlib if stdlib > 0 else float("inf")
-    print(f"{attack:<22} ratio     sockserve/stdlib {value:5.2f} (stdlib {stdlib:.3f} s, sockserve {ours:.3f} s;"
-          f" promise <= 1.00)", flush=True)
+    scale = 1e3 if unit == "ms" else 1.0
+    print(f"{attack:<22} ratio     sockserve/stdlib {value:5.2f} (stdlib {stdlib * scale:.3f} {unit}, "
+          f"sockserve {ours * scale:.3f} {unit}; promise <= 1.00)", flush=True)
+
+
+class StampsItsExit(ExitsAsTold):  # type: ignore[misc]  # (from tests/, untyped here)
+    """ExitsAsTold that first writes the moment it exits (CLOCK_MONOTONIC, one
+    clock for every process) to ``stamps``, a pipe the benchmark reads."""
+
+    stamps = -1
+
+    def handle(self) -> None:
+        os.write(self.stamps, struct.pack("d", time.monotonic()))
+        super().handle()
+
+
+def counts_forks(base: type) -> type:
+    """*base* with process_request noting when it is called (in the parent):
+    the moment the server serves the next request, i.e. once it has noticed
+    the last child's death (at max_children=1 it cannot fork before)."""
+
+    class Noting(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.forks: list[float] = []
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            self.forks.append(time.monotonic())
+            super().process_request(request, client_address)
+
+    return Noting
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else float("nan")
 
 
 def attack_dead_children(scale: float) -> None:
     """5. max_children=1, handlers that os._exit without a word; then idle with
     one dead child. Prints each time's ratio, sockserve over the stdlib
-    (the tests check only that a child's end wakes the loop)."""
+    (the tests check only that a child's end wakes the loop). The busy time is
+    split per request: a child's life (process_request to its exit, i.e. the
+    fork and the child's work) and the notice (its exit to the next
+    process_request: the parent saw the death, the client saw its EOF and
+    connected again, the parent accepted). The notice is what criterion 3 of
+    issue 24 is about; the client's share of it is the same for both."""
     count = int(100 * scale)
     reaped: dict[str, float] = {}
+    split: dict[str, tuple[float, float]] = {}
 
     def busy(server: Any) -> tuple[str, str]:
-        for _ in range(count):
-            ask(server.server_address, b"exit 1\n")
-        return f"{count} children died", ""
+        # The client runs in a process of its own: in a thread of this one it
+        # would take the GIL from the server's loop for every request (measured:
+        # that made the ratio 1.11-1.48; from another process, 1.02-1.08).
+        read_end, StampsItsExit.stamps = os.pipe()
+        done_read, done_write = os.pipe()
+        try:
+            client = os.fork()
+            if client == 0:  # the client: only sockets, then out
+                try:
+                    for _ in range(count):
+                        ask(server.server_address, b"exit 1\n")
+                finally:
+                    os._exit(0)
+            os.close(done_write)
+            os.read(done_read, 1)  # EOF: the client has exited
+            with contextlib.suppress(ChildProcessError):  # (the stdlib's waitpid(-1) may have reaped it)
+                os.waitpid(client, 0)
+            exits = [value for (value,) in struct.iter_unpack("d", os.read(read_end, 8 * count + 8))]
+        finally:
+            for fd in (read_end, done_read, StampsItsExit.stamps):
+                os.close(fd)
+        forks = server.forks
+        lives = [end - start for start, end in zip(forks, exits)]
+        notices = [start - end for end, start in zip(exits, forks[1:])]
+        split["stdlib" if isinstance(server, socketserver.BaseServer) else "sockserve"] = \
+            median(lives), median(notices)
+        return f"{count} children died", (f"median life {median(lives) * 1e3:.2f} ms, "
+                                          f"notice {median(notices) * 1e3:.2f} ms")
 
     def idle(server: Any) -> tuple[str, str]:
         before = children_of_self()
@@ -326,14 +392,24 @@ def attack_dead_children(scale: float) -> None:
     busy_rows = {}
     for module in (socketserver, sockserve):
         impl = "stdlib" if module is socketserver else "sockserve"
-        run("dead children/max 1", impl, cls(module, "ForkingTCPServer", max_children=1)(("127.0.0.1", 0),
-                                                                                      ExitsAsTold), busy)
+        server_class = counts_forks(cls(module, "ForkingTCPServer", max_children=1))
+        run("dead children/max 1", impl, server_class(("127.0.0.1", 0), StampsItsExit), busy)
         busy_rows[impl] = ROWS[-1][4]
         run("dead child/idle", impl, module.ForkingTCPServer(("127.0.0.1", 0), ExitsAsTold), idle)
     ratio("dead children/max 1", busy_rows["stdlib"], busy_rows["sockserve"])
+    if len(split) == 2:
+        (stdlib_life, stdlib_notice), (our_life, our_notice) = (split[m] for m in ("stdlib", "sockserve"))
+        ratio("  a child's life", stdlib_life, our_life, "ms")
+        ratio("  notice of its death", stdlib_notice, our_notice, "ms")
     ours = [seconds for module, seconds in reaped.items() if module != "socketserver"]
     if "socketserver" in reaped and ours:
-        ratio("dead child/idle", reaped["socketserver"], ours[0])
+        if max(reaped["socketserver"], ours[0]) < 0.01:
+            # The stdlib's 0.5 s tick fell just after the exit: a ratio of two
+            # near-zero times would say nothing.
+            print(f"{'dead child/idle':<22} ratio     both reaped within 10 ms (stdlib {reaped['socketserver']:.3f} s,"
+                  f" sockserve {ours[0]:.3f} s; promise <= 1.00)", flush=True)
+        else:
+            ratio("dead child/idle", reaped["socketserver"], ours[0])
 
 
 def attack_prefork(scale: float) -> None:
