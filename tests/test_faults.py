@@ -631,8 +631,11 @@ def test_a_loop_that_lost_the_race_for_a_connection_still_stops_after_the_other_
         assert not loops[0].is_alive(), "the first loop did not stop"
         released.set()  # the second loop now calls accept() with nothing waiting
         stopper.join(5)
+        # (shutdown() returns once the last loop has set its event, a moment
+        # before that loop's thread has ended: join, not is_alive() alone.)
+        loops[1].join(5)
         assert not loops[1].is_alive(), "the loop that lost the race waits in accept() for ever"
-        assert not stopper.is_alive()
+        assert not stopper.is_alive(), "shutdown() did not return once both loops had left"
         # The last loop gone, the socket blocks again, as the stdlib's does.
         assert server.socket.gettimeout() is None
     finally:
