@@ -6,7 +6,8 @@ made once per test run), pinned to one core as on a one-core Binder pod. The
 lessons are shared by two labs (even and odd, each on its own worker, core
 and Chromium: see the root conftest.py), each serving a temporary copy of
 ``notebooks/`` (outputs stripped, so nothing stale can pass for a fresh
-result, and the committed notebooks are never touched). For each ``notebooks/NN-*.ipynb`` the test opens it, runs all
+result, and the committed notebooks are never touched), in one page, as a
+student keeps one tab open (``LabPage``). For each ``notebooks/NN-*.ipynb`` the test opens it, runs all
 cells, waits until every code cell has run (in order, in one fresh kernel) and
 checks what a learner would see: no error output, and no traceback printed to
 stderr (say by a server thread's ``handle_error``; plain warnings are fine),
@@ -159,7 +160,7 @@ def lab(binder_env: BinderEnv, run_dir: Path) -> Iterator[LabURL]:
 
 @pytest.fixture(scope="module")
 def browser(lab: LabURL) -> Iterator[Any]:
-    """One headless Chromium for the module (each test opens its own page)."""
+    """One headless Chromium for the module (its lessons share one page: see LabPage)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -168,6 +169,66 @@ def browser(lab: LabURL) -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
+
+
+class LabPage:
+    """One JupyterLab page for a lab's lessons, as a student keeps one tab open:
+    each lesson is opened in it, run, and closed (its kernel shut down) before
+    the next. Loading the application once instead of once per lesson saves
+    the browser most of its work (measured: Chromium was the largest CPU item
+    of the test run). A lesson that fails leaves the page discarded, so the
+    next lesson starts from a fresh load."""
+
+    def __init__(self, lab: LabURL, browser: Any) -> None:
+        self.lab, self.browser = lab, browser
+        self._page: Any = None
+
+    def open(self, name: str) -> Any:
+        """The page, showing notebook *name* (nothing else open), viewport reset."""
+        if self._page is None:
+            page = self.browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(self.lab.link(f"/lab/tree/{name}?reset"))  # reset: no layout from an earlier run
+            self._page = page
+        else:
+            page = self._page
+            page.set_viewport_size({"width": 1280, "height": 1000})
+            page.evaluate("name => window.jupyterapp.commands.execute('docmanager:open', {path: name})", name)
+        page.wait_for_function(
+            "name => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            " return w && w.context && w.context.path === name && w.content && w.content.widgets &&"
+            " w.content.widgets.length > 0 }",
+            arg=name,
+        )
+        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        return page
+
+    def close_lesson(self) -> None:
+        """Shut the lesson's kernel down and close every document (unsaved, no dialog)."""
+        page = self._page
+        if page is None:
+            return
+        try:
+            _shut_down_kernels(page, self.lab)
+        finally:
+            page.evaluate("() => { for (const w of Array.from(window.jupyterapp.shell.widgets('main'))) w.dispose(); }")
+
+    def discard(self) -> None:
+        if self._page is not None:
+            try:
+                _shut_down_kernels(self._page, self.lab)
+            finally:
+                self._page.close()
+                self._page = None
+
+
+@pytest.fixture(scope="module")
+def lab_page(lab: LabURL, browser: Any) -> Iterator[LabPage]:
+    holder = LabPage(lab, browser)
+    try:
+        yield holder
+    finally:
+        holder.discard()
 
 
 def _shut_down_kernels(page: Any, lab: LabURL) -> None:
@@ -237,14 +298,12 @@ def _screenshot(page: Any, name: str) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_notebook_id)
-def test_notebook_runs_in_jupyterlab(lab: LabURL, browser: Any, path: str) -> None:
+def test_notebook_runs_in_jupyterlab(lab_page: LabPage, path: str) -> None:
     name = os.path.basename(path)
     expected_errors = _tagged(path, "raises-exception")
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.set_default_timeout(60_000)
+    passed = False
     try:
-        page.goto(lab.link(f"/lab/tree/{name}?reset"))  # reset: no notebook reopened from an earlier test
-        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        page = lab_page.open(name)
         state = _run_all(page, name, expected_errors)
 
         # Widgets render asynchronously after the cell that displays them has finished.
@@ -274,8 +333,9 @@ def test_notebook_runs_in_jupyterlab(lab: LabURL, browser: Any, path: str) -> No
         missing = sorted(expected_errors - errors)
         assert not missing, f"{name}: cell(s) {missing} are tagged raises-exception but showed no error"
         assert_widgets_rendered(page)
+        passed = True
     finally:
-        try:
-            _shut_down_kernels(page, lab)
-        finally:
-            page.close()
+        if passed:
+            lab_page.close_lesson()
+        else:
+            lab_page.discard()
