@@ -28,6 +28,7 @@ import socket
 import stat
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -105,7 +106,19 @@ def test_the_wheel_in_a_binder_environment_serves_the_workbook(binder_env: Binde
             assert lab.poll() is None, f"sockserve lab exited ({lab.returncode}):\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"no index URL within 120 s:\n{log_path.read_text()}"
             time.sleep(0.25)
-        status, page = _get(found.group(0))
+        # jupyter_server prints its URL before it listens (it binds in a callback
+        # of the loop it starts next), so a quick first GET can be refused: as a
+        # student reloads, ask again while the lab runs (failed once in CI).
+        while True:
+            try:
+                status, page = _get(found.group(0))
+                break
+            except urllib.error.URLError as exc:
+                if not isinstance(exc.reason, ConnectionRefusedError):
+                    raise
+                assert lab.poll() is None, f"sockserve lab exited ({lab.returncode}):\n{log_path.read_text()}"
+                assert time.monotonic() < deadline, f"refused for 120 s:\n{log_path.read_text()}"
+                time.sleep(0.25)
         assert status == 200 and b"JupyterLab" in page
         status, body = _get(f"http://127.0.0.1:{port}/api/contents/00-index.ipynb?token={found.group(1)}")
         assert status == 200 and b'"type": "notebook"' in body and b"The sockserve workbook" in body
