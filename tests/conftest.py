@@ -140,6 +140,25 @@ def exchange(cls: type, address: Any, payload: bytes, sock_dir: str | None = Non
         return sock.recv(65536)
 
 
+def drain_then_release(server: Any, timeout: float, release: Callable[[], None]) -> Any:
+    """``server.drain(timeout)`` from another thread; once it has stopped the
+    loop (the requests in flight are then the drain's to account for), call
+    *release* to let the requests that should complete do so; return the
+    drain's report. A test's requests wait for *release* instead of napping, so
+    the drain's timeout need only outlast their last step (a line sent, a reply
+    written), not a nap sized to be still in flight on a busy machine."""
+    reports: list[Any] = []
+    thread = threading.Thread(target=lambda: reports.append(server.drain(timeout)), daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: server.state is not sockserve.ServerState.SERVING), server.state
+    finally:
+        release()
+        thread.join(timeout + 30)
+    assert reports, "drain() did not return"
+    return reports[0]
+
+
 def read_all(sock: socket.socket) -> bytes:
     """Everything *sock* receives until EOF; a reset ends it like EOF."""
     chunks = []
@@ -174,6 +193,13 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+#: How long a test's threads and descriptors may take to go after it (a server's
+#: threads end, a child's socket closes) before they count as leaked; the
+#: fixture's own test (test_reliability_lifecycle) sets it short through
+#: SOCKSERVE_TEST_LEAK_SETTLE, since what it checks takes 0.3 s to settle.
+LEAK_SETTLE_SECONDS = float(os.environ.get("SOCKSERVE_TEST_LEAK_SETTLE", "5.0"))
+
+
 def _settle(read: Any, baseline: int, seconds: float) -> int:
     deadline = time.monotonic() + seconds
     value = read()
@@ -192,8 +218,8 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     threads_before = threading.active_count()
     fds_before = open_fds()
     yield
-    threads_after = _settle(threading.active_count, threads_before, 5.0)
-    fds_after = _settle(open_fds, fds_before, 5.0)
+    threads_after = _settle(threading.active_count, threads_before, LEAK_SETTLE_SECONDS)
+    fds_after = _settle(open_fds, fds_before, LEAK_SETTLE_SECONDS)
     assert threads_after <= threads_before, (
         f"thread leak: {threads_before} threads before the test, {threads_after} after: "
         f"{[t.name for t in threading.enumerate()]}"

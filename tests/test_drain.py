@@ -12,7 +12,7 @@ import pytest
 import sockserve
 from sockserve import DrainReport, StreamRequestHandler
 
-from conftest import class_id, read_all, serving
+from conftest import class_id, drain_then_release, read_all, serving
 
 DRAIN_CLASSES = [
     sockserve.TCPServer,
@@ -116,14 +116,14 @@ def test_drain_aborts_what_outlives_the_timeout(cls: type, connect: Any) -> None
 def test_drain_reports_completed_and_aborted_apart(cls: type, connect: Any) -> None:
     server = make(cls)
     with serving(server, poll_interval=0.05):
-        # The nap outlasts the connecting of the other (it must be in flight when the
-        # drain begins) and the timeout outlasts the nap, however busy the machine.
-        quick = connect(server.server_address, b"nap 1.0\n")
+        # Both wait for a second line; only the first gets it, once the drain has
+        # begun, so it completes during the drain and the other is aborted at its end.
+        quick = connect(server.server_address, b"hang\n")
         stuck = connect(server.server_address, b"hang\n")
         assert wait_until(lambda: server.stats.started == 2), server.stats.snapshot()
-        report = server.drain(timeout=4.0)
+        report = drain_then_release(server, 1.5, lambda: quick.sendall(b"go\n"))
         assert (report.completed, report.aborted) == (1, 1), report
-        assert read_all(quick) == b"done nap 1.0\n"
+        assert read_all(quick) == b"done hang\n"
         assert read_all(stuck) == b""
     assert wait_until(lambda: (server.stats.completed, server.stats.aborted) == (1, 1))
     assert_accounted(server.stats)

@@ -26,7 +26,17 @@ from typing import Any
 import pytest
 
 import sockserve
-from conftest import ALL_CLASSES, HOST, address_for, class_id, exchange, serving, wait_until
+from conftest import (
+    ALL_CLASSES,
+    HOST,
+    address_for,
+    class_id,
+    drain_then_release,
+    exchange,
+    read_all,
+    serving,
+    wait_until,
+)
 from sockserve.core.errors import StaleUnixSocketError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +77,9 @@ def test_marked_allow_leaks():
 
 
 def test_no_leaks_fixture_fails_a_test_that_leaks(tmp_path: Path) -> None:
-    """Run the suite's own conftest.py on tests that leak, in a fresh pytest."""
+    """Run the suite's own conftest.py on tests that leak, in a fresh pytest (with
+    a settle time of 1.5 s instead of 5 s: a leak still waits it out, and what ends
+    within 0.3 s must still be let through)."""
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_leaky.py").write_text(LEAKY_TESTS)
     (tmp_path / "pytest.ini").write_text(
@@ -76,7 +88,8 @@ def test_no_leaks_fixture_fails_a_test_that_leaks(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "test_leaky.py"],
         cwd=tmp_path,
-        env={**{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}, "PYTHONPATH": str(ROOT)},
+        env={**{k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}, "PYTHONPATH": str(ROOT),
+             "SOCKSERVE_TEST_LEAK_SETTLE": "1.5"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -126,11 +139,13 @@ class SlowEcho(sockserve.BaseRequestHandler):
         self.request.sendall(data)
 
 
-class SlowerEcho(SlowEcho):
-    """The first short request is still in flight when the last client is in,
-    however slowly a busy machine connects them."""
+class GatedEcho(sockserve.BaseRequestHandler):
+    """Read one chunk, wait for a second (``long`` never gets one), then echo the first."""
 
-    nap = 1.0
+    def handle(self) -> None:
+        data = self.request.recv(1024)
+        self.request.recv(1024)
+        self.request.sendall(data)
 
 
 def clients_in_threads(
@@ -235,13 +250,32 @@ def test_drain_answers_what_it_can_and_aborts_and_counts_the_rest(cls: type, soc
     if issubclass(cls, sockserve.PreForkMixIn):
         extra["workers"] = len(short) + len(long)
     Server = type(cls.__name__, (cls,), extra)
-    server = Server(address_for(cls, sock_dir), SlowerEcho)
+    server = Server(address_for(cls, sock_dir), GatedEcho)
+    released = threading.Event()
+    replies: dict[bytes, Any] = {}
+
+    def client(payload: bytes) -> None:
+        """Send *payload*; a short one sends its second chunk once the drain has begun."""
+        try:
+            with socket.socket(cls.address_family, cls.socket_type) as sock:
+                sock.settimeout(10)
+                sock.connect(server.server_address)
+                sock.sendall(payload)
+                if payload in short:
+                    released.wait(10)
+                    sock.sendall(b"go")
+                replies[payload] = read_all(sock)
+        except OSError as exc:
+            replies[payload] = exc
+
     with serving(server, poll_interval=0.05):
         assert wait_until(lambda: server.state is sockserve.ServerState.SERVING)
-        threads, replies = clients_in_threads(Server, server.server_address, short + long)
+        threads = [threading.Thread(target=client, args=(p,)) for p in short + long]
+        for thread in threads:
+            thread.start()
         assert wait_until(lambda: server.stats.started == len(short) + len(long)), server.stats.snapshot()
-        # Ample for the short ones (1 s), however slowly a busy machine runs them.
-        report = server.drain(timeout=4.0)
+        # All five are in flight when the drain begins; then the short ones may finish.
+        report = drain_then_release(server, 1.5, released.set)
     for thread in threads:
         thread.join(30)
     assert (report.completed, report.aborted) == (len(short), len(long)), report
