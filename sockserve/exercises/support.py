@@ -22,12 +22,13 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import TCPServer
+from .. import ServerState, TCPServer
 from . import ExerciseFailed
 
 __all__ = ["a_class", "a_function", "ClassAnswer", "FunctionAnswer", "running", "converse", "handler_errors_note",
@@ -218,6 +219,13 @@ def running(
         )
         thread.start()
         server.serving_thread_ident = thread.ident
+        # Hand the server over once its loop serves: the drain below stops only a
+        # loop that runs, so a check that fails at once (before the loop began)
+        # would otherwise leave the loop to start after it and wait out the join.
+        began = time.monotonic()
+        while (getattr(server, "state", None) is not ServerState.SERVING and thread.is_alive()
+               and time.monotonic() - began < 5.0):
+            time.sleep(0.002)
         try:
             yield server
         finally:
