@@ -117,11 +117,13 @@ def test_drain_reports_completed_and_aborted_apart(cls: type, connect: Any) -> N
     server = make(cls)
     with serving(server, poll_interval=0.05):
         # Both wait for a second line; only the first gets it, once the drain has
-        # begun, so it completes during the drain and the other is aborted at its end.
+        # begun, so it completes during the drain and the other is aborted at its end
+        # (3 s: ample for a line and a reply on a busy machine; 1.5 s once was not, for
+        # forked children with three test runs on two cores).
         quick = connect(server.server_address, b"hang\n")
         stuck = connect(server.server_address, b"hang\n")
         assert wait_until(lambda: server.stats.started == 2), server.stats.snapshot()
-        report = drain_then_release(server, 1.5, lambda: quick.sendall(b"go\n"))
+        report = drain_then_release(server, 3.0, lambda: quick.sendall(b"go\n"))
         assert (report.completed, report.aborted) == (1, 1), report
         assert read_all(quick) == b"done hang\n"
         assert read_all(stuck) == b""
