@@ -19,7 +19,10 @@ The suite mostly waits (on servers, subprocesses, kernels, a browser), so
 Units are started longest first (``LONG_FIRST``: measured, each keeps a worker
 busy for half a minute or more), then in collection order, so that the long
 ones overlap everything else instead of queueing at the end. The order only
-changes how long the run takes, never what it checks.
+changes how long the run takes, never what it checks. The lessons in the
+browser come second: the controller starts making the Binder environment
+they need when the run starts (``pytest_sessionstart``), so the two workers
+that will run them serve other units meanwhile instead of waiting for it.
 
 It also marks ``extras`` the tests that need more than the package (whose
 dependencies are the standard library) and pytest: CI runs every test on its
@@ -34,6 +37,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -41,9 +46,11 @@ import pytest
 #: Units that each keep a worker busy for half a minute or more, in the order
 #: they are started (prefixes of node ids).
 LONG_FIRST = (
-    "tests/test_browser_notebooks.py",
     "tests/test_course.py",
     "tests/test_reliability_resources.py",
+    # Second (behind the units above on two workers): the Binder environment
+    # the lessons run in is being made meanwhile (pytest_sessionstart below).
+    "tests/test_browser_notebooks.py",
     "tests/test_servecommand.py",
     "tests/test_typing.py",
     "tests/test_browser.py",
@@ -190,3 +197,59 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return unit_of(nodeid)
 
     return UnitScheduling(config, log)
+
+
+#: Arguments (paths, relative to this folder) whose run includes the tests that
+#: need the Binder environment: the lessons in the browser and the wheel's test.
+_BINDER_USERS = ("tests/test_browser_notebooks.py", "tests/test_binder.py")
+
+
+def _runs_binder_users(config: pytest.Config) -> bool:
+    if config.getoption("--without-extras") or config.option.keyword:
+        return False  # with -k, which tests run is known only once collected: made if one asks
+    root = os.path.dirname(os.path.abspath(__file__))
+    for arg in config.args:
+        path = os.path.relpath(os.path.abspath(arg.split("::", 1)[0]), root)
+        if any(user == path or user.startswith(path.rstrip("/") + "/") or path == "." for user in _BINDER_USERS):
+            return True
+    return False
+
+
+_PREBUILD = pytest.StashKey[threading.Thread]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In the controller of a parallel run that includes the tests needing the
+    Binder environment, start making it now, in a thread, in the folder the
+    workers share (``run_dir``; packaging_support makes it once per run, under
+    a lock: a worker that needs it before it is ready waits, and one that finds
+    it failed makes it again and reports why)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("dsession"):
+        return
+    if not _runs_binder_users(config):
+        return
+    tests = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from packaging_support import binder_environment
+
+    shared = config._tmp_path_factory.getbasetemp()  # what the workers' run_dir is (xdist's own basetemp)
+
+    def make() -> None:
+        try:
+            binder_environment(shared)
+        except BaseException:  # noqa: BLE001 - the worker that needs it tries again and reports
+            pass
+
+    thread = threading.Thread(target=make, name="sockserve-binder-environment", daemon=True)
+    thread.start()
+    config.stash[_PREBUILD] = thread
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The controller waits for the environment it started making (unless the
+    run was interrupted), so no pip outlives the run."""
+    thread = session.config.stash.get(_PREBUILD, None)
+    if thread is not None and exitstatus != pytest.ExitCode.INTERRUPTED:
+        thread.join()

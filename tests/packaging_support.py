@@ -133,6 +133,8 @@ def binder_environment(shared: Path) -> BinderEnv:
         if not record.exists():
             began = time.monotonic()
             repo = base / "repo"
+            shutil.rmtree(repo, ignore_errors=True)  # what an attempt that failed left
+            shutil.rmtree(venv, ignore_errors=True)
             shutil.copytree(ROOT, repo, ignore=IGNORE)
             base_python = getattr(sys, "_base_executable", sys.executable)
             _run([base_python, "-m", "venv", str(venv)], base, env, 120)
