@@ -139,13 +139,15 @@ class SlowEcho(sockserve.BaseRequestHandler):
         self.request.sendall(data)
 
 
-class GatedEcho(sockserve.BaseRequestHandler):
-    """Read one chunk, wait for a second (``long`` never gets one), then echo the first."""
+class GatedEcho(sockserve.StreamRequestHandler):
+    """Read one line, wait for a second (``long`` never gets one), then echo the
+    first. Lines, not chunks: a client slow to send its first line may send both
+    at once, and a second recv() would then wait for ever."""
 
     def handle(self) -> None:
-        data = self.request.recv(1024)
-        self.request.recv(1024)
-        self.request.sendall(data)
+        data = self.rfile.readline()
+        self.rfile.readline()
+        self.wfile.write(data)
 
 
 def clients_in_threads(
@@ -244,8 +246,8 @@ DRAINABLE = STREAM_CONCURRENT + [sockserve.PreForkTCPServer]
 
 @pytest.mark.parametrize("cls", DRAINABLE, ids=class_id)
 def test_drain_answers_what_it_can_and_aborts_and_counts_the_rest(cls: type, sock_dir: str) -> None:
-    short = [b"short %d" % n for n in range(4)]
-    long = [b"long"] * 1  # waits for a second chunk forever
+    short = [b"short %d\n" % n for n in range(4)]
+    long = [b"long\n"] * 1  # waits for a second line for ever
     extra: dict[str, Any] = {"abort_grace": 0.5}
     if issubclass(cls, sockserve.PreForkMixIn):
         extra["workers"] = len(short) + len(long)
@@ -263,7 +265,7 @@ def test_drain_answers_what_it_can_and_aborts_and_counts_the_rest(cls: type, soc
                 sock.sendall(payload)
                 if payload in short:
                     released.wait(10)
-                    sock.sendall(b"go")
+                    sock.sendall(b"go\n")
                 replies[payload] = read_all(sock)
         except OSError as exc:
             replies[payload] = exc
@@ -282,7 +284,7 @@ def test_drain_answers_what_it_can_and_aborts_and_counts_the_rest(cls: type, soc
         thread.join(30)
     assert (report.completed, report.aborted) == (len(short), len(long)), report
     assert {p: replies.get(p) for p in short} == {p: p for p in short}
-    assert replies.get(b"long") in (b"", None) or isinstance(replies[b"long"], OSError)
+    assert replies.get(b"long\n") in (b"", None) or isinstance(replies[b"long\n"], OSError)
     stats = server.stats
     assert (stats.completed, stats.aborted) == (len(short), len(long)), stats.snapshot()
     # Nothing accepted is unaccounted for.
