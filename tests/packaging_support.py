@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: What a copy of the working tree leaves out: environments, caches, build leftovers.
 IGNORE = shutil.ignore_patterns(
-    ".venv", ".git", "*.egg-info", "__pycache__", ".mypy_cache", ".pytest_cache",
+    ".venv", ".venv-*", ".ci-*.log", ".git", "*.egg-info", "__pycache__", ".mypy_cache", ".pytest_cache",
     "test-artifacts", "build", "dist", ".ipynb_checkpoints", "*.sock", "sockserve-workbook",
 )
 
