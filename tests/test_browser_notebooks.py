@@ -3,7 +3,7 @@
 The lessons run as a student on Binder runs them: JupyterLab from the Binder
 environment with the wheel installed (``packaging_support.binder_environment``,
 made once per test run), pinned to one core as on a one-core Binder pod. The
-lessons are shared by two labs (even and odd, each on its own worker, core
+lessons are shared by two labs (conftest.SECOND_LAB, each on its own worker, core
 and Chromium: see the root conftest.py), each serving a temporary copy of
 ``notebooks/`` (outputs stripped, so nothing stale can pass for a fresh
 result, and the committed notebooks are never touched), in one page, as a

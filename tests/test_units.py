@@ -43,7 +43,10 @@ def test_units_of_functions_classes_whole_modules_and_lessons() -> None:
     assert unit_of("tests/test_course.py::test_a") == unit_of("tests/test_course.py::test_b") == "tests/test_course.py"
     # A lesson's cells share a kernel.
     assert unit_of("notebooks/04-concurrency.ipynb::Cell 3") == unit_of("notebooks/04-concurrency.ipynb::Cell 9")
-    # The browser lessons go to two labs, even and odd.
+    # The browser lessons go to two labs: alternate lessons, but 08 with the odd ones.
     lesson = "tests/test_browser_notebooks.py::test_notebook_runs_in_jupyterlab[{}]"
     assert unit_of(lesson.format("02-tcp")) == unit_of(lesson.format("04-concurrency"))
     assert unit_of(lesson.format("02-tcp")) != unit_of(lesson.format("03-udp-and-unix"))
+    assert unit_of(lesson.format("08-a-server-from-scratch")) == unit_of(lesson.format("09-when-things-go-wrong"))
+    assert unit_of(lesson.format("10-the-kernels-view")) == unit_of(lesson.format("00-index"))
+    assert unit_of(lesson.format("12-next")) == unit_of(lesson.format("00-index"))
