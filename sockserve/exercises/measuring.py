@@ -189,7 +189,7 @@ def _timed_right(server: Any, delays: tuple[int, ...], base: str) -> None:
         )
     # The client sees its connection end at shutdown_request(); give the
     # server's thread a moment to note what it timed after that.
-    wait_for(lambda: len(server.durations) >= len(delays), 1.0)
+    wait_for(lambda: len(server.durations) >= len(delays), 3.0)
     durations = list(server.durations)
     if len(durations) != len(delays):
         raise ExerciseFailed(
@@ -200,7 +200,10 @@ def _timed_right(server: Any, delays: tuple[int, ...], base: str) -> None:
             "difference to self.durations",
         )
     for delay, seconds in zip(delays, durations):
-        if not isinstance(seconds, (int, float)) or not delay / 1000 <= seconds < delay / 1000 + 0.15:
+        # Up to a second over: a handler's sleep can end late on a busy machine (a class's hub,
+        # a test run with the CPU taken), and milliseconds (20 for 0.020) or a start time
+        # (time.perf_counter() itself) are still far outside.
+        if not isinstance(seconds, (int, float)) or not delay / 1000 <= seconds < delay / 1000 + 1.0:
             raise ExerciseFailed(
                 f"with {base}, a handler that sleeps {delay} ms was recorded as {seconds!r}: the value should "
                 "be the seconds the handler ran (a threading server's process_request returns before the "
