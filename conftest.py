@@ -1,7 +1,7 @@
 """How one test run is spread over parallel workers (pytest-xdist).
 
 The suite mostly waits (on servers, subprocesses, kernels, a browser), so
-``-n auto`` (pyproject's addopts) starts five workers per two usable cores, and
+``-n auto`` (pyproject's addopts) starts two workers per usable core, and
 ``--dist loadscope`` hands each worker whole *units*, refined here:
 
 * a test (one parametrized case) is one unit, so the long modules and the
@@ -184,15 +184,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: five workers for every two usable cores (two on one core;
-    PYTEST_XDIST_AUTO_NUM_WORKERS overrides), since most tests spend most of
-    their time waiting. Measured on two cores, the whole run, one right after
-    the other: four workers 239 s (1.5 cores busy on average), five 209 s
-    (1.6); later, five 190.7 s and six 191.4 s."""
+    """``-n auto``: two workers per usable core (PYTEST_XDIST_AUTO_NUM_WORKERS
+    overrides), since most tests spend most of their time waiting. Five per
+    two cores was faster (measured, the whole run, one right after the other:
+    four 239 s, five 209 s), but in one CI run of nine with five an nbval
+    kernel died before it answered kernel_info (eleven cells of 02-tcp in
+    error), which more kernels starting at once make likelier: kept at two."""
     given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
     if given:
         return int(given)
-    return max(2, 5 * len(os.sched_getaffinity(0)) // 2)
+    return 2 * len(os.sched_getaffinity(0))
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
