@@ -187,7 +187,7 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per usable core (PYTEST_XDIST_AUTO_NUM_WORKERS
     overrides), since most tests spend most of their time waiting. Five per
     two cores was faster (measured, the whole run, one right after the other:
-    four 239 s, five 209 s), but in one CI run of nine with five an nbval
+    four 239 s, five 209 s), but in one CI run of ten with five an nbval
     kernel died before it answered kernel_info (eleven cells of 02-tcp in
     error), which more kernels starting at once make likelier: kept at two."""
     given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
